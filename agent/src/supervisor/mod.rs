@@ -1,0 +1,3 @@
+//! The supervisor: apps, their instances, and what happens to them.
+
+pub mod policy;

@@ -1,0 +1,1 @@
+//! The restart policy: a pure state machine deciding what to do when an instance exits.

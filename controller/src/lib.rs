@@ -1,0 +1,1 @@
+//! pmfleet controller library.

@@ -1,0 +1,1 @@
+//! Real git repositories made by a test.

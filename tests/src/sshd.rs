@@ -1,0 +1,1 @@
+//! Real OpenSSH sshd hosts for tests.
