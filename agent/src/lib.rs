@@ -1,5 +1,18 @@
 //! pmfleet-agent: the process manager that runs on every host.
+//!
+//! - [`supervisor`]: apps and their instances — spawning, cluster socket handoff, rolling
+//!   reloads, the restart policy, persistence. [`supervisor::Supervisor`] is its interface.
+//! - [`api`]: the protocol endpoints that call the supervisor (today the local socket).
+//! - [`daemon`]: one daemon per agent home, `run(home, shutdown)`.
+//! - [`client`] and [`cli`]: the `pmfleet-agent` verbs, talking to the daemon.
+//! - [`logs`], [`metrics`]: log files and /proc sampling.
 
+pub mod api;
+pub mod cli;
+pub mod client;
+pub mod daemon;
+pub mod home;
 pub mod logs;
 pub mod metrics;
+pub mod startup;
 pub mod supervisor;

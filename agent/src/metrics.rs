@@ -1,1 +1,397 @@
 //! CPU and memory of an instance and its process tree, read from /proc.
+//!
+//! An instance is often more than one process (`npm start` → `node`, a shell wrapper, workers a
+//! Python server forks), so every figure covers the whole tree rooted at the pid the agent
+//! spawned: RSS is summed over the tree, as PM2 sums it for `max_memory_restart`, and CPU is the
+//! tree's CPU time since the previous sample divided by the wall time in between.
+//!
+//! CPU time counts each process's own time plus the time of the children it has reaped
+//! (`cutime`/`cstime`), so a child that exits between two samples moves its time to its parent
+//! instead of making the total drop. Only processes that leave the tree while still running
+//! (re-parented to init) take their time with them; the difference is then clamped to zero.
+//!
+//! Everything read here comes from the kernel but about processes that can vanish at any
+//! moment, so every read is fallible and every parse is checked.
+
+use std::collections::{HashMap, HashSet};
+use std::fs;
+use std::path::Path;
+use std::sync::OnceLock;
+use std::time::Instant;
+
+/// One measurement of an instance's process tree.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Sample {
+    /// CPU use of the tree, 100.0 = one core busy.
+    pub cpu_percent: f32,
+    /// Resident memory of the tree, in bytes.
+    pub rss_bytes: u64,
+}
+
+/// Samples process trees, remembering each root's CPU time so the next sample can give the
+/// CPU use in between.
+#[derive(Debug)]
+pub struct Sampler {
+    previous: HashMap<u32, Previous>,
+    ticks_per_second: f64,
+    page_size: u64,
+}
+
+/// What a sample of one root pid left for the next one.
+#[derive(Debug, Clone, Copy)]
+struct Previous {
+    /// The root's start time, so a reused pid is not compared with the process it replaced.
+    start_time: u64,
+    /// CPU ticks of the whole tree.
+    ticks: u64,
+    at: Instant,
+}
+
+impl Default for Sampler {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Sampler {
+    pub fn new() -> Self {
+        Sampler {
+            previous: HashMap::new(),
+            ticks_per_second: sysconf(libc::_SC_CLK_TCK).unwrap_or(100) as f64,
+            page_size: sysconf(libc::_SC_PAGESIZE).unwrap_or(4096),
+        }
+    }
+
+    /// RSS and CPU of the tree rooted at `pid`; `None` when `pid` is gone.
+    ///
+    /// The first sample of a pid gives the average CPU use since the process started; later
+    /// ones the use since the previous sample.
+    pub fn sample(&mut self, pid: u32) -> Option<Sample> {
+        let now = Instant::now();
+        let root = Stat::read(pid)?;
+        let mut ticks = root.ticks();
+        let mut rss_pages = root.rss_pages;
+        for child in tree_pids(pid).into_iter().skip(1) {
+            if let Some(stat) = Stat::read(child) {
+                ticks += stat.ticks();
+                rss_pages += stat.rss_pages;
+            }
+        }
+
+        let cpu_seconds = match self.previous.get(&pid) {
+            Some(prev) if prev.start_time == root.start_time => {
+                let wall = now.duration_since(prev.at).as_secs_f64();
+                (wall > 0.0).then(|| (ticks.saturating_sub(prev.ticks) as f64, wall))
+            }
+            _ => {
+                // Since the root started: its own ticks over its age.
+                let age = uptime_seconds()
+                    .map(|up| up - root.start_time as f64 / self.ticks_per_second)
+                    .filter(|age| *age > 0.0);
+                age.map(|age| (ticks as f64, age))
+            }
+        };
+        let cpu_percent = cpu_seconds
+            .map(|(t, wall)| (t / self.ticks_per_second / wall * 100.0) as f32)
+            .unwrap_or(0.0);
+
+        self.previous.insert(
+            pid,
+            Previous {
+                start_time: root.start_time,
+                ticks,
+                at: now,
+            },
+        );
+        Some(Sample {
+            cpu_percent,
+            rss_bytes: rss_pages.saturating_mul(self.page_size),
+        })
+    }
+
+    /// Drop what is remembered about `pid` (after its instance stopped).
+    pub fn forget(&mut self, pid: u32) {
+        self.previous.remove(&pid);
+    }
+}
+
+/// The start time of `pid` in clock ticks since boot (field 22 of `/proc/<pid>/stat`).
+/// A pid and its start time together name one process, even after the pid is reused.
+pub fn process_start_time(pid: u32) -> Option<u64> {
+    Stat::read(pid).map(|s| s.start_time)
+}
+
+/// `pid` followed by all of its descendants (breadth first); empty when `pid` is gone.
+pub fn tree_pids(pid: u32) -> Vec<u32> {
+    if Stat::read(pid).is_none() {
+        return Vec::new();
+    }
+    // /proc/<pid>/task/<tid>/children needs CONFIG_PROC_CHILDREN; without it, one scan of
+    // every process's parent gives the same answer.
+    let scanned = (!has_children_files()).then(parent_map);
+    let mut seen = HashSet::from([pid]);
+    let mut out = vec![pid];
+    let mut next = 0;
+    while let Some(&p) = out.get(next) {
+        next += 1;
+        let children = match &scanned {
+            Some(map) => map.get(&p).cloned().unwrap_or_default(),
+            None => children_of(p),
+        };
+        for c in children {
+            if seen.insert(c) {
+                out.push(c);
+            }
+        }
+    }
+    out
+}
+
+fn has_children_files() -> bool {
+    static HAS: OnceLock<bool> = OnceLock::new();
+    *HAS.get_or_init(|| Path::new("/proc/thread-self/children").exists())
+}
+
+/// The children of every thread of `pid`, from `/proc/<pid>/task/*/children` (empty when `pid`
+/// is gone).
+fn children_of(pid: u32) -> Vec<u32> {
+    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for task in tasks.flatten() {
+        if let Ok(text) = fs::read_to_string(task.path().join("children")) {
+            out.extend(text.split_ascii_whitespace().filter_map(|s| s.parse::<u32>().ok()));
+        }
+    }
+    out
+}
+
+/// Every process's children, from one scan of `/proc/*/stat`.
+fn parent_map() -> HashMap<u32, Vec<u32>> {
+    let mut map: HashMap<u32, Vec<u32>> = HashMap::new();
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return map;
+    };
+    for entry in entries.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse().ok()) else {
+            continue;
+        };
+        if let Some(stat) = Stat::read(pid) {
+            map.entry(stat.ppid).or_default().push(pid);
+        }
+    }
+    map
+}
+
+/// The fields of `/proc/<pid>/stat` used here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stat {
+    ppid: u32,
+    utime: u64,
+    stime: u64,
+    cutime: u64,
+    cstime: u64,
+    start_time: u64,
+    rss_pages: u64,
+}
+
+impl Stat {
+    fn read(pid: u32) -> Option<Stat> {
+        let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        Stat::parse(&text)
+    }
+
+    /// Parses one stat line. The command name (field 2) is in parentheses and may itself
+    /// contain spaces and parentheses, so fields are counted from the last `)`.
+    fn parse(text: &str) -> Option<Stat> {
+        let rest = text.get(text.rfind(')')? + 1..)?;
+        // rest starts at field 3 (state); field n is at index n - 3.
+        let fields: Vec<&str> = rest.split_ascii_whitespace().collect();
+        let field = |n: usize| -> Option<&str> { fields.get(n.checked_sub(3)?).copied() };
+        let num = |n: usize| -> Option<u64> { field(n)?.parse().ok() };
+        Some(Stat {
+            ppid: field(4)?.parse().ok()?,
+            utime: num(14)?,
+            stime: num(15)?,
+            // Signed in the kernel's format; negative never happens for these in practice.
+            cutime: field(16)?.parse::<i64>().ok()?.max(0) as u64,
+            cstime: field(17)?.parse::<i64>().ok()?.max(0) as u64,
+            start_time: num(22)?,
+            rss_pages: field(24)?.parse::<i64>().ok()?.max(0) as u64,
+        })
+    }
+
+    fn ticks(&self) -> u64 {
+        self.utime + self.stime + self.cutime + self.cstime
+    }
+}
+
+/// Seconds since boot, from `/proc/uptime`.
+fn uptime_seconds() -> Option<f64> {
+    let text = fs::read_to_string("/proc/uptime").ok()?;
+    text.split_ascii_whitespace().next()?.parse().ok()
+}
+
+fn sysconf(name: libc::c_int) -> Option<u64> {
+    // SAFETY: sysconf only reads a configuration value.
+    let v = unsafe { libc::sysconf(name) };
+    u64::try_from(v).ok().filter(|v| *v > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_stat_with_awkward_command_names() {
+        let line = "4242 (we ird) (name)) S 1 4242 4242 0 -1 4194560 120 0 0 0 \
+                    7 3 2 1 20 0 1 0 98765 1234567 321 18446744073709551615 1 1 0 0 0 0 0 0 0 \
+                    0 0 0 17 1 0 0 0 0 0";
+        let s = Stat::parse(line).expect("parses");
+        assert_eq!(
+            s,
+            Stat {
+                ppid: 1,
+                utime: 7,
+                stime: 3,
+                cutime: 2,
+                cstime: 1,
+                start_time: 98765,
+                rss_pages: 321,
+            }
+        );
+        assert_eq!(s.ticks(), 13);
+    }
+
+    #[test]
+    fn rejects_garbage() {
+        assert_eq!(Stat::parse(""), None);
+        assert_eq!(Stat::parse("12 (x) S 1 2 3"), None);
+        assert_eq!(Stat::parse("12 (x S 1 2 3"), None);
+    }
+
+    #[test]
+    fn own_process() {
+        let me = std::process::id();
+        assert!(process_start_time(me).is_some());
+        assert_eq!(tree_pids(me).first(), Some(&me));
+        let s = Sampler::new().sample(me).expect("sample of self");
+        assert!(s.rss_bytes > 1024 * 1024, "{s:?}");
+    }
+
+    #[test]
+    fn gone_process() {
+        // Pid numbers are capped well below this.
+        let pid = u32::MAX - 1;
+        assert_eq!(process_start_time(pid), None);
+        assert!(tree_pids(pid).is_empty());
+        assert_eq!(Sampler::new().sample(pid), None);
+    }
+
+    /// A shell command in its own process group, killed with its whole group when dropped.
+    struct Group(std::process::Child);
+
+    impl Group {
+        fn spawn(script: &str) -> Group {
+            use std::os::unix::process::CommandExt;
+            let child = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(script)
+                .process_group(0)
+                .spawn()
+                .expect("spawn sh");
+            Group(child)
+        }
+
+        fn pid(&self) -> u32 {
+            self.0.id()
+        }
+    }
+
+    impl Drop for Group {
+        fn drop(&mut self) {
+            // SAFETY: kill only sends a signal, to the group this test created.
+            unsafe { libc::kill(-(self.0.id() as i32), libc::SIGKILL) };
+            let _ = self.0.wait();
+        }
+    }
+
+    /// Polls `f` every 50 ms until it returns `Some`, for at most `secs` seconds.
+    fn eventually<T>(secs: u64, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+        let deadline = Instant::now() + std::time::Duration::from_secs(secs);
+        loop {
+            if let Some(v) = f() {
+                return Some(v);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
+    #[test]
+    fn rss_covers_the_whole_tree() {
+        // Two grandchildren that each touch 64 MiB, under a shell that waits for them.
+        let grow = "python3 -c 'import time; b = bytes([1]) * (64 << 20); time.sleep(60)'";
+        let g = Group::spawn(&format!("{grow} & {grow} & wait"));
+        let mut sampler = Sampler::new();
+        let sample = eventually(20, || {
+            sampler
+                .sample(g.pid())
+                .filter(|s| s.rss_bytes > 128 << 20)
+        });
+        let tree = tree_pids(g.pid());
+        assert!(sample.is_some(), "tree never reached 128 MiB: {tree:?}");
+        assert_eq!(tree.len(), 3, "{tree:?}");
+        assert_eq!(tree[0], g.pid());
+        // The root alone (a shell) is small.
+        let root_rss = Stat::read(g.pid()).map(|s| s.rss_pages * sampler.page_size);
+        assert!(root_rss.is_some_and(|r| r < 32 << 20), "{root_rss:?}");
+    }
+
+    #[test]
+    fn cpu_of_a_busy_grandchild() {
+        let g = Group::spawn("sh -c 'while :; do :; done' & wait");
+        let mut sampler = Sampler::new();
+        eventually(10, || (tree_pids(g.pid()).len() == 2).then_some(()))
+            .expect("grandchild started");
+        sampler.sample(g.pid()).expect("first sample");
+        std::thread::sleep(std::time::Duration::from_millis(600));
+        let s = sampler.sample(g.pid()).expect("second sample");
+        // Loose bounds: other tests share the two cores.
+        assert!(s.cpu_percent > 20.0 && s.cpu_percent < 150.0, "{s:?}");
+    }
+
+    #[test]
+    fn idle_process_uses_no_cpu() {
+        let g = Group::spawn("sleep 60");
+        let mut sampler = Sampler::new();
+        sampler.sample(g.pid()).expect("first sample");
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let s = sampler.sample(g.pid()).expect("second sample");
+        assert!(s.cpu_percent < 5.0, "{s:?}");
+        assert!(s.rss_bytes > 0);
+    }
+
+    #[test]
+    fn reused_pid_is_not_compared_with_the_old_process() {
+        let mut sampler = Sampler::new();
+        let g = Group::spawn("while :; do :; done");
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        sampler.sample(g.pid()).expect("sample");
+        // Pretend the remembered sample came from another process that had this pid, taken a
+        // moment ago with no CPU time: compared with it, the busy loop would show thousands of
+        // percent. Its start time differs, so the sampler must fall back to the average since
+        // the real process started.
+        if let Some(prev) = sampler.previous.get_mut(&g.pid()) {
+            prev.start_time += 1;
+            prev.ticks = 0;
+            prev.at = Instant::now() - std::time::Duration::from_millis(10);
+        }
+        let s = sampler.sample(g.pid()).expect("sample");
+        assert!(s.cpu_percent > 10.0 && s.cpu_percent < 150.0, "{s:?}");
+        assert!(process_start_time(g.pid()).is_some());
+    }
+}

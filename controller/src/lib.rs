@@ -1,1 +1,25 @@
-//! pmfleet controller library.
+//! The pmfleet controller: reads the deploy environments of an ecosystem file and drives
+//! every host over SSH.
+//!
+//! - [`cli`]: the command line; [`commands`]: one module per verb.
+//! - [`deploy`]: the engine — host layout, locks, history, rollout.
+//! - [`ssh`]: the russh client; [`transport`]: SSH or local execution behind one type.
+//! - [`shell`]: the only place values are quoted for a shell.
+//! - [`output`]: progress, plain lines, JSON, summary tables.
+
+pub mod cli;
+pub mod commands;
+pub mod deploy;
+pub mod output;
+pub mod shell;
+pub mod ssh;
+pub mod transport;
+
+use deploy::Exit;
+
+/// Runs a parsed command line and returns the exit code.
+pub async fn run(cli: cli::Cli) -> Exit {
+    match cli.command {
+        cli::Command::Deploy(args) => commands::deploy::run(args).await,
+    }
+}

@@ -3,4 +3,11 @@
 //! - [`ecosystem`]: the PM2-style ecosystem file (JSON, YAML, JavaScript), parsed into a raw
 //!   tree and validated into checked types. Only checked types leave this crate.
 
+// File input never panics the reader: no unwrap/expect/indexing outside tests.
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
+)]
+
 pub mod ecosystem;
+pub mod protocol;

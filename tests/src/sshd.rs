@@ -1,1 +1,499 @@
 //! Real OpenSSH sshd hosts for tests.
+//!
+//! Each [`SshHost`] is a `/usr/sbin/sshd` of its own: its own ed25519 host key, config, free
+//! port and loopback address (127.0.0.2, 127.0.0.3, ... — all of 127/8 reaches `lo`), trusting
+//! the key of a [`ClientHome`], the temporary directory that plays the controller's `$HOME`.
+//!
+//! Every host has its own view of the file system where it matters: sshd runs in its own mount
+//! namespace with a per-host directory bound over `/srv` (the deploy root; read it from the test
+//! at [`SshHost::root`]) and another over `/tmp`. Everything started through that sshd —
+//! commands, daemons they spawn — sees those, not the test's `/srv` and `/tmp`. So a file a host
+//! must read (a git repository to clone, say) has to live outside `/tmp`, e.g. under
+//! `/var/tmp`, where the hosts' own state also lives.
+//!
+//! Requirements (see [`sshd_available`]): running as root (for `mount` and so sshd can log
+//! anyone in), OpenSSH's `/usr/sbin/sshd` (package openssh-server) and `ssh-keygen`
+//! (openssh-client), and `unshare` + `mount` from util-linux. `/srv` and `/run/sshd` are created
+//! if missing. Sessions log in as root with the client key (`PermitRootLogin
+//! prohibit-password`); `MaxSessions` stays at OpenSSH's default of 10 so channel caps are
+//! tested for real, while `MaxStartups` is raised for benchmarks that connect to many hosts.
+
+use std::fs;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+const SSHD: &str = "/usr/sbin/sshd";
+/// How long sshd may take to listen after it was started.
+const START_TIMEOUT: Duration = Duration::from_secs(10);
+/// Attempts at finding a free port that stays free until sshd binds it.
+const PORT_ATTEMPTS: usize = 5;
+
+/// True when this machine can run [`SshHost`]s: root, sshd, ssh-keygen, unshare and mount.
+pub fn sshd_available() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let root = unsafe { libc::geteuid() } == 0;
+    root && Path::new(SSHD).exists()
+        && ["ssh-keygen", "unshare", "mount"]
+            .iter()
+            .all(|tool| on_path(tool))
+}
+
+fn on_path(tool: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(tool).is_file()))
+}
+
+/// A temporary directory acting as the controller's `$HOME`: `.ssh/id_ed25519` (+ `.pub`), an
+/// empty `.ssh/known_hosts` and an empty `.ssh/config`.
+pub struct ClientHome {
+    dir: TempDir,
+}
+
+impl ClientHome {
+    pub fn new() -> ClientHome {
+        let dir = tempfile::Builder::new()
+            .prefix("pmfleet-home-")
+            .tempdir()
+            .expect("create the client home");
+        let ssh = dir.path().join(".ssh");
+        fs::create_dir_all(&ssh).expect("create .ssh");
+        fs::set_permissions(&ssh, fs::Permissions::from_mode(0o700)).expect("chmod .ssh");
+        keygen(&ssh.join("id_ed25519"), "pmfleet-test-client");
+        fs::write(ssh.join("known_hosts"), "").expect("create known_hosts");
+        fs::write(ssh.join("config"), "").expect("create config");
+        ClientHome { dir }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn private_key(&self) -> PathBuf {
+        self.dir.path().join(".ssh/id_ed25519")
+    }
+
+    /// The client's public key line (`ssh-ed25519 AAAA... comment`).
+    pub fn public_key(&self) -> String {
+        fs::read_to_string(self.dir.path().join(".ssh/id_ed25519.pub"))
+            .expect("read the client public key")
+            .trim()
+            .to_string()
+    }
+
+    pub fn known_hosts(&self) -> PathBuf {
+        self.dir.path().join(".ssh/known_hosts")
+    }
+
+    /// Appends the host's key to `.ssh/known_hosts`.
+    pub fn trust(&self, host: &SshHost) {
+        append(&self.known_hosts(), &host.known_hosts_line());
+    }
+
+    /// Appends `text` to `.ssh/config`.
+    pub fn add_config(&self, text: &str) {
+        append(&self.dir.path().join(".ssh/config"), text);
+    }
+}
+
+impl Default for ClientHome {
+    fn default() -> Self {
+        ClientHome::new()
+    }
+}
+
+/// One real sshd. Dropping it kills the sshd and every process still running in its mount
+/// namespaces (daemons started on the host included).
+pub struct SshHost {
+    /// Config, host key, authorized_keys, log, and the `srv/` and `tmp/` bound into the host.
+    /// Under /var/tmp, so it stays visible inside the host's private /tmp.
+    state: TempDir,
+    /// `<state>/srv`, bound over the host's `/srv`.
+    srv: PathBuf,
+    address: String,
+    port: u16,
+    child: Option<Child>,
+    /// Mount namespaces this host's sshd ran in (one per start), for cleanup on drop.
+    namespaces: Vec<String>,
+}
+
+impl SshHost {
+    /// Starts a host listening on 127.0.0.{index + 2} and a free port; it authorizes `home`'s
+    /// key. Returns once sshd accepts connections.
+    pub fn start(home: &ClientHome, index: u8) -> SshHost {
+        assert!(index <= 253, "host index {index} leaves 127.0.0.0/24");
+        let state = tempfile::Builder::new()
+            .prefix("pmfleet-sshd-")
+            .tempdir_in("/var/tmp")
+            .expect("create the host's state directory");
+        let dir = state.path();
+        fs::create_dir_all(dir.join("srv")).expect("create srv");
+        fs::create_dir_all(dir.join("tmp")).expect("create tmp");
+        fs::set_permissions(dir.join("tmp"), fs::Permissions::from_mode(0o1777))
+            .expect("chmod tmp");
+        keygen(&dir.join("ssh_host_ed25519_key"), "pmfleet-test-host");
+        fs::write(
+            dir.join("authorized_keys"),
+            format!("{}\n", home.public_key()),
+        )
+        .expect("write authorized_keys");
+        fs::create_dir_all("/srv").expect("create /srv");
+        fs::create_dir_all("/run/sshd").expect("create /run/sshd");
+
+        let mut host = SshHost {
+            srv: dir.join("srv"),
+            state,
+            address: format!("127.0.0.{}", u16::from(index) + 2),
+            port: 0,
+            child: None,
+            namespaces: Vec::new(),
+        };
+        for attempt in 1..=PORT_ATTEMPTS {
+            host.port = free_port(&host.address);
+            match host.launch() {
+                Ok(()) => return host,
+                Err(log) if attempt < PORT_ATTEMPTS && log.contains("Address already in use") => {}
+                Err(log) => panic!(
+                    "sshd on {}:{} did not start:\n{log}",
+                    host.address, host.port
+                ),
+            }
+        }
+        unreachable!("the last attempt either returns or panics")
+    }
+
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// This host's `/srv`, as the test sees it.
+    pub fn root(&self) -> &Path {
+        &self.srv
+    }
+
+    /// `[address]:port ssh-ed25519 AAAA...`, a known_hosts line for this host.
+    pub fn known_hosts_line(&self) -> String {
+        let public = fs::read_to_string(self.state.path().join("ssh_host_ed25519_key.pub"))
+            .expect("read the host public key");
+        let mut fields = public.split_whitespace();
+        let (Some(kind), Some(key)) = (fields.next(), fields.next()) else {
+            panic!("malformed host public key: {public}");
+        };
+        format!("[{}]:{} {kind} {key}", self.address, self.port)
+    }
+
+    /// `SHA256:...`, the host key's fingerprint as OpenSSH prints it.
+    pub fn host_key_fingerprint(&self) -> String {
+        let output = Command::new("ssh-keygen")
+            .args(["-l", "-E", "sha256", "-f"])
+            .arg(self.state.path().join("ssh_host_ed25519_key.pub"))
+            .output()
+            .expect("run ssh-keygen -l");
+        assert!(output.status.success(), "ssh-keygen -l failed");
+        String::from_utf8_lossy(&output.stdout)
+            .split_whitespace()
+            .nth(1)
+            .expect("ssh-keygen -l prints a fingerprint")
+            .to_string()
+    }
+
+    /// Stops sshd and drops its connections: new connections are refused. Processes that were
+    /// started on the host and detached from their session (daemons) keep running, as on a host
+    /// that merely lost SSH.
+    pub fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        let pid = child.id() as libc::pid_t;
+        // Freeze the listener so it forks no new connection handlers, then kill the tree.
+        signal(pid, libc::SIGSTOP);
+        let mut tree = descendants(pid);
+        tree.push(pid);
+        for pid in tree {
+            signal(pid, libc::SIGKILL);
+        }
+        let _ = child.wait();
+    }
+
+    /// Starts sshd again on the same address and port with the same host key.
+    pub fn restart(&mut self) {
+        self.stop();
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            match self.launch() {
+                Ok(()) => return,
+                Err(log) if Instant::now() < deadline && log.contains("Address already in use") => {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                Err(log) => panic!(
+                    "sshd on {}:{} did not restart:\n{log}",
+                    self.address, self.port
+                ),
+            }
+        }
+    }
+
+    /// Gives the host a new host key (so its known_hosts line no longer matches) and restarts
+    /// it if it was running, so the new key is in use.
+    pub fn regenerate_host_key(&mut self) {
+        let running = self.child.is_some();
+        self.stop();
+        let key = self.state.path().join("ssh_host_ed25519_key");
+        let _ = fs::remove_file(&key);
+        let _ = fs::remove_file(key.with_extension("pub"));
+        keygen(&key, "pmfleet-test-host");
+        if running {
+            self.restart();
+        }
+    }
+
+    /// Everything sshd wrote to stderr (`-e`), for assertions and debugging.
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.state.path().join("sshd.log")).unwrap_or_default()
+    }
+
+    /// Writes the config for the current port and starts sshd in a new mount namespace; on
+    /// failure returns the log.
+    fn launch(&mut self) -> Result<(), String> {
+        let dir = self.state.path();
+        let config = dir.join("sshd_config");
+        fs::write(&config, sshd_config(dir, &self.address, self.port)).expect("write sshd_config");
+        let log_path = dir.join("sshd.log");
+        let log_start = fs::metadata(&log_path).map(|m| m.len()).unwrap_or(0);
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .expect("open sshd.log");
+
+        // unshare execs sh in the new namespace without forking, and sh execs sshd: the child's
+        // pid is the listening sshd's.
+        let child = Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "sh", "-c"])
+            .arg(
+                r#"mount --bind "$1" /srv && mount --bind "$2" /tmp && exec /usr/sbin/sshd -D -e -f "$3""#,
+            )
+            .arg("sh")
+            .arg(dir.join("srv"))
+            .arg(dir.join("tmp"))
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("clone the log handle"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn unshare + sshd");
+        self.child = Some(child);
+
+        let deadline = Instant::now() + START_TIMEOUT;
+        let address: SocketAddr = format!("{}:{}", self.address, self.port)
+            .parse()
+            .expect("a socket address");
+        loop {
+            if let Some(child) = self.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                self.child = None;
+                return Err(format!("{status}\n{}", self.log_since(log_start)));
+            }
+            if self.is_sshd_listening(address) {
+                if let Some(ns) = self
+                    .child
+                    .as_ref()
+                    .and_then(|c| mount_namespace(c.id() as _))
+                    && !self.namespaces.contains(&ns)
+                {
+                    self.namespaces.push(ns);
+                }
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                self.stop();
+                return Err(format!(
+                    "not listening after {START_TIMEOUT:?}\n{}",
+                    self.log_since(log_start)
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Connects and reads the SSH banner, so a half-started sshd (or another program that
+    /// grabbed the port) is not mistaken for a ready host.
+    fn is_sshd_listening(&self, address: SocketAddr) -> bool {
+        let Ok(mut stream) = TcpStream::connect_timeout(&address, Duration::from_millis(200))
+        else {
+            return false;
+        };
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+        let mut banner = [0u8; 8];
+        let ready = stream.read_exact(&mut banner).is_ok() && banner.starts_with(b"SSH-2.0");
+        // Say goodbye politely so sshd logs nothing alarming.
+        let _ = stream.write_all(b"SSH-2.0-pmfleet-harness\r\n");
+        ready
+    }
+
+    fn log_since(&self, offset: u64) -> String {
+        let log = self.log();
+        log.get(offset as usize..).unwrap_or(&log).to_string()
+    }
+}
+
+impl Drop for SshHost {
+    fn drop(&mut self) {
+        self.stop();
+        // Daemons started on this host (agents, apps) live on in its mount namespace(s).
+        for namespace in &self.namespaces {
+            for pid in processes_in_namespace(namespace) {
+                signal(pid, libc::SIGKILL);
+            }
+        }
+    }
+}
+
+/// A client home and `n` hosts (127.0.0.2 ...), all trusted in its known_hosts.
+pub struct Fleet {
+    pub home: ClientHome,
+    pub hosts: Vec<SshHost>,
+}
+
+impl Fleet {
+    pub fn start(n: usize) -> Fleet {
+        assert!(n <= 254, "at most 254 hosts");
+        let home = ClientHome::new();
+        let hosts: Vec<SshHost> = (0..n)
+            .map(|index| SshHost::start(&home, index as u8))
+            .collect();
+        for host in &hosts {
+            home.trust(host);
+        }
+        Fleet { home, hosts }
+    }
+}
+
+fn sshd_config(dir: &Path, address: &str, port: u16) -> String {
+    let dir = dir.display();
+    format!(
+        "Port {port}
+ListenAddress {address}
+HostKey {dir}/ssh_host_ed25519_key
+AuthorizedKeysFile {dir}/authorized_keys
+PidFile {dir}/sshd.pid
+StrictModes no
+UsePAM no
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+PubkeyAuthentication yes
+PermitRootLogin prohibit-password
+Subsystem sftp internal-sftp
+MaxStartups 200:30:400
+UseDNS no
+PrintMotd no
+LogLevel INFO
+"
+    )
+}
+
+/// Generates an unencrypted ed25519 key pair at `path` (+ `.pub`).
+fn keygen(path: &Path, comment: &str) {
+    let status = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", comment, "-f"])
+        .arg(path)
+        .stdin(Stdio::null())
+        .status()
+        .expect("run ssh-keygen");
+    assert!(status.success(), "ssh-keygen failed for {}", path.display());
+}
+
+fn append(path: &Path, text: &str) {
+    let mut file = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+    let mut text = text.to_string();
+    if !text.ends_with('\n') {
+        text.push('\n');
+    }
+    file.write_all(text.as_bytes())
+        .unwrap_or_else(|e| panic!("append to {}: {e}", path.display()));
+}
+
+/// A port on `address` that was free a moment ago.
+fn free_port(address: &str) -> u16 {
+    TcpListener::bind((address, 0))
+        .and_then(|listener| listener.local_addr())
+        .map(|addr| addr.port())
+        .unwrap_or_else(|e| panic!("bind {address}:0: {e}"))
+}
+
+fn signal(pid: libc::pid_t, signal: libc::c_int) {
+    // SAFETY: kill has no memory-safety preconditions; the pids come from our own children.
+    unsafe {
+        libc::kill(pid, signal);
+    }
+}
+
+/// Parent pid from /proc/PID/stat (the field after the parenthesised command name).
+fn parent_of(pid: libc::pid_t) -> Option<libc::pid_t> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after_name = stat.rsplit_once(')')?.1;
+    after_name.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn all_pids() -> Vec<libc::pid_t> {
+    fs::read_dir("/proc")
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter_map(|e| e.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Every process below `root` in the process tree.
+fn descendants(root: libc::pid_t) -> Vec<libc::pid_t> {
+    let parents: Vec<(libc::pid_t, libc::pid_t)> = all_pids()
+        .into_iter()
+        .filter_map(|pid| Some((pid, parent_of(pid)?)))
+        .collect();
+    let mut found = vec![root];
+    let mut index = 0;
+    while let Some(&parent) = found.get(index) {
+        for (pid, ppid) in &parents {
+            if *ppid == parent && !found.contains(pid) {
+                found.push(*pid);
+            }
+        }
+        index += 1;
+    }
+    found.retain(|pid| *pid != root);
+    found
+}
+
+fn mount_namespace(pid: libc::pid_t) -> Option<String> {
+    fs::read_link(format!("/proc/{pid}/ns/mnt"))
+        .ok()
+        .map(|link| link.to_string_lossy().into_owned())
+}
+
+fn processes_in_namespace(namespace: &str) -> Vec<libc::pid_t> {
+    let own = mount_namespace(std::process::id() as libc::pid_t);
+    if own.as_deref() == Some(namespace) {
+        // Never the test's own namespace.
+        return Vec::new();
+    }
+    all_pids()
+        .into_iter()
+        .filter(|pid| mount_namespace(*pid).as_deref() == Some(namespace))
+        .collect()
+}

@@ -2,7 +2,30 @@
 //!
 //! Loading goes file → spanned value tree (with line:column) → checked [`Ecosystem`], and every
 //! problem found on the way is reported at once as a [`Diagnostic`].
+//!
+//! - [`discover`] / [`locate`] find the file in a directory, in PM2's order;
+//! - [`load`] reads JSON and YAML itself and JavaScript through `node`;
+//! - [`parse_str`] validates text already in hand;
+//! - [`Ecosystem::environment`] picks a `deploy.<env>` block.
 
+mod app;
+mod deploy;
+mod diagnostic;
+mod discover;
+mod error;
+mod fields;
+mod javascript;
+mod json;
+mod load;
 mod model;
+mod value;
+mod words;
+mod yaml;
 
+pub use deploy::DEFAULT_KEEP_RELEASES;
+pub use diagnostic::did_you_mean;
+pub use discover::{DISCOVERY_ORDER, Format, discover, locate, looks_like_ecosystem_file};
+pub use error::LoadError;
+pub use javascript::NodeOptions;
+pub use load::{load, load_with_node, parse_str};
 pub use model::*;

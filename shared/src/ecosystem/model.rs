@@ -157,9 +157,9 @@ pub enum Interpreter {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Instances {
     Count(u32),
-    /// `max`, `0` or `-1`: one per CPU.
+    /// `max` or `0`: one per CPU.
     Max,
-    /// Negative: CPUs minus this many (at least 1).
+    /// Negative (`-1`, `-2` …): CPUs minus this many (at least 1), as PM2 reads it.
     AllBut(u32),
 }
 

@@ -1,0 +1,220 @@
+//! One instance's process and the task that owns it.
+//!
+//! [`Inner::launch`] spawns a process for a slot and pipes its output into the app's log
+//! files. [`Inner::spawn_runner`] hands that process to a task that waits for it to exit, asks
+//! the restart policy what to do, and applies the answer (a timer and a new spawn, or a final
+//! `stopped`/`errored`). Cancelling the runner's token stops the process gracefully —
+//! whatever the runner was doing — and ends the task: that is the only way processes stop.
+
+use std::os::fd::AsRawFd;
+use std::path::Path;
+use std::process::ExitStatus;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use pmfleet_shared::protocol::{AppSpec, ExecModeSpec, Status};
+use tokio::process::Child;
+use tokio_util::sync::CancellationToken;
+
+use super::app::{AppRuntime, Runner, View, lock};
+use super::policy::{Decision, ExitEvent, RestartPolicy, RestartState, decide};
+use super::process::{Launch, parse_signal, signal_group, spawn, stop_child};
+use super::Inner;
+
+/// A spawned process, not yet owned by a runner.
+pub(crate) struct Proc {
+    pub child: Child,
+    pub pid: u32,
+    pub start_time: Option<u64>,
+    pub started: Instant,
+}
+
+pub(crate) fn policy_of(spec: &AppSpec) -> RestartPolicy {
+    RestartPolicy {
+        autorestart: spec.autorestart,
+        max_restarts: spec.max_restarts,
+        min_uptime: Duration::from_millis(spec.min_uptime_ms),
+        restart_delay: Duration::from_millis(spec.restart_delay_ms),
+        exp_backoff: spec.exp_backoff_restart_delay_ms.map(Duration::from_millis),
+        stop_exit_codes: spec.stop_exit_codes.clone(),
+    }
+}
+
+pub(crate) fn kill_signal(spec: &AppSpec) -> Signal {
+    parse_signal(&spec.kill_signal).unwrap_or(Signal::SIGINT)
+}
+
+pub(crate) fn kill_timeout(spec: &AppSpec) -> Duration {
+    Duration::from_millis(spec.kill_timeout_ms)
+}
+
+impl Inner {
+    /// Spawn a process for `slot` of `app`, its stdout and stderr pumped into the log files.
+    pub(crate) fn launch(
+        &self,
+        app: &AppRuntime,
+        slot: u32,
+        id: u32,
+        notify_socket: Option<&Path>,
+    ) -> std::io::Result<Proc> {
+        let spec = app.spec();
+        let listener = lock(&app.listener).as_ref().map(|s| s.as_raw_fd());
+        let preload_path = self.home.preload();
+        let preload = (spec.node && spec.exec_mode == ExecModeSpec::Cluster && listener.is_some())
+            .then_some(preload_path.as_path());
+        let launch = Launch { slot, id, listener, notify_socket, preload };
+        let mut child = spawn(&spec, launch)?;
+        let pid = child.id().unwrap_or(0);
+        let (out_path, err_path) = app.log_paths(self.home.root(), slot);
+        let out = app.sink(out_path);
+        let err = app.sink(err_path);
+        for (reader, sink) in [
+            (child.stdout.take().map(Either::Out), out),
+            (child.stderr.take().map(Either::Err), err),
+        ] {
+            let (Some(reader), Ok(sink)) = (reader, sink) else {
+                tracing::warn!(app = %app.name, "cannot open a log file; output is discarded");
+                continue;
+            };
+            let cancel = self.tasks_cancel.clone();
+            self.tasks.spawn(async move {
+                tokio::select! {
+                    _ = crate::logs::pump(reader, sink) => {}
+                    _ = cancel.cancelled() => {}
+                }
+            });
+        }
+        tracing::info!(app = %app.name, slot, pid, "spawned");
+        Ok(Proc { child, pid, start_time: crate::metrics::process_start_time(pid), started: Instant::now() })
+    }
+
+    /// Hand `proc` to a new runner task.
+    pub(crate) fn spawn_runner(
+        self: &Arc<Self>,
+        app: Arc<AppRuntime>,
+        slot: u32,
+        id: u32,
+        restarts: Arc<AtomicU32>,
+        proc: Proc,
+    ) -> Runner {
+        let stop = self.tasks_cancel.child_token();
+        let view = Arc::new(Mutex::new(View {
+            pid: Some(proc.pid),
+            start_time: proc.start_time,
+            started: Some(proc.started),
+            status: Status::Online,
+        }));
+        let ctx = RunnerCtx { inner: self.clone(), app, slot, id, restarts, view: view.clone(), stop: stop.clone() };
+        let join = self.tasks.spawn(ctx.run(proc));
+        self.mark_dirty();
+        Runner { stop, join: Some(join), view }
+    }
+}
+
+struct RunnerCtx {
+    inner: Arc<Inner>,
+    app: Arc<AppRuntime>,
+    slot: u32,
+    id: u32,
+    restarts: Arc<AtomicU32>,
+    view: Arc<Mutex<View>>,
+    stop: CancellationToken,
+}
+
+impl RunnerCtx {
+    fn set(&self, status: Status, proc: Option<&Proc>) {
+        let mut v = lock(&self.view);
+        v.status = status;
+        if let Some(p) = proc {
+            v.pid = Some(p.pid);
+            v.start_time = p.start_time;
+            v.started = Some(p.started);
+        } else if matches!(status, Status::Stopped | Status::Errored | Status::Waiting) {
+            v.pid = None;
+            v.start_time = None;
+            v.started = None;
+        }
+        drop(v);
+        self.inner.mark_dirty();
+    }
+
+    async fn run(self, mut proc: Proc) {
+        let mut state = RestartState::default();
+        loop {
+            let status = tokio::select! {
+                status = proc.child.wait() => status,
+                _ = self.stop.cancelled() => {
+                    self.stop_gracefully(&mut proc).await;
+                    return;
+                }
+            };
+            let uptime = proc.started.elapsed();
+            // Whatever the leader left behind in its group goes with it.
+            signal_group(proc.pid, Signal::SIGKILL);
+            let event = exit_event(status.ok(), uptime);
+            let spec = self.app.spec();
+            let decision = decide(&policy_of(&spec), &mut state, event.clone());
+            tracing::info!(app = %self.app.name, slot = self.slot, pid = proc.pid, ?event, ?decision, "instance exited");
+            match decision {
+                Decision::Stop => return self.set(Status::Stopped, None),
+                Decision::Errored => return self.set(Status::Errored, None),
+                Decision::Restart { after } => {
+                    self.set(Status::Waiting, None);
+                    tokio::select! {
+                        _ = tokio::time::sleep(after) => {}
+                        _ = self.stop.cancelled() => return self.set(Status::Stopped, None),
+                    }
+                    match self.inner.launch(&self.app, self.slot, self.id, None) {
+                        Ok(p) => {
+                            proc = p;
+                            self.restarts.fetch_add(1, Ordering::SeqCst);
+                            self.set(Status::Online, Some(&proc));
+                        }
+                        Err(e) => {
+                            tracing::error!(app = %self.app.name, slot = self.slot, "cannot restart: {e}");
+                            return self.set(Status::Errored, None);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    async fn stop_gracefully(&self, proc: &mut Proc) {
+        self.set(Status::Stopping, None);
+        let spec = self.app.spec();
+        stop_child(&mut proc.child, kill_signal(&spec), kill_timeout(&spec)).await;
+        tracing::info!(app = %self.app.name, slot = self.slot, pid = proc.pid, "stopped");
+        self.set(Status::Stopped, None);
+    }
+}
+
+fn exit_event(status: Option<ExitStatus>, uptime: Duration) -> ExitEvent {
+    use std::os::unix::process::ExitStatusExt;
+    ExitEvent::Exited {
+        code: status.and_then(|s| s.code()),
+        signal: status.and_then(|s| s.signal()),
+        uptime,
+    }
+}
+
+/// stdout or stderr of a child, as one reader type.
+enum Either {
+    Out(tokio::process::ChildStdout),
+    Err(tokio::process::ChildStderr),
+}
+
+impl tokio::io::AsyncRead for Either {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Either::Out(r) => std::pin::Pin::new(r).poll_read(cx, buf),
+            Either::Err(r) => std::pin::Pin::new(r).poll_read(cx, buf),
+        }
+    }
+}

@@ -1,0 +1,190 @@
+//! The edge where instances become processes: building the command line and environment,
+//! handing over the listening socket, signalling process groups, reading /proc.
+//!
+//! Every instance leads its own session (`setsid`), so its pid is also its process group and
+//! a stop reaches everything it started: a shell's children, a worker pool, a grandchild that
+//! double-forked. The shared listening socket goes to fd 3 per the systemd socket-activation
+//! protocol; `LISTEN_PID` must be the app's own pid, which only the child knows, so the
+//! command runs under `sh -c 'LISTEN_PID=$$ exec "$0" "$@"'`, which sets it and then
+//! becomes the app.
+
+use std::os::fd::RawFd;
+use std::path::Path;
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
+
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use pmfleet_shared::protocol::{AppSpec, ExecModeSpec};
+use tokio::process::{Child, Command};
+
+/// A signal name as written in an ecosystem file: `SIGINT`, `INT`, `sigterm` or `15`.
+pub fn parse_signal(name: &str) -> Option<Signal> {
+    if let Ok(n) = name.parse::<i32>() {
+        return Signal::try_from(n).ok();
+    }
+    let upper = name.to_ascii_uppercase();
+    let full = if upper.starts_with("SIG") { upper } else { format!("SIG{upper}") };
+    full.parse().ok()
+}
+
+/// What one spawn of one instance needs besides the spec.
+#[derive(Debug, Clone, Copy)]
+pub struct Launch<'a> {
+    /// The slot, 0..instances: `instance_var` gets it.
+    pub slot: u32,
+    /// The instance's stable id (`pm_id`).
+    pub id: u32,
+    /// The app's listening socket, handed over as fd 3.
+    pub listener: Option<RawFd>,
+    /// A per-spawn `NOTIFY_SOCKET` path to read `READY=1` from.
+    pub notify_socket: Option<&'a Path>,
+    /// The Node `listen()` preload, for Node apps in cluster mode with a socket.
+    pub preload: Option<&'a Path>,
+}
+
+/// Spawn one instance: its own session, stdout/stderr piped, the socket on fd 3.
+pub fn spawn(spec: &AppSpec, launch: Launch<'_>) -> std::io::Result<Child> {
+    let mut cmd = match launch.listener {
+        Some(_) => {
+            let mut c = Command::new("/bin/sh");
+            c.arg("-c").arg(r#"LISTEN_PID=$$ exec "$0" "$@""#).arg(&spec.program);
+            c
+        }
+        None => Command::new(&spec.program),
+    };
+    cmd.args(&spec.program_args)
+        .current_dir(&spec.cwd)
+        .env_clear()
+        .envs(instance_env(spec, &launch))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(false);
+    let listener = launch.listener;
+    // SAFETY: the closure runs in the forked child before exec and only makes
+    // async-signal-safe system calls (setsid, signal, fcntl, dup2) on plain integers.
+    unsafe {
+        cmd.pre_exec(move || child_setup(listener));
+    }
+    cmd.spawn()
+}
+
+/// The instance's environment: the spec's, plus what PM2 and socket activation add.
+fn instance_env(spec: &AppSpec, launch: &Launch<'_>) -> Vec<(String, String)> {
+    let mut env = spec.env.clone();
+    env.insert(spec.instance_var.clone(), launch.slot.to_string());
+    env.insert("pm_id".into(), launch.id.to_string());
+    env.insert("name".into(), spec.name.clone());
+    env.insert("PMFLEET_APP".into(), spec.name.clone());
+    if spec.exec_mode == ExecModeSpec::Cluster {
+        env.insert("exec_mode".into(), "cluster_mode".into());
+    }
+    if let Some(var) = &spec.increment_var {
+        let base = env.get(var).and_then(|v| v.trim().parse::<i64>().ok()).unwrap_or(0);
+        env.insert(var.clone(), (base + i64::from(launch.slot)).to_string());
+    }
+    if launch.listener.is_some() {
+        env.insert("LISTEN_FDS".into(), "1".into());
+        env.insert("LISTEN_FDNAMES".into(), spec.name.clone());
+        // sh sets the real LISTEN_PID; make sure no inherited value leaks through.
+        env.remove("LISTEN_PID");
+    } else {
+        for k in ["LISTEN_FDS", "LISTEN_FDNAMES", "LISTEN_PID"] {
+            env.remove(k);
+        }
+    }
+    env.remove("NOTIFY_SOCKET");
+    if let Some(path) = launch.notify_socket {
+        env.insert("NOTIFY_SOCKET".into(), path.display().to_string());
+    }
+    if let Some(preload) = launch.preload {
+        let require = format!("--require {}", preload.display());
+        let opts = match env.get("NODE_OPTIONS") {
+            Some(existing) if !existing.trim().is_empty() => format!("{existing} {require}"),
+            _ => require,
+        };
+        env.insert("NODE_OPTIONS".into(), opts);
+        if !spec.wait_ready && launch.notify_socket.is_some() {
+            env.insert("PMFLEET_NOTIFY_ON_LISTEN".into(), "1".into());
+        }
+    }
+    env.into_iter().collect()
+}
+
+/// In the child, between fork and exec.
+fn child_setup(listener: Option<RawFd>) -> std::io::Result<()> {
+    // SAFETY (for each call below): raw system calls on integers in a single-threaded child.
+    unsafe {
+        if libc::setsid() == -1 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // Dispositions set to "ignore" survive exec: a daemon started from a non-interactive
+        // shell would otherwise pass an ignored SIGINT on, and the app could never be stopped
+        // gracefully.
+        for sig in [libc::SIGINT, libc::SIGQUIT, libc::SIGTERM, libc::SIGHUP, libc::SIGPIPE] {
+            libc::signal(sig, libc::SIG_DFL);
+        }
+        if let Some(fd) = listener {
+            if fd == 3 {
+                // dup2 onto itself is a no-op and would keep close-on-exec set.
+                let flags = libc::fcntl(3, libc::F_GETFD);
+                if flags == -1 || libc::fcntl(3, libc::F_SETFD, flags & !libc::FD_CLOEXEC) == -1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            } else if libc::dup2(fd, 3) == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Send `signal` to the whole process group led by `pgid`. A group already gone is fine.
+pub fn signal_group(pgid: u32, signal: Signal) {
+    let Ok(pgid) = i32::try_from(pgid) else { return };
+    if pgid <= 1 {
+        return;
+    }
+    let _ = killpg(Pid::from_raw(pgid), signal);
+}
+
+/// Stop an instance: `signal` to its group, SIGKILL to the group after `timeout`, and a
+/// final SIGKILL to the group once the leader is gone so no grandchild outlives it.
+pub async fn stop_child(child: &mut Child, signal: Signal, timeout: Duration) -> Option<ExitStatus> {
+    let Some(pid) = child.id() else {
+        return child.wait().await.ok();
+    };
+    signal_group(pid, signal);
+    let status = match tokio::time::timeout(timeout, child.wait()).await {
+        Ok(status) => status.ok(),
+        Err(_) => {
+            tracing::warn!(pid, "did not exit within kill_timeout; sending SIGKILL to its group");
+            signal_group(pid, Signal::SIGKILL);
+            child.wait().await.ok()
+        }
+    };
+    signal_group(pid, Signal::SIGKILL);
+    status
+}
+
+/// How many CPUs `instances: max` means.
+pub fn cpu_count() -> u32 {
+    std::thread::available_parallelism()
+        .map(|n| u32::try_from(n.get()).unwrap_or(1))
+        .unwrap_or(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signals_parse_in_every_spelling() {
+        assert_eq!(parse_signal("SIGINT"), Some(Signal::SIGINT));
+        assert_eq!(parse_signal("term"), Some(Signal::SIGTERM));
+        assert_eq!(parse_signal("SIGUSR2"), Some(Signal::SIGUSR2));
+        assert_eq!(parse_signal("9"), Some(Signal::SIGKILL));
+        assert_eq!(parse_signal("SIGNOPE"), None);
+    }
+}

@@ -1,0 +1,170 @@
+//! Readiness: when a freshly spawned instance may take traffic, so a reload can stop the old
+//! one. In order of preference: the app says so (`wait_ready`: sd_notify `READY=1` on its own
+//! `NOTIFY_SOCKET`), a probe passes (`healthcheck`), the Node preload reports that `listen()`
+//! happened, or — with no signal at all — the instance is still alive after `listen_timeout`.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpStream, UnixDatagram};
+use tokio::process::Child;
+
+/// How one spawn proves it is ready.
+#[derive(Debug)]
+pub enum Readiness {
+    /// Wait for `READY=1` on this datagram socket.
+    Notify(NotifySocket),
+    /// Probe `127.0.0.1:port`: `Some(path)` = HTTP GET expecting 2xx/3xx, `None` = TCP connect.
+    Probe { port: u16, http_path: Option<String> },
+    /// No signal: alive after the whole timeout.
+    Alive,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum NotReady {
+    #[error("exited before becoming ready ({0})")]
+    Exited(String),
+    #[error("not ready within {0:?}")]
+    Timeout(Duration),
+}
+
+/// A bound `NOTIFY_SOCKET`, removed from the file system when dropped.
+#[derive(Debug)]
+pub struct NotifySocket {
+    socket: UnixDatagram,
+    path: PathBuf,
+}
+
+impl NotifySocket {
+    pub fn bind(path: PathBuf) -> std::io::Result<NotifySocket> {
+        let _ = std::fs::remove_file(&path);
+        let socket = UnixDatagram::bind(&path)?;
+        Ok(NotifySocket { socket, path })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Wait for a datagram with a `READY=1` line (sd_notify messages are newline-separated
+    /// assignments; others such as `STATUS=` are ignored).
+    async fn ready(&self) {
+        let mut buf = vec![0u8; 4096];
+        loop {
+            match self.socket.recv(&mut buf).await {
+                Ok(n) => {
+                    let msg = String::from_utf8_lossy(buf.get(..n).unwrap_or_default());
+                    if msg.lines().any(|l| l.trim() == "READY=1") {
+                        return;
+                    }
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+    }
+}
+
+impl Drop for NotifySocket {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Wait until `child` is ready per `how`, it exits, or `timeout` passes.
+pub async fn wait_ready(how: &Readiness, child: &mut Child, timeout: Duration) -> Result<(), NotReady> {
+    let signal = async {
+        match how {
+            Readiness::Notify(sock) => sock.ready().await,
+            Readiness::Probe { port, http_path } => loop {
+                if probe(*port, http_path.as_deref()).await {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            },
+            Readiness::Alive => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = signal => Ok(()),
+        status = child.wait() => Err(NotReady::Exited(match status {
+            Ok(s) => s.to_string(),
+            Err(e) => e.to_string(),
+        })),
+        _ = tokio::time::sleep(timeout) => match how {
+            Readiness::Alive => Ok(()),
+            _ => Err(NotReady::Timeout(timeout)),
+        },
+    }
+}
+
+/// One probe, bounded by its own timeout: a TCP connect, or an HTTP GET answered 2xx/3xx.
+pub async fn probe(port: u16, http_path: Option<&str>) -> bool {
+    let attempt = async {
+        let mut stream = TcpStream::connect(("127.0.0.1", port)).await.ok()?;
+        let Some(path) = http_path else { return Some(true) };
+        let req = format!(
+            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUser-Agent: pmfleet-agent\r\nConnection: close\r\n\r\n"
+        );
+        stream.write_all(req.as_bytes()).await.ok()?;
+        let mut head = [0u8; 16];
+        let mut got = 0;
+        while got < 12 {
+            let n = stream.read(head.get_mut(got..)?).await.ok()?;
+            if n == 0 {
+                break;
+            }
+            got += n;
+        }
+        // "HTTP/1.1 200 ..."
+        let status = std::str::from_utf8(head.get(9..12)?).ok()?;
+        Some(status.starts_with('2') || status.starts_with('3'))
+    };
+    matches!(tokio::time::timeout(Duration::from_secs(2), attempt).await, Ok(Some(true)))
+}
+
+/// What `healthcheck` asks for: `tcp` or an HTTP path.
+pub fn probe_kind(healthcheck: &str) -> Option<String> {
+    if healthcheck.eq_ignore_ascii_case("tcp") {
+        None
+    } else if healthcheck.starts_with('/') {
+        Some(healthcheck.to_string())
+    } else {
+        Some(format!("/{healthcheck}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn notify_socket_sees_ready_among_other_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = NotifySocket::bind(dir.path().join("n.sock")).unwrap();
+        let client = std::os::unix::net::UnixDatagram::unbound().unwrap();
+        client.send_to(b"STATUS=warming up", sock.path()).unwrap();
+        client.send_to(b"MAINPID=1\nREADY=1\n", sock.path()).unwrap();
+        tokio::time::timeout(Duration::from_secs(2), sock.ready()).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn http_probe_wants_2xx_or_3xx() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = tokio::spawn(async move {
+            for status in ["200 OK", "503 Service Unavailable"] {
+                let (mut s, _) = listener.accept().await.unwrap();
+                let mut buf = [0u8; 1024];
+                let _ = s.read(&mut buf).await;
+                let resp = format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\n\r\n");
+                s.write_all(resp.as_bytes()).await.unwrap();
+            }
+        });
+        assert!(probe(port, Some("/health")).await);
+        assert!(!probe(port, Some("/health")).await);
+        server.await.unwrap();
+        assert_eq!(probe_kind("tcp"), None);
+        assert_eq!(probe_kind("health").as_deref(), Some("/health"));
+    }
+}

@@ -1,0 +1,74 @@
+//! The persisted process list: every app's resolved spec, whether it should run, and which
+//! processes were running for it — pid *and* start time, so a daemon that died without
+//! stopping its apps can find exactly those processes again and never a stranger that
+//! inherited a recycled pid.
+
+use std::path::Path;
+
+use pmfleet_shared::protocol::AppSpec;
+use serde::{Deserialize, Serialize};
+
+use crate::home::write_atomic;
+
+/// `state.json` (and, with the same shape, `dump.json`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SavedState {
+    pub version: u32,
+    pub apps: Vec<SavedApp>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SavedApp {
+    pub spec: AppSpec,
+    /// False once the user stopped it: restored as stopped.
+    pub running: bool,
+    /// The resolved instance count (after `scale`).
+    pub instances: u32,
+    pub processes: Vec<SavedProcess>,
+}
+
+/// One process the daemon had running.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SavedProcess {
+    pub id: u32,
+    pub slot: u32,
+    pub pid: u32,
+    /// Clock ticks since boot, from /proc/<pid>/stat.
+    pub start_time: u64,
+}
+
+pub const STATE_VERSION: u32 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("{path} is not a valid process list: {source}")]
+    Parse { path: String, source: serde_json::Error },
+    #[error("cannot write {path}: {source}")]
+    Write { path: String, source: std::io::Error },
+}
+
+impl SavedState {
+    /// Read a state file; a missing file is an empty list.
+    pub fn load(path: &Path) -> Result<SavedState, StateError> {
+        let bytes = match std::fs::read(path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(SavedState::default()),
+            Err(source) => return Err(StateError::Read { path: path.display().to_string(), source }),
+        };
+        serde_json::from_slice(&bytes)
+            .map_err(|source| StateError::Parse { path: path.display().to_string(), source })
+    }
+
+    pub fn store(&self, path: &Path) -> Result<(), StateError> {
+        let write = |source| StateError::Write { path: path.display().to_string(), source };
+        let json = serde_json::to_vec_pretty(self).map_err(|e| write(e.into()))?;
+        write_atomic(path, &json).map_err(write)
+    }
+}
+
+/// Whether `p` is still the very process that was recorded.
+pub fn still_running(p: &SavedProcess) -> bool {
+    crate::metrics::process_start_time(p.pid) == Some(p.start_time)
+}

@@ -1,0 +1,102 @@
+//! `pmfleet deploy ...`: load the ecosystem file, pick the environment, run the verb, print
+//! the summary, and turn the per-host outcomes into an exit code.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use pmfleet_shared::ecosystem::{self, Ecosystem};
+
+use crate::cli::{DeployArgs, Verb, parse_words};
+use crate::deploy::{self, Context, Exit, HostReport, Which};
+use crate::output::{Mode, Output};
+use crate::ssh::{ClientSettings, Connector};
+
+pub async fn run(args: DeployArgs) -> Exit {
+    let command = match parse_words(&args.words, ecosystem::looks_like_ecosystem_file) {
+        Ok(c) => c,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return Exit::BadConfig;
+        }
+    };
+    let cwd = std::env::current_dir().unwrap_or_else(|_| ".".into());
+    let eco = match load(command.file.as_deref(), &cwd) {
+        Ok(eco) => eco,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return Exit::BadConfig;
+        }
+    };
+    for warning in &eco.warnings {
+        eprintln!("warning: {warning}");
+    }
+    let env = match eco.environment(&command.env) {
+        Ok(env) => env.clone(),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Exit::BadConfig;
+        }
+    };
+
+    let out = Arc::new(Output::new(Mode::detect(args.json)));
+    let settings = ClientSettings {
+        accept_new_host_keys: args.accept_new_host_key,
+        connect_timeout: args.connect_timeout,
+        ..ClientSettings::default()
+    };
+    let ctx = Context {
+        out: out.clone(),
+        connector: Connector::new(settings),
+        who: deploy::who(),
+        cache_root: deploy::revision::default_cache_root(),
+        workdir: eco
+            .source
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| cwd.clone()),
+        lock_wait: args.lock_wait,
+    };
+
+    let (title, reports, summary) = match &command.verb {
+        Verb::Setup => ("setup", deploy::setup(&ctx, &env).await, true),
+        Verb::Update { git_ref } => {
+            let git_ref = git_ref.as_deref().or(args.git_ref.as_deref());
+            ("deploy", deploy::update(&ctx, &env, git_ref).await, true)
+        }
+        Verb::Revert(n) => ("revert", deploy::revert(&ctx, &env, *n).await, true),
+        Verb::List => ("list", deploy::list(&ctx, &env).await, false),
+        Verb::Current => ("current", deploy::show_release(&ctx, &env, Which::Current).await, false),
+        Verb::Previous => ("previous", deploy::show_release(&ctx, &env, Which::Previous).await, false),
+        Verb::Exec(cmd) => ("exec", deploy::exec(&ctx, &env, cmd).await, true),
+        Verb::Unlock => ("unlock", deploy::unlock(&ctx, &env, args.force).await, true),
+    };
+    let exit = deploy::report::exit_for(&reports);
+    if summary {
+        let rows: Vec<_> = reports.iter().map(HostReport::row).collect();
+        out.summary(&format!("{title} {}: {}", env.name, verdict(exit)), &rows);
+    }
+    exit
+}
+
+fn verdict(exit: Exit) -> &'static str {
+    match exit {
+        Exit::Success => "succeeded",
+        Exit::Failed => "FAILED",
+        Exit::BadConfig => "bad configuration",
+        Exit::Unreachable => "FAILED (unreachable hosts)",
+        Exit::LockHeld => "refused (locked)",
+    }
+}
+
+fn load(file: Option<&Path>, cwd: &Path) -> Result<Ecosystem, String> {
+    let path = match file {
+        Some(path) => path.to_path_buf(),
+        None => ecosystem::discover(cwd).ok_or_else(|| {
+            format!(
+                "no ecosystem file in {}: create ecosystem.config.js, ecosystem.json or ecosystem.yml, or name one: pmfleet deploy <file> <env>",
+                cwd.display()
+            )
+        })?,
+    };
+    ecosystem::load(&path).map_err(|e| e.to_string())
+}

@@ -1,0 +1,3 @@
+//! One file per top-level verb.
+
+pub mod deploy;

@@ -1,0 +1,185 @@
+//! The read-only and maintenance verbs: `list`, `current`, `previous`, `exec`, `unlock`.
+
+use std::time::Instant;
+
+use pmfleet_shared::ecosystem::DeployEnv;
+
+use super::fleet::{Fleet, each};
+use super::history;
+use super::host_state::HostState;
+use super::lock::{Break, STALE_AFTER, describe};
+use super::report::{HostReport, Status};
+use super::{Context, scripts};
+use crate::output::{Mode, table};
+
+/// Reads every host's state, reporting hosts it could not read.
+async fn states(ctx: &Context, env: &DeployEnv) -> (Vec<(String, HostState)>, Vec<HostReport>) {
+    let fleet = Fleet::connect(env, &ctx.connector, &ctx.out).await;
+    let mut reports = fleet.not_connected.clone();
+    let results = each(&fleet.members, |m| {
+        let script = scripts::state(&env.path);
+        async move { m.run(&script).await.map(|c| HostState::parse(&c.stdout)) }
+    })
+    .await;
+    let mut states = Vec::new();
+    for (member, result) in fleet.members.iter().zip(results) {
+        match result {
+            Ok(state) if state.setup => {
+                reports.push(HostReport::new(&member.label, Status::Ok, ""));
+                states.push((member.label.clone(), state));
+            }
+            Ok(_) => reports.push(HostReport::new(
+                &member.label,
+                Status::Failed,
+                format!("not set up: run `pmfleet deploy {} setup` first", env.name),
+            )),
+            Err(message) => reports.push(HostReport::new(&member.label, Status::Failed, message)),
+        }
+    }
+    (states, reports)
+}
+
+fn print_problems(ctx: &Context, reports: &[HostReport]) {
+    for r in reports.iter().filter(|r| r.status != Status::Ok) {
+        ctx.out.done(&r.host, false, &r.message);
+    }
+}
+
+/// `list`: every release on every host, newest first, `*` marking current.
+pub async fn list(ctx: &Context, env: &DeployEnv) -> Vec<HostReport> {
+    let (states, reports) = states(ctx, env).await;
+    print_problems(ctx, &reports);
+    let mut json = Vec::new();
+    let mut text = String::new();
+    for (host, state) in &states {
+        let mut rows = Vec::new();
+        for release in state.releases.iter().rev() {
+            let record = history::latest_for(&state.history, release);
+            let current = state.current.as_deref() == Some(release.as_str());
+            json.push(serde_json::json!({
+                "host": host, "release": release, "current": current,
+                "sha": record.map(|r| r.sha.clone()), "ref": record.map(|r| r.git_ref.clone()),
+                "who": record.map(|r| r.who.clone()), "when": record.map(|r| r.when.clone()),
+            }));
+            rows.push([
+                if current { "*".to_string() } else { String::new() },
+                release.clone(),
+                record.map(|r| r.sha.get(..7).unwrap_or(&r.sha).to_string()).unwrap_or_default(),
+                record.map(|r| r.git_ref.clone()).unwrap_or_default(),
+                record.map(|r| r.when.clone()).unwrap_or_default(),
+                record.map(|r| r.who.clone()).unwrap_or_default(),
+            ]);
+        }
+        text.push_str(&format!("{host} ({}):\n", state.root));
+        if rows.is_empty() {
+            text.push_str("  no releases yet\n");
+        } else {
+            for line in table(&["", "RELEASE", "SHA", "REF", "DEPLOYED", "BY"], &rows).lines() {
+                text.push_str(&format!("  {line}\n"));
+            }
+        }
+    }
+    emit(ctx, &text, serde_json::Value::Array(json));
+    reports
+}
+
+/// Which release `current`/`previous` shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Which {
+    Current,
+    Previous,
+}
+
+/// `current` / `previous`: one line per host.
+pub async fn show_release(ctx: &Context, env: &DeployEnv, which: Which) -> Vec<HostReport> {
+    let (states, reports) = states(ctx, env).await;
+    print_problems(ctx, &reports);
+    let mut rows = Vec::new();
+    let mut json = Vec::new();
+    for (host, state) in &states {
+        let release = match which {
+            Which::Current => state.current.clone(),
+            Which::Previous => state.revert_target(1),
+        };
+        let record = release.as_deref().and_then(|r| history::latest_for(&state.history, r));
+        json.push(serde_json::json!({
+            "host": host, "release": release,
+            "sha": record.map(|r| r.sha.clone()), "ref": record.map(|r| r.git_ref.clone()),
+            "when": record.map(|r| r.when.clone()),
+        }));
+        rows.push([
+            host.clone(),
+            release.unwrap_or_else(|| "(none)".into()),
+            record.map(|r| r.sha.clone()).unwrap_or_default(),
+            record.map(|r| r.git_ref.clone()).unwrap_or_default(),
+            record.map(|r| r.when.clone()).unwrap_or_default(),
+        ]);
+    }
+    emit(ctx, &table(&["HOST", "RELEASE", "SHA", "REF", "DEPLOYED"], &rows), serde_json::Value::Array(json));
+    reports
+}
+
+/// `exec "cmd"`: runs the command in `current` on every host, output prefixed by host.
+pub async fn exec(ctx: &Context, env: &DeployEnv, command: &str) -> Vec<HostReport> {
+    let fleet = Fleet::connect(env, &ctx.connector, &ctx.out).await;
+    let mut reports = fleet.not_connected.clone();
+    let results = each(&fleet.members, |m| {
+        let script = scripts::exec(&env.path, command);
+        let out = ctx.out.clone();
+        async move {
+            let started = Instant::now();
+            let result = m.run_visible(&out, "exec", &script).await;
+            let mut report = match result {
+                Ok(()) => HostReport::new(&m.label, Status::Ok, "exit 0"),
+                Err(e) => HostReport::new(&m.label, Status::Failed, e),
+            };
+            report.elapsed = started.elapsed();
+            report
+        }
+    })
+    .await;
+    reports.extend(results);
+    reports
+}
+
+/// `unlock`: breaks a lock whose holder stopped sending heartbeats (or any lock with `force`).
+pub async fn unlock(ctx: &Context, env: &DeployEnv, force: bool) -> Vec<HostReport> {
+    let fleet = Fleet::connect(env, &ctx.connector, &ctx.out).await;
+    let mut reports = fleet.not_connected.clone();
+    let results = each(&fleet.members, |m| {
+        let script = scripts::lock_break(&env.path, STALE_AFTER.as_secs(), force);
+        let out = ctx.out.clone();
+        async move {
+            let report = match m.run(&script).await.map(|c| Break::parse(&c.stdout)) {
+                Ok(Break::NoLock) => HostReport::new(&m.label, Status::Ok, "not locked"),
+                Ok(Break::Broken { holder, age }) => HostReport::new(
+                    &m.label,
+                    Status::Ok,
+                    format!("broke the lock of {} (last heartbeat {age}s ago)", describe(holder.as_ref())),
+                ),
+                Ok(Break::Fresh { holder, age }) => HostReport::new(
+                    &m.label,
+                    Status::LockHeld,
+                    format!(
+                        "locked by {}, alive (heartbeat {age}s ago): not breaking it; pass --force if you are sure it is dead",
+                        describe(holder.as_ref())
+                    ),
+                ),
+                Err(e) => HostReport::new(&m.label, Status::Failed, e),
+            };
+            out.done(&m.label, report.status == Status::Ok, &report.message);
+            report
+        }
+    })
+    .await;
+    reports.extend(results);
+    reports
+}
+
+fn emit(ctx: &Context, text: &str, json: serde_json::Value) {
+    if ctx.out.mode() == Mode::Json {
+        ctx.out.print_block(&format!("{json}\n"));
+    } else {
+        ctx.out.print_block(text);
+    }
+}

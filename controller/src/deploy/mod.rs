@@ -1,0 +1,110 @@
+//! The deploy engine: what happens on the hosts for `setup`, `update`, `revert`, `list`,
+//! `current`, `previous`, `exec` and `unlock`. See docs/deploy.md for the host layout and the
+//! order of steps.
+
+pub mod archive;
+mod fleet;
+pub mod history;
+pub mod host_state;
+mod inspect;
+pub mod lock;
+pub mod report;
+mod revert;
+pub mod revision;
+pub mod scripts;
+mod setup;
+mod update;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use inspect::{exec, list, show_release, unlock, Which};
+pub use report::{Exit, HostReport, Status};
+pub use revert::revert;
+pub use setup::setup;
+pub use update::update;
+
+use crate::output::Output;
+use crate::ssh::Connector;
+
+/// What every deploy operation needs besides the environment itself.
+pub struct Context {
+    pub out: Arc<Output>,
+    pub connector: Connector,
+    /// Who is deploying: the CI actor in CI, else `user@machine`.
+    pub who: String,
+    /// The controller's repository caches.
+    pub cache_root: PathBuf,
+    /// Where `pre-deploy-local` runs: the ecosystem file's directory.
+    pub workdir: PathBuf,
+    /// `--lock-wait`: how long to wait for another deploy's lock.
+    pub lock_wait: Option<Duration>,
+}
+
+/// Who is deploying, as recorded in the lock and the history.
+pub fn who() -> String {
+    if let Ok(actor) = std::env::var("PMFLEET_ACTOR") {
+        return actor;
+    }
+    for (var, system) in [
+        ("GITHUB_ACTOR", "github-actions"),
+        ("GITLAB_USER_LOGIN", "gitlab-ci"),
+        ("BUILDKITE_BUILD_CREATOR", "buildkite"),
+    ] {
+        if let Ok(actor) = std::env::var(var) {
+            return format!("{actor} via {system}");
+        }
+    }
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .ok()
+        .or_else(user_from_passwd)
+        .unwrap_or_else(|| "unknown".to_string());
+    let machine = nix_hostname().unwrap_or_else(|| "unknown-host".to_string());
+    format!("{user}@{machine}")
+}
+
+/// The name of the current uid in /etc/passwd (when `$USER` is not set, as under cron or CI).
+fn user_from_passwd() -> Option<String> {
+    // SAFETY: getuid has no preconditions and cannot fail.
+    let uid = unsafe { libc::getuid() }.to_string();
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|line| {
+        let mut fields = line.split(':');
+        let name = fields.next()?;
+        (fields.nth(1)? == uid).then(|| name.to_string())
+    })
+}
+
+fn nix_hostname() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+}
+
+/// Now, as RFC 3339 UTC.
+pub fn now_rfc3339() -> String {
+    let now = time::OffsetDateTime::now_utc();
+    now.replace_nanosecond(0)
+        .unwrap_or(now)
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+/// A new release id: the UTC time to the millisecond, `20261124-061530-123`, so release
+/// directories sort by age. Made once per deploy; the same on every host.
+pub fn new_release_id() -> String {
+    let now = time::OffsetDateTime::now_utc();
+    format!(
+        "{:04}{:02}{:02}-{:02}{:02}{:02}-{:03}",
+        now.year(),
+        u8::from(now.month()),
+        now.day(),
+        now.hour(),
+        now.minute(),
+        now.second(),
+        now.millisecond()
+    )
+}

@@ -1,0 +1,332 @@
+//! The fixed shell scripts run on a host, one per operation on the host layout.
+//!
+//! Each script starts with the deploy root as `$1` (`~` expanded *on the host*, as PM2 does)
+//! and reads every other value as a positional parameter; see [`crate::shell`]. They use only
+//! POSIX `sh`, coreutils and (for `fetch: host`) git.
+
+use crate::shell::Script;
+
+/// Expands the deploy root in `$1` into `$p`, then shifts it away.
+macro_rules! host_script {
+    ($body:expr) => {
+        concat!(
+            "set -eu\n",
+            "p=$1; shift\n",
+            "case $p in \"~\") p=$HOME ;; \"~/\"*) p=$HOME/${p#\"~/\"} ;; esac\n",
+            $body
+        )
+    };
+}
+
+/// Creates the layout; prints the expanded root.
+const SETUP_DIRS: &str = host_script!(
+    r#"mkdir -p "$p/releases" "$p/shared" "$p/.pmfleet/prepared"
+printf '%s\n' "$p"
+"#
+);
+
+/// Makes or refreshes the bare mirror under `<path>/repo`. `$1` repo.
+const MIRROR: &str = host_script!(
+    r#"command -v git >/dev/null 2>&1 || {
+  echo "git is not installed on this host: install it, or set fetch: \"push\" to send the code from the controller" >&2
+  exit 127
+}
+[ -d "$p/repo" ] || git init -q --bare "$p/repo"
+git --git-dir="$p/repo" fetch -q --prune -- "$1" '+refs/heads/*:refs/heads/*' '+refs/tags/*:refs/tags/*'
+"#
+);
+
+/// Exports commit `$2` of repo `$1` through the mirror into release `$3`.
+const FETCH_HOST: &str = host_script!(
+    r#"g="$p/repo"
+[ -d "$g" ] || { echo "no mirror at $g: run setup first" >&2; exit 1; }
+if ! git --git-dir="$g" cat-file -e "$2^{commit}" 2>/dev/null; then
+  git --git-dir="$g" fetch -q --prune -- "$1" '+refs/heads/*:refs/heads/*' '+refs/tags/*:refs/tags/*'
+fi
+if ! git --git-dir="$g" cat-file -e "$2^{commit}" 2>/dev/null; then
+  git --git-dir="$g" fetch -q -- "$1" "$2" 2>/dev/null || { echo "commit $2 is not in $1" >&2; exit 1; }
+fi
+r="$p/releases/$3"
+mkdir "$r"
+git --git-dir="$g" archive --format=tar -o "$r.tar" "$2"
+tar -x -C "$r" -f "$r.tar"
+rm -f "$r.tar"
+"#
+);
+
+/// Unpacks a tar archive from stdin into release `$1`.
+const FETCH_PUSH: &str = host_script!(
+    r#"r="$p/releases/$1"
+mkdir "$r"
+tar -x -C "$r"
+"#
+);
+
+/// Links `shared/<x>` into release `$1`: the next `$2` names are directories, the rest files.
+const LINK_SHARED: &str = host_script!(
+    r#"r="$p/releases/$1"; n=$2; shift 2; i=0
+for x; do
+  i=$((i + 1)); s="$p/shared/$x"; t="$r/$x"
+  if [ "$i" -le "$n" ]; then
+    mkdir -p "$s"
+  else
+    mkdir -p "$(dirname "$s")"; [ -e "$s" ] || : > "$s"
+  fi
+  rm -rf "$t"; mkdir -p "$(dirname "$t")"; ln -s "$s" "$t"
+done
+"#
+);
+
+/// Runs hook `$2` in `<root>/$1` (`$1` = `-`: in the login directory; a missing directory
+/// falls back to the root) through the user's login shell, with `SHARED` and the `K=V`
+/// pairs that follow in its environment.
+const RUN_HOOK: &str = host_script!(
+    r#"d=$1; h=$2; shift 2
+if [ "$d" != "-" ]; then
+  if [ -d "$p/$d" ]; then cd "$p/$d"; else cd "$p"; fi
+fi
+export SHARED="$p/shared" PMFLEET_DEPLOY_PATH="$p"
+exec env "$@" "${SHELL:-/bin/sh}" -l -c "$h"
+"#
+);
+
+/// Marks release `$1` as complete (fetched, linked, built).
+const MARK_PREPARED: &str = host_script!(
+    r#"[ -d "$p/releases/$1" ]
+: > "$p/.pmfleet/prepared/$1"
+"#
+);
+
+/// Removes release `$1`, unless it is current.
+const DISCARD: &str = host_script!(
+    r#"if [ "$(readlink "$p/current" 2>/dev/null || true)" = "releases/$1" ]; then
+  echo "release $1 is current: not removing it" >&2; exit 1
+fi
+rm -rf "$p/releases/$1" "$p/.pmfleet/prepared/$1"
+"#
+);
+
+/// Points `current` at release `$1` by renaming a fresh symlink over it; prints the old target.
+const SWITCH: &str = host_script!(
+    r#"[ -d "$p/releases/$1" ] && [ -f "$p/.pmfleet/prepared/$1" ] || {
+  echo "release $1 is not complete on this host" >&2; exit 1
+}
+readlink "$p/current" 2>/dev/null || true
+ln -sfn "releases/$1" "$p/.pmfleet/current.new"
+mv -T "$p/.pmfleet/current.new" "$p/current"
+"#
+);
+
+/// Appends one JSON line `$1` to the history.
+const RECORD: &str = host_script!(
+    r#"printf '%s\n' "$1" >> "$p/.pmfleet/history.jsonl"
+"#
+);
+
+/// Removes complete releases beyond the newest `$1`, except the ones named after it.
+const PRUNE: &str = host_script!(
+    r#"keep=$1; shift
+ls -1 "$p/releases" | sort -r | {
+  n=0
+  while IFS= read -r r; do
+    [ -f "$p/.pmfleet/prepared/$r" ] || continue
+    n=$((n + 1)); [ "$n" -le "$keep" ] && continue
+    for k; do [ "$r" = "$k" ] && continue 2; done
+    rm -rf "$p/releases/$r" "$p/.pmfleet/prepared/$r"
+    printf '%s\n' "$r"
+  done
+}
+"#
+);
+
+/// Removes what a deploy killed half-way left behind: release directories never marked
+/// complete (except the current one) and markers without a directory. Prints what it removed.
+const CLEANUP: &str = host_script!(
+    r#"cur=$(readlink "$p/current" 2>/dev/null || true)
+for d in "$p"/releases/*; do
+  [ -d "$d" ] || continue
+  r=${d##*/}
+  [ -f "$p/.pmfleet/prepared/$r" ] && continue
+  [ "releases/$r" = "$cur" ] && continue
+  rm -rf "$d"; printf '%s\n' "$r"
+done
+for m in "$p"/.pmfleet/prepared/*; do
+  [ -f "$m" ] || continue
+  [ -d "$p/releases/${m##*/}" ] || rm -f "$m"
+done
+rm -f "$p"/releases/*.tar
+"#
+);
+
+/// Prints the host's state: `setup=`, `current=`, `release=`/`incomplete=` lines, then the
+/// history after a `--history--` line.
+const STATE: &str = host_script!(
+    r#"if [ -d "$p/releases" ] && [ -d "$p/.pmfleet" ]; then echo "setup=yes"; else echo "setup=no"; exit 0; fi
+echo "root=$p"
+echo "current=$(readlink "$p/current" 2>/dev/null || true)"
+for d in "$p"/releases/*; do
+  [ -d "$d" ] || continue
+  r=${d##*/}
+  if [ -f "$p/.pmfleet/prepared/$r" ]; then echo "release=$r"; else echo "incomplete=$r"; fi
+done
+echo "--history--"
+[ ! -f "$p/.pmfleet/history.jsonl" ] || tail -n 5000 "$p/.pmfleet/history.jsonl"
+"#
+);
+
+/// Takes the lock with content `$1` (fails if it exists); otherwise prints `HELD <age>`
+/// and the holder. Age is the seconds since the holder's last heartbeat (the file's mtime).
+const LOCK_ACQUIRE: &str = host_script!(
+    r#"l="$p/.pmfleet/lock"
+[ -d "$p/.pmfleet" ] || { echo "NOSETUP"; exit 0; }
+if ( set -C; printf '%s\n' "$1" > "$l" ) 2>/dev/null; then echo "ACQUIRED"; exit 0; fi
+now=$(date +%s); m=$(stat -c %Y "$l" 2>/dev/null || echo "$now")
+echo "HELD $((now - m))"
+cat "$l" 2>/dev/null || true
+"#
+);
+
+/// Refreshes the heartbeat of the lock held by deploy `$1`; prints `LOST` if it is not ours.
+const LOCK_HEARTBEAT: &str = host_script!(
+    r#"l="$p/.pmfleet/lock"
+if grep -qF "\"deploy_id\":\"$1\"" "$l" 2>/dev/null; then touch "$l"; else echo "LOST"; fi
+"#
+);
+
+/// Releases the lock if deploy `$1` holds it.
+const LOCK_RELEASE: &str = host_script!(
+    r#"l="$p/.pmfleet/lock"
+if grep -qF "\"deploy_id\":\"$1\"" "$l" 2>/dev/null; then rm -f "$l"; fi
+"#
+);
+
+/// Breaks the lock when its heartbeat is at least `$1` seconds old, or always when `$2` is 1.
+/// Prints `NONE`, `BROKEN <age>` or `FRESH <age>`, then the holder.
+const LOCK_BREAK: &str = host_script!(
+    r#"l="$p/.pmfleet/lock"
+[ -f "$l" ] || { echo "NONE"; exit 0; }
+now=$(date +%s); m=$(stat -c %Y "$l" 2>/dev/null || echo "$now"); age=$((now - m))
+if [ "$2" = 1 ] || [ "$age" -ge "$1" ]; then
+  echo "BROKEN $age"; cat "$l" 2>/dev/null || true; rm -f "$l"
+else
+  echo "FRESH $age"; cat "$l" 2>/dev/null || true
+fi
+"#
+);
+
+/// Runs command `$1` in `current` (or the root before the first deploy) through a login shell.
+const EXEC: &str = host_script!(
+    r#"cd "$p/current" 2>/dev/null || cd "$p"
+exec "${SHELL:-/bin/sh}" -l -c "$1"
+"#
+);
+
+pub fn setup_dirs(root: &str) -> Script {
+    Script::new(SETUP_DIRS).arg(root)
+}
+
+pub fn mirror(root: &str, repo: &str) -> Script {
+    Script::new(MIRROR).arg(root).arg(repo)
+}
+
+pub fn fetch_host(root: &str, repo: &str, sha: &str, release: &str) -> Script {
+    Script::new(FETCH_HOST)
+        .arg(root)
+        .arg(repo)
+        .arg(sha)
+        .arg(release)
+}
+
+pub fn fetch_push(root: &str, release: &str) -> Script {
+    Script::new(FETCH_PUSH).arg(root).arg(release)
+}
+
+pub fn link_shared(root: &str, release: &str, dirs: &[String], files: &[String]) -> Script {
+    Script::new(LINK_SHARED)
+        .arg(root)
+        .arg(release)
+        .arg(dirs.len().to_string())
+        .args(dirs.iter().cloned())
+        .args(files.iter().cloned())
+}
+
+/// Where a hook runs, relative to the deploy root.
+#[derive(Debug, Clone, Copy)]
+pub enum HookDir<'a> {
+    /// The login directory (`pre-setup`, before the root exists).
+    Login,
+    /// The deploy root.
+    Root,
+    /// `current` (falls back to the root before the first deploy).
+    Current,
+    /// A release being prepared.
+    Release(&'a str),
+}
+
+pub fn run_hook(root: &str, dir: HookDir<'_>, hook: &str, env: &[(String, String)]) -> Script {
+    let dir = match dir {
+        HookDir::Login => "-".to_string(),
+        HookDir::Root => ".".to_string(),
+        HookDir::Current => "current".to_string(),
+        HookDir::Release(id) => format!("releases/{id}"),
+    };
+    Script::new(RUN_HOOK)
+        .arg(root)
+        .arg(dir)
+        .arg(hook)
+        .args(env.iter().map(|(k, v)| format!("{k}={v}")))
+}
+
+pub fn mark_prepared(root: &str, release: &str) -> Script {
+    Script::new(MARK_PREPARED).arg(root).arg(release)
+}
+
+pub fn discard(root: &str, release: &str) -> Script {
+    Script::new(DISCARD).arg(root).arg(release)
+}
+
+pub fn switch(root: &str, release: &str) -> Script {
+    Script::new(SWITCH).arg(root).arg(release)
+}
+
+pub fn record(root: &str, json_line: &str) -> Script {
+    Script::new(RECORD).arg(root).arg(json_line)
+}
+
+pub fn prune(root: &str, keep: usize, protect: &[String]) -> Script {
+    Script::new(PRUNE)
+        .arg(root)
+        .arg(keep.to_string())
+        .args(protect.iter().cloned())
+}
+
+pub fn cleanup(root: &str) -> Script {
+    Script::new(CLEANUP).arg(root)
+}
+
+pub fn state(root: &str) -> Script {
+    Script::new(STATE).arg(root)
+}
+
+pub fn lock_acquire(root: &str, content: &str) -> Script {
+    Script::new(LOCK_ACQUIRE).arg(root).arg(content)
+}
+
+pub fn lock_heartbeat(root: &str, deploy_id: &str) -> Script {
+    Script::new(LOCK_HEARTBEAT).arg(root).arg(deploy_id)
+}
+
+pub fn lock_release(root: &str, deploy_id: &str) -> Script {
+    Script::new(LOCK_RELEASE).arg(root).arg(deploy_id)
+}
+
+pub fn lock_break(root: &str, stale_after_secs: u64, force: bool) -> Script {
+    Script::new(LOCK_BREAK)
+        .arg(root)
+        .arg(stale_after_secs.to_string())
+        .arg(if force { "1" } else { "0" })
+}
+
+pub fn exec(root: &str, command: &str) -> Script {
+    Script::new(EXEC).arg(root).arg(command)
+}

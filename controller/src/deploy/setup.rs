@@ -1,0 +1,65 @@
+//! `pmfleet deploy <env> setup`: idempotent. `pre-setup`, the layout, the mirror (for
+//! `fetch: host`), `post-setup`.
+
+use std::time::Instant;
+
+use pmfleet_shared::ecosystem::{DeployEnv, FetchMode};
+
+use super::fleet::{Fleet, each};
+use super::report::{HostReport, Status};
+use super::scripts::{self, HookDir};
+use super::Context;
+
+pub async fn setup(ctx: &Context, env: &DeployEnv) -> Vec<HostReport> {
+    let fleet = Fleet::connect(env, &ctx.connector, &ctx.out).await;
+    let mut reports = fleet.not_connected.clone();
+    let hook_env: Vec<(String, String)> = env
+        .env
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .chain([("PMFLEET_ENV".to_string(), env.name.clone())])
+        .collect();
+    let results = each(&fleet.members, |m| {
+        let env = env.clone();
+        let out = ctx.out.clone();
+        let hook_env = hook_env.clone();
+        async move {
+            let started = Instant::now();
+            let root = &env.path;
+            let host = &m.label;
+            let result: Result<String, String> = async {
+                if let Some(hook) = &env.hooks.pre_setup {
+                    out.step(host, "pre-setup");
+                    let script = scripts::run_hook(root, HookDir::Login, hook, &hook_env);
+                    m.run_visible(&out, "pre-setup", &script).await?;
+                }
+                out.step(host, "directories");
+                let expanded = m.run(&scripts::setup_dirs(root)).await?;
+                if env.fetch == FetchMode::Host {
+                    out.step(host, "mirror");
+                    m.run(&scripts::mirror(root, &env.repo))
+                        .await
+                        .map_err(|e| format!("mirror of {}: {e}", env.repo))?;
+                }
+                if let Some(hook) = &env.hooks.post_setup {
+                    out.step(host, "post-setup");
+                    let script = scripts::run_hook(root, HookDir::Root, hook, &hook_env);
+                    m.run_visible(&out, "post-setup", &script).await?;
+                }
+                Ok(format!("set up in {}", expanded.stdout.trim()))
+            }
+            .await;
+            out.done(host, result.is_ok(), result.as_ref().unwrap_or_else(|e| e));
+            let (status, message) = match result {
+                Ok(message) => (Status::Ok, message),
+                Err(message) => (Status::Failed, message),
+            };
+            let mut report = HostReport::new(host, status, message);
+            report.elapsed = started.elapsed();
+            report
+        }
+    })
+    .await;
+    reports.extend(results);
+    reports
+}

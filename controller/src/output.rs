@@ -1,0 +1,240 @@
+//! What the user sees: live per-host progress on a terminal, plain `host | step | message`
+//! lines in a pipe or under `CI=true`, or one JSON object per line with `--json`.
+
+use std::collections::HashMap;
+use std::io::{IsTerminal, Write};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Live,
+    Plain,
+    Json,
+}
+
+impl Mode {
+    /// `--json` wins; otherwise live progress only on a terminal outside CI.
+    pub fn detect(json: bool) -> Mode {
+        let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0");
+        if json {
+            Mode::Json
+        } else if ci || !std::io::stderr().is_terminal() || !std::io::stdout().is_terminal() {
+            Mode::Plain
+        } else {
+            Mode::Live
+        }
+    }
+}
+
+/// One row of the final summary table.
+#[derive(Debug, Clone)]
+pub struct SummaryRow {
+    pub host: String,
+    pub outcome: String,
+    pub release: String,
+    pub sha: String,
+    pub elapsed: Duration,
+    pub message: String,
+}
+
+pub struct Output {
+    mode: Mode,
+    multi: Option<MultiProgress>,
+    bars: Mutex<HashMap<String, ProgressBar>>,
+}
+
+impl Output {
+    pub fn new(mode: Mode) -> Output {
+        Output {
+            mode,
+            multi: (mode == Mode::Live).then(MultiProgress::new),
+            bars: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// A message about the whole run ("resolved origin/main to 1a2b3c4").
+    pub fn info(&self, message: &str) {
+        match self.mode {
+            Mode::Json => self.json(&serde_json::json!({"event": "info", "message": message})),
+            Mode::Live => self.println(message),
+            Mode::Plain => self.println(&format!("pmfleet | {message}")),
+        }
+    }
+
+    /// A host starts a step.
+    pub fn step(&self, host: &str, step: &str) {
+        match self.mode {
+            Mode::Live => self.bar(host).set_message(step.to_string()),
+            Mode::Plain => self.println(&format!("{host} | {step} | started")),
+            Mode::Json => self.json(&serde_json::json!({"event": "step", "host": host, "step": step})),
+        }
+    }
+
+    /// A line of output from a host (hook or command output).
+    pub fn line(&self, host: &str, step: &str, line: &str) {
+        match self.mode {
+            Mode::Json => self.json(
+                &serde_json::json!({"event": "output", "host": host, "step": step, "line": line}),
+            ),
+            _ => self.println(&format!("{host} | {step} | {line}")),
+        }
+    }
+
+    /// A host finished (successfully or not) with a one-line outcome.
+    pub fn done(&self, host: &str, ok: bool, message: &str) {
+        match self.mode {
+            Mode::Live => {
+                let bar = self.bar(host);
+                let mark = if ok {
+                    console::style("✓").green()
+                } else {
+                    console::style("✗").red()
+                };
+                bar.finish_with_message(format!("{mark} {message}"));
+            }
+            Mode::Plain => self.println(&format!(
+                "{host} | {} | {message}",
+                if ok { "done" } else { "failed" }
+            )),
+            Mode::Json => self.json(
+                &serde_json::json!({"event": "done", "host": host, "ok": ok, "message": message}),
+            ),
+        }
+    }
+
+    /// The summary table at the end of a run.
+    pub fn summary(&self, title: &str, rows: &[SummaryRow]) {
+        self.clear_bars();
+        if self.mode == Mode::Json {
+            for row in rows {
+                self.json(&serde_json::json!({
+                    "event": "summary", "host": row.host, "outcome": row.outcome,
+                    "release": row.release, "sha": row.sha,
+                    "seconds": row.elapsed.as_secs_f64(), "message": row.message,
+                }));
+            }
+            return;
+        }
+        let headers = ["HOST", "OUTCOME", "RELEASE", "SHA", "TIME", "MESSAGE"];
+        let cells: Vec<[String; 6]> = rows
+            .iter()
+            .map(|r| {
+                [
+                    r.host.clone(),
+                    r.outcome.clone(),
+                    r.release.clone(),
+                    r.sha.clone(),
+                    format!("{:.1}s", r.elapsed.as_secs_f64()),
+                    r.message.clone(),
+                ]
+            })
+            .collect();
+        let mut text = format!("\n{title}\n");
+        text.push_str(&table(&headers, &cells));
+        self.print_block(&text);
+    }
+
+    /// Prints a block of text as is (listings, tables).
+    pub fn print_block(&self, text: &str) {
+        if let Some(multi) = &self.multi {
+            let _ = multi.suspend(|| print_stdout(text));
+        } else {
+            print_stdout(text);
+        }
+    }
+
+    fn println(&self, line: &str) {
+        match &self.multi {
+            Some(multi) => {
+                let _ = multi.println(line);
+            }
+            None => print_stdout(&format!("{line}\n")),
+        }
+    }
+
+    fn json(&self, value: &serde_json::Value) {
+        print_stdout(&format!("{value}\n"));
+    }
+
+    fn bar(&self, host: &str) -> ProgressBar {
+        let mut bars = self.bars.lock().unwrap_or_else(|e| e.into_inner());
+        bars.entry(host.to_string())
+            .or_insert_with(|| {
+                let bar = ProgressBar::new_spinner().with_prefix(host.to_string());
+                bar.set_style(
+                    ProgressStyle::with_template("{spinner:.cyan} {prefix:.bold} {wide_msg}")
+                        .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                );
+                bar.enable_steady_tick(Duration::from_millis(120));
+                match &self.multi {
+                    Some(multi) => multi.add(bar),
+                    None => bar,
+                }
+            })
+            .clone()
+    }
+
+    fn clear_bars(&self) {
+        let bars = self.bars.lock().unwrap_or_else(|e| e.into_inner());
+        for bar in bars.values() {
+            if !bar.is_finished() {
+                bar.finish();
+            }
+        }
+    }
+}
+
+fn print_stdout(text: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes());
+    let _ = out.flush();
+}
+
+/// Left-aligned columns separated by two spaces.
+pub fn table<const N: usize>(headers: &[&str; N], rows: &[[String; N]]) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let mut push_row = |cells: Vec<&str>| {
+        let mut line = String::new();
+        for (i, (cell, w)) in cells.iter().zip(&widths).enumerate() {
+            if i + 1 == N {
+                line.push_str(cell);
+            } else {
+                line.push_str(&format!("{cell:<w$}  "));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    };
+    push_row(headers.to_vec());
+    for row in rows {
+        push_row(row.iter().map(String::as_str).collect());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_aligns_columns() {
+        let t = table(
+            &["A", "BB"],
+            &[["xxx".to_string(), "y".to_string()], ["z".to_string(), "".to_string()]],
+        );
+        assert_eq!(t, "A    BB\nxxx  y\nz\n");
+    }
+}

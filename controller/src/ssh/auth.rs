@@ -1,0 +1,281 @@
+//! Public key authentication: the keys of a running ssh-agent first, then key files (the
+//! spec's `key`, `IdentityFile`s, then ~/.ssh/id_ed25519, id_ecdsa, id_rsa).
+//!
+//! Everything tried is recorded for the error message — agent keys by type and fingerprint, key
+//! files by path with why they were skipped — never key material. Encrypted key files cannot be
+//! used without a passphrase prompt; they are skipped with a hint to load them into the agent.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use russh::client::{AuthResult, Handle};
+use russh::keys::agent::client::AgentClient;
+use russh::keys::{HashAlg, PrivateKeyWithHashAlg, PublicKey};
+use russh::{MethodKind, MethodSet};
+
+use super::connection::ClientHandler;
+use super::error::SshError;
+use super::known_hosts::fingerprint;
+
+/// What authentication needs to know, beyond the handle.
+pub(crate) struct AuthPlan<'a> {
+    pub user: &'a str,
+    pub destination: &'a str,
+    /// Key files in the order to try them.
+    pub identity_files: &'a [PathBuf],
+    /// How many of `identity_files` were named explicitly (spec `key` or `IdentityFile`): a
+    /// missing explicit file is reported, a missing default one is not.
+    pub explicit_files: usize,
+}
+
+/// How one attempt ended.
+enum Attempt {
+    Success,
+    Refused(MethodSet),
+}
+
+/// Tries the agent's keys, then the key files, until the server accepts one.
+pub(crate) async fn authenticate(
+    handle: &mut Handle<ClientHandler>,
+    plan: &AuthPlan<'_>,
+) -> Result<(), SshError> {
+    let mut tried: Vec<String> = Vec::new();
+    let mut offered: Vec<PublicKey> = Vec::new();
+    // Resolved on first use: asking waits for the server's extension info.
+    let mut rsa_hash: Option<Option<HashAlg>> = None;
+
+    match std::env::var_os("SSH_AUTH_SOCK") {
+        Some(socket) if !socket.is_empty() => {
+            let socket = PathBuf::from(socket);
+            match AgentClient::connect_uds(&socket).await {
+                Ok(mut agent) => match agent.request_identities().await {
+                    Ok(identities) => {
+                        if identities.is_empty() {
+                            tried.push(format!("ssh-agent at {} (no keys)", socket.display()));
+                        }
+                        for identity in identities {
+                            let key = identity.public_key().into_owned();
+                            let label = format!(
+                                "ssh-agent key {} {}",
+                                key.algorithm().as_str(),
+                                fingerprint(&key)
+                            );
+                            let hash = if key.algorithm().is_rsa() {
+                                rsa_hash_for(handle, &mut rsa_hash, plan).await?
+                            } else {
+                                None
+                            };
+                            let result = handle
+                                .authenticate_publickey_with(
+                                    plan.user,
+                                    key.clone(),
+                                    hash,
+                                    &mut agent,
+                                )
+                                .await;
+                            offered.push(key);
+                            match result {
+                                Ok(result) => match attempt(result) {
+                                    Attempt::Success => return Ok(()),
+                                    Attempt::Refused(remaining) => {
+                                        tried.push(format!("{label} (refused by the server)"));
+                                        if !remaining.contains(&MethodKind::PublicKey) {
+                                            return Err(no_more_publickey(plan, tried, &remaining));
+                                        }
+                                    }
+                                },
+                                Err(error) => {
+                                    tried.push(format!(
+                                        "{label} (the agent could not sign: {error})"
+                                    ));
+                                }
+                            }
+                        }
+                    }
+                    Err(error) => tried.push(format!(
+                        "ssh-agent at {} (cannot list keys: {error})",
+                        socket.display()
+                    )),
+                },
+                Err(error) => tried.push(format!(
+                    "ssh-agent at {} (unavailable: {error})",
+                    socket.display()
+                )),
+            }
+        }
+        _ => {}
+    }
+
+    for (index, path) in plan.identity_files.iter().enumerate() {
+        let explicit = index < plan.explicit_files;
+        let key = match load_key(path) {
+            Ok(key) => key,
+            Err(KeyFileProblem::Missing) if !explicit => continue,
+            Err(problem) => {
+                tried.push(format!("{} ({})", path.display(), problem.describe()));
+                continue;
+            }
+        };
+        let public = key.public_key().clone();
+        if offered.contains(&public) {
+            // Already offered through the agent: the server refused it once.
+            continue;
+        }
+        let hash = if key.algorithm().is_rsa() {
+            rsa_hash_for(handle, &mut rsa_hash, plan).await?
+        } else {
+            None
+        };
+        let result = handle
+            .authenticate_publickey(plan.user, PrivateKeyWithHashAlg::new(Arc::new(key), hash))
+            .await
+            .map_err(|source| during_auth(plan, source))?;
+        offered.push(public);
+        match attempt(result) {
+            Attempt::Success => return Ok(()),
+            Attempt::Refused(remaining) => {
+                tried.push(format!("{} (refused by the server)", path.display()));
+                if !remaining.contains(&MethodKind::PublicKey) {
+                    return Err(no_more_publickey(plan, tried, &remaining));
+                }
+            }
+        }
+    }
+
+    if tried.is_empty() {
+        tried.push(format!(
+            "no ssh-agent (SSH_AUTH_SOCK unset) and no key file among {}",
+            plan.identity_files
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    Err(SshError::Auth {
+        destination: plan.destination.to_string(),
+        tried,
+    })
+}
+
+fn attempt(result: AuthResult) -> Attempt {
+    match result {
+        AuthResult::Success => Attempt::Success,
+        AuthResult::Failure {
+            remaining_methods, ..
+        } => Attempt::Refused(remaining_methods),
+    }
+}
+
+/// The RSA signature hash the server supports best, asked once per connection.
+async fn rsa_hash_for(
+    handle: &Handle<ClientHandler>,
+    cached: &mut Option<Option<HashAlg>>,
+    plan: &AuthPlan<'_>,
+) -> Result<Option<HashAlg>, SshError> {
+    if let Some(hash) = cached {
+        return Ok(*hash);
+    }
+    let hash = handle
+        .best_supported_rsa_hash()
+        .await
+        .map_err(|source| during_auth(plan, source))?
+        .flatten();
+    *cached = Some(hash);
+    Ok(hash)
+}
+
+fn during_auth(plan: &AuthPlan<'_>, source: russh::Error) -> SshError {
+    SshError::Disconnected {
+        destination: plan.destination.to_string(),
+        phase: "authentication",
+        message: source.to_string(),
+    }
+}
+
+fn no_more_publickey(
+    plan: &AuthPlan<'_>,
+    mut tried: Vec<String>,
+    remaining: &MethodSet,
+) -> SshError {
+    let methods: Vec<&str> = remaining.iter().map(<&str>::from).collect();
+    tried.push(format!(
+        "the server no longer accepts public keys (remaining methods: {})",
+        if methods.is_empty() {
+            "none".to_string()
+        } else {
+            methods.join(", ")
+        }
+    ));
+    SshError::Auth {
+        destination: plan.destination.to_string(),
+        tried,
+    }
+}
+
+/// Why a key file was not used.
+#[derive(Debug)]
+enum KeyFileProblem {
+    Missing,
+    Encrypted,
+    Unreadable(String),
+}
+
+impl KeyFileProblem {
+    fn describe(&self) -> String {
+        match self {
+            KeyFileProblem::Missing => "not found".into(),
+            KeyFileProblem::Encrypted => {
+                "encrypted; no passphrase can be asked for, load it with `ssh-add` instead".into()
+            }
+            KeyFileProblem::Unreadable(message) => format!("unusable: {message}"),
+        }
+    }
+}
+
+fn load_key(path: &Path) -> Result<russh::keys::PrivateKey, KeyFileProblem> {
+    if !path.exists() {
+        return Err(KeyFileProblem::Missing);
+    }
+    russh::keys::load_secret_key(path, None).map_err(|error| match error {
+        russh::keys::Error::KeyIsEncrypted => KeyFileProblem::Encrypted,
+        // The error's text never includes the key itself.
+        other => KeyFileProblem::Unreadable(other.to_string()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_file_problems() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(matches!(
+            load_key(&dir.path().join("absent")),
+            Err(KeyFileProblem::Missing)
+        ));
+        let garbage = dir.path().join("garbage");
+        std::fs::write(&garbage, "not a key").unwrap();
+        assert!(matches!(
+            load_key(&garbage),
+            Err(KeyFileProblem::Unreadable(_))
+        ));
+    }
+
+    #[test]
+    fn encrypted_key_is_recognised() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("id_ed25519");
+        let status = std::process::Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "secret", "-C", "", "-f"])
+            .arg(&path)
+            .status();
+        // Without ssh-keygen there is nothing to check.
+        if !status.is_ok_and(|s| s.success()) {
+            return;
+        }
+        assert!(matches!(load_key(&path), Err(KeyFileProblem::Encrypted)));
+        assert!(KeyFileProblem::Encrypted.describe().contains("ssh-add"));
+    }
+}

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# A real deploy on this machine, no SSH server and no setup needed: a sample app in a git
+# repository made on the fly, deployed with `host: "localhost"` into a scratch directory.
+# Shows setup, a first deploy, a second commit deployed, `revert 1`, and `list`.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+top=$(cd "$here/../.." && pwd)
+cargo build -q --manifest-path "$top/Cargo.toml" -p pmfleet
+pmfleet="$top/target/debug/pmfleet"
+
+work=${PMFLEET_QUICKSTART_DIR:-$(mktemp -d /tmp/pmfleet-quickstart.XXXXXX)}
+mkdir -p "$work"
+echo "== working in $work"
+
+# The app's repository: the sample app from examples/quickstart/app, version 1.
+repo="$work/app.git"
+rm -rf "$repo" && mkdir -p "$repo"
+cp -R "$here/app/." "$repo/"
+git -C "$repo" init -q -b main
+git -C "$repo" -c user.name=demo -c user.email=demo@example.invalid add -A
+git -C "$repo" -c user.name=demo -c user.email=demo@example.invalid commit -q -m "version 1"
+
+# The project: an ecosystem file whose `production` environment is this machine.
+project="$work/project"
+mkdir -p "$project"
+sed -e "s|@REPO@|$repo|" -e "s|@PATH@|$work/srv/app|" "$here/ecosystem.json" > "$project/ecosystem.json"
+cd "$project"
+export XDG_CACHE_HOME="$work/cache"
+
+show() {
+  echo "-- $work/srv/app/current -> $(readlink "$work/srv/app/current")"
+  echo "-- current/built.txt: $(cat "$work/srv/app/current/built.txt")"
+}
+
+echo; echo "== pmfleet deploy production setup"
+"$pmfleet" deploy production setup
+echo; echo "== pmfleet deploy production"
+"$pmfleet" deploy production
+show
+
+echo; echo "== a second commit, deployed"
+echo 2 > "$repo/VERSION"
+git -C "$repo" -c user.name=demo -c user.email=demo@example.invalid commit -q -am "version 2"
+"$pmfleet" deploy production
+show
+
+echo; echo "== pmfleet deploy production revert 1"
+"$pmfleet" deploy production revert 1
+show
+
+echo; echo "== pmfleet deploy production list"
+"$pmfleet" deploy production list
+echo; echo "== done: the deploy root is $work/srv/app"

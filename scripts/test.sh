@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Runs every check and test of the workspace, installing first what cargo cannot:
+# OpenSSH's sshd (the e2e tests start real sshd hosts), git, util-linux's unshare, Node.js
+# and Python (sample apps). Needs root for apt-get and for the per-host mount namespaces.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+missing=()
+[ -x /usr/sbin/sshd ] || missing+=(openssh-server)
+command -v ssh-keygen >/dev/null || missing+=(openssh-client)
+command -v git >/dev/null || missing+=(git)
+command -v unshare >/dev/null || missing+=(util-linux)
+command -v node >/dev/null || missing+=(nodejs)
+command -v python3 >/dev/null || missing+=(python3)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing: ${missing[*]}"
+  if [ "$(id -u)" != 0 ]; then
+    echo "error: ${missing[*]} missing and not root: install them, or run as root" >&2
+    exit 1
+  fi
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+mkdir -p /run/sshd
+
+cargo fmt --all --check
+cargo clippy --workspace --all-targets -- -D warnings
+cargo build --workspace --bins
+cargo test --workspace

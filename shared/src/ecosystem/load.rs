@@ -1,0 +1,320 @@
+//! From a file (or text) to a checked [`Ecosystem`]: read the format into the value tree,
+//! validate the top level, `apps` and `deploy`, and collect every problem on the way.
+
+use std::path::Path;
+
+use super::app::read_apps;
+use super::deploy::read_deploy;
+use super::diagnostic::{FieldPath, Report, did_you_mean};
+use super::discover::Format;
+use super::error::LoadError;
+use super::fields::{KeyDef, KeyWalk, Schema};
+use super::javascript::{self, NodeOptions};
+use super::model::{DeployEnv, Ecosystem, Severity};
+use super::value::{Kind, SyntaxError, Value};
+use super::{json, yaml};
+
+static TOP_SCHEMA: Schema = Schema {
+    keys: &[KeyDef::new("apps"), KeyDef::new("deploy")],
+    unimplemented: &[],
+};
+
+/// Reads and validates the ecosystem file at `path`, choosing the format from its extension
+/// (`.json`, `.yml`/`.yaml`, `.js`/`.cjs`/`.mjs`; any other name is read as JSON when it
+/// starts with `{` or `[`, as YAML otherwise). JavaScript runs `node` from `PATH`.
+pub fn load(path: &Path) -> Result<Ecosystem, LoadError> {
+    load_with_node(path, &NodeOptions::default())
+}
+
+/// [`load`], with control over how `node` is found and run for JavaScript files.
+pub fn load_with_node(path: &Path, node: &NodeOptions) -> Result<Ecosystem, LoadError> {
+    let format = Format::from_path(path);
+    if format == Some(Format::JavaScript) {
+        if !path.is_file() {
+            // Say "cannot read" rather than letting node report a missing module.
+            std::fs::File::open(path).map_err(|source| LoadError::Io {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        }
+        let json = javascript::export_json(path, node)?;
+        return parse_str(&json, Format::JavaScript, path);
+    }
+    let text = std::fs::read_to_string(path).map_err(|source| LoadError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let format = format.unwrap_or_else(|| sniff(&text));
+    parse_str(&text, format, path)
+}
+
+fn sniff(text: &str) -> Format {
+    match text
+        .trim_start_matches('\u{feff}')
+        .trim_start()
+        .chars()
+        .next()
+    {
+        Some('{' | '[') => Format::Json,
+        _ => Format::Yaml,
+    }
+}
+
+/// Validates ecosystem text. `source` names the file in diagnostics. For
+/// [`Format::JavaScript`], `text` is the JSON that `node` printed for the file, and
+/// diagnostics carry field paths but no line:column (they would point into that output,
+/// not into the file).
+pub fn parse_str(text: &str, format: Format, source: &Path) -> Result<Ecosystem, LoadError> {
+    let parsed = match format {
+        Format::Json => json::parse(text),
+        Format::Yaml => yaml::parse(text),
+        Format::JavaScript => json::parse(text).map(|mut v| {
+            v.strip_positions();
+            v
+        }),
+    };
+    let root = match parsed {
+        Ok(root) => root,
+        Err(e) => return Err(syntax_error(e, format, source)),
+    };
+    let absolute = std::path::absolute(source).unwrap_or_else(|_| source.to_path_buf());
+    let base_dir = absolute.parent().map(Path::to_path_buf).unwrap_or_default();
+    let mut report = Report::new(source);
+    let (apps, deploy) = read_root(&mut report, &root, &base_dir);
+    if report.has_errors() {
+        return Err(LoadError::Invalid {
+            file: source.to_path_buf(),
+            diagnostics: report.into_diagnostics(),
+        });
+    }
+    Ok(Ecosystem {
+        source: absolute,
+        apps,
+        deploy,
+        warnings: report.into_diagnostics(),
+    })
+}
+
+fn syntax_error(e: SyntaxError, format: Format, source: &Path) -> LoadError {
+    let (location, message) = match format {
+        // node printed it; a position in its output would mean nothing to the reader.
+        Format::JavaScript => (
+            None,
+            format!("node printed something that is not JSON: {}", e.message),
+        ),
+        Format::Json | Format::Yaml => (Some((e.pos.line, e.pos.col)), e.message),
+    };
+    LoadError::Invalid {
+        file: source.to_path_buf(),
+        diagnostics: vec![super::model::Diagnostic {
+            severity: Severity::Error,
+            file: source.to_path_buf(),
+            location,
+            field: String::new(),
+            message,
+            hint: e.hint,
+        }],
+    }
+}
+
+type Root = (
+    Vec<super::model::App>,
+    std::collections::BTreeMap<String, DeployEnv>,
+);
+
+/// The top level: `{apps, deploy}`, or, as PM2 also accepts, an array of apps or a single
+/// app object. Top-level keys starting with `x-` are skipped: they hold YAML anchors.
+fn read_root(r: &mut Report, root: &Value, base_dir: &Path) -> Root {
+    let top = FieldPath::root();
+    let mut apps = Vec::new();
+    let mut deploy = Default::default();
+    match &root.kind {
+        Kind::Seq(_) => apps = read_apps(r, root),
+        Kind::Map(entries) => {
+            if root.get("script").is_some()
+                && root.get("apps").is_none()
+                && root.get("deploy").is_none()
+            {
+                return (read_apps(r, root), deploy);
+            }
+            let mut walk = KeyWalk::new();
+            for entry in entries {
+                if entry.key.starts_with("x-") {
+                    // A place for YAML anchors (`x-common: &common`), as in docker compose.
+                    continue;
+                }
+                let field = top.key(&entry.key);
+                match walk.accept(r, &TOP_SCHEMA, entry, &field) {
+                    Some("apps") => apps = read_apps(r, &entry.value),
+                    Some("deploy") => deploy = read_deploy(r, &entry.value, base_dir),
+                    _ => {}
+                }
+            }
+            if !walk.has("apps") && !walk.has("deploy") && !r.has_errors() {
+                r.error(
+                    root,
+                    &top,
+                    "the file defines neither `apps` nor `deploy`",
+                    Some("an ecosystem file looks like { \"apps\": [...], \"deploy\": { \"production\": {...} } }".to_owned()),
+                );
+            }
+        }
+        Kind::Null => r.error(
+            root,
+            &top,
+            "the file is empty",
+            Some("an ecosystem file holds `apps` and/or `deploy`".to_owned()),
+        ),
+        _ => r.expected(root, &top, "an object with `apps` and `deploy`", None),
+    }
+    (apps, deploy)
+}
+
+/// `prod` → `production`: the one known name that starts with `name` (or that `name` starts
+/// with), when there is exactly one.
+fn unique_prefix_match<'a>(name: &str, known: &'a [String]) -> Option<&'a str> {
+    let lower = name.to_ascii_lowercase();
+    let mut matches = known.iter().filter(|k| {
+        let k = k.to_ascii_lowercase();
+        !lower.is_empty() && (k.starts_with(&lower) || lower.starts_with(&k))
+    });
+    let first = matches.next()?;
+    matches.next().is_none().then_some(first.as_str())
+}
+
+impl Ecosystem {
+    /// `deploy.<name>`, or an error naming the environments that exist.
+    pub fn environment(&self, name: &str) -> Result<&DeployEnv, LoadError> {
+        self.deploy.get(name).ok_or_else(|| {
+            let known: Vec<String> = self.deploy.keys().cloned().collect();
+            let suggestion = did_you_mean(name, known.iter().map(String::as_str))
+                .or_else(|| unique_prefix_match(name, &known))
+                .map(str::to_owned);
+            LoadError::UnknownEnvironment {
+                name: name.to_owned(),
+                known,
+                suggestion,
+            }
+        })
+    }
+
+    /// The app named `name`.
+    pub fn app(&self, name: &str) -> Option<&super::model::App> {
+        self.apps.iter().find(|a| a.name == name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn invalid(text: &str, format: Format) -> Vec<super::super::Diagnostic> {
+        match parse_str(text, format, Path::new("ecosystem.json")) {
+            Err(LoadError::Invalid { diagnostics, .. }) => diagnostics,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn top_level_shapes() {
+        let e = parse_str(r#"[{"script": "a.js"}]"#, Format::Json, Path::new("e.json")).unwrap();
+        assert_eq!(e.apps.len(), 1);
+        let e = parse_str(
+            r#"{"script": "a.js", "instances": 2}"#,
+            Format::Json,
+            Path::new("e.json"),
+        )
+        .unwrap();
+        assert_eq!(e.apps[0].name, "a");
+        let e = parse_str(
+            "apps:\n  - script: a.js\n",
+            Format::Yaml,
+            Path::new("e.yml"),
+        )
+        .unwrap();
+        assert!(e.source.is_absolute());
+        assert!(e.deploy.is_empty());
+    }
+
+    #[test]
+    fn unknown_top_level_key() {
+        let d = invalid(r#"{"apps": [], "deploi": {}}"#, Format::Json);
+        assert_eq!(d.len(), 1);
+        assert_eq!(d[0].field, "deploi");
+        assert_eq!(d[0].location, Some((1, 14)));
+        assert_eq!(d[0].hint.as_deref(), Some("did you mean `deploy`?"));
+    }
+
+    #[test]
+    fn extension_keys_hold_anchors() {
+        let text = "x-base: &base\n  script: a.js\napps:\n  - <<: *base\n    name: one\n";
+        let e = parse_str(text, Format::Yaml, Path::new("e.yml")).unwrap();
+        assert_eq!(e.apps[0].name, "one");
+        assert_eq!(e.apps[0].script, "a.js");
+    }
+
+    #[test]
+    fn empty_and_pointless_files() {
+        assert_eq!(invalid("", Format::Yaml)[0].message, "the file is empty");
+        assert!(invalid("{}", Format::Json)[0].message.contains("neither"));
+        assert!(
+            invalid("42", Format::Json)[0]
+                .message
+                .contains("expected an object")
+        );
+    }
+
+    #[test]
+    fn syntax_errors_are_diagnostics_with_positions() {
+        let d = invalid(
+            "{\n  \"apps\": [\n    {\"script\": \"a.js\",}\n  ]\n}",
+            Format::Json,
+        );
+        assert_eq!(d.len(), 1);
+        assert_eq!(d[0].location, Some((3, 23)));
+        assert_eq!(d[0].field, "");
+    }
+
+    #[test]
+    fn javascript_output_has_no_positions() {
+        let d = invalid(
+            r#"{"apps": [{"script": "a.js", "port": "abc"}]}"#,
+            Format::JavaScript,
+        );
+        assert_eq!(d[0].location, None);
+        assert_eq!(d[0].field, "apps[0].port");
+    }
+
+    #[test]
+    fn environment_lookup() {
+        let text = r#"{"deploy": {"production": {"host": "a", "repo": "r", "path": "/p", "ref": "main"},
+                                "staging": {"host": "b", "repo": "r", "path": "/p", "ref": "main"}}}"#;
+        let e = parse_str(text, Format::Json, Path::new("e.json")).unwrap();
+        assert_eq!(e.environment("staging").unwrap().hosts[0].host, "b");
+        match e.environment("prodution") {
+            Err(LoadError::UnknownEnvironment {
+                known, suggestion, ..
+            }) => {
+                assert_eq!(known, vec!["production", "staging"]);
+                assert_eq!(suggestion.as_deref(), Some("production"));
+            }
+            other => panic!("{other:?}"),
+        }
+        match e.environment("prod") {
+            Err(LoadError::UnknownEnvironment { suggestion, .. }) => {
+                assert_eq!(suggestion.as_deref(), Some("production"))
+            }
+            other => panic!("{other:?}"),
+        }
+        match e.environment("qa") {
+            Err(LoadError::UnknownEnvironment { suggestion, .. }) => assert_eq!(suggestion, None),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn sniffing_unknown_extensions() {
+        assert_eq!(sniff("  {\"apps\": []}"), Format::Json);
+        assert_eq!(sniff("apps: []"), Format::Yaml);
+    }
+}

@@ -1,0 +1,90 @@
+//! [`AppSpec`]: an app fully resolved for one host — interpreter chosen, environment merged,
+//! paths absolute, instance count a number. This is what the agent runs, what it persists,
+//! and what `show` prints; the ecosystem file is not needed again once it exists.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExecModeSpec {
+    Fork,
+    Cluster,
+}
+
+impl std::fmt::Display for ExecModeSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ExecModeSpec::Fork => "fork",
+            ExecModeSpec::Cluster => "cluster",
+        })
+    }
+}
+
+/// How many instances were asked for, kept so `scale max` and a restore on a machine with
+/// another CPU count resolve it again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InstancesSpec {
+    Count(u32),
+    Max,
+    AllBut(u32),
+}
+
+impl InstancesSpec {
+    /// PM2's rule: `max` is one per CPU, a negative count is CPUs minus that many, at least 1.
+    pub fn resolve(self, cpus: u32) -> u32 {
+        match self {
+            InstancesSpec::Count(n) => n.max(1),
+            InstancesSpec::Max => cpus.max(1),
+            InstancesSpec::AllBut(n) => cpus.saturating_sub(n).max(1),
+        }
+    }
+}
+
+/// One app, resolved. Durations are milliseconds so the JSON reads the same in any language.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AppSpec {
+    pub name: String,
+    pub namespace: String,
+    /// What is executed: the interpreter, or the script itself.
+    pub program: String,
+    /// Arguments after `program`: interpreter args, the script, then the app's args.
+    pub program_args: Vec<String>,
+    /// The script as written (for display).
+    pub script: String,
+    pub cwd: PathBuf,
+    /// The merged environment (client's, then `env`, then `env_<name>`).
+    pub env: BTreeMap<String, String>,
+    pub exec_mode: ExecModeSpec,
+    pub instances: InstancesSpec,
+    /// The port the agent binds once and hands to every instance (cluster mode).
+    pub port: Option<u16>,
+    /// True when `program` is node: cluster mode injects the `listen()` preload.
+    pub node: bool,
+    pub max_memory_restart: Option<u64>,
+    pub autorestart: bool,
+    pub max_restarts: u32,
+    pub min_uptime_ms: u64,
+    pub restart_delay_ms: u64,
+    pub exp_backoff_restart_delay_ms: Option<u64>,
+    pub stop_exit_codes: Vec<i32>,
+    pub kill_signal: String,
+    pub kill_timeout_ms: u64,
+    pub listen_timeout_ms: u64,
+    pub wait_ready: bool,
+    /// Watched paths, absolute; empty = no watching.
+    pub watch: Vec<PathBuf>,
+    pub ignore_watch: Vec<String>,
+    pub out_file: Option<PathBuf>,
+    pub error_file: Option<PathBuf>,
+    pub merge_logs: bool,
+    pub log_date_format: Option<String>,
+    pub time: bool,
+    pub instance_var: String,
+    pub increment_var: Option<String>,
+    /// `/path` (HTTP GET on 127.0.0.1:port) or `tcp`: the readiness probe for reloads.
+    pub healthcheck: Option<String>,
+}

@@ -1,0 +1,3 @@
+module.exports = {
+  apps: [{ name: 'cron-job', script: './bin/job.sh', interpreter: 'none', autorestart: false, cron_restart: '@hourly' }],
+};

@@ -1,0 +1,76 @@
+// The same file as full.json, as PM2's JavaScript ecosystem file.
+const repo = 'git@github.com:acme/shop.git';
+
+console.log('printing from an ecosystem file does not disturb loading');
+
+module.exports = {
+  apps: [
+    {
+      name: 'api',
+      script: 'dist/server.js',
+      args: "--color 'two words'",
+      node_args: '--max-old-space-size=512',
+      instances: 'max',
+      port: 3000,
+      max_memory_restart: '300M',
+      min_uptime: '5s',
+      kill_timeout: 8000,
+      listen_timeout: 10000,
+      wait_ready: true,
+      healthcheck: '/health',
+      stop_exit_codes: 0,
+      out_file: 'logs/api.out.log',
+      error_file: 'logs/api.err.log',
+      merge_logs: true,
+      time: true,
+      env: { NODE_ENV: 'development', WORKERS: 2 },
+      env_production: { NODE_ENV: 'production', SENTRY: true },
+    },
+    {
+      script: 'worker.py',
+      interpreter: 'python3',
+      autorestart: true,
+      max_restarts: 5,
+      restart_delay: '1s',
+      exp_backoff_restart_delay: 100,
+      cron_restart: '0 4 * * *',
+      watch: ['src', 'config'],
+      ignore_watch: ['src/tmp'],
+      namespace: 'jobs',
+    },
+  ],
+  deploy: {
+    production: {
+      user: 'deploy',
+      host: [
+        'web1.example.com',
+        { host: 'web2.example.com', port: 2222 },
+        { host: '10.0.0.3', user: 'ops' },
+      ],
+      port: '22',
+      key: '/home/ci/.ssh/deploy_ed25519',
+      ssh_options: ['StrictHostKeyChecking=yes', 'ServerAliveInterval 15'],
+      ref: 'origin/main',
+      repo,
+      path: '/var/www/shop',
+      'pre-setup': 'mkdir -p /var/www',
+      'post-setup': 'ls -la',
+      'pre-deploy-local': 'echo deploying',
+      'pre-deploy': 'git status',
+      'post-deploy': ['npm ci', 'npm run build'],
+      env: { NODE_ENV: 'production', REGION: 'eu-west-1' },
+      keep_releases: 10,
+      shared_dirs: ['logs', './uploads/'],
+      shared_files: ['.env'],
+      fetch: 'push',
+      batch: '25%',
+      max_fail: 1,
+    },
+    staging: {
+      host: 'staging.example.com',
+      ref: 'origin/develop',
+      repo,
+      path: '~/shop',
+    },
+  },
+};
