@@ -77,6 +77,9 @@ def notify(message):
 
 def main():
     sock = listening_socket()
+    # Other processes accept from the same socket: a readable socket may be empty by the time
+    # this one accepts, which must not block the serving loop.
+    sock.setblocking(False)
     server = Server(sock.getsockname(), Handler, bind_and_activate=False)
     server.socket = sock
     server.server_address = sock.getsockname()

@@ -63,6 +63,7 @@ tar -x -C "$r"
 );
 
 /// Links `shared/<x>` into release `$1`: the next `$2` names are directories, the rest files.
+/// The links are relative (`../../shared/x`), so they hold wherever the root is mounted.
 const LINK_SHARED: &str = host_script!(
     r#"r="$p/releases/$1"; n=$2; shift 2; i=0
 for x; do
@@ -72,7 +73,9 @@ for x; do
   else
     mkdir -p "$(dirname "$s")"; [ -e "$s" ] || : > "$s"
   fi
-  rm -rf "$t"; mkdir -p "$(dirname "$t")"; ln -s "$s" "$t"
+  up=../..; rest=$x
+  while case $rest in */*) true ;; *) false ;; esac; do rest=${rest#*/}; up=$up/..; done
+  rm -rf "$t"; mkdir -p "$(dirname "$t")"; ln -s "$up/shared/$x" "$t"
 done
 "#
 );
@@ -246,8 +249,18 @@ pub fn link_shared(root: &str, release: &str, dirs: &[String], files: &[String])
         .arg(root)
         .arg(release)
         .arg(dirs.len().to_string())
-        .args(dirs.iter().cloned())
-        .args(files.iter().cloned())
+        .args(dirs.iter().map(|d| normalize(d)))
+        .args(files.iter().map(|f| normalize(f)))
+}
+
+/// `a//b/./c/` → `a/b/c`, so the script can count the depth by slashes. (The ecosystem
+/// loader has already refused absolute paths and `..`.)
+fn normalize(relative: &str) -> String {
+    relative
+        .split('/')
+        .filter(|part| !part.is_empty() && *part != ".")
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 /// Where a hook runs, relative to the deploy root.
@@ -329,4 +342,33 @@ pub fn lock_break(root: &str, stale_after_secs: u64, force: bool) -> Script {
 
 pub fn exec(root: &str, command: &str) -> Script {
     Script::new(EXEC).arg(root).arg(command)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shared_paths_are_normalized() {
+        assert_eq!(normalize("a//b/./c/"), "a/b/c");
+        assert_eq!(normalize("logs"), "logs");
+    }
+
+    #[test]
+    fn shared_links_are_relative_and_resolve() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().display().to_string();
+        let run = |script: Script| {
+            let out = std::process::Command::new("sh").arg("-c").arg(script.render()).output().unwrap();
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        };
+        run(setup_dirs(&root));
+        std::fs::create_dir_all(tmp.path().join("releases/r1")).unwrap();
+        run(link_shared(&root, "r1", &["logs".into()], &["config//.env".into()]));
+        let link = tmp.path().join("releases/r1/config/.env");
+        assert_eq!(std::fs::read_link(&link).unwrap(), std::path::Path::new("../../../shared/config/.env"));
+        std::fs::write(tmp.path().join("shared/config/.env"), "X=1").unwrap();
+        assert_eq!(std::fs::read_to_string(link).unwrap(), "X=1");
+        assert!(tmp.path().join("releases/r1/logs").is_dir());
+    }
 }
