@@ -42,16 +42,21 @@
 //    processes that load this file keep Node's default signal behaviour.
 //
 // 3. Readiness
-//    The agent passes the write end of a pipe as an inherited descriptor and names it in
-//    PMFLEET_READY_FD. This file writes the line "READY=1\n" to it once:
+//    Node has no Unix datagram sockets, so it cannot use sd_notify's NOTIFY_SOCKET. The agent
+//    gives the instance one (or both) of two stream channels instead, and this file writes
+//    sd_notify-style lines to them:
+//    - PMFLEET_READY_SOCKET: the path of a Unix *stream* socket the agent listens on. One
+//      connection is made at the first message and kept for later ones.
+//    - PMFLEET_READY_FD: an inherited descriptor (the write end of a pipe); written
+//      synchronously.
+//    "READY=1\n" is written once:
 //    - when PMFLEET_NOTIFY_ON_LISTEN is "1", as soon as the first server is listening;
 //    - when the app calls `process.send('ready')` (PM2's `wait_ready` convention). Apps started
 //      by the agent have no IPC channel, so `process.send` is defined here when it is missing
 //      (it accepts any message, reports 'ready' and otherwise does nothing); an existing
 //      `process.send` is wrapped.
-//    It also writes "STOPPING=1\n" when draining starts. The words are those of sd_notify;
-//    Node has no Unix datagram sockets, so NOTIFY_SOCKET cannot be used from here. Writes are
-//    synchronous and never throw (the agent may have closed its end).
+//    "STOPPING=1\n" is written when draining starts. Failures to write are ignored (the agent
+//    may have closed its end), and the socket never keeps the process alive.
 
 'use strict';
 
@@ -74,13 +79,29 @@ function positiveInt(value, fallback) {
 
 let readySent = false;
 
+let readySocket = null;
+
 function notify(line) {
   const fd = Number.parseInt(env.PMFLEET_READY_FD, 10);
-  if (!Number.isInteger(fd) || fd < 0) return;
-  try {
-    require('fs').writeSync(fd, line + '\n');
-  } catch (_) {
-    // The agent went away or closed its end: nothing to tell.
+  if (Number.isInteger(fd) && fd >= 0) {
+    try {
+      require('fs').writeSync(fd, line + '\n');
+    } catch (_) {
+      // The agent went away or closed its end: nothing to tell.
+    }
+  }
+  const path = env.PMFLEET_READY_SOCKET;
+  if (path) {
+    try {
+      if (!readySocket) {
+        readySocket = net.createConnection({ path });
+        readySocket.on('error', () => {});
+        readySocket.unref();
+      }
+      readySocket.write(line + '\n');
+    } catch (_) {
+      // As above.
+    }
   }
 }
 

@@ -9,14 +9,19 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use pmfleet_shared::protocol::{
-    AppDetail, ProcessInfo, Request, Response, ScaleTo, ScriptStart, StartRequest, StartSource, Target,
+    AppDetail, ProcessInfo, Request, Response, ScaleTo, ScriptStart, StartRequest, StartSource,
+    Target,
 };
 
 use crate::client::{Client, ClientError};
 use crate::home::AgentHome;
 
 #[derive(Debug, Parser)]
-#[command(name = "pmfleet-agent", version, about = "Keeps this host's apps running: fork or cluster mode, zero-downtime reloads, logs, restarts")]
+#[command(
+    name = "pmfleet-agent",
+    version,
+    about = "Keeps this host's apps running: fork or cluster mode, zero-downtime reloads, logs, restarts"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -141,16 +146,29 @@ fn parse_size(s: &str) -> Result<u64, String> {
         Some('G') => (&t[..t.len() - 1], 1 << 30),
         _ => (t, 1),
     };
-    num.trim().parse::<u64>().map(|n| n * mult).map_err(|_| format!("`{s}` is not a size like 200M"))
+    num.trim()
+        .parse::<u64>()
+        .map(|n| n * mult)
+        .map_err(|_| format!("`{s}` is not a size like 200M"))
 }
 
 /// Whether `start`'s argument names an ecosystem file rather than a script.
 fn is_ecosystem(target: &str) -> bool {
-    let name = Path::new(target).file_name().and_then(|n| n.to_str()).unwrap_or("");
+    let name = Path::new(target)
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("");
     name.starts_with("ecosystem")
-        || [".config.js", ".config.cjs", ".config.mjs", ".json", ".yaml", ".yml"]
-            .iter()
-            .any(|ext| name.ends_with(ext))
+        || [
+            ".config.js",
+            ".config.cjs",
+            ".config.mjs",
+            ".json",
+            ".yaml",
+            ".yml",
+        ]
+        .iter()
+        .any(|ext| name.ends_with(ext))
 }
 
 /// Run one CLI command (every verb but `daemon`, which `main` runs itself).
@@ -175,10 +193,18 @@ pub async fn run(command: Command, home: &AgentHome) -> anyhow::Result<ExitCode>
             };
         }
         Command::Start(a) => Request::Start(start_request(a)?),
-        Command::Stop { target } => Request::Stop { target: Target::parse(&target) },
-        Command::Restart { target } => Request::Restart { target: Target::parse(&target) },
-        Command::Reload { target } => Request::Reload { target: Target::parse(&target) },
-        Command::Delete { target } => Request::Delete { target: Target::parse(&target) },
+        Command::Stop { target } => Request::Stop {
+            target: Target::parse(&target),
+        },
+        Command::Restart { target } => Request::Restart {
+            target: Target::parse(&target),
+        },
+        Command::Reload { target } => Request::Reload {
+            target: Target::parse(&target),
+        },
+        Command::Delete { target } => Request::Delete {
+            target: Target::parse(&target),
+        },
         Command::Scale { app, count } => Request::Scale { app, to: count },
         Command::List { json } => {
             let mut c = Client::connect(home, true).await?;
@@ -265,7 +291,13 @@ fn start_request(a: StartArgs) -> anyhow::Result<StartRequest> {
             time: a.time,
         })
     };
-    Ok(StartRequest { source, env_name: a.env_name, cwd, env, only: a.only })
+    Ok(StartRequest {
+        source,
+        env_name: a.env_name,
+        cwd,
+        env,
+        only: a.only,
+    })
 }
 
 fn print_response(resp: Response) -> ExitCode {
@@ -292,7 +324,9 @@ fn print_response(resp: Response) -> ExitCode {
 }
 
 fn print_table(procs: &[ProcessInfo]) {
-    let header = ["id", "name", "mode", "pid", "uptime", "↺", "status", "cpu", "mem"];
+    let header = [
+        "id", "name", "mode", "pid", "uptime", "↺", "status", "cpu", "mem",
+    ];
     let rows: Vec<[String; 9]> = procs
         .iter()
         .map(|p| {
@@ -344,8 +378,14 @@ fn print_detail(d: &AppDetail) {
     if let Some(p) = s.port {
         println!("port            {p}");
     }
-    println!("kill            {} after {} ms SIGKILL", s.kill_signal, s.kill_timeout_ms);
-    println!("restarts        autorestart {}, max {}, min uptime {} ms", s.autorestart, s.max_restarts, s.min_uptime_ms);
+    println!(
+        "kill            {} after {} ms SIGKILL",
+        s.kill_signal, s.kill_timeout_ms
+    );
+    println!(
+        "restarts        autorestart {}, max {}, min uptime {} ms",
+        s.autorestart, s.max_restarts, s.min_uptime_ms
+    );
     if let Some(m) = s.max_memory_restart {
         println!("memory limit    {}", human_bytes(m));
     }
@@ -353,7 +393,12 @@ fn print_detail(d: &AppDetail) {
         let w: Vec<_> = s.watch.iter().map(|p| p.display().to_string()).collect();
         println!("watch           {}", w.join(", "));
     }
-    let logs = |v: &[PathBuf]| v.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ");
+    let logs = |v: &[PathBuf]| {
+        v.iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     println!("out log         {}", logs(&d.out_logs));
     println!("err log         {}", logs(&d.err_logs));
     println!();
@@ -395,27 +440,42 @@ fn startup(install: bool, home: &AgentHome) -> anyhow::Result<ExitCode> {
         print!("{unit}");
         println!();
         println!("# To install it (or run `pmfleet-agent startup --install` as root):");
-        println!("#   sudo tee {} < <(pmfleet-agent startup | sed -n '2,/^$/p')", crate::startup::UNIT_PATH);
+        println!(
+            "#   sudo tee {} < <(pmfleet-agent startup | sed -n '2,/^$/p')",
+            crate::startup::UNIT_PATH
+        );
         println!("#   sudo systemctl daemon-reload && sudo systemctl enable pmfleet-agent");
         println!("# Then stop this on-demand agent and let systemd run it:");
-        println!("#   pmfleet-agent save && pmfleet-agent kill && sudo systemctl start pmfleet-agent && pmfleet-agent resurrect");
+        println!(
+            "#   pmfleet-agent save && pmfleet-agent kill && sudo systemctl start pmfleet-agent && pmfleet-agent resurrect"
+        );
         return Ok(ExitCode::SUCCESS);
     }
     if !crate::startup::systemd_running() {
-        eprintln!("error: systemd is not running here (no /run/systemd/system); nothing was installed");
+        eprintln!(
+            "error: systemd is not running here (no /run/systemd/system); nothing was installed"
+        );
         eprintln!("run `pmfleet-agent daemon` from this host's init system instead");
         return Ok(ExitCode::FAILURE);
     }
     std::fs::write(crate::startup::UNIT_PATH, unit)
         .with_context(|| format!("cannot write {} (run as root)", crate::startup::UNIT_PATH))?;
     for args in [&["daemon-reload"][..], &["enable", "pmfleet-agent"][..]] {
-        let status = std::process::Command::new("systemctl").args(args).status().context("cannot run systemctl")?;
+        let status = std::process::Command::new("systemctl")
+            .args(args)
+            .status()
+            .context("cannot run systemctl")?;
         if !status.success() {
             bail!("systemctl {} failed ({status})", args.join(" "));
         }
     }
-    println!("installed {} and enabled pmfleet-agent: the agent starts at boot", crate::startup::UNIT_PATH);
-    println!("to hand over now: pmfleet-agent save && pmfleet-agent kill && systemctl start pmfleet-agent && pmfleet-agent resurrect");
+    println!(
+        "installed {} and enabled pmfleet-agent: the agent starts at boot",
+        crate::startup::UNIT_PATH
+    );
+    println!(
+        "to hand over now: pmfleet-agent save && pmfleet-agent kill && systemctl start pmfleet-agent && pmfleet-agent resurrect"
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -445,7 +505,16 @@ mod tests {
 
     #[test]
     fn verbs_parse() {
-        Cli::try_parse_from(["pmfleet-agent", "start", "server.js", "-i", "max", "--name", "api"]).unwrap();
+        Cli::try_parse_from([
+            "pmfleet-agent",
+            "start",
+            "server.js",
+            "-i",
+            "max",
+            "--name",
+            "api",
+        ])
+        .unwrap();
         Cli::try_parse_from(["pmfleet-agent", "scale", "api", "-1"]).unwrap();
         Cli::try_parse_from(["pmfleet-agent", "scale", "api", "+2"]).unwrap();
         Cli::try_parse_from(["pmfleet-agent", "start", "app.js", "-i", "-1"]).unwrap();

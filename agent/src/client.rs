@@ -52,7 +52,10 @@ impl Client {
             let _ = child.try_wait();
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
-        Err(ClientError::NoStart { secs: START_TIMEOUT.as_secs(), log: home.daemon_log() })
+        Err(ClientError::NoStart {
+            secs: START_TIMEOUT.as_secs(),
+            log: home.daemon_log(),
+        })
     }
 
     /// Send one request and read its (first) response.
@@ -71,8 +74,14 @@ impl Client {
 fn spawn_daemon(home: &AgentHome) -> std::io::Result<std::process::Child> {
     use std::os::unix::fs::DirBuilderExt;
     use std::os::unix::process::CommandExt;
-    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(home.root())?;
-    let log = std::fs::OpenOptions::new().create(true).append(true).open(home.daemon_log())?;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(home.root())?;
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(home.daemon_log())?;
     let exe = std::env::current_exe()?;
     let mut cmd = std::process::Command::new(exe);
     cmd.arg("daemon")

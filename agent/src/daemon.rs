@@ -14,11 +14,17 @@ use crate::supervisor::Supervisor;
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
     #[error("cannot prepare the agent home {path}: {source}")]
-    Home { path: String, source: std::io::Error },
+    Home {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("another agent is already running in {0}")]
     AlreadyRunning(String),
     #[error("cannot listen on {path}: {source}")]
-    Socket { path: String, source: std::io::Error },
+    Socket {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 /// Run the daemon in `home` until `shutdown` is cancelled (a signal) or a client sends
@@ -26,18 +32,27 @@ pub enum DaemonError {
 /// when the daemon starts again; `kill` empties the list.
 pub async fn run(home: AgentHome, shutdown: CancellationToken) -> Result<(), DaemonError> {
     let root = home.root().display().to_string();
-    home.prepare().map_err(|source| DaemonError::Home { path: root.clone(), source })?;
+    home.prepare().map_err(|source| DaemonError::Home {
+        path: root.clone(),
+        source,
+    })?;
     let lock_file = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
         .open(home.lock_file())
-        .map_err(|source| DaemonError::Home { path: root.clone(), source })?;
+        .map_err(|source| DaemonError::Home {
+            path: root.clone(),
+            source,
+        })?;
     let _lock = Flock::lock(lock_file, FlockArg::LockExclusiveNonblock)
         .map_err(|_| DaemonError::AlreadyRunning(root.clone()))?;
 
     let sock = home.socket();
-    let sock_err = |source| DaemonError::Socket { path: sock.display().to_string(), source };
+    let sock_err = |source| DaemonError::Socket {
+        path: sock.display().to_string(),
+        source,
+    };
     let _ = std::fs::remove_file(&sock);
     let listener = UnixListener::bind(&sock).map_err(sock_err)?;
     std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o600)).map_err(sock_err)?;
@@ -50,7 +65,10 @@ pub async fn run(home: AgentHome, shutdown: CancellationToken) -> Result<(), Dae
     let _ = std::fs::remove_file(&sock);
     sup.shutdown(false).await;
     tasks.close();
-    if tokio::time::timeout(std::time::Duration::from_secs(5), tasks.wait()).await.is_err() {
+    if tokio::time::timeout(std::time::Duration::from_secs(5), tasks.wait())
+        .await
+        .is_err()
+    {
         tracing::warn!("some tasks did not end within 5 s");
     }
     Ok(())

@@ -23,7 +23,9 @@ impl AgentHome {
         if let Some(dir) = std::env::var_os("PMFLEET_AGENT_HOME").filter(|d| !d.is_empty()) {
             return AgentHome::new(dir);
         }
-        let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| "/root".into());
+        let home = std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| "/root".into());
         AgentHome::new(home.join(".pmfleet-agent"))
     }
 
@@ -65,7 +67,10 @@ impl AgentHome {
     /// the preload, so a newer agent binary always serves its own version of it.
     pub fn prepare(&self) -> std::io::Result<()> {
         use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&self.root)?;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&self.root)?;
         std::fs::set_permissions(&self.root, std::fs::Permissions::from_mode(0o700))?;
         for dir in [self.logs_dir(), self.run_dir(), self.root.join("preload")] {
             std::fs::create_dir_all(dir)?;

@@ -161,7 +161,10 @@ fn children_of(pid: u32) -> Vec<u32> {
     let mut out = Vec::new();
     for task in tasks.flatten() {
         if let Ok(text) = fs::read_to_string(task.path().join("children")) {
-            out.extend(text.split_ascii_whitespace().filter_map(|s| s.parse::<u32>().ok()));
+            out.extend(
+                text.split_ascii_whitespace()
+                    .filter_map(|s| s.parse::<u32>().ok()),
+            );
         }
     }
     out
@@ -338,9 +341,7 @@ mod tests {
         let g = Group::spawn(&format!("{grow} & {grow} & wait"));
         let mut sampler = Sampler::new();
         let sample = eventually(20, || {
-            sampler
-                .sample(g.pid())
-                .filter(|s| s.rss_bytes > 128 << 20)
+            sampler.sample(g.pid()).filter(|s| s.rss_bytes > 128 << 20)
         });
         let tree = tree_pids(g.pid());
         assert!(sample.is_some(), "tree never reached 128 MiB: {tree:?}");

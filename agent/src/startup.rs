@@ -49,7 +49,11 @@ mod tests {
 
     #[test]
     fn unit_runs_the_daemon_in_the_foreground() {
-        let u = unit(Path::new("/usr/local/bin/pmfleet-agent"), "deploy", Path::new("/home/deploy/.pmfleet-agent"));
+        let u = unit(
+            Path::new("/usr/local/bin/pmfleet-agent"),
+            "deploy",
+            Path::new("/home/deploy/.pmfleet-agent"),
+        );
         assert!(u.contains("ExecStart=/usr/local/bin/pmfleet-agent daemon\n"));
         assert!(u.contains("User=deploy\n"));
         assert!(u.contains("Environment=PMFLEET_AGENT_HOME=/home/deploy/.pmfleet-agent\n"));

@@ -174,7 +174,10 @@ async fn two_processes_into_one_merged_file() {
                 assert_eq!(**l, format!("{who} {i}"), "{what}: line {i} of {who}");
             }
             // The last line had no newline: written when the stream ended.
-            let tails = lines.iter().filter(|l| **l == format!("tail-{who}")).count();
+            let tails = lines
+                .iter()
+                .filter(|l| **l == format!("tail-{who}"))
+                .count();
             assert_eq!(tails, 1, "{what}: unterminated last line of {who}");
         }
         assert_eq!(lines.len(), 2 * N + 2, "{what}: nothing else");
@@ -243,7 +246,14 @@ async fn timestamped_lines() {
         // 2026-03-07 09:05:04.012 +07:00: hello
         let (stamp, text) = line.split_once(": ").expect("prefix");
         assert_eq!(text, word);
-        assert_eq!(stamp.len(), "2026-03-07 09:05:04.012 +07:00".len(), "{line}");
-        assert!(stamp.get(23..25).is_some_and(|s| s == " +" || s == " -"), "{line}");
+        assert_eq!(
+            stamp.len(),
+            "2026-03-07 09:05:04.012 +07:00".len(),
+            "{line}"
+        );
+        assert!(
+            stamp.get(23..25).is_some_and(|s| s == " +" || s == " -"),
+            "{line}"
+        );
     }
 }

@@ -74,7 +74,10 @@ fn crash_app_exits_with_its_code_and_logs_both_streams() {
     // Give the output readers a moment.
     std::thread::sleep(Duration::from_millis(100));
     let out = c.output();
-    assert!(out.contains("starting") && out.contains("about to fail"), "{out}");
+    assert!(
+        out.contains("starting") && out.contains("about to fail"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -104,7 +107,8 @@ fn sigint_ignorer_and_its_grandchild_need_sigkill() {
     let dir = tempfile::tempdir().expect("tempdir");
     let pid_file = dir.path().join("grandchild.pid");
     let mut s = start(
-        launch("sh", "sigint_ignorer.sh").env("GRANDCHILD_PID_FILE", pid_file.display().to_string()),
+        launch("sh", "sigint_ignorer.sh")
+            .env("GRANDCHILD_PID_FILE", pid_file.display().to_string()),
     );
     let deadline = Instant::now() + TIMEOUT;
     let grandchild: u32 = loop {
@@ -123,7 +127,11 @@ fn sigint_ignorer_and_its_grandchild_need_sigkill() {
     s.signal(libc::SIGTERM);
     // SAFETY: kill only sends a signal.
     unsafe { libc::kill(grandchild as i32, libc::SIGINT) };
-    assert_eq!(s.wait_exit(Duration::from_millis(700)), None, "ignores SIGINT and SIGTERM");
+    assert_eq!(
+        s.wait_exit(Duration::from_millis(700)),
+        None,
+        "ignores SIGINT and SIGTERM"
+    );
     assert!(std::path::Path::new(&format!("/proc/{grandchild}")).exists());
 
     // What the agent does after kill_timeout: SIGKILL to the process group.
@@ -133,7 +141,10 @@ fn sigint_ignorer_and_its_grandchild_need_sigkill() {
     assert_eq!(describe(status), "signal 9");
     let deadline = Instant::now() + TIMEOUT;
     while !gone_or_zombie(grandchild) {
-        assert!(Instant::now() < deadline, "grandchild {grandchild} survived");
+        assert!(
+            Instant::now() < deadline,
+            "grandchild {grandchild} survived"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }

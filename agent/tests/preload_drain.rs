@@ -55,14 +55,23 @@ fn rolling_restart_under_keep_alive_load_fails_no_request() {
     let stats = load.finish();
 
     assert_eq!(stats.failures, 0, "failed requests: {:#?}", stats.errors);
-    assert!(stats.ok > 1000, "too little load to mean anything: {stats:?}");
+    assert!(
+        stats.ok > 1000,
+        "too little load to mean anything: {stats:?}"
+    );
     let served = |s: &preload_support::Stats, pid: u32| s.by_pid.get(&pid).copied().unwrap_or(0);
     assert!(served(&stats, c.pid()) > 0, "c serves: {stats:?}");
-    assert_eq!(served(&stats, b.pid()), served(&after_b, b.pid()), "b served after it exited");
+    assert_eq!(
+        served(&stats, b.pid()),
+        served(&after_b, b.pid()),
+        "b served after it exited"
+    );
     // Connections were handed over, not held: more connections than clients were opened.
     assert!(stats.connects > 16, "{stats:?}");
     c.signal(libc::SIGTERM);
-    let status = c.wait_exit(EXIT_TIMEOUT).expect("idle instance exits on SIGTERM");
+    let status = c
+        .wait_exit(EXIT_TIMEOUT)
+        .expect("idle instance exits on SIGTERM");
     assert_eq!(describe(status), "signal 15");
 }
 
@@ -91,7 +100,10 @@ fn app_with_its_own_sigint_handler_still_drains() {
     // drain, not by cutting idle keep-alive connections.
     assert_eq!(describe(status), "exit code 0", "{}", a.output());
     let out = a.output();
-    assert!(out.contains("own SIGINT handler") && out.contains("server closed"), "{out}");
+    assert!(
+        out.contains("own SIGINT handler") && out.contains("server closed"),
+        "{out}"
+    );
     assert_eq!(stats.failures, 0, "failed requests: {:#?}", stats.errors);
     assert!(stats.ok > 500, "{stats:?}");
 }
@@ -113,10 +125,15 @@ fn idle_keep_alive_connections_are_closed_after_the_grace_period() {
 
     a.signal(libc::SIGINT);
     let started = std::time::Instant::now();
-    let status = a.wait_exit(EXIT_TIMEOUT).expect("exits once the idle connection is closed");
+    let status = a
+        .wait_exit(EXIT_TIMEOUT)
+        .expect("exits once the idle connection is closed");
     let took = started.elapsed();
     assert_eq!(describe(status), "signal 2");
-    assert!(took >= Duration::from_millis(250), "closed idle connection too early: {took:?}");
+    assert!(
+        took >= Duration::from_millis(250),
+        "closed idle connection too early: {took:?}"
+    );
     assert!(took < Duration::from_secs(3), "{took:?}");
 }
 
@@ -131,17 +148,21 @@ fn a_request_on_an_idle_connection_during_the_drain_is_answered_with_close() {
     );
     assert!(a.wait_ready(READY_TIMEOUT).is_some(), "a: {}", a.output());
     let mut conn = std::net::TcpStream::connect(addr).expect("connect");
-    conn.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+    conn.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
     preload_support::get(&mut conn, "/").expect("first request");
 
     a.signal(libc::SIGINT);
     assert!(a.wait_line("STOPPING=1", EXIT_TIMEOUT).is_some());
     settle(200);
     // Node's own server.close() would have closed this idle connection right away.
-    let (status, close, body) = preload_support::get(&mut conn, "/").expect("answered while draining");
+    let (status, close, body) =
+        preload_support::get(&mut conn, "/").expect("answered while draining");
     assert_eq!((status, close), (200, true), "{body}");
     assert!(body.contains(&a.pid().to_string()));
-    let status = a.wait_exit(EXIT_TIMEOUT).expect("exits after the last connection");
+    let status = a
+        .wait_exit(EXIT_TIMEOUT)
+        .expect("exits after the last connection");
     assert_eq!(describe(status), "signal 2");
 }
 
@@ -155,7 +176,8 @@ fn wait_ready_through_process_send() {
     let mut early = None;
     for _ in 0..100 {
         if let Ok(mut s) = std::net::TcpStream::connect(addr) {
-            s.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+            s.set_read_timeout(Some(Duration::from_secs(5)))
+                .expect("timeout");
             if let Ok(r) = preload_support::get(&mut s, "/") {
                 early = Some(r);
                 break;
@@ -166,7 +188,10 @@ fn wait_ready_through_process_send() {
     let (status, _, body) = early.expect("served before ready");
     assert_eq!((status, body.as_str()), (503, "warming up\n"));
     let took = a.wait_ready(READY_TIMEOUT).expect("ready");
-    assert!(took >= Duration::from_millis(800), "ready too early: {took:?}");
+    assert!(
+        took >= Duration::from_millis(800),
+        "ready too early: {took:?}"
+    );
     let mut s = std::net::TcpStream::connect(addr).expect("connect");
     let (status, _, _) = preload_support::get(&mut s, "/").expect("get");
     assert_eq!(status, 200);
@@ -208,7 +233,12 @@ fn only_the_first_server_takes_the_inherited_socket() {
     let out = a.output();
     let v: serde_json::Value = serde_json::from_str(out.trim()).expect("json");
     assert_eq!(v["a"], port, "{out}");
-    assert!(v["b"].as_u64().is_some_and(|b| b != 0 && b != u64::from(port)), "{out}");
+    assert!(
+        v["b"]
+            .as_u64()
+            .is_some_and(|b| b != 0 && b != u64::from(port)),
+        "{out}"
+    );
 }
 
 #[test]
@@ -219,4 +249,29 @@ fn a_listen_pid_of_another_process_is_left_alone() {
     let status = a.wait_exit(EXIT_TIMEOUT).expect("exits");
     assert_ne!(describe(status), "exit code 0");
     assert!(a.output().contains("EADDRINUSE"), "{}", a.output());
+}
+
+#[test]
+fn readiness_on_a_unix_stream_socket() {
+    use std::io::{BufRead, BufReader};
+    let sock = listener();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("ready.sock");
+    let ready = std::os::unix::net::UnixListener::bind(&path).expect("bind");
+    let mut a = start(
+        Launch::node("hello.js", &sock)
+            .env("PMFLEET_NOTIFY_ON_LISTEN", "1")
+            .env("PMFLEET_READY_SOCKET", path.display().to_string()),
+    );
+    let (conn, _) = ready.accept().expect("the preload connects");
+    conn.set_read_timeout(Some(READY_TIMEOUT)).expect("timeout");
+    let mut lines = BufReader::new(conn).lines();
+    let next = |lines: &mut std::io::Lines<_>| lines.next().and_then(Result::ok);
+    assert_eq!(next(&mut lines).as_deref(), Some("READY=1"));
+    // The connection stays open for later messages, without keeping the app alive.
+    a.signal(libc::SIGINT);
+    assert_eq!(next(&mut lines).as_deref(), Some("STOPPING=1"));
+    let status = a.wait_exit(EXIT_TIMEOUT).expect("exits");
+    assert_eq!(describe(status), "signal 2");
+    assert_eq!(next(&mut lines), None);
 }

@@ -42,8 +42,12 @@ Examples:
 
 #[derive(Debug, Args)]
 pub struct DeployArgs {
-    /// [ECOSYSTEM_FILE] ENVIRONMENT [COMMAND [ARGS]]
-    #[arg(required = true, value_name = "ARGS")]
+    /// The words after `deploy`, as PM2 takes them.
+    #[arg(
+        required = true,
+        value_name = "ARGS",
+        help = "[ECOSYSTEM_FILE] ENVIRONMENT [COMMAND [ARGS]]"
+    )]
     pub words: Vec<String>,
 
     /// Deploy this ref (branch, `origin/branch`, tag or SHA) instead of the file's `ref`.
@@ -93,15 +97,20 @@ pub struct DeployCommand {
 
 /// Reads `[file] <env> [command] [args]`; `is_file` says whether the first word names an
 /// ecosystem file.
-pub fn parse_words(words: &[String], is_file: impl Fn(&str) -> bool) -> Result<DeployCommand, String> {
+pub fn parse_words(
+    words: &[String],
+    is_file: impl Fn(&str) -> bool,
+) -> Result<DeployCommand, String> {
     let mut rest = words.iter().map(String::as_str);
-    let mut first = rest.next().ok_or("missing the environment: pmfleet deploy <env>")?;
+    let mut first = rest
+        .next()
+        .ok_or("missing the environment: pmfleet deploy <env>")?;
     let mut file = None;
     if is_file(first) {
         file = Some(PathBuf::from(first));
-        first = rest
-            .next()
-            .ok_or_else(|| format!("missing the environment after {first}: pmfleet deploy {first} <env>"))?;
+        first = rest.next().ok_or_else(|| {
+            format!("missing the environment after {first}: pmfleet deploy {first} <env>")
+        })?;
     }
     let env = first.to_string();
     let command = rest.next();
@@ -126,11 +135,9 @@ pub fn parse_words(words: &[String], is_file: impl Fn(&str) -> bool) -> Result<D
         Some("revert") => {
             let n = match arg {
                 None => 1,
-                Some(a) => a
-                    .parse::<usize>()
-                    .ok()
-                    .filter(|n| *n >= 1)
-                    .ok_or_else(|| format!("`revert` takes a number of deploys to go back (1 or more), got `{a}`"))?,
+                Some(a) => a.parse::<usize>().ok().filter(|n| *n >= 1).ok_or_else(|| {
+                    format!("`revert` takes a number of deploys to go back (1 or more), got `{a}`")
+                })?,
             };
             Verb::Revert(n)
         }
@@ -143,7 +150,10 @@ pub fn parse_words(words: &[String], is_file: impl Fn(&str) -> bool) -> Result<D
                 .to_string(),
         ),
         Some("ref") => Verb::Update {
-            git_ref: Some(arg.ok_or("`ref` needs a ref: pmfleet deploy <env> ref origin/main")?.to_string()),
+            git_ref: Some(
+                arg.ok_or("`ref` needs a ref: pmfleet deploy <env> ref origin/main")?
+                    .to_string(),
+            ),
         },
         Some(other) => {
             return Err(format!(
@@ -157,7 +167,9 @@ pub fn parse_words(words: &[String], is_file: impl Fn(&str) -> bool) -> Result<D
 /// `30s`, `5m`, `1h`, `500ms`, or plain seconds.
 pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
     let n: u64 = number
         .parse()
@@ -187,7 +199,10 @@ mod tests {
     #[test]
     fn pm2_shapes() {
         let c = parse("production").unwrap();
-        assert_eq!((c.file, c.env.as_str(), c.verb), (None, "production", Verb::Update { git_ref: None }));
+        assert_eq!(
+            (c.file, c.env.as_str(), c.verb),
+            (None, "production", Verb::Update { git_ref: None })
+        );
         let c = parse("ecosystem.config.js production setup").unwrap();
         assert_eq!(c.file, Some(PathBuf::from("ecosystem.config.js")));
         assert_eq!(c.verb, Verb::Setup);
@@ -195,10 +210,15 @@ mod tests {
         assert_eq!(parse("staging revert").unwrap().verb, Verb::Revert(1));
         assert_eq!(parse("staging curr").unwrap().verb, Verb::Current);
         assert_eq!(parse("staging prev").unwrap().verb, Verb::Previous);
-        assert_eq!(parse("staging exec uptime").unwrap().verb, Verb::Exec("uptime".into()));
+        assert_eq!(
+            parse("staging exec uptime").unwrap().verb,
+            Verb::Exec("uptime".into())
+        );
         assert_eq!(
             parse("staging ref v1.2").unwrap().verb,
-            Verb::Update { git_ref: Some("v1.2".into()) }
+            Verb::Update {
+                git_ref: Some("v1.2".into())
+            }
         );
     }
 
@@ -206,10 +226,22 @@ mod tests {
     fn bad_words_say_what_to_do() {
         assert!(parse("staging revert 0").unwrap_err().contains("1 or more"));
         assert!(parse("staging revert x").is_err());
-        assert!(parse("staging frobnicate").unwrap_err().contains("unknown deploy command"));
+        assert!(
+            parse("staging frobnicate")
+                .unwrap_err()
+                .contains("unknown deploy command")
+        );
         assert!(parse("staging list extra").is_err());
-        assert!(parse("staging exec").unwrap_err().contains("needs a command"));
-        assert!(parse("app.json").unwrap_err().contains("missing the environment"));
+        assert!(
+            parse("staging exec")
+                .unwrap_err()
+                .contains("needs a command")
+        );
+        assert!(
+            parse("app.json")
+                .unwrap_err()
+                .contains("missing the environment")
+        );
     }
 
     #[test]

@@ -73,7 +73,9 @@ impl Output {
         match self.mode {
             Mode::Live => self.bar(host).set_message(step.to_string()),
             Mode::Plain => self.println(&format!("{host} | {step} | started")),
-            Mode::Json => self.json(&serde_json::json!({"event": "step", "host": host, "step": step})),
+            Mode::Json => {
+                self.json(&serde_json::json!({"event": "step", "host": host, "step": step}))
+            }
         }
     }
 
@@ -144,7 +146,7 @@ impl Output {
     /// Prints a block of text as is (listings, tables).
     pub fn print_block(&self, text: &str) {
         if let Some(multi) = &self.multi {
-            let _ = multi.suspend(|| print_stdout(text));
+            multi.suspend(|| print_stdout(text));
         } else {
             print_stdout(text);
         }
@@ -233,7 +235,10 @@ mod tests {
     fn table_aligns_columns() {
         let t = table(
             &["A", "BB"],
-            &[["xxx".to_string(), "y".to_string()], ["z".to_string(), "".to_string()]],
+            &[
+                ["xxx".to_string(), "y".to_string()],
+                ["z".to_string(), "".to_string()],
+            ],
         );
         assert_eq!(t, "A    BB\nxxx  y\nz\n");
     }

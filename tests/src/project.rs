@@ -33,7 +33,15 @@ fn binary(name: &str, var: &str) -> PathBuf {
     BUILT.get_or_init(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut cmd = Command::new(cargo);
-        cmd.args(["build", "-q", "-p", "pmfleet", "-p", "pmfleet-agent", "--bins"]);
+        cmd.args([
+            "build",
+            "-q",
+            "-p",
+            "pmfleet",
+            "-p",
+            "pmfleet-agent",
+            "--bins",
+        ]);
         if dir.ends_with("release") {
             cmd.arg("--release");
         }

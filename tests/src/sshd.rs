@@ -6,8 +6,10 @@
 //!
 //! Every host has its own view of the file system where it matters: sshd runs in its own mount
 //! namespace with a per-host directory bound over `/srv` (the deploy root; read it from the test
-//! at [`SshHost::root`]) and another over `/tmp`. Everything started through that sshd —
-//! commands, daemons they spawn — sees those, not the test's `/srv` and `/tmp`. So a file a host
+//! at [`SshHost::root`]), another over `/tmp`, and an empty one over root's home directory, so
+//! each host has its own `~` and login profile (none of the test machine's shell start-up
+//! files). Everything started through that sshd — commands, daemons they spawn — sees those,
+//! not the test's `/srv`, `/tmp` and `~`. So a file a host
 //! must read (a git repository to clone, say) has to live outside `/tmp`, e.g. under
 //! `/var/tmp`, where the hosts' own state also lives.
 //!
@@ -33,6 +35,19 @@ const SSHD: &str = "/usr/sbin/sshd";
 const START_TIMEOUT: Duration = Duration::from_secs(10);
 /// Attempts at finding a free port that stays free until sshd binds it.
 const PORT_ATTEMPTS: usize = 5;
+
+/// The home directory of the user sessions log in as (root's, from /etc/passwd).
+fn login_home() -> PathBuf {
+    fs::read_to_string("/etc/passwd")
+        .ok()
+        .and_then(|passwd| {
+            passwd.lines().find_map(|line| {
+                let fields: Vec<&str> = line.split(':').collect();
+                (fields.first() == Some(&"root")).then(|| fields.get(5).map(PathBuf::from))?
+            })
+        })
+        .unwrap_or_else(|| PathBuf::from("/root"))
+}
 
 /// True when this machine can run [`SshHost`]s: root, sshd, ssh-keygen, unshare and mount.
 pub fn sshd_available() -> bool {
@@ -134,6 +149,9 @@ impl SshHost {
         let dir = state.path();
         fs::create_dir_all(dir.join("srv")).expect("create srv");
         fs::create_dir_all(dir.join("tmp")).expect("create tmp");
+        fs::create_dir_all(dir.join("home")).expect("create home");
+        fs::set_permissions(dir.join("home"), fs::Permissions::from_mode(0o700))
+            .expect("chmod home");
         fs::set_permissions(dir.join("tmp"), fs::Permissions::from_mode(0o1777))
             .expect("chmod tmp");
         keygen(&dir.join("ssh_host_ed25519_key"), "pmfleet-test-host");
@@ -280,12 +298,14 @@ impl SshHost {
         let child = Command::new("unshare")
             .args(["--mount", "--propagation", "private", "sh", "-c"])
             .arg(
-                r#"mount --bind "$1" /srv && mount --bind "$2" /tmp && exec /usr/sbin/sshd -D -e -f "$3""#,
+                r#"mount --bind "$1" /srv && mount --bind "$2" /tmp && mount --bind "$4" "$5" && exec /usr/sbin/sshd -D -e -f "$3""#,
             )
             .arg("sh")
             .arg(dir.join("srv"))
             .arg(dir.join("tmp"))
             .arg(&config)
+            .arg(dir.join("home"))
+            .arg(login_home())
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("clone the log handle"))
             .stderr(log)

@@ -75,10 +75,25 @@ fn ok(run: &Run) {
 fn assert_fleet_serves(hosts: &[SshHost], version: &str) -> String {
     let first = current_release(&hosts[0]).expect("current on host 0");
     for host in hosts {
-        assert_eq!(current_release(host).as_deref(), Some(first.as_str()), "release on {}", host.address());
-        assert_eq!(served_version(host), version, "version on {}", host.address());
+        assert_eq!(
+            current_release(host).as_deref(),
+            Some(first.as_str()),
+            "release on {}",
+            host.address()
+        );
+        assert_eq!(
+            served_version(host),
+            version,
+            "version on {}",
+            host.address()
+        );
         let built = std::fs::read_to_string(on_host(host, "current/built.txt")).unwrap_or_default();
-        assert_eq!(built.trim(), format!("app version {version}"), "post-deploy ran on {}", host.address());
+        assert_eq!(
+            built.trim(),
+            format!("app version {version}"),
+            "post-deploy ran on {}",
+            host.address()
+        );
     }
     first
 }
@@ -97,7 +112,11 @@ fn setup_deploy_update_revert_list_exec_on_three_hosts() {
     let fleet = Fleet::start(3);
     let repo = GitRepo::new();
     let project = Project::new(fleet.home.path());
-    project.write_ecosystem(&ecosystem(&fleet.hosts, &repo, json!({"keep_releases": 10})));
+    project.write_ecosystem(&ecosystem(
+        &fleet.hosts,
+        &repo,
+        json!({"keep_releases": 10}),
+    ));
 
     ok(&project.pmfleet(&["deploy", "production", "setup"]));
     ok(&project.pmfleet(&["deploy", "production", "setup"]));
@@ -110,7 +129,11 @@ fn setup_deploy_update_revert_list_exec_on_three_hosts() {
     let run = project.pmfleet(&["deploy", "production"]);
     ok(&run);
     let sha1 = repo.head();
-    assert!(run.stdout.contains(&sha1[..7]), "the resolved SHA is shown:\n{}", run.stdout);
+    assert!(
+        run.stdout.contains(&sha1[..7]),
+        "the resolved SHA is shown:\n{}",
+        run.stdout
+    );
     let r1 = assert_fleet_serves(&fleet.hosts, "1");
 
     repo.commit_file("VERSION", "2\n", "version 2");
@@ -145,9 +168,17 @@ fn setup_deploy_update_revert_list_exec_on_three_hosts() {
     let list = project.pmfleet(&["deploy", "production", "list"]);
     ok(&list);
     for r in [&r1, &r2, &r3] {
-        assert!(list.stdout.contains(r.as_str()), "list shows {r}:\n{}", list.stdout);
+        assert!(
+            list.stdout.contains(r.as_str()),
+            "list shows {r}:\n{}",
+            list.stdout
+        );
     }
-    assert!(list.stdout.contains(&format!("*  {r1}")), "current is marked:\n{}", list.stdout);
+    assert!(
+        list.stdout.contains(&format!("*  {r1}")),
+        "current is marked:\n{}",
+        list.stdout
+    );
 
     let current = project.pmfleet(&["deploy", "production", "current"]);
     ok(&current);
@@ -158,13 +189,21 @@ fn setup_deploy_update_revert_list_exec_on_three_hosts() {
     ok(&exec);
     for host in &fleet.hosts {
         let prefix = format!("{}:{} | exec | 1", host.address(), host.port());
-        assert!(exec.stdout.contains(&prefix), "missing `{prefix}`:\n{}", exec.stdout);
+        assert!(
+            exec.stdout.contains(&prefix),
+            "missing `{prefix}`:\n{}",
+            exec.stdout
+        );
     }
     let failing = project.pmfleet(&["deploy", "production", "exec", "exit 3"]);
     assert_eq!(failing.code, 1, "{}", failing.all());
 
-    let history = std::fs::read_to_string(on_host(&fleet.hosts[0], ".pmfleet/history.jsonl")).unwrap();
-    let records: Vec<Value> = history.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let history =
+        std::fs::read_to_string(on_host(&fleet.hosts[0], ".pmfleet/history.jsonl")).unwrap();
+    let records: Vec<Value> = history
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(records.len(), 8, "5 deploys and 3 reverts: {history}");
     for record in &records {
         for key in ["id", "release", "sha", "ref", "who", "when", "outcome"] {
@@ -172,7 +211,10 @@ fn setup_deploy_update_revert_list_exec_on_three_hosts() {
         }
         assert_eq!(record["who"], "tester");
     }
-    assert!(!on_host(&fleet.hosts[0], ".pmfleet/lock").exists(), "lock released");
+    assert!(
+        !on_host(&fleet.hosts[0], ".pmfleet/lock").exists(),
+        "lock released"
+    );
 }
 
 #[test]
@@ -196,7 +238,10 @@ fn push_mode_sends_the_tree_and_prune_keeps_the_newest() {
     ));
     ok(&project.pmfleet(&["deploy", "production", "setup"]));
     for host in &fleet.hosts {
-        assert!(!on_host(host, "repo").exists(), "push mode keeps no mirror on the host");
+        assert!(
+            !on_host(host, "repo").exists(),
+            "push mode keeps no mirror on the host"
+        );
     }
     std::fs::create_dir_all(on_host(&fleet.hosts[0], "shared/config")).unwrap();
     std::fs::write(on_host(&fleet.hosts[0], "shared/config/.env"), "SECRET=1\n").unwrap();
@@ -210,16 +255,33 @@ fn push_mode_sends_the_tree_and_prune_keeps_the_newest() {
         seen.push(assert_fleet_serves(&fleet.hosts, version));
     }
     for host in &fleet.hosts {
-        assert_eq!(releases(host), seen[2..].to_vec(), "keep_releases: 2 on {}", host.address());
+        assert_eq!(
+            releases(host),
+            seen[2..].to_vec(),
+            "keep_releases: 2 on {}",
+            host.address()
+        );
         let app = on_host(host, "current/app.sh");
         use std::os::unix::fs::PermissionsExt;
-        assert_eq!(std::fs::metadata(&app).unwrap().permissions().mode() & 0o111, 0o111, "executable bit kept");
+        assert_eq!(
+            std::fs::metadata(&app).unwrap().permissions().mode() & 0o111,
+            0o111,
+            "executable bit kept"
+        );
         assert_eq!(
             std::fs::read_link(on_host(host, "current/VERSION.link")).unwrap(),
             Path::new("VERSION")
         );
-        assert!(std::fs::symlink_metadata(on_host(host, "current/logs")).unwrap().file_type().is_symlink());
-        assert_eq!(std::fs::read_to_string(on_host(host, "current/assets/config.txt")).unwrap(), "shared config\n");
+        assert!(
+            std::fs::symlink_metadata(on_host(host, "current/logs"))
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        assert_eq!(
+            std::fs::read_to_string(on_host(host, "current/assets/config.txt")).unwrap(),
+            "shared config\n"
+        );
     }
     assert_eq!(
         std::fs::read_to_string(on_host(&fleet.hosts[0], "current/config/.env")).unwrap(),
@@ -249,9 +311,18 @@ fn post_deploy_failing_on_one_host_switches_no_host() {
     assert_eq!(run.code, 1, "exit code says failed:\n{}", run.all());
     assert!(run.stdout.contains("post-deploy"), "{}", run.stdout);
     assert!(run.stdout.contains("aborted"), "{}", run.stdout);
-    assert_eq!(assert_fleet_serves(&fleet.hosts, "1"), r1, "no host switched");
+    assert_eq!(
+        assert_fleet_serves(&fleet.hosts, "1"),
+        r1,
+        "no host switched"
+    );
     for host in &fleet.hosts {
-        assert_eq!(releases(host), vec![r1.clone()], "the failed release is gone on {}", host.address());
+        assert_eq!(
+            releases(host),
+            vec![r1.clone()],
+            "the failed release is gone on {}",
+            host.address()
+        );
         assert!(!on_host(host, ".pmfleet/lock").exists());
     }
 
@@ -302,7 +373,11 @@ fn a_changed_host_key_is_refused_with_its_fingerprint() {
     repo.commit_file("VERSION", "2\n", "version 2");
     let run = project.pmfleet(&["deploy", "production", "--accept-new-host-key"]);
     assert_eq!(run.code, 1, "{}", run.all());
-    assert!(run.all().contains(&fingerprint), "fingerprint {fingerprint} shown:\n{}", run.all());
+    assert!(
+        run.all().contains(&fingerprint),
+        "fingerprint {fingerprint} shown:\n{}",
+        run.all()
+    );
     assert!(run.all().contains("known_hosts"), "{}", run.all());
     for host in &fleet.hosts {
         assert_eq!(current_release(host).as_deref(), Some(r1.as_str()));
@@ -322,18 +397,43 @@ fn a_second_deploy_is_refused_naming_the_holder() {
     ));
     ok(&project.pmfleet(&["deploy", "production", "setup"]));
     let first = project.spawn(&["deploy", "production"]);
-    wait_for(|| fleet.hosts.iter().all(|h| h.root().join("waiting").exists()), "first deploy in post-deploy");
+    wait_for(
+        || {
+            fleet
+                .hosts
+                .iter()
+                .all(|h| h.root().join("waiting").exists())
+        },
+        "first deploy in post-deploy",
+    );
 
     let second = project.pmfleet(&["deploy", "production"]);
-    assert_eq!(second.code, 4, "exit code says lock held:\n{}", second.all());
-    assert!(second.stdout.contains("locked by tester"), "{}", second.stdout);
-    assert!(second.stdout.contains("deploy "), "names the deploy id: {}", second.stdout);
+    assert_eq!(
+        second.code,
+        4,
+        "exit code says lock held:\n{}",
+        second.all()
+    );
+    assert!(
+        second.stdout.contains("locked by tester"),
+        "{}",
+        second.stdout
+    );
+    assert!(
+        second.stdout.contains("deploy "),
+        "names the deploy id: {}",
+        second.stdout
+    );
 
     for host in &fleet.hosts {
         std::fs::write(host.root().join("go"), "").unwrap();
     }
     let out = first.wait_with_output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     assert_fleet_serves(&fleet.hosts, "1");
 
     // --lock-wait waits for the holder instead of failing.
@@ -343,7 +443,15 @@ fn a_second_deploy_is_refused_naming_the_holder() {
     }
     repo.commit_file("VERSION", "2\n", "version 2");
     let first = project.spawn(&["deploy", "production"]);
-    wait_for(|| fleet.hosts.iter().all(|h| h.root().join("waiting").exists()), "deploy in post-deploy");
+    wait_for(
+        || {
+            fleet
+                .hosts
+                .iter()
+                .all(|h| h.root().join("waiting").exists())
+        },
+        "deploy in post-deploy",
+    );
     let waiter = project.spawn(&["deploy", "production", "--lock-wait", "60s"]);
     std::thread::sleep(Duration::from_secs(2));
     for host in &fleet.hosts {
@@ -351,7 +459,11 @@ fn a_second_deploy_is_refused_naming_the_holder() {
     }
     assert!(first.wait_with_output().unwrap().status.success());
     let waited = waiter.wait_with_output().unwrap();
-    assert!(waited.status.success(), "{}", String::from_utf8_lossy(&waited.stdout));
+    assert!(
+        waited.status.success(),
+        "{}",
+        String::from_utf8_lossy(&waited.stdout)
+    );
     assert_fleet_serves(&fleet.hosts, "2");
 }
 
@@ -376,35 +488,63 @@ fn controller_killed_mid_deploy_leaves_a_complete_release_and_a_breakable_lock()
     }
     repo.commit_file("VERSION", "2\n", "version 2");
     let mut victim = project.spawn(&["deploy", "production"]);
-    wait_for(|| fleet.hosts.iter().all(|h| h.root().join("hanging").exists()), "post-deploy running");
+    wait_for(
+        || {
+            fleet
+                .hosts
+                .iter()
+                .all(|h| h.root().join("hanging").exists())
+        },
+        "post-deploy running",
+    );
     victim.kill().unwrap();
     victim.wait().unwrap();
     for host in &fleet.hosts {
         std::fs::remove_file(host.root().join("hang")).unwrap();
         assert_eq!(assert_fleet_serves(std::slice::from_ref(host), "1"), r1);
-        assert!(on_host(host, ".pmfleet/lock").exists(), "the dead deploy's lock remains");
+        assert!(
+            on_host(host, ".pmfleet/lock").exists(),
+            "the dead deploy's lock remains"
+        );
     }
 
     // The lock is refused while fresh; once its heartbeat is stale the message says how to break it.
     let refused = project.pmfleet(&["deploy", "production"]);
     assert_eq!(refused.code, 4, "{}", refused.all());
     let not_broken = project.pmfleet(&["deploy", "production", "unlock"]);
-    assert_eq!(not_broken.code, 4, "a live-looking lock is not broken without --force:\n{}", not_broken.all());
+    assert_eq!(
+        not_broken.code,
+        4,
+        "a live-looking lock is not broken without --force:\n{}",
+        not_broken.all()
+    );
     for host in &fleet.hosts {
         age_lock(host);
     }
     let stale = project.pmfleet(&["deploy", "production"]);
     assert_eq!(stale.code, 4, "{}", stale.all());
     assert!(stale.stdout.contains("looks dead"), "{}", stale.stdout);
-    assert!(stale.stdout.contains("pmfleet deploy production unlock"), "{}", stale.stdout);
+    assert!(
+        stale.stdout.contains("pmfleet deploy production unlock"),
+        "{}",
+        stale.stdout
+    );
     ok(&project.pmfleet(&["deploy", "production", "unlock"]));
 
     let run = project.pmfleet(&["deploy", "production"]);
     ok(&run);
-    assert!(run.stdout.contains("removed incomplete release"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("removed incomplete release"),
+        "{}",
+        run.stdout
+    );
     let r2 = assert_fleet_serves(&fleet.hosts, "2");
     for host in &fleet.hosts {
-        assert_eq!(releases(host), vec![r1.clone(), r2.clone()], "the half-made release was cleaned up");
+        assert_eq!(
+            releases(host),
+            vec![r1.clone(), r2.clone()],
+            "the half-made release was cleaned up"
+        );
     }
 
     // Killed during fetch (push mode, a large archive): whatever step the kill lands on,
@@ -466,9 +606,17 @@ fn hostile_values_never_run_a_command() {
     ok(&project.pmfleet(&["deploy", "production", "setup"]));
     ok(&project.pmfleet(&["deploy", "production"]));
     for host in &fleet.hosts {
-        let current = host.root().join(format!("app dir; touch {canary} $(touch {canary})/current"));
-        assert_eq!(std::fs::read_to_string(current.join("evil.txt")).unwrap(), hostile[1]);
-        assert_eq!(std::fs::read_to_string(current.join("evil2.txt")).unwrap(), hostile[3]);
+        let current = host
+            .root()
+            .join(format!("app dir; touch {canary} $(touch {canary})/current"));
+        assert_eq!(
+            std::fs::read_to_string(current.join("evil.txt")).unwrap(),
+            hostile[1]
+        );
+        assert_eq!(
+            std::fs::read_to_string(current.join("evil2.txt")).unwrap(),
+            hostile[3]
+        );
         assert!(current.join(format!("logs$(touch {canary})")).exists());
     }
 
@@ -476,7 +624,12 @@ fn hostile_values_never_run_a_command() {
         eco["deploy"]["production"]["ref"] = json!(bad_ref);
         project.write_ecosystem(&eco);
         let run = project.pmfleet(&["deploy", "production"]);
-        assert_ne!(run.code, 0, "ref {bad_ref:?} must not deploy:\n{}", run.all());
+        assert_ne!(
+            run.code,
+            0,
+            "ref {bad_ref:?} must not deploy:\n{}",
+            run.all()
+        );
     }
     eco["deploy"]["production"]["ref"] = json!("main");
     for bad_repo in &hostile {
@@ -490,7 +643,12 @@ fn hostile_values_never_run_a_command() {
     bad_env["deploy"]["production"]["env"] = json!({format!("X;touch {canary}"): "1"});
     project.write_ecosystem(&bad_env);
     let run = project.pmfleet(&["deploy", "production"]);
-    assert_eq!(run.code, 2, "an env key that is not a name is bad config:\n{}", run.all());
+    assert_eq!(
+        run.code,
+        2,
+        "an env key that is not a name is bad config:\n{}",
+        run.all()
+    );
     let mut bad_host = eco.clone();
     bad_host["deploy"]["production"]["host"] = json!([format!("127.0.0.1;touch {canary}")]);
     project.write_ecosystem(&bad_host);
@@ -498,7 +656,11 @@ fn hostile_values_never_run_a_command() {
     assert_ne!(run.code, 0, "{}", run.all());
 
     for host in &fleet.hosts {
-        assert!(!host.root().join("canary").exists(), "a value ran as a command on {}", host.address());
+        assert!(
+            !host.root().join("canary").exists(),
+            "a value ran as a command on {}",
+            host.address()
+        );
     }
     assert!(!Path::new(canary).exists());
 }
@@ -518,7 +680,10 @@ fn localhost_deploys_without_ssh() {
     project.write_ecosystem(&eco);
     ok(&project.pmfleet(&["deploy", "local", "setup"]));
     ok(&project.pmfleet(&["deploy", "local"]));
-    assert_eq!(std::fs::read_to_string(root.join("current/built.txt")).unwrap(), "app version 1\n");
+    assert_eq!(
+        std::fs::read_to_string(root.join("current/built.txt")).unwrap(),
+        "app version 1\n"
+    );
     eco["deploy"]["local"]["path"] = json!("~/deployed");
     project.write_ecosystem(&eco);
     ok(&project.pmfleet(&["deploy", "local", "setup"]));
@@ -540,7 +705,11 @@ fn bad_configuration_exits_2_with_the_reason() {
     project.write_ecosystem(&json!({"deploy": {"production": {"host": "h", "ref": "main", "repo": "/r", "path": "/srv/x"}}}));
     let run = project.pmfleet(&["deploy", "staging"]);
     assert_eq!(run.code, 2);
-    assert!(run.stderr.contains("production"), "lists known environments: {}", run.stderr);
+    assert!(
+        run.stderr.contains("production"),
+        "lists known environments: {}",
+        run.stderr
+    );
     let run = project.pmfleet(&["deploy", "production", "revert", "zero"]);
     assert_eq!(run.code, 2, "{}", run.all());
 }

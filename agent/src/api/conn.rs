@@ -38,7 +38,10 @@ pub async fn read_frame<T: DeserializeOwned>(
     Ok(Some(decode(&body)?))
 }
 
-pub async fn write_frame<T: Serialize>(w: &mut (impl AsyncWrite + Unpin), msg: &T) -> Result<(), ConnError> {
+pub async fn write_frame<T: Serialize>(
+    w: &mut (impl AsyncWrite + Unpin),
+    msg: &T,
+) -> Result<(), ConnError> {
     let bytes = encode(msg)?;
     w.write_all(&bytes).await?;
     w.flush().await?;

@@ -21,7 +21,12 @@ const MAX_CONNECTIONS: usize = 64;
 
 /// Serve the control socket until `shutdown` is cancelled (by a signal, or by a `kill`
 /// request, which first stops every app).
-pub async fn run(listener: UnixListener, sup: Supervisor, shutdown: CancellationToken, tasks: TaskTracker) {
+pub async fn run(
+    listener: UnixListener,
+    sup: Supervisor,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+) {
     let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
         let permit = tokio::select! {
@@ -49,7 +54,11 @@ pub async fn run(listener: UnixListener, sup: Supervisor, shutdown: Cancellation
     }
 }
 
-async fn serve(mut stream: UnixStream, sup: Supervisor, shutdown: CancellationToken) -> Result<(), super::conn::ConnError> {
+async fn serve(
+    mut stream: UnixStream,
+    sup: Supervisor,
+    shutdown: CancellationToken,
+) -> Result<(), super::conn::ConnError> {
     loop {
         let req: Request = tokio::select! {
             r = read_frame(&mut stream) => match r? { Some(r) => r, None => return Ok(()) },
@@ -59,7 +68,13 @@ async fn serve(mut stream: UnixStream, sup: Supervisor, shutdown: CancellationTo
             Request::Kill => {
                 sup.shutdown(true).await;
                 let msg = "stopped every app; the agent exits".to_string();
-                write_frame(&mut stream, &Response::Done { messages: vec![msg] }).await?;
+                write_frame(
+                    &mut stream,
+                    &Response::Done {
+                        messages: vec![msg],
+                    },
+                )
+                .await?;
                 shutdown.cancel();
                 return Ok(());
             }
@@ -87,7 +102,10 @@ async fn logs(
     let files = match sup.log_files(app) {
         Ok(f) => f,
         Err(e) => {
-            let err = pmfleet_shared::protocol::ApiError { kind: e.kind(), message: e.report() };
+            let err = pmfleet_shared::protocol::ApiError {
+                kind: e.kind(),
+                message: e.report(),
+            };
             return write_frame(&mut stream, &Response::Error(err)).await;
         }
     };
@@ -130,6 +148,12 @@ async fn logs(
 }
 
 fn log_line(app: &str, path: &std::path::Path, line: String) -> LogLine {
-    let file = PathBuf::from(path.file_name().unwrap_or_default()).display().to_string();
-    LogLine { app: app.to_string(), file, line }
+    let file = PathBuf::from(path.file_name().unwrap_or_default())
+        .display()
+        .to_string();
+    LogLine {
+        app: app.to_string(),
+        file,
+        line,
+    }
 }

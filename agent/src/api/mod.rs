@@ -18,22 +18,27 @@ pub async fn dispatch(sup: &Supervisor, req: Request) -> Response {
         Err(e) => error(&e),
     };
     match req {
-        Request::Ping => {
-            Response::Pong { version: env!("CARGO_PKG_VERSION").to_string(), pid: std::process::id() }
-        }
+        Request::Ping => Response::Pong {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            pid: std::process::id(),
+        },
         Request::Start(s) => done(sup.start_apps(s).await),
         Request::Stop { target } => done(sup.stop(&target).await),
         Request::Restart { target } => done(sup.restart(&target).await),
         Request::Reload { target } => done(sup.reload(&target).await),
         Request::Delete { target } => done(sup.delete(&target).await),
         Request::Scale { app, to } => done(sup.scale(&app, to).await),
-        Request::List => Response::Processes { processes: sup.list() },
+        Request::List => Response::Processes {
+            processes: sup.list(),
+        },
         Request::Show { app } => match sup.show(&app) {
             Ok(app) => Response::App { app },
             Err(e) => error(&e),
         },
         Request::Flush { app } => done(sup.flush(app.as_deref()).await),
-        Request::ReloadLogs => Response::Done { messages: sup.reload_logs().await },
+        Request::ReloadLogs => Response::Done {
+            messages: sup.reload_logs().await,
+        },
         Request::Save => done(sup.save()),
         Request::Resurrect => done(sup.resurrect().await),
         Request::Logs { .. } | Request::Kill => Response::Error(ApiError {
@@ -44,5 +49,8 @@ pub async fn dispatch(sup: &Supervisor, req: Request) -> Response {
 }
 
 fn error(e: &SupervisorError) -> Response {
-    Response::Error(ApiError { kind: e.kind(), message: e.report() })
+    Response::Error(ApiError {
+        kind: e.kind(),
+        message: e.report(),
+    })
 }

@@ -216,7 +216,10 @@ mod tests {
         let text = read(&path);
         // 2026-03-07T09:05:04: hello
         assert_eq!(text.len(), "2026-03-07T09:05:04: hello\n".len(), "{text}");
-        assert!(text.ends_with(": hello\n") && text.as_bytes()[10] == b'T', "{text}");
+        assert!(
+            text.ends_with(": hello\n") && text.as_bytes()[10] == b'T',
+            "{text}"
+        );
 
         let path = dir.path().join("u.log");
         let mut f = LogFile::open(
@@ -230,7 +233,10 @@ mod tests {
         .expect("open");
         f.write_line(b"x").await.expect("write");
         let text = read(&path);
-        assert!(text.starts_with("day ") && text.ends_with(": x\n"), "{text}");
+        assert!(
+            text.starts_with("day ") && text.ends_with(": x\n"),
+            "{text}"
+        );
     }
 
     #[tokio::test]
@@ -256,7 +262,8 @@ mod tests {
         let path = dir.path().join("b.log");
         let mut f = LogFile::open(path.clone(), cfg(12, 5)).expect("open");
         let lines: Vec<String> = (0..10).map(|i| format!("{i:02}x")).collect();
-        f.write_lines(lines.iter().map(|l| l.as_bytes())).expect("write");
+        f.write_lines(lines.iter().map(|l| l.as_bytes()))
+            .expect("write");
         assert_eq!(read(&path), "09x\n");
         assert_eq!(read(&rotated_path(&path, 1)), "06x\n07x\n08x\n");
         assert_eq!(read(&rotated_path(&path, 3)), "00x\n01x\n02x\n");

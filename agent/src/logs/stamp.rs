@@ -209,8 +209,14 @@ mod tests {
     fn common_formats() {
         let t = datetime!(2026-03-07 09:05:04.012 +07:00);
         assert_eq!(fmt(DEFAULT_FORMAT, t), "2026-03-07T09:05:04");
-        assert_eq!(fmt("YYYY-MM-DD HH:mm:ss Z", t), "2026-03-07 09:05:04 +07:00");
-        assert_eq!(fmt("YYYY-MM-DD HH:mm:ss.SSS ZZ", t), "2026-03-07 09:05:04.012 +0700");
+        assert_eq!(
+            fmt("YYYY-MM-DD HH:mm:ss Z", t),
+            "2026-03-07 09:05:04 +07:00"
+        );
+        assert_eq!(
+            fmt("YYYY-MM-DD HH:mm:ss.SSS ZZ", t),
+            "2026-03-07 09:05:04.012 +0700"
+        );
         assert_eq!(fmt("D/M/YY h:m:s a", t), "7/3/26 9:5:4 am");
         assert_eq!(fmt("hh A", datetime!(2026-03-07 00:30 UTC)), "12 AM");
         assert_eq!(fmt("hh A", datetime!(2026-03-07 13:30 UTC)), "01 PM");

@@ -77,7 +77,11 @@ fn last_lines(mut file: File, want: usize) -> io::Result<Vec<Vec<u8>>> {
     if body.is_empty() && data.is_empty() {
         return Ok(Vec::new());
     }
-    let mut out: Vec<Vec<u8>> = body.rsplit(|&b| b == b'\n').take(want).map(<[u8]>::to_vec).collect();
+    let mut out: Vec<Vec<u8>> = body
+        .rsplit(|&b| b == b'\n')
+        .take(want)
+        .map(<[u8]>::to_vec)
+        .collect();
     out.reverse();
     Ok(out)
 }
@@ -148,7 +152,10 @@ mod tests {
             ["line 8", "line 9", "line 10", "line 11"]
         );
         let all = tail(&p, 100).expect("tail");
-        assert_eq!(all, (0..12).map(|i| format!("line {i}")).collect::<Vec<_>>());
+        assert_eq!(
+            all,
+            (0..12).map(|i| format!("line {i}")).collect::<Vec<_>>()
+        );
         // The current file is missing for a moment during a rotation.
         fs::remove_file(&p).expect("remove");
         assert_eq!(tail(&p, 1).expect("tail"), ["line 9"]);

@@ -72,7 +72,12 @@ pub(crate) struct View {
 
 impl View {
     pub fn stopped() -> View {
-        View { pid: None, start_time: None, started: None, status: Status::Stopped }
+        View {
+            pid: None,
+            start_time: None,
+            started: None,
+            status: Status::Stopped,
+        }
     }
 }
 
@@ -109,7 +114,10 @@ impl AppRuntime {
         let spec = lock(&self.spec);
         let merge = spec.merge_logs || spec.exec_mode == ExecModeSpec::Fork;
         let (out, err) = app_log_paths(home, &spec.name, Some(slot), merge);
-        (spec.out_file.clone().unwrap_or(out), spec.error_file.clone().unwrap_or(err))
+        (
+            spec.out_file.clone().unwrap_or(out),
+            spec.error_file.clone().unwrap_or(err),
+        )
     }
 
     /// Every log file the app's current slots write to, out files first.

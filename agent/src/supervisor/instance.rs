@@ -18,10 +18,10 @@ use pmfleet_shared::protocol::{AppSpec, ExecModeSpec, Status};
 use tokio::process::Child;
 use tokio_util::sync::CancellationToken;
 
+use super::Inner;
 use super::app::{AppRuntime, Runner, View, lock};
 use super::policy::{Decision, ExitEvent, RestartPolicy, RestartState, decide};
 use super::process::{Launch, parse_signal, signal_group, spawn, stop_child};
-use super::Inner;
 
 /// A spawned process, not yet owned by a runner.
 pub(crate) struct Proc {
@@ -64,7 +64,13 @@ impl Inner {
         let preload_path = self.home.preload();
         let preload = (spec.node && spec.exec_mode == ExecModeSpec::Cluster && listener.is_some())
             .then_some(preload_path.as_path());
-        let launch = Launch { slot, id, listener, notify_socket, preload };
+        let launch = Launch {
+            slot,
+            id,
+            listener,
+            notify_socket,
+            preload,
+        };
         let mut child = spawn(&spec, launch)?;
         let pid = child.id().unwrap_or(0);
         let (out_path, err_path) = app.log_paths(self.home.root(), slot);
@@ -87,7 +93,12 @@ impl Inner {
             });
         }
         tracing::info!(app = %app.name, slot, pid, "spawned");
-        Ok(Proc { child, pid, start_time: crate::metrics::process_start_time(pid), started: Instant::now() })
+        Ok(Proc {
+            child,
+            pid,
+            start_time: crate::metrics::process_start_time(pid),
+            started: Instant::now(),
+        })
     }
 
     /// Hand `proc` to a new runner task.
@@ -106,10 +117,22 @@ impl Inner {
             started: Some(proc.started),
             status: Status::Online,
         }));
-        let ctx = RunnerCtx { inner: self.clone(), app, slot, id, restarts, view: view.clone(), stop: stop.clone() };
+        let ctx = RunnerCtx {
+            inner: self.clone(),
+            app,
+            slot,
+            id,
+            restarts,
+            view: view.clone(),
+            stop: stop.clone(),
+        };
         let join = self.tasks.spawn(ctx.run(proc));
         self.mark_dirty();
-        Runner { stop, join: Some(join), view }
+        Runner {
+            stop,
+            join: Some(join),
+            view,
+        }
     }
 }
 

@@ -52,25 +52,40 @@ pub enum SupervisorError {
     #[error("no app named `{0}`")]
     NotFound(String),
     #[error("app `{app}`: cannot listen on port {port}: {source}")]
-    Port { app: String, port: u16, source: std::io::Error },
+    Port {
+        app: String,
+        port: u16,
+        source: std::io::Error,
+    },
     #[error("app `{app}`: cannot start `{program}`: {source}")]
-    Spawn { app: String, program: String, source: std::io::Error },
+    Spawn {
+        app: String,
+        program: String,
+        source: std::io::Error,
+    },
     #[error(
         "reload of `{app}` failed: the new instance {slot} {reason}; it was stopped and the old one keeps serving"
     )]
-    ReloadFailed { app: String, slot: u32, reason: NotReady },
+    ReloadFailed {
+        app: String,
+        slot: u32,
+        reason: NotReady,
+    },
     #[error("{0}")]
     State(#[from] StateError),
     #[error("{}", .failed.join("\n"))]
-    Partial { done: Vec<String>, failed: Vec<String> },
+    Partial {
+        done: Vec<String>,
+        failed: Vec<String>,
+    },
 }
 
 impl SupervisorError {
     pub fn kind(&self) -> ErrorKind {
         match self {
-            SupervisorError::Spec(_) | SupervisorError::Ecosystem(_) | SupervisorError::Port { .. } => {
-                ErrorKind::Invalid
-            }
+            SupervisorError::Spec(_)
+            | SupervisorError::Ecosystem(_)
+            | SupervisorError::Port { .. } => ErrorKind::Invalid,
             SupervisorError::NotFound(_) => ErrorKind::NotFound,
             SupervisorError::Spawn { .. }
             | SupervisorError::ReloadFailed { .. }
@@ -82,9 +97,12 @@ impl SupervisorError {
     /// The full text for a person: for a partial failure, what succeeded too.
     pub fn report(&self) -> String {
         match self {
-            SupervisorError::Partial { done, failed } => {
-                done.iter().chain(failed).cloned().collect::<Vec<_>>().join("\n")
-            }
+            SupervisorError::Partial { done, failed } => done
+                .iter()
+                .chain(failed)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join("\n"),
             e => e.to_string(),
         }
     }
@@ -128,7 +146,9 @@ impl Supervisor {
             samples: Mutex::new(HashMap::new()),
             cpus: cpu_count(),
         });
-        let sup = Supervisor { inner: inner.clone() };
+        let sup = Supervisor {
+            inner: inner.clone(),
+        };
         sup.restore().await;
         inner.tasks.spawn(persister(inner.clone()));
         inner.tasks.spawn(monitor(inner.clone()));
@@ -146,7 +166,11 @@ impl Supervisor {
                 Err(e) => failed.push(e.to_string()),
             }
         }
-        if failed.is_empty() { Ok(done) } else { Err(SupervisorError::Partial { done, failed }) }
+        if failed.is_empty() {
+            Ok(done)
+        } else {
+            Err(SupervisorError::Partial { done, failed })
+        }
     }
 
     fn resolve(&self, req: &StartRequest) -> Result<Vec<AppSpec>, SupervisorError> {
@@ -160,17 +184,27 @@ impl Supervisor {
                 let path = req.cwd.join(path);
                 let eco = pmfleet_shared::ecosystem::load(&path)
                     .map_err(|e| SupervisorError::Ecosystem(format!("{e}")))?;
-                let base = path.parent().map(PathBuf::from).unwrap_or_else(|| req.cwd.clone());
+                let base = path
+                    .parent()
+                    .map(PathBuf::from)
+                    .unwrap_or_else(|| req.cwd.clone());
                 let apps: Vec<_> = eco
                     .apps
                     .iter()
-                    .filter(|a| req.only.as_ref().is_none_or(|o| o.split(',').any(|n| n == a.name)))
+                    .filter(|a| {
+                        req.only
+                            .as_ref()
+                            .is_none_or(|o| o.split(',').any(|n| n == a.name))
+                    })
                     .collect();
                 if apps.is_empty() {
                     return Err(SupervisorError::Ecosystem(format!(
                         "{}: no app to start{}",
                         path.display(),
-                        req.only.as_ref().map(|o| format!(" matching --only {o}")).unwrap_or_default()
+                        req.only
+                            .as_ref()
+                            .map(|o| format!(" matching --only {o}"))
+                            .unwrap_or_default()
                     )));
                 }
                 // Resolve every app before starting any: a bad one leaves nothing half-started.
@@ -203,7 +237,9 @@ impl Supervisor {
             app.count.store(count, Ordering::SeqCst);
             app.drop_sinks();
             self.inner.start_app(&app)?;
-            return Ok(vec![format!("{name}: restarted with the new spec ({count} instance(s))")]);
+            return Ok(vec![format!(
+                "{name}: restarted with the new spec ({count} instance(s))"
+            )]);
         }
         let app = Arc::new(AppRuntime::new(spec, count));
         let _op = app.op.lock().await;
@@ -223,7 +259,11 @@ impl Supervisor {
 
     fn targets(&self, target: &Target) -> Result<Vec<Arc<AppRuntime>>, SupervisorError> {
         let apps = lock(&self.inner.apps);
-        let found: Vec<_> = apps.values().filter(|a| target.matches(&a.name)).cloned().collect();
+        let found: Vec<_> = apps
+            .values()
+            .filter(|a| target.matches(&a.name))
+            .cloned()
+            .collect();
         match (target, found.is_empty()) {
             (Target::App(n), true) => Err(SupervisorError::NotFound(n.clone())),
             _ => Ok(found),
@@ -270,7 +310,11 @@ impl Supervisor {
             for slot in &slots {
                 self.inner.reload_slot(&app, *slot).await?;
             }
-            out.push(format!("{}: reloaded {} instance(s) with zero downtime", app.name, slots.len()));
+            out.push(format!(
+                "{}: reloaded {} instance(s) with zero downtime",
+                app.name,
+                slots.len()
+            ));
         }
         Ok(out)
     }
@@ -327,7 +371,9 @@ impl Supervisor {
             lock(&app.slots).retain(|k, _| *k < want);
         }
         self.inner.mark_dirty();
-        Ok(vec![format!("{name}: scaled from {now} to {want} instance(s)")])
+        Ok(vec![format!(
+            "{name}: scaled from {now} to {want} instance(s)"
+        )])
     }
 
     pub fn list(&self) -> Vec<ProcessInfo> {
@@ -338,7 +384,12 @@ impl Supervisor {
     pub fn show(&self, name: &str) -> Result<AppDetail, SupervisorError> {
         let app = self.targets(&Target::App(name.to_string()))?.remove(0);
         let (out_logs, err_logs) = app.all_log_paths(self.inner.home.root());
-        Ok(AppDetail { spec: app.spec(), processes: self.inner.processes(&app), out_logs, err_logs })
+        Ok(AppDetail {
+            spec: app.spec(),
+            processes: self.inner.processes(&app),
+            out_logs,
+            err_logs,
+        })
     }
 
     /// The log files of `app` (of every app when `None`), by app name.
@@ -364,7 +415,10 @@ impl Supervisor {
             }
             let (outs, errs) = a.all_log_paths(self.inner.home.root());
             for path in outs.iter().chain(&errs).filter(|p| p.exists()) {
-                let _ = std::fs::OpenOptions::new().write(true).truncate(true).open(path);
+                let _ = std::fs::OpenOptions::new()
+                    .write(true)
+                    .truncate(true)
+                    .open(path);
             }
             out.push(format!("{}: logs flushed", a.name));
         }
@@ -391,7 +445,11 @@ impl Supervisor {
         let state = self.inner.snapshot();
         let path = self.inner.home.dump_file();
         state.store(&path)?;
-        Ok(vec![format!("saved {} app(s) to {}", state.apps.len(), path.display())])
+        Ok(vec![format!(
+            "saved {} app(s) to {}",
+            state.apps.len(),
+            path.display()
+        )])
     }
 
     /// `resurrect`: start every app of the dump that is not already known.
@@ -460,15 +518,28 @@ impl Supervisor {
             }
         };
         reap_survivors(&saved).await;
-        let max_id = saved.apps.iter().flat_map(|a| a.processes.iter().map(|p| p.id + 1)).max();
-        self.inner.next_id.store(max_id.unwrap_or(0), Ordering::SeqCst);
+        let max_id = saved
+            .apps
+            .iter()
+            .flat_map(|a| a.processes.iter().map(|p| p.id + 1))
+            .max();
+        self.inner
+            .next_id
+            .store(max_id.unwrap_or(0), Ordering::SeqCst);
         for a in saved.apps {
             let name = a.spec.name.clone();
             let app = Arc::new(AppRuntime::new(a.spec, a.instances.max(1)));
             {
                 let mut slots = lock(&app.slots);
                 for p in &a.processes {
-                    slots.insert(p.slot, Slot { id: p.id, restarts: Default::default(), runner: None });
+                    slots.insert(
+                        p.slot,
+                        Slot {
+                            id: p.id,
+                            restarts: Default::default(),
+                            runner: None,
+                        },
+                    );
                 }
             }
             lock(&self.inner.apps).insert(name.clone(), app.clone());
@@ -516,7 +587,9 @@ async fn reap_survivors(saved: &SavedState) {
 
 /// Whether any process still belongs to process group `pgid`.
 fn group_exists(pgid: u32) -> bool {
-    let Ok(pgid) = i32::try_from(pgid) else { return false };
+    let Ok(pgid) = i32::try_from(pgid) else {
+        return false;
+    };
     // SAFETY: kill with signal 0 only checks for existence and permission.
     unsafe { libc::kill(-pgid, 0) == 0 }
 }
@@ -537,10 +610,20 @@ impl Inner {
                         .iter()
                         .filter_map(|(slot, s)| {
                             let v = lock(&s.runner.as_ref()?.view).clone();
-                            Some(SavedProcess { id: s.id, slot: *slot, pid: v.pid?, start_time: v.start_time? })
+                            Some(SavedProcess {
+                                id: s.id,
+                                slot: *slot,
+                                pid: v.pid?,
+                                start_time: v.start_time?,
+                            })
                         })
                         .collect();
-                    SavedApp { spec: a.spec(), running: a.is_running(), instances: a.count(), processes }
+                    SavedApp {
+                        spec: a.spec(),
+                        running: a.is_running(),
+                        instances: a.count(),
+                        processes,
+                    }
                 })
                 .collect(),
         }
@@ -552,7 +635,11 @@ impl Inner {
         lock(&app.slots)
             .iter()
             .map(|(slot, s)| {
-                let v = s.runner.as_ref().map(|r| lock(&r.view).clone()).unwrap_or_else(app::View::stopped);
+                let v = s
+                    .runner
+                    .as_ref()
+                    .map(|r| lock(&r.view).clone())
+                    .unwrap_or_else(app::View::stopped);
                 let sample = v.pid.and_then(|p| samples.get(&p));
                 ProcessInfo {
                     id: s.id,
@@ -562,7 +649,9 @@ impl Inner {
                     instance: *slot,
                     pid: v.pid,
                     status: v.status,
-                    uptime_ms: v.started.map(|t| u64::try_from(t.elapsed().as_millis()).unwrap_or(0)),
+                    uptime_ms: v
+                        .started
+                        .map(|t| u64::try_from(t.elapsed().as_millis()).unwrap_or(0)),
                     restarts: s.restarts.load(Ordering::SeqCst),
                     cpu_percent: sample.map(|s| s.cpu_percent),
                     rss_bytes: sample.map(|s| s.rss_bytes),
@@ -611,7 +700,11 @@ impl Inner {
     }
 
     /// Spawn a fresh process in `slot` (creating the slot if needed) under a new runner.
-    fn start_slot(self: &Arc<Self>, app: &Arc<AppRuntime>, slot: u32) -> Result<(), SupervisorError> {
+    fn start_slot(
+        self: &Arc<Self>,
+        app: &Arc<AppRuntime>,
+        slot: u32,
+    ) -> Result<(), SupervisorError> {
         let (id, restarts) = {
             let mut slots = lock(&app.slots);
             let s = slots.entry(slot).or_insert_with(|| Slot {
@@ -621,11 +714,13 @@ impl Inner {
             });
             (s.id, s.restarts.clone())
         };
-        let proc = self.launch(app, slot, id, None).map_err(|source| SupervisorError::Spawn {
-            app: app.name.clone(),
-            program: app.spec().program,
-            source,
-        })?;
+        let proc = self
+            .launch(app, slot, id, None)
+            .map_err(|source| SupervisorError::Spawn {
+                app: app.name.clone(),
+                program: app.spec().program,
+                source,
+            })?;
         let runner = self.spawn_runner(app.clone(), slot, id, restarts, proc);
         if let Some(s) = lock(&app.slots).get_mut(&slot) {
             s.runner = Some(runner);
@@ -656,7 +751,10 @@ impl Inner {
     }
 
     async fn restart_app(self: &Arc<Self>, app: &Arc<AppRuntime>) -> Result<(), SupervisorError> {
-        let counts: Vec<_> = lock(&app.slots).values().map(|s| s.restarts.clone()).collect();
+        let counts: Vec<_> = lock(&app.slots)
+            .values()
+            .map(|s| s.restarts.clone())
+            .collect();
         self.stop_app(app, true).await;
         for c in counts {
             c.fetch_add(1, Ordering::SeqCst);
@@ -667,42 +765,68 @@ impl Inner {
     /// Replace the process of one slot without a gap: spawn the new one, wait until it is
     /// ready, then stop the old one. If the new one is not ready in time, it is stopped and
     /// the old one stays.
-    async fn reload_slot(self: &Arc<Self>, app: &Arc<AppRuntime>, slot: u32) -> Result<(), SupervisorError> {
+    async fn reload_slot(
+        self: &Arc<Self>,
+        app: &Arc<AppRuntime>,
+        slot: u32,
+    ) -> Result<(), SupervisorError> {
         let spec = app.spec();
-        let Some((id, restarts)) = lock(&app.slots).get(&slot).map(|s| (s.id, s.restarts.clone())) else {
+        let Some((id, restarts)) = lock(&app.slots)
+            .get(&slot)
+            .map(|s| (s.id, s.restarts.clone()))
+        else {
             return Ok(());
         };
         static SEQ: AtomicU32 = AtomicU32::new(0);
         let seq = SEQ.fetch_add(1, Ordering::SeqCst);
-        let notify_path = self.home.run_dir().join(format!("{id}-{seq}-{}.sock", std::process::id()));
+        let notify_path = self
+            .home
+            .run_dir()
+            .join(format!("{id}-{seq}-{}.sock", std::process::id()));
         let has_listener = lock(&app.listener).is_some();
-        let readiness = if spec.wait_ready || (spec.node && has_listener && spec.healthcheck.is_none()) {
-            Readiness::Notify(NotifySocket::bind(notify_path).map_err(|source| SupervisorError::Spawn {
-                app: app.name.clone(),
-                program: "NOTIFY_SOCKET".into(),
-                source,
-            })?)
-        } else if let (Some(hc), Some(port)) = (&spec.healthcheck, spec.port) {
-            Readiness::Probe { port, http_path: ready::probe_kind(hc) }
-        } else {
-            Readiness::Alive
-        };
+        let readiness =
+            if spec.wait_ready || (spec.node && has_listener && spec.healthcheck.is_none()) {
+                Readiness::Notify(NotifySocket::bind(notify_path).map_err(|source| {
+                    SupervisorError::Spawn {
+                        app: app.name.clone(),
+                        program: "NOTIFY_SOCKET".into(),
+                        source,
+                    }
+                })?)
+            } else if let (Some(hc), Some(port)) = (&spec.healthcheck, spec.port) {
+                Readiness::Probe {
+                    port,
+                    http_path: ready::probe_kind(hc),
+                }
+            } else {
+                Readiness::Alive
+            };
         let notify = match &readiness {
             Readiness::Notify(n) => Some(n.path().to_path_buf()),
             _ => None,
         };
-        let mut proc = self.launch(app, slot, id, notify.as_deref()).map_err(|source| {
-            SupervisorError::Spawn { app: app.name.clone(), program: spec.program.clone(), source }
-        })?;
+        let mut proc = self
+            .launch(app, slot, id, notify.as_deref())
+            .map_err(|source| SupervisorError::Spawn {
+                app: app.name.clone(),
+                program: spec.program.clone(),
+                source,
+            })?;
         let timeout = Duration::from_millis(spec.listen_timeout_ms);
         if let Err(reason) = ready::wait_ready(&readiness, &mut proc.child, timeout).await {
             tracing::warn!(app = %app.name, slot, "reload: new instance {reason}");
             process::stop_child(&mut proc.child, kill_signal(&spec), kill_timeout(&spec)).await;
-            return Err(SupervisorError::ReloadFailed { app: app.name.clone(), slot, reason });
+            return Err(SupervisorError::ReloadFailed {
+                app: app.name.clone(),
+                slot,
+                reason,
+            });
         }
         drop(readiness);
         let runner = self.spawn_runner(app.clone(), slot, id, restarts.clone(), proc);
-        let old = lock(&app.slots).get_mut(&slot).and_then(|s| s.runner.replace(runner));
+        let old = lock(&app.slots)
+            .get_mut(&slot)
+            .and_then(|s| s.runner.replace(runner));
         restarts.fetch_add(1, Ordering::SeqCst);
         if let Some(mut old) = old {
             old.stop.cancel();
@@ -715,7 +839,11 @@ impl Inner {
     }
 
     /// Restart one slot gracefully (memory limit): a reload in cluster mode, else stop + start.
-    async fn restart_slot(self: &Arc<Self>, app: &Arc<AppRuntime>, slot: u32) -> Result<(), SupervisorError> {
+    async fn restart_slot(
+        self: &Arc<Self>,
+        app: &Arc<AppRuntime>,
+        slot: u32,
+    ) -> Result<(), SupervisorError> {
         if !app.is_running() {
             return Ok(());
         }
@@ -795,9 +923,13 @@ async fn monitor(inner: Arc<Inner>) {
                 .filter_map(|(slot, s)| Some((*slot, lock(&s.runner.as_ref()?.view).pid?)))
                 .collect();
             for (slot, pid) in pids {
-                let Some(sample) = sampler.sample(pid) else { continue };
+                let Some(sample) = sampler.sample(pid) else {
+                    continue;
+                };
                 samples.insert(pid, sample);
-                if limit.is_some_and(|l| sample.rss_bytes > l) && lock(&app.memory_restarts).insert(slot) {
+                if limit.is_some_and(|l| sample.rss_bytes > l)
+                    && lock(&app.memory_restarts).insert(slot)
+                {
                     tracing::warn!(app = %app.name, slot, rss = sample.rss_bytes, "over max_memory_restart; restarting");
                     let (inner, app) = (inner.clone(), app.clone());
                     inner.clone().tasks.spawn(async move {
@@ -812,7 +944,11 @@ async fn monitor(inner: Arc<Inner>) {
                 }
             }
         }
-        let gone: Vec<u32> = lock(&inner.samples).keys().filter(|p| !samples.contains_key(p)).copied().collect();
+        let gone: Vec<u32> = lock(&inner.samples)
+            .keys()
+            .filter(|p| !samples.contains_key(p))
+            .copied()
+            .collect();
         for pid in gone {
             sampler.forget(pid);
         }

@@ -253,7 +253,13 @@ mod tests {
     fn decisions() {
         let crash_loop = |n: usize| vec![exit(1, 10); n];
         let rows = vec![
-            row("user stop", pm2(), vec![], ExitEvent::StoppedByUser, Decision::Stop),
+            row(
+                "user stop",
+                pm2(),
+                vec![],
+                ExitEvent::StoppedByUser,
+                Decision::Stop,
+            ),
             row(
                 "user stop ignores everything else",
                 with(|p| p.autorestart = true),
@@ -261,9 +267,27 @@ mod tests {
                 ExitEvent::StoppedByUser,
                 Decision::Stop,
             ),
-            row("crash after a stable run", pm2(), vec![], exit(1, 5_000), restart(0)),
-            row("clean exit restarts too", pm2(), vec![], exit(0, 5_000), restart(0)),
-            row("signal death restarts", pm2(), vec![], killed(9, 5_000), restart(0)),
+            row(
+                "crash after a stable run",
+                pm2(),
+                vec![],
+                exit(1, 5_000),
+                restart(0),
+            ),
+            row(
+                "clean exit restarts too",
+                pm2(),
+                vec![],
+                exit(0, 5_000),
+                restart(0),
+            ),
+            row(
+                "signal death restarts",
+                pm2(),
+                vec![],
+                killed(9, 5_000),
+                restart(0),
+            ),
             row(
                 "autorestart false",
                 with(|p| p.autorestart = false),
@@ -302,7 +326,13 @@ mod tests {
                 exit(7, 10),
                 Decision::Stop,
             ),
-            row("first unstable exit restarts", pm2(), vec![], exit(1, 10), restart(0)),
+            row(
+                "first unstable exit restarts",
+                pm2(),
+                vec![],
+                exit(1, 10),
+                restart(0),
+            ),
             row(
                 "the 16th unstable restart is still allowed",
                 pm2(),
@@ -376,8 +406,20 @@ mod tests {
                 exit(1, 10),
                 restart(250),
             ),
-            row("backoff: first delay", backoff(100), vec![], exit(1, 10), restart(100)),
-            row("backoff: ×1.5", backoff(100), crash_loop(1), exit(1, 10), restart(150)),
+            row(
+                "backoff: first delay",
+                backoff(100),
+                vec![],
+                exit(1, 10),
+                restart(100),
+            ),
+            row(
+                "backoff: ×1.5",
+                backoff(100),
+                crash_loop(1),
+                exit(1, 10),
+                restart(150),
+            ),
             row(
                 "backoff: ×1.5 again, floored",
                 backoff(100),
@@ -470,7 +512,10 @@ mod tests {
             }
             let got = decide(&r.policy, &mut state, r.event);
             if got != r.expected {
-                failures.push(format!("{}: expected {:?}, got {:?}", r.name, r.expected, got));
+                failures.push(format!(
+                    "{}: expected {:?}, got {:?}",
+                    r.name, r.expected, got
+                ));
             }
         }
         assert!(failures.is_empty(), "\n{}", failures.join("\n"));

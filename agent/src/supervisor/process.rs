@@ -24,7 +24,11 @@ pub fn parse_signal(name: &str) -> Option<Signal> {
         return Signal::try_from(n).ok();
     }
     let upper = name.to_ascii_uppercase();
-    let full = if upper.starts_with("SIG") { upper } else { format!("SIG{upper}") };
+    let full = if upper.starts_with("SIG") {
+        upper
+    } else {
+        format!("SIG{upper}")
+    };
     full.parse().ok()
 }
 
@@ -48,7 +52,9 @@ pub fn spawn(spec: &AppSpec, launch: Launch<'_>) -> std::io::Result<Child> {
     let mut cmd = match launch.listener {
         Some(_) => {
             let mut c = Command::new("/bin/sh");
-            c.arg("-c").arg(r#"LISTEN_PID=$$ exec "$0" "$@""#).arg(&spec.program);
+            c.arg("-c")
+                .arg(r#"LISTEN_PID=$$ exec "$0" "$@""#)
+                .arg(&spec.program);
             c
         }
         None => Command::new(&spec.program),
@@ -81,7 +87,10 @@ fn instance_env(spec: &AppSpec, launch: &Launch<'_>) -> Vec<(String, String)> {
         env.insert("exec_mode".into(), "cluster_mode".into());
     }
     if let Some(var) = &spec.increment_var {
-        let base = env.get(var).and_then(|v| v.trim().parse::<i64>().ok()).unwrap_or(0);
+        let base = env
+            .get(var)
+            .and_then(|v| v.trim().parse::<i64>().ok())
+            .unwrap_or(0);
         env.insert(var.clone(), (base + i64::from(launch.slot)).to_string());
     }
     if launch.listener.is_some() {
@@ -122,7 +131,13 @@ fn child_setup(listener: Option<RawFd>) -> std::io::Result<()> {
         // Dispositions set to "ignore" survive exec: a daemon started from a non-interactive
         // shell would otherwise pass an ignored SIGINT on, and the app could never be stopped
         // gracefully.
-        for sig in [libc::SIGINT, libc::SIGQUIT, libc::SIGTERM, libc::SIGHUP, libc::SIGPIPE] {
+        for sig in [
+            libc::SIGINT,
+            libc::SIGQUIT,
+            libc::SIGTERM,
+            libc::SIGHUP,
+            libc::SIGPIPE,
+        ] {
             libc::signal(sig, libc::SIG_DFL);
         }
         if let Some(fd) = listener {
@@ -142,7 +157,9 @@ fn child_setup(listener: Option<RawFd>) -> std::io::Result<()> {
 
 /// Send `signal` to the whole process group led by `pgid`. A group already gone is fine.
 pub fn signal_group(pgid: u32, signal: Signal) {
-    let Ok(pgid) = i32::try_from(pgid) else { return };
+    let Ok(pgid) = i32::try_from(pgid) else {
+        return;
+    };
     if pgid <= 1 {
         return;
     }
@@ -151,7 +168,11 @@ pub fn signal_group(pgid: u32, signal: Signal) {
 
 /// Stop an instance: `signal` to its group, SIGKILL to the group after `timeout`, and a
 /// final SIGKILL to the group once the leader is gone so no grandchild outlives it.
-pub async fn stop_child(child: &mut Child, signal: Signal, timeout: Duration) -> Option<ExitStatus> {
+pub async fn stop_child(
+    child: &mut Child,
+    signal: Signal,
+    timeout: Duration,
+) -> Option<ExitStatus> {
     let Some(pid) = child.id() else {
         return child.wait().await.ok();
     };
@@ -159,7 +180,10 @@ pub async fn stop_child(child: &mut Child, signal: Signal, timeout: Duration) ->
     let status = match tokio::time::timeout(timeout, child.wait()).await {
         Ok(status) => status.ok(),
         Err(_) => {
-            tracing::warn!(pid, "did not exit within kill_timeout; sending SIGKILL to its group");
+            tracing::warn!(
+                pid,
+                "did not exit within kill_timeout; sending SIGKILL to its group"
+            );
             signal_group(pid, Signal::SIGKILL);
             child.wait().await.ok()
         }

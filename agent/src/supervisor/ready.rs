@@ -16,7 +16,10 @@ pub enum Readiness {
     /// Wait for `READY=1` on this datagram socket.
     Notify(NotifySocket),
     /// Probe `127.0.0.1:port`: `Some(path)` = HTTP GET expecting 2xx/3xx, `None` = TCP connect.
-    Probe { port: u16, http_path: Option<String> },
+    Probe {
+        port: u16,
+        http_path: Option<String>,
+    },
     /// No signal: alive after the whole timeout.
     Alive,
 }
@@ -72,7 +75,11 @@ impl Drop for NotifySocket {
 }
 
 /// Wait until `child` is ready per `how`, it exits, or `timeout` passes.
-pub async fn wait_ready(how: &Readiness, child: &mut Child, timeout: Duration) -> Result<(), NotReady> {
+pub async fn wait_ready(
+    how: &Readiness,
+    child: &mut Child,
+    timeout: Duration,
+) -> Result<(), NotReady> {
     let signal = async {
         match how {
             Readiness::Notify(sock) => sock.ready().await,
@@ -102,7 +109,9 @@ pub async fn wait_ready(how: &Readiness, child: &mut Child, timeout: Duration) -
 pub async fn probe(port: u16, http_path: Option<&str>) -> bool {
     let attempt = async {
         let mut stream = TcpStream::connect(("127.0.0.1", port)).await.ok()?;
-        let Some(path) = http_path else { return Some(true) };
+        let Some(path) = http_path else {
+            return Some(true);
+        };
         let req = format!(
             "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUser-Agent: pmfleet-agent\r\nConnection: close\r\n\r\n"
         );
@@ -120,7 +129,10 @@ pub async fn probe(port: u16, http_path: Option<&str>) -> bool {
         let status = std::str::from_utf8(head.get(9..12)?).ok()?;
         Some(status.starts_with('2') || status.starts_with('3'))
     };
-    matches!(tokio::time::timeout(Duration::from_secs(2), attempt).await, Ok(Some(true)))
+    matches!(
+        tokio::time::timeout(Duration::from_secs(2), attempt).await,
+        Ok(Some(true))
+    )
 }
 
 /// What `healthcheck` asks for: `tcp` or an HTTP path.
@@ -144,8 +156,12 @@ mod tests {
         let sock = NotifySocket::bind(dir.path().join("n.sock")).unwrap();
         let client = std::os::unix::net::UnixDatagram::unbound().unwrap();
         client.send_to(b"STATUS=warming up", sock.path()).unwrap();
-        client.send_to(b"MAINPID=1\nREADY=1\n", sock.path()).unwrap();
-        tokio::time::timeout(Duration::from_secs(2), sock.ready()).await.unwrap();
+        client
+            .send_to(b"MAINPID=1\nREADY=1\n", sock.path())
+            .unwrap();
+        tokio::time::timeout(Duration::from_secs(2), sock.ready())
+            .await
+            .unwrap();
     }
 
     #[tokio::test]

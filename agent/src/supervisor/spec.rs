@@ -57,7 +57,9 @@ pub fn resolve(
     let name = app.name.clone();
     if name.is_empty()
         || name == "all"
-        || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.@".contains(c))
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.@".contains(c))
     {
         return Err(SpecError::BadName(name));
     }
@@ -66,7 +68,10 @@ pub fn resolve(
         None => base_dir.to_path_buf(),
     };
     if !cwd.is_dir() {
-        return Err(SpecError::CwdMissing { app: name, path: cwd });
+        return Err(SpecError::CwdMissing {
+            app: name,
+            path: cwd,
+        });
     }
     let mut env = client_env.clone();
     env.extend(app.resolved_env(None, env_name));
@@ -83,13 +88,19 @@ pub fn resolve(
             let program = find_program(&name, &interp, &cwd, &path_var)?;
             let script = cwd.join(&app.script);
             if !script.is_file() {
-                return Err(SpecError::ScriptMissing { app: name, path: script });
+                return Err(SpecError::ScriptMissing {
+                    app: name,
+                    path: script,
+                });
             }
             let mut args = app.interpreter_args.clone();
             args.push(script.display().to_string());
             (program, args)
         }
-        None => (find_program(&name, &app.script, &cwd, &path_var)?, Vec::new()),
+        None => (
+            find_program(&name, &app.script, &cwd, &path_var)?,
+            Vec::new(),
+        ),
     };
     program_args.extend(app.args.iter().cloned());
     let node = Path::new(&program)
@@ -98,17 +109,19 @@ pub fn resolve(
         .is_some_and(|f| f == "node" || f.starts_with("node-") || f == "nodejs");
 
     if crate::supervisor::process::parse_signal(&app.kill_signal).is_none() {
-        return Err(SpecError::BadSignal { app: name, signal: app.kill_signal.clone() });
+        return Err(SpecError::BadSignal {
+            app: name,
+            signal: app.kill_signal.clone(),
+        });
     }
 
     let port = match app.port {
         Some(p) => Some(p),
         None => match env.get("PORT") {
-            Some(v) => Some(
-                v.trim()
-                    .parse::<u16>()
-                    .map_err(|_| SpecError::BadPort { app: name.clone(), value: v.clone() })?,
-            ),
+            Some(v) => Some(v.trim().parse::<u16>().map_err(|_| SpecError::BadPort {
+                app: name.clone(),
+                value: v.clone(),
+            })?),
             None => None,
         },
     };
@@ -179,8 +192,11 @@ pub fn app_from_script(s: &ScriptStart) -> Result<App, SpecError> {
     }
     app.args = s.args.clone();
     if let Some(i) = &s.interpreter {
-        app.interpreter =
-            if i == "none" { Interpreter::None } else { Interpreter::Program(i.clone()) };
+        app.interpreter = if i == "none" {
+            Interpreter::None
+        } else {
+            Interpreter::Program(i.clone())
+        };
     }
     if s.port.is_some() {
         app.port = s.port;
@@ -208,7 +224,10 @@ pub fn app_from_script(s: &ScriptStart) -> Result<App, SpecError> {
 
 /// `-i` as PM2 reads it: `max`, `0` and `-1` are one per CPU, `-N` is CPUs minus N.
 fn parse_instances(app: &str, value: &str) -> Result<Instances, SpecError> {
-    let bad = || SpecError::BadInstances { app: app.to_string(), value: value.to_string() };
+    let bad = || SpecError::BadInstances {
+        app: app.to_string(),
+        value: value.to_string(),
+    };
     if value == "max" {
         return Ok(Instances::Max);
     }
@@ -225,19 +244,32 @@ fn find_program(app: &str, program: &str, cwd: &Path, path_var: &str) -> Result<
     if program.contains('/') {
         let path = cwd.join(program);
         if !path.is_file() {
-            return Err(SpecError::ScriptMissing { app: app.to_string(), path });
+            return Err(SpecError::ScriptMissing {
+                app: app.to_string(),
+                path,
+            });
         }
         if !is_executable(&path) {
-            return Err(SpecError::NotExecutable { app: app.to_string(), path });
+            return Err(SpecError::NotExecutable {
+                app: app.to_string(),
+                path,
+            });
         }
         return Ok(path.display().to_string());
     }
-    let path_var = if path_var.is_empty() { "/usr/local/bin:/usr/bin:/bin" } else { path_var };
+    let path_var = if path_var.is_empty() {
+        "/usr/local/bin:/usr/bin:/bin"
+    } else {
+        path_var
+    };
     std::env::split_paths(path_var)
         .map(|dir| dir.join(program))
         .find(|p| p.is_file() && is_executable(p))
         .map(|p| p.display().to_string())
-        .ok_or_else(|| SpecError::NotOnPath { app: app.to_string(), program: program.to_string() })
+        .ok_or_else(|| SpecError::NotOnPath {
+            app: app.to_string(),
+            program: program.to_string(),
+        })
 }
 
 fn is_executable(path: &Path) -> bool {
@@ -283,7 +315,8 @@ mod tests {
     #[test]
     fn missing_program_is_reported_before_spawning() {
         let dir = tempfile::tempdir().unwrap();
-        let err = find_program("a", "definitely-not-a-program", dir.path(), "/usr/bin").unwrap_err();
+        let err =
+            find_program("a", "definitely-not-a-program", dir.path(), "/usr/bin").unwrap_err();
         assert!(matches!(err, SpecError::NotOnPath { .. }));
         assert!(find_program("a", "sh", dir.path(), "/usr/bin:/bin").is_ok());
     }

@@ -42,11 +42,20 @@ pub const STATE_VERSION: u32 = 1;
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
     #[error("cannot read {path}: {source}")]
-    Read { path: String, source: std::io::Error },
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("{path} is not a valid process list: {source}")]
-    Parse { path: String, source: serde_json::Error },
+    Parse {
+        path: String,
+        source: serde_json::Error,
+    },
     #[error("cannot write {path}: {source}")]
-    Write { path: String, source: std::io::Error },
+    Write {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 impl SavedState {
@@ -55,14 +64,24 @@ impl SavedState {
         let bytes = match std::fs::read(path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(SavedState::default()),
-            Err(source) => return Err(StateError::Read { path: path.display().to_string(), source }),
+            Err(source) => {
+                return Err(StateError::Read {
+                    path: path.display().to_string(),
+                    source,
+                });
+            }
         };
-        serde_json::from_slice(&bytes)
-            .map_err(|source| StateError::Parse { path: path.display().to_string(), source })
+        serde_json::from_slice(&bytes).map_err(|source| StateError::Parse {
+            path: path.display().to_string(),
+            source,
+        })
     }
 
     pub fn store(&self, path: &Path) -> Result<(), StateError> {
-        let write = |source| StateError::Write { path: path.display().to_string(), source };
+        let write = |source| StateError::Write {
+            path: path.display().to_string(),
+            source,
+        };
         let json = serde_json::to_vec_pretty(self).map_err(|e| write(e.into()))?;
         write_atomic(path, &json).map_err(write)
     }

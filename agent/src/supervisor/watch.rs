@@ -32,7 +32,9 @@ pub fn fingerprint(paths: &[PathBuf], ignore: &[String], skip: &Path) -> Fingerp
         if seen > MAX_ENTRIES || path.starts_with(skip) || ignored(&path, ignore) {
             continue;
         }
-        let Ok(meta) = std::fs::symlink_metadata(&path) else { continue };
+        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+            continue;
+        };
         if meta.is_dir() {
             if let Ok(entries) = std::fs::read_dir(&path) {
                 stack.extend(entries.flatten().map(|e| e.path()));

@@ -47,7 +47,10 @@ impl<'a> Launch<'a> {
         Launch {
             program: "node",
             args: vec![app(script).display().to_string()],
-            env: vec![("PORT", listener.local_addr().expect("addr").port().to_string())],
+            env: vec![(
+                "PORT",
+                listener.local_addr().expect("addr").port().to_string(),
+            )],
             listener: Some(listener),
             listen_pid: false,
             preload: true,
@@ -114,17 +117,21 @@ pub fn start(launch: Launch<'_>) -> Instance {
             // other; the copies are close-on-exec, dup2's targets are not.
             let high = |fd: RawFd| -> io::Result<RawFd> {
                 let r = libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 100);
-                if r < 0 { Err(io::Error::last_os_error()) } else { Ok(r) }
+                if r < 0 {
+                    Err(io::Error::last_os_error())
+                } else {
+                    Ok(r)
+                }
             };
             let ready = high(ready_fd)?;
             let listen = match listen_fd {
                 Some(fd) => Some(high(fd)?),
                 None => None,
             };
-            if let Some(fd) = listen {
-                if libc::dup2(fd, 3) < 0 {
-                    return Err(io::Error::last_os_error());
-                }
+            if let Some(fd) = listen
+                && libc::dup2(fd, 3) < 0
+            {
+                return Err(io::Error::last_os_error());
             }
             if libc::dup2(ready, READY_FD) < 0 {
                 return Err(io::Error::last_os_error());
@@ -147,8 +154,14 @@ pub fn start(launch: Launch<'_>) -> Instance {
     });
     let output = Arc::new(Mutex::new(String::new()));
     for stream in [
-        child.stdout.take().map(|s| Box::new(s) as Box<dyn Read + Send>),
-        child.stderr.take().map(|s| Box::new(s) as Box<dyn Read + Send>),
+        child
+            .stdout
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>),
+        child
+            .stderr
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>),
     ]
     .into_iter()
     .flatten()
@@ -303,7 +316,7 @@ fn client(addr: SocketAddr, slow_every: u64, stop: &AtomicBool, stats: &Mutex<St
     let mut n = 0u64;
     while !stop.load(Ordering::SeqCst) {
         n += 1;
-        let path = if slow_every > 0 && n % slow_every == 0 {
+        let path = if slow_every > 0 && n.is_multiple_of(slow_every) {
             "/slow?ms=100"
         } else {
             "/"
@@ -317,7 +330,9 @@ fn client(addr: SocketAddr, slow_every: u64, stop: &AtomicBool, stats: &Mutex<St
                 stats.lock().expect("lock").connects += 1;
                 conn = Some(s);
             }
-            let s = conn.as_mut().ok_or_else(|| io::Error::other("no connection"))?;
+            let s = conn
+                .as_mut()
+                .ok_or_else(|| io::Error::other("no connection"))?;
             get(s, path)
         })();
         let mut st = stats.lock().expect("lock");
@@ -351,8 +366,7 @@ fn client(addr: SocketAddr, slow_every: u64, stop: &AtomicBool, stats: &Mutex<St
 
 /// "hello from 1234 instance -" → 1234
 fn pid_of(body: &str) -> Option<u32> {
-    body.split_whitespace()
-        .find_map(|w| w.parse().ok())
+    body.split_whitespace().find_map(|w| w.parse().ok())
 }
 
 /// One GET on a keep-alive connection: (status, server closes, body).
@@ -383,7 +397,9 @@ pub fn get(s: &mut TcpStream, path: &str) -> io::Result<(u16, bool, String)> {
     let mut length = 0usize;
     let mut close = false;
     for l in lines {
-        let Some((k, v)) = l.split_once(':') else { continue };
+        let Some((k, v)) = l.split_once(':') else {
+            continue;
+        };
         let (k, v) = (k.trim().to_ascii_lowercase(), v.trim().to_ascii_lowercase());
         if k == "content-length" {
             length = v.parse().map_err(io::Error::other)?;

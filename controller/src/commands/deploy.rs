@@ -65,8 +65,16 @@ pub async fn run(args: DeployArgs) -> Exit {
         }
         Verb::Revert(n) => ("revert", deploy::revert(&ctx, &env, *n).await, true),
         Verb::List => ("list", deploy::list(&ctx, &env).await, false),
-        Verb::Current => ("current", deploy::show_release(&ctx, &env, Which::Current).await, false),
-        Verb::Previous => ("previous", deploy::show_release(&ctx, &env, Which::Previous).await, false),
+        Verb::Current => (
+            "current",
+            deploy::show_release(&ctx, &env, Which::Current).await,
+            false,
+        ),
+        Verb::Previous => (
+            "previous",
+            deploy::show_release(&ctx, &env, Which::Previous).await,
+            false,
+        ),
         Verb::Exec(cmd) => ("exec", deploy::exec(&ctx, &env, cmd).await, true),
         Verb::Unlock => ("unlock", deploy::unlock(&ctx, &env, args.force).await, true),
     };

@@ -20,11 +20,21 @@ pub struct Archive {
 }
 
 /// Writes the tree of `commit` into an in-memory tar.
-pub fn archive_commit(repo: &Repository, commit: &git2::Commit<'_>) -> Result<Archive, git2::Error> {
+pub fn archive_commit(
+    repo: &Repository,
+    commit: &git2::Commit<'_>,
+) -> Result<Archive, git2::Error> {
     let mtime = u64::try_from(commit.time().seconds()).unwrap_or(0);
     let mut builder = tar::Builder::new(Vec::new());
     let mut archive = Archive::default();
-    add_tree(repo, &commit.tree()?, Path::new(""), mtime, &mut builder, &mut archive)?;
+    add_tree(
+        repo,
+        &commit.tree()?,
+        Path::new(""),
+        mtime,
+        &mut builder,
+        &mut archive,
+    )?;
     archive.bytes = builder
         .into_inner()
         .map_err(|e| git2::Error::from_str(&format!("tar: {e}")))?;
@@ -64,7 +74,11 @@ fn add_tree(
             }
             Some(ObjectType::Blob) => {
                 let blob = repo.find_blob(entry.id())?;
-                let perm = if mode == MODE_EXECUTABLE { 0o755 } else { 0o644 };
+                let perm = if mode == MODE_EXECUTABLE {
+                    0o755
+                } else {
+                    0o644
+                };
                 let content = blob.content();
                 let mut header = header(tar::EntryType::Regular, perm, content.len() as u64, mtime);
                 builder

@@ -33,11 +33,18 @@ impl Member {
     }
 
     /// Runs a script whose output the user should see line by line (hooks, `exec`).
-    pub async fn run_visible(&self, out: &Output, step: &str, script: &Script) -> Result<(), String> {
+    pub async fn run_visible(
+        &self,
+        out: &Output,
+        step: &str,
+        script: &Script,
+    ) -> Result<(), String> {
         let label = self.label.clone();
         let captured = self
             .conn
-            .run_lines(script, &mut |_stream: Stream, line: &str| out.line(&label, step, line))
+            .run_lines(script, &mut |_stream: Stream, line: &str| {
+                out.line(&label, step, line)
+            })
             .await
             .map_err(transport_message)?;
         if captured.success() {

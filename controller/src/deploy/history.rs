@@ -111,11 +111,25 @@ mod tests {
     fn line_table() {
         let rows: Vec<(Vec<Record>, Vec<&str>)> = vec![
             (vec![], vec![]),
-            (vec![rec(Deploy, "a", Success), rec(Deploy, "b", Success)], vec!["a", "b"]),
-            (vec![rec(Deploy, "a", Success), rec(Deploy, "b", Failed)], vec!["a"]),
-            (vec![rec(Deploy, "a", Success), rec(Deploy, "b", Aborted)], vec!["a"]),
             (
-                vec![rec(Deploy, "a", Success), rec(Deploy, "b", Success), rec(Deploy, "c", Success), rec(Revert, "b", Success)],
+                vec![rec(Deploy, "a", Success), rec(Deploy, "b", Success)],
+                vec!["a", "b"],
+            ),
+            (
+                vec![rec(Deploy, "a", Success), rec(Deploy, "b", Failed)],
+                vec!["a"],
+            ),
+            (
+                vec![rec(Deploy, "a", Success), rec(Deploy, "b", Aborted)],
+                vec!["a"],
+            ),
+            (
+                vec![
+                    rec(Deploy, "a", Success),
+                    rec(Deploy, "b", Success),
+                    rec(Deploy, "c", Success),
+                    rec(Revert, "b", Success),
+                ],
                 vec!["a", "b"],
             ),
             (
@@ -129,10 +143,23 @@ mod tests {
                 vec!["a"],
             ),
             (
-                vec![rec(Deploy, "a", Success), rec(Deploy, "b", Success), rec(Deploy, "c", Success), rec(Revert, "a", Success), rec(Deploy, "d", Success)],
+                vec![
+                    rec(Deploy, "a", Success),
+                    rec(Deploy, "b", Success),
+                    rec(Deploy, "c", Success),
+                    rec(Revert, "a", Success),
+                    rec(Deploy, "d", Success),
+                ],
                 vec!["a", "d"],
             ),
-            (vec![rec(Deploy, "a", Success), rec(Deploy, "b", Success), rec(Revert, "a", RolledBack)], vec!["a", "b"]),
+            (
+                vec![
+                    rec(Deploy, "a", Success),
+                    rec(Deploy, "b", Success),
+                    rec(Revert, "a", RolledBack),
+                ],
+                vec!["a", "b"],
+            ),
         ];
         for (records, expected) in rows {
             assert_eq!(release_line(&records), expected, "{records:?}");

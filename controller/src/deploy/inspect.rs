@@ -62,9 +62,15 @@ pub async fn list(ctx: &Context, env: &DeployEnv) -> Vec<HostReport> {
                 "who": record.map(|r| r.who.clone()), "when": record.map(|r| r.when.clone()),
             }));
             rows.push([
-                if current { "*".to_string() } else { String::new() },
+                if current {
+                    "*".to_string()
+                } else {
+                    String::new()
+                },
                 release.clone(),
-                record.map(|r| r.sha.get(..7).unwrap_or(&r.sha).to_string()).unwrap_or_default(),
+                record
+                    .map(|r| r.sha.get(..7).unwrap_or(&r.sha).to_string())
+                    .unwrap_or_default(),
                 record.map(|r| r.git_ref.clone()).unwrap_or_default(),
                 record.map(|r| r.when.clone()).unwrap_or_default(),
                 record.map(|r| r.who.clone()).unwrap_or_default(),
@@ -101,7 +107,9 @@ pub async fn show_release(ctx: &Context, env: &DeployEnv, which: Which) -> Vec<H
             Which::Current => state.current.clone(),
             Which::Previous => state.revert_target(1),
         };
-        let record = release.as_deref().and_then(|r| history::latest_for(&state.history, r));
+        let record = release
+            .as_deref()
+            .and_then(|r| history::latest_for(&state.history, r));
         json.push(serde_json::json!({
             "host": host, "release": release,
             "sha": record.map(|r| r.sha.clone()), "ref": record.map(|r| r.git_ref.clone()),
@@ -115,7 +123,11 @@ pub async fn show_release(ctx: &Context, env: &DeployEnv, which: Which) -> Vec<H
             record.map(|r| r.when.clone()).unwrap_or_default(),
         ]);
     }
-    emit(ctx, &table(&["HOST", "RELEASE", "SHA", "REF", "DEPLOYED"], &rows), serde_json::Value::Array(json));
+    emit(
+        ctx,
+        &table(&["HOST", "RELEASE", "SHA", "REF", "DEPLOYED"], &rows),
+        serde_json::Value::Array(json),
+    );
     reports
 }
 

@@ -225,10 +225,10 @@ impl Guard {
                         _ = stop.cancelled() => return,
                         _ = tokio::time::sleep(HEARTBEAT) => {}
                     }
-                    if let Ok(c) = member.run(&script).await {
-                        if c.stdout.contains("LOST") {
-                            tracing::warn!(host = %member.label, "the deploy lock was broken by someone else");
-                        }
+                    if let Ok(c) = member.run(&script).await
+                        && c.stdout.contains("LOST")
+                    {
+                        tracing::warn!(host = %member.label, "the deploy lock was broken by someone else");
                     }
                 }
             });
@@ -276,8 +276,14 @@ mod tests {
             }
         );
         assert_eq!(Break::parse("NONE\n"), Break::NoLock);
-        assert!(matches!(Break::parse("BROKEN 99\n{}"), Break::Broken { age: 99, .. }));
-        assert!(matches!(Break::parse("FRESH 3\n"), Break::Fresh { age: 3, .. }));
+        assert!(matches!(
+            Break::parse("BROKEN 99\n{}"),
+            Break::Broken { age: 99, .. }
+        ));
+        assert!(matches!(
+            Break::parse("FRESH 3\n"),
+            Break::Fresh { age: 3, .. }
+        ));
         assert!(describe(Some(&h)).contains("a@b"));
     }
 }

@@ -19,7 +19,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use inspect::{exec, list, show_release, unlock, Which};
+pub use inspect::{Which, exec, list, show_release, unlock};
 pub use report::{Exit, HostReport, Status};
 pub use revert::revert;
 pub use setup::setup;

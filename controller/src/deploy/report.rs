@@ -110,8 +110,14 @@ mod tests {
             (vec![], Exit::Success),
             (vec![r(Status::Ok)], Exit::Success),
             (vec![r(Status::Ok), r(Status::Failed)], Exit::Failed),
-            (vec![r(Status::Aborted), r(Status::Unreachable)], Exit::Unreachable),
-            (vec![r(Status::Failed), r(Status::Unreachable)], Exit::Failed),
+            (
+                vec![r(Status::Aborted), r(Status::Unreachable)],
+                Exit::Unreachable,
+            ),
+            (
+                vec![r(Status::Failed), r(Status::Unreachable)],
+                Exit::Failed,
+            ),
             (vec![r(Status::LockHeld), r(Status::Failed)], Exit::LockHeld),
             (vec![r(Status::RolledBack)], Exit::Failed),
             (vec![r(Status::Aborted)], Exit::Failed),

@@ -19,7 +19,11 @@ pub async fn revert(ctx: &Context, env: &DeployEnv, n: usize) -> Vec<HostReport>
     let mut reports = fleet.not_connected.clone();
     if !reports.is_empty() {
         reports.extend(fleet.members.iter().map(|m| {
-            HostReport::new(&m.label, Status::Aborted, "not reverted: every host must revert together, and some could not be reached")
+            HostReport::new(
+                &m.label,
+                Status::Aborted,
+                "not reverted: every host must revert together, and some could not be reached",
+            )
         }));
         return reports;
     }
@@ -31,15 +35,17 @@ pub async fn revert(ctx: &Context, env: &DeployEnv, n: usize) -> Vec<HostReport>
         since: now_rfc3339(),
         pid: std::process::id(),
     };
-    let guard = match lock::acquire_all(&fleet.members, &env.path, &env.name, &holder, ctx.lock_wait).await {
-        Ok(guard) => guard,
-        Err(refused) => {
-            for r in &refused {
-                out.done(&r.host, false, &r.message);
+    let guard =
+        match lock::acquire_all(&fleet.members, &env.path, &env.name, &holder, ctx.lock_wait).await
+        {
+            Ok(guard) => guard,
+            Err(refused) => {
+                for r in &refused {
+                    out.done(&r.host, false, &r.message);
+                }
+                return refused;
             }
-            return refused;
-        }
-    };
+        };
 
     let states = each(&fleet.members, |m| {
         let script = scripts::state(&env.path);
@@ -88,7 +94,12 @@ pub async fn revert(ctx: &Context, env: &DeployEnv, n: usize) -> Vec<HostReport>
             "hosts disagree on the release to revert to ({}); revert would split the fleet",
             detail.join("; ")
         );
-        problems.extend(fleet.members.iter().map(|m| HostReport::new(&m.label, Status::Failed, message.clone())));
+        problems.extend(
+            fleet
+                .members
+                .iter()
+                .map(|m| HostReport::new(&m.label, Status::Failed, message.clone())),
+        );
     }
     if !problems.is_empty() {
         for r in &problems {
@@ -101,7 +112,13 @@ pub async fn revert(ctx: &Context, env: &DeployEnv, n: usize) -> Vec<HostReport>
                 .members
                 .iter()
                 .filter(|m| !bad.contains(&m.label))
-                .map(|m| HostReport::new(&m.label, Status::Aborted, "not reverted: another host cannot revert")),
+                .map(|m| {
+                    HostReport::new(
+                        &m.label,
+                        Status::Aborted,
+                        "not reverted: another host cannot revert",
+                    )
+                }),
         );
         guard.release().await;
         return reports;
@@ -140,11 +157,18 @@ pub async fn revert(ctx: &Context, env: &DeployEnv, n: usize) -> Vec<HostReport>
                 git_ref,
                 who,
                 when: now_rfc3339(),
-                outcome: if switched.is_ok() { Outcome::Success } else { Outcome::Failed },
+                outcome: if switched.is_ok() {
+                    Outcome::Success
+                } else {
+                    Outcome::Failed
+                },
                 message: switched.as_ref().err().cloned(),
             };
             let _ = m
-                .run(&scripts::record(&root, &serde_json::to_string(&record).unwrap_or_default()))
+                .run(&scripts::record(
+                    &root,
+                    &serde_json::to_string(&record).unwrap_or_default(),
+                ))
                 .await;
             let (status, message) = match switched {
                 Ok(_) => (Status::Ok, format!("reverted to {target}")),

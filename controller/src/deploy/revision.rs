@@ -96,33 +96,41 @@ impl RepoCache {
             git_ref: git_ref.to_string(),
             repo: self.url.clone(),
         };
-        let mut candidates = vec![format!("refs/heads/{git_ref}"), format!("refs/tags/{git_ref}")];
+        let mut candidates = vec![
+            format!("refs/heads/{git_ref}"),
+            format!("refs/tags/{git_ref}"),
+        ];
         if let Some(branch) = git_ref.strip_prefix("origin/") {
             candidates.push(format!("refs/heads/{branch}"));
         }
         let mut oid = None;
         for name in &candidates {
-            if let Ok(reference) = self.repo.find_reference(name) {
-                if let Ok(commit) = reference.peel_to_commit() {
-                    oid = Some(commit.id());
-                    break;
-                }
+            if let Ok(reference) = self.repo.find_reference(name)
+                && let Ok(commit) = reference.peel_to_commit()
+            {
+                oid = Some(commit.id());
+                break;
             }
         }
-        if oid.is_none() && !git_ref.starts_with('-') {
-            if let Ok(object) = self.repo.revparse_single(git_ref) {
-                oid = object.peel_to_commit().ok().map(|c| c.id());
-            }
+        if oid.is_none()
+            && !git_ref.starts_with('-')
+            && let Ok(object) = self.repo.revparse_single(git_ref)
+        {
+            oid = object.peel_to_commit().ok().map(|c| c.id());
         }
         let oid = oid.ok_or_else(not_found)?;
-        let commit = self.repo.find_commit(oid).map_err(|source| RevisionError::Cache {
-            cache: self.path.clone(),
-            source,
-        })?;
+        let commit = self
+            .repo
+            .find_commit(oid)
+            .map_err(|source| RevisionError::Cache {
+                cache: self.path.clone(),
+                source,
+            })?;
         Ok(Revision {
             git_ref: git_ref.to_string(),
             sha: oid.to_string(),
-            summary: String::from_utf8_lossy(commit.summary_bytes().unwrap_or_default()).into_owned(),
+            summary: String::from_utf8_lossy(commit.summary_bytes().unwrap_or_default())
+                .into_owned(),
         })
     }
 
@@ -236,13 +244,25 @@ mod tests {
         let cache = RepoCache::fetch(&tmp.path().join("cache"), src.to_str().unwrap()).unwrap();
         let main = cache.resolve("main").unwrap();
         assert_eq!(main.summary, "second");
-        assert_eq!(cache.resolve("origin/main").unwrap(), Revision { git_ref: "origin/main".into(), ..main.clone() });
+        assert_eq!(
+            cache.resolve("origin/main").unwrap(),
+            Revision {
+                git_ref: "origin/main".into(),
+                ..main.clone()
+            }
+        );
         let v1 = cache.resolve("v1").unwrap();
         assert_eq!(v1.summary, "first");
         assert_eq!(cache.resolve(&v1.sha).unwrap().sha, v1.sha);
         assert_eq!(cache.resolve(&v1.sha[..8]).unwrap().sha, v1.sha);
-        assert!(matches!(cache.resolve("nope"), Err(RevisionError::NotFound { .. })));
-        assert!(matches!(cache.resolve("--upload-pack=x"), Err(RevisionError::NotFound { .. })));
+        assert!(matches!(
+            cache.resolve("nope"),
+            Err(RevisionError::NotFound { .. })
+        ));
+        assert!(matches!(
+            cache.resolve("--upload-pack=x"),
+            Err(RevisionError::NotFound { .. })
+        ));
     }
 
     #[test]

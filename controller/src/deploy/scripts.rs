@@ -359,14 +359,30 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let root = tmp.path().display().to_string();
         let run = |script: Script| {
-            let out = std::process::Command::new("sh").arg("-c").arg(script.render()).output().unwrap();
-            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            let out = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(script.render())
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         };
         run(setup_dirs(&root));
         std::fs::create_dir_all(tmp.path().join("releases/r1")).unwrap();
-        run(link_shared(&root, "r1", &["logs".into()], &["config//.env".into()]));
+        run(link_shared(
+            &root,
+            "r1",
+            &["logs".into()],
+            &["config//.env".into()],
+        ));
         let link = tmp.path().join("releases/r1/config/.env");
-        assert_eq!(std::fs::read_link(&link).unwrap(), std::path::Path::new("../../../shared/config/.env"));
+        assert_eq!(
+            std::fs::read_link(&link).unwrap(),
+            std::path::Path::new("../../../shared/config/.env")
+        );
         std::fs::write(tmp.path().join("shared/config/.env"), "X=1").unwrap();
         assert_eq!(std::fs::read_to_string(link).unwrap(), "X=1");
         assert!(tmp.path().join("releases/r1/logs").is_dir());

@@ -5,10 +5,10 @@ use std::time::Instant;
 
 use pmfleet_shared::ecosystem::{DeployEnv, FetchMode};
 
+use super::Context;
 use super::fleet::{Fleet, each};
 use super::report::{HostReport, Status};
 use super::scripts::{self, HookDir};
-use super::Context;
 
 pub async fn setup(ctx: &Context, env: &DeployEnv) -> Vec<HostReport> {
     let fleet = Fleet::connect(env, &ctx.connector, &ctx.out).await;

@@ -42,20 +42,22 @@ pub async fn update(ctx: &Context, env: &DeployEnv, ref_override: Option<&str>) 
         let repo = env.repo.clone();
         let git_ref = git_ref.clone();
         let push = env.fetch == FetchMode::Push;
-        tokio::task::spawn_blocking(move || -> Result<(Revision, Option<archive::Archive>), String> {
-            let cache = RepoCache::fetch(&cache_root, &repo).map_err(|e| e.to_string())?;
-            let revision = cache.resolve(&git_ref).map_err(|e| e.to_string())?;
-            let archive = if push {
-                let commit = cache.commit(&revision.sha).map_err(|e| e.to_string())?;
-                Some(
-                    archive::archive_commit(cache.repository(), &commit)
-                        .map_err(|e| format!("could not archive {}: {e}", revision.sha))?,
-                )
-            } else {
-                None
-            };
-            Ok((revision, archive))
-        })
+        tokio::task::spawn_blocking(
+            move || -> Result<(Revision, Option<archive::Archive>), String> {
+                let cache = RepoCache::fetch(&cache_root, &repo).map_err(|e| e.to_string())?;
+                let revision = cache.resolve(&git_ref).map_err(|e| e.to_string())?;
+                let archive = if push {
+                    let commit = cache.commit(&revision.sha).map_err(|e| e.to_string())?;
+                    Some(
+                        archive::archive_commit(cache.repository(), &commit)
+                            .map_err(|e| format!("could not archive {}: {e}", revision.sha))?,
+                    )
+                } else {
+                    None
+                };
+                Ok((revision, archive))
+            },
+        )
         .await
         .unwrap_or_else(|e| Err(format!("revision task failed: {e}")))
     };
@@ -71,14 +73,19 @@ pub async fn update(ctx: &Context, env: &DeployEnv, ref_override: Option<&str>) 
     ));
     if let Some(archive) = &archive {
         for path in &archive.skipped_submodules {
-            out.info(&format!("submodule {path} is not part of the pushed archive"));
+            out.info(&format!(
+                "submodule {path} is not part of the pushed archive"
+            ));
         }
     }
 
     let id = new_release_id();
     let deploy_id = uuid::Uuid::new_v4().to_string();
-    let mut hook_env: Vec<(String, String)> =
-        env.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    let mut hook_env: Vec<(String, String)> = env
+        .env
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     hook_env.extend([
         ("PMFLEET_ENV".to_string(), env.name.clone()),
         ("PMFLEET_RELEASE".to_string(), id.clone()),
@@ -89,14 +96,21 @@ pub async fn update(ctx: &Context, env: &DeployEnv, ref_override: Option<&str>) 
     if let Some(hook) = &env.hooks.pre_deploy_local {
         out.step("local", "pre-deploy-local");
         if let Err(message) = run_local_hook(ctx, hook, &hook_env).await {
-            return all_hosts(env, Status::Failed, &format!("pre-deploy-local failed: {message}"));
+            return all_hosts(
+                env,
+                Status::Failed,
+                &format!("pre-deploy-local failed: {message}"),
+            );
         }
     }
 
     let fleet = Fleet::connect(env, &ctx.connector, out).await;
     let mut reports = fleet.not_connected.clone();
     if reports.len() > env.max_fail || fleet.members.is_empty() {
-        reports.extend(not_started(&fleet.members, "not deployed: another host could not be reached"));
+        reports.extend(not_started(
+            &fleet.members,
+            "not deployed: another host could not be reached",
+        ));
         return reports;
     }
 
@@ -107,24 +121,29 @@ pub async fn update(ctx: &Context, env: &DeployEnv, ref_override: Option<&str>) 
         since: now_rfc3339(),
         pid: std::process::id(),
     };
-    let guard = match lock::acquire_all(&fleet.members, &env.path, &env.name, &holder, ctx.lock_wait).await {
-        Ok(guard) => guard,
-        Err(refused) => {
-            for r in &refused {
-                out.done(&r.host, false, &r.message);
+    let guard =
+        match lock::acquire_all(&fleet.members, &env.path, &env.name, &holder, ctx.lock_wait).await
+        {
+            Ok(guard) => guard,
+            Err(refused) => {
+                for r in &refused {
+                    out.done(&r.host, false, &r.message);
+                }
+                let refused_hosts: Vec<String> = refused.iter().map(|r| r.host.clone()).collect();
+                reports.extend(refused);
+                let others: Vec<Arc<Member>> = fleet
+                    .members
+                    .iter()
+                    .filter(|m| !refused_hosts.contains(&m.label))
+                    .cloned()
+                    .collect();
+                reports.extend(not_started(
+                    &others,
+                    "not deployed: another host is locked or not set up",
+                ));
+                return reports;
             }
-            let refused_hosts: Vec<String> = refused.iter().map(|r| r.host.clone()).collect();
-            reports.extend(refused);
-            let others: Vec<Arc<Member>> = fleet
-                .members
-                .iter()
-                .filter(|m| !refused_hosts.contains(&m.label))
-                .cloned()
-                .collect();
-            reports.extend(not_started(&others, "not deployed: another host is locked or not set up"));
-            return reports;
-        }
-    };
+        };
 
     let release = Arc::new(Release {
         env: env.clone(),
@@ -154,7 +173,9 @@ pub async fn update(ctx: &Context, env: &DeployEnv, ref_override: Option<&str>) 
                 let message = format!("{}: {}", err.step, err.message);
                 out.done(&member.label, false, &message);
                 let report = release.report(member, Status::Failed, message, started);
-                release.record(member, Outcome::Failed, None, Some(&report.message)).await;
+                release
+                    .record(member, Outcome::Failed, None, Some(&report.message))
+                    .await;
                 reports.push(report);
             }
         }
@@ -168,8 +189,12 @@ pub async fn update(ctx: &Context, env: &DeployEnv, ref_override: Option<&str>) 
         let aborted = each(&ready, |m| {
             let release = release.clone();
             async move {
-                let _ = m.run(&scripts::discard(&release.env.path, &release.id)).await;
-                release.record(&m, Outcome::Aborted, None, Some("another host failed")).await;
+                let _ = m
+                    .run(&scripts::discard(&release.env.path, &release.id))
+                    .await;
+                release
+                    .record(&m, Outcome::Aborted, None, Some("another host failed"))
+                    .await;
             }
         })
         .await;
@@ -188,7 +213,13 @@ pub async fn update(ctx: &Context, env: &DeployEnv, ref_override: Option<&str>) 
 }
 
 impl Release {
-    fn report(&self, member: &Member, status: Status, message: String, started: Instant) -> HostReport {
+    fn report(
+        &self,
+        member: &Member,
+        status: Status,
+        message: String,
+        started: Instant,
+    ) -> HostReport {
         HostReport {
             host: member.label.clone(),
             status,
@@ -199,7 +230,13 @@ impl Release {
         }
     }
 
-    async fn record(&self, member: &Member, outcome: Outcome, previous: Option<String>, message: Option<&str>) {
+    async fn record(
+        &self,
+        member: &Member,
+        outcome: Outcome,
+        previous: Option<String>,
+        message: Option<&str>,
+    ) {
         let record = Record {
             id: self.deploy_id.clone(),
             action: Action::Deploy,
@@ -214,7 +251,11 @@ impl Release {
         };
         let line = serde_json::to_string(&record).unwrap_or_default();
         if let Err(e) = member.run(&scripts::record(&self.env.path, &line)).await {
-            self.out.line(&member.label, "history", &format!("could not record history: {e}"));
+            self.out.line(
+                &member.label,
+                "history",
+                &format!("could not record history: {e}"),
+            );
         }
     }
 }
@@ -227,26 +268,46 @@ async fn prepare(release: &Release, member: &Member) -> Result<(), StepError> {
     let fail = |step: &'static str| move |message: String| StepError { step, message };
 
     out.step(host, "check");
-    let state = member.run(&scripts::state(root)).await.map_err(fail("check"))?;
+    let state = member
+        .run(&scripts::state(root))
+        .await
+        .map_err(fail("check"))?;
     if !state.stdout.starts_with("setup=yes") {
         return Err(StepError {
             step: "check",
-            message: format!("not set up: run `pmfleet deploy {} setup` first", release.env.name),
+            message: format!(
+                "not set up: run `pmfleet deploy {} setup` first",
+                release.env.name
+            ),
         });
     }
-    let removed = member.run(&scripts::cleanup(root)).await.map_err(fail("cleanup"))?;
+    let removed = member
+        .run(&scripts::cleanup(root))
+        .await
+        .map_err(fail("cleanup"))?;
     for leftover in removed.stdout.lines() {
-        out.line(host, "cleanup", &format!("removed incomplete release {leftover}"));
+        out.line(
+            host,
+            "cleanup",
+            &format!("removed incomplete release {leftover}"),
+        );
     }
     if let Some(hook) = &release.env.hooks.pre_deploy {
         out.step(host, "pre-deploy");
         let script = scripts::run_hook(root, HookDir::Current, hook, &release.hook_env);
-        member.run_visible(out, "pre-deploy", &script).await.map_err(fail("pre-deploy"))?;
+        member
+            .run_visible(out, "pre-deploy", &script)
+            .await
+            .map_err(fail("pre-deploy"))?;
     }
 
     let result = build(release, member).await;
     if let Err(err) = &result {
-        out.line(host, err.step, &format!("failed: {}; removing release {}", err.message, release.id));
+        out.line(
+            host,
+            err.step,
+            &format!("failed: {}; removing release {}", err.message, release.id),
+        );
         let _ = member.run(&scripts::discard(root, &release.id)).await;
     }
     result
@@ -267,9 +328,15 @@ async fn build(release: &Release, member: &Member) -> Result<(), StepError> {
                 .conn
                 .run_with_stdin(&scripts::fetch_push(root, &release.id), Some(stdin))
                 .await
-                .map_err(|e| StepError { step: "fetch", message: format!("{e:#}") })?;
+                .map_err(|e| StepError {
+                    step: "fetch",
+                    message: format!("{e:#}"),
+                })?;
             if !captured.success() {
-                return Err(StepError { step: "fetch", message: captured.reason() });
+                return Err(StepError {
+                    step: "fetch",
+                    message: captured.reason(),
+                });
             }
         }
         None => {
@@ -284,8 +351,12 @@ async fn build(release: &Release, member: &Member) -> Result<(), StepError> {
     }
     if let Some(hook) = &env.hooks.post_deploy {
         out.step(host, "post-deploy");
-        let script = scripts::run_hook(root, HookDir::Release(&release.id), hook, &release.hook_env);
-        member.run_visible(out, "post-deploy", &script).await.map_err(fail("post-deploy"))?;
+        let script =
+            scripts::run_hook(root, HookDir::Release(&release.id), hook, &release.hook_env);
+        member
+            .run_visible(out, "post-deploy", &script)
+            .await
+            .map_err(fail("post-deploy"))?;
     }
     member
         .run(&scripts::mark_prepared(root, &release.id))
@@ -315,7 +386,9 @@ async fn switch_in_batches(
                 let why = "not switched: the rollout stopped".to_string();
                 out.done(&member.label, false, &why);
                 let _ = member.run(&scripts::discard(&env.path, &release.id)).await;
-                release.record(member, Outcome::Aborted, None, Some(&why)).await;
+                release
+                    .record(member, Outcome::Aborted, None, Some(&why))
+                    .await;
                 reports.push(release.report(member, Status::Aborted, why, started));
             }
             continue;
@@ -324,13 +397,15 @@ async fn switch_in_batches(
             let release = release.clone();
             async move {
                 release.out.step(&m.label, "switch");
-                m.run(&scripts::switch(&release.env.path, &release.id)).await.map(|c| {
-                    c.stdout
-                        .lines()
-                        .next()
-                        .and_then(|l| l.strip_prefix("releases/"))
-                        .map(str::to_string)
-                })
+                m.run(&scripts::switch(&release.env.path, &release.id))
+                    .await
+                    .map(|c| {
+                        c.stdout
+                            .lines()
+                            .next()
+                            .and_then(|l| l.strip_prefix("releases/"))
+                            .map(str::to_string)
+                    })
             }
         })
         .await;
@@ -342,7 +417,9 @@ async fn switch_in_batches(
                     let message = format!("switch: {message}");
                     out.done(&member.label, false, &message);
                     let _ = member.run(&scripts::discard(&env.path, &release.id)).await;
-                    release.record(member, Outcome::Failed, None, Some(&message)).await;
+                    release
+                        .record(member, Outcome::Failed, None, Some(&message))
+                        .await;
                     reports.push(release.report(member, Status::Failed, message, started));
                 }
             }
@@ -354,11 +431,16 @@ async fn switch_in_batches(
 
     if stopped {
         for (member, previous) in &switched {
-            let why = format!("switched back: {failed} host(s) failed and max_fail is {}", env.max_fail);
+            let why = format!(
+                "switched back: {failed} host(s) failed and max_fail is {}",
+                env.max_fail
+            );
             if let Some(previous) = previous {
                 let _ = member.run(&scripts::switch(&env.path, previous)).await;
             }
-            release.record(member, Outcome::RolledBack, previous.clone(), Some(&why)).await;
+            release
+                .record(member, Outcome::RolledBack, previous.clone(), Some(&why))
+                .await;
             out.done(&member.label, false, &why);
             reports.push(release.report(member, Status::RolledBack, why, started));
         }
@@ -376,12 +458,19 @@ async fn switch_in_batches(
             async move {
                 release.record(&m, Outcome::Success, previous, None).await;
                 let pruned = m
-                    .run(&scripts::prune(&release.env.path, release.env.keep_releases, &[release.id.clone()]))
+                    .run(&scripts::prune(
+                        &release.env.path,
+                        release.env.keep_releases,
+                        std::slice::from_ref(&release.id),
+                    ))
                     .await
                     .map(|c| c.stdout.lines().count())
                     .unwrap_or(0);
                 let message = if pruned > 0 {
-                    format!("now serving {} (pruned {pruned} old release(s))", release.id)
+                    format!(
+                        "now serving {} (pruned {pruned} old release(s))",
+                        release.id
+                    )
                 } else {
                     format!("now serving {}", release.id)
                 };
