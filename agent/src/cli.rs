@@ -32,7 +32,7 @@ pub enum Command {
     /// Run the daemon in the foreground (what systemd runs; other verbs start it on demand).
     Daemon,
     /// Start every app of an ecosystem file, or one script or command.
-    Start(StartArgs),
+    Start(Box<StartArgs>),
     /// Stop an app (or `all`): its kill signal, then SIGKILL after kill_timeout.
     Stop { target: String },
     /// Stop then start an app (or `all`).
@@ -184,15 +184,26 @@ pub async fn run(command: Command, home: &AgentHome) -> anyhow::Result<ExitCode>
                 }
                 Err(e) => Err(e.into()),
                 Ok(mut c) => {
+                    let pid = match c.request(&Request::Ping).await? {
+                        Response::Pong { pid, .. } => Some(pid),
+                        _ => None,
+                    };
                     let resp = c.request(&Request::Kill).await?;
-                    // Wait for the daemon to close the socket, so a following command
-                    // starts a new one rather than reaching the old one.
-                    while let Ok(Some(_)) = c.next().await {}
+                    // Wait for the daemon to be gone, so a following command starts a new
+                    // one rather than reaching the old one.
+                    if let Some(pid) = pid {
+                        let start = std::time::Instant::now();
+                        while Path::new(&format!("/proc/{pid}")).exists()
+                            && start.elapsed() < std::time::Duration::from_secs(10)
+                        {
+                            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                        }
+                    }
                     Ok(print_response(resp))
                 }
             };
         }
-        Command::Start(a) => Request::Start(start_request(a)?),
+        Command::Start(a) => Request::Start(Box::new(start_request(*a)?)),
         Command::Stop { target } => Request::Stop {
             target: Target::parse(&target),
         },

@@ -27,6 +27,9 @@ pub enum DaemonError {
     },
 }
 
+/// How long a starting daemon waits for the previous one to release the home.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Run the daemon in `home` until `shutdown` is cancelled (a signal) or a client sends
 /// `kill`. On a signal the apps are stopped but stay in the saved list, so they come back
 /// when the daemon starts again; `kill` empties the list.
@@ -45,8 +48,20 @@ pub async fn run(home: AgentHome, shutdown: CancellationToken) -> Result<(), Dae
             path: root.clone(),
             source,
         })?;
-    let _lock = Flock::lock(lock_file, FlockArg::LockExclusiveNonblock)
-        .map_err(|_| DaemonError::AlreadyRunning(root.clone()))?;
+    // A daemon that is still shutting down holds the lock for a moment: wait it out.
+    let mut lock_file = lock_file;
+    let mut waited = std::time::Duration::ZERO;
+    let _lock = loop {
+        match Flock::lock(lock_file, FlockArg::LockExclusiveNonblock) {
+            Ok(l) => break l,
+            Err((f, _)) if waited < LOCK_WAIT => {
+                lock_file = f;
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                waited += std::time::Duration::from_millis(50);
+            }
+            Err(_) => return Err(DaemonError::AlreadyRunning(root)),
+        }
+    };
 
     let sock = home.socket();
     let sock_err = |source| DaemonError::Socket {
@@ -57,6 +72,10 @@ pub async fn run(home: AgentHome, shutdown: CancellationToken) -> Result<(), Dae
     let listener = UnixListener::bind(&sock).map_err(sock_err)?;
     std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o600)).map_err(sock_err)?;
 
+    let _ = crate::home::write_atomic(
+        &home.pid_file(),
+        format!("{}\n", std::process::id()).as_bytes(),
+    );
     let tasks = TaskTracker::new();
     let sup = Supervisor::start(home.clone(), tasks.clone()).await;
     tracing::info!(home = %root, pid = std::process::id(), "agent running");
@@ -64,6 +83,7 @@ pub async fn run(home: AgentHome, shutdown: CancellationToken) -> Result<(), Dae
     tracing::info!("shutting down");
     let _ = std::fs::remove_file(&sock);
     sup.shutdown(false).await;
+    let _ = std::fs::remove_file(home.pid_file());
     tasks.close();
     if tokio::time::timeout(std::time::Duration::from_secs(5), tasks.wait())
         .await

@@ -11,7 +11,7 @@ pub struct AgentHome {
 }
 
 /// The Node preload that makes `listen(PORT)` use the inherited socket (fd 3).
-pub const CLUSTER_PRELOAD: &str = "";
+pub const CLUSTER_PRELOAD: &str = include_str!("../preload/cluster.js");
 
 impl AgentHome {
     pub fn new(root: impl Into<PathBuf>) -> Self {
@@ -39,6 +39,10 @@ impl AgentHome {
     /// Held (flock) by the running daemon, so two daemons never share a home.
     pub fn lock_file(&self) -> PathBuf {
         self.root.join("agent.lock")
+    }
+    /// The running daemon's pid.
+    pub fn pid_file(&self) -> PathBuf {
+        self.root.join("agent.pid")
     }
     /// The daemon's own log, when it was started in the background.
     pub fn daemon_log(&self) -> PathBuf {
@@ -85,7 +89,9 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = dir.join(format!(".{name}.{}.{seq}.tmp", std::process::id()));
     let mut f = std::fs::File::create(&tmp)?;
     f.write_all(bytes)?;
     f.sync_all()?;

@@ -20,5 +20,7 @@ fn main() -> ExitCode {
         }
     };
     let exit = runtime.block_on(pmfleet::run(cli));
+    // Every host's outcome is known and printed: don't wait for connections still closing.
+    runtime.shutdown_background();
     ExitCode::from(exit as u8)
 }

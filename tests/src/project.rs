@@ -110,7 +110,14 @@ impl Project {
 
     /// Runs `pmfleet ARGS` to completion.
     pub fn pmfleet(&self, args: &[&str]) -> Run {
+        let started = std::time::Instant::now();
         let out = self.command(args).output().expect("run pmfleet");
+        eprintln!(
+            "pmfleet {}: {} in {:.2}s",
+            args.join(" "),
+            out.status,
+            started.elapsed().as_secs_f64()
+        );
         Run {
             code: out.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),

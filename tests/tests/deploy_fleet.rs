@@ -732,3 +732,96 @@ fn wait_for(mut condition: impl FnMut() -> bool, what: &str) {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+#[test]
+fn interrupting_a_deploy_before_the_switch_cleans_up_and_unlocks() {
+    require_sshd!();
+    let fleet = Fleet::start(2);
+    let repo = GitRepo::new();
+    let project = Project::new(fleet.home.path());
+    project.write_ecosystem(&ecosystem(
+        &fleet.hosts,
+        &repo,
+        json!({"post-deploy": "./app.sh > built.txt; if [ -f /srv/hang ]; then touch /srv/hanging; sleep 30; fi"}),
+    ));
+    ok(&project.pmfleet(&["deploy", "production", "setup"]));
+    ok(&project.pmfleet(&["deploy", "production"]));
+    let r1 = assert_fleet_serves(&fleet.hosts, "1");
+
+    for host in &fleet.hosts {
+        std::fs::write(host.root().join("hang"), "").unwrap();
+    }
+    repo.commit_file("VERSION", "2\n", "version 2");
+    let child = project.spawn(&["deploy", "production"]);
+    wait_for(
+        || {
+            fleet
+                .hosts
+                .iter()
+                .all(|h| h.root().join("hanging").exists())
+        },
+        "post-deploy running",
+    );
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("interrupted"), "{stdout}");
+    for host in &fleet.hosts {
+        assert_eq!(current_release(host).as_deref(), Some(r1.as_str()));
+        assert!(
+            !on_host(host, ".pmfleet/lock").exists(),
+            "no orphaned lock on {}",
+            host.address()
+        );
+        std::fs::remove_file(host.root().join("hang")).unwrap();
+    }
+    ok(&project.pmfleet(&["deploy", "production"]));
+    let r2 = assert_fleet_serves(&fleet.hosts, "2");
+    for host in &fleet.hosts {
+        assert_eq!(releases(host), vec![r1.clone(), r2.clone()]);
+    }
+}
+
+#[test]
+fn a_key_from_the_environment_logs_in_for_ci() {
+    require_sshd!();
+    let fleet = Fleet::start(1);
+    let repo = GitRepo::new();
+    let project = Project::new(fleet.home.path());
+    project.write_ecosystem(&ecosystem(&fleet.hosts, &repo, json!({})));
+    let key = std::fs::read_to_string(fleet.home.private_key()).unwrap();
+    std::fs::rename(
+        fleet.home.private_key(),
+        fleet.home.path().join("elsewhere"),
+    )
+    .unwrap();
+
+    let without = project.pmfleet(&["deploy", "production", "setup"]);
+    assert_eq!(without.code, 1, "{}", without.all());
+    assert!(
+        without.stdout.contains("elsewhere") || without.stdout.contains("id_ed25519"),
+        "{}",
+        without.all()
+    );
+    let setup = project
+        .command(&["deploy", "production", "setup"])
+        .env("PMFLEET_SSH_KEY", &key)
+        .output()
+        .unwrap();
+    assert!(
+        setup.status.success(),
+        "{}",
+        String::from_utf8_lossy(&setup.stdout)
+    );
+    let with = project
+        .command(&["deploy", "production", "exec", "echo hello"])
+        .env("PMFLEET_SSH_KEY", &key)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&with.stdout);
+    assert!(with.status.success(), "{stdout}");
+    assert!(stdout.contains("| exec | hello"), "{stdout}");
+    assert!(!stdout.contains("PRIVATE KEY"), "the key is never printed");
+}

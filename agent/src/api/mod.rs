@@ -22,7 +22,7 @@ pub async fn dispatch(sup: &Supervisor, req: Request) -> Response {
             version: env!("CARGO_PKG_VERSION").to_string(),
             pid: std::process::id(),
         },
-        Request::Start(s) => done(sup.start_apps(s).await),
+        Request::Start(s) => done(sup.start_apps(*s).await),
         Request::Stop { target } => done(sup.stop(&target).await),
         Request::Restart { target } => done(sup.restart(&target).await),
         Request::Reload { target } => done(sup.reload(&target).await),
@@ -32,7 +32,7 @@ pub async fn dispatch(sup: &Supervisor, req: Request) -> Response {
             processes: sup.list(),
         },
         Request::Show { app } => match sup.show(&app) {
-            Ok(app) => Response::App { app },
+            Ok(app) => Response::App { app: Box::new(app) },
             Err(e) => error(&e),
         },
         Request::Flush { app } => done(sup.flush(app.as_deref()).await),

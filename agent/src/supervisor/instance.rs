@@ -7,7 +7,6 @@
 //! whatever the runner was doing — and ends the task: that is the only way processes stop.
 
 use std::os::fd::AsRawFd;
-use std::path::Path;
 use std::process::ExitStatus;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
@@ -22,6 +21,7 @@ use super::Inner;
 use super::app::{AppRuntime, Runner, View, lock};
 use super::policy::{Decision, ExitEvent, RestartPolicy, RestartState, decide};
 use super::process::{Launch, parse_signal, signal_group, spawn, stop_child};
+use super::ready::NotifySocket;
 
 /// A spawned process, not yet owned by a runner.
 pub(crate) struct Proc {
@@ -57,7 +57,7 @@ impl Inner {
         app: &AppRuntime,
         slot: u32,
         id: u32,
-        notify_socket: Option<&Path>,
+        notify: Option<&NotifySocket>,
     ) -> std::io::Result<Proc> {
         let spec = app.spec();
         let listener = lock(&app.listener).as_ref().map(|s| s.as_raw_fd());
@@ -68,7 +68,7 @@ impl Inner {
             slot,
             id,
             listener,
-            notify_socket,
+            notify,
             preload,
         };
         let mut child = spawn(&spec, launch)?;

@@ -126,6 +126,8 @@ pub(crate) struct Inner {
     tasks_cancel: CancellationToken,
     /// Something persisted changed; the persister rewrites the state file.
     dirty: Notify,
+    /// Held while a snapshot is taken and written, so the file always ends with the latest.
+    persist_lock: Mutex<()>,
     /// The latest CPU/RSS sample of every running pid.
     samples: Mutex<HashMap<u32, Sample>>,
     cpus: u32,
@@ -143,6 +145,7 @@ impl Supervisor {
             tasks,
             tasks_cancel: CancellationToken::new(),
             dirty: Notify::new(),
+            persist_lock: Mutex::new(()),
             samples: Mutex::new(HashMap::new()),
             cpus: cpu_count(),
         });
@@ -157,8 +160,11 @@ impl Supervisor {
 
     /// `start`: every app of an ecosystem file, or one script.
     pub async fn start_apps(&self, req: StartRequest) -> Result<Messages, SupervisorError> {
-        let specs = self.resolve(&req)?;
-        let mut done = Vec::new();
+        let (specs, warnings) = self.resolve(&req)?;
+        let mut done: Vec<String> = warnings
+            .into_iter()
+            .map(|w| format!("warning: {w}"))
+            .collect();
         let mut failed = Vec::new();
         for spec in specs {
             match self.start_one(spec).await {
@@ -173,12 +179,16 @@ impl Supervisor {
         }
     }
 
-    fn resolve(&self, req: &StartRequest) -> Result<Vec<AppSpec>, SupervisorError> {
+    /// The specs to start, and warnings for the user (ecosystem keys pmfleet ignores).
+    fn resolve(&self, req: &StartRequest) -> Result<(Vec<AppSpec>, Vec<String>), SupervisorError> {
         let env_name = req.env_name.as_deref();
         match &req.source {
             StartSource::Script(s) => {
                 let app = spec::app_from_script(s)?;
-                Ok(vec![spec::resolve(&app, &req.cwd, &req.env, env_name)?])
+                Ok((
+                    vec![spec::resolve(&app, &req.cwd, &req.env, env_name)?],
+                    Vec::new(),
+                ))
             }
             StartSource::Ecosystem { path } => {
                 let path = req.cwd.join(path);
@@ -210,14 +220,22 @@ impl Supervisor {
                 // Resolve every app before starting any: a bad one leaves nothing half-started.
                 let mut specs = Vec::new();
                 let mut errors = Vec::new();
-                for app in apps {
+                for app in &apps {
                     match spec::resolve(app, &base, &req.env, env_name) {
                         Ok(s) => specs.push(s),
                         Err(e) => errors.push(e.to_string()),
                     }
                 }
+                let mut warnings: Vec<String> =
+                    eco.warnings.iter().map(|w| w.to_string()).collect();
+                warnings.extend(apps.iter().filter(|a| a.cron_restart.is_some()).map(|a| {
+                    format!(
+                        "app `{}`: cron_restart is not supported by the agent and is ignored",
+                        a.name
+                    )
+                }));
                 if errors.is_empty() {
-                    Ok(specs)
+                    Ok((specs, warnings))
                 } else {
                     Err(SupervisorError::Ecosystem(errors.join("\n")))
                 }
@@ -500,7 +518,7 @@ impl Supervisor {
         if forget {
             lock(&self.inner.apps).clear();
         }
-        if let Err(e) = self.inner.snapshot().store(&self.inner.home.state_file()) {
+        if let Err(e) = self.inner.persist() {
             tracing::error!("{e}");
         }
         self.inner.tasks_cancel.cancel();
@@ -540,6 +558,16 @@ impl Supervisor {
                             runner: None,
                         },
                     );
+                }
+                if !a.running {
+                    // Listed as stopped, one row per instance, as before the restart.
+                    for slot in 0..app.count() {
+                        slots.entry(slot).or_insert_with(|| Slot {
+                            id: self.inner.next_id.fetch_add(1, Ordering::SeqCst),
+                            restarts: Default::default(),
+                            runner: None,
+                        });
+                    }
                 }
             }
             lock(&self.inner.apps).insert(name.clone(), app.clone());
@@ -597,6 +625,12 @@ fn group_exists(pgid: u32) -> bool {
 impl Inner {
     pub(crate) fn mark_dirty(&self) {
         self.dirty.notify_one();
+    }
+
+    /// Write the process list to the state file.
+    fn persist(&self) -> Result<(), StateError> {
+        let _serial = lock(&self.persist_lock);
+        self.snapshot().store(&self.home.state_file())
     }
 
     fn snapshot(&self) -> SavedState {
@@ -786,7 +820,7 @@ impl Inner {
         let has_listener = lock(&app.listener).is_some();
         let readiness =
             if spec.wait_ready || (spec.node && has_listener && spec.healthcheck.is_none()) {
-                Readiness::Notify(NotifySocket::bind(notify_path).map_err(|source| {
+                Readiness::Notify(NotifySocket::bind(&notify_path).map_err(|source| {
                     SupervisorError::Spawn {
                         app: app.name.clone(),
                         program: "NOTIFY_SOCKET".into(),
@@ -802,16 +836,16 @@ impl Inner {
                 Readiness::Alive
             };
         let notify = match &readiness {
-            Readiness::Notify(n) => Some(n.path().to_path_buf()),
+            Readiness::Notify(n) => Some(n),
             _ => None,
         };
-        let mut proc = self
-            .launch(app, slot, id, notify.as_deref())
-            .map_err(|source| SupervisorError::Spawn {
-                app: app.name.clone(),
-                program: spec.program.clone(),
-                source,
-            })?;
+        let mut proc =
+            self.launch(app, slot, id, notify)
+                .map_err(|source| SupervisorError::Spawn {
+                    app: app.name.clone(),
+                    program: spec.program.clone(),
+                    source,
+                })?;
         let timeout = Duration::from_millis(spec.listen_timeout_ms);
         if let Err(reason) = ready::wait_ready(&readiness, &mut proc.child, timeout).await {
             tracing::warn!(app = %app.name, slot, "reload: new instance {reason}");
@@ -897,7 +931,7 @@ async fn persister(inner: Arc<Inner>) {
             _ = inner.tasks_cancel.cancelled() => return,
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
-        if let Err(e) = inner.snapshot().store(&inner.home.state_file()) {
+        if let Err(e) = inner.persist() {
             tracing::error!("{e}");
         }
     }

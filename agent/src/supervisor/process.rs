@@ -18,6 +18,8 @@ use nix::unistd::Pid;
 use pmfleet_shared::protocol::{AppSpec, ExecModeSpec};
 use tokio::process::{Child, Command};
 
+use super::ready::NotifySocket;
+
 /// A signal name as written in an ecosystem file: `SIGINT`, `INT`, `sigterm` or `15`.
 pub fn parse_signal(name: &str) -> Option<Signal> {
     if let Ok(n) = name.parse::<i32>() {
@@ -41,8 +43,9 @@ pub struct Launch<'a> {
     pub id: u32,
     /// The app's listening socket, handed over as fd 3.
     pub listener: Option<RawFd>,
-    /// A per-spawn `NOTIFY_SOCKET` path to read `READY=1` from.
-    pub notify_socket: Option<&'a Path>,
+    /// Per-spawn readiness channels: `NOTIFY_SOCKET` (datagram) and `PMFLEET_READY_SOCKET`
+    /// (stream, for the Node preload).
+    pub notify: Option<&'a NotifySocket>,
     /// The Node `listen()` preload, for Node apps in cluster mode with a socket.
     pub preload: Option<&'a Path>,
 }
@@ -104,8 +107,16 @@ fn instance_env(spec: &AppSpec, launch: &Launch<'_>) -> Vec<(String, String)> {
         }
     }
     env.remove("NOTIFY_SOCKET");
-    if let Some(path) = launch.notify_socket {
-        env.insert("NOTIFY_SOCKET".into(), path.display().to_string());
+    env.remove("PMFLEET_READY_SOCKET");
+    if let Some(n) = launch.notify {
+        env.insert(
+            "NOTIFY_SOCKET".into(),
+            n.datagram_path().display().to_string(),
+        );
+        env.insert(
+            "PMFLEET_READY_SOCKET".into(),
+            n.stream_path().display().to_string(),
+        );
     }
     if let Some(preload) = launch.preload {
         let require = format!("--require {}", preload.display());
@@ -114,7 +125,7 @@ fn instance_env(spec: &AppSpec, launch: &Launch<'_>) -> Vec<(String, String)> {
             _ => require,
         };
         env.insert("NODE_OPTIONS".into(), opts);
-        if !spec.wait_ready && launch.notify_socket.is_some() {
+        if !spec.wait_ready && launch.notify.is_some() {
             env.insert("PMFLEET_NOTIFY_ON_LISTEN".into(), "1".into());
         }
     }

@@ -6,8 +6,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpStream, UnixDatagram};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpStream, UnixDatagram, UnixListener};
 use tokio::process::Child;
 
 /// How one spawn proves it is ready.
@@ -32,45 +32,86 @@ pub enum NotReady {
     Timeout(Duration),
 }
 
-/// A bound `NOTIFY_SOCKET`, removed from the file system when dropped.
+/// The two readiness channels of one spawn, removed from the file system when dropped:
+/// a datagram `NOTIFY_SOCKET` (sd_notify, for any language that has Unix datagrams) and a
+/// stream `PMFLEET_READY_SOCKET` (for Node, which has none; the preload writes to it).
 #[derive(Debug)]
 pub struct NotifySocket {
-    socket: UnixDatagram,
-    path: PathBuf,
+    datagram: UnixDatagram,
+    stream: UnixListener,
+    datagram_path: PathBuf,
+    stream_path: PathBuf,
 }
 
 impl NotifySocket {
-    pub fn bind(path: PathBuf) -> std::io::Result<NotifySocket> {
-        let _ = std::fs::remove_file(&path);
-        let socket = UnixDatagram::bind(&path)?;
-        Ok(NotifySocket { socket, path })
+    /// Bind both, as `<base>.dgram` and `<base>.stream`.
+    pub fn bind(base: &Path) -> std::io::Result<NotifySocket> {
+        let datagram_path = base.with_extension("dgram");
+        let stream_path = base.with_extension("stream");
+        let _ = std::fs::remove_file(&datagram_path);
+        let _ = std::fs::remove_file(&stream_path);
+        let datagram = UnixDatagram::bind(&datagram_path)?;
+        let stream = UnixListener::bind(&stream_path)?;
+        Ok(NotifySocket {
+            datagram,
+            stream,
+            datagram_path,
+            stream_path,
+        })
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// `NOTIFY_SOCKET`.
+    pub fn datagram_path(&self) -> &Path {
+        &self.datagram_path
     }
 
-    /// Wait for a datagram with a `READY=1` line (sd_notify messages are newline-separated
+    /// `PMFLEET_READY_SOCKET`.
+    pub fn stream_path(&self) -> &Path {
+        &self.stream_path
+    }
+
+    /// Wait for a `READY=1` line on either channel (sd_notify messages are newline-separated
     /// assignments; others such as `STATUS=` are ignored).
     async fn ready(&self) {
-        let mut buf = vec![0u8; 4096];
-        loop {
-            match self.socket.recv(&mut buf).await {
-                Ok(n) => {
-                    let msg = String::from_utf8_lossy(buf.get(..n).unwrap_or_default());
-                    if msg.lines().any(|l| l.trim() == "READY=1") {
+        let datagram = async {
+            let mut buf = vec![0u8; 4096];
+            loop {
+                match self.datagram.recv(&mut buf).await {
+                    Ok(n) => {
+                        let msg = String::from_utf8_lossy(buf.get(..n).unwrap_or_default());
+                        if msg.lines().any(|l| l.trim() == "READY=1") {
+                            return;
+                        }
+                    }
+                    Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+                }
+            }
+        };
+        let stream = async {
+            loop {
+                let Ok((conn, _)) = self.stream.accept().await else {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                };
+                let mut lines = BufReader::new(conn).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    if line.trim() == "READY=1" {
                         return;
                     }
                 }
-                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
             }
+        };
+        tokio::select! {
+            _ = datagram => {}
+            _ = stream => {}
         }
     }
 }
 
 impl Drop for NotifySocket {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
+        let _ = std::fs::remove_file(&self.datagram_path);
+        let _ = std::fs::remove_file(&self.stream_path);
     }
 }
 
@@ -153,12 +194,26 @@ mod tests {
     #[tokio::test]
     async fn notify_socket_sees_ready_among_other_lines() {
         let dir = tempfile::tempdir().unwrap();
-        let sock = NotifySocket::bind(dir.path().join("n.sock")).unwrap();
+        let sock = NotifySocket::bind(&dir.path().join("n")).unwrap();
         let client = std::os::unix::net::UnixDatagram::unbound().unwrap();
-        client.send_to(b"STATUS=warming up", sock.path()).unwrap();
         client
-            .send_to(b"MAINPID=1\nREADY=1\n", sock.path())
+            .send_to(b"STATUS=warming up", sock.datagram_path())
             .unwrap();
+        client
+            .send_to(b"MAINPID=1\nREADY=1\n", sock.datagram_path())
+            .unwrap();
+        tokio::time::timeout(Duration::from_secs(2), sock.ready())
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn ready_line_on_the_stream_socket_counts_too() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let sock = NotifySocket::bind(&dir.path().join("n")).unwrap();
+        let mut client = std::os::unix::net::UnixStream::connect(sock.stream_path()).unwrap();
+        client.write_all(b"STATUS=x\nREADY=1\n").unwrap();
         tokio::time::timeout(Duration::from_secs(2), sock.ready())
             .await
             .unwrap();

@@ -91,3 +91,40 @@ impl SavedState {
 pub fn still_running(p: &SavedProcess) -> bool {
     crate::metrics::process_start_time(p.pid) == Some(p.start_time)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_recycled_pid_is_not_the_recorded_process() {
+        let me = std::process::id();
+        let start_time = crate::metrics::process_start_time(me).unwrap();
+        assert!(still_running(&SavedProcess {
+            id: 0,
+            slot: 0,
+            pid: me,
+            start_time
+        }));
+        let other = SavedProcess {
+            id: 0,
+            slot: 0,
+            pid: me,
+            start_time: start_time + 1,
+        };
+        assert!(!still_running(&other));
+    }
+
+    #[test]
+    fn state_round_trips_and_a_missing_file_is_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        assert_eq!(SavedState::load(&path).unwrap(), SavedState::default());
+        let state = SavedState {
+            version: STATE_VERSION,
+            apps: Vec::new(),
+        };
+        state.store(&path).unwrap();
+        assert_eq!(SavedState::load(&path).unwrap(), state);
+    }
+}

@@ -21,44 +21,54 @@ pub struct Fingerprint {
     bytes: u64,
 }
 
-/// The fingerprint of every watched path, skipping `ignore` entries (a path component equal
-/// to an entry, or a path containing it) and the agent's own home.
+/// The fingerprint of every watched path, skipping the agent's own home and `ignore` entries:
+/// a name (`tmp`, matched against every path component below the watched root), a relative
+/// path (`public/uploads`), or a `*.ext` suffix.
 pub fn fingerprint(paths: &[PathBuf], ignore: &[String], skip: &Path) -> Fingerprint {
     let mut fp = Fingerprint::default();
-    let mut stack: Vec<PathBuf> = paths.to_vec();
     let mut seen = 0;
-    while let Some(path) = stack.pop() {
-        seen += 1;
-        if seen > MAX_ENTRIES || path.starts_with(skip) || ignored(&path, ignore) {
-            continue;
-        }
-        let Ok(meta) = std::fs::symlink_metadata(&path) else {
-            continue;
-        };
-        if meta.is_dir() {
-            if let Ok(entries) = std::fs::read_dir(&path) {
-                stack.extend(entries.flatten().map(|e| e.path()));
+    for root in paths {
+        let mut stack = vec![root.clone()];
+        while let Some(path) = stack.pop() {
+            seen += 1;
+            let rel = path.strip_prefix(root).unwrap_or(&path);
+            if seen > MAX_ENTRIES || path.starts_with(skip) || ignored(rel, ignore) {
+                continue;
             }
-            continue;
-        }
-        fp.files += 1;
-        fp.bytes += meta.len();
-        if let Ok(m) = meta.modified() {
-            fp.newest = fp.newest.max(Some(m));
+            let Ok(meta) = std::fs::symlink_metadata(&path) else {
+                continue;
+            };
+            if meta.is_dir() {
+                if let Ok(entries) = std::fs::read_dir(&path) {
+                    stack.extend(entries.flatten().map(|e| e.path()));
+                }
+                continue;
+            }
+            fp.files += 1;
+            fp.bytes += meta.len();
+            if let Ok(m) = meta.modified() {
+                fp.newest = fp.newest.max(Some(m));
+            }
         }
     }
     fp
 }
 
-fn ignored(path: &Path, ignore: &[String]) -> bool {
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+/// Whether `rel` (relative to a watched root) is ignored.
+fn ignored(rel: &Path, ignore: &[String]) -> bool {
+    let name = rel.file_name().and_then(|n| n.to_str()).unwrap_or("");
     if ALWAYS_IGNORED.contains(&name) || name.ends_with(".log") {
         return true;
     }
-    let text = path.to_string_lossy();
     ignore.iter().any(|i| {
         let i = i.trim_start_matches("./").trim_end_matches('/');
-        !i.is_empty() && (name == i || text.contains(i))
+        if i.is_empty() {
+            return false;
+        }
+        if let Some(suffix) = i.strip_prefix('*') {
+            return !suffix.is_empty() && name.ends_with(suffix);
+        }
+        rel.starts_with(i) || rel.components().any(|c| c.as_os_str() == i)
     })
 }
 
@@ -72,11 +82,12 @@ mod tests {
         std::fs::write(dir.path().join("a.js"), "1").unwrap();
         std::fs::create_dir(dir.path().join("tmp")).unwrap();
         let paths = vec![dir.path().to_path_buf()];
-        let ignore = vec!["tmp".to_string()];
+        let ignore = vec!["tmp".to_string(), "*.bak".to_string()];
         let skip = Path::new("/nonexistent");
         let before = fingerprint(&paths, &ignore, skip);
         std::fs::write(dir.path().join("tmp/x"), "changed").unwrap();
         std::fs::write(dir.path().join("out.log"), "log line").unwrap();
+        std::fs::write(dir.path().join("a.js.bak"), "backup").unwrap();
         assert_eq!(fingerprint(&paths, &ignore, skip), before);
         std::fs::write(dir.path().join("b.js"), "2").unwrap();
         assert_ne!(fingerprint(&paths, &ignore, skip), before);

@@ -55,7 +55,9 @@ pub async fn run(args: DeployArgs) -> Exit {
             .map(Path::to_path_buf)
             .unwrap_or_else(|| cwd.clone()),
         lock_wait: args.lock_wait,
+        cancel: tokio_util::sync::CancellationToken::new(),
     };
+    watch_interrupts(ctx.cancel.clone(), out.clone());
 
     let (title, reports, summary) = match &command.verb {
         Verb::Setup => ("setup", deploy::setup(&ctx, &env).await, true),
@@ -84,6 +86,28 @@ pub async fn run(args: DeployArgs) -> Exit {
         out.summary(&format!("{title} {}: {}", env.name, verdict(exit)), &rows);
     }
     exit
+}
+
+/// First Ctrl-C or SIGTERM: stop safely (see [`Context::cancel`]); the second exits at once.
+fn watch_interrupts(cancel: tokio_util::sync::CancellationToken, out: Arc<Output>) {
+    tokio::spawn(async move {
+        let Ok(mut term) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        else {
+            return;
+        };
+        for count in 0.. {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            if count > 0 {
+                std::process::exit(130);
+            }
+            out.info("interrupted: stopping safely (removing the unswitched release, releasing the lock); interrupt again to quit at once");
+            cancel.cancel();
+        }
+    });
 }
 
 fn verdict(exit: Exit) -> &'static str {

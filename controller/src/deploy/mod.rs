@@ -40,6 +40,9 @@ pub struct Context {
     pub workdir: PathBuf,
     /// `--lock-wait`: how long to wait for another deploy's lock.
     pub lock_wait: Option<Duration>,
+    /// Cancelled on Ctrl-C / SIGTERM: a deploy that has not switched yet stops, removes its
+    /// new release and gives back its lock.
+    pub cancel: tokio_util::sync::CancellationToken,
 }
 
 /// Who is deploying, as recorded in the lock and the history.

@@ -157,11 +157,34 @@ pub async fn update(ctx: &Context, env: &DeployEnv, ref_override: Option<&str>) 
     });
 
     let started = Instant::now();
-    let prepared = each(&fleet.members, |m| {
-        let release = release.clone();
-        async move { prepare(&release, &m).await }
-    })
-    .await;
+    let prepared = tokio::select! {
+        prepared = each(&fleet.members, |m| {
+            let release = release.clone();
+            async move { prepare(&release, &m).await }
+        }) => Some(prepared),
+        _ = ctx.cancel.cancelled() => None,
+    };
+    let Some(prepared) = prepared.filter(|_| !ctx.cancel.is_cancelled()) else {
+        let why = "interrupted before the switch: nothing switched, the new release was removed";
+        each(&fleet.members, |m| {
+            let release = release.clone();
+            async move {
+                let _ = m
+                    .run(&scripts::discard(&release.env.path, &release.id))
+                    .await;
+                release
+                    .record(&m, Outcome::Aborted, None, Some("interrupted"))
+                    .await;
+            }
+        })
+        .await;
+        for member in &fleet.members {
+            out.done(&member.label, false, why);
+            reports.push(release.report(member, Status::Failed, why.to_string(), started));
+        }
+        guard.release().await;
+        return reports;
+    };
 
     let mut ready: Vec<Arc<Member>> = Vec::new();
     let mut failed = reports.len();

@@ -1,5 +1,6 @@
-//! Public key authentication: the keys of a running ssh-agent first, then key files (the
-//! spec's `key`, `IdentityFile`s, then ~/.ssh/id_ed25519, id_ecdsa, id_rsa).
+//! Public key authentication: the keys of a running ssh-agent first, then a key in
+//! `$PMFLEET_SSH_KEY`, then key files (the spec's `key`, `IdentityFile`s, then
+//! ~/.ssh/id_ed25519, id_ecdsa, id_rsa).
 //!
 //! Everything tried is recorded for the error message — agent keys by type and fingerprint, key
 //! files by path with why they were skipped — never key material. Encrypted key files cannot be
@@ -16,6 +17,10 @@ use russh::{MethodKind, MethodSet};
 use super::connection::ClientHandler;
 use super::error::SshError;
 use super::known_hosts::fingerprint;
+
+/// The environment variable that may hold a private key (for CI jobs): tried after the agent,
+/// before key files.
+pub const KEY_ENV: &str = "PMFLEET_SSH_KEY";
 
 /// What authentication needs to know, beyond the handle.
 pub(crate) struct AuthPlan<'a> {
@@ -104,6 +109,42 @@ pub(crate) async fn authenticate(
             }
         }
         _ => {}
+    }
+
+    // A key passed by environment variable (a CI secret), never written to disk.
+    if let Ok(text) = std::env::var(KEY_ENV)
+        && !text.trim().is_empty()
+    {
+        match russh::keys::decode_secret_key(&text, None) {
+            Ok(key) => {
+                let public = key.public_key().clone();
+                let hash = if key.algorithm().is_rsa() {
+                    rsa_hash_for(handle, &mut rsa_hash, plan).await?
+                } else {
+                    None
+                };
+                let result = handle
+                    .authenticate_publickey(
+                        plan.user,
+                        PrivateKeyWithHashAlg::new(Arc::new(key), hash),
+                    )
+                    .await
+                    .map_err(|source| during_auth(plan, source))?;
+                offered.push(public);
+                match attempt(result) {
+                    Attempt::Success => return Ok(()),
+                    Attempt::Refused(remaining) => {
+                        tried.push(format!("${KEY_ENV} (refused by the server)"));
+                        if !remaining.contains(&MethodKind::PublicKey) {
+                            return Err(no_more_publickey(plan, tried, &remaining));
+                        }
+                    }
+                }
+            }
+            Err(_) => tried.push(format!(
+                "${KEY_ENV} (not an unencrypted OpenSSH or PEM private key)"
+            )),
+        }
     }
 
     for (index, path) in plan.identity_files.iter().enumerate() {

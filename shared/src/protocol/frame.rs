@@ -94,6 +94,17 @@ mod tests {
     }
 
     #[test]
+    fn error_response_round_trips() {
+        use crate::protocol::{ApiError, ErrorKind};
+        let resp = Response::Error(ApiError {
+            kind: ErrorKind::NotFound,
+            message: "no app".into(),
+        });
+        let bytes = encode(&resp).unwrap();
+        assert_eq!(decode::<Response>(&bytes[4..]).unwrap(), resp);
+    }
+
+    #[test]
     fn target_serializes_readably() {
         let json = serde_json::to_string(&Request::Stop {
             target: Target::All,
@@ -104,7 +115,7 @@ mod tests {
 
     #[test]
     fn other_version_is_refused() {
-        let err = decode::<Response>(br#"{"v":2,"body":{"kind":"end"}}"#).unwrap_err();
+        let err = decode::<Response>(br#"{"v":2,"body":{"type":"end"}}"#).unwrap_err();
         assert!(matches!(err, FrameError::Version { theirs: 2, ours: 1 }));
     }
 

@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 pub enum Request {
     /// Is the daemon up, and which version is it?
     Ping,
-    Start(StartRequest),
+    Start(Box<StartRequest>),
     Stop {
         target: Target,
     },
@@ -177,7 +177,7 @@ impl std::str::FromStr for ScaleTo {
 
 /// What the agent answers.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[serde(tag = "type", rename_all = "snake_case")]
 pub enum Response {
     Pong {
         version: String,
@@ -191,7 +191,7 @@ pub enum Response {
         processes: Vec<ProcessInfo>,
     },
     App {
-        app: AppDetail,
+        app: Box<AppDetail>,
     },
     Log(LogLine),
     /// The end of a stream of [`Response::Log`] frames.

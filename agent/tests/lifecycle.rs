@@ -1,0 +1,221 @@
+//! Stops, crashes and restarts: the restart policy applied to real processes, kill_timeout
+//! escalation, process-group cleanup, memory limits and file watching.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{Agent, pid_alive, wait_until};
+
+fn status(agent: &Agent, app: &str) -> String {
+    agent
+        .procs(app)
+        .first()
+        .map(|p| p["status"].as_str().unwrap_or("").to_string())
+        .unwrap_or_default()
+}
+
+#[test]
+fn killed_instance_comes_back_online() {
+    let agent = Agent::new();
+    agent.write("tick.sh", "while true; do sleep 1; done\n");
+    agent.ok(&["start", "tick.sh", "--name", "tick"]);
+    agent.wait_online("tick", 1);
+    let pid = agent.pids("tick")[0];
+    // SAFETY: signalling a child process this test started through the agent.
+    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    wait_until(Duration::from_secs(10), "a new pid", || {
+        agent.pids("tick").first().is_some_and(|p| *p != pid) && status(&agent, "tick") == "online"
+    });
+    assert_eq!(agent.procs("tick")[0]["restarts"], 1);
+}
+
+#[test]
+fn crash_loop_ends_errored() {
+    let agent = Agent::new();
+    agent.write("crash.sh", "echo boom >&2; exit 1\n");
+    agent.write(
+        "apps.json",
+        r#"{"apps": [{"name": "crash", "script": "crash.sh", "max_restarts": 3, "min_uptime": 1000}]}"#,
+    );
+    agent.ok(&["start", "apps.json"]);
+    wait_until(Duration::from_secs(15), "errored", || {
+        status(&agent, "crash") == "errored"
+    });
+    assert_eq!(agent.procs("crash")[0]["restarts"], 3);
+    let logs = agent.ok(&["logs", "crash", "--lines", "10"]);
+    assert!(logs.contains("boom"), "{logs}");
+}
+
+#[test]
+fn stop_exit_codes_leave_the_app_stopped() {
+    let agent = Agent::new();
+    agent.write("done.sh", "sleep 0.3; exit 3\n");
+    agent.write(
+        "apps.json",
+        r#"{"apps": [{"name": "done", "script": "done.sh", "stop_exit_codes": [3]}]}"#,
+    );
+    agent.ok(&["start", "apps.json"]);
+    wait_until(Duration::from_secs(10), "stopped", || {
+        status(&agent, "done") == "stopped"
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(status(&agent, "done"), "stopped");
+    assert_eq!(agent.procs("done")[0]["restarts"], 0);
+}
+
+#[test]
+fn app_ignoring_sigint_is_killed_after_kill_timeout() {
+    let agent = Agent::new();
+    agent.write(
+        "stubborn.sh",
+        "trap '' INT\nwhile true; do sleep 0.2; done\n",
+    );
+    agent.ok(&["start", "stubborn.sh", "--kill-timeout", "800"]);
+    agent.wait_online("stubborn", 1);
+    let pid = agent.pids("stubborn")[0];
+    let started = Instant::now();
+    agent.ok(&["stop", "stubborn"]);
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(800),
+        "stopped after {took:?}: SIGINT should have been ignored"
+    );
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    assert!(!pid_alive(pid));
+    assert_eq!(status(&agent, "stubborn"), "stopped");
+}
+
+#[test]
+fn stop_leaves_no_grandchild_behind() {
+    let agent = Agent::new();
+    // A background job of a non-interactive shell ignores SIGINT: only a group kill ends it.
+    agent.write(
+        "parent.sh",
+        "sleep 1000 &\necho $! > grandchild.pid\nwait\n",
+    );
+    agent.ok(&["start", "parent.sh"]);
+    agent.wait_online("parent", 1);
+    let file = agent.work.path().join("grandchild.pid");
+    wait_until(Duration::from_secs(5), "grandchild pid", || {
+        std::fs::read_to_string(&file).is_ok_and(|s| s.trim().parse::<u32>().is_ok())
+    });
+    let grandchild: u32 = std::fs::read_to_string(&file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(pid_alive(grandchild));
+    agent.ok(&["stop", "parent"]);
+    wait_until(Duration::from_secs(3), "grandchild gone", || {
+        !pid_alive(grandchild)
+    });
+}
+
+#[test]
+fn growing_app_is_restarted_at_max_memory() {
+    let agent = Agent::new();
+    agent.fixture("server.js");
+    let out = agent
+        .command()
+        .env("GROW_MB", "16")
+        .args([
+            "start",
+            "server.js",
+            "--name",
+            "hog",
+            "--max-memory-restart",
+            "150M",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    agent.wait_online("hog", 1);
+    let pid = agent.pids("hog")[0];
+    wait_until(Duration::from_secs(20), "a memory restart", || {
+        agent.procs("hog").first().is_some_and(|p| {
+            p["restarts"].as_u64() >= Some(1) && p["pid"].as_u64() != Some(pid as u64)
+        })
+    });
+    assert!(!pid_alive(pid));
+}
+
+#[test]
+fn watched_file_change_restarts_the_app() {
+    let agent = Agent::new();
+    agent.write("tick.sh", "while true; do sleep 1; done\n");
+    agent.ok(&["start", "tick.sh", "--watch"]);
+    agent.wait_online("tick", 1);
+    let pid = agent.pids("tick")[0];
+    std::thread::sleep(Duration::from_millis(1200));
+    agent.write("config.txt", "changed");
+    wait_until(Duration::from_secs(10), "a watch restart", || {
+        agent.pids("tick").first().is_some_and(|p| *p != pid)
+    });
+    agent.wait_online("tick", 1);
+}
+
+#[test]
+fn restart_delete_and_interpreters() {
+    let agent = Agent::new();
+    agent.write(
+        "worker.py",
+        "import time\nprint('py worker up', flush=True)\nwhile True: time.sleep(1)\n",
+    );
+    agent.write("job", "#!/bin/sh\nwhile true; do sleep 1; done\n");
+    std::fs::set_permissions(
+        agent.work.path().join("job"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    agent.ok(&["start", "worker.py", "--name", "worker"]);
+    agent.ok(&["start", "./job"]);
+    agent.wait_online("worker", 1);
+    agent.wait_online("job", 1);
+    let show: serde_json::Value =
+        serde_json::from_str(&agent.ok(&["show", "worker", "--json"])).unwrap();
+    assert!(
+        show["spec"]["program"]
+            .as_str()
+            .unwrap()
+            .ends_with("python3"),
+        "{show}"
+    );
+    let pids = agent.pids("worker");
+    agent.ok(&["restart", "all"]);
+    agent.wait_online("worker", 1);
+    agent.wait_online("job", 1);
+    assert_ne!(agent.pids("worker"), pids);
+    agent.ok(&["delete", "worker"]);
+    assert!(agent.procs("worker").is_empty());
+    assert!(!pid_alive(pids[0]));
+    assert_eq!(agent.procs("job").len(), 1);
+}
+
+#[test]
+fn logs_follow_streams_new_lines() {
+    use std::io::BufRead;
+    let agent = Agent::new();
+    agent.write(
+        "talk.sh",
+        "i=0; while true; do i=$((i+1)); echo \"line $i\"; sleep 0.2; done\n",
+    );
+    agent.ok(&["start", "talk.sh", "--time"]);
+    agent.wait_online("talk", 1);
+    let mut child = agent
+        .command()
+        .args(["logs", "talk", "--lines", "0", "--follow"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    let second = lines.next().unwrap().unwrap();
+    child.kill().unwrap();
+    let _ = child.wait();
+    assert!(
+        first.starts_with("talk-out | ") && first.contains("line "),
+        "{first}"
+    );
+    assert!(second.contains("line "), "{second}");
+}
