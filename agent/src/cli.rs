@@ -447,17 +447,16 @@ fn startup(install: bool, home: &AgentHome) -> anyhow::Result<ExitCode> {
         .unwrap_or_else(|| "root".into());
     let unit = crate::startup::unit(&exe, &user, home.root());
     if !install {
-        println!("# {}", crate::startup::UNIT_PATH);
+        // The unit alone on stdout, so `pmfleet-agent startup | sudo tee <path>` installs it.
         print!("{unit}");
-        println!();
-        println!("# To install it (or run `pmfleet-agent startup --install` as root):");
-        println!(
-            "#   sudo tee {} < <(pmfleet-agent startup | sed -n '2,/^$/p')",
-            crate::startup::UNIT_PATH
+        let path = crate::startup::UNIT_PATH;
+        eprintln!(
+            "# To start the agent at boot (or run `pmfleet-agent startup --install` as root):"
         );
-        println!("#   sudo systemctl daemon-reload && sudo systemctl enable pmfleet-agent");
-        println!("# Then stop this on-demand agent and let systemd run it:");
-        println!(
+        eprintln!("#   pmfleet-agent startup | sudo tee {path} > /dev/null");
+        eprintln!("#   sudo systemctl daemon-reload && sudo systemctl enable pmfleet-agent");
+        eprintln!("# Then hand the running apps over from this on-demand agent to systemd's:");
+        eprintln!(
             "#   pmfleet-agent save && pmfleet-agent kill && sudo systemctl start pmfleet-agent && pmfleet-agent resurrect"
         );
         return Ok(ExitCode::SUCCESS);

@@ -79,6 +79,18 @@ pub async fn run(home: AgentHome, shutdown: CancellationToken) -> Result<(), Dae
     let tasks = TaskTracker::new();
     let sup = Supervisor::start(home.clone(), tasks.clone()).await;
     tracing::info!(home = %root, pid = std::process::id(), "agent running");
+    // SIGHUP reopens the log files, as for most daemons (and never ends this one).
+    if let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        let (sup, shutdown) = (sup.clone(), shutdown.clone());
+        tasks.spawn(async move {
+            loop {
+                tokio::select! {
+                    Some(()) = hup.recv() => { sup.reload_logs().await; }
+                    _ = shutdown.cancelled() => return,
+                }
+            }
+        });
+    }
     crate::api::local::run(listener, sup.clone(), shutdown, tasks.clone()).await;
     tracing::info!("shutting down");
     let _ = std::fs::remove_file(&sock);

@@ -15,7 +15,6 @@ pub fn unit(exe: &Path, user: &str, home: &Path) -> String {
     format!(
         "[Unit]
 Description=pmfleet agent: keeps this host's apps running
-Documentation=https://example.invalid/pmfleet/docs/agent.md
 After=network-online.target
 Wants=network-online.target
 

@@ -56,7 +56,10 @@ fn reloads_under_load(agent: &Agent, port: u16) {
     let report = load.finish();
     assert_eq!(report.failed, 0, "failed requests: {:?}", report.errors);
     assert!(report.ok >= 2000, "only {} requests", report.ok);
-    eprintln!("{} requests, 0 failed, across 5 reloads", report.ok);
+    eprintln!(
+        "{} requests, 0 failed, {} retried on a finished keep-alive connection, across 5 reloads",
+        report.ok, report.retried
+    );
 }
 
 #[test]
@@ -146,4 +149,40 @@ fn fork_mode_reload_is_a_restart_and_says_so() {
     let out = agent.ok(&["reload", "tick"]);
     assert!(out.contains("fork mode has no rolling reload"), "{out}");
     agent.wait_online("tick", 1);
+}
+
+#[test]
+fn python_cluster_reloads_on_a_passing_healthcheck() {
+    let agent = Agent::new();
+    agent.fixture("pyserver.py");
+    let port = free_port();
+    let p = port.to_string();
+    agent.ok(&[
+        "start",
+        "pyserver.py",
+        "-i",
+        "2",
+        "--name",
+        "py",
+        "--port",
+        &p,
+        "--healthcheck",
+        "/",
+        "--listen-timeout",
+        "20000",
+    ]);
+    agent.wait_online("py", 2);
+    let before = agent.pids("py");
+    let started = std::time::Instant::now();
+    let out = agent.ok(&["reload", "py"]);
+    assert!(out.contains("zero downtime"), "{out}");
+    // The probe answered long before listen_timeout.
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
+    let after = agent.pids("py");
+    assert!(after.iter().all(|p| !before.contains(p)));
+    assert!(get(port).is_ok());
 }

@@ -11,3 +11,4 @@
 
 pub mod ecosystem;
 pub mod protocol;
+pub mod tls;

@@ -157,3 +157,73 @@ fn log_line(app: &str, path: &std::path::Path, line: String) -> LogLine {
         line,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::Client;
+    use crate::home::AgentHome;
+    use pmfleet_shared::protocol::{ScriptStart, StartRequest, StartSource, Status, Target};
+
+    /// The server on a socket of the test's own, driven through the real client: start a
+    /// script, see it in the list, stop it, then `kill` ends `run`.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn serves_the_verbs_and_kill_ends_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = AgentHome::new(dir.path().join("home"));
+        home.prepare().unwrap();
+        let listener = UnixListener::bind(home.socket()).unwrap();
+        let tasks = TaskTracker::new();
+        let sup = Supervisor::start(home.clone(), tasks.clone()).await;
+        let shutdown = CancellationToken::new();
+        let server = tokio::spawn(run(listener, sup, shutdown.clone(), tasks.clone()));
+
+        let mut c = Client::connect(&home, false).await.unwrap();
+        assert!(matches!(
+            c.request(&Request::Ping).await.unwrap(),
+            Response::Pong { .. }
+        ));
+        let start = StartRequest {
+            source: StartSource::Script(ScriptStart {
+                script: "sleep".into(),
+                name: Some("nap".into()),
+                args: vec!["30".into()],
+                ..Default::default()
+            }),
+            env_name: None,
+            cwd: dir.path().to_path_buf(),
+            env: [("PATH".to_string(), "/usr/bin:/bin".to_string())].into(),
+            only: None,
+        };
+        let resp = c.request(&Request::Start(Box::new(start))).await.unwrap();
+        assert!(matches!(resp, Response::Done { .. }), "{resp:?}");
+        let Response::Processes { processes } = c.request(&Request::List).await.unwrap() else {
+            panic!("not a list")
+        };
+        assert_eq!(processes.len(), 1);
+        assert_eq!(processes[0].status, Status::Online);
+
+        let missing = c
+            .request(&Request::Stop {
+                target: Target::App("nope".into()),
+            })
+            .await
+            .unwrap();
+        assert!(
+            matches!(missing, Response::Error(ref e) if e.kind == pmfleet_shared::protocol::ErrorKind::NotFound)
+        );
+        c.request(&Request::Stop {
+            target: Target::All,
+        })
+        .await
+        .unwrap();
+
+        let resp = c.request(&Request::Kill).await.unwrap();
+        assert!(matches!(resp, Response::Done { .. }));
+        tokio::time::timeout(std::time::Duration::from_secs(5), server)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(shutdown.is_cancelled());
+    }
+}

@@ -189,6 +189,9 @@ impl RunnerCtx {
                         _ = tokio::time::sleep(after) => {}
                         _ = self.stop.cancelled() => return self.set(Status::Stopped, None),
                     }
+                    if self.inner.closing.load(Ordering::SeqCst) {
+                        return self.set(Status::Stopped, None);
+                    }
                     match self.inner.launch(&self.app, self.slot, self.id, None) {
                         Ok(p) => {
                             proc = p;

@@ -73,6 +73,8 @@ pub enum SupervisorError {
     },
     #[error("{0}")]
     State(#[from] StateError),
+    #[error("the agent is shutting down")]
+    ShuttingDown,
     #[error("{}", .failed.join("\n"))]
     Partial {
         done: Vec<String>,
@@ -90,7 +92,7 @@ impl SupervisorError {
             SupervisorError::Spawn { .. }
             | SupervisorError::ReloadFailed { .. }
             | SupervisorError::Partial { .. } => ErrorKind::Failed,
-            SupervisorError::State(_) => ErrorKind::Internal,
+            SupervisorError::State(_) | SupervisorError::ShuttingDown => ErrorKind::Internal,
         }
     }
 
@@ -126,6 +128,8 @@ pub(crate) struct Inner {
     tasks_cancel: CancellationToken,
     /// Something persisted changed; the persister rewrites the state file.
     dirty: Notify,
+    /// Set when the daemon begins to shut down: from then on nothing is spawned.
+    closing: std::sync::atomic::AtomicBool,
     /// Held while a snapshot is taken and written, so the file always ends with the latest.
     persist_lock: Mutex<()>,
     /// The latest CPU/RSS sample of every running pid.
@@ -146,6 +150,7 @@ impl Supervisor {
             tasks_cancel: CancellationToken::new(),
             dirty: Notify::new(),
             persist_lock: Mutex::new(()),
+            closing: Default::default(),
             samples: Mutex::new(HashMap::new()),
             cpus: cpu_count(),
         });
@@ -503,6 +508,7 @@ impl Supervisor {
     /// daemon starts with nothing; without it (the daemon got SIGTERM, e.g. at shutdown) the
     /// list is kept and the apps come back when the daemon starts again.
     pub async fn shutdown(&self, forget: bool) {
+        self.inner.closing.store(true, Ordering::SeqCst);
         let apps: Vec<_> = lock(&self.inner.apps).values().cloned().collect();
         let mut stops = Vec::new();
         for app in apps {
@@ -739,6 +745,9 @@ impl Inner {
         app: &Arc<AppRuntime>,
         slot: u32,
     ) -> Result<(), SupervisorError> {
+        if self.closing.load(Ordering::SeqCst) {
+            return Err(SupervisorError::ShuttingDown);
+        }
         let (id, restarts) = {
             let mut slots = lock(&app.slots);
             let s = slots.entry(slot).or_insert_with(|| Slot {
@@ -804,6 +813,9 @@ impl Inner {
         app: &Arc<AppRuntime>,
         slot: u32,
     ) -> Result<(), SupervisorError> {
+        if self.closing.load(Ordering::SeqCst) {
+            return Err(SupervisorError::ShuttingDown);
+        }
         let spec = app.spec();
         let Some((id, restarts)) = lock(&app.slots)
             .get(&slot)
@@ -818,27 +830,24 @@ impl Inner {
             .run_dir()
             .join(format!("{id}-{seq}-{}.sock", std::process::id()));
         let has_listener = lock(&app.listener).is_some();
-        let readiness =
-            if spec.wait_ready || (spec.node && has_listener && spec.healthcheck.is_none()) {
-                Readiness::Notify(NotifySocket::bind(&notify_path).map_err(|source| {
-                    SupervisorError::Spawn {
-                        app: app.name.clone(),
-                        program: "NOTIFY_SOCKET".into(),
-                        source,
-                    }
-                })?)
-            } else if let (Some(hc), Some(port)) = (&spec.healthcheck, spec.port) {
-                Readiness::Probe {
-                    port,
-                    http_path: ready::probe_kind(hc),
-                }
-            } else {
-                Readiness::Alive
-            };
-        let notify = match &readiness {
-            Readiness::Notify(n) => Some(n),
+        // The process's own signal: `wait_ready`, or the Node preload's READY on listen.
+        let notify = if spec.wait_ready || (spec.node && has_listener) {
+            Some(
+                NotifySocket::bind(&notify_path).map_err(|source| SupervisorError::Spawn {
+                    app: app.name.clone(),
+                    program: "NOTIFY_SOCKET".into(),
+                    source,
+                })?,
+            )
+        } else {
+            None
+        };
+        let probe = match (&spec.healthcheck, spec.port) {
+            (Some(hc), Some(port)) => Some((port, ready::probe_kind(hc))),
             _ => None,
         };
+        let readiness = Readiness { notify, probe };
+        let notify = readiness.notify.as_ref();
         let mut proc =
             self.launch(app, slot, id, notify)
                 .map_err(|source| SupervisorError::Spawn {

@@ -214,6 +214,62 @@ pub fn cpu_count() -> u32 {
 mod tests {
     use super::*;
 
+    fn spec(dir: &Path) -> AppSpec {
+        let mut app = pmfleet_shared::ecosystem::App::from_script("server.js");
+        app.increment_var = Some("PORT".into());
+        app.exec_mode = pmfleet_shared::ecosystem::ExecMode::Cluster;
+        std::fs::write(dir.join("server.js"), "").unwrap();
+        let env = [
+            ("PORT".to_string(), "3000".to_string()),
+            ("NODE_OPTIONS".into(), "--max-old-space-size=64".into()),
+        ];
+        let mut spec =
+            crate::supervisor::spec::resolve(&app, dir, &env.into_iter().collect(), None).unwrap();
+        spec.env.insert("LISTEN_PID".into(), "1".into());
+        spec
+    }
+
+    #[test]
+    fn instance_environment_follows_pm2_and_socket_activation() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = spec(dir.path());
+        let preload = Path::new("/home/a/preload/cluster.js");
+        let launch = Launch {
+            slot: 2,
+            id: 7,
+            listener: Some(5),
+            notify: None,
+            preload: Some(preload),
+        };
+        let env: std::collections::BTreeMap<_, _> =
+            instance_env(&spec, &launch).into_iter().collect();
+        assert_eq!(env["NODE_APP_INSTANCE"], "2");
+        assert_eq!(env["pm_id"], "7");
+        assert_eq!(env["PORT"], "3002", "increment_var adds the slot");
+        assert_eq!(env["LISTEN_FDS"], "1");
+        assert_eq!(env["LISTEN_FDNAMES"], "server");
+        assert!(
+            !env.contains_key("LISTEN_PID"),
+            "the shell sets the child's own pid"
+        );
+        assert_eq!(
+            env["NODE_OPTIONS"],
+            "--max-old-space-size=64 --require /home/a/preload/cluster.js"
+        );
+
+        let fork = Launch {
+            slot: 0,
+            id: 1,
+            listener: None,
+            notify: None,
+            preload: None,
+        };
+        let env: std::collections::BTreeMap<_, _> =
+            instance_env(&spec, &fork).into_iter().collect();
+        assert!(!env.contains_key("LISTEN_FDS"));
+        assert_eq!(env["NODE_OPTIONS"], "--max-old-space-size=64");
+    }
+
     #[test]
     fn signals_parse_in_every_spelling() {
         assert_eq!(parse_signal("SIGINT"), Some(Signal::SIGINT));

@@ -1,7 +1,12 @@
 //! Readiness: when a freshly spawned instance may take traffic, so a reload can stop the old
-//! one. In order of preference: the app says so (`wait_ready`: sd_notify `READY=1` on its own
-//! `NOTIFY_SOCKET`), a probe passes (`healthcheck`), the Node preload reports that `listen()`
-//! happened, or — with no signal at all — the instance is still alive after `listen_timeout`.
+//! one. The signals, each optional: the app says so (`wait_ready`: sd_notify `READY=1` on its
+//! own `NOTIFY_SOCKET`, or `process.send('ready')` through the Node preload), the Node preload
+//! reports that `listen()` happened, a probe passes (`healthcheck`). With no signal at all,
+//! the instance must still be alive after `listen_timeout`.
+//!
+//! In cluster mode the probe goes through the shared socket, so it may be answered by any
+//! instance: it checks the app as a whole. That is why, for Node apps, the preload's
+//! per-process READY is awaited first.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -10,18 +15,13 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpStream, UnixDatagram, UnixListener};
 use tokio::process::Child;
 
-/// How one spawn proves it is ready.
-#[derive(Debug)]
-pub enum Readiness {
-    /// Wait for `READY=1` on this datagram socket.
-    Notify(NotifySocket),
-    /// Probe `127.0.0.1:port`: `Some(path)` = HTTP GET expecting 2xx/3xx, `None` = TCP connect.
-    Probe {
-        port: u16,
-        http_path: Option<String>,
-    },
-    /// No signal: alive after the whole timeout.
-    Alive,
+/// How one spawn proves it is ready: first `READY=1` (when `notify` is set), then a passing
+/// probe (when `probe` is set); with neither, being alive after the whole timeout.
+#[derive(Debug, Default)]
+pub struct Readiness {
+    pub notify: Option<NotifySocket>,
+    /// `127.0.0.1:port`: `Some(path)` = HTTP GET expecting 2xx/3xx, `None` = TCP connect.
+    pub probe: Option<(u16, Option<String>)>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -121,16 +121,18 @@ pub async fn wait_ready(
     child: &mut Child,
     timeout: Duration,
 ) -> Result<(), NotReady> {
+    let signalled = how.notify.is_some() || how.probe.is_some();
     let signal = async {
-        match how {
-            Readiness::Notify(sock) => sock.ready().await,
-            Readiness::Probe { port, http_path } => loop {
-                if probe(*port, http_path.as_deref()).await {
-                    return;
-                }
+        if let Some(n) = &how.notify {
+            n.ready().await;
+        }
+        if let Some((port, path)) = &how.probe {
+            while !probe(*port, path.as_deref()).await {
                 tokio::time::sleep(Duration::from_millis(100)).await;
-            },
-            Readiness::Alive => std::future::pending().await,
+            }
+        }
+        if !signalled {
+            std::future::pending::<()>().await;
         }
     };
     tokio::select! {
@@ -139,10 +141,9 @@ pub async fn wait_ready(
             Ok(s) => s.to_string(),
             Err(e) => e.to_string(),
         })),
-        _ = tokio::time::sleep(timeout) => match how {
-            Readiness::Alive => Ok(()),
-            _ => Err(NotReady::Timeout(timeout)),
-        },
+        _ = tokio::time::sleep(timeout) => {
+            if signalled { Err(NotReady::Timeout(timeout)) } else { Ok(()) }
+        }
     }
 }
 

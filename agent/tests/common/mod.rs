@@ -204,6 +204,8 @@ pub fn answering_pids(port: u16, n: usize) -> std::collections::BTreeSet<String>
 #[derive(Debug, Default)]
 pub struct LoadReport {
     pub ok: u64,
+    /// Requests retried because a reused keep-alive connection was closed before any byte.
+    pub retried: u64,
     pub failed: u64,
     pub errors: Vec<String>,
 }
@@ -278,6 +280,8 @@ impl Load {
     }
 }
 
+static RETRIED: AtomicU64 = AtomicU64::new(0);
+
 fn one_request(
     port: u16,
     keep_alive: bool,
@@ -310,6 +314,7 @@ fn one_request(
             // Closed by the server before any response byte: retry on a new connection.
             *conn = None;
             let _ = e;
+            RETRIED.fetch_add(1, Ordering::Relaxed);
             one_request(port, keep_alive, conn)
         }
         Err((n, e)) => {

@@ -126,9 +126,11 @@ const RECORD: &str = host_script!(
 "#
 );
 
-/// Removes complete releases beyond the newest `$1`, except the ones named after it.
-const PRUNE: &str = host_script!(
-    r#"keep=$1; shift
+/// Appends history line `$1`, then removes complete releases beyond the newest `$2`, except
+/// the ones named after it; prints the releases removed.
+const RECORD_AND_PRUNE: &str = host_script!(
+    r#"printf '%s\n' "$1" >> "$p/.pmfleet/history.jsonl"
+keep=$2; shift 2
 ls -1 "$p/releases" | sort -r | {
   n=0
   while IFS= read -r r; do
@@ -142,10 +144,12 @@ ls -1 "$p/releases" | sort -r | {
 "#
 );
 
-/// Removes what a deploy killed half-way left behind: release directories never marked
-/// complete (except the current one) and markers without a directory. Prints what it removed.
+/// Prints `NOSETUP` if the layout is missing; otherwise removes what a deploy killed half-way
+/// left behind: release directories never marked complete (except the current one) and markers
+/// without a directory. Prints what it removed.
 const CLEANUP: &str = host_script!(
-    r#"cur=$(readlink "$p/current" 2>/dev/null || true)
+    r#"[ -d "$p/releases" ] && [ -d "$p/.pmfleet/prepared" ] || { echo "NOSETUP"; exit 0; }
+cur=$(readlink "$p/current" 2>/dev/null || true)
 for d in "$p"/releases/*; do
   [ -d "$d" ] || continue
   r=${d##*/}
@@ -306,9 +310,10 @@ pub fn record(root: &str, json_line: &str) -> Script {
     Script::new(RECORD).arg(root).arg(json_line)
 }
 
-pub fn prune(root: &str, keep: usize, protect: &[String]) -> Script {
-    Script::new(PRUNE)
+pub fn record_and_prune(root: &str, json_line: &str, keep: usize, protect: &[String]) -> Script {
+    Script::new(RECORD_AND_PRUNE)
         .arg(root)
+        .arg(json_line)
         .arg(keep.to_string())
         .args(protect.iter().cloned())
 }

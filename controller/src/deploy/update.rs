@@ -260,6 +260,45 @@ impl Release {
         previous: Option<String>,
         message: Option<&str>,
     ) {
+        let line = self.history_line(outcome, previous, message);
+        if let Err(e) = member.run(&scripts::record(&self.env.path, &line)).await {
+            self.out.line(
+                &member.label,
+                "history",
+                &format!("could not record history: {e}"),
+            );
+        }
+    }
+
+    /// Records the successful switch and prunes old releases, in one command; returns how many
+    /// releases were pruned.
+    async fn record_success(&self, member: &Member, previous: Option<String>) -> usize {
+        let line = self.history_line(Outcome::Success, previous, None);
+        let script = scripts::record_and_prune(
+            &self.env.path,
+            &line,
+            self.env.keep_releases,
+            std::slice::from_ref(&self.id),
+        );
+        match member.run(&script).await {
+            Ok(c) => c.stdout.lines().count(),
+            Err(e) => {
+                self.out.line(
+                    &member.label,
+                    "history",
+                    &format!("could not record history or prune: {e}"),
+                );
+                0
+            }
+        }
+    }
+
+    fn history_line(
+        &self,
+        outcome: Outcome,
+        previous: Option<String>,
+        message: Option<&str>,
+    ) -> String {
         let record = Record {
             id: self.deploy_id.clone(),
             action: Action::Deploy,
@@ -272,14 +311,7 @@ impl Release {
             outcome,
             message: message.map(str::to_string),
         };
-        let line = serde_json::to_string(&record).unwrap_or_default();
-        if let Err(e) = member.run(&scripts::record(&self.env.path, &line)).await {
-            self.out.line(
-                &member.label,
-                "history",
-                &format!("could not record history: {e}"),
-            );
-        }
+        serde_json::to_string(&record).unwrap_or_default()
     }
 }
 
@@ -291,11 +323,11 @@ async fn prepare(release: &Release, member: &Member) -> Result<(), StepError> {
     let fail = |step: &'static str| move |message: String| StepError { step, message };
 
     out.step(host, "check");
-    let state = member
-        .run(&scripts::state(root))
+    let removed = member
+        .run(&scripts::cleanup(root))
         .await
         .map_err(fail("check"))?;
-    if !state.stdout.starts_with("setup=yes") {
+    if removed.stdout.starts_with("NOSETUP") {
         return Err(StepError {
             step: "check",
             message: format!(
@@ -304,10 +336,6 @@ async fn prepare(release: &Release, member: &Member) -> Result<(), StepError> {
             ),
         });
     }
-    let removed = member
-        .run(&scripts::cleanup(root))
-        .await
-        .map_err(fail("cleanup"))?;
     for leftover in removed.stdout.lines() {
         out.line(
             host,
@@ -479,16 +507,7 @@ async fn switch_in_batches(
                 .find(|(s, _)| Arc::ptr_eq(s, &m))
                 .and_then(|(_, p)| p.clone());
             async move {
-                release.record(&m, Outcome::Success, previous, None).await;
-                let pruned = m
-                    .run(&scripts::prune(
-                        &release.env.path,
-                        release.env.keep_releases,
-                        std::slice::from_ref(&release.id),
-                    ))
-                    .await
-                    .map(|c| c.stdout.lines().count())
-                    .unwrap_or(0);
+                let pruned = release.record_success(&m, previous).await;
                 let message = if pruned > 0 {
                     format!(
                         "now serving {} (pruned {pruned} old release(s))",

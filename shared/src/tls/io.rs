@@ -1,0 +1,84 @@
+//! Handshakes with a deadline: a peer that connects and goes quiet must not hold a
+//! connection slot, and a controller must not wait forever on a host that stopped answering.
+
+use std::fmt;
+use std::time::Duration;
+
+use rustls_pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpStream, ToSocketAddrs};
+use tokio_rustls::{TlsAcceptor, TlsConnector, client, server};
+
+use super::{ALPN, TlsError};
+
+/// Which step ran out of time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Connect,
+    Handshake,
+}
+
+impl fmt::Display for Phase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Phase::Connect => "connecting",
+            Phase::Handshake => "the TLS handshake",
+        })
+    }
+}
+
+/// The server's handshake on an accepted connection, given at most `timeout`. A client that
+/// did not negotiate [`ALPN`] is refused.
+pub async fn accept_with_timeout<IO>(
+    acceptor: &TlsAcceptor,
+    stream: IO,
+    timeout: Duration,
+) -> Result<server::TlsStream<IO>, TlsError>
+where
+    IO: AsyncRead + AsyncWrite + Unpin,
+{
+    let tls = tokio::time::timeout(timeout, acceptor.accept(stream))
+        .await
+        .map_err(|_| TlsError::Timeout {
+            phase: Phase::Handshake,
+            after: timeout,
+        })?
+        .map_err(TlsError::Handshake)?;
+    if tls.get_ref().1.alpn_protocol() != Some(ALPN) {
+        return Err(TlsError::Alpn);
+    }
+    Ok(tls)
+}
+
+/// TCP connect to `addr` and the client's handshake, checking the agent's certificate against
+/// `server_name`, all within `timeout`.
+///
+/// Under TLS 1.3 the server checks the client's certificate after the client considers the
+/// handshake done: a refused client learns it on its first read, not here.
+pub async fn connect_with_timeout<A: ToSocketAddrs>(
+    connector: &TlsConnector,
+    addr: A,
+    server_name: ServerName<'static>,
+    timeout: Duration,
+) -> Result<client::TlsStream<TcpStream>, TlsError> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let tcp = tokio::time::timeout_at(deadline, TcpStream::connect(addr))
+        .await
+        .map_err(|_| TlsError::Timeout {
+            phase: Phase::Connect,
+            after: timeout,
+        })?
+        .map_err(TlsError::Connect)?;
+    let _ = tcp.set_nodelay(true);
+    let tls = tokio::time::timeout_at(deadline, connector.connect(server_name, tcp))
+        .await
+        .map_err(|_| TlsError::Timeout {
+            phase: Phase::Handshake,
+            after: timeout,
+        })?
+        .map_err(TlsError::Handshake)?;
+    if tls.get_ref().1.alpn_protocol() != Some(ALPN) {
+        return Err(TlsError::Alpn);
+    }
+    Ok(tls)
+}
