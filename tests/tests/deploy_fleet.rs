@@ -825,3 +825,32 @@ fn a_key_from_the_environment_logs_in_for_ci() {
     assert!(stdout.contains("| exec | hello"), "{stdout}");
     assert!(!stdout.contains("PRIVATE KEY"), "the key is never printed");
 }
+
+#[test]
+fn a_revert_that_fails_on_one_host_switches_the_others_back() {
+    require_sshd!();
+    let fleet = Fleet::start(2);
+    let repo = GitRepo::new();
+    let project = Project::new(fleet.home.path());
+    project.write_ecosystem(&ecosystem(&fleet.hosts, &repo, json!({})));
+    ok(&project.pmfleet(&["deploy", "production", "setup"]));
+    ok(&project.pmfleet(&["deploy", "production"]));
+    let r1 = assert_fleet_serves(&fleet.hosts, "1");
+    repo.commit_file("VERSION", "2\n", "version 2");
+    ok(&project.pmfleet(&["deploy", "production"]));
+    let r2 = assert_fleet_serves(&fleet.hosts, "2");
+
+    // A directory where the fresh symlink must go makes the switch fail on host 1.
+    let blocker = on_host(&fleet.hosts[1], ".pmfleet/current.new");
+    std::fs::create_dir_all(blocker.join("x")).unwrap();
+    let run = project.pmfleet(&["deploy", "production", "revert", "1"]);
+    assert_eq!(run.code, 1, "{}", run.all());
+    assert!(run.stdout.contains("rolled back"), "{}", run.stdout);
+    assert_eq!(assert_fleet_serves(&fleet.hosts, "2"), r2, "no host left on the old release");
+
+    std::fs::remove_dir_all(&blocker).unwrap();
+    let previous = project.pmfleet(&["deploy", "production", "previous"]);
+    assert_eq!(previous.stdout.matches(&r1).count(), 2, "{}", previous.stdout);
+    ok(&project.pmfleet(&["deploy", "production", "revert", "1"]));
+    assert_eq!(assert_fleet_serves(&fleet.hosts, "1"), r1);
+}

@@ -4,8 +4,8 @@
 //! are the verbs (`start`, `reload`, `scale`, `list` …). The local socket calls it for the CLI
 //! and the controller's mutual-TLS API calls the same methods, so both behave identically.
 //!
-//! Inside, each app ([`app::AppRuntime`]) owns its slots; each slot's process is owned by one
-//! runner task ([`instance`]) that applies the pure restart policy ([`policy`]). The edges
+//! Inside, each app (`app::AppRuntime`) owns its slots; each slot's process is owned by one
+//! runner task (`instance`) that applies the pure restart policy ([`policy`]). The edges
 //! are [`process`] (spawn, signals), [`ready`] (readiness), [`state`] (persistence) and
 //! [`watch`]. Every task runs on one [`TaskTracker`] and ends on its cancel token.
 

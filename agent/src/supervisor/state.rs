@@ -33,7 +33,7 @@ pub struct SavedProcess {
     pub id: u32,
     pub slot: u32,
     pub pid: u32,
-    /// Clock ticks since boot, from /proc/<pid>/stat.
+    /// Clock ticks since boot, from `/proc/<pid>/stat`.
     pub start_time: u64,
 }
 

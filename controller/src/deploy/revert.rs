@@ -186,6 +186,47 @@ pub async fn revert(ctx: &Context, env: &DeployEnv, n: usize) -> Vec<HostReport>
         }
     })
     .await;
+    let mut results = results;
+    if results.iter().any(|r| r.status == Status::Failed) {
+        // Never leave the fleet split: hosts that switched go back to what they served.
+        let switched: Vec<_> = fleet
+            .members
+            .iter()
+            .zip(&states)
+            .zip(&results)
+            .filter(|(_, r)| r.status == Status::Ok)
+            .filter_map(|((m, s), _)| Some((m.clone(), s.as_ref().ok()?.current.clone()?)))
+            .collect();
+        for (member, previous) in switched {
+            let back = member.run(&scripts::switch(&env.path, &previous)).await;
+            if back.is_ok() {
+                // Restores `previous` at the end of this host's release line.
+                let record = Record {
+                    id: deploy_id.clone(),
+                    action: Action::Revert,
+                    release: previous.clone(),
+                    previous: Some(target.clone()),
+                    sha: String::new(),
+                    git_ref: String::new(),
+                    who: ctx.who.clone(),
+                    when: now_rfc3339(),
+                    outcome: Outcome::Success,
+                    message: Some("switched back: another host failed to revert".into()),
+                };
+                let line = serde_json::to_string(&record).unwrap_or_default();
+                let _ = member.run(&scripts::record(&env.path, &line)).await;
+            }
+            let message = match back {
+                Ok(_) => format!("switched back to {previous}: another host failed to revert"),
+                Err(e) => format!("could not switch back to {previous}: {e}"),
+            };
+            out.done(&member.label, false, &message);
+            if let Some(report) = results.iter_mut().find(|r| r.host == member.label) {
+                report.status = Status::RolledBack;
+                report.message = message;
+            }
+        }
+    }
     guard.release().await;
     reports.extend(results);
     reports
