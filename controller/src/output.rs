@@ -114,6 +114,14 @@ impl Output {
     /// The summary table at the end of a run.
     pub fn summary(&self, title: &str, rows: &[SummaryRow]) {
         self.clear_bars();
+        if let Some(multi) = &self.multi {
+            // The table says what the bars said: make room for it rather than redraw above it.
+            let _ = multi.clear();
+            let bars = self.bars.lock().unwrap_or_else(|e| e.into_inner());
+            for bar in bars.values() {
+                multi.remove(bar);
+            }
+        }
         if self.mode == Mode::Json {
             for row in rows {
                 self.json(&serde_json::json!({

@@ -119,7 +119,16 @@ fn instance_env(spec: &AppSpec, launch: &Launch<'_>) -> Vec<(String, String)> {
         );
     }
     if let Some(preload) = launch.preload {
-        let require = format!("--require {}", preload.display());
+        // NODE_OPTIONS splits on spaces unless the value is double-quoted.
+        let path = preload.display().to_string();
+        let require = if path.contains(' ') {
+            format!(
+                "--require \"{}\"",
+                path.replace('\\', "\\\\").replace('"', "\\\"")
+            )
+        } else {
+            format!("--require {path}")
+        };
         let opts = match env.get("NODE_OPTIONS") {
             Some(existing) if !existing.trim().is_empty() => format!("{existing} {require}"),
             _ => require,
