@@ -93,6 +93,11 @@ pub enum PkiError {
         #[source]
         source: TlsError,
     },
+    #[error("{} cannot be loaded: {source}", path.display())]
+    Load {
+        path: PathBuf,
+        source: rcgen::Error,
+    },
     #[error("cannot make the certificate: {0}")]
     Rcgen(#[from] rcgen::Error),
     #[error("the certificate request cannot be used: {0}")]
@@ -277,15 +282,16 @@ impl Ca {
                 mode: mode & 0o7777,
             });
         }
-        let key = KeyPair::from_pem(&files::read(&key_path)?).map_err(|e| PkiError::Tls {
-            what: key_path.display().to_string(),
-            source: TlsError::Csr(e),
+        let key = KeyPair::from_pem(&files::read(&key_path)?).map_err(|source| PkiError::Load {
+            path: key_path.clone(),
+            source,
         })?;
         let cert_pem = files::read(&cert_path)?;
-        let issuer = Issuer::from_ca_cert_pem(&cert_pem, key).map_err(|e| PkiError::Tls {
-            what: cert_path.display().to_string(),
-            source: TlsError::Csr(e),
-        })?;
+        let issuer =
+            Issuer::from_ca_cert_pem(&cert_pem, key).map_err(|source| PkiError::Load {
+                path: cert_path.clone(),
+                source,
+            })?;
         Ok(Ca {
             dir: dir.to_path_buf(),
             fingerprint: fingerprint(&cert_pem)?,
