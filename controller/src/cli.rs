@@ -21,6 +21,8 @@ pub enum Command {
     /// Set up hosts, deploy, revert and inspect releases (as `pm2 deploy`).
     #[command(after_help = DEPLOY_HELP)]
     Deploy(DeployArgs),
+    /// The fleet CA: certificates for agents, the controller and CI runners.
+    Ca(crate::commands::ca::CaArgs),
 }
 
 const DEPLOY_HELP: &str = "Commands:

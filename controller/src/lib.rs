@@ -11,6 +11,7 @@ pub mod cli;
 pub mod commands;
 pub mod deploy;
 pub mod output;
+pub mod pki;
 pub mod shell;
 pub mod ssh;
 pub mod transport;
@@ -21,5 +22,6 @@ use deploy::Exit;
 pub async fn run(cli: cli::Cli) -> Exit {
     match cli.command {
         cli::Command::Deploy(args) => commands::deploy::run(args).await,
+        cli::Command::Ca(args) => commands::ca::run(args),
     }
 }

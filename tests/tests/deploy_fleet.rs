@@ -846,11 +846,20 @@ fn a_revert_that_fails_on_one_host_switches_the_others_back() {
     let run = project.pmfleet(&["deploy", "production", "revert", "1"]);
     assert_eq!(run.code, 1, "{}", run.all());
     assert!(run.stdout.contains("rolled back"), "{}", run.stdout);
-    assert_eq!(assert_fleet_serves(&fleet.hosts, "2"), r2, "no host left on the old release");
+    assert_eq!(
+        assert_fleet_serves(&fleet.hosts, "2"),
+        r2,
+        "no host left on the old release"
+    );
 
     std::fs::remove_dir_all(&blocker).unwrap();
     let previous = project.pmfleet(&["deploy", "production", "previous"]);
-    assert_eq!(previous.stdout.matches(&r1).count(), 2, "{}", previous.stdout);
+    assert_eq!(
+        previous.stdout.matches(&r1).count(),
+        2,
+        "{}",
+        previous.stdout
+    );
     ok(&project.pmfleet(&["deploy", "production", "revert", "1"]));
     assert_eq!(assert_fleet_serves(&fleet.hosts, "1"), r1);
 }

@@ -1,3 +1,4 @@
 //! One file per top-level verb.
 
+pub mod ca;
 pub mod deploy;

@@ -8,18 +8,27 @@ use std::path::Path;
 
 use super::PkiError;
 
-/// Creates `dir` (and its parents) and makes it 0700.
+/// Creates `dir` (and its parents) and makes it 0700, even if it existed.
 pub(super) fn private_dir(dir: &Path) -> Result<(), PkiError> {
-    let err = |source| PkiError::Write {
-        path: dir.to_path_buf(),
-        source,
-    };
+    create_dir(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(|source| {
+        PkiError::Write {
+            path: dir.to_path_buf(),
+            source,
+        }
+    })
+}
+
+/// Creates `dir` and missing parents with mode 0700.
+pub(super) fn create_dir(dir: &Path) -> Result<(), PkiError> {
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(dir)
-        .map_err(err)?;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(err)
+        .map_err(|source| PkiError::Write {
+            path: dir.to_path_buf(),
+            source,
+        })
 }
 
 /// Writes a file that must not exist yet.

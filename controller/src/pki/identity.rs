@@ -171,8 +171,8 @@ mod tests {
     #[test]
     fn partial_ambiguous_or_bad_environments_are_refused() {
         let dir = Path::new("/nonexistent");
-        let err = ClientIdentity::from_lookup(dir, lookup(&[("PMFLEET_TLS_CERT", "x")]))
-            .unwrap_err();
+        let err =
+            ClientIdentity::from_lookup(dir, lookup(&[("PMFLEET_TLS_CERT", "x")])).unwrap_err();
         assert!(
             matches!(&err, PkiError::PartialEnv { missing, .. } if missing == "PMFLEET_TLS_CA, PMFLEET_TLS_KEY"),
             "{err}"

@@ -94,17 +94,16 @@ pub enum PkiError {
         source: TlsError,
     },
     #[error("{} cannot be loaded: {source}", path.display())]
-    Load {
-        path: PathBuf,
-        source: rcgen::Error,
-    },
+    Load { path: PathBuf, source: rcgen::Error },
     #[error("cannot make the certificate: {0}")]
     Rcgen(#[from] rcgen::Error),
     #[error("the certificate request cannot be used: {0}")]
     Csr(rcgen::Error),
     #[error("the certificate request asks for a CA certificate")]
     CsrAsksForCa,
-    #[error("the certificate request asks for `{name}`, which is not one of the host's names ({allowed})")]
+    #[error(
+        "the certificate request asks for `{name}`, which is not one of the host's names ({allowed})"
+    )]
     SanNotAllowed { name: String, allowed: String },
     #[error("`{name}` is neither a host name nor an IP address")]
     BadSan { name: String },
@@ -126,7 +125,9 @@ pub enum PkiError {
     NotFound(String),
     #[error("every certificate matching `{0}` is already revoked")]
     AlreadyRevoked(String),
-    #[error("{missing} not set, while {set} is: give all three of PMFLEET_TLS_CA, PMFLEET_TLS_CERT and PMFLEET_TLS_KEY (or their _FILE forms), or none")]
+    #[error(
+        "{missing} not set, while {set} is: give all three of PMFLEET_TLS_CA, PMFLEET_TLS_CERT and PMFLEET_TLS_KEY (or their _FILE forms), or none"
+    )]
     PartialEnv { missing: String, set: String },
     #[error("both {var} and {var}_FILE are set: keep one")]
     Ambiguous { var: &'static str },
@@ -153,6 +154,16 @@ impl PkiError {
                 | PkiError::Ambiguous { .. }
         )
     }
+}
+
+/// Creates `dir` and missing parents with mode 0700; an existing directory is left as it is.
+pub fn create_private_dir(dir: &Path) -> Result<(), PkiError> {
+    files::create_dir(dir)
+}
+
+/// Writes a file that must not exist yet, with `mode` from its creation on.
+pub fn write_new_file(path: &Path, contents: &[u8], mode: u32) -> Result<(), PkiError> {
+    files::write_new(path, contents, mode)
 }
 
 /// `$PMFLEET_CA_DIR`, else `$XDG_CONFIG_HOME/pmfleet/ca`, else `~/.config/pmfleet/ca`.
@@ -231,7 +242,11 @@ impl Ca {
         let cert = params.self_signed(&key)?;
         let cert_pem = cert.pem();
         // The key first, with create-new: of two racing inits, one fails here.
-        files::write_new(&dir.join(CA_KEY_FILE), key.serialize_pem().as_bytes(), 0o600)?;
+        files::write_new(
+            &dir.join(CA_KEY_FILE),
+            key.serialize_pem().as_bytes(),
+            0o600,
+        )?;
         files::write_new(&dir.join(CA_CERT_FILE), cert_pem.as_bytes(), 0o644)?;
         let ca = Ca {
             dir: dir.to_path_buf(),
@@ -287,11 +302,10 @@ impl Ca {
             source,
         })?;
         let cert_pem = files::read(&cert_path)?;
-        let issuer =
-            Issuer::from_ca_cert_pem(&cert_pem, key).map_err(|source| PkiError::Load {
-                path: cert_path.clone(),
-                source,
-            })?;
+        let issuer = Issuer::from_ca_cert_pem(&cert_pem, key).map_err(|source| PkiError::Load {
+            path: cert_path.clone(),
+            source,
+        })?;
         Ok(Ca {
             dir: dir.to_path_buf(),
             fingerprint: fingerprint(&cert_pem)?,

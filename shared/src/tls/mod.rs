@@ -27,7 +27,9 @@ use std::time::Duration;
 
 use rustls::client::ClientConfig;
 use rustls::crypto::CryptoProvider;
-use rustls::server::{NoServerSessionStorage, ServerConfig, VerifierBuilderError, WebPkiClientVerifier};
+use rustls::server::{
+    NoServerSessionStorage, ServerConfig, VerifierBuilderError, WebPkiClientVerifier,
+};
 use rustls::{RootCertStore, version::TLS13};
 
 /// The TCP port an agent listens on for the controller unless configured otherwise.
@@ -55,7 +57,9 @@ pub enum TlsError {
     },
     #[error("{what} holds no certificate (expected a `BEGIN CERTIFICATE` PEM block)")]
     NoCertificate { what: &'static str },
-    #[error("no private key found (expected a `BEGIN PRIVATE KEY` or `BEGIN EC PRIVATE KEY` PEM block)")]
+    #[error(
+        "no private key found (expected a `BEGIN PRIVATE KEY` or `BEGIN EC PRIVATE KEY` PEM block)"
+    )]
     NoPrivateKey,
     #[error("the fleet CA certificate cannot be used as a trust anchor: {0}")]
     TrustAnchor(rustls::Error),
@@ -75,7 +79,10 @@ pub enum TlsError {
     Connect(std::io::Error),
     #[error("TLS handshake failed: {0}")]
     Handshake(std::io::Error),
-    #[error("the peer does not speak {} (no matching ALPN protocol)", String::from_utf8_lossy(ALPN))]
+    #[error(
+        "the peer does not speak {} (no matching ALPN protocol)",
+        String::from_utf8_lossy(ALPN)
+    )]
     Alpn,
 }
 
@@ -111,7 +118,8 @@ pub fn server_config_with_crl(
     crl_pem: Option<&str>,
 ) -> Result<Arc<ServerConfig>, TlsError> {
     let provider = provider();
-    let mut verifier = WebPkiClientVerifier::builder_with_provider(roots(ca_pem)?, provider.clone());
+    let mut verifier =
+        WebPkiClientVerifier::builder_with_provider(roots(ca_pem)?, provider.clone());
     if let Some(crl_pem) = crl_pem {
         let crls = crls_from_pem(crl_pem)?;
         if !crls.is_empty() {

@@ -65,10 +65,7 @@ mod tests {
             certs_from_pem(""),
             Err(TlsError::NoCertificate { .. })
         ));
-        assert!(matches!(
-            key_from_pem("hello"),
-            Err(TlsError::NoPrivateKey)
-        ));
+        assert!(matches!(key_from_pem("hello"), Err(TlsError::NoPrivateKey)));
         assert!(
             certs_from_pem("-----BEGIN CERTIFICATE-----\n!!!\n-----END CERTIFICATE-----\n")
                 .is_err()

@@ -1,0 +1,208 @@
+//! `pmfleet ca init | issue | list | revoke`: the fleet CA from the command line. The work is
+//! in [`crate::pki`]; this file parses, prints and picks the exit code.
+
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Subcommand};
+
+use crate::deploy::Exit;
+use crate::output::table;
+use crate::pki::{
+    self, CA_CERT_FILE, CA_KEY_FILE, CLIENTS_DIR, CONTROLLER_CERT_FILE, CONTROLLER_KEY_FILE,
+    CRL_FILE, Ca, PkiError,
+};
+
+#[derive(Debug, Args)]
+#[command(after_help = CA_HELP)]
+pub struct CaArgs {
+    /// The CA directory [default: $PMFLEET_CA_DIR, else ~/.config/pmfleet/ca].
+    #[arg(long, global = true, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: CaCommand,
+}
+
+const CA_HELP: &str =
+    "The CA key (ca.key) never leaves this machine. Agents get their certificates from a
+certificate request made on the host; only crl.pem and ca.pem travel to them.
+
+Examples:
+  pmfleet ca init
+  pmfleet ca issue github-deploy --days 30
+  pmfleet ca list
+  pmfleet ca revoke github-deploy";
+
+#[derive(Debug, Subcommand)]
+pub enum CaCommand {
+    /// Make the fleet CA and this machine's controller certificate.
+    Init,
+    /// Issue a client certificate, e.g. for a CI runner.
+    Issue {
+        /// Who it is for (letters, digits, `.`, `-`, `_`, `@`); the certificate's CN is `client:<NAME>`.
+        name: String,
+        /// Where to write cert.pem, key.pem and ca.pem [default: <CA dir>/clients/<NAME>].
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// Validity in days.
+        #[arg(long, default_value_t = pki::DEFAULT_CLIENT_DAYS)]
+        days: u32,
+    },
+    /// The certificates issued, with their status.
+    List {
+        /// A JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke certificates by serial or name and rewrite crl.pem.
+    Revoke {
+        /// A serial (hex, `:` allowed) or a name from `pmfleet ca list`.
+        #[arg(value_name = "SERIAL|NAME")]
+        target: String,
+    },
+}
+
+pub fn run(args: CaArgs) -> Exit {
+    let result = match args.dir {
+        Some(dir) => Ok(dir),
+        None => pki::default_dir(),
+    }
+    .and_then(|dir| match args.command {
+        CaCommand::Init => init(&dir),
+        CaCommand::Issue { name, out, days } => issue(&dir, &name, out, days),
+        CaCommand::List { json } => list(&dir, json),
+        CaCommand::Revoke { target } => revoke(&dir, &target),
+    });
+    match result {
+        Ok(()) => Exit::Success,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            if e.is_usage() {
+                Exit::BadConfig
+            } else {
+                Exit::Failed
+            }
+        }
+    }
+}
+
+fn init(dir: &Path) -> Result<(), PkiError> {
+    let ca = Ca::init(dir)?;
+    let at = |file: &str| dir.join(file).display().to_string();
+    println!("Made the fleet CA in {}", dir.display());
+    println!("  fingerprint (SHA-256): {}", ca.fingerprint());
+    println!("  {:<22}{}", "CA certificate", at(CA_CERT_FILE));
+    println!(
+        "  {:<22}{}  (stays on this machine; back it up offline)",
+        "CA key",
+        at(CA_KEY_FILE)
+    );
+    println!(
+        "  {:<22}{}, {}",
+        "controller identity",
+        at(CONTROLLER_CERT_FILE),
+        at(CONTROLLER_KEY_FILE)
+    );
+    println!("  {:<22}{}", "revocation list", at(CRL_FILE));
+    println!("Next: `pmfleet ca issue <name>` for each CI runner that talks to agents.");
+    Ok(())
+}
+
+fn issue(dir: &Path, name: &str, out: Option<PathBuf>, days: u32) -> Result<(), PkiError> {
+    let ca = Ca::load(dir)?;
+    let out = out.unwrap_or_else(|| dir.join(CLIENTS_DIR).join(name));
+    let cert_path = out.join("cert.pem");
+    let key_path = out.join("key.pem");
+    let ca_path = out.join("ca.pem");
+    // Refuse before signing, so a refused run leaves no certificate in the index.
+    for path in [&cert_path, &key_path, &ca_path] {
+        if path.exists() {
+            return Err(PkiError::FileExists { path: path.clone() });
+        }
+    }
+    let issued = ca.issue_client_cert(name, days)?;
+    pki::create_private_dir(&out)?;
+    pki::write_new_file(&key_path, issued.key_pem.as_bytes(), 0o600)?;
+    pki::write_new_file(&cert_path, issued.cert_pem.as_bytes(), 0o644)?;
+    pki::write_new_file(&ca_path, ca.cert_pem().as_bytes(), 0o644)?;
+    println!(
+        "Issued client certificate `client:{name}` (serial {}), valid until {}",
+        issued.record.serial, issued.record.not_after
+    );
+    println!("  certificate  {}", cert_path.display());
+    println!("  key          {}  (a secret)", key_path.display());
+    println!("  fleet CA     {}", ca_path.display());
+    println!();
+    println!("Give them to CI as secrets holding the PEM text:");
+    println!("  PMFLEET_TLS_CERT  <- {}", cert_path.display());
+    println!("  PMFLEET_TLS_KEY   <- {}", key_path.display());
+    println!("  PMFLEET_TLS_CA    <- {}", ca_path.display());
+    println!("or as paths: PMFLEET_TLS_CERT_FILE, PMFLEET_TLS_KEY_FILE, PMFLEET_TLS_CA_FILE.");
+    println!("Revoke with `pmfleet ca revoke {name}`.");
+    Ok(())
+}
+
+fn list(dir: &Path, json: bool) -> Result<(), PkiError> {
+    let ca = Ca::load(dir)?;
+    let certs = ca.issued()?;
+    let now = time::OffsetDateTime::now_utc();
+    if json {
+        let rows: Vec<_> = certs
+            .iter()
+            .map(|c| {
+                let mut value = serde_json::to_value(c).unwrap_or_default();
+                if let Some(map) = value.as_object_mut() {
+                    map.insert("revoked".into(), c.revoked().into());
+                    map.insert("status".into(), c.status(now).to_string().into());
+                }
+                value
+            })
+            .collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&rows).unwrap_or_else(|_| "[]".into())
+        );
+        return Ok(());
+    }
+    let rows: Vec<[String; 6]> = certs
+        .iter()
+        .map(|c| {
+            [
+                c.serial.clone(),
+                c.kind.to_string(),
+                c.name.clone(),
+                if c.sans.is_empty() {
+                    "-".to_string()
+                } else {
+                    c.sans.join(",")
+                },
+                c.not_after.clone(),
+                c.status(now).to_string(),
+            ]
+        })
+        .collect();
+    print!(
+        "{}",
+        table(
+            &["SERIAL", "KIND", "NAME", "SANS", "NOT AFTER", "STATUS"],
+            &rows
+        )
+    );
+    println!("CA fingerprint (SHA-256): {}", ca.fingerprint());
+    Ok(())
+}
+
+fn revoke(dir: &Path, target: &str) -> Result<(), PkiError> {
+    let ca = Ca::load(dir)?;
+    for cert in ca.revoke(target)? {
+        println!(
+            "Revoked {} `{}` (serial {})",
+            cert.kind, cert.name, cert.serial
+        );
+    }
+    println!(
+        "Wrote {}: agents refuse these certificates once they have it.",
+        dir.join(CRL_FILE).display()
+    );
+    Ok(())
+}
