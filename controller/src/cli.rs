@@ -23,6 +23,12 @@ pub enum Command {
     Deploy(DeployArgs),
     /// The fleet CA: certificates for agents, the controller and CI runners.
     Ca(crate::commands::ca::CaArgs),
+    /// Every host and app of the fleet in one table (asks each host's agent).
+    Status(crate::commands::status::StatusArgs),
+    /// Reload, restart, stop, start, delete or scale an app on every host of an environment.
+    App(crate::commands::app::AppArgs),
+    /// The apps' logs from every host of an environment, each line prefixed with its host.
+    Logs(crate::commands::logs::LogsArgs),
 }
 
 const DEPLOY_HELP: &str = "Commands:

@@ -7,8 +7,11 @@
 //! - [`shell`]: the only place values are quoted for a shell.
 //! - [`output`]: progress, plain lines, JSON, summary tables.
 
+pub mod agent_client;
+pub mod agents;
 pub mod cli;
 pub mod commands;
+pub mod concurrent;
 pub mod deploy;
 pub mod output;
 pub mod pki;
@@ -23,5 +26,8 @@ pub async fn run(cli: cli::Cli) -> Exit {
     match cli.command {
         cli::Command::Deploy(args) => commands::deploy::run(args).await,
         cli::Command::Ca(args) => commands::ca::run(args),
+        cli::Command::Status(args) => commands::status::run(args).await,
+        cli::Command::App(args) => commands::app::run(args).await,
+        cli::Command::Logs(args) => commands::logs::run(args).await,
     }
 }

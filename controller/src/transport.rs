@@ -12,6 +12,21 @@ use crate::ssh::{Connection, SshError, Stream};
 /// Input streamed into a command's stdin.
 pub type Stdin = Box<dyn AsyncRead + Send + Unpin>;
 
+/// Bytes shared by every host's upload (an archive, the agent binary), read as stdin.
+pub struct SharedBytes(pub std::sync::Arc<Vec<u8>>);
+
+impl AsRef<[u8]> for SharedBytes {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl SharedBytes {
+    pub fn stdin(bytes: &std::sync::Arc<Vec<u8>>) -> Stdin {
+        Box::new(std::io::Cursor::new(SharedBytes(bytes.clone())))
+    }
+}
+
 /// A connected host.
 pub enum HostConn {
     /// `localhost`: commands run through `sh -c` on the controller itself.

@@ -28,6 +28,8 @@ fn ecosystem(hosts: &[SshHost], repo: &GitRepo, extra: Value) -> Value {
         "repo": repo.url(),
         "path": ROOT,
         "post-deploy": "./app.sh > built.txt",
+        // These tests are about the deploy itself; the agent has its own.
+        "agent": false,
     });
     if let (Some(env), Some(extra)) = (env.as_object_mut(), extra.as_object()) {
         for (k, v) in extra {
@@ -675,6 +677,7 @@ fn localhost_deploys_without_ssh() {
         "deploy": {"local": {
             "host": "localhost", "ref": "main", "repo": repo.url(),
             "path": root.display().to_string(), "post-deploy": "./app.sh > built.txt",
+            "agent": false,
         }}
     });
     project.write_ecosystem(&eco);

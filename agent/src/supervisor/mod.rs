@@ -14,6 +14,7 @@ mod instance;
 pub mod policy;
 pub mod process;
 pub mod ready;
+mod release;
 pub mod spec;
 pub mod state;
 pub mod watch;
@@ -71,6 +72,16 @@ pub enum SupervisorError {
         slot: u32,
         reason: NotReady,
     },
+    #[error("app `{app}`: instance {slot} {reason}; it was stopped")]
+    StartFailed {
+        app: String,
+        slot: u32,
+        reason: NotReady,
+    },
+    #[error("app `{app}`: not applied, the release ran out of its {timeout_ms} ms")]
+    OutOfTime { app: String, timeout_ms: u64 },
+    #[error("{0}")]
+    Release(String),
     #[error("{0}")]
     State(#[from] StateError),
     #[error("the agent is shutting down")]
@@ -87,10 +98,13 @@ impl SupervisorError {
         match self {
             SupervisorError::Spec(_)
             | SupervisorError::Ecosystem(_)
+            | SupervisorError::Release(_)
             | SupervisorError::Port { .. } => ErrorKind::Invalid,
             SupervisorError::NotFound(_) => ErrorKind::NotFound,
             SupervisorError::Spawn { .. }
             | SupervisorError::ReloadFailed { .. }
+            | SupervisorError::StartFailed { .. }
+            | SupervisorError::OutOfTime { .. }
             | SupervisorError::Partial { .. } => ErrorKind::Failed,
             SupervisorError::State(_) | SupervisorError::ShuttingDown => ErrorKind::Internal,
         }
@@ -135,6 +149,13 @@ pub(crate) struct Inner {
     /// The latest CPU/RSS sample of every running pid.
     samples: Mutex<HashMap<u32, Sample>>,
     cpus: u32,
+    /// When the daemon started, for `status`.
+    started: std::time::Instant,
+    /// One `apply_release` at a time: two deploys racing on one host must not both decide
+    /// that an app is new and start it twice.
+    apply_lock: tokio::sync::Mutex<()>,
+    /// The release directory last applied in full (persisted).
+    release: Mutex<Option<PathBuf>>,
 }
 
 impl Supervisor {
@@ -153,6 +174,9 @@ impl Supervisor {
             closing: Default::default(),
             samples: Mutex::new(HashMap::new()),
             cpus: cpu_count(),
+            started: std::time::Instant::now(),
+            apply_lock: tokio::sync::Mutex::new(()),
+            release: Mutex::new(None),
         });
         let sup = Supervisor {
             inner: inner.clone(),
@@ -542,6 +566,7 @@ impl Supervisor {
             }
         };
         reap_survivors(&saved).await;
+        *lock(&self.inner.release) = saved.release.clone();
         let max_id = saved
             .apps
             .iter()
@@ -643,6 +668,7 @@ impl Inner {
         let apps: Vec<_> = lock(&self.apps).values().cloned().collect();
         SavedState {
             version: STATE_VERSION,
+            release: lock(&self.release).clone(),
             apps: apps
                 .iter()
                 .map(|a| {
@@ -703,17 +729,7 @@ impl Inner {
     /// Bind the app's port (cluster mode) and start every slot. On failure nothing is left
     /// running.
     fn start_app(self: &Arc<Self>, app: &Arc<AppRuntime>) -> Result<(), SupervisorError> {
-        let spec = app.spec();
-        if let (ExecModeSpec::Cluster, Some(port)) = (spec.exec_mode, spec.port) {
-            let mut listener = lock(&app.listener);
-            if listener.is_none() {
-                *listener = Some(bind(port).map_err(|source| SupervisorError::Port {
-                    app: app.name.clone(),
-                    port,
-                    source,
-                })?);
-            }
-        }
+        self.bind_listener(app)?;
         app.running.store(true, Ordering::SeqCst);
         let count = app.count();
         lock(&app.slots).retain(|k, _| *k < count);
@@ -730,12 +746,34 @@ impl Inner {
                 return Err(e);
             }
         }
+        self.arm(app);
+        Ok(())
+    }
+
+    /// What a running app has besides its processes: a fresh cancel token for this run and
+    /// its file watcher.
+    fn arm(self: &Arc<Self>, app: &Arc<AppRuntime>) {
         let cancel = self.tasks_cancel.child_token();
         *lock(&app.run_cancel) = cancel.clone();
-        if !spec.watch.is_empty() {
+        if !app.spec().watch.is_empty() {
             self.tasks.spawn(watcher(self.clone(), app.clone(), cancel));
         }
         self.mark_dirty();
+    }
+
+    /// Bind a cluster app's port unless its socket is already open; a busy port is an error.
+    fn bind_listener(&self, app: &AppRuntime) -> Result<(), SupervisorError> {
+        let spec = app.spec();
+        if let (ExecModeSpec::Cluster, Some(port)) = (spec.exec_mode, spec.port) {
+            let mut listener = lock(&app.listener);
+            if listener.is_none() {
+                *listener = Some(bind(port).map_err(|source| SupervisorError::Port {
+                    app: app.name.clone(),
+                    port,
+                    source,
+                })?);
+            }
+        }
         Ok(())
     }
 
@@ -813,6 +851,20 @@ impl Inner {
         app: &Arc<AppRuntime>,
         slot: u32,
     ) -> Result<(), SupervisorError> {
+        self.replace_slot(app, slot, Replace::Reload, None).await
+    }
+
+    /// Spawn a process for `slot` with the app's current spec, wait until it is ready (at
+    /// most its `listen_timeout`, and at most `cap`), then hand it a runner and stop the
+    /// slot's previous process, if any. A process not ready in time is stopped and the
+    /// previous one stays.
+    async fn replace_slot(
+        self: &Arc<Self>,
+        app: &Arc<AppRuntime>,
+        slot: u32,
+        how: Replace,
+        cap: Option<Duration>,
+    ) -> Result<(), SupervisorError> {
         if self.closing.load(Ordering::SeqCst) {
             return Err(SupervisorError::ShuttingDown);
         }
@@ -856,13 +908,14 @@ impl Inner {
                     source,
                 })?;
         let timeout = Duration::from_millis(spec.listen_timeout_ms);
+        let timeout = cap.map_or(timeout, |c| c.min(timeout));
         if let Err(reason) = ready::wait_ready(&readiness, &mut proc.child, timeout).await {
-            tracing::warn!(app = %app.name, slot, "reload: new instance {reason}");
+            tracing::warn!(app = %app.name, slot, "new instance {reason}");
             process::stop_child(&mut proc.child, kill_signal(&spec), kill_timeout(&spec)).await;
-            return Err(SupervisorError::ReloadFailed {
-                app: app.name.clone(),
-                slot,
-                reason,
+            let app = app.name.clone();
+            return Err(match how {
+                Replace::Reload => SupervisorError::ReloadFailed { app, slot, reason },
+                Replace::Fresh => SupervisorError::StartFailed { app, slot, reason },
             });
         }
         drop(readiness);
@@ -870,7 +923,9 @@ impl Inner {
         let old = lock(&app.slots)
             .get_mut(&slot)
             .and_then(|s| s.runner.replace(runner));
-        restarts.fetch_add(1, Ordering::SeqCst);
+        if how == Replace::Reload {
+            restarts.fetch_add(1, Ordering::SeqCst);
+        }
         if let Some(mut old) = old {
             old.stop.cancel();
             if let Some(j) = old.join.take() {
@@ -906,6 +961,14 @@ impl Inner {
         }
         self.start_slot(app, slot)
     }
+}
+
+/// What [`Inner::replace_slot`] does to a slot: count a restart and report a failure as a
+/// reload's, or start it for the first time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Replace {
+    Reload,
+    Fresh,
 }
 
 /// Bind a cluster app's port once: all interfaces, SO_REUSEADDR (a restarted agent must not

@@ -15,6 +15,9 @@ use crate::home::write_atomic;
 pub struct SavedState {
     pub version: u32,
     pub apps: Vec<SavedApp>,
+    /// The release directory last applied in full (`apply_release`), for `status`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -123,6 +126,7 @@ mod tests {
         let state = SavedState {
             version: STATE_VERSION,
             apps: Vec::new(),
+            release: Some("/srv/app/releases/1".into()),
         };
         state.store(&path).unwrap();
         assert_eq!(SavedState::load(&path).unwrap(), state);

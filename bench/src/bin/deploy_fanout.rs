@@ -103,6 +103,7 @@ fn measure(size: usize, fetch: &str, runs: usize) -> anyhow::Result<Measured> {
     project.write_ecosystem(&json!({"deploy": {"production": {
         "host": hosts, "ref": "main", "repo": repo.url(), "path": "/srv/app",
         "fetch": fetch, "post-deploy": "./app.sh > built.txt", "keep_releases": 3,
+        "agent": false,
     }}}));
     let setup = project.pmfleet(&["deploy", "production", "setup"]);
     if setup.code != 0 {

@@ -1,4 +1,7 @@
 //! One file per top-level verb.
 
+pub mod app;
 pub mod ca;
 pub mod deploy;
+pub mod logs;
+pub mod status;

@@ -1,7 +1,6 @@
 //! The hosts of one environment, connected: one connection per host, reused for every step,
 //! and the helpers that run a step on every host at once.
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -9,6 +8,7 @@ use pmfleet_shared::ecosystem::{DeployEnv, HostSpec};
 use tokio::task::JoinSet;
 
 use super::report::{HostReport, Status};
+pub use crate::concurrent::each;
 use crate::output::Output;
 use crate::shell::Script;
 use crate::ssh::{ConnectSpec, Connector, Stream};
@@ -18,6 +18,8 @@ use crate::transport::{Captured, HostConn, TransportError};
 pub struct Member {
     /// How the host is named in output: as written, plus `:port` when one is set.
     pub label: String,
+    /// The host as written (what its agent's certificate names).
+    pub host: String,
     pub conn: HostConn,
 }
 
@@ -89,6 +91,7 @@ impl Fleet {
                 ssh_options: env.ssh_options.clone(),
             };
             let local = spec.host == "localhost";
+            let host = spec.host.clone();
             set.spawn(async move {
                 out.step(&label, "connect");
                 let started = Instant::now();
@@ -97,18 +100,18 @@ impl Fleet {
                 } else {
                     connector.connect(&connect).await.map(HostConn::Ssh)
                 };
-                (index, label, started, result)
+                (index, label, host, started, result)
             });
         }
         let mut members = Vec::new();
         let mut not_connected = Vec::new();
         while let Some(joined) = set.join_next().await {
-            let (index, label, started, result) = match joined {
+            let (index, label, host, started, result) = match joined {
                 Ok(v) => v,
                 Err(e) => std::panic::resume_unwind(e.into_panic()),
             };
             match result {
-                Ok(conn) => members.push((index, Arc::new(Member { label, conn }))),
+                Ok(conn) => members.push((index, Arc::new(Member { label, host, conn }))),
                 Err(err) => {
                     let status = if err.is_unreachable() {
                         Status::Unreachable
@@ -129,27 +132,4 @@ impl Fleet {
             not_connected,
         }
     }
-}
-
-/// Runs `f` on every member at once and returns the results in member order.
-pub async fn each<T, F, Fut>(members: &[Arc<Member>], f: F) -> Vec<T>
-where
-    F: Fn(Arc<Member>) -> Fut,
-    Fut: Future<Output = T> + Send + 'static,
-    T: Send + 'static,
-{
-    let mut set = JoinSet::new();
-    for (index, member) in members.iter().enumerate() {
-        let fut = f(member.clone());
-        set.spawn(async move { (index, fut.await) });
-    }
-    let mut results: Vec<(usize, T)> = Vec::with_capacity(members.len());
-    while let Some(joined) = set.join_next().await {
-        match joined {
-            Ok(v) => results.push(v),
-            Err(e) => std::panic::resume_unwind(e.into_panic()),
-        }
-    }
-    results.sort_by_key(|(index, _)| *index);
-    results.into_iter().map(|(_, v)| v).collect()
 }

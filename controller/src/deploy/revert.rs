@@ -11,10 +11,21 @@ use super::history::{self, Action, Outcome, Record};
 use super::host_state::HostState;
 use super::lock::{self, Holder};
 use super::report::{HostReport, Status};
+use super::apply::Agents;
 use super::{Context, now_rfc3339, scripts};
 
 pub async fn revert(ctx: &Context, env: &DeployEnv, n: usize) -> Vec<HostReport> {
     let out = &ctx.out;
+    let agents = match Agents::for_env(env) {
+        Ok(agents) => agents,
+        Err(message) => {
+            return env
+                .hosts
+                .iter()
+                .map(|h| HostReport::new(&super::fleet::label(h), Status::Failed, message.clone()))
+                .collect();
+        }
+    };
     let fleet = Fleet::connect(env, &ctx.connector, out).await;
     let mut reports = fleet.not_connected.clone();
     if !reports.is_empty() {
@@ -142,9 +153,33 @@ pub async fn revert(ctx: &Context, env: &DeployEnv, n: usize) -> Vec<HostReport>
             .find(|(_, member)| std::sync::Arc::ptr_eq(member, &m))
             .and_then(|(s, _)| s.as_ref().ok().cloned())
             .unwrap_or_default();
+        let agents = agents.clone();
+        let env_name = env.name.clone();
+        let app_env = env.env.clone();
         async move {
             out.step(&m.label, "switch");
-            let switched = m.run(&scripts::switch(&root, &target)).await;
+            let mut switched = m.run(&scripts::switch(&root, &target)).await;
+            if let (Ok(_), Some(agents)) = (&switched, &agents) {
+                out.step(&m.label, "reload apps");
+                let mut app_env = app_env;
+                app_env.insert("PMFLEET_ENV".into(), env_name.clone());
+                app_env.insert("PMFLEET_RELEASE".into(), target.clone());
+                if let Some(r) = history::latest_for(&state.history, &target) {
+                    app_env.insert("PMFLEET_SHA".into(), r.sha.clone());
+                    app_env.insert("PMFLEET_REF".into(), r.git_ref.clone());
+                }
+                match agents.apply(&m, &state.root, &target, &env_name, &app_env).await {
+                    Ok(done) => out.line(&m.label, "reload apps", &done),
+                    Err(e) => {
+                        // The apps stay on what they ran; so does `current`.
+                        if let Some(current) = &state.current {
+                            let _ = m.run(&scripts::switch(&root, current)).await;
+                            let _ = agents.apply(&m, &state.root, current, &env_name, &app_env).await;
+                        }
+                        switched = Err(e);
+                    }
+                }
+            }
             let (sha, git_ref) = history::latest_for(&state.history, &target)
                 .map(|r| (r.sha.clone(), r.git_ref.clone()))
                 .unwrap_or_default();

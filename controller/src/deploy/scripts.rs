@@ -144,11 +144,12 @@ ls -1 "$p/releases" | sort -r | {
 "#
 );
 
-/// Prints `NOSETUP` if the layout is missing; otherwise removes what a deploy killed half-way
-/// left behind: release directories never marked complete (except the current one) and markers
+/// Prints `NOSETUP` if the layout is missing; otherwise prints `root=<expanded root>` and
+/// removes what a deploy killed half-way left behind: release directories never marked complete (except the current one) and markers
 /// without a directory. Prints what it removed.
 const CLEANUP: &str = host_script!(
     r#"[ -d "$p/releases" ] && [ -d "$p/.pmfleet/prepared" ] || { echo "NOSETUP"; exit 0; }
+echo "root=$p"
 cur=$(readlink "$p/current" 2>/dev/null || true)
 for d in "$p"/releases/*; do
   [ -d "$d" ] || continue
@@ -225,6 +226,70 @@ fi
 const EXEC: &str = host_script!(
     r#"cd "$p/current" 2>/dev/null || cd "$p"
 exec "${SHELL:-/bin/sh}" -l -c "$1"
+"#
+);
+
+/// Describes the agent side of a host; `$1` is the agent's home. Prints `os=`, `arch=`,
+/// `sum=` (SHA-256 of the installed agent binary, if any), `systemd=`, `issued=` (what the
+/// installed certificate was issued for) and `running=`.
+const AGENT_PROBE: &str = host_script!(
+    r#"echo "os=$(uname -s)"
+echo "arch=$(uname -m)"
+b="$p/bin/pmfleet-agent"
+if [ -x "$b" ]; then echo "sum=$(sha256sum "$b" | cut -d' ' -f1)"; else echo "sum="; fi
+if [ -d /run/systemd/system ] && [ "$(id -u)" = 0 ]; then echo "systemd=yes"; else echo "systemd=no"; fi
+echo "issued=$(cat "$p/tls/issued-for" 2>/dev/null || true)"
+if [ -f "$p/agent.pid" ] && kill -0 "$(cat "$p/agent.pid")" 2>/dev/null; then echo "running=yes"; else echo "running=no"; fi
+"#
+);
+
+/// Installs the agent binary from stdin into `<home>/bin`, atomically.
+const AGENT_UPLOAD: &str = host_script!(
+    r#"mkdir -p "$p/bin"
+chmod 700 "$p"
+cat > "$p/bin/.pmfleet-agent.new"
+chmod 755 "$p/bin/.pmfleet-agent.new"
+mv -f "$p/bin/.pmfleet-agent.new" "$p/bin/pmfleet-agent"
+"#
+);
+
+/// Has the agent make its key (kept on the host) and print a CSR for the names that follow.
+const AGENT_CSR: &str = host_script!(
+    r#"for n; do set -- "$@" --san "$n"; shift; done
+PMFLEET_AGENT_HOME="$p" exec "$p/bin/pmfleet-agent" tls request "$@"
+"#
+);
+
+/// Installs the signed certificate `$1`, the fleet CA `$2`, the revocation list `$3` (may be
+/// empty), the listen address `$4`, and the record `$5` of what was issued.
+const AGENT_TLS: &str = host_script!(
+    r#"umask 077
+mkdir -p "$p/tls"
+printf '%s\n' "$1" > "$p/tls/agent.pem"
+printf '%s\n' "$2" > "$p/tls/ca.pem"
+if [ -n "$3" ]; then printf '%s\n' "$3" > "$p/tls/crl.pem"; else rm -f "$p/tls/crl.pem"; fi
+printf '%s\n' "$4" > "$p/tls/listen"
+printf '%s\n' "$5" > "$p/tls/issued-for"
+"#
+);
+
+/// Starts the agent daemon (`$1` = `systemd`: as a system service; else in the background,
+/// detached from this SSH session, through a login shell so the profile's PATH reaches the
+/// apps). `$2` = 1 restarts a running daemon first (it restores its apps when it starts).
+const AGENT_START: &str = host_script!(
+    r#"b="$p/bin/pmfleet-agent"
+if [ "$2" = 1 ] && [ -f "$p/agent.pid" ]; then
+  pid=$(cat "$p/agent.pid")
+  if kill -TERM "$pid" 2>/dev/null; then
+    i=0; while kill -0 "$pid" 2>/dev/null && [ "$i" -lt 150 ]; do sleep 0.1; i=$((i + 1)); done
+  fi
+fi
+if [ "$1" = systemd ]; then
+  PMFLEET_AGENT_HOME="$p" "$b" startup --install
+  systemctl restart pmfleet-agent
+else
+  PMFLEET_AGENT_HOME="$p" "${SHELL:-/bin/sh}" -l -c '"$0" ping' "$b" > /dev/null
+fi
 "#
 );
 
@@ -347,6 +412,38 @@ pub fn lock_break(root: &str, stale_after_secs: u64, force: bool) -> Script {
 
 pub fn exec(root: &str, command: &str) -> Script {
     Script::new(EXEC).arg(root).arg(command)
+}
+
+pub fn agent_probe(home: &str) -> Script {
+    Script::new(AGENT_PROBE).arg(home)
+}
+
+pub fn agent_upload(home: &str) -> Script {
+    Script::new(AGENT_UPLOAD).arg(home)
+}
+
+pub fn agent_csr(home: &str, sans: &[String]) -> Script {
+    Script::new(AGENT_CSR).arg(home).args(sans.iter().cloned())
+}
+
+pub fn agent_tls(
+    home: &str,
+    cert: &str,
+    ca: &str,
+    crl: &str,
+    listen: &str,
+    issued: &str,
+) -> Script {
+    Script::new(AGENT_TLS)
+        .arg(home)
+        .args([cert, ca, crl, listen, issued])
+}
+
+pub fn agent_start(home: &str, systemd: bool, restart: bool) -> Script {
+    Script::new(AGENT_START)
+        .arg(home)
+        .arg(if systemd { "systemd" } else { "background" })
+        .arg(if restart { "1" } else { "0" })
 }
 
 #[cfg(test)]

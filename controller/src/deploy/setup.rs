@@ -1,16 +1,31 @@
 //! `pmfleet deploy <env> setup`: idempotent. `pre-setup`, the layout, the mirror (for
 //! `fetch: host`), `post-setup`.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use pmfleet_shared::ecosystem::{DeployEnv, FetchMode};
 
 use super::Context;
+use super::provision::{Kit, provision};
 use super::fleet::{Fleet, each};
 use super::report::{HostReport, Status};
 use super::scripts::{self, HookDir};
 
 pub async fn setup(ctx: &Context, env: &DeployEnv) -> Vec<HostReport> {
+    let kit = match &env.agent {
+        Some(_) => match Kit::load() {
+            Ok(kit) => Some(Arc::new(kit)),
+            Err(message) => {
+                return env
+                    .hosts
+                    .iter()
+                    .map(|h| HostReport::new(&super::fleet::label(h), Status::Failed, format!("agent: {message}")))
+                    .collect();
+            }
+        },
+        None => None,
+    };
     let fleet = Fleet::connect(env, &ctx.connector, &ctx.out).await;
     let mut reports = fleet.not_connected.clone();
     let hook_env: Vec<(String, String)> = env
@@ -23,6 +38,7 @@ pub async fn setup(ctx: &Context, env: &DeployEnv) -> Vec<HostReport> {
         let env = env.clone();
         let out = ctx.out.clone();
         let hook_env = hook_env.clone();
+        let kit = kit.clone();
         async move {
             let started = Instant::now();
             let root = &env.path;
@@ -46,7 +62,15 @@ pub async fn setup(ctx: &Context, env: &DeployEnv) -> Vec<HostReport> {
                     let script = scripts::run_hook(root, HookDir::Root, hook, &hook_env);
                     m.run_visible(&out, "post-setup", &script).await?;
                 }
-                Ok(format!("set up in {}", expanded.stdout.trim()))
+                let mut message = format!("set up in {}", expanded.stdout.trim());
+                if let (Some(kit), Some(settings)) = (&kit, &env.agent) {
+                    out.step(host, "agent");
+                    let agent = provision(kit, &env, settings, &m)
+                        .await
+                        .map_err(|e| format!("agent: {e}"))?;
+                    message = format!("{message}; {agent}");
+                }
+                Ok(message)
             }
             .await;
             out.done(host, result.is_ok(), result.as_ref().unwrap_or_else(|e| e));

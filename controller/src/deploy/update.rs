@@ -8,12 +8,14 @@ use pmfleet_shared::ecosystem::{Batch, DeployEnv, FetchMode};
 
 use super::fleet::{Fleet, Member, each};
 use super::history::{Action, Outcome, Record};
+use super::apply::Agents;
 use super::lock::{self, Holder};
 use super::report::{HostReport, Status};
 use super::revision::{RepoCache, Revision};
 use super::scripts::{self, HookDir};
 use super::{Context, archive, new_release_id, now_rfc3339};
 use crate::output::Output;
+use crate::transport::SharedBytes;
 
 /// Everything a host needs to prepare and switch one release.
 struct Release {
@@ -25,6 +27,10 @@ struct Release {
     archive: Option<Arc<Vec<u8>>>,
     hook_env: Vec<(String, String)>,
     out: Arc<Output>,
+    /// The hosts' agents, which run the apps of the release once it is current.
+    agents: Option<Agents>,
+    /// Each host's deploy root with `~` expanded, by host label (the agent needs real paths).
+    roots: std::sync::Mutex<std::collections::HashMap<String, String>>,
 }
 
 /// A step that failed on one host.
@@ -104,6 +110,11 @@ pub async fn update(ctx: &Context, env: &DeployEnv, ref_override: Option<&str>) 
         }
     }
 
+    let agents = match Agents::for_env(env) {
+        Ok(agents) => agents,
+        Err(message) => return all_hosts(env, Status::Failed, &message),
+    };
+
     let fleet = Fleet::connect(env, &ctx.connector, out).await;
     let mut reports = fleet.not_connected.clone();
     if reports.len() > env.max_fail || fleet.members.is_empty() {
@@ -154,6 +165,8 @@ pub async fn update(ctx: &Context, env: &DeployEnv, ref_override: Option<&str>) 
         archive: archive.map(|a| Arc::new(a.bytes)),
         hook_env,
         out: out.clone(),
+        agents,
+        roots: Default::default(),
     });
 
     let started = Instant::now();
@@ -323,11 +336,11 @@ async fn prepare(release: &Release, member: &Member) -> Result<(), StepError> {
     let fail = |step: &'static str| move |message: String| StepError { step, message };
 
     out.step(host, "check");
-    let removed = member
+    let cleanup = member
         .run(&scripts::cleanup(root))
         .await
         .map_err(fail("check"))?;
-    if removed.stdout.starts_with("NOSETUP") {
+    if cleanup.stdout.starts_with("NOSETUP") {
         return Err(StepError {
             step: "check",
             message: format!(
@@ -336,7 +349,15 @@ async fn prepare(release: &Release, member: &Member) -> Result<(), StepError> {
             ),
         });
     }
-    for leftover in removed.stdout.lines() {
+    let mut lines = cleanup.stdout.lines();
+    if let Some(expanded) = lines.next().and_then(|l| l.strip_prefix("root=")) {
+        release
+            .roots
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(host.clone(), expanded.to_string());
+    }
+    for leftover in lines {
         out.line(
             host,
             "cleanup",
@@ -374,7 +395,7 @@ async fn build(release: &Release, member: &Member) -> Result<(), StepError> {
     out.step(host, "fetch");
     match &release.archive {
         Some(bytes) => {
-            let stdin = Box::new(std::io::Cursor::new(SharedBytes(bytes.clone())));
+            let stdin = SharedBytes::stdin(bytes);
             let captured = member
                 .conn
                 .run_with_stdin(&scripts::fetch_push(root, &release.id), Some(stdin))
@@ -446,24 +467,22 @@ async fn switch_in_batches(
         }
         let results = each(batch, |m| {
             let release = release.clone();
-            async move {
-                release.out.step(&m.label, "switch");
-                m.run(&scripts::switch(&release.env.path, &release.id))
-                    .await
-                    .map(|c| {
-                        c.stdout
-                            .lines()
-                            .next()
-                            .and_then(|l| l.strip_prefix("releases/"))
-                            .map(str::to_string)
-                    })
-            }
+            async move { release.switch_and_apply(&m).await }
         })
         .await;
         for (member, result) in batch.iter().zip(results) {
             match result {
                 Ok(previous) => switched.push((member.clone(), previous)),
-                Err(message) => {
+                Err(SwitchFailure::NotReady { message, previous }) => {
+                    failed += 1;
+                    out.done(&member.label, false, &message);
+                    let _ = member.run(&scripts::discard(&env.path, &release.id)).await;
+                    release
+                        .record(member, Outcome::RolledBack, previous, Some(&message))
+                        .await;
+                    reports.push(release.report(member, Status::RolledBack, message, started));
+                }
+                Err(SwitchFailure::Switch(message)) => {
                     failed += 1;
                     let message = format!("switch: {message}");
                     out.done(&member.label, false, &message);
@@ -487,7 +506,7 @@ async fn switch_in_batches(
                 env.max_fail
             );
             if let Some(previous) = previous {
-                let _ = member.run(&scripts::switch(&env.path, previous)).await;
+                release.switch_back(member, previous).await;
             }
             release
                 .record(member, Outcome::RolledBack, previous.clone(), Some(&why))
@@ -528,6 +547,83 @@ async fn switch_in_batches(
     reports
 }
 
+/// Why a host did not end up serving the new release.
+enum SwitchFailure {
+    /// `current` could not be switched (it still points at the previous release).
+    Switch(String),
+    /// Switched, but the apps did not become ready: switched back to `previous`.
+    NotReady {
+        message: String,
+        previous: Option<String>,
+    },
+}
+
+impl Release {
+    /// Switches `current`, then has the agent run the apps from the new release; apps that
+    /// never become ready send the host back to the release it served. `Ok` has the previous
+    /// release.
+    async fn switch_and_apply(&self, member: &Member) -> Result<Option<String>, SwitchFailure> {
+        self.out.step(&member.label, "switch");
+        let previous = member
+            .run(&scripts::switch(&self.env.path, &self.id))
+            .await
+            .map_err(SwitchFailure::Switch)?
+            .stdout
+            .lines()
+            .next()
+            .and_then(|l| l.strip_prefix("releases/"))
+            .map(str::to_string);
+        if self.agents.is_some() {
+            self.out.step(&member.label, "reload apps");
+            if let Err(message) = self.apply(member, &self.id).await {
+                let message = match &previous {
+                    Some(previous) => {
+                        self.switch_back(member, previous).await;
+                        format!("{message}; switched back to {previous}")
+                    }
+                    None => format!("{message}; no previous release to go back to"),
+                };
+                return Err(SwitchFailure::NotReady { message, previous });
+            }
+        }
+        Ok(previous)
+    }
+
+    /// Points `current` back at `previous` and has the agent run its apps again.
+    async fn switch_back(&self, member: &Member, previous: &str) {
+        if let Err(e) = member.run(&scripts::switch(&self.env.path, previous)).await {
+            self.out
+                .line(&member.label, "switch back", &format!("failed: {e}"));
+            return;
+        }
+        if self.agents.is_some()
+            && let Err(e) = self.apply(member, previous).await
+        {
+            self.out
+                .line(&member.label, "switch back", &format!("apps of {previous}: {e}"));
+        }
+    }
+
+    async fn apply(&self, member: &Member, release: &str) -> Result<String, String> {
+        let Some(agents) = &self.agents else {
+            return Ok(String::new());
+        };
+        let root = self
+            .roots
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&member.label)
+            .cloned()
+            .unwrap_or_else(|| self.env.path.clone());
+        let env = self.hook_env.iter().cloned().collect();
+        let done = agents
+            .apply(member, &root, release, &self.env.name, &env)
+            .await?;
+        self.out.line(&member.label, "reload apps", &done);
+        Ok(done)
+    }
+}
+
 /// Hosts per batch.
 pub fn batch_size(batch: Batch, hosts: usize) -> usize {
     let size = match batch {
@@ -565,15 +661,6 @@ async fn run_local_hook(ctx: &Context, hook: &str, env: &[(String, String)]) -> 
         Ok(())
     } else {
         Err(format!("exited with {status}"))
-    }
-}
-
-/// The archive shared by every host's upload.
-struct SharedBytes(Arc<Vec<u8>>);
-
-impl AsRef<[u8]> for SharedBytes {
-    fn as_ref(&self) -> &[u8] {
-        &self.0
     }
 }
 

@@ -14,6 +14,7 @@ use pmfleet_shared::tls::{self, TlsError};
 use super::{CA_CERT_FILE, CONTROLLER_CERT_FILE, CONTROLLER_KEY_FILE, PkiError, files};
 
 const VARS: [&str; 3] = ["PMFLEET_TLS_CA", "PMFLEET_TLS_CERT", "PMFLEET_TLS_KEY"];
+const ENV_SOURCE: &str = "the environment";
 
 /// PEM text for the three parts of a client's TLS identity.
 #[derive(Clone)]
@@ -88,7 +89,7 @@ impl ClientIdentity {
                     ca_pem,
                     cert_pem,
                     key_pem,
-                    source: "the environment".to_string(),
+                    source: ENV_SOURCE.to_string(),
                 };
                 identity.check()?;
                 Ok(identity)
@@ -112,13 +113,26 @@ impl ClientIdentity {
 
     /// Parses every part now, so a bad variable is reported by name before any connection.
     fn check(&self) -> Result<(), PkiError> {
-        let wrap = |part: &str, source| PkiError::Tls {
-            what: format!("{part} from {}", self.source),
-            source,
+        let from_env = self.source == ENV_SOURCE;
+        let wrap = |part: &str, var: &str, text: &str, source| {
+            // A path put where PEM text belongs is the likely mistake.
+            let hint = if from_env && !text.contains("-----BEGIN") {
+                format!(" ({var} holds PEM text; use {var}_FILE for a path)")
+            } else {
+                String::new()
+            };
+            PkiError::Tls {
+                what: format!("{part} from {}{hint}", self.source),
+                source,
+            }
         };
-        tls::certs_from_pem(&self.ca_pem).map_err(|e| wrap("the fleet CA certificate", e))?;
-        tls::certs_from_pem(&self.cert_pem).map_err(|e| wrap("the client certificate", e))?;
-        tls::key_from_pem(&self.key_pem).map_err(|e| wrap("the client key", e))?;
+        let [ca_var, cert_var, key_var] = VARS;
+        tls::certs_from_pem(&self.ca_pem)
+            .map_err(|e| wrap("the fleet CA certificate", ca_var, &self.ca_pem, e))?;
+        tls::certs_from_pem(&self.cert_pem)
+            .map_err(|e| wrap("the client certificate", cert_var, &self.cert_pem, e))?;
+        tls::key_from_pem(&self.key_pem)
+            .map_err(|e| wrap("the client key", key_var, &self.key_pem, e))?;
         Ok(())
     }
 }
@@ -193,6 +207,7 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("the environment"), "{err}");
+        assert!(err.to_string().contains("PMFLEET_TLS_CA_FILE"), "{err}");
         assert!(matches!(
             ClientIdentity::from_lookup(dir, lookup(&[])),
             Err(PkiError::NoCa { .. })

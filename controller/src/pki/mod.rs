@@ -229,7 +229,11 @@ impl Ca {
         let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
         let now = OffsetDateTime::now_utc();
         let mut params = CertificateParams::default();
-        params.distinguished_name = distinguished_name(&format!("pmfleet fleet CA ({who})"));
+        // A random id in the name tells two CAs of the same machine apart (after a rotation),
+        // so a peer holding the other one's certificate reads "unknown issuer".
+        let id = random_serial().1;
+        let id = id.get(..8).unwrap_or(&id);
+        params.distinguished_name = distinguished_name(&format!("pmfleet fleet CA {id} ({who})"));
         params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
         params.key_usages = vec![
             KeyUsagePurpose::KeyCertSign,
@@ -610,6 +614,7 @@ fn user_at_host() -> String {
         .or_else(|_| std::env::var("LOGNAME"))
         .ok()
         .filter(|u| !u.is_empty())
+        .or_else(user_from_passwd)
         .unwrap_or_else(|| "unknown".to_string());
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
@@ -617,6 +622,19 @@ fn user_at_host() -> String {
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "unknown-host".to_string());
     format!("{user}@{host}")
+}
+
+/// The name of this process's uid in /etc/passwd, for when `$USER` is not set (cron, CI,
+/// containers). The uid is read from the owner of `/proc/self`.
+fn user_from_passwd() -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let uid = std::fs::metadata("/proc/self").ok()?.uid().to_string();
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|line| {
+        let mut fields = line.split(':');
+        let name = fields.next()?;
+        (fields.nth(1)? == uid).then(|| name.to_string())
+    })
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use std::path::{Component, Path, PathBuf};
 
 use super::diagnostic::{FieldPath, Report};
 use super::fields::{self, KeyDef, KeyWalk, Schema};
-use super::model::{Batch, DeployEnv, FetchMode, Hooks, HostSpec};
+use super::model::{AgentSettings, Batch, DeployEnv, FetchMode, Hooks, HostSpec};
 use super::value::{Kind, Value};
 
 /// Defaults of pmfleet's own deploy settings.
@@ -36,6 +36,7 @@ static DEPLOY_SCHEMA: Schema = Schema {
         KeyDef::new("fetch"),
         KeyDef::new("batch"),
         KeyDef::new("max_fail"),
+        KeyDef::new("agent"),
     ],
     unimplemented: &[
         (
@@ -155,6 +156,7 @@ fn read_env(
     let mut fetch = FetchMode::default();
     let mut batch = Batch::default();
     let mut max_fail = 0usize;
+    let mut agent = Some(AgentSettings::default());
 
     for entry in entries {
         let field = f.key(&entry.key);
@@ -189,6 +191,7 @@ fn read_env(
             "shared_files" => shared_files = read_shared(r, value, &field).unwrap_or_default(),
             "fetch" => fetch = read_fetch(r, value, &field),
             "batch" => batch = read_batch(r, value, &field).unwrap_or_default(),
+            "agent" => agent = read_agent(r, value, &field),
             "max_fail" => {
                 max_fail = fields::int_in(
                     r,
@@ -259,7 +262,51 @@ fn read_env(
         fetch,
         batch,
         max_fail,
+        agent,
     })
+}
+
+static AGENT_SCHEMA: Schema = Schema {
+    keys: &[KeyDef::new("port"), KeyDef::new("home")],
+    unimplemented: &[],
+};
+
+/// `agent`: `true`, `false`, or `{ port, home }`.
+fn read_agent(r: &mut Report, v: &Value, f: &FieldPath) -> Option<AgentSettings> {
+    match &v.kind {
+        Kind::Bool(true) => Some(AgentSettings::default()),
+        Kind::Bool(false) => None,
+        Kind::Map(entries) => {
+            let mut settings = AgentSettings::default();
+            let mut walk = KeyWalk::new();
+            for entry in entries {
+                let field = f.key(&entry.key);
+                match walk.accept(r, &AGENT_SCHEMA, entry, &field) {
+                    Some("port") => {
+                        if let Some(port) = fields::port(r, &entry.value, &field) {
+                            settings.port = port;
+                        }
+                    }
+                    Some("home") => {
+                        if let Some(home) = read_path(r, &entry.value, &field) {
+                            settings.home = home;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            Some(settings)
+        }
+        _ => {
+            r.expected(
+                v,
+                f,
+                "true, false or { \"port\": 7677, \"home\": \"~/.pmfleet-agent\" }",
+                Some("`agent: false` deploys without the pmfleet agent (restart the apps from `post-deploy`)".to_owned()),
+            );
+            None
+        }
+    }
 }
 
 struct HostEntry {

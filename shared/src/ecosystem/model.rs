@@ -49,6 +49,27 @@ pub struct DeployEnv {
     pub batch: Batch,
     /// Failed hosts tolerated before the rollout stops (ours; default 0).
     pub max_fail: usize,
+    /// The pmfleet agent on each host (ours; default on). `None`: `agent: false`, the hosts run
+    /// no agent and the apps are restarted by `post-deploy`, as with PM2.
+    pub agent: Option<AgentSettings>,
+}
+
+/// `agent: { port, home }`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentSettings {
+    /// The mutual-TLS port the agent listens on (default 7677).
+    pub port: u16,
+    /// The agent's home on the host (default `~/.pmfleet-agent`); `~` expands on the host.
+    pub home: String,
+}
+
+impl Default for AgentSettings {
+    fn default() -> Self {
+        AgentSettings {
+            port: 7677,
+            home: "~/.pmfleet-agent".to_string(),
+        }
+    }
 }
 
 /// One host of an environment.

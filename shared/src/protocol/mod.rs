@@ -6,8 +6,13 @@
 //! can refuse an incompatible one with a clear error instead of a confusing parse failure;
 //! the length prefix caps what a peer may make us buffer ([`MAX_FRAME_LEN`]).
 //!
-//! One request gets one response, except [`Request::Logs`] with `follow`, which gets a stream
-//! of [`Response::Log`] frames until the client hangs up.
+//! One request gets one response, except [`Request::Logs`], which gets a stream of
+//! [`Response::Log`] frames ended by [`Response::End`] (with `follow`, until the client hangs up).
+//!
+//! The controller's side of a deploy is [`Request::ApplyRelease`] (start or reload every app of
+//! a release's ecosystem file, waiting for readiness) and of `pmfleet status`,
+//! [`Request::Status`] (everything the fleet table needs in one round trip). `docs/protocol.md`
+//! describes every message with a JSON example, and which ones a remote client may send.
 
 mod app;
 mod frame;
@@ -65,8 +70,118 @@ pub enum Request {
     Save,
     /// Start every app of the dump file that is not already running.
     Resurrect,
-    /// Stop every app and end the daemon.
+    /// Stop every app and end the daemon. Accepted on the local socket only.
     Kill,
+    /// The agent as a whole: version, host, uptime and every instance, in one answer
+    /// ([`Response::Status`]).
+    Status,
+    /// Run a release that is already unpacked on the host: start or rolling-reload every app
+    /// of its ecosystem file, waiting until each is ready ([`Response::Applied`]).
+    ApplyRelease(Box<ApplyRelease>),
+    /// Read the TLS files of the agent home again (a renewed certificate, a new CRL, another
+    /// listen address) and restart the mutual-TLS endpoint with them. Accepted on the local
+    /// socket only.
+    ReloadTls,
+}
+
+/// `apply_release`: what the controller sends once a release is on the host.
+///
+/// Every app of the release's ecosystem file is resolved with its `cwd` (and relative
+/// `script`s) under `release_dir`, then started if the agent does not know it, or rolling-
+/// reloaded with the new spec if it does. Apps the agent runs that the file does not name are
+/// left alone. Applying the same release twice changes nothing the second time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApplyRelease {
+    /// The release on the host (`releases/<id>`), absolute and with no symlink in it: the
+    /// apps keep running from it after `current` moves on to a newer release.
+    pub release_dir: PathBuf,
+    /// The ecosystem file, relative to `release_dir`; `None` looks for PM2's names there
+    /// (`ecosystem.config.js`, `ecosystem.json`, …).
+    #[serde(default)]
+    pub ecosystem: Option<PathBuf>,
+    /// The deploy environment's name: selects the apps' `env_<name>` blocks.
+    #[serde(default)]
+    pub env_name: Option<String>,
+    /// `deploy.<env>.env`: the lowest precedence, below each app's `env` and `env_<name>`.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// How long the whole apply may take, in milliseconds; each new instance gets at most its
+    /// app's `listen_timeout` and never more than what is left of this. `0`: only the
+    /// `listen_timeout`s bound it.
+    #[serde(default)]
+    pub timeout_ms: u64,
+}
+
+/// The answer to [`Request::ApplyRelease`]: one entry per app of the ecosystem file, in
+/// its order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApplyReport {
+    pub apps: Vec<AppliedApp>,
+    /// Ecosystem keys the agent ignores (`cron_restart`, …), one sentence each.
+    #[serde(default)]
+    pub warnings: Vec<String>,
+}
+
+impl ApplyReport {
+    /// Whether every app is running the release and ready.
+    pub fn ok(&self) -> bool {
+        self.apps.iter().all(|a| a.ok)
+    }
+}
+
+/// What happened to one app of an applied release.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppliedApp {
+    pub name: String,
+    pub action: AppliedAction,
+    /// The app runs the release and every instance became ready. When false, `message` says
+    /// why; a failed reload left the previous instances serving.
+    pub ok: bool,
+    /// One line for a person: what was done, or what went wrong.
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AppliedAction {
+    /// The app was not running: started, and its instances waited for until ready.
+    Started,
+    /// Rolling reload with the new spec, one instance at a time, without downtime.
+    Reloaded,
+    /// Stopped and started again with the new spec: fork mode (no shared socket to hand
+    /// over), or the port or exec mode changed.
+    Restarted,
+    /// Already running exactly this spec with every instance online: nothing was done.
+    Unchanged,
+}
+
+impl std::fmt::Display for AppliedAction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            AppliedAction::Started => "started",
+            AppliedAction::Reloaded => "reloaded",
+            AppliedAction::Restarted => "restarted",
+            AppliedAction::Unchanged => "unchanged",
+        })
+    }
+}
+
+/// The answer to [`Request::Status`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentStatus {
+    /// The agent's version (`pmfleet-agent --version`).
+    pub version: String,
+    /// The host's name as the kernel reports it.
+    pub hostname: String,
+    /// Seconds since the daemon started.
+    pub uptime_secs: u64,
+    /// The release directory of the last [`Request::ApplyRelease`] whose apps all became
+    /// ready; `None` before the first one.
+    #[serde(default)]
+    pub release: Option<PathBuf>,
+    /// Every instance, as [`Request::List`] answers: instances online/total per app, CPU,
+    /// memory, restarts and uptime are all derived from these.
+    pub processes: Vec<ProcessInfo>,
 }
 
 /// `start`: an ecosystem file or a single script, plus what the client's shell knew.
@@ -197,6 +312,8 @@ pub enum Response {
     /// The end of a stream of [`Response::Log`] frames.
     End,
     Error(ApiError),
+    Status(AgentStatus),
+    Applied(ApplyReport),
 }
 
 /// A failed request: what kind of failure, and a sentence for a human.
@@ -217,6 +334,8 @@ pub enum ErrorKind {
     /// The peer speaks another protocol version.
     Version,
     Internal,
+    /// This endpoint does not accept the request (e.g. `kill` from a remote client).
+    Forbidden,
 }
 
 /// One line of an app's log.

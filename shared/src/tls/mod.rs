@@ -7,7 +7,8 @@
 //! crypto provider chosen explicitly (the workspace has one crypto backend), and negotiate the
 //! [`ALPN`] protocol so a stray TLS client is told apart from a pmfleet peer.
 //!
-//! - [`pem`](self::certs_from_pem): certificates, keys and CRLs from PEM text or files.
+//! - [`certs_from_pem`], [`key_from_pem`], [`crls_from_pem`], [`read_pem_file`]: PEM text from
+//!   files or environment variables.
 //! - [`make_csr`]: what a host runs to get its certificate without its key leaving it.
 //! - [`accept_with_timeout`], [`connect_with_timeout`]: handshakes with a deadline.
 //!

@@ -1,0 +1,141 @@
+//! Talking to a host's agent over mutual TLS: one request, one response (or a stream of
+//! responses for `logs --follow`), every phase under a deadline.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use pmfleet_shared::protocol::{self, Request, Response};
+use pmfleet_shared::tls::{self, TlsError};
+use serde::de::DeserializeOwned;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio_rustls::TlsConnector;
+
+use crate::pki::ClientIdentity;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("{0}")]
+    Tls(#[from] TlsError),
+    #[error("the agent closed the connection: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("bad frame from the agent: {0}")]
+    Frame(#[from] protocol::FrameError),
+    #[error("no answer from the agent within {0:?}")]
+    Timeout(Duration),
+    #[error("the agent refused: {0}")]
+    Refused(String),
+}
+
+impl AgentError {
+    /// The agent could not be reached at all (as opposed to answering badly).
+    pub fn is_unreachable(&self) -> bool {
+        matches!(
+            self,
+            AgentError::Tls(TlsError::Connect(_))
+                | AgentError::Tls(TlsError::Timeout { .. })
+                | AgentError::Timeout(_)
+        )
+    }
+}
+
+/// Dials agents with the controller's (or CI runner's) fleet certificate.
+#[derive(Clone)]
+pub struct AgentClient {
+    connector: TlsConnector,
+    /// Connect + handshake, and each answer.
+    timeout: Duration,
+}
+
+impl AgentClient {
+    pub fn new(identity: &ClientIdentity, timeout: Duration) -> Result<AgentClient, TlsError> {
+        Ok(AgentClient {
+            connector: TlsConnector::from(identity.client_config()?),
+            timeout,
+        })
+    }
+
+    pub fn from_config(config: Arc<rustls::ClientConfig>, timeout: Duration) -> AgentClient {
+        AgentClient {
+            connector: TlsConnector::from(config),
+            timeout,
+        }
+    }
+
+    /// Sends one request to the agent at `host:port` and returns its answer; an `Error`
+    /// answer becomes [`AgentError::Refused`]. `wait` bounds the answer (apply-release waits
+    /// for apps to become ready); the connection itself is bounded by the client's timeout.
+    pub async fn request(
+        &self,
+        host: &str,
+        port: u16,
+        request: &Request,
+        wait: Option<Duration>,
+    ) -> Result<Response, AgentError> {
+        let mut stream = self.connect(host, port).await?;
+        write_frame(&mut stream, request).await?;
+        let wait = wait.unwrap_or(self.timeout);
+        let response: Response = tokio::time::timeout(wait, read_frame(&mut stream))
+            .await
+            .map_err(|_| AgentError::Timeout(wait))??;
+        let _ = stream.shutdown().await;
+        match response {
+            Response::Error(e) => Err(AgentError::Refused(e.message)),
+            other => Ok(other),
+        }
+    }
+
+    /// Sends `request` and hands every answer to `on_response` until it returns false or the
+    /// agent ends the stream (`End`).
+    pub async fn stream(
+        &self,
+        host: &str,
+        port: u16,
+        request: &Request,
+        mut on_response: impl FnMut(Response) -> bool,
+    ) -> Result<(), AgentError> {
+        let mut stream = self.connect(host, port).await?;
+        write_frame(&mut stream, request).await?;
+        loop {
+            let response: Response = read_frame(&mut stream).await?;
+            match response {
+                Response::End => return Ok(()),
+                Response::Error(e) => return Err(AgentError::Refused(e.message)),
+                other => {
+                    if !on_response(other) {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    }
+
+    async fn connect(
+        &self,
+        host: &str,
+        port: u16,
+    ) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, AgentError> {
+        let name = tls::server_name(host)?;
+        Ok(tls::connect_with_timeout(&self.connector, (host, port), name, self.timeout).await?)
+    }
+}
+
+async fn write_frame<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    request: &Request,
+) -> Result<(), AgentError> {
+    let bytes = protocol::encode(request)?;
+    writer.write_all(&bytes).await?;
+    writer.flush().await?;
+    Ok(())
+}
+
+async fn read_frame<R: AsyncRead + Unpin, T: DeserializeOwned>(
+    reader: &mut R,
+) -> Result<T, AgentError> {
+    let mut prefix = [0u8; 4];
+    reader.read_exact(&mut prefix).await?;
+    let len = protocol::frame_len(prefix)?;
+    let mut payload = vec![0u8; len as usize];
+    reader.read_exact(&mut payload).await?;
+    Ok(protocol::decode(&payload)?)
+}

@@ -1,0 +1,71 @@
+//! The fleet's agents as the control-plane commands (`status`, `app`, `logs`) see them: every
+//! host of the chosen environments, asked concurrently, each under its own deadline.
+
+use std::path::Path;
+use std::time::Duration;
+
+use pmfleet_shared::ecosystem::{self, Ecosystem};
+
+use crate::agent_client::AgentClient;
+pub use crate::concurrent::each;
+use crate::pki::{self, ClientIdentity};
+
+/// One agent to ask.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentTarget {
+    pub env: String,
+    /// The host as written in the ecosystem file (what the agent's certificate names).
+    pub host: String,
+    pub port: u16,
+}
+
+impl AgentTarget {
+    pub fn label(&self) -> String {
+        self.host.clone()
+    }
+}
+
+/// Loads the ecosystem file (`file`, or the one found in `cwd`).
+pub fn load_ecosystem(file: Option<&Path>, cwd: &Path) -> Result<Ecosystem, String> {
+    let path = match file {
+        Some(path) => path.to_path_buf(),
+        None => ecosystem::locate(cwd).map_err(|e| e.to_string())?,
+    };
+    ecosystem::load(&path).map_err(|e| e.to_string())
+}
+
+/// Every agent of `envs` (all environments when empty), each host once; environments with
+/// `agent: false` are skipped. Unknown environment names are an error.
+pub fn targets(eco: &Ecosystem, envs: &[String]) -> Result<Vec<AgentTarget>, String> {
+    let chosen: Vec<&str> = if envs.is_empty() {
+        eco.deploy.keys().map(String::as_str).collect()
+    } else {
+        envs.iter().map(String::as_str).collect()
+    };
+    let mut out: Vec<AgentTarget> = Vec::new();
+    for name in chosen {
+        let env = eco.environment(name).map_err(|e| e.to_string())?;
+        let Some(agent) = &env.agent else { continue };
+        for host in &env.hosts {
+            let target = AgentTarget {
+                env: env.name.clone(),
+                host: host.host.clone(),
+                port: agent.port,
+            };
+            if !out
+                .iter()
+                .any(|t| t.host == target.host && t.port == target.port)
+            {
+                out.push(target);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The TLS client for agents, from `PMFLEET_TLS_*` or the fleet CA directory.
+pub fn client(timeout: Duration) -> Result<AgentClient, String> {
+    let dir = pki::default_dir().map_err(|e| e.to_string())?;
+    let identity = ClientIdentity::from_env_or_dir(&dir).map_err(|e| e.to_string())?;
+    AgentClient::new(&identity, timeout).map_err(|e| e.to_string())
+}

@@ -1,0 +1,94 @@
+//! `pmfleet logs [file] <env> [app] [--lines N] [--follow]`: the apps' logs from every host
+//! of the environment, merged as they arrive, each line prefixed with its host.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+use pmfleet_shared::ecosystem;
+use pmfleet_shared::protocol::{Request, Response};
+
+use crate::agents;
+use crate::deploy::Exit;
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// [ECOSYSTEM_FILE] ENVIRONMENT [APP]
+    #[arg(required = true, value_name = "ARGS")]
+    pub words: Vec<String>,
+    /// Lines of history from each host first.
+    #[arg(long, default_value_t = 15)]
+    pub lines: usize,
+    /// Keep printing new lines until interrupted.
+    #[arg(long, short = 'f')]
+    pub follow: bool,
+}
+
+pub async fn run(args: LogsArgs) -> Exit {
+    let mut words: Vec<&str> = args.words.iter().map(String::as_str).collect();
+    let file = match words.first() {
+        Some(first) if ecosystem::looks_like_ecosystem_file(first) => {
+            Some(PathBuf::from(words.remove(0)))
+        }
+        _ => None,
+    };
+    let (env, app) = match words.as_slice() {
+        [env] => (env.to_string(), None),
+        [env, app] => (env.to_string(), Some(app.to_string())),
+        _ => {
+            eprintln!("error: usage: pmfleet logs <env> [app] [--lines N] [--follow]");
+            return Exit::BadConfig;
+        }
+    };
+    let cwd = std::env::current_dir().unwrap_or_else(|_| ".".into());
+    let prepared = agents::load_ecosystem(file.as_deref(), &cwd)
+        .and_then(|eco| agents::targets(&eco, std::slice::from_ref(&env)))
+        .and_then(|targets| Ok((targets, agents::client(Duration::from_secs(10))?)));
+    let (targets, client) = match prepared {
+        Ok(v) => v,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return Exit::BadConfig;
+        }
+    };
+    let request = Request::Logs {
+        app,
+        lines: args.lines,
+        follow: args.follow,
+    };
+    let streams = agents::each(&targets, |target| {
+        let client = client.clone();
+        let request = request.clone();
+        async move {
+            let host = target.host.clone();
+            let result = client
+                .stream(&target.host, target.port, &request, |response| {
+                    if let Response::Log(line) = response {
+                        let mut out = std::io::stdout().lock();
+                        let _ = writeln!(out, "{host} | {} | {}", line.app, line.line);
+                        let _ = out.flush();
+                    }
+                    true
+                })
+                .await;
+            (target, result)
+        }
+    });
+    let results = tokio::select! {
+        results = streams => results,
+        _ = tokio::signal::ctrl_c() => return Exit::Success,
+    };
+    let mut exit = Exit::Success;
+    for (target, result) in results {
+        if let Err(e) = result {
+            eprintln!("{} | error | {e}", target.host);
+            exit = if e.is_unreachable() {
+                Exit::Unreachable
+            } else {
+                Exit::Failed
+            };
+        }
+    }
+    exit
+}

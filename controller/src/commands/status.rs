@@ -1,0 +1,353 @@
+//! `pmfleet status [file] [env…]`: every host of the environments asked concurrently; one
+//! table of hosts and apps. Unreachable hosts are shown, never hidden, and make the exit code
+//! non-zero, as does an errored app.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+use pmfleet_shared::ecosystem;
+use pmfleet_shared::protocol::{AgentStatus, ExecModeSpec, Request, Response, Status};
+use serde::Serialize;
+
+use crate::agent_client::AgentClient;
+use crate::agents::{self, AgentTarget};
+use crate::cli::parse_duration;
+use crate::deploy::Exit;
+use crate::output::table;
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// [ECOSYSTEM_FILE] [ENVIRONMENT…] (every environment when none is named)
+    #[arg(value_name = "ARGS")]
+    pub words: Vec<String>,
+    /// One JSON document instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Redraw every 2 seconds until interrupted.
+    #[arg(long)]
+    pub watch: bool,
+    /// How long to wait for each host.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    pub timeout: Duration,
+}
+
+/// What one host said (or why it said nothing).
+#[derive(Debug, Clone, Serialize)]
+pub struct HostStatus {
+    pub env: String,
+    pub host: String,
+    pub reachable: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agent: Option<AgentStatus>,
+}
+
+/// One app on one host, instances folded together.
+#[derive(Debug, Clone, Serialize)]
+pub struct AppRow {
+    pub name: String,
+    pub mode: String,
+    pub online: usize,
+    pub total: usize,
+    pub errored: usize,
+    pub cpu_percent: f32,
+    pub rss_bytes: u64,
+    pub restarts: u32,
+    pub uptime_ms: Option<u64>,
+    pub release: Option<String>,
+    pub sha: Option<String>,
+}
+
+pub async fn run(args: StatusArgs) -> Exit {
+    let (file, envs) = split_words(&args.words);
+    let cwd = std::env::current_dir().unwrap_or_else(|_| ".".into());
+    let eco = match agents::load_ecosystem(file.as_deref(), &cwd) {
+        Ok(eco) => eco,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return Exit::BadConfig;
+        }
+    };
+    let targets = match agents::targets(&eco, &envs) {
+        Ok(t) => t,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return Exit::BadConfig;
+        }
+    };
+    if targets.is_empty() {
+        eprintln!("error: no host runs a pmfleet agent in these environments (`agent: false`?)");
+        return Exit::BadConfig;
+    }
+    let client = match agents::client(args.timeout) {
+        Ok(c) => c,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return Exit::BadConfig;
+        }
+    };
+    loop {
+        let hosts = ask_all(&client, &targets).await;
+        let exit = exit_for(&hosts);
+        if args.json {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&json(&hosts)).unwrap_or_default()
+            );
+        } else {
+            if args.watch {
+                print!("\x1b[H\x1b[2J");
+            }
+            print!("{}", render(&hosts));
+        }
+        if !args.watch {
+            return exit;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+            _ = tokio::signal::ctrl_c() => return exit,
+        }
+    }
+}
+
+fn split_words(words: &[String]) -> (Option<PathBuf>, Vec<String>) {
+    match words.first() {
+        Some(first) if ecosystem::looks_like_ecosystem_file(first) => (
+            Some(PathBuf::from(first)),
+            words.iter().skip(1).cloned().collect(),
+        ),
+        _ => (None, words.to_vec()),
+    }
+}
+
+/// Asks every agent at once.
+pub async fn ask_all(client: &AgentClient, targets: &[AgentTarget]) -> Vec<HostStatus> {
+    agents::each(targets, |target| {
+        let client = client.clone();
+        async move {
+            let answer = client
+                .request(&target.host, target.port, &Request::Status, None)
+                .await;
+            let host = target.label();
+            match answer {
+                Ok(Response::Status(status)) => HostStatus {
+                    env: target.env,
+                    host: host.clone(),
+                    reachable: true,
+                    error: None,
+                    agent: Some(status),
+                },
+                Ok(other) => HostStatus {
+                    env: target.env,
+                    host: host.clone(),
+                    reachable: true,
+                    error: Some(format!("unexpected answer: {other:?}")),
+                    agent: None,
+                },
+                Err(e) => HostStatus {
+                    env: target.env,
+                    reachable: !e.is_unreachable(),
+                    host: host.clone(),
+                    error: Some(e.to_string()),
+                    agent: None,
+                },
+            }
+        }
+    })
+    .await
+}
+
+/// Folds a host's instances into one row per app.
+pub fn app_rows(status: &AgentStatus) -> Vec<AppRow> {
+    let mut rows: BTreeMap<String, AppRow> = BTreeMap::new();
+    for p in &status.processes {
+        let row = rows.entry(p.name.clone()).or_insert_with(|| AppRow {
+            name: p.name.clone(),
+            mode: match p.mode {
+                ExecModeSpec::Cluster => "cluster".into(),
+                ExecModeSpec::Fork => "fork".into(),
+            },
+            online: 0,
+            total: 0,
+            errored: 0,
+            cpu_percent: 0.0,
+            rss_bytes: 0,
+            restarts: 0,
+            uptime_ms: None,
+            release: None,
+            sha: None,
+        });
+        row.total += 1;
+        match p.status {
+            Status::Online => row.online += 1,
+            Status::Errored => row.errored += 1,
+            _ => {}
+        }
+        row.cpu_percent += p.cpu_percent.unwrap_or(0.0);
+        row.rss_bytes += p.rss_bytes.unwrap_or(0);
+        row.restarts += p.restarts;
+        row.uptime_ms = match (row.uptime_ms, p.uptime_ms) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+    }
+    rows.into_values().collect()
+}
+
+fn exit_for(hosts: &[HostStatus]) -> Exit {
+    let errored = hosts
+        .iter()
+        .filter_map(|h| h.agent.as_ref())
+        .any(|a| a.processes.iter().any(|p| p.status == Status::Errored));
+    if hosts.iter().any(|h| h.agent.is_none()) {
+        Exit::Unreachable
+    } else if errored {
+        Exit::Failed
+    } else {
+        Exit::Success
+    }
+}
+
+fn json(hosts: &[HostStatus]) -> serde_json::Value {
+    serde_json::Value::Array(
+        hosts
+            .iter()
+            .map(|h| {
+                let mut value = serde_json::to_value(h).unwrap_or_default();
+                if let (Some(agent), Some(obj)) = (&h.agent, value.as_object_mut()) {
+                    obj.insert(
+                        "apps".into(),
+                        serde_json::to_value(app_rows(agent)).unwrap_or_default(),
+                    );
+                }
+                value
+            })
+            .collect(),
+    )
+}
+
+/// The fleet table.
+pub fn render(hosts: &[HostStatus]) -> String {
+    let mut rows: Vec<[String; 12]> = Vec::new();
+    for h in hosts {
+        match &h.agent {
+            None => rows.push([
+                h.env.clone(),
+                h.host.clone(),
+                if h.reachable {
+                    "error".into()
+                } else {
+                    "unreachable".into()
+                },
+                String::new(),
+                String::new(),
+                String::new(),
+                String::new(),
+                String::new(),
+                String::new(),
+                String::new(),
+                String::new(),
+                h.error.clone().unwrap_or_default(),
+            ]),
+            Some(agent) => {
+                let apps = app_rows(agent);
+                if apps.is_empty() {
+                    rows.push([
+                        h.env.clone(),
+                        h.host.clone(),
+                        format!("agent {}", agent.version),
+                        String::new(),
+                        String::new(),
+                        "(no apps)".into(),
+                        String::new(),
+                        String::new(),
+                        String::new(),
+                        String::new(),
+                        String::new(),
+                        String::new(),
+                    ]);
+                }
+                for app in apps {
+                    rows.push([
+                        h.env.clone(),
+                        h.host.clone(),
+                        format!("agent {}", agent.version),
+                        app.release.clone().unwrap_or_else(|| "-".into()),
+                        app.sha
+                            .as_deref()
+                            .map(|s| s.get(..7).unwrap_or(s).to_string())
+                            .unwrap_or_else(|| "-".into()),
+                        app.name.clone(),
+                        app.mode.clone(),
+                        format!("{}/{}", app.online, app.total),
+                        format!("{:.1}%", app.cpu_percent),
+                        human_bytes(app.rss_bytes),
+                        app.restarts.to_string(),
+                        app.uptime_ms
+                            .map(human_duration)
+                            .unwrap_or_else(|| "-".into()),
+                    ]);
+                }
+            }
+        }
+    }
+    table(
+        &[
+            "ENV", "HOST", "AGENT", "RELEASE", "SHA", "APP", "MODE", "ONLINE", "CPU", "MEM",
+            "RESTARTS", "UPTIME",
+        ],
+        &rows,
+    )
+}
+
+fn human_bytes(bytes: u64) -> String {
+    let mib = bytes as f64 / (1024.0 * 1024.0);
+    if mib >= 1024.0 {
+        format!("{:.1} GiB", mib / 1024.0)
+    } else {
+        format!("{mib:.1} MiB")
+    }
+}
+
+fn human_duration(ms: u64) -> String {
+    let s = ms / 1000;
+    match s {
+        0..=59 => format!("{s}s"),
+        60..=3599 => format!("{}m", s / 60),
+        3600..=86_399 => format!("{}h", s / 3600),
+        _ => format!("{}d", s / 86_400),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_and_sizes_read_well() {
+        assert_eq!(human_duration(5_000), "5s");
+        assert_eq!(human_duration(125_000), "2m");
+        assert_eq!(human_duration(7_200_000), "2h");
+        assert_eq!(human_bytes(50 * 1024 * 1024), "50.0 MiB");
+    }
+
+    #[test]
+    fn unreachable_hosts_are_rows_and_fail_the_exit_code() {
+        let hosts = vec![HostStatus {
+            env: "production".into(),
+            host: "web1".into(),
+            reachable: false,
+            error: Some("connection refused".into()),
+            agent: None,
+        }];
+        let text = render(&hosts);
+        assert!(
+            text.contains("web1") && text.contains("unreachable"),
+            "{text}"
+        );
+        assert_eq!(exit_for(&hosts), Exit::Unreachable);
+    }
+}

@@ -1,0 +1,88 @@
+//! After `current` switched on a host, its agent starts or reloads the apps of the new release
+//! (zero downtime) and answers once they are ready — or that they never became ready, and the
+//! host goes back to the release it served.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use pmfleet_shared::ecosystem::AgentSettings;
+use pmfleet_shared::protocol::{ApplyRelease, Request, Response};
+
+use super::fleet::Member;
+use crate::agent_client::AgentClient;
+
+/// How long the apps of a release may take to become ready on one host.
+pub const APPLY_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The agent of an environment's hosts.
+#[derive(Clone)]
+pub struct Agents {
+    pub client: AgentClient,
+    pub settings: AgentSettings,
+}
+
+impl Agents {
+    /// The agents of `env`, or `None` with `agent: false`. Fails when this machine has no
+    /// fleet certificate to talk to them with.
+    pub fn for_env(env: &pmfleet_shared::ecosystem::DeployEnv) -> Result<Option<Agents>, String> {
+        let Some(settings) = &env.agent else {
+            return Ok(None);
+        };
+        let client = crate::agents::client(Duration::from_secs(10)).map_err(|message| {
+            format!(
+                "cannot talk to the agents: {message}\n  hint: run `pmfleet ca init` and `pmfleet deploy {} setup`, or set `agent: false`",
+                env.name
+            )
+        })?;
+        Ok(Some(Agents {
+            client,
+            settings: settings.clone(),
+        }))
+    }
+
+    /// Asks `member`'s agent to run the apps of `<root>/releases/<release>`; `Ok` says what it
+    /// did, `Err` why the apps are not serving from it.
+    pub async fn apply(
+        &self,
+        member: &Member,
+        root: &str,
+        release: &str,
+        env_name: &str,
+        env: &BTreeMap<String, String>,
+    ) -> Result<String, String> {
+        let request = Request::ApplyRelease(Box::new(ApplyRelease {
+            release_dir: format!("{root}/releases/{release}").into(),
+            ecosystem: None,
+            env_name: Some(env_name.to_string()),
+            env: env.clone(),
+            timeout_ms: APPLY_TIMEOUT.as_millis() as u64,
+        }));
+        let answer = self
+            .client
+            .request(&member.host, self.settings.port, &request, Some(APPLY_TIMEOUT + Duration::from_secs(10)))
+            .await
+            .map_err(|e| format!("agent: {e}"))?;
+        let Response::Applied(report) = answer else {
+            return Err(format!("agent: unexpected answer {answer:?}"));
+        };
+        let failed: Vec<String> = report
+            .apps
+            .iter()
+            .filter(|a| !a.ok)
+            .map(|a| format!("{}: {}", a.name, a.message))
+            .collect();
+        if !failed.is_empty() {
+            return Err(format!("apps not ready: {}", failed.join("; ")));
+        }
+        let names: Vec<String> = report
+            .apps
+            .iter()
+            .map(|a| format!("{} {}", a.name, format!("{:?}", a.action).to_lowercase()))
+            .collect();
+        Ok(if names.is_empty() {
+            "no apps in the release's ecosystem file".to_string()
+        } else {
+            names.join(", ")
+        })
+    }
+}

@@ -1,0 +1,185 @@
+//! The agent on each host, as part of `setup` (idempotent): the binary, a certificate signed by
+//! the fleet CA for the host's name (the key is made on the host; only a CSR travels), and a
+//! running daemon — a systemd service where systemd runs, else a background daemon that
+//! outlives the SSH session. A healthy agent is left as it is.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use pmfleet_shared::ecosystem::{AgentSettings, DeployEnv};
+use pmfleet_shared::protocol::{Request, Response};
+
+use super::fleet::Member;
+use super::scripts;
+use crate::agent_client::AgentClient;
+use crate::pki::{self, Ca, ClientIdentity};
+use crate::transport::SharedBytes;
+
+/// What the controller brings to every host.
+pub struct Kit {
+    pub ca: Ca,
+    pub client: AgentClient,
+    /// The agent binary to install, and its SHA-256.
+    pub binary: Arc<Vec<u8>>,
+    pub binary_sum: String,
+}
+
+impl Kit {
+    /// Loads the fleet CA and the agent binary; the errors say what to do.
+    pub fn load() -> Result<Kit, String> {
+        let dir = pki::default_dir().map_err(|e| e.to_string())?;
+        let ca = Ca::load(&dir).map_err(|e| {
+            format!("{e}\n  hint: run `pmfleet ca init` once on this machine, or set `agent: false` in the environment to deploy without the agent")
+        })?;
+        let identity = ClientIdentity::from_env_or_dir(&dir).map_err(|e| e.to_string())?;
+        let client = AgentClient::new(&identity, Duration::from_secs(10)).map_err(|e| e.to_string())?;
+        let path = agent_binary_path();
+        let binary = std::fs::read(&path).map_err(|e| {
+            format!(
+                "cannot read the agent binary {}: {e}\n  hint: build it (`cargo build --release -p pmfleet-agent`) next to `pmfleet`, or set PMFLEET_AGENT_BIN",
+                path.display()
+            )
+        })?;
+        let binary_sum = sha256_hex(&binary);
+        Ok(Kit {
+            ca,
+            client,
+            binary: Arc::new(binary),
+            binary_sum,
+        })
+    }
+}
+
+/// `$PMFLEET_AGENT_BIN`, else `pmfleet-agent` next to this executable.
+pub fn agent_binary_path() -> PathBuf {
+    if let Some(path) = std::env::var_os("PMFLEET_AGENT_BIN") {
+        return PathBuf::from(path);
+    }
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|dir| dir.join("pmfleet-agent")))
+        .unwrap_or_else(|| PathBuf::from("pmfleet-agent"))
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    ring::digest::digest(&ring::digest::SHA256, bytes)
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The address the agent listens on: the host's own address when it is written as one (or
+/// `localhost`), else every interface.
+pub fn listen_address(host: &str, settings: &AgentSettings) -> String {
+    let ip = if host == "localhost" {
+        Some("127.0.0.1".to_string())
+    } else {
+        host.parse::<std::net::IpAddr>().ok().map(|ip| match ip {
+            std::net::IpAddr::V6(v6) => format!("[{v6}]"),
+            v4 => v4.to_string(),
+        })
+    };
+    format!("{}:{}", ip.unwrap_or_else(|| "0.0.0.0".into()), settings.port)
+}
+
+/// Makes sure `member` runs a current, certified agent; returns a one-line description.
+pub async fn provision(kit: &Kit, env: &DeployEnv, settings: &AgentSettings, member: &Member) -> Result<String, String> {
+    let home = &settings.home;
+    let probe = member.run(&scripts::agent_probe(home)).await?;
+    let field = |key: &str| {
+        probe
+            .stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{key}=")))
+            .unwrap_or("")
+            .trim()
+            .to_string()
+    };
+    let (os, arch) = (field("os"), field("arch"));
+    if os != "Linux" || arch != std::env::consts::ARCH {
+        return Err(format!(
+            "this host is {os} {arch}, and the agent binary here is for Linux {}: build pmfleet-agent for that target and point PMFLEET_AGENT_BIN at it",
+            std::env::consts::ARCH
+        ));
+    }
+    let mut changed = Vec::new();
+    if field("sum") != kit.binary_sum {
+        let stdin = SharedBytes::stdin(&kit.binary);
+        let captured = member
+            .conn
+            .run_with_stdin(&scripts::agent_upload(home), Some(stdin))
+            .await
+            .map_err(|e| format!("uploading the agent: {e:#}"))?;
+        if !captured.success() {
+            return Err(format!("uploading the agent: {}", captured.reason()));
+        }
+        changed.push("binary");
+    }
+
+    let sans = vec![member.host.clone()];
+    let listen = listen_address(&member.host, settings);
+    let issued = format!("{} {listen} {}", sans.join(","), kit.ca.fingerprint());
+    if field("issued") != issued {
+        let csr = member
+            .run(&scripts::agent_csr(home, &sans))
+            .await
+            .map_err(|e| format!("certificate request: {e}"))?;
+        let cert = pki::sign_agent_csr(&kit.ca, &csr.stdout, &sans, pki::DEFAULT_AGENT_DAYS)
+            .map_err(|e| format!("signing the agent's certificate: {e}"))?;
+        let crl = std::fs::read_to_string(kit.ca.dir().join(pki::CRL_FILE)).unwrap_or_default();
+        member
+            .run(&scripts::agent_tls(home, cert.trim(), kit.ca.cert_pem().trim(), crl.trim(), &listen, &issued))
+            .await
+            .map_err(|e| format!("installing the certificate: {e}"))?;
+        changed.push("certificate");
+    }
+
+    let running = field("running") == "yes";
+    if !running || !changed.is_empty() {
+        let systemd = field("systemd") == "yes";
+        member
+            .run(&scripts::agent_start(home, systemd, running))
+            .await
+            .map_err(|e| format!("starting the agent: {e}"))?;
+    }
+    let version = wait_for_agent(kit, &member.host, settings.port).await.map_err(|e| {
+        format!("the agent does not answer on {listen} over mutual TLS: {e} (see {home}/agent.log on the host)")
+    })?;
+    let _ = env;
+    Ok(if changed.is_empty() && running {
+        format!("agent {version} already running on {listen}")
+    } else if changed.is_empty() {
+        format!("agent {version} started on {listen}")
+    } else {
+        format!("agent {version} on {listen} (new {})", changed.join(" and "))
+    })
+}
+
+/// Polls the agent until it answers a ping (it may still be starting).
+async fn wait_for_agent(kit: &Kit, host: &str, port: u16) -> Result<String, String> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        match kit.client.request(host, port, &Request::Ping, None).await {
+            Ok(Response::Pong { version, .. }) => return Ok(version),
+            Ok(other) => return Err(format!("unexpected answer {other:?}")),
+            Err(e) if tokio::time::Instant::now() >= deadline => return Err(e.to_string()),
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listen_addresses() {
+        let s = AgentSettings::default();
+        assert_eq!(listen_address("127.0.0.3", &s), "127.0.0.3:7677");
+        assert_eq!(listen_address("localhost", &s), "127.0.0.1:7677");
+        assert_eq!(listen_address("web1.example.com", &s), "0.0.0.0:7677");
+        assert_eq!(listen_address("::1", &s), "[::1]:7677");
+    }
+}
