@@ -9,8 +9,8 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use pmfleet_shared::protocol::{
-    AppDetail, ProcessInfo, Request, Response, ScaleTo, ScriptStart, StartRequest, StartSource,
-    Target,
+    AppDetail, ApplyRelease, ApplyReport, ProcessInfo, Request, Response, ScaleTo, ScriptStart,
+    StartRequest, StartSource, Target,
 };
 
 use crate::client::{Client, ClientError};
@@ -30,7 +30,37 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the daemon in the foreground (what systemd runs; other verbs start it on demand).
-    Daemon,
+    Daemon {
+        /// Serve mutual TLS on this address (overrides the agent home's tls/listen file).
+        #[arg(long, value_name = "ADDR:PORT")]
+        tls_listen: Option<String>,
+    },
+    /// Start the daemon unless it runs, and check that it answers.
+    Ping,
+    /// Print the agent's version.
+    Version {
+        #[arg(long)]
+        json: bool,
+    },
+    /// The mutual-TLS identity the controller reaches this agent with.
+    #[command(subcommand)]
+    Tls(TlsCommand),
+    /// Run a release unpacked on this host: start or reload every app of its ecosystem file.
+    Apply {
+        /// The release directory (`releases/<id>`).
+        release_dir: PathBuf,
+        /// The ecosystem file, relative to the release (default: PM2's names).
+        #[arg(long)]
+        ecosystem: Option<PathBuf>,
+        /// `env_<name>` blocks to apply.
+        #[arg(long = "env")]
+        env_name: Option<String>,
+        /// Milliseconds the whole apply may take (0: each app's listen_timeout only).
+        #[arg(long, default_value_t = 0)]
+        timeout: u64,
+        #[arg(long)]
+        json: bool,
+    },
     /// Start every app of an ecosystem file, or one script or command.
     Start(Box<StartArgs>),
     /// Stop an app (or `all`): its kill signal, then SIGKILL after kill_timeout.
@@ -171,10 +201,75 @@ fn is_ecosystem(target: &str) -> bool {
         .any(|ext| name.ends_with(ext))
 }
 
+/// `pmfleet-agent tls …`.
+#[derive(Debug, Subcommand)]
+pub enum TlsCommand {
+    /// Make a new key (tls/agent.key in the agent home, mode 0600) and print a certificate
+    /// signing request for it; the key never leaves the host.
+    Request {
+        /// A host name or IP address the certificate must name (repeat for several).
+        #[arg(long = "san", required = true, value_name = "NAME")]
+        sans: Vec<String>,
+    },
+    /// Whether mutual TLS is configured: listen address, certificate names and expiry.
+    #[command(alias = "show")]
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make the running daemon read the TLS files again (renewed certificate, CRL, address).
+    Reload,
+}
+
 /// Run one CLI command (every verb but `daemon`, which `main` runs itself).
 pub async fn run(command: Command, home: &AgentHome) -> anyhow::Result<ExitCode> {
     let req = match command {
-        Command::Daemon => bail!("`daemon` is run by main"),
+        Command::Daemon { .. } => bail!("`daemon` is run by main"),
+        Command::Version { json } => {
+            let version = env!("CARGO_PKG_VERSION");
+            if json {
+                println!("{}", serde_json::json!({ "version": version }));
+            } else {
+                println!("pmfleet-agent {version}");
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        Command::Tls(cmd) => return tls(cmd, home).await,
+        Command::Ping => Request::Ping,
+        Command::Apply {
+            release_dir,
+            ecosystem,
+            env_name,
+            timeout,
+            json,
+        } => {
+            let release_dir = std::env::current_dir()
+                .context("cannot read the current directory")?
+                .join(release_dir);
+            let req = Request::ApplyRelease(Box::new(ApplyRelease {
+                release_dir,
+                ecosystem,
+                env_name,
+                env: BTreeMap::new(),
+                timeout_ms: timeout,
+            }));
+            let mut c = Client::connect(home, true).await?;
+            return match c.request(&req).await? {
+                Response::Applied(report) => {
+                    if json {
+                        println!("{}", serde_json::to_string_pretty(&report)?);
+                    } else {
+                        print_report(&report);
+                    }
+                    Ok(if report.ok() {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::FAILURE
+                    })
+                }
+                other => Ok(print_response(other)),
+            };
+        }
         Command::Startup { install } => return startup(install, home),
         Command::Kill => {
             return match Client::connect(home, false).await {
@@ -330,6 +425,74 @@ fn print_response(resp: Response) -> ExitCode {
         other => {
             eprintln!("error: unexpected answer from the agent: {other:?}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+fn print_report(report: &ApplyReport) {
+    for w in &report.warnings {
+        println!("warning: {w}");
+    }
+    for a in &report.apps {
+        if a.ok {
+            println!("{}", a.message);
+        } else {
+            eprintln!("error: {}", a.message);
+        }
+    }
+}
+
+async fn tls(cmd: TlsCommand, home: &AgentHome) -> anyhow::Result<ExitCode> {
+    match cmd {
+        TlsCommand::Request { sans } => {
+            let csr = crate::identity::request(home, &sans)?;
+            print!("{csr}");
+            eprintln!(
+                "# wrote a new key to {}; install the certificate signed for this request as {}",
+                home.tls_key().display(),
+                home.tls_cert().display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        TlsCommand::Status { json } => {
+            let st = crate::identity::status(home);
+            if json {
+                println!("{}", serde_json::to_string_pretty(&st)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            let state = match (st.configured, st.ok) {
+                (false, _) => "not configured",
+                (true, true) => "configured",
+                (true, false) => "configured, but not usable",
+            };
+            println!("mutual TLS   {state} ({})", st.dir.display());
+            if let Some(e) = &st.error {
+                println!("error        {e}");
+            }
+            if let Some(l) = &st.listen {
+                println!("listen       {l}");
+            }
+            println!("key          {}", if st.key { "agent.key" } else { "none" });
+            if !st.sans.is_empty() {
+                println!("names        {}", st.sans.join(", "));
+            }
+            if let (Some(until), Some(days)) = (&st.not_after, st.expires_in_days) {
+                println!("valid until  {until} ({days} days)");
+            }
+            if let Some(fp) = &st.fingerprint {
+                println!("fingerprint  {fp}");
+            }
+            println!("revocations  {}", if st.crl { "crl.pem" } else { "none" });
+            Ok(if st.configured && !st.ok {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+        TlsCommand::Reload => {
+            let mut c = Client::connect(home, true).await?;
+            let resp = c.request(&Request::ReloadTls).await?;
+            Ok(print_response(resp))
         }
     }
 }
@@ -530,5 +693,27 @@ mod tests {
         Cli::try_parse_from(["pmfleet-agent", "start", "app.js", "-i", "-1"]).unwrap();
         Cli::try_parse_from(["pmfleet-agent", "logs", "api", "--lines", "50", "--follow"]).unwrap();
         Cli::try_parse_from(["pmfleet-agent", "start", "w.py", "--", "--flag", "x"]).unwrap();
+        Cli::try_parse_from(["pmfleet-agent", "daemon", "--tls-listen", "127.0.0.1:7677"]).unwrap();
+        Cli::try_parse_from([
+            "pmfleet-agent",
+            "tls",
+            "request",
+            "--san",
+            "web1",
+            "--san",
+            "10.0.0.7",
+        ])
+        .unwrap();
+        assert!(Cli::try_parse_from(["pmfleet-agent", "tls", "request"]).is_err());
+        Cli::try_parse_from(["pmfleet-agent", "tls", "status", "--json"]).unwrap();
+        Cli::try_parse_from(["pmfleet-agent", "version"]).unwrap();
+        Cli::try_parse_from([
+            "pmfleet-agent",
+            "apply",
+            "/srv/app/releases/3",
+            "--env",
+            "prod",
+        ])
+        .unwrap();
     }
 }

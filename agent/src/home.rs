@@ -1,5 +1,6 @@
 //! The agent home (`$PMFLEET_AGENT_HOME`, default `~/.pmfleet-agent`): the control socket,
-//! the persisted process list, the dump, logs, readiness sockets and the Node preload.
+//! the persisted process list, the dump, logs, readiness sockets, the Node preload and the
+//! mutual-TLS files (`tls/`).
 //! One directory per agent, so tests and several users on one host never share state.
 
 use std::path::{Path, PathBuf};
@@ -65,6 +66,35 @@ impl AgentHome {
     }
     pub fn preload(&self) -> PathBuf {
         self.root.join("preload").join("cluster.js")
+    }
+    /// Optional, one line: the IP address cluster-mode apps listen on instead of every
+    /// interface (written by the controller's setup for `agent: { bind: "host" }`).
+    pub fn bind_address(&self) -> PathBuf {
+        self.root.join("bind-address")
+    }
+    /// The mutual-TLS files, written by the controller's setup (see [`crate::identity`]).
+    pub fn tls_dir(&self) -> PathBuf {
+        self.root.join("tls")
+    }
+    /// The agent's certificate chain, leaf first.
+    pub fn tls_cert(&self) -> PathBuf {
+        self.tls_dir().join("agent.pem")
+    }
+    /// The agent's private key (0600); made on the host by `tls request`, never sent anywhere.
+    pub fn tls_key(&self) -> PathBuf {
+        self.tls_dir().join("agent.key")
+    }
+    /// The fleet CA: clients must present a certificate that chains to it.
+    pub fn tls_ca(&self) -> PathBuf {
+        self.tls_dir().join("ca.pem")
+    }
+    /// Revoked client certificates (optional).
+    pub fn tls_crl(&self) -> PathBuf {
+        self.tls_dir().join("crl.pem")
+    }
+    /// One line, `ADDRESS:PORT`, where the mutual-TLS endpoint listens.
+    pub fn tls_listen(&self) -> PathBuf {
+        self.tls_dir().join("listen")
     }
 
     /// Create the directories (the root mode 0700: it holds the control socket) and write

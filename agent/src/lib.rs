@@ -2,7 +2,9 @@
 //!
 //! - [`supervisor`]: apps and their instances — spawning, cluster socket handoff, rolling
 //!   reloads, the restart policy, persistence. [`supervisor::Supervisor`] is its interface.
-//! - [`api`]: the protocol endpoints that call the supervisor (today the local socket).
+//! - [`api`]: the protocol endpoints that call the supervisor: the local socket and the
+//!   controller's mutual-TLS endpoint.
+//! - [`identity`]: the agent's TLS files in `<home>/tls` (`tls request`, `tls status`).
 //! - [`daemon`]: one daemon per agent home, `run(home, shutdown)`.
 //! - [`client`] and [`cli`]: the `pmfleet-agent` verbs, talking to the daemon.
 //! - [`logs`], [`metrics`]: log files and /proc sampling.
@@ -12,6 +14,7 @@ pub mod cli;
 pub mod client;
 pub mod daemon;
 pub mod home;
+pub mod identity;
 pub mod logs;
 pub mod metrics;
 pub mod startup;

@@ -9,11 +9,21 @@ use tokio_util::sync::CancellationToken;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let daemon = matches!(cli.command, Command::Daemon);
+    let daemon = match &cli.command {
+        Command::Daemon { tls_listen } => Some(pmfleet_agent::daemon::DaemonOptions {
+            tls_listen: tls_listen.clone(),
+        }),
+        _ => None,
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("PMFLEET_LOG")
-                .unwrap_or_else(|_| if daemon { "info".into() } else { "warn".into() }),
+            tracing_subscriber::EnvFilter::try_from_env("PMFLEET_LOG").unwrap_or_else(|_| {
+                if daemon.is_some() {
+                    "info".into()
+                } else {
+                    "warn".into()
+                }
+            }),
         )
         .with_writer(std::io::stderr)
         .with_ansi(false)
@@ -31,7 +41,7 @@ fn main() -> ExitCode {
     };
     let home = AgentHome::from_env();
     runtime.block_on(async move {
-        if daemon {
+        if let Some(options) = daemon {
             let shutdown = CancellationToken::new();
             let on_signal = shutdown.clone();
             tokio::spawn(async move {
@@ -45,7 +55,7 @@ fn main() -> ExitCode {
                 tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
                 on_signal.cancel();
             });
-            return match pmfleet_agent::daemon::run(home, shutdown).await {
+            return match pmfleet_agent::daemon::run_with(home, options, shutdown).await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("error: {e}");

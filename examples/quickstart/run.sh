@@ -6,8 +6,9 @@ set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/../.." && pwd)
-cargo build -q --manifest-path "$top/Cargo.toml" -p pmfleet
+cargo build -q --manifest-path "$top/Cargo.toml" -p pmfleet -p pmfleet-agent
 pmfleet="$top/target/debug/pmfleet"
+agent="$top/target/debug/pmfleet-agent"
 
 work=${PMFLEET_QUICKSTART_DIR:-$(mktemp -d /tmp/pmfleet-quickstart.XXXXXX)}
 mkdir -p "$work"
@@ -24,13 +25,21 @@ git -C "$repo" -c user.name=demo -c user.email=demo@example.invalid commit -q -m
 # The project: an ecosystem file whose `production` environment is this machine.
 project="$work/project"
 mkdir -p "$project"
-sed -e "s|@REPO@|$repo|" -e "s|@PATH@|$work/srv/app|" "$here/ecosystem.json" > "$project/ecosystem.json"
+sed -e "s|@REPO@|$repo|" -e "s|@PATH@|$work/srv/app|" -e "s|@AGENT@|$work/agent|" \
+  "$here/ecosystem.json" > "$project/ecosystem.json"
 cd "$project"
 export XDG_CACHE_HOME="$work/cache"
+# The fleet CA of this demo lives in the scratch directory too.
+export PMFLEET_CA_DIR="$work/ca"
+trap 'echo; echo "== stop the demo agent and its apps with: PMFLEET_AGENT_HOME=$work/agent $agent kill"' EXIT
+
+echo; echo "== pmfleet ca init"
+[ -f "$PMFLEET_CA_DIR/ca.pem" ] || "$pmfleet" ca init
 
 show() {
   echo "-- $work/srv/app/current -> $(readlink "$work/srv/app/current")"
   echo "-- current/built.txt: $(cat "$work/srv/app/current/built.txt")"
+  if command -v curl >/dev/null; then echo "-- http://127.0.0.1:3900/ says: $(curl -s http://127.0.0.1:3900/)"; fi
 }
 
 echo; echo "== pmfleet deploy production setup"
@@ -51,4 +60,7 @@ show
 
 echo; echo "== pmfleet deploy production list"
 "$pmfleet" deploy production list
+
+echo; echo "== pmfleet status"
+"$pmfleet" status
 echo; echo "== done: the deploy root is $work/srv/app"

@@ -31,10 +31,15 @@ pub async fn read_frame<T: DeserializeOwned>(
         Err(e) => return Err(e.into()),
     }
     let len = frame_len(prefix)?;
-    let mut body = vec![0u8; len as usize];
-    tokio::time::timeout(BODY_TIMEOUT, r.read_exact(&mut body))
+    // Grow with what actually arrives: a length prefix alone does not make us allocate.
+    let mut body = Vec::with_capacity((len as usize).min(64 * 1024));
+    let mut limited = (&mut *r).take(u64::from(len));
+    let n = tokio::time::timeout(BODY_TIMEOUT, limited.read_to_end(&mut body))
         .await
         .map_err(|_| ConnError::Timeout)??;
+    if n != len as usize {
+        return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
+    }
     Ok(Some(decode(&body)?))
 }
 

@@ -1,17 +1,59 @@
 //! The agent's APIs. Both speak [`pmfleet_shared::protocol`] frames and hand every request to
-//! [`dispatch`], which calls the [`Supervisor`]; only the transport differs.
+//! [`dispatch`], which calls the [`Supervisor`]; only the transport, and what each endpoint
+//! accepts ([`Origin`]), differ.
 //!
 //! - [`local`]: the Unix socket in the agent home (mode 0600), for the agent's own CLI.
+//! - [`tls`]: the mutual-TLS TCP endpoint, for the controller.
+//! - `session`: one connection's request loop and the streamed `logs`, shared by both.
 
 pub mod conn;
 pub mod local;
+mod session;
+pub mod tls;
 
 use pmfleet_shared::protocol::{ApiError, ErrorKind, Request, Response};
+use tokio::sync::{mpsc, oneshot};
 
 use crate::supervisor::{Supervisor, SupervisorError};
 
-/// Answer one single-response request. `Logs` (a stream) and `Kill` (ends the daemon) are
-/// handled by the transport, which owns the connection and the shutdown signal.
+/// Which endpoint a request arrived on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// The control socket: the agent's own user on this host. Everything is accepted.
+    Local,
+    /// A client with a fleet certificate, over mutual TLS.
+    Remote,
+}
+
+impl Origin {
+    /// Refuse what this endpoint does not accept. A remote client may not end the daemon
+    /// (`kill`: nothing could start it again without a shell on the host), may not `start`
+    /// (its working directory and environment are the controller's, not this host's: remote
+    /// starts go through `apply_release`), and may not `reload_tls` (the TLS files are
+    /// managed on the host).
+    pub fn check(self, req: &Request) -> Result<(), ApiError> {
+        let refused = match (self, req) {
+            (Origin::Local, _) => None,
+            (Origin::Remote, Request::Kill) => Some("kill"),
+            (Origin::Remote, Request::Start(_)) => Some("start"),
+            (Origin::Remote, Request::ReloadTls) => Some("reload_tls"),
+            (Origin::Remote, _) => None,
+        };
+        match refused {
+            None => Ok(()),
+            Some(op) => Err(ApiError {
+                kind: ErrorKind::Forbidden,
+                message: format!(
+                    "`{op}` is accepted on the agent's local socket only (run `pmfleet-agent` on the host)"
+                ),
+            }),
+        }
+    }
+}
+
+/// Answer one single-response request. `Logs` (a stream), `Kill` (ends the daemon) and
+/// `ReloadTls` (restarts an endpoint) are handled by the session, which owns the connection,
+/// the shutdown signal and the TLS endpoint's handle.
 pub async fn dispatch(sup: &Supervisor, req: Request) -> Response {
     let done = |r: Result<Vec<String>, SupervisorError>| match r {
         Ok(messages) => Response::Done { messages },
@@ -31,6 +73,11 @@ pub async fn dispatch(sup: &Supervisor, req: Request) -> Response {
         Request::List => Response::Processes {
             processes: sup.list(),
         },
+        Request::Status => Response::Status(sup.status()),
+        Request::ApplyRelease(r) => match sup.apply_release(*r).await {
+            Ok(report) => Response::Applied(report),
+            Err(e) => error(&e),
+        },
         Request::Show { app } => match sup.show(&app) {
             Ok(app) => Response::App { app: Box::new(app) },
             Err(e) => error(&e),
@@ -41,7 +88,7 @@ pub async fn dispatch(sup: &Supervisor, req: Request) -> Response {
         },
         Request::Save => done(sup.save()),
         Request::Resurrect => done(sup.resurrect().await),
-        Request::Logs { .. } | Request::Kill => Response::Error(ApiError {
+        Request::Logs { .. } | Request::Kill | Request::ReloadTls => Response::Error(ApiError {
             kind: ErrorKind::Internal,
             message: "this request is handled by the transport".into(),
         }),
@@ -53,4 +100,86 @@ fn error(e: &SupervisorError) -> Response {
         kind: e.kind(),
         message: e.report(),
     })
+}
+
+/// A handle on the daemon's mutual-TLS endpoint: `reload_tls` asks it to read its files
+/// again, and gets back what it now serves (or why it cannot).
+#[derive(Debug, Clone)]
+pub struct TlsControl {
+    tx: mpsc::Sender<oneshot::Sender<Result<Vec<String>, String>>>,
+}
+
+/// The endpoint's side of a [`TlsControl`].
+pub type TlsReloads = mpsc::Receiver<oneshot::Sender<Result<Vec<String>, String>>>;
+
+impl TlsControl {
+    pub fn new() -> (TlsControl, TlsReloads) {
+        let (tx, rx) = mpsc::channel(4);
+        (TlsControl { tx }, rx)
+    }
+
+    /// Ask for a reload and wait for its outcome.
+    pub async fn reload(&self) -> Result<Vec<String>, String> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(tx)
+            .await
+            .map_err(|_| "the mutual-TLS endpoint is not running".to_string())?;
+        rx.await
+            .map_err(|_| "the mutual-TLS endpoint ended during the reload".to_string())?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pmfleet_shared::protocol::{ApplyRelease, ScriptStart, StartRequest, StartSource, Target};
+
+    #[test]
+    fn remote_clients_may_not_end_the_daemon_or_start_from_their_own_machine() {
+        let start = Request::Start(Box::new(StartRequest {
+            source: StartSource::Script(ScriptStart::default()),
+            env_name: None,
+            cwd: "/".into(),
+            env: Default::default(),
+            only: None,
+        }));
+        let apply = Request::ApplyRelease(Box::new(ApplyRelease {
+            release_dir: "/srv/app/releases/1".into(),
+            ecosystem: None,
+            env_name: None,
+            env: Default::default(),
+            timeout_ms: 0,
+        }));
+        let table = [
+            (Request::Kill, false),
+            (start.clone(), false),
+            (Request::ReloadTls, false),
+            (Request::Status, true),
+            (Request::List, true),
+            (apply, true),
+            (
+                Request::Reload {
+                    target: Target::All,
+                },
+                true,
+            ),
+            (
+                Request::Logs {
+                    app: None,
+                    lines: 10,
+                    follow: true,
+                },
+                true,
+            ),
+        ];
+        for (req, allowed) in table {
+            assert!(Origin::Local.check(&req).is_ok(), "{req:?}");
+            let remote = Origin::Remote.check(&req);
+            assert_eq!(remote.is_ok(), allowed, "{req:?}");
+            if let Err(e) = remote {
+                assert_eq!(e.kind, ErrorKind::Forbidden);
+            }
+        }
+    }
 }

@@ -761,13 +761,34 @@ impl Inner {
         self.mark_dirty();
     }
 
+    /// The address cluster-mode apps listen on: `<home>/bind-address` when it holds an IP
+    /// address (a bad one is logged and ignored), else every interface.
+    fn bind_address(&self) -> Option<std::net::IpAddr> {
+        let text = std::fs::read_to_string(self.home.bind_address()).ok()?;
+        let text = text.trim();
+        if text.is_empty() {
+            return None;
+        }
+        match text.trim_matches(['[', ']']).parse() {
+            Ok(ip) => Some(ip),
+            Err(_) => {
+                tracing::warn!(
+                    "{}: `{text}` is not an IP address; listening on every interface",
+                    self.home.bind_address().display()
+                );
+                None
+            }
+        }
+    }
+
     /// Bind a cluster app's port unless its socket is already open; a busy port is an error.
     fn bind_listener(&self, app: &AppRuntime) -> Result<(), SupervisorError> {
         let spec = app.spec();
         if let (ExecModeSpec::Cluster, Some(port)) = (spec.exec_mode, spec.port) {
             let mut listener = lock(&app.listener);
             if listener.is_none() {
-                *listener = Some(bind(port).map_err(|source| SupervisorError::Port {
+                let address = self.bind_address();
+                *listener = Some(bind(address, port).map_err(|source| SupervisorError::Port {
                     app: app.name.clone(),
                     port,
                     source,
@@ -895,7 +916,17 @@ impl Inner {
             None
         };
         let probe = match (&spec.healthcheck, spec.port) {
-            (Some(hc), Some(port)) => Some((port, ready::probe_kind(hc))),
+            (Some(hc), Some(port)) => {
+                // Where the shared socket listens, when bound to one address.
+                let ip = lock(&app.listener)
+                    .as_ref()
+                    .and_then(|l| l.local_addr().ok())
+                    .and_then(|a| a.as_socket())
+                    .map(|a| a.ip())
+                    .filter(|ip| !ip.is_unspecified())
+                    .unwrap_or(std::net::Ipv4Addr::LOCALHOST.into());
+                Some(((ip, port).into(), ready::probe_kind(hc)))
+            }
             _ => None,
         };
         let readiness = Readiness { notify, probe };
@@ -971,9 +1002,17 @@ enum Replace {
     Fresh,
 }
 
-/// Bind a cluster app's port once: all interfaces, SO_REUSEADDR (a restarted agent must not
-/// wait out TIME_WAIT), backlog 1024. Dual-stack where IPv6 exists, like Node's `listen(PORT)`.
-fn bind(port: u16) -> std::io::Result<Socket> {
+/// Bind a cluster app's port once: SO_REUSEADDR (a restarted agent must not wait out
+/// TIME_WAIT), backlog 1024. On `address` when the home names one (`bind-address`), else on
+/// all interfaces, dual-stack where IPv6 exists, like Node's `listen(PORT)`.
+fn bind(address: Option<std::net::IpAddr>, port: u16) -> std::io::Result<Socket> {
+    if let Some(ip) = address {
+        let s = Socket::new(Domain::for_address((ip, port).into()), Type::STREAM, None)?;
+        s.set_reuse_address(true)?;
+        s.bind(&std::net::SocketAddr::from((ip, port)).into())?;
+        s.listen(1024)?;
+        return Ok(s);
+    }
     let v6 = || -> std::io::Result<Socket> {
         let s = Socket::new(Domain::IPV6, Type::STREAM, None)?;
         s.set_only_v6(false)?;

@@ -8,6 +8,7 @@
 //! instance: it checks the app as a whole. That is why, for Node apps, the preload's
 //! per-process READY is awaited first.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -20,8 +21,9 @@ use tokio::process::Child;
 #[derive(Debug, Default)]
 pub struct Readiness {
     pub notify: Option<NotifySocket>,
-    /// `127.0.0.1:port`: `Some(path)` = HTTP GET expecting 2xx/3xx, `None` = TCP connect.
-    pub probe: Option<(u16, Option<String>)>,
+    /// Where the app listens (`127.0.0.1:port` unless it is bound to one address):
+    /// `Some(path)` = HTTP GET expecting 2xx/3xx, `None` = TCP connect.
+    pub probe: Option<(SocketAddr, Option<String>)>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -148,14 +150,14 @@ pub async fn wait_ready(
 }
 
 /// One probe, bounded by its own timeout: a TCP connect, or an HTTP GET answered 2xx/3xx.
-pub async fn probe(port: u16, http_path: Option<&str>) -> bool {
+pub async fn probe(addr: SocketAddr, http_path: Option<&str>) -> bool {
     let attempt = async {
-        let mut stream = TcpStream::connect(("127.0.0.1", port)).await.ok()?;
+        let mut stream = TcpStream::connect(addr).await.ok()?;
         let Some(path) = http_path else {
             return Some(true);
         };
         let req = format!(
-            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUser-Agent: pmfleet-agent\r\nConnection: close\r\n\r\n"
+            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: pmfleet-agent\r\nConnection: close\r\n\r\n"
         );
         stream.write_all(req.as_bytes()).await.ok()?;
         let mut head = [0u8; 16];
@@ -223,7 +225,7 @@ mod tests {
     #[tokio::test]
     async fn http_probe_wants_2xx_or_3xx() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
+        let addr = listener.local_addr().unwrap();
         let server = tokio::spawn(async move {
             for status in ["200 OK", "503 Service Unavailable"] {
                 let (mut s, _) = listener.accept().await.unwrap();
@@ -233,8 +235,8 @@ mod tests {
                 s.write_all(resp.as_bytes()).await.unwrap();
             }
         });
-        assert!(probe(port, Some("/health")).await);
-        assert!(!probe(port, Some("/health")).await);
+        assert!(probe(addr, Some("/health")).await);
+        assert!(!probe(addr, Some("/health")).await);
         server.await.unwrap();
         assert_eq!(probe_kind("tcp"), None);
         assert_eq!(probe_kind("health").as_deref(), Some("/health"));

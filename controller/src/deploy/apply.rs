@@ -59,7 +59,12 @@ impl Agents {
         }));
         let answer = self
             .client
-            .request(&member.host, self.settings.port, &request, Some(APPLY_TIMEOUT + Duration::from_secs(10)))
+            .request(
+                &member.host,
+                self.settings.port,
+                &request,
+                Some(APPLY_TIMEOUT + Duration::from_secs(10)),
+            )
             .await
             .map_err(|e| format!("agent: {e}"))?;
         let Response::Applied(report) = answer else {

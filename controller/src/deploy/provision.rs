@@ -33,7 +33,8 @@ impl Kit {
             format!("{e}\n  hint: run `pmfleet ca init` once on this machine, or set `agent: false` in the environment to deploy without the agent")
         })?;
         let identity = ClientIdentity::from_env_or_dir(&dir).map_err(|e| e.to_string())?;
-        let client = AgentClient::new(&identity, Duration::from_secs(10)).map_err(|e| e.to_string())?;
+        let client =
+            AgentClient::new(&identity, Duration::from_secs(10)).map_err(|e| e.to_string())?;
         let path = agent_binary_path();
         let binary = std::fs::read(&path).map_err(|e| {
             format!(
@@ -81,11 +82,20 @@ pub fn listen_address(host: &str, settings: &AgentSettings) -> String {
             v4 => v4.to_string(),
         })
     };
-    format!("{}:{}", ip.unwrap_or_else(|| "0.0.0.0".into()), settings.port)
+    format!(
+        "{}:{}",
+        ip.unwrap_or_else(|| "0.0.0.0".into()),
+        settings.port
+    )
 }
 
 /// Makes sure `member` runs a current, certified agent; returns a one-line description.
-pub async fn provision(kit: &Kit, env: &DeployEnv, settings: &AgentSettings, member: &Member) -> Result<String, String> {
+pub async fn provision(
+    kit: &Kit,
+    env: &DeployEnv,
+    settings: &AgentSettings,
+    member: &Member,
+) -> Result<String, String> {
     let home = &settings.home;
     let probe = member.run(&scripts::agent_probe(home)).await?;
     let field = |key: &str| {
@@ -120,7 +130,20 @@ pub async fn provision(kit: &Kit, env: &DeployEnv, settings: &AgentSettings, mem
 
     let sans = vec![member.host.clone()];
     let listen = listen_address(&member.host, settings);
-    let issued = format!("{} {listen} {}", sans.join(","), kit.ca.fingerprint());
+    let bind_address = if settings.bind_host {
+        listen_address(&member.host, settings)
+            .rsplit_once(':')
+            .map(|(ip, _)| ip.trim_matches(['[', ']']).to_string())
+            .filter(|ip| ip != "0.0.0.0")
+            .unwrap_or_default()
+    } else {
+        String::new()
+    };
+    let issued = format!(
+        "{} {listen} {} bind={bind_address}",
+        sans.join(","),
+        kit.ca.fingerprint()
+    );
     if field("issued") != issued {
         let csr = member
             .run(&scripts::agent_csr(home, &sans))
@@ -130,7 +153,17 @@ pub async fn provision(kit: &Kit, env: &DeployEnv, settings: &AgentSettings, mem
             .map_err(|e| format!("signing the agent's certificate: {e}"))?;
         let crl = std::fs::read_to_string(kit.ca.dir().join(pki::CRL_FILE)).unwrap_or_default();
         member
-            .run(&scripts::agent_tls(home, cert.trim(), kit.ca.cert_pem().trim(), crl.trim(), &listen, &issued))
+            .run(&scripts::agent_tls(
+                home,
+                &scripts::AgentTlsFiles {
+                    cert: cert.trim(),
+                    ca: kit.ca.cert_pem().trim(),
+                    crl: crl.trim(),
+                    listen: &listen,
+                    issued: &issued,
+                    bind_address: &bind_address,
+                },
+            ))
             .await
             .map_err(|e| format!("installing the certificate: {e}"))?;
         changed.push("certificate");
@@ -153,7 +186,10 @@ pub async fn provision(kit: &Kit, env: &DeployEnv, settings: &AgentSettings, mem
     } else if changed.is_empty() {
         format!("agent {version} started on {listen}")
     } else {
-        format!("agent {version} on {listen} (new {})", changed.join(" and "))
+        format!(
+            "agent {version} on {listen} (new {})",
+            changed.join(" and ")
+        )
     })
 }
 

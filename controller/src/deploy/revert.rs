@@ -6,12 +6,12 @@ use std::time::Instant;
 
 use pmfleet_shared::ecosystem::DeployEnv;
 
+use super::apply::Agents;
 use super::fleet::{Fleet, each};
 use super::history::{self, Action, Outcome, Record};
 use super::host_state::HostState;
 use super::lock::{self, Holder};
 use super::report::{HostReport, Status};
-use super::apply::Agents;
 use super::{Context, now_rfc3339, scripts};
 
 pub async fn revert(ctx: &Context, env: &DeployEnv, n: usize) -> Vec<HostReport> {
@@ -168,13 +168,18 @@ pub async fn revert(ctx: &Context, env: &DeployEnv, n: usize) -> Vec<HostReport>
                     app_env.insert("PMFLEET_SHA".into(), r.sha.clone());
                     app_env.insert("PMFLEET_REF".into(), r.git_ref.clone());
                 }
-                match agents.apply(&m, &state.root, &target, &env_name, &app_env).await {
+                match agents
+                    .apply(&m, &state.root, &target, &env_name, &app_env)
+                    .await
+                {
                     Ok(done) => out.line(&m.label, "reload apps", &done),
                     Err(e) => {
                         // The apps stay on what they ran; so does `current`.
                         if let Some(current) = &state.current {
                             let _ = m.run(&scripts::switch(&root, current)).await;
-                            let _ = agents.apply(&m, &state.root, current, &env_name, &app_env).await;
+                            let _ = agents
+                                .apply(&m, &state.root, current, &env_name, &app_env)
+                                .await;
                         }
                         switched = Err(e);
                     }

@@ -261,7 +261,8 @@ PMFLEET_AGENT_HOME="$p" exec "$p/bin/pmfleet-agent" tls request "$@"
 );
 
 /// Installs the signed certificate `$1`, the fleet CA `$2`, the revocation list `$3` (may be
-/// empty), the listen address `$4`, and the record `$5` of what was issued.
+/// empty), the listen address `$4`, the record `$5` of what was issued, and the address `$6`
+/// cluster-mode apps bind to (empty: every interface).
 const AGENT_TLS: &str = host_script!(
     r#"umask 077
 mkdir -p "$p/tls"
@@ -270,6 +271,7 @@ printf '%s\n' "$2" > "$p/tls/ca.pem"
 if [ -n "$3" ]; then printf '%s\n' "$3" > "$p/tls/crl.pem"; else rm -f "$p/tls/crl.pem"; fi
 printf '%s\n' "$4" > "$p/tls/listen"
 printf '%s\n' "$5" > "$p/tls/issued-for"
+if [ -n "$6" ]; then printf '%s\n' "$6" > "$p/bind-address"; else rm -f "$p/bind-address"; fi
 "#
 );
 
@@ -426,17 +428,25 @@ pub fn agent_csr(home: &str, sans: &[String]) -> Script {
     Script::new(AGENT_CSR).arg(home).args(sans.iter().cloned())
 }
 
-pub fn agent_tls(
-    home: &str,
-    cert: &str,
-    ca: &str,
-    crl: &str,
-    listen: &str,
-    issued: &str,
-) -> Script {
-    Script::new(AGENT_TLS)
-        .arg(home)
-        .args([cert, ca, crl, listen, issued])
+/// What [`agent_tls`] installs on a host.
+pub struct AgentTlsFiles<'a> {
+    pub cert: &'a str,
+    pub ca: &'a str,
+    pub crl: &'a str,
+    pub listen: &'a str,
+    pub issued: &'a str,
+    pub bind_address: &'a str,
+}
+
+pub fn agent_tls(home: &str, files: &AgentTlsFiles<'_>) -> Script {
+    Script::new(AGENT_TLS).arg(home).args([
+        files.cert,
+        files.ca,
+        files.crl,
+        files.listen,
+        files.issued,
+        files.bind_address,
+    ])
 }
 
 pub fn agent_start(home: &str, systemd: bool, restart: bool) -> Script {

@@ -7,8 +7,8 @@ use std::time::Instant;
 use pmfleet_shared::ecosystem::{DeployEnv, FetchMode};
 
 use super::Context;
-use super::provision::{Kit, provision};
 use super::fleet::{Fleet, each};
+use super::provision::{Kit, provision};
 use super::report::{HostReport, Status};
 use super::scripts::{self, HookDir};
 
@@ -20,7 +20,13 @@ pub async fn setup(ctx: &Context, env: &DeployEnv) -> Vec<HostReport> {
                 return env
                     .hosts
                     .iter()
-                    .map(|h| HostReport::new(&super::fleet::label(h), Status::Failed, format!("agent: {message}")))
+                    .map(|h| {
+                        HostReport::new(
+                            &super::fleet::label(h),
+                            Status::Failed,
+                            format!("agent: {message}"),
+                        )
+                    })
                     .collect();
             }
         },

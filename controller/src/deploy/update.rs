@@ -6,9 +6,9 @@ use std::time::Instant;
 
 use pmfleet_shared::ecosystem::{Batch, DeployEnv, FetchMode};
 
+use super::apply::Agents;
 use super::fleet::{Fleet, Member, each};
 use super::history::{Action, Outcome, Record};
-use super::apply::Agents;
 use super::lock::{self, Holder};
 use super::report::{HostReport, Status};
 use super::revision::{RepoCache, Revision};
@@ -599,8 +599,11 @@ impl Release {
         if self.agents.is_some()
             && let Err(e) = self.apply(member, previous).await
         {
-            self.out
-                .line(&member.label, "switch back", &format!("apps of {previous}: {e}"));
+            self.out.line(
+                &member.label,
+                "switch back",
+                &format!("apps of {previous}: {e}"),
+            );
         }
     }
 

@@ -585,7 +585,7 @@ fn random_serial() -> (SerialNumber, String) {
 }
 
 fn hex_decode(hex: &str) -> Option<Vec<u8>> {
-    if hex.is_empty() || hex.len() % 2 != 0 {
+    if hex.is_empty() || !hex.len().is_multiple_of(2) {
         return None;
     }
     (0..hex.len())

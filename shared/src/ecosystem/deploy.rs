@@ -267,7 +267,11 @@ fn read_env(
 }
 
 static AGENT_SCHEMA: Schema = Schema {
-    keys: &[KeyDef::new("port"), KeyDef::new("home")],
+    keys: &[
+        KeyDef::new("port"),
+        KeyDef::new("home"),
+        KeyDef::new("bind"),
+    ],
     unimplemented: &[],
 };
 
@@ -292,6 +296,16 @@ fn read_agent(r: &mut Report, v: &Value, f: &FieldPath) -> Option<AgentSettings>
                             settings.home = home;
                         }
                     }
+                    Some("bind") => match entry.value.as_str() {
+                        Some("host") => settings.bind_host = true,
+                        Some("all") => settings.bind_host = false,
+                        _ => r.expected(
+                            &entry.value,
+                            &field,
+                            "\"all\" or \"host\"",
+                            Some("\"host\": apps listen on the host's own address; \"all\": on every interface".to_owned()),
+                        ),
+                    },
                     _ => {}
                 }
             }

@@ -61,6 +61,9 @@ pub struct AgentSettings {
     pub port: u16,
     /// The agent's home on the host (default `~/.pmfleet-agent`); `~` expands on the host.
     pub home: String,
+    /// `bind: "host"`: cluster-mode apps listen on the host's own address (the `host` entry,
+    /// when it is an IP address) instead of every interface (`bind: "all"`, the default).
+    pub bind_host: bool,
 }
 
 impl Default for AgentSettings {
@@ -68,6 +71,7 @@ impl Default for AgentSettings {
         AgentSettings {
             port: 7677,
             home: "~/.pmfleet-agent".to_string(),
+            bind_host: false,
         }
     }
 }

@@ -400,3 +400,58 @@ pub struct AppDetail {
     pub out_logs: Vec<PathBuf>,
     pub err_logs: Vec<PathBuf>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The JSON shapes `docs/protocol.md` shows for the controller's requests.
+    #[test]
+    fn control_plane_messages_read_as_documented() {
+        let status: Request = serde_json::from_str(r#"{"op":"status"}"#).unwrap();
+        assert_eq!(status, Request::Status);
+        let apply: Request = serde_json::from_str(
+            r#"{"op":"apply_release","release_dir":"/srv/app/releases/20260101-120000",
+                "env_name":"production","env":{"NODE_ENV":"production"},"timeout_ms":120000}"#,
+        )
+        .unwrap();
+        let Request::ApplyRelease(a) = apply else {
+            panic!("{apply:?}")
+        };
+        assert_eq!(a.ecosystem, None);
+        assert_eq!(a.env["NODE_ENV"], "production");
+
+        let report = Response::Applied(ApplyReport {
+            apps: vec![AppliedApp {
+                name: "api".into(),
+                action: AppliedAction::Reloaded,
+                ok: true,
+                message: "api: reloaded 2 instance(s) with zero downtime".into(),
+            }],
+            warnings: Vec::new(),
+        });
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(json["type"], "applied");
+        assert_eq!(json["apps"][0]["action"], "reloaded");
+        let back: Response = serde_json::from_value(json).unwrap();
+        assert_eq!(back, report);
+
+        let st = Response::Status(AgentStatus {
+            version: "0.1.0".into(),
+            hostname: "web1".into(),
+            uptime_secs: 5,
+            release: None,
+            processes: Vec::new(),
+        });
+        let json = serde_json::to_value(&st).unwrap();
+        assert_eq!(json["type"], "status");
+        assert_eq!(serde_json::from_value::<Response>(json).unwrap(), st);
+
+        let forbidden = serde_json::to_value(ErrorKind::Forbidden).unwrap();
+        assert_eq!(forbidden, "forbidden");
+        assert_eq!(
+            serde_json::to_string(&Request::ReloadTls).unwrap(),
+            r#"{"op":"reload_tls"}"#
+        );
+    }
+}

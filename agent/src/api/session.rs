@@ -1,0 +1,186 @@
+//! One connection, on either endpoint: read a request, check that this endpoint accepts it,
+//! answer it, repeat until the peer hangs up. `logs` answers with a stream and ends the
+//! connection; `kill` and `reload_tls` reach beyond the supervisor, so they are handled here.
+//!
+//! A frame the session cannot read (too large, another protocol version, not JSON) is answered
+//! with an error, then the connection is closed: after a refused length prefix the stream is
+//! no longer at a frame boundary.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use pmfleet_shared::protocol::{ApiError, ErrorKind, FrameError, LogLine, Request, Response};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::conn::{ConnError, read_frame, write_frame};
+use super::{Origin, TlsControl};
+use crate::supervisor::Supervisor;
+
+/// What a connection needs besides its stream.
+#[derive(Clone)]
+pub(crate) struct Session {
+    pub sup: Supervisor,
+    pub shutdown: CancellationToken,
+    pub origin: Origin,
+    /// How long the peer may take to send its next request; `None` waits as long as it likes
+    /// (the local CLI).
+    pub idle_timeout: Option<Duration>,
+    /// The mutual-TLS endpoint, for `reload_tls`; `None` when this daemon has none to manage.
+    pub tls: Option<TlsControl>,
+}
+
+impl Session {
+    /// Serve requests on `stream` until the peer hangs up, stalls, or the agent shuts down.
+    pub async fn serve<S>(&self, stream: &mut S) -> Result<(), ConnError>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send,
+    {
+        loop {
+            let next = async {
+                match self.idle_timeout {
+                    Some(t) => tokio::time::timeout(t, read_frame::<Request>(stream))
+                        .await
+                        .unwrap_or(Err(ConnError::Timeout)),
+                    None => read_frame::<Request>(stream).await,
+                }
+            };
+            let req = tokio::select! {
+                r = next => r,
+                _ = self.shutdown.cancelled() => return Ok(()),
+            };
+            let req = match req {
+                Ok(Some(r)) => r,
+                Ok(None) => return Ok(()),
+                Err(ConnError::Frame(e)) => {
+                    let kind = match e {
+                        FrameError::Version { .. } => ErrorKind::Version,
+                        _ => ErrorKind::Invalid,
+                    };
+                    let answer = Response::Error(ApiError {
+                        kind,
+                        message: e.to_string(),
+                    });
+                    let _ = write_frame(stream, &answer).await;
+                    return Err(ConnError::Frame(e));
+                }
+                Err(e) => return Err(e),
+            };
+            if let Err(refused) = self.origin.check(&req) {
+                tracing::warn!(origin = ?self.origin, "refused: {}", refused.message);
+                write_frame(stream, &Response::Error(refused)).await?;
+                continue;
+            }
+            match req {
+                Request::Kill => {
+                    self.sup.shutdown(true).await;
+                    let msg = "stopped every app; the agent exits".to_string();
+                    write_frame(
+                        stream,
+                        &Response::Done {
+                            messages: vec![msg],
+                        },
+                    )
+                    .await?;
+                    self.shutdown.cancel();
+                    return Ok(());
+                }
+                Request::Logs { app, lines, follow } => {
+                    return self.logs(stream, app.as_deref(), lines, follow).await;
+                }
+                Request::ReloadTls => {
+                    let answer = match &self.tls {
+                        Some(tls) => match tls.reload().await {
+                            Ok(messages) => Response::Done { messages },
+                            Err(message) => Response::Error(ApiError {
+                                kind: ErrorKind::Failed,
+                                message,
+                            }),
+                        },
+                        None => Response::Error(ApiError {
+                            kind: ErrorKind::Invalid,
+                            message: "this agent does not manage a mutual-TLS endpoint".into(),
+                        }),
+                    };
+                    write_frame(stream, &answer).await?;
+                }
+                req => {
+                    let resp = super::dispatch(&self.sup, req).await;
+                    write_frame(stream, &resp).await?;
+                }
+            }
+        }
+    }
+
+    /// `logs`: the last lines of each file, then (with `follow`) new lines until the client
+    /// hangs up or the agent shuts down.
+    async fn logs<S>(
+        &self,
+        stream: &mut S,
+        app: Option<&str>,
+        lines: usize,
+        follow: bool,
+    ) -> Result<(), ConnError>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send,
+    {
+        let files = match self.sup.log_files(app) {
+            Ok(f) => f,
+            Err(e) => {
+                let err = ApiError {
+                    kind: e.kind(),
+                    message: e.report(),
+                };
+                return write_frame(stream, &Response::Error(err)).await;
+            }
+        };
+        for (app, path) in &files {
+            for line in crate::logs::tail(path, lines).unwrap_or_default() {
+                write_frame(stream, &Response::Log(log_line(app, path, line))).await?;
+            }
+        }
+        if !follow {
+            return write_frame(stream, &Response::End).await;
+        }
+        let cancel = self.shutdown.child_token();
+        let _stop_followers = cancel.clone().drop_guard();
+        let (tx, mut rx) = mpsc::channel::<LogLine>(1024);
+        for (app, path) in files {
+            let (tx, cancel) = (tx.clone(), cancel.clone());
+            tokio::spawn(async move {
+                let follow_cancel = cancel.clone();
+                let _ = crate::logs::follow(&path, follow_cancel, |line| {
+                    // A client too slow to keep up loses lines rather than stalling the agent.
+                    let _ = tx.try_send(log_line(&app, &path, line.to_string()));
+                })
+                .await;
+            });
+        }
+        drop(tx);
+        let (mut rd, mut wr) = tokio::io::split(stream);
+        let mut probe = [0u8; 1];
+        loop {
+            tokio::select! {
+                line = rx.recv() => match line {
+                    Some(l) => write_frame(&mut wr, &Response::Log(l)).await?,
+                    None => return write_frame(&mut wr, &Response::End).await,
+                },
+                // The client never sends more: a read returning means it hung up.
+                _ = rd.read(&mut probe) => return Ok(()),
+                _ = cancel.cancelled() => return write_frame(&mut wr, &Response::End).await,
+            }
+        }
+    }
+}
+
+fn log_line(app: &str, path: &Path, line: String) -> LogLine {
+    let file = PathBuf::from(path.file_name().unwrap_or_default())
+        .display()
+        .to_string();
+    LogLine {
+        app: app.to_string(),
+        file,
+        line,
+    }
+}

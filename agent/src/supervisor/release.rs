@@ -1,0 +1,517 @@
+//! What the controller asks of the supervisor: `status` (the whole agent in one answer) and
+//! `apply_release` (run a release that is unpacked on the host).
+//!
+//! Applying a release resolves every app of its ecosystem file with the release directory as
+//! base, then per app: not known → start it and wait until every instance is ready; known and
+//! running the very same spec → nothing; cluster mode on the same port → replace the spec and
+//! roll through the instances exactly like `reload` (so a release that never becomes ready
+//! leaves the previous instances serving, and the slots already replaced go back to the
+//! previous release); otherwise (fork mode, another port or exec mode) → stop and start. The
+//! state file records the new spec as soon as it runs, so a restarted daemon (or
+//! `resurrect`) runs the new release too.
+
+use std::collections::BTreeMap;
+use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use pmfleet_shared::protocol::{
+    AgentStatus, AppSpec, AppliedAction, AppliedApp, ApplyRelease, ApplyReport, ExecModeSpec,
+    Status,
+};
+
+use super::app::{AppRuntime, Slot, lock};
+use super::{Inner, Replace, Supervisor, SupervisorError, spec};
+
+/// Variables an app started by the controller inherits from the host (the daemon's own
+/// environment), below the deploy environment: enough to find interpreters and to run as the
+/// agent's user. The rest of the daemon's environment (its home, systemd's variables) stays out.
+const HOST_VARS: [&str; 9] = [
+    "PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "TZ", "TMPDIR",
+];
+
+/// The end of an apply's time budget.
+#[derive(Debug, Clone, Copy)]
+struct Deadline {
+    at: Instant,
+    timeout_ms: u64,
+}
+
+impl Deadline {
+    fn new(timeout_ms: u64) -> Option<Deadline> {
+        (timeout_ms > 0).then(|| Deadline {
+            at: Instant::now() + Duration::from_millis(timeout_ms),
+            timeout_ms,
+        })
+    }
+}
+
+/// How long the next step may take: `Ok(None)` without a deadline, an error once it passed.
+fn time_left(deadline: Option<Deadline>, app: &str) -> Result<Option<Duration>, SupervisorError> {
+    let Some(d) = deadline else {
+        return Ok(None);
+    };
+    match d.at.checked_duration_since(Instant::now()) {
+        Some(left) if !left.is_zero() => Ok(Some(left)),
+        _ => Err(SupervisorError::OutOfTime {
+            app: app.to_string(),
+            timeout_ms: d.timeout_ms,
+        }),
+    }
+}
+
+impl Supervisor {
+    /// `status`: version, host, uptime, the release last applied and every instance.
+    pub fn status(&self) -> AgentStatus {
+        AgentStatus {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            hostname: nix::unistd::gethostname()
+                .ok()
+                .and_then(|h| h.into_string().ok())
+                .unwrap_or_default(),
+            uptime_secs: self.inner.started.elapsed().as_secs(),
+            release: lock(&self.inner.release).clone(),
+            processes: self.list(),
+        }
+    }
+
+    /// `apply_release`: start or reload every app of the release's ecosystem file (see the
+    /// module documentation). A request that cannot be applied at all (no such directory, an
+    /// ecosystem file with errors) is an error and changes nothing; otherwise the report says,
+    /// per app, what was done and whether it is ready.
+    pub async fn apply_release(&self, req: ApplyRelease) -> Result<ApplyReport, SupervisorError> {
+        let _one_at_a_time = self.inner.apply_lock.lock().await;
+        let dir = release_dir(&req.release_dir)?;
+        let file = match &req.ecosystem {
+            Some(rel) => ecosystem_in(&dir, rel)?,
+            None => pmfleet_shared::ecosystem::locate(&dir)
+                .map_err(|e| SupervisorError::Ecosystem(e.to_string()))?,
+        };
+        let load_path = file.clone();
+        let eco = tokio::task::spawn_blocking(move || pmfleet_shared::ecosystem::load(&load_path))
+            .await
+            .map_err(|e| SupervisorError::Ecosystem(format!("{}: {e}", file.display())))?
+            .map_err(|e| SupervisorError::Ecosystem(format!("{e}")))?;
+        let mut env = host_env();
+        env.extend(req.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+        // Resolve every app before touching any: a bad one leaves everything as it was.
+        let mut specs = Vec::new();
+        let mut errors = Vec::new();
+        for app in &eco.apps {
+            match spec::resolve(app, &dir, &env, req.env_name.as_deref()) {
+                Ok(s) => specs.push(s),
+                Err(e) => errors.push(e.to_string()),
+            }
+        }
+        if !errors.is_empty() {
+            return Err(SupervisorError::Ecosystem(errors.join("\n")));
+        }
+        let mut warnings: Vec<String> = eco.warnings.iter().map(|w| w.to_string()).collect();
+        warnings.extend(
+            eco.apps
+                .iter()
+                .filter(|a| a.cron_restart.is_some())
+                .map(|a| {
+                    format!(
+                        "app `{}`: cron_restart is not supported by the agent and is ignored",
+                        a.name
+                    )
+                }),
+        );
+
+        let deadline = Deadline::new(req.timeout_ms);
+        let mut apps = Vec::new();
+        for spec in specs {
+            let name = spec.name.clone();
+            let (action, result) = self.apply_app(spec, deadline).await;
+            let (ok, message) = match result {
+                Ok(m) => (true, m),
+                Err(e) => (false, e.report()),
+            };
+            if ok {
+                tracing::info!(app = %name, %action, release = %dir.display(), "{message}");
+            } else {
+                tracing::warn!(app = %name, %action, release = %dir.display(), "{message}");
+            }
+            apps.push(AppliedApp {
+                name,
+                action,
+                ok,
+                message,
+            });
+        }
+        let report = ApplyReport { apps, warnings };
+        if report.ok() {
+            *lock(&self.inner.release) = Some(dir);
+            self.inner.mark_dirty();
+        }
+        Ok(report)
+    }
+
+    /// One app of a release: what was done, and whether it worked.
+    async fn apply_app(
+        &self,
+        spec: AppSpec,
+        deadline: Option<Deadline>,
+    ) -> (AppliedAction, Result<String, SupervisorError>) {
+        let inner = &self.inner;
+        let name = spec.name.clone();
+        let existing = lock(&inner.apps).get(&name).cloned();
+        let Some(app) = existing else {
+            let count = spec.instances.resolve(inner.cpus);
+            if let Err(e) = time_left(deadline, &name) {
+                return (AppliedAction::Started, Err(e));
+            }
+            let app = Arc::new(AppRuntime::new(spec, count));
+            let _op = app.op.lock().await;
+            lock(&inner.apps).insert(name.clone(), app.clone());
+            let result = inner.start_app_ready(&app, deadline).await;
+            inner.mark_dirty();
+            return (
+                AppliedAction::Started,
+                result.map(|()| started_message(&app)),
+            );
+        };
+
+        let _op = app.op.lock().await;
+        let old = app.spec();
+        let old_count = app.count();
+        // A `scale` done on the host stands until the file asks for another count.
+        let count = if spec.instances == old.instances {
+            old_count
+        } else {
+            spec.instances.resolve(inner.cpus)
+        };
+        if app.is_running() && old == spec && count == old_count && inner.all_online(&app) {
+            return (
+                AppliedAction::Unchanged,
+                Ok(format!(
+                    "{name}: already running this release ({count} instance(s) online)"
+                )),
+            );
+        }
+        if !app.is_running() {
+            if let Err(e) = time_left(deadline, &name) {
+                return (AppliedAction::Started, Err(e));
+            }
+            set_spec(&app, spec, count);
+            let result = inner.start_app_ready(&app, deadline).await;
+            return (
+                AppliedAction::Started,
+                result.map(|()| started_message(&app)),
+            );
+        }
+        let rolling = old.exec_mode == ExecModeSpec::Cluster
+            && spec.exec_mode == ExecModeSpec::Cluster
+            && old.port == spec.port;
+        if !rolling {
+            if let Err(e) = time_left(deadline, &name) {
+                return (AppliedAction::Restarted, Err(e));
+            }
+            let why = if old.exec_mode == ExecModeSpec::Fork && spec.exec_mode == old.exec_mode {
+                "fork mode has no rolling reload".to_string()
+            } else if old.port != spec.port {
+                format!(
+                    "the port changed from {} to {}",
+                    port_text(old.port),
+                    port_text(spec.port)
+                )
+            } else {
+                format!(
+                    "the exec mode changed from {} to {}",
+                    old.exec_mode, spec.exec_mode
+                )
+            };
+            inner.stop_app(&app, true).await;
+            set_spec(&app, spec, count);
+            let result = inner.start_app_ready(&app, deadline).await;
+            return (
+                AppliedAction::Restarted,
+                result.map(|()| format!("{name}: restarted with the release ({why})")),
+            );
+        }
+        (
+            AppliedAction::Reloaded,
+            inner
+                .roll(&app, old, old_count, spec, count, deadline)
+                .await,
+        )
+    }
+}
+
+impl Inner {
+    /// Start every slot of `app` with its current spec, one at a time, each waited for until
+    /// ready. If one is not, everything of the app is stopped again (it stays listed, stopped).
+    async fn start_app_ready(
+        self: &Arc<Self>,
+        app: &Arc<AppRuntime>,
+        deadline: Option<Deadline>,
+    ) -> Result<(), SupervisorError> {
+        self.bind_listener(app)?;
+        app.running.store(true, Ordering::SeqCst);
+        let count = app.count();
+        self.ensure_slots(app, count);
+        for slot in 0..count {
+            let step = match time_left(deadline, &app.name) {
+                Ok(cap) => self.replace_slot(app, slot, Replace::Fresh, cap).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = step {
+                self.stop_app(app, true).await;
+                return Err(e);
+            }
+        }
+        self.arm(app);
+        Ok(())
+    }
+
+    /// The rolling reload of a release: the running slots one at a time with the new spec,
+    /// then as many more or fewer slots as the new count says. When a new instance is not
+    /// ready, the slots already replaced go back to `old` and the error is returned.
+    async fn roll(
+        self: &Arc<Self>,
+        app: &Arc<AppRuntime>,
+        old: AppSpec,
+        old_count: u32,
+        spec: AppSpec,
+        count: u32,
+        deadline: Option<Deadline>,
+    ) -> Result<String, SupervisorError> {
+        let name = app.name.clone();
+        let keep = old_count.min(count);
+        let slots: Vec<u32> = lock(&app.slots)
+            .keys()
+            .copied()
+            .filter(|s| *s < keep)
+            .collect();
+        set_spec(app, spec, old_count);
+        let mut replaced = Vec::new();
+        for slot in &slots {
+            let step = match time_left(deadline, &name) {
+                Ok(cap) => self.replace_slot(app, *slot, Replace::Reload, cap).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = step {
+                set_spec(app, old, old_count);
+                for back in replaced {
+                    if let Err(e) = self.replace_slot(app, back, Replace::Reload, None).await {
+                        tracing::error!(app = %name, slot = back, "cannot go back to the previous release: {e}");
+                    }
+                }
+                self.mark_dirty();
+                return Err(e);
+            }
+            replaced.push(*slot);
+        }
+        if count > old_count {
+            app.count.store(count, Ordering::SeqCst);
+            self.ensure_slots(app, count);
+            for slot in old_count..count {
+                let step = match time_left(deadline, &name) {
+                    Ok(cap) => self.replace_slot(app, slot, Replace::Fresh, cap).await,
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = step {
+                    // The release runs, on fewer instances than asked for.
+                    app.count.store(slot, Ordering::SeqCst);
+                    lock(&app.slots).retain(|k, _| *k < slot);
+                    self.mark_dirty();
+                    return Err(e);
+                }
+            }
+        } else if count < old_count {
+            app.count.store(count, Ordering::SeqCst);
+            let extra: Vec<Slot> = {
+                let mut all = lock(&app.slots);
+                let keys: Vec<u32> = all.range(count..).map(|(k, _)| *k).collect();
+                keys.iter().filter_map(|k| all.remove(k)).collect()
+            };
+            for mut s in extra {
+                if let Some(r) = &mut s.runner {
+                    r.stop.cancel();
+                    if let Some(j) = r.join.take() {
+                        let _ = j.await;
+                    }
+                }
+            }
+        }
+        // The file watcher follows the new release's paths.
+        lock(&app.run_cancel).cancel();
+        self.arm(app);
+        Ok(format!(
+            "{name}: reloaded {} instance(s) with zero downtime{}",
+            slots.len(),
+            if count == old_count {
+                String::new()
+            } else {
+                format!(", scaled from {old_count} to {count}")
+            }
+        ))
+    }
+
+    /// Slots `0..count` exist (new ones with fresh ids) and no other.
+    fn ensure_slots(&self, app: &AppRuntime, count: u32) {
+        let mut slots = lock(&app.slots);
+        slots.retain(|k, _| *k < count);
+        for slot in 0..count {
+            slots.entry(slot).or_insert_with(|| Slot {
+                id: self.next_id.fetch_add(1, Ordering::SeqCst),
+                restarts: Default::default(),
+                runner: None,
+            });
+        }
+    }
+
+    /// Every one of the app's instances is online.
+    fn all_online(&self, app: &AppRuntime) -> bool {
+        let procs = self.processes(app);
+        procs.len() == app.count() as usize && procs.iter().all(|p| p.status == Status::Online)
+    }
+}
+
+/// Replace the app's spec and count; its open log files are dropped when the new spec logs
+/// elsewhere or otherwise, so the next instance opens them with the new settings.
+fn set_spec(app: &AppRuntime, spec: AppSpec, count: u32) {
+    let logs_changed = {
+        let old = lock(&app.spec);
+        (
+            &old.out_file,
+            &old.error_file,
+            old.merge_logs,
+            old.exec_mode,
+            old.time,
+            &old.log_date_format,
+        ) != (
+            &spec.out_file,
+            &spec.error_file,
+            spec.merge_logs,
+            spec.exec_mode,
+            spec.time,
+            &spec.log_date_format,
+        )
+    };
+    *lock(&app.spec) = spec;
+    app.count.store(count, Ordering::SeqCst);
+    if logs_changed {
+        app.drop_sinks();
+    }
+}
+
+fn started_message(app: &AppRuntime) -> String {
+    let spec = app.spec();
+    format!(
+        "{}: started {} instance(s) in {} mode{}, all ready",
+        app.name,
+        app.count(),
+        spec.exec_mode,
+        match (spec.exec_mode, spec.port) {
+            (ExecModeSpec::Cluster, Some(p)) => format!(", sharing port {p}"),
+            _ => String::new(),
+        }
+    )
+}
+
+fn port_text(port: Option<u16>) -> String {
+    port.map_or("none".to_string(), |p| p.to_string())
+}
+
+/// The release directory as the apps will run from it: absolute, existing, symlinks resolved
+/// (so a `current` link moving on later never changes what a running app executes).
+fn release_dir(dir: &Path) -> Result<PathBuf, SupervisorError> {
+    if !dir.is_absolute() {
+        return Err(SupervisorError::Release(format!(
+            "release directory {} is not an absolute path",
+            dir.display()
+        )));
+    }
+    let real = std::fs::canonicalize(dir).map_err(|e| {
+        SupervisorError::Release(format!("release directory {}: {e}", dir.display()))
+    })?;
+    if !real.is_dir() {
+        return Err(SupervisorError::Release(format!(
+            "release directory {} is not a directory",
+            dir.display()
+        )));
+    }
+    Ok(real)
+}
+
+/// The ecosystem file named relative to the release, which it may not leave.
+fn ecosystem_in(dir: &Path, rel: &Path) -> Result<PathBuf, SupervisorError> {
+    let escapes = rel.is_absolute()
+        || rel
+            .components()
+            .any(|c| matches!(c, Component::ParentDir | Component::Prefix(_)));
+    if escapes {
+        return Err(SupervisorError::Release(format!(
+            "ecosystem file {}: expected a path inside the release directory",
+            rel.display()
+        )));
+    }
+    let path = dir.join(rel);
+    if !path.is_file() {
+        return Err(SupervisorError::Release(format!(
+            "ecosystem file {} does not exist",
+            path.display()
+        )));
+    }
+    Ok(path)
+}
+
+/// The part of the daemon's environment an app of a release inherits ([`HOST_VARS`] and the
+/// `LC_*` locale variables).
+fn host_env() -> BTreeMap<String, String> {
+    std::env::vars()
+        .filter(|(k, _)| HOST_VARS.contains(&k.as_str()) || k.starts_with("LC_"))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ecosystem_file_stays_inside_the_release() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("ecosystem.json"), "{}").unwrap();
+        assert!(ecosystem_in(dir.path(), Path::new("ecosystem.json")).is_ok());
+        for bad in ["../ecosystem.json", "/etc/passwd", "a/../../x.json"] {
+            let err = ecosystem_in(dir.path(), Path::new(bad)).unwrap_err();
+            assert!(
+                err.to_string().contains("inside the release"),
+                "{bad}: {err}"
+            );
+        }
+        assert!(ecosystem_in(dir.path(), Path::new("missing.json")).is_err());
+    }
+
+    #[test]
+    fn the_release_directory_is_absolute_and_real() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("releases/1");
+        std::fs::create_dir_all(&real).unwrap();
+        std::os::unix::fs::symlink(&real, dir.path().join("current")).unwrap();
+        assert_eq!(
+            release_dir(&dir.path().join("current")).unwrap(),
+            std::fs::canonicalize(&real).unwrap()
+        );
+        assert!(release_dir(Path::new("releases/1")).is_err());
+        assert!(release_dir(&dir.path().join("nope")).is_err());
+    }
+
+    #[test]
+    fn a_deadline_runs_out() {
+        assert!(time_left(None, "a").unwrap().is_none());
+        let d = Deadline {
+            at: Instant::now(),
+            timeout_ms: 5,
+        };
+        let err = time_left(Some(d), "api").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "app `api`: not applied, the release ran out of its 5 ms"
+        );
+        assert!(time_left(Deadline::new(60_000), "a").unwrap().is_some());
+    }
+}

@@ -1,0 +1,264 @@
+//! The control plane end to end: `setup` provisions a certified agent on every real sshd host,
+//! a deploy has the agents reload the apps from the new release with zero failed requests, a
+//! release that never becomes ready is rolled back, and `status` / `app` / `logs` reach every
+//! host over mutual TLS.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use pmfleet_tests::git_repo::GitRepo;
+use pmfleet_tests::project::{Project, Run};
+use pmfleet_tests::sshd::{Fleet, SshHost, sshd_available};
+use serde_json::{Value, json};
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// A Node app whose answer names its version; `NEVER_READY` releases never listen.
+const SERVER_JS: &str = r#"const http = require("http");
+const fs = require("fs");
+const version = fs.readFileSync(__dirname + "/VERSION", "utf8").trim();
+if (version.startsWith("broken")) { setInterval(() => {}, 1000); } else {
+  http.createServer((req, res) => res.end(`version ${version} pid ${process.pid}\n`))
+    .listen(process.env.PORT);
+  console.log(`listening, version ${version}`);
+}
+"#;
+
+fn app_repo(app_port: u16) -> GitRepo {
+    let repo = GitRepo::new();
+    repo.write("server.js", SERVER_JS);
+    repo.write(
+        "ecosystem.json",
+        &json!({"apps": [{
+            "name": "web", "script": "server.js", "instances": 2, "exec_mode": "cluster",
+            "listen_timeout": 5000, "env": {"PORT": app_port}
+        }]})
+        .to_string(),
+    );
+    repo.commit_file("VERSION", "1\n", "web app");
+    repo
+}
+
+fn ok(run: &Run) {
+    assert_eq!(run.code, 0, "pmfleet failed:\n{}", run.all());
+}
+
+/// `GET /` on `host:port`, a new connection each time.
+fn get(host: &str, port: u16) -> Result<String, String> {
+    let mut stream = TcpStream::connect((host, port)).map_err(|e| e.to_string())?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok();
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .map_err(|e| e.to_string())?;
+    let mut body = String::new();
+    stream
+        .read_to_string(&mut body)
+        .map_err(|e| e.to_string())?;
+    if !body.starts_with("HTTP/1.1 200") {
+        return Err(format!("bad answer: {body}"));
+    }
+    Ok(body
+        .rsplit("\r\n\r\n")
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_string())
+}
+
+fn wait_until(mut f: impl FnMut() -> bool, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out: {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+struct Load {
+    stop: Arc<AtomicBool>,
+    ok: Arc<AtomicUsize>,
+    failed: Arc<std::sync::Mutex<Vec<String>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Load {
+    fn start(host: &str, port: u16) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let ok = Arc::new(AtomicUsize::new(0));
+        let failed = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (s, o, f, h) = (stop.clone(), ok.clone(), failed.clone(), host.to_string());
+        let thread = std::thread::spawn(move || {
+            let deadline = Instant::now() + Duration::from_secs(120);
+            while !s.load(Ordering::SeqCst) && Instant::now() < deadline {
+                match get(&h, port) {
+                    Ok(_) => {
+                        o.fetch_add(1, Ordering::SeqCst);
+                    }
+                    Err(e) => f.lock().unwrap().push(e),
+                }
+            }
+        });
+        Load {
+            stop,
+            ok,
+            failed,
+            thread: Some(thread),
+        }
+    }
+
+    fn finish(mut self) -> (usize, Vec<String>) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            t.join().unwrap();
+        }
+        (
+            self.ok.load(Ordering::SeqCst),
+            self.failed.lock().unwrap().clone(),
+        )
+    }
+}
+
+fn served(hosts: &[SshHost], port: u16) -> Vec<String> {
+    hosts
+        .iter()
+        .map(|h| get(h.address(), port).unwrap_or_else(|e| format!("error: {e}")))
+        .collect()
+}
+
+#[test]
+fn setup_provisions_agents_and_deploys_reload_the_apps() {
+    assert!(
+        sshd_available(),
+        "sshd is not installed: run the README's test command"
+    );
+    let fleet = Fleet::start(3);
+    let app_port = free_port();
+    let agent_port = free_port();
+    let repo = app_repo(app_port);
+    let project = Project::new(fleet.home.path());
+    let hosts: Vec<Value> = fleet
+        .hosts
+        .iter()
+        .map(|h| json!({"host": h.address(), "port": h.port(), "user": "root"}))
+        .collect();
+    project.write_ecosystem(&json!({"deploy": {"production": {
+        "host": hosts, "ref": "main", "repo": repo.url(), "path": "/srv/app", "fetch": "push",
+        "agent": {"port": agent_port, "bind": "host"},
+    }}}));
+
+    // Without a fleet CA, setup says what to do.
+    let run = project.pmfleet(&["deploy", "production", "setup"]);
+    assert_eq!(run.code, 1, "{}", run.all());
+    assert!(run.all().contains("pmfleet ca init"), "{}", run.all());
+
+    ok(&project.pmfleet(&["ca", "init"]));
+    let run = project.pmfleet(&["deploy", "production", "setup"]);
+    ok(&run);
+    assert!(run.stdout.contains("agent"), "{}", run.stdout);
+    // Idempotent: a healthy agent is left as it is.
+    let again = project.pmfleet(&["deploy", "production", "setup"]);
+    ok(&again);
+    assert_eq!(
+        again.stdout.matches("already running").count(),
+        3,
+        "{}",
+        again.stdout
+    );
+
+    ok(&project.pmfleet(&["deploy", "production"]));
+    for answer in served(&fleet.hosts, app_port) {
+        assert!(answer.starts_with("version 1"), "{answer}");
+    }
+
+    // Deploy version 2 under load: the apps reload with no failed request.
+    repo.commit_file("VERSION", "2\n", "version 2");
+    let load = Load::start(fleet.hosts[0].address(), app_port);
+    std::thread::sleep(Duration::from_millis(300));
+    ok(&project.pmfleet(&["deploy", "production"]));
+    std::thread::sleep(Duration::from_millis(300));
+    let (succeeded, failed) = load.finish();
+    assert!(
+        failed.is_empty(),
+        "{} failed requests: {:?}",
+        failed.len(),
+        &failed[..failed.len().min(5)]
+    );
+    assert!(succeeded > 20, "only {succeeded} requests went through");
+    for answer in served(&fleet.hosts, app_port) {
+        assert!(answer.starts_with("version 2"), "{answer}");
+    }
+
+    // status: every host, the app in cluster mode, 2/2 online.
+    let status = project.pmfleet(&["status"]);
+    ok(&status);
+    for host in &fleet.hosts {
+        assert!(status.stdout.contains(host.address()), "{}", status.stdout);
+    }
+    assert_eq!(
+        status.stdout.matches("cluster").count(),
+        3,
+        "{}",
+        status.stdout
+    );
+    assert_eq!(status.stdout.matches("2/2").count(), 3, "{}", status.stdout);
+    let json_run = project.pmfleet(&["status", "production", "--json"]);
+    ok(&json_run);
+    let parsed: Value = serde_json::from_str(&json_run.stdout).expect("status --json is JSON");
+    assert_eq!(parsed.as_array().map(Vec::len), Some(3));
+
+    // A release whose app never listens is rolled back; version 2 keeps serving.
+    repo.commit_file("VERSION", "broken 3\n", "broken");
+    let run = project.pmfleet(&["deploy", "production"]);
+    assert_eq!(run.code, 1, "{}", run.all());
+    assert!(run.stdout.contains("rolled back"), "{}", run.stdout);
+    for answer in served(&fleet.hosts, app_port) {
+        assert!(answer.starts_with("version 2"), "{answer}");
+    }
+
+    // Fleet-wide app commands and logs.
+    let reload = project.pmfleet(&["app", "production", "reload", "web"]);
+    ok(&reload);
+    assert_eq!(
+        reload.stdout.matches(" ok ").count(),
+        3,
+        "{}",
+        reload.stdout
+    );
+    let logs = project.pmfleet(&["logs", "production", "web", "--lines", "20"]);
+    ok(&logs);
+    for host in &fleet.hosts {
+        assert!(
+            logs.stdout
+                .contains(&format!("{} | web | ", host.address())),
+            "{}",
+            logs.stdout
+        );
+    }
+    assert!(
+        logs.stdout.contains("listening, version 2"),
+        "{}",
+        logs.stdout
+    );
+
+    // One agent down: shown as unreachable, and the exit code says so.
+    let kill = project.pmfleet(&[
+        "deploy",
+        "production",
+        "exec",
+        "kill -9 $(cat ~/.pmfleet-agent/agent.pid)",
+    ]);
+    assert_ne!(kill.code, 2, "{}", kill.all());
+    wait_until(
+        || project.pmfleet(&["status"]).code == 3,
+        "status notices the dead agents",
+    );
+    let status = project.pmfleet(&["status"]);
+    assert!(status.stdout.contains("unreachable"), "{}", status.stdout);
+}
