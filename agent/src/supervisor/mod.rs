@@ -721,6 +721,8 @@ impl Inner {
                     restarts: s.restarts.load(Ordering::SeqCst),
                     cpu_percent: sample.map(|s| s.cpu_percent),
                     rss_bytes: sample.map(|s| s.rss_bytes),
+                    release: spec.env.get("PMFLEET_RELEASE").cloned(),
+                    sha: spec.env.get("PMFLEET_SHA").cloned(),
                 }
             })
             .collect()

@@ -53,8 +53,9 @@ pub struct AppRow {
     pub online: usize,
     pub total: usize,
     pub errored: usize,
-    pub cpu_percent: f32,
-    pub rss_bytes: u64,
+    /// `None` until the agent has sampled the instances.
+    pub cpu_percent: Option<f32>,
+    pub rss_bytes: Option<u64>,
     pub restarts: u32,
     pub uptime_ms: Option<u64>,
     pub release: Option<String>,
@@ -173,12 +174,12 @@ pub fn app_rows(status: &AgentStatus) -> Vec<AppRow> {
             online: 0,
             total: 0,
             errored: 0,
-            cpu_percent: 0.0,
-            rss_bytes: 0,
+            cpu_percent: None,
+            rss_bytes: None,
             restarts: 0,
             uptime_ms: None,
-            release: None,
-            sha: None,
+            release: p.release.clone(),
+            sha: p.sha.clone(),
         });
         row.total += 1;
         match p.status {
@@ -186,8 +187,12 @@ pub fn app_rows(status: &AgentStatus) -> Vec<AppRow> {
             Status::Errored => row.errored += 1,
             _ => {}
         }
-        row.cpu_percent += p.cpu_percent.unwrap_or(0.0);
-        row.rss_bytes += p.rss_bytes.unwrap_or(0);
+        if let Some(cpu) = p.cpu_percent {
+            row.cpu_percent = Some(row.cpu_percent.unwrap_or(0.0) + cpu);
+        }
+        if let Some(rss) = p.rss_bytes {
+            row.rss_bytes = Some(row.rss_bytes.unwrap_or(0) + rss);
+        }
         row.restarts += p.restarts;
         row.uptime_ms = match (row.uptime_ms, p.uptime_ms) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -283,8 +288,10 @@ pub fn render(hosts: &[HostStatus]) -> String {
                         app.name.clone(),
                         app.mode.clone(),
                         format!("{}/{}", app.online, app.total),
-                        format!("{:.1}%", app.cpu_percent),
-                        human_bytes(app.rss_bytes),
+                        app.cpu_percent
+                            .map(|c| format!("{c:.1}%"))
+                            .unwrap_or_else(|| "-".into()),
+                        app.rss_bytes.map(human_bytes).unwrap_or_else(|| "-".into()),
                         app.restarts.to_string(),
                         app.uptime_ms
                             .map(human_duration)

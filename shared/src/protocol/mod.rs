@@ -364,6 +364,12 @@ pub struct ProcessInfo {
     pub restarts: u32,
     pub cpu_percent: Option<f32>,
     pub rss_bytes: Option<u64>,
+    /// The release the instance runs and its commit, when a deploy started it
+    /// (`PMFLEET_RELEASE` / `PMFLEET_SHA` in its environment).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
