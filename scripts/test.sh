@@ -26,4 +26,4 @@ mkdir -p /run/sshd
 cargo fmt --all --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo build --workspace --bins
-cargo test --workspace
+cargo test --workspace --no-fail-fast
