@@ -63,6 +63,14 @@ pub fn targets(eco: &Ecosystem, envs: &[String]) -> Result<Vec<AgentTarget>, Str
     Ok(out)
 }
 
+/// The agents of one environment and a client to reach them: what `app` and `logs` start from.
+pub fn prepare(file: Option<&Path>, env: &str) -> Result<(Vec<AgentTarget>, AgentClient), String> {
+    let cwd = std::env::current_dir().unwrap_or_else(|_| ".".into());
+    let eco = load_ecosystem(file, &cwd)?;
+    let targets = targets(&eco, &[env.to_string()])?;
+    Ok((targets, client(Duration::from_secs(10))?))
+}
+
 /// The TLS client for agents, from `PMFLEET_TLS_*` or the fleet CA directory.
 pub fn client(timeout: Duration) -> Result<AgentClient, String> {
     let dir = pki::default_dir().map_err(|e| e.to_string())?;

@@ -79,11 +79,7 @@ pub async fn run(args: AppArgs) -> Exit {
             return Exit::BadConfig;
         }
     };
-    let cwd = std::env::current_dir().unwrap_or_else(|_| ".".into());
-    let prepared = agents::load_ecosystem(command.file.as_deref(), &cwd)
-        .and_then(|eco| agents::targets(&eco, std::slice::from_ref(&command.env)))
-        .and_then(|targets| Ok((targets, agents::client(Duration::from_secs(10))?)));
-    let (targets, client) = match prepared {
+    let (targets, client) = match agents::prepare(command.file.as_deref(), &command.env) {
         Ok(v) => v,
         Err(message) => {
             eprintln!("error: {message}");

@@ -3,7 +3,6 @@
 
 use std::io::Write;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use clap::Args;
 use pmfleet_shared::ecosystem;
@@ -41,11 +40,7 @@ pub async fn run(args: LogsArgs) -> Exit {
             return Exit::BadConfig;
         }
     };
-    let cwd = std::env::current_dir().unwrap_or_else(|_| ".".into());
-    let prepared = agents::load_ecosystem(file.as_deref(), &cwd)
-        .and_then(|eco| agents::targets(&eco, std::slice::from_ref(&env)))
-        .and_then(|targets| Ok((targets, agents::client(Duration::from_secs(10))?)));
-    let (targets, client) = match prepared {
+    let (targets, client) = match agents::prepare(file.as_deref(), &env) {
         Ok(v) => v,
         Err(message) => {
             eprintln!("error: {message}");

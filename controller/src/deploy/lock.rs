@@ -30,6 +30,19 @@ pub struct Holder {
     pub pid: u32,
 }
 
+impl Holder {
+    /// This process, about to run `action` as deploy `deploy_id`.
+    pub fn new(who: &str, deploy_id: &str, action: &str) -> Holder {
+        Holder {
+            holder: who.to_string(),
+            deploy_id: deploy_id.to_string(),
+            action: action.to_string(),
+            since: super::now_rfc3339(),
+            pid: std::process::id(),
+        }
+    }
+}
+
 /// The outcome of trying to take the lock on one host.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Acquire {

@@ -39,13 +39,7 @@ pub async fn revert(ctx: &Context, env: &DeployEnv, n: usize) -> Vec<HostReport>
         return reports;
     }
     let deploy_id = uuid::Uuid::new_v4().to_string();
-    let holder = Holder {
-        holder: ctx.who.clone(),
-        deploy_id: deploy_id.clone(),
-        action: "revert".into(),
-        since: now_rfc3339(),
-        pid: std::process::id(),
-    };
+    let holder = Holder::new(&ctx.who, &deploy_id, "revert");
     let guard =
         match lock::acquire_all(&fleet.members, &env.path, &env.name, &holder, ctx.lock_wait).await
         {

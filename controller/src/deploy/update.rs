@@ -125,13 +125,7 @@ pub async fn update(ctx: &Context, env: &DeployEnv, ref_override: Option<&str>) 
         return reports;
     }
 
-    let holder = Holder {
-        holder: ctx.who.clone(),
-        deploy_id: deploy_id.clone(),
-        action: "deploy".into(),
-        since: now_rfc3339(),
-        pid: std::process::id(),
-    };
+    let holder = Holder::new(&ctx.who, &deploy_id, "deploy");
     let guard =
         match lock::acquire_all(&fleet.members, &env.path, &env.name, &holder, ctx.lock_wait).await
         {
@@ -179,18 +173,7 @@ pub async fn update(ctx: &Context, env: &DeployEnv, ref_override: Option<&str>) 
     };
     let Some(prepared) = prepared.filter(|_| !ctx.cancel.is_cancelled()) else {
         let why = "interrupted before the switch: nothing switched, the new release was removed";
-        each(&fleet.members, |m| {
-            let release = release.clone();
-            async move {
-                let _ = m
-                    .run(&scripts::discard(&release.env.path, &release.id))
-                    .await;
-                release
-                    .record(&m, Outcome::Aborted, None, Some("interrupted"))
-                    .await;
-            }
-        })
-        .await;
+        release.discard_on(&fleet.members, "interrupted").await;
         for member in &fleet.members {
             out.done(&member.label, false, why);
             reports.push(release.report(member, Status::Failed, why.to_string(), started));
@@ -222,19 +205,7 @@ pub async fn update(ctx: &Context, env: &DeployEnv, ref_override: Option<&str>) 
             "not switched: {failed} host(s) failed and max_fail is {}; this release was removed",
             env.max_fail
         );
-        let aborted = each(&ready, |m| {
-            let release = release.clone();
-            async move {
-                let _ = m
-                    .run(&scripts::discard(&release.env.path, &release.id))
-                    .await;
-                release
-                    .record(&m, Outcome::Aborted, None, Some("another host failed"))
-                    .await;
-            }
-        })
-        .await;
-        drop(aborted);
+        release.discard_on(&ready, "another host failed").await;
         for member in &ready {
             out.done(&member.label, false, &why);
             reports.push(release.report(member, Status::Aborted, why.clone(), started));
@@ -249,6 +220,21 @@ pub async fn update(ctx: &Context, env: &DeployEnv, ref_override: Option<&str>) 
 }
 
 impl Release {
+    /// Removes the new release from `members`, which did not switch, and records why.
+    async fn discard_on(self: &Arc<Self>, members: &[Arc<Member>], why: &str) {
+        each(members, |m| {
+            let release = self.clone();
+            let why = why.to_string();
+            async move {
+                let _ = m
+                    .run(&scripts::discard(&release.env.path, &release.id))
+                    .await;
+                release.record(&m, Outcome::Aborted, None, Some(&why)).await;
+            }
+        })
+        .await;
+    }
+
     fn report(
         &self,
         member: &Member,
