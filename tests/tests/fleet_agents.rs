@@ -247,6 +247,45 @@ fn setup_provisions_agents_and_deploys_reload_the_apps() {
         logs.stdout
     );
 
+    // `logs --follow` streams new lines from every host until interrupted.
+    let mut follow = project.spawn(&["logs", "production", "web", "--lines", "0", "--follow"]);
+    let stdout = follow.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut seen = Vec::new();
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if line.contains("listening, version 2") {
+                seen.push(line);
+                if seen.len() == 6 {
+                    break;
+                }
+            }
+        }
+        seen
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    ok(&project.pmfleet(&["app", "production", "restart", "web"]));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !reader.is_finished() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = follow.kill();
+    let _ = follow.wait();
+    let seen = reader.join().unwrap();
+    for host in &fleet.hosts {
+        let prefix = format!("{} | web | ", host.address());
+        let from_host = seen.iter().filter(|l| l.starts_with(&prefix)).count();
+        assert_eq!(
+            from_host,
+            2,
+            "both restarted instances of {} followed: {seen:?}",
+            host.address()
+        );
+    }
+
     // One agent down: shown as unreachable, and the exit code says so.
     let kill = project.pmfleet(&[
         "deploy",
