@@ -40,6 +40,27 @@ impl Agents {
         }))
     }
 
+    /// The releases the apps on `member` run from (empty when the agent cannot say).
+    pub async fn releases_in_use(&self, member: &Member) -> Vec<String> {
+        match self
+            .client
+            .request(&member.host, self.settings.port, &Request::Status, None)
+            .await
+        {
+            Ok(Response::Status(status)) => {
+                let mut releases: Vec<String> = status
+                    .processes
+                    .into_iter()
+                    .filter_map(|p| p.release)
+                    .collect();
+                releases.sort();
+                releases.dedup();
+                releases
+            }
+            _ => Vec::new(),
+        }
+    }
+
     /// Asks `member`'s agent to run the apps of `<root>/releases/<release>`; `Ok` says what it
     /// did, `Err` why the apps are not serving from it.
     pub async fn apply(

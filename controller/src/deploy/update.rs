@@ -273,12 +273,14 @@ impl Release {
     /// releases were pruned.
     async fn record_success(&self, member: &Member, previous: Option<String>) -> usize {
         let line = self.history_line(Outcome::Success, previous, None);
-        let script = scripts::record_and_prune(
-            &self.env.path,
-            &line,
-            self.env.keep_releases,
-            std::slice::from_ref(&self.id),
-        );
+        // Never prune a release an app still runs from (one the new release's file no
+        // longer lists keeps running where it was).
+        let mut protect = vec![self.id.clone()];
+        if let Some(agents) = &self.agents {
+            protect.extend(agents.releases_in_use(member).await);
+        }
+        let script =
+            scripts::record_and_prune(&self.env.path, &line, self.env.keep_releases, &protect);
         match member.run(&script).await {
             Ok(c) => c.stdout.lines().count(),
             Err(e) => {
