@@ -866,3 +866,68 @@ fn a_revert_that_fails_on_one_host_switches_the_others_back() {
     ok(&project.pmfleet(&["deploy", "production", "revert", "1"]));
     assert_eq!(assert_fleet_serves(&fleet.hosts, "1"), r1);
 }
+
+#[test]
+fn batches_stop_at_the_first_failed_switch_and_switch_the_canary_back() {
+    require_sshd!();
+    let fleet = Fleet::start(3);
+    let repo = GitRepo::new();
+    let project = Project::new(fleet.home.path());
+    project.write_ecosystem(&ecosystem(&fleet.hosts, &repo, json!({"batch": 1})));
+    ok(&project.pmfleet(&["deploy", "production", "setup"]));
+    ok(&project.pmfleet(&["deploy", "production"]));
+    let r1 = assert_fleet_serves(&fleet.hosts, "1");
+
+    // The second host's switch fails: the first (the canary) goes back, the third never moves.
+    let blocker = on_host(&fleet.hosts[1], ".pmfleet/current.new");
+    std::fs::create_dir_all(blocker.join("x")).unwrap();
+    repo.commit_file("VERSION", "2\n", "version 2");
+    let run = project.pmfleet(&["deploy", "production", "--json"]);
+    assert_eq!(run.code, 1, "{}", run.all());
+    let events: Vec<Value> = run
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}")))
+        .collect();
+    let outcome = |host: &SshHost| {
+        let label = format!("{}:{}", host.address(), host.port());
+        events
+            .iter()
+            .find(|e| e["event"] == "summary" && e["host"] == label.as_str())
+            .map(|e| e["outcome"].as_str().unwrap_or("").to_string())
+            .unwrap_or_default()
+    };
+    assert_eq!(outcome(&fleet.hosts[0]), "rolled back", "{}", run.stdout);
+    assert_eq!(outcome(&fleet.hosts[1]), "failed", "{}", run.stdout);
+    assert_eq!(outcome(&fleet.hosts[2]), "aborted", "{}", run.stdout);
+    assert_eq!(assert_fleet_serves(&fleet.hosts, "1"), r1);
+
+    std::fs::remove_dir_all(&blocker).unwrap();
+    ok(&project.pmfleet(&["deploy", "production"]));
+    assert_fleet_serves(&fleet.hosts, "2");
+}
+
+#[test]
+fn max_fail_lets_the_other_hosts_switch() {
+    require_sshd!();
+    let fleet = Fleet::start(3);
+    let repo = GitRepo::new();
+    let project = Project::new(fleet.home.path());
+    project.write_ecosystem(&ecosystem(
+        &fleet.hosts,
+        &repo,
+        json!({"max_fail": 1, "post-deploy": "./app.sh > built.txt && test ! -f /srv/broken"}),
+    ));
+    ok(&project.pmfleet(&["deploy", "production", "setup"]));
+    ok(&project.pmfleet(&["deploy", "production"]));
+    let r1 = assert_fleet_serves(&fleet.hosts, "1");
+
+    std::fs::write(fleet.hosts[2].root().join("broken"), "").unwrap();
+    repo.commit_file("VERSION", "2\n", "version 2");
+    let run = project.pmfleet(&["deploy", "production"]);
+    assert_eq!(run.code, 1, "the failed host still fails the run:\n{}", run.all());
+    let r2 = assert_fleet_serves(&fleet.hosts[..2], "2");
+    assert_ne!(r1, r2);
+    assert_eq!(current_release(&fleet.hosts[2]).as_deref(), Some(r1.as_str()));
+    assert_eq!(served_version(&fleet.hosts[2]), "1");
+}
