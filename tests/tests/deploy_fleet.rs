@@ -925,9 +925,17 @@ fn max_fail_lets_the_other_hosts_switch() {
     std::fs::write(fleet.hosts[2].root().join("broken"), "").unwrap();
     repo.commit_file("VERSION", "2\n", "version 2");
     let run = project.pmfleet(&["deploy", "production"]);
-    assert_eq!(run.code, 1, "the failed host still fails the run:\n{}", run.all());
+    assert_eq!(
+        run.code,
+        1,
+        "the failed host still fails the run:\n{}",
+        run.all()
+    );
     let r2 = assert_fleet_serves(&fleet.hosts[..2], "2");
     assert_ne!(r1, r2);
-    assert_eq!(current_release(&fleet.hosts[2]).as_deref(), Some(r1.as_str()));
+    assert_eq!(
+        current_release(&fleet.hosts[2]).as_deref(),
+        Some(r1.as_str())
+    );
     assert_eq!(served_version(&fleet.hosts[2]), "1");
 }

@@ -301,3 +301,25 @@ fn setup_provisions_agents_and_deploys_reload_the_apps() {
     let status = project.pmfleet(&["status"]);
     assert!(status.stdout.contains("unreachable"), "{}", status.stdout);
 }
+
+#[test]
+fn a_release_without_an_ecosystem_file_deploys_with_nothing_to_reload() {
+    assert!(sshd_available(), "sshd is not installed: run the README's test command");
+    let fleet = Fleet::start(1);
+    let repo = GitRepo::new();
+    let project = Project::new(fleet.home.path());
+    let host = &fleet.hosts[0];
+    project.write_ecosystem(&json!({"deploy": {"production": {
+        "host": [{"host": host.address(), "port": host.port(), "user": "root"}],
+        "ref": "main", "repo": repo.url(), "path": "/srv/app",
+        "agent": {"port": free_port()},
+    }}}));
+    ok(&project.pmfleet(&["ca", "init"]));
+    ok(&project.pmfleet(&["deploy", "production", "setup"]));
+    let run = project.pmfleet(&["deploy", "production"]);
+    ok(&run);
+    assert!(run.stdout.contains("no ecosystem file"), "{}", run.stdout);
+    let status = project.pmfleet(&["status"]);
+    ok(&status);
+    assert!(status.stdout.contains("(no apps)"), "{}", status.stdout);
+}

@@ -93,10 +93,13 @@ exec env "$@" "${SHELL:-/bin/sh}" -l -c "$h"
 "#
 );
 
-/// Marks release `$1` as complete (fetched, linked, built).
+/// Marks release `$1` as complete (fetched, linked, built); prints `ecosystem=<name>` for the
+/// first of the file names that follow that the release holds.
 const MARK_PREPARED: &str = host_script!(
-    r#"[ -d "$p/releases/$1" ]
-: > "$p/.pmfleet/prepared/$1"
+    r#"r="$p/releases/$1"; shift
+[ -d "$r" ]
+: > "$p/.pmfleet/prepared/${r##*/}"
+for f; do if [ -f "$r/$f" ]; then echo "ecosystem=$f"; exit 0; fi; done
 "#
 );
 
@@ -362,7 +365,10 @@ pub fn run_hook(root: &str, dir: HookDir<'_>, hook: &str, env: &[(String, String
 }
 
 pub fn mark_prepared(root: &str, release: &str) -> Script {
-    Script::new(MARK_PREPARED).arg(root).arg(release)
+    Script::new(MARK_PREPARED)
+        .arg(root)
+        .arg(release)
+        .args(pmfleet_shared::ecosystem::DISCOVERY_ORDER)
 }
 
 pub fn discard(root: &str, release: &str) -> Script {

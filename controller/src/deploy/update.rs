@@ -1,7 +1,8 @@
 //! `pmfleet deploy <env>` (PM2's `update`): one commit, prepared on every host in parallel,
 //! then switched — on every host or on none.
 
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use pmfleet_shared::ecosystem::{Batch, DeployEnv, FetchMode};
@@ -30,7 +31,13 @@ struct Release {
     /// The hosts' agents, which run the apps of the release once it is current.
     agents: Option<Agents>,
     /// Each host's deploy root with `~` expanded, by host label (the agent needs real paths).
-    roots: std::sync::Mutex<std::collections::HashMap<String, String>>,
+    roots: Mutex<HashMap<String, String>>,
+    /// Hosts whose new release has no ecosystem file: no apps for the agent to run there.
+    without_apps: Mutex<HashSet<String>>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// A step that failed on one host.
@@ -161,6 +168,7 @@ pub async fn update(ctx: &Context, env: &DeployEnv, ref_override: Option<&str>) 
         out: out.clone(),
         agents,
         roots: Default::default(),
+        without_apps: Default::default(),
     });
 
     let started = Instant::now();
@@ -339,11 +347,7 @@ async fn prepare(release: &Release, member: &Member) -> Result<(), StepError> {
     }
     let mut lines = cleanup.stdout.lines();
     if let Some(expanded) = lines.next().and_then(|l| l.strip_prefix("root=")) {
-        release
-            .roots
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(host.clone(), expanded.to_string());
+        lock(&release.roots).insert(host.clone(), expanded.to_string());
     }
     for leftover in lines {
         out.line(
@@ -418,10 +422,13 @@ async fn build(release: &Release, member: &Member) -> Result<(), StepError> {
             .await
             .map_err(fail("post-deploy"))?;
     }
-    member
+    let marked = member
         .run(&scripts::mark_prepared(root, &release.id))
         .await
         .map_err(fail("finish"))?;
+    if !marked.stdout.contains("ecosystem=") {
+        lock(&release.without_apps).insert(host.clone());
+    }
     out.step(host, "ready to switch");
     Ok(())
 }
@@ -561,7 +568,13 @@ impl Release {
             .next()
             .and_then(|l| l.strip_prefix("releases/"))
             .map(str::to_string);
-        if self.agents.is_some() {
+        if self.agents.is_some() && lock(&self.without_apps).contains(&member.label) {
+            self.out.line(
+                &member.label,
+                "reload apps",
+                "this release has no ecosystem file: no apps for the agent to run",
+            );
+        } else if self.agents.is_some() {
             self.out.step(&member.label, "reload apps");
             if let Err(message) = self.apply(member, &self.id).await {
                 let message = match &previous {
@@ -599,10 +612,7 @@ impl Release {
         let Some(agents) = &self.agents else {
             return Ok(String::new());
         };
-        let root = self
-            .roots
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+        let root = lock(&self.roots)
             .get(&member.label)
             .cloned()
             .unwrap_or_else(|| self.env.path.clone());

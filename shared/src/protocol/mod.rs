@@ -7,7 +7,9 @@
 //! the length prefix caps what a peer may make us buffer ([`MAX_FRAME_LEN`]).
 //!
 //! One request gets one response, except [`Request::Logs`], which gets a stream of
-//! [`Response::Log`] frames ended by [`Response::End`] (with `follow`, until the client hangs up).
+//! [`Response::Log`] frames ended by [`Response::End`] (with `follow`, until the client hangs up),
+//! and [`Request::Events`], which gets a [`Response::Done`] once subscribed, then
+//! [`Response::Event`] frames until the client hangs up.
 //!
 //! The controller's side of a deploy is [`Request::ApplyRelease`] (start or reload every app of
 //! a release's ecosystem file, waiting for readiness) and of `pmfleet status`,
@@ -15,9 +17,11 @@
 //! describes every message with a JSON example, and which ones a remote client may send.
 
 mod app;
+mod event;
 mod frame;
 
 pub use app::*;
+pub use event::*;
 pub use frame::*;
 
 use std::collections::BTreeMap;
@@ -59,6 +63,13 @@ pub enum Request {
         app: Option<String>,
         lines: usize,
         follow: bool,
+    },
+    /// Lifecycle events of `app` (of every app when `None`) as they happen: answered with
+    /// [`Response::Done`] once subscribed, then one [`Response::Event`] per event until the
+    /// client hangs up (or [`Response::End`] when the agent shuts down). Read-only.
+    Events {
+        #[serde(default)]
+        app: Option<String>,
     },
     /// Empty the log files (every app's when `app` is `None`).
     Flush {
@@ -309,11 +320,13 @@ pub enum Response {
         app: Box<AppDetail>,
     },
     Log(LogLine),
-    /// The end of a stream of [`Response::Log`] frames.
+    /// The end of a stream of [`Response::Log`] or [`Response::Event`] frames.
     End,
     Error(ApiError),
     Status(AgentStatus),
     Applied(ApplyReport),
+    /// One event of an `events` stream ([`Request::Events`]).
+    Event(AgentEvent),
 }
 
 /// A failed request: what kind of failure, and a sentence for a human.
@@ -459,5 +472,35 @@ mod tests {
             serde_json::to_string(&Request::ReloadTls).unwrap(),
             r#"{"op":"reload_tls"}"#
         );
+    }
+
+    /// The `events` request and an event frame, as `docs/protocol.md` shows them.
+    #[test]
+    fn events_read_as_documented() {
+        let req: Request = serde_json::from_str(r#"{"op":"events","app":"api"}"#).unwrap();
+        assert_eq!(
+            req,
+            Request::Events {
+                app: Some("api".into())
+            }
+        );
+        let every: Request = serde_json::from_str(r#"{"op":"events"}"#).unwrap();
+        assert_eq!(every, Request::Events { app: None });
+
+        let frame: Response = serde_json::from_str(
+            r#"{"type":"event","at_ms":1767268800123,"app":"api","instance":1,"pid":4242,
+                "kind":"exited","message":"killed by signal 9 (SIGKILL) after 81 s"}"#,
+        )
+        .unwrap();
+        let Response::Event(ev) = &frame else {
+            panic!("{frame:?}")
+        };
+        assert_eq!(ev.kind, EventKind::Exited);
+        assert_eq!((ev.instance, ev.pid), (Some(1), Some(4242)));
+        let json = serde_json::to_value(&frame).unwrap();
+        assert_eq!(json["type"], "event");
+        assert_eq!(json["kind"], "exited");
+        let reload = serde_json::to_value(EventKind::ReloadStarted).unwrap();
+        assert_eq!(reload, "reload_started");
     }
 }
