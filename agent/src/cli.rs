@@ -9,8 +9,8 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use pmfleet_shared::protocol::{
-    AppDetail, ApplyRelease, ApplyReport, ProcessInfo, Request, Response, ScaleTo, ScriptStart,
-    StartRequest, StartSource, Target,
+    AgentEvent, AppDetail, ApplyRelease, ApplyReport, ProcessInfo, Request, Response, ScaleTo,
+    ScriptStart, StartRequest, StartSource, Target,
 };
 
 use crate::client::{Client, ClientError};
@@ -98,6 +98,15 @@ pub enum Command {
         lines: usize,
         #[arg(short, long)]
         follow: bool,
+    },
+    /// Print lifecycle events (started, exited, reloads, releases…) as they happen, until
+    /// Ctrl-C: `HH:MM:SS app[instance] kind message`.
+    Events {
+        /// Only this app's events (default: every app's).
+        app: Option<String>,
+        /// One JSON object per line, as the protocol carries them.
+        #[arg(long)]
+        json: bool,
     },
     /// Empty the log files of an app (or of every app).
     Flush { app: Option<String> },
@@ -360,6 +369,7 @@ pub async fn run(command: Command, home: &AgentHome) -> anyhow::Result<ExitCode>
                 };
             }
         }
+        Command::Events { app, json } => return events(home, app, json).await,
         Command::Flush { app } => Request::Flush { app },
         Command::ReloadLogs => Request::ReloadLogs,
         Command::Save => Request::Save,
@@ -368,6 +378,62 @@ pub async fn run(command: Command, home: &AgentHome) -> anyhow::Result<ExitCode>
     let mut c = Client::connect(home, true).await?;
     let resp = c.request(&req).await?;
     Ok(print_response(resp))
+}
+
+/// `events`: subscribe, then print each event as it comes until the agent ends the stream
+/// (or Ctrl-C, or stdout closes).
+async fn events(home: &AgentHome, app: Option<String>, json: bool) -> anyhow::Result<ExitCode> {
+    let mut c = Client::connect(home, true).await?;
+    let mut resp = c.request(&Request::Events { app }).await?;
+    let mut stdout = std::io::stdout();
+    let mut clock = crate::logs::Stamp::new("HH:mm:ss");
+    loop {
+        match resp {
+            // The subscription is live: every event from here on is printed.
+            Response::Done { messages } => {
+                for m in messages {
+                    eprintln!("{m} (Ctrl-C to stop)");
+                }
+            }
+            Response::Event(ev) => {
+                let line = if json {
+                    serde_json::to_string(&ev)?
+                } else {
+                    event_line(&ev, &mut clock)
+                };
+                if writeln!(stdout, "{line}")
+                    .and_then(|()| stdout.flush())
+                    .is_err()
+                {
+                    return Ok(ExitCode::SUCCESS);
+                }
+            }
+            Response::End => return Ok(ExitCode::SUCCESS),
+            other => return Ok(print_response(other)),
+        }
+        resp = match c.next().await? {
+            Some(r) => r,
+            None => return Ok(ExitCode::SUCCESS),
+        };
+    }
+}
+
+/// `14:03:07 api[1] exited killed by signal 9 (SIGKILL) after 81 s (pid 4242)`.
+fn event_line(ev: &AgentEvent, clock: &mut crate::logs::Stamp) -> String {
+    let mut who = ev.app.clone();
+    if let Some(i) = ev.instance {
+        who.push_str(&format!("[{i}]"));
+    }
+    let mut line = format!(
+        "{} {who} {} {}",
+        clock.format_unix_ms(ev.at_ms),
+        ev.kind,
+        ev.message
+    );
+    if let Some(pid) = ev.pid {
+        line.push_str(&format!(" (pid {pid})"));
+    }
+    line
 }
 
 fn start_request(a: StartArgs) -> anyhow::Result<StartRequest> {
@@ -707,6 +773,8 @@ mod tests {
         assert!(Cli::try_parse_from(["pmfleet-agent", "tls", "request"]).is_err());
         Cli::try_parse_from(["pmfleet-agent", "tls", "status", "--json"]).unwrap();
         Cli::try_parse_from(["pmfleet-agent", "version"]).unwrap();
+        Cli::try_parse_from(["pmfleet-agent", "events"]).unwrap();
+        Cli::try_parse_from(["pmfleet-agent", "events", "api", "--json"]).unwrap();
         Cli::try_parse_from([
             "pmfleet-agent",
             "apply",

@@ -77,3 +77,45 @@ pub fn client(timeout: Duration) -> Result<AgentClient, String> {
     let identity = ClientIdentity::from_env_or_dir(&dir).map_err(|e| e.to_string())?;
     AgentClient::new(&identity, timeout).map_err(|e| e.to_string())
 }
+
+/// Streams `request` from every agent at once, handing each answer to `print` with its host,
+/// until every stream ends or the user interrupts; streams that fail are reported on stderr.
+pub async fn stream_all(
+    targets: &[AgentTarget],
+    client: &AgentClient,
+    request: &pmfleet_shared::protocol::Request,
+    print: impl Fn(&str, pmfleet_shared::protocol::Response) + Clone + Send + Sync + 'static,
+) -> crate::deploy::Exit {
+    use crate::deploy::Exit;
+    let streams = each(targets, |target| {
+        let client = client.clone();
+        let request = request.clone();
+        let print = print.clone();
+        async move {
+            let host = target.host.clone();
+            let result = client
+                .stream(&target.host, target.port, &request, |response| {
+                    print(&host, response);
+                    true
+                })
+                .await;
+            (target, result)
+        }
+    });
+    let results = tokio::select! {
+        results = streams => results,
+        _ = tokio::signal::ctrl_c() => return Exit::Success,
+    };
+    let mut exit = Exit::Success;
+    for (target, result) in results {
+        if let Err(e) = result {
+            eprintln!("{} | error | {e}", target.host);
+            exit = if e.is_unreachable() {
+                Exit::Unreachable
+            } else {
+                Exit::Failed
+            };
+        }
+    }
+    exit
+}

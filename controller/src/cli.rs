@@ -29,6 +29,8 @@ pub enum Command {
     App(crate::commands::app::AppArgs),
     /// The apps' logs from every host of an environment, each line prefixed with its host.
     Logs(crate::commands::logs::LogsArgs),
+    /// The agents' lifecycle events from every host of an environment, as they happen.
+    Events(crate::commands::events::EventsArgs),
 }
 
 const DEPLOY_HELP: &str = "Commands:

@@ -286,6 +286,48 @@ fn setup_provisions_agents_and_deploys_reload_the_apps() {
         );
     }
 
+    // `events` streams the agents' lifecycle events from every host.
+    let mut events = project.spawn(&["events", "production", "web"]);
+    let stdout = events.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut seen = Vec::new();
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if line.contains(" online") {
+                seen.push(line);
+                if seen.len() == 6 {
+                    break;
+                }
+            }
+        }
+        seen
+    });
+    std::thread::sleep(Duration::from_millis(800));
+    ok(&project.pmfleet(&["app", "production", "restart", "web"]));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !reader.is_finished() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = events.kill();
+    let _ = events.wait();
+    let seen = reader.join().unwrap();
+    for host in &fleet.hosts {
+        let prefix = format!("{} | ", host.address());
+        let online = seen
+            .iter()
+            .filter(|l| l.starts_with(&prefix) && l.contains("web["))
+            .count();
+        assert_eq!(
+            online,
+            2,
+            "both instances of {} came online: {seen:?}",
+            host.address()
+        );
+    }
+
     // One agent down: shown as unreachable, and the exit code says so.
     let kill = project.pmfleet(&[
         "deploy",
@@ -304,7 +346,10 @@ fn setup_provisions_agents_and_deploys_reload_the_apps() {
 
 #[test]
 fn a_release_without_an_ecosystem_file_deploys_with_nothing_to_reload() {
-    assert!(sshd_available(), "sshd is not installed: run the README's test command");
+    assert!(
+        sshd_available(),
+        "sshd is not installed: run the README's test command"
+    );
     let fleet = Fleet::start(1);
     let repo = GitRepo::new();
     let project = Project::new(fleet.home.path());

@@ -4,7 +4,8 @@
 //!
 //! - [`local`]: the Unix socket in the agent home (mode 0600), for the agent's own CLI.
 //! - [`tls`]: the mutual-TLS TCP endpoint, for the controller.
-//! - `session`: one connection's request loop and the streamed `logs`, shared by both.
+//! - `session`: one connection's request loop and the streamed `logs` and `events`, shared by
+//!   both.
 
 pub mod conn;
 pub mod local;
@@ -51,9 +52,9 @@ impl Origin {
     }
 }
 
-/// Answer one single-response request. `Logs` (a stream), `Kill` (ends the daemon) and
-/// `ReloadTls` (restarts an endpoint) are handled by the session, which owns the connection,
-/// the shutdown signal and the TLS endpoint's handle.
+/// Answer one single-response request. `Logs` and `Events` (streams), `Kill` (ends the
+/// daemon) and `ReloadTls` (restarts an endpoint) are handled by the session, which owns the
+/// connection, the shutdown signal and the TLS endpoint's handle.
 pub async fn dispatch(sup: &Supervisor, req: Request) -> Response {
     let done = |r: Result<Vec<String>, SupervisorError>| match r {
         Ok(messages) => Response::Done { messages },
@@ -88,10 +89,12 @@ pub async fn dispatch(sup: &Supervisor, req: Request) -> Response {
         },
         Request::Save => done(sup.save()),
         Request::Resurrect => done(sup.resurrect().await),
-        Request::Logs { .. } | Request::Kill | Request::ReloadTls => Response::Error(ApiError {
-            kind: ErrorKind::Internal,
-            message: "this request is handled by the transport".into(),
-        }),
+        Request::Logs { .. } | Request::Events { .. } | Request::Kill | Request::ReloadTls => {
+            Response::Error(ApiError {
+                kind: ErrorKind::Internal,
+                message: "this request is handled by the transport".into(),
+            })
+        }
     }
 }
 
@@ -172,6 +175,7 @@ mod tests {
                 },
                 true,
             ),
+            (Request::Events { app: None }, true),
         ];
         for (req, allowed) in table {
             assert!(Origin::Local.check(&req).is_ok(), "{req:?}");

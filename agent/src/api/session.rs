@@ -1,6 +1,6 @@
 //! One connection, on either endpoint: read a request, check that this endpoint accepts it,
-//! answer it, repeat until the peer hangs up. `logs` answers with a stream and ends the
-//! connection; `kill` and `reload_tls` reach beyond the supervisor, so they are handled here.
+//! answer it, repeat until the peer hangs up. `logs` and `events` answer with a stream and end
+//! the connection; `kill` and `reload_tls` reach beyond the supervisor, so they are handled here.
 //!
 //! A frame the session cannot read (too large, another protocol version, not JSON) is answered
 //! with an error, then the connection is closed: after a refused length prefix the stream is
@@ -89,6 +89,7 @@ impl Session {
                 Request::Logs { app, lines, follow } => {
                     return self.logs(stream, app.as_deref(), lines, follow).await;
                 }
+                Request::Events { app } => return self.events(stream, app).await,
                 Request::ReloadTls => {
                     let answer = match &self.tls {
                         Some(tls) => match tls.reload().await {
@@ -169,6 +170,48 @@ impl Session {
                 // The client never sends more: a read returning means it hung up.
                 _ = rd.read(&mut probe) => return Ok(()),
                 _ = cancel.cancelled() => return write_frame(&mut wr, &Response::End).await,
+            }
+        }
+    }
+}
+
+impl Session {
+    /// `events`: `done` once subscribed (every event after it is delivered), then each event
+    /// as it happens until the client hangs up, or `end` when the agent shuts down. A client
+    /// that does not read fast enough is told how many events it missed; the supervisor never
+    /// waits for it.
+    async fn events<S>(&self, stream: &mut S, app: Option<String>) -> Result<(), ConnError>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send,
+    {
+        let watching = match &app {
+            Some(a) => format!("watching the events of `{a}`"),
+            None => "watching the events of every app".to_string(),
+        };
+        let mut events = self.sup.subscribe(app);
+        write_frame(
+            stream,
+            &Response::Done {
+                messages: vec![watching],
+            },
+        )
+        .await?;
+        let (mut rd, mut wr) = tokio::io::split(stream);
+        let mut probe = [0u8; 1];
+        loop {
+            let frame = tokio::select! {
+                ev = events.next() => match ev {
+                    Some(ev) => Response::Event(ev),
+                    None => return write_frame(&mut wr, &Response::End).await,
+                },
+                // The client never sends more: a read returning means it hung up.
+                _ = rd.read(&mut probe) => return Ok(()),
+                _ = self.shutdown.cancelled() => return write_frame(&mut wr, &Response::End).await,
+            };
+            // A client that stopped reading must not keep a shutting-down agent waiting.
+            tokio::select! {
+                sent = write_frame(&mut wr, &frame) => sent?,
+                _ = self.shutdown.cancelled() => return Ok(()),
             }
         }
     }

@@ -21,6 +21,7 @@ use pmfleet_shared::ecosystem::App;
 pub use file::LogFile;
 pub use follow::follow;
 pub use pump::{MAX_LINE, pump};
+pub use stamp::Stamp;
 pub use tail::tail;
 
 /// 10 MiB: the default size at which a log file is rotated.

@@ -119,19 +119,35 @@ impl Stamp {
 
     /// Appends the current local time, formatted, to `out`.
     pub fn write_now(&mut self, out: &mut Vec<u8>) {
-        let now = OffsetDateTime::from(SystemTime::now());
-        let minute = now.unix_timestamp().div_euclid(60);
+        let now = self.local(OffsetDateTime::from(SystemTime::now()));
+        let mut s = String::with_capacity(32);
+        self.format(now, &mut s);
+        out.extend_from_slice(s.as_bytes());
+    }
+
+    /// `unix_ms` (milliseconds since the epoch) as local time, formatted.
+    pub fn format_unix_ms(&mut self, unix_ms: u64) -> String {
+        let nanos = i128::from(unix_ms) * 1_000_000;
+        let t =
+            OffsetDateTime::from_unix_timestamp_nanos(nanos).unwrap_or(OffsetDateTime::UNIX_EPOCH);
+        let t = self.local(t);
+        let mut s = String::with_capacity(32);
+        self.format(t, &mut s);
+        s
+    }
+
+    /// `t` in the local offset of its minute.
+    fn local(&mut self, t: OffsetDateTime) -> OffsetDateTime {
+        let minute = t.unix_timestamp().div_euclid(60);
         let offset = match self.offset_cache {
             Some((m, off)) if m == minute => off,
             _ => {
-                let off = local_offset(now.unix_timestamp());
+                let off = local_offset(t.unix_timestamp());
                 self.offset_cache = Some((minute, off));
                 off
             }
         };
-        let mut s = String::with_capacity(32);
-        self.format(now.to_offset(offset), &mut s);
-        out.extend_from_slice(s.as_bytes());
+        t.to_offset(offset)
     }
 
     fn format(&self, t: OffsetDateTime, out: &mut String) {

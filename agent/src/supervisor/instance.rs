@@ -5,6 +5,7 @@
 //! the restart policy what to do, and applies the answer (a timer and a new spawn, or a final
 //! `stopped`/`errored`). Cancelling the runner's token stops the process gracefully —
 //! whatever the runner was doing — and ends the task: that is the only way processes stop.
+//! Each of these steps is published as an event ([`super::events`]).
 
 use std::os::fd::AsRawFd;
 use std::process::ExitStatus;
@@ -13,12 +14,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
-use pmfleet_shared::protocol::{AppSpec, ExecModeSpec, Status};
+use pmfleet_shared::protocol::{AppSpec, EventKind, ExecModeSpec, Status};
 use tokio::process::Child;
 use tokio_util::sync::CancellationToken;
 
 use super::Inner;
 use super::app::{AppRuntime, Runner, View, lock};
+use super::events::took;
 use super::policy::{Decision, ExitEvent, RestartPolicy, RestartState, decide};
 use super::process::{Launch, parse_signal, signal_group, spawn, stop_child};
 use super::ready::NotifySocket;
@@ -93,6 +95,8 @@ impl Inner {
             });
         }
         tracing::info!(app = %app.name, slot, pid, "spawned");
+        let what = format!("spawned {}", spec.program);
+        self.emit(&app.name, Some(slot), Some(pid), EventKind::Started, what);
         Ok(Proc {
             child,
             pid,
@@ -163,6 +167,21 @@ impl RunnerCtx {
         self.inner.mark_dirty();
     }
 
+    fn emit(&self, pid: Option<u32>, kind: EventKind, message: impl Into<String>) {
+        self.inner
+            .emit(&self.app.name, Some(self.slot), pid, kind, message);
+    }
+
+    /// Record a final status and publish it.
+    fn end(&self, status: Status, pid: Option<u32>, message: impl Into<String>) {
+        self.set(status, None);
+        let kind = match status {
+            Status::Errored => EventKind::Errored,
+            _ => EventKind::Stopped,
+        };
+        self.emit(pid, kind, message);
+    }
+
     async fn run(self, mut proc: Proc) {
         let mut state = RestartState::default();
         loop {
@@ -176,31 +195,57 @@ impl RunnerCtx {
             let uptime = proc.started.elapsed();
             // Whatever the leader left behind in its group goes with it.
             signal_group(proc.pid, Signal::SIGKILL);
-            let event = exit_event(status.ok(), uptime);
+            let status = status.ok();
+            let event = exit_event(status, uptime);
             let spec = self.app.spec();
             let decision = decide(&policy_of(&spec), &mut state, event.clone());
             tracing::info!(app = %self.app.name, slot = self.slot, pid = proc.pid, ?event, ?decision, "instance exited");
+            let pid = Some(proc.pid);
+            let how = format!("{} after {}", describe_exit(status), took(uptime));
+            self.emit(pid, EventKind::Exited, how);
             match decision {
-                Decision::Stop => return self.set(Status::Stopped, None),
-                Decision::Errored => return self.set(Status::Errored, None),
+                Decision::Stop => {
+                    return self.end(Status::Stopped, pid, "left stopped by its restart policy");
+                }
+                Decision::Errored => {
+                    let why = format!(
+                        "{} unstable restarts (each up less than min_uptime {} ms): given up",
+                        spec.max_restarts, spec.min_uptime_ms
+                    );
+                    return self.end(Status::Errored, pid, why);
+                }
                 Decision::Restart { after } => {
                     self.set(Status::Waiting, None);
+                    let n = self.restarts.load(Ordering::SeqCst) + 1;
+                    let when = format!("restart {n} in {}", took(after));
+                    self.emit(pid, EventKind::Restarting, when);
                     tokio::select! {
                         _ = tokio::time::sleep(after) => {}
-                        _ = self.stop.cancelled() => return self.set(Status::Stopped, None),
+                        _ = self.stop.cancelled() => {
+                            return self.end(Status::Stopped, None, "stopped during the restart delay");
+                        }
                     }
                     if self.inner.closing.load(Ordering::SeqCst) {
-                        return self.set(Status::Stopped, None);
+                        return self.end(
+                            Status::Stopped,
+                            None,
+                            "not restarted: the agent is shutting down",
+                        );
                     }
                     match self.inner.launch(&self.app, self.slot, self.id, None) {
                         Ok(p) => {
                             proc = p;
-                            self.restarts.fetch_add(1, Ordering::SeqCst);
+                            let n = self.restarts.fetch_add(1, Ordering::SeqCst) + 1;
                             self.set(Status::Online, Some(&proc));
+                            self.emit(
+                                Some(proc.pid),
+                                EventKind::Online,
+                                format!("running (restart {n})"),
+                            );
                         }
                         Err(e) => {
                             tracing::error!(app = %self.app.name, slot = self.slot, "cannot restart: {e}");
-                            return self.set(Status::Errored, None);
+                            return self.end(Status::Errored, None, format!("cannot restart: {e}"));
                         }
                     }
                 }
@@ -211,9 +256,13 @@ impl RunnerCtx {
     async fn stop_gracefully(&self, proc: &mut Proc) {
         self.set(Status::Stopping, None);
         let spec = self.app.spec();
-        stop_child(&mut proc.child, kill_signal(&spec), kill_timeout(&spec)).await;
+        let (signal, timeout) = (kill_signal(&spec), kill_timeout(&spec));
+        let pid = Some(proc.pid);
+        let how = format!("{signal}, then SIGKILL after {}", took(timeout));
+        self.emit(pid, EventKind::Stopping, how);
+        let status = stop_child(&mut proc.child, signal, timeout).await;
         tracing::info!(app = %self.app.name, slot = self.slot, pid = proc.pid, "stopped");
-        self.set(Status::Stopped, None);
+        self.end(Status::Stopped, pid, describe_exit(status));
     }
 }
 
@@ -223,6 +272,22 @@ fn exit_event(status: Option<ExitStatus>, uptime: Duration) -> ExitEvent {
         code: status.and_then(|s| s.code()),
         signal: status.and_then(|s| s.signal()),
         uptime,
+    }
+}
+
+/// `exit code 1`, `killed by signal 9 (SIGKILL)`: how a process ended, for event messages.
+fn describe_exit(status: Option<ExitStatus>) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (
+        status.and_then(|s| s.code()),
+        status.and_then(|s| s.signal()),
+    ) {
+        (Some(code), _) => format!("exit code {code}"),
+        (None, Some(sig)) => match Signal::try_from(sig) {
+            Ok(name) => format!("killed by signal {sig} ({name})"),
+            Err(_) => format!("killed by signal {sig}"),
+        },
+        (None, None) => "ended (status unknown)".to_string(),
     }
 }
 
@@ -242,5 +307,21 @@ impl tokio::io::AsyncRead for Either {
             Either::Out(r) => std::pin::Pin::new(r).poll_read(cx, buf),
             Either::Err(r) => std::pin::Pin::new(r).poll_read(cx, buf),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::process::ExitStatusExt;
+
+    use super::*;
+
+    #[test]
+    fn exits_are_described_with_their_code_or_signal() {
+        let code = ExitStatus::from_raw(1 << 8);
+        assert_eq!(describe_exit(Some(code)), "exit code 1");
+        let killed = ExitStatus::from_raw(9);
+        assert_eq!(describe_exit(Some(killed)), "killed by signal 9 (SIGKILL)");
+        assert_eq!(describe_exit(None), "ended (status unknown)");
     }
 }

@@ -8,8 +8,12 @@
 //! runner task (`instance`) that applies the pure restart policy ([`policy`]). The edges
 //! are [`process`] (spawn, signals), [`ready`] (readiness), [`state`] (persistence) and
 //! [`watch`]. Every task runs on one [`TaskTracker`] and ends on its cancel token.
+//!
+//! Status changes, reloads and releases are also published as [`events`], for subscribers
+//! ([`Supervisor::subscribe`]).
 
 mod app;
+pub mod events;
 mod instance;
 pub mod policy;
 pub mod process;
@@ -27,8 +31,8 @@ use std::time::Duration;
 
 use nix::sys::signal::Signal;
 use pmfleet_shared::protocol::{
-    AppDetail, AppSpec, ErrorKind, ExecModeSpec, ProcessInfo, ScaleTo, StartRequest, StartSource,
-    Target,
+    AgentEvent, AppDetail, AppSpec, ErrorKind, EventKind, ExecModeSpec, ProcessInfo, ScaleTo,
+    StartRequest, StartSource, Target,
 };
 use socket2::{Domain, Socket, Type};
 use tokio::sync::Notify;
@@ -38,6 +42,7 @@ use tokio_util::task::TaskTracker;
 use crate::home::AgentHome;
 use crate::metrics::{Sample, Sampler};
 use app::{AppRuntime, Slot, lock};
+use events::EventStream;
 use instance::{kill_signal, kill_timeout};
 use process::{cpu_count, signal_group};
 use ready::{NotReady, NotifySocket, Readiness};
@@ -156,6 +161,8 @@ pub(crate) struct Inner {
     apply_lock: tokio::sync::Mutex<()>,
     /// The release directory last applied in full (persisted).
     release: Mutex<Option<PathBuf>>,
+    /// Lifecycle events, for `events` subscribers; bounded, and never waited for.
+    events: tokio::sync::broadcast::Sender<AgentEvent>,
 }
 
 impl Supervisor {
@@ -177,6 +184,7 @@ impl Supervisor {
             started: std::time::Instant::now(),
             apply_lock: tokio::sync::Mutex::new(()),
             release: Mutex::new(None),
+            events: events::channel(),
         });
         let sup = Supervisor {
             inner: inner.clone(),
@@ -185,6 +193,12 @@ impl Supervisor {
         inner.tasks.spawn(persister(inner.clone()));
         inner.tasks.spawn(monitor(inner.clone()));
         sup
+    }
+
+    /// Lifecycle events of `app` (of every app when `None`) from now on. The app need not
+    /// exist yet: a subscriber may watch an app being started.
+    pub fn subscribe(&self, app: Option<String>) -> EventStream {
+        EventStream::new(&self.inner.events, app)
     }
 
     /// `start`: every app of an ecosystem file, or one script.
@@ -342,26 +356,57 @@ impl Supervisor {
         let mut out = Vec::new();
         for app in self.targets(target)? {
             let _op = app.op.lock().await;
+            let inner = &self.inner;
             let spec = app.spec();
-            if spec.exec_mode == ExecModeSpec::Fork || !app.is_running() {
-                self.inner.restart_app(&app).await?;
+            let result = if spec.exec_mode == ExecModeSpec::Fork || !app.is_running() {
                 let why = if spec.exec_mode == ExecModeSpec::Fork {
                     "fork mode has no rolling reload"
                 } else {
                     "it was not running"
                 };
-                out.push(format!("{}: restarted ({why})", app.name));
-                continue;
+                let name = &app.name;
+                inner.emit(
+                    name,
+                    None,
+                    None,
+                    EventKind::ReloadStarted,
+                    format!("restart ({why})"),
+                );
+                inner
+                    .restart_app(&app)
+                    .await
+                    .map(|()| format!("{name}: restarted ({why})"))
+            } else {
+                let slots: Vec<u32> = lock(&app.slots).keys().copied().collect();
+                let n = slots.len();
+                let what = format!("rolling reload of {n} instance(s)");
+                inner.emit(&app.name, None, None, EventKind::ReloadStarted, what);
+                let mut result = Ok(());
+                for slot in &slots {
+                    result = inner.reload_slot(&app, *slot).await;
+                    if result.is_err() {
+                        break;
+                    }
+                }
+                result
+                    .map(|()| format!("{}: reloaded {n} instance(s) with zero downtime", app.name))
+            };
+            match result {
+                Ok(message) => {
+                    inner.emit(&app.name, None, None, EventKind::ReloadFinished, &*message);
+                    out.push(message);
+                }
+                Err(e) => {
+                    inner.emit(
+                        &app.name,
+                        None,
+                        None,
+                        EventKind::ReloadFailed,
+                        e.to_string(),
+                    );
+                    return Err(e);
+                }
             }
-            let slots: Vec<u32> = lock(&app.slots).keys().copied().collect();
-            for slot in &slots {
-                self.inner.reload_slot(&app, *slot).await?;
-            }
-            out.push(format!(
-                "{}: reloaded {} instance(s) with zero downtime",
-                app.name,
-                slots.len()
-            ));
         }
         Ok(out)
     }
@@ -373,7 +418,10 @@ impl Supervisor {
             self.inner.stop_app(&app, true).await;
             lock(&self.inner.apps).remove(&app.name);
             self.inner.mark_dirty();
-            out.push(format!("{}: deleted", app.name));
+            let message = format!("{}: deleted", app.name);
+            self.inner
+                .emit(&app.name, None, None, EventKind::Deleted, &*message);
+            out.push(message);
         }
         Ok(out)
     }
@@ -825,10 +873,18 @@ impl Inner {
                 program: app.spec().program,
                 source,
             })?;
+        let pid = proc.pid;
         let runner = self.spawn_runner(app.clone(), slot, id, restarts, proc);
         if let Some(s) = lock(&app.slots).get_mut(&slot) {
             s.runner = Some(runner);
         }
+        self.emit(
+            &app.name,
+            Some(slot),
+            Some(pid),
+            EventKind::Online,
+            "running",
+        );
         Ok(())
     }
 
@@ -942,9 +998,18 @@ impl Inner {
                 })?;
         let timeout = Duration::from_millis(spec.listen_timeout_ms);
         let timeout = cap.map_or(timeout, |c| c.min(timeout));
+        let waited = std::time::Instant::now();
         if let Err(reason) = ready::wait_ready(&readiness, &mut proc.child, timeout).await {
             tracing::warn!(app = %app.name, slot, "new instance {reason}");
             process::stop_child(&mut proc.child, kill_signal(&spec), kill_timeout(&spec)).await;
+            let why = format!("the new process {reason}; it was stopped");
+            self.emit(
+                &app.name,
+                Some(slot),
+                Some(proc.pid),
+                EventKind::Stopped,
+                why,
+            );
             let app = app.name.clone();
             return Err(match how {
                 Replace::Reload => SupervisorError::ReloadFailed { app, slot, reason },
@@ -952,7 +1017,16 @@ impl Inner {
             });
         }
         drop(readiness);
+        let pid = proc.pid;
+        let ready_in = format!("ready after {}", events::took(waited.elapsed()));
         let runner = self.spawn_runner(app.clone(), slot, id, restarts.clone(), proc);
+        self.emit(
+            &app.name,
+            Some(slot),
+            Some(pid),
+            EventKind::Online,
+            ready_in,
+        );
         let old = lock(&app.slots)
             .get_mut(&slot)
             .and_then(|s| s.runner.replace(runner));
@@ -1078,6 +1152,11 @@ async fn monitor(inner: Arc<Inner>) {
                     && lock(&app.memory_restarts).insert(slot)
                 {
                     tracing::warn!(app = %app.name, slot, rss = sample.rss_bytes, "over max_memory_restart; restarting");
+                    let why = format!(
+                        "{} bytes in memory, over max_memory_restart",
+                        sample.rss_bytes
+                    );
+                    inner.emit(&app.name, Some(slot), Some(pid), EventKind::Restarting, why);
                     let (inner, app) = (inner.clone(), app.clone());
                     inner.clone().tasks.spawn(async move {
                         {
@@ -1123,6 +1202,8 @@ async fn watcher(inner: Arc<Inner>, app: Arc<AppRuntime>, cancel: CancellationTo
         }
         if changed {
             tracing::info!(app = %app.name, "watched files changed; restarting");
+            let why = "watched files changed";
+            inner.emit(&app.name, None, None, EventKind::Restarting, why);
             let (inner, app) = (inner.clone(), app.clone());
             // The restart cancels this watcher and starts a new one.
             inner.clone().tasks.spawn(async move {

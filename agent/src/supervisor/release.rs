@@ -17,8 +17,8 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use pmfleet_shared::protocol::{
-    AgentStatus, AppSpec, AppliedAction, AppliedApp, ApplyRelease, ApplyReport, ExecModeSpec,
-    Status,
+    AgentStatus, AppSpec, AppliedAction, AppliedApp, ApplyRelease, ApplyReport, EventKind,
+    ExecModeSpec, Status,
 };
 
 use super::app::{AppRuntime, Slot, lock};
@@ -124,15 +124,21 @@ impl Supervisor {
         let mut apps = Vec::new();
         for spec in specs {
             let name = spec.name.clone();
+            let release = format!("release {}", dir.display());
+            let inner = &self.inner;
+            inner.emit(&name, None, None, EventKind::ReleaseStarted, &*release);
             let (action, result) = self.apply_app(spec, deadline).await;
             let (ok, message) = match result {
                 Ok(m) => (true, m),
                 Err(e) => (false, e.report()),
             };
+            let outcome = format!("{release}: {action}: {message}");
             if ok {
                 tracing::info!(app = %name, %action, release = %dir.display(), "{message}");
+                inner.emit(&name, None, None, EventKind::ReleaseApplied, outcome);
             } else {
                 tracing::warn!(app = %name, %action, release = %dir.display(), "{message}");
+                inner.emit(&name, None, None, EventKind::ReleaseFailed, outcome);
             }
             apps.push(AppliedApp {
                 name,
@@ -231,12 +237,16 @@ impl Supervisor {
                 result.map(|()| format!("{name}: restarted with the release ({why})")),
             );
         }
-        (
-            AppliedAction::Reloaded,
-            inner
-                .roll(&app, old, old_count, spec, count, deadline)
-                .await,
-        )
+        let what = format!("rolling reload of {old_count} instance(s) to the release");
+        inner.emit(&name, None, None, EventKind::ReloadStarted, what);
+        let result = inner
+            .roll(&app, old, old_count, spec, count, deadline)
+            .await;
+        match &result {
+            Ok(m) => inner.emit(&name, None, None, EventKind::ReloadFinished, &**m),
+            Err(e) => inner.emit(&name, None, None, EventKind::ReloadFailed, e.report()),
+        }
+        (AppliedAction::Reloaded, result)
     }
 }
 

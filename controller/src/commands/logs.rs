@@ -1,7 +1,6 @@
 //! `pmfleet logs [file] <env> [app] [--lines N] [--follow]`: the apps' logs from every host
 //! of the environment, merged as they arrive, each line prefixed with its host.
 
-use std::io::Write;
 use std::path::PathBuf;
 
 use clap::Args;
@@ -52,38 +51,10 @@ pub async fn run(args: LogsArgs) -> Exit {
         lines: args.lines,
         follow: args.follow,
     };
-    let streams = agents::each(&targets, |target| {
-        let client = client.clone();
-        let request = request.clone();
-        async move {
-            let host = target.host.clone();
-            let result = client
-                .stream(&target.host, target.port, &request, |response| {
-                    if let Response::Log(line) = response {
-                        let mut out = std::io::stdout().lock();
-                        let _ = writeln!(out, "{host} | {} | {}", line.app, line.line);
-                        let _ = out.flush();
-                    }
-                    true
-                })
-                .await;
-            (target, result)
+    agents::stream_all(&targets, &client, &request, |host, response| {
+        if let Response::Log(line) = response {
+            println!("{host} | {} | {}", line.app, line.line);
         }
-    });
-    let results = tokio::select! {
-        results = streams => results,
-        _ = tokio::signal::ctrl_c() => return Exit::Success,
-    };
-    let mut exit = Exit::Success;
-    for (target, result) in results {
-        if let Err(e) = result {
-            eprintln!("{} | error | {e}", target.host);
-            exit = if e.is_unreachable() {
-                Exit::Unreachable
-            } else {
-                Exit::Failed
-            };
-        }
-    }
-    exit
+    })
+    .await
 }

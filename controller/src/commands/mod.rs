@@ -3,5 +3,6 @@
 pub mod app;
 pub mod ca;
 pub mod deploy;
+pub mod events;
 pub mod logs;
 pub mod status;

@@ -1,0 +1,96 @@
+//! `pmfleet events [file] <env> [app]`: the agents' lifecycle events (started, online, exited,
+//! restarting, errored, reloads, releases applied) from every host, as they happen.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use pmfleet_shared::ecosystem;
+use pmfleet_shared::protocol::{Request, Response};
+
+use crate::agents;
+use crate::deploy::Exit;
+
+#[derive(Debug, Args)]
+pub struct EventsArgs {
+    /// [ECOSYSTEM_FILE] ENVIRONMENT [APP]
+    #[arg(required = true, value_name = "ARGS")]
+    pub words: Vec<String>,
+    /// One JSON object per event.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub async fn run(args: EventsArgs) -> Exit {
+    let mut words: Vec<&str> = args.words.iter().map(String::as_str).collect();
+    let file = match words.first() {
+        Some(first) if ecosystem::looks_like_ecosystem_file(first) => {
+            Some(PathBuf::from(words.remove(0)))
+        }
+        _ => None,
+    };
+    let (env, app) = match words.as_slice() {
+        [env] => (env.to_string(), None),
+        [env, app] => (env.to_string(), Some(app.to_string())),
+        _ => {
+            eprintln!("error: usage: pmfleet events <env> [app] [--json]");
+            return Exit::BadConfig;
+        }
+    };
+    let (targets, client) = match agents::prepare(file.as_deref(), &env) {
+        Ok(v) => v,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return Exit::BadConfig;
+        }
+    };
+    let json = args.json;
+    agents::stream_all(
+        &targets,
+        &client,
+        &Request::Events { app },
+        move |host, response| {
+            let Response::Event(event) = response else {
+                return;
+            };
+            if json {
+                let mut value = serde_json::to_value(&event).unwrap_or_default();
+                if let Some(obj) = value.as_object_mut() {
+                    obj.insert("host".into(), host.into());
+                }
+                println!("{value}");
+            } else {
+                let instance = event.instance.map(|i| format!("[{i}]")).unwrap_or_default();
+                let kind = serde_json::to_value(event.kind)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default();
+                println!(
+                    "{host} | {} | {}{instance} {kind} {}",
+                    clock(event.at_ms),
+                    event.app,
+                    event.message
+                );
+            }
+        },
+    )
+    .await
+}
+
+/// `HH:MM:SS` (UTC) of a Unix time in milliseconds.
+fn clock(at_ms: u64) -> String {
+    let secs = at_ms / 1000;
+    format!(
+        "{:02}:{:02}:{:02}",
+        (secs / 3600) % 24,
+        (secs / 60) % 60,
+        secs % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn clock_reads_utc() {
+        assert_eq!(super::clock(1_767_268_800_123), "12:00:00");
+    }
+}
