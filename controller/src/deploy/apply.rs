@@ -87,7 +87,16 @@ impl Agents {
                 Some(APPLY_TIMEOUT + Duration::from_secs(10)),
             )
             .await
-            .map_err(|e| format!("agent: {e}"))?;
+            .map_err(|e| {
+                if e.is_unreachable() {
+                    format!(
+                        "the agent on {} does not answer ({e}); `pmfleet deploy {env_name} setup` installs and starts it",
+                        member.host
+                    )
+                } else {
+                    format!("agent: {e}")
+                }
+            })?;
         let Response::Applied(report) = answer else {
             return Err(format!("agent: unexpected answer {answer:?}"));
         };
