@@ -133,8 +133,10 @@ pub struct SshHost {
     address: String,
     port: u16,
     child: Option<Child>,
-    /// Mount namespaces this host's sshd ran in (one per start), for cleanup on drop.
-    namespaces: Vec<String>,
+    /// Mount namespaces this host's sshd ran in (one per start), for cleanup on drop. Each is
+    /// held open: a namespace whose last process exits is freed, and the kernel may give its
+    /// identity to another test's host, whose processes the cleanup would then kill.
+    namespaces: Vec<(String, fs::File)>,
 }
 
 impl SshHost {
@@ -324,14 +326,18 @@ impl SshHost {
                 self.child = None;
                 return Err(format!("{status}\n{}", self.log_since(log_start)));
             }
-            if self.is_sshd_listening(address) {
-                if let Some(ns) = self
-                    .child
-                    .as_ref()
-                    .and_then(|c| mount_namespace(c.id() as _))
-                    && !self.namespaces.contains(&ns)
+            // Our own sshd must say it listens: a banner alone could come from another test's
+            // host that holds the same address and port.
+            if self.log_since(log_start).contains("Server listening on")
+                && self.is_sshd_listening(address)
+            {
+                if let Some(child) = self.child.as_ref()
+                    && let Some(ns) = mount_namespace(child.id() as _)
+                    && !self.namespaces.iter().any(|(known, _)| *known == ns)
+                    && let Ok(pin) = fs::File::open(format!("/proc/{}/ns/mnt", child.id()))
+                    && mount_namespace(child.id() as _).as_deref() == Some(ns.as_str())
                 {
-                    self.namespaces.push(ns);
+                    self.namespaces.push((ns, pin));
                 }
                 return Ok(());
             }
@@ -371,7 +377,7 @@ impl Drop for SshHost {
     fn drop(&mut self) {
         self.stop();
         // Daemons started on this host (agents, apps) live on in its mount namespace(s).
-        for namespace in &self.namespaces {
+        for (namespace, _pin) in &self.namespaces {
             for pid in processes_in_namespace(namespace) {
                 signal(pid, libc::SIGKILL);
             }

@@ -328,6 +328,12 @@ fn setup_provisions_agents_and_deploys_reload_the_apps() {
         );
     }
 
+    // revert reloads the apps too: back to version 1, no rebuild.
+    ok(&project.pmfleet(&["deploy", "production", "revert", "1"]));
+    for answer in served(&fleet.hosts, app_port) {
+        assert!(answer.starts_with("version 1"), "{answer}");
+    }
+
     // One agent down: shown as unreachable, and the exit code says so.
     let kill = project.pmfleet(&[
         "deploy",
