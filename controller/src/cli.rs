@@ -72,6 +72,11 @@ pub struct DeployArgs {
     #[arg(long)]
     pub force: bool,
 
+    /// With `setup`: replace an installed agent whose binary differs from this `pmfleet-agent`
+    /// (the agent restarts, and its apps with it).
+    #[arg(long)]
+    pub upgrade_agent: bool,
+
     /// Trust hosts not yet in known_hosts and remember their keys (a changed key is still refused).
     #[arg(long)]
     pub accept_new_host_key: bool,

@@ -373,4 +373,30 @@ fn a_release_without_an_ecosystem_file_deploys_with_nothing_to_reload() {
     let status = project.pmfleet(&["status"]);
     ok(&status);
     assert!(status.stdout.contains("(no apps)"), "{}", status.stdout);
+
+    // An agent whose binary differs is kept by a plain setup and replaced with --upgrade-agent.
+    ok(&project.pmfleet(&[
+        "deploy",
+        "production",
+        "exec",
+        "cd ~/.pmfleet-agent/bin && cp pmfleet-agent x && printf x >> x && mv x pmfleet-agent",
+    ]));
+    let kept = project.pmfleet(&["deploy", "production", "setup"]);
+    ok(&kept);
+    assert!(kept.stdout.contains("--upgrade-agent"), "{}", kept.stdout);
+    let upgraded = project.pmfleet(&["deploy", "production", "setup", "--upgrade-agent"]);
+    ok(&upgraded);
+    assert!(
+        upgraded.stdout.contains("new binary"),
+        "{}",
+        upgraded.stdout
+    );
+    let again = project.pmfleet(&["deploy", "production", "setup"]);
+    ok(&again);
+    assert!(again.stdout.contains("already running"), "{}", again.stdout);
+    assert!(
+        !again.stdout.contains("--upgrade-agent"),
+        "{}",
+        again.stdout
+    );
 }

@@ -56,6 +56,7 @@ pub async fn run(args: DeployArgs) -> Exit {
             .unwrap_or_else(|| cwd.clone()),
         lock_wait: args.lock_wait,
         cancel: tokio_util::sync::CancellationToken::new(),
+        upgrade_agent: args.upgrade_agent,
     };
     watch_interrupts(ctx.cancel.clone(), out.clone());
 

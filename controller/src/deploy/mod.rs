@@ -45,6 +45,8 @@ pub struct Context {
     /// Cancelled on Ctrl-C / SIGTERM: a deploy that has not switched yet stops, removes its
     /// new release and gives back its lock.
     pub cancel: tokio_util::sync::CancellationToken,
+    /// `setup --upgrade-agent`: replace agents whose binary differs from this one.
+    pub upgrade_agent: bool,
 }
 
 /// Who is deploying, as recorded in the lock and the history.

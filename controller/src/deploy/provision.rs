@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use pmfleet_shared::ecosystem::{AgentSettings, DeployEnv};
+use pmfleet_shared::ecosystem::AgentSettings;
 use pmfleet_shared::protocol::{Request, Response};
 
 use super::fleet::Member;
@@ -23,11 +23,13 @@ pub struct Kit {
     /// The agent binary to install, and its SHA-256.
     pub binary: Arc<Vec<u8>>,
     pub binary_sum: String,
+    /// `setup --upgrade-agent`: replace an installed agent whose binary differs.
+    pub upgrade: bool,
 }
 
 impl Kit {
     /// Loads the fleet CA and the agent binary; the errors say what to do.
-    pub fn load() -> Result<Kit, String> {
+    pub fn load(upgrade: bool) -> Result<Kit, String> {
         let dir = pki::default_dir().map_err(|e| e.to_string())?;
         let ca = Ca::load(&dir).map_err(|e| {
             format!("{e}\n  hint: run `pmfleet ca init` once on this machine, or set `agent: false` in the environment to deploy without the agent")
@@ -48,6 +50,7 @@ impl Kit {
             client,
             binary: Arc::new(binary),
             binary_sum,
+            upgrade,
         })
     }
 }
@@ -92,7 +95,6 @@ pub fn listen_address(host: &str, settings: &AgentSettings) -> String {
 /// Makes sure `member` runs a current, certified agent; returns a one-line description.
 pub async fn provision(
     kit: &Kit,
-    env: &DeployEnv,
     settings: &AgentSettings,
     member: &Member,
 ) -> Result<String, String> {
@@ -115,7 +117,12 @@ pub async fn provision(
         ));
     }
     let mut changed = Vec::new();
-    if field("sum") != kit.binary_sum {
+    let installed = field("sum");
+    let mut outdated = false;
+    if installed != kit.binary_sum && !installed.is_empty() && !kit.upgrade {
+        // A healthy agent is left as it is: replacing it restarts it and its apps.
+        outdated = true;
+    } else if installed != kit.binary_sum {
         let stdin = SharedBytes::stdin(&kit.binary);
         let captured = member
             .conn
@@ -180,11 +187,15 @@ pub async fn provision(
     let version = wait_for_agent(kit, &member.host, settings.port).await.map_err(|e| {
         format!("the agent does not answer on {listen} over mutual TLS: {e} (see {home}/agent.log on the host)")
     })?;
-    let _ = env;
+    let upgrade_hint = if outdated {
+        "; its binary differs from this pmfleet-agent: `setup --upgrade-agent` replaces it (the agent and its apps restart)"
+    } else {
+        ""
+    };
     Ok(if changed.is_empty() && running {
-        format!("agent {version} already running on {listen}")
+        format!("agent {version} already running on {listen}{upgrade_hint}")
     } else if changed.is_empty() {
-        format!("agent {version} started on {listen}")
+        format!("agent {version} started on {listen}{upgrade_hint}")
     } else {
         format!(
             "agent {version} on {listen} (new {})",

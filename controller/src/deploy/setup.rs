@@ -14,7 +14,7 @@ use super::scripts::{self, HookDir};
 
 pub async fn setup(ctx: &Context, env: &DeployEnv) -> Vec<HostReport> {
     let kit = match &env.agent {
-        Some(_) => match Kit::load() {
+        Some(_) => match Kit::load(ctx.upgrade_agent) {
             Ok(kit) => Some(Arc::new(kit)),
             Err(message) => {
                 return env
@@ -71,7 +71,7 @@ pub async fn setup(ctx: &Context, env: &DeployEnv) -> Vec<HostReport> {
                 let mut message = format!("set up in {}", expanded.stdout.trim());
                 if let (Some(kit), Some(settings)) = (&kit, &env.agent) {
                     out.step(host, "agent");
-                    let agent = provision(kit, &env, settings, &m)
+                    let agent = provision(kit, settings, &m)
                         .await
                         .map_err(|e| format!("agent: {e}"))?;
                     message = format!("{message}; {agent}");
