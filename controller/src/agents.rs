@@ -71,6 +71,28 @@ pub fn prepare(file: Option<&Path>, env: &str) -> Result<(Vec<AgentTarget>, Agen
     Ok((targets, client(Duration::from_secs(10))?))
 }
 
+/// `[file] <env> [app]`, the words of `logs` and `events`: the agents of that environment, a
+/// client to reach them, and the app filter. `usage` is the message for wrong words.
+pub fn env_and_app(
+    words: &[String],
+    usage: &str,
+) -> Result<(Vec<AgentTarget>, AgentClient, Option<String>), String> {
+    let mut words: Vec<&str> = words.iter().map(String::as_str).collect();
+    let file = match words.first() {
+        Some(first) if ecosystem::looks_like_ecosystem_file(first) => {
+            Some(std::path::PathBuf::from(words.remove(0)))
+        }
+        _ => None,
+    };
+    let (env, app) = match words.as_slice() {
+        [env] => (*env, None),
+        [env, app] => (*env, Some(app.to_string())),
+        _ => return Err(usage.to_string()),
+    };
+    let (targets, client) = prepare(file.as_deref(), env)?;
+    Ok((targets, client, app))
+}
+
 /// The TLS client for agents, from `PMFLEET_TLS_*` or the fleet CA directory.
 pub fn client(timeout: Duration) -> Result<AgentClient, String> {
     let dir = pki::default_dir().map_err(|e| e.to_string())?;

@@ -1,10 +1,7 @@
 //! `pmfleet events [file] <env> [app]`: the agents' lifecycle events (started, online, exited,
 //! restarting, errored, reloads, releases applied) from every host, as they happen.
 
-use std::path::PathBuf;
-
 use clap::Args;
-use pmfleet_shared::ecosystem;
 use pmfleet_shared::protocol::{Request, Response};
 
 use crate::agents;
@@ -21,28 +18,14 @@ pub struct EventsArgs {
 }
 
 pub async fn run(args: EventsArgs) -> Exit {
-    let mut words: Vec<&str> = args.words.iter().map(String::as_str).collect();
-    let file = match words.first() {
-        Some(first) if ecosystem::looks_like_ecosystem_file(first) => {
-            Some(PathBuf::from(words.remove(0)))
-        }
-        _ => None,
-    };
-    let (env, app) = match words.as_slice() {
-        [env] => (env.to_string(), None),
-        [env, app] => (env.to_string(), Some(app.to_string())),
-        _ => {
-            eprintln!("error: usage: pmfleet events <env> [app] [--json]");
-            return Exit::BadConfig;
-        }
-    };
-    let (targets, client) = match agents::prepare(file.as_deref(), &env) {
-        Ok(v) => v,
-        Err(message) => {
-            eprintln!("error: {message}");
-            return Exit::BadConfig;
-        }
-    };
+    let (targets, client, app) =
+        match agents::env_and_app(&args.words, "usage: pmfleet events <env> [app] [--json]") {
+            Ok(v) => v,
+            Err(message) => {
+                eprintln!("error: {message}");
+                return Exit::BadConfig;
+            }
+        };
     let json = args.json;
     agents::stream_all(
         &targets,

@@ -1,10 +1,7 @@
 //! `pmfleet logs [file] <env> [app] [--lines N] [--follow]`: the apps' logs from every host
 //! of the environment, merged as they arrive, each line prefixed with its host.
 
-use std::path::PathBuf;
-
 use clap::Args;
-use pmfleet_shared::ecosystem;
 use pmfleet_shared::protocol::{Request, Response};
 
 use crate::agents;
@@ -24,22 +21,10 @@ pub struct LogsArgs {
 }
 
 pub async fn run(args: LogsArgs) -> Exit {
-    let mut words: Vec<&str> = args.words.iter().map(String::as_str).collect();
-    let file = match words.first() {
-        Some(first) if ecosystem::looks_like_ecosystem_file(first) => {
-            Some(PathBuf::from(words.remove(0)))
-        }
-        _ => None,
-    };
-    let (env, app) = match words.as_slice() {
-        [env] => (env.to_string(), None),
-        [env, app] => (env.to_string(), Some(app.to_string())),
-        _ => {
-            eprintln!("error: usage: pmfleet logs <env> [app] [--lines N] [--follow]");
-            return Exit::BadConfig;
-        }
-    };
-    let (targets, client) = match agents::prepare(file.as_deref(), &env) {
+    let (targets, client, app) = match agents::env_and_app(
+        &args.words,
+        "usage: pmfleet logs <env> [app] [--lines N] [--follow]",
+    ) {
         Ok(v) => v,
         Err(message) => {
             eprintln!("error: {message}");

@@ -698,7 +698,7 @@ fn read_fetch(r: &mut Report, v: &Value, f: &FieldPath) -> FetchMode {
             r.warning_at(
                 v.pos,
                 f,
-                "PM2's `fetch: \"fast\"` (shallow clone) is not implemented; fetching on the host through a mirror",
+                "PM2's `fetch: \"fast\"` (shallow clone) is not supported; fetching on the host through a mirror",
                 Some("pmfleet reads `fetch` as \"host\" or \"push\"".to_owned()),
             );
             FetchMode::Host
