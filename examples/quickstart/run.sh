@@ -62,5 +62,6 @@ echo; echo "== pmfleet deploy production list"
 "$pmfleet" deploy production list
 
 echo; echo "== pmfleet status"
+sleep 1.5   # the agent samples CPU and memory once a second
 "$pmfleet" status
 echo; echo "== done: the deploy root is $work/srv/app"
