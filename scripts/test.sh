@@ -25,5 +25,6 @@ mkdir -p /run/sshd
 
 cargo fmt --all --check
 cargo clippy --workspace --all-targets -- -D warnings
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --workspace -q
 cargo build --workspace --bins
 cargo test --workspace --no-fail-fast

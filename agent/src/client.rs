@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use pmfleet_shared::protocol::{Request, Response};
 use tokio::net::UnixStream;
 
-use crate::api::conn::{ConnError, read_frame, write_frame};
 use crate::home::AgentHome;
+use pmfleet_shared::protocol::{ConnError, read_frame, write_frame};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {

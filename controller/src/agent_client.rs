@@ -6,8 +6,7 @@ use std::time::Duration;
 
 use pmfleet_shared::protocol::{self, Request, Response};
 use pmfleet_shared::tls::{self, TlsError};
-use serde::de::DeserializeOwned;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio_rustls::TlsConnector;
 
 use crate::pki::ClientIdentity;
@@ -18,8 +17,8 @@ pub enum AgentError {
     Tls(#[from] TlsError),
     #[error("the agent closed the connection: {0}")]
     Io(#[from] std::io::Error),
-    #[error("bad frame from the agent: {0}")]
-    Frame(#[from] protocol::FrameError),
+    #[error("bad answer from the agent: {0}")]
+    Conn(#[from] protocol::ConnError),
     #[error("no answer from the agent within {0:?}")]
     Timeout(Duration),
     #[error("the agent refused: {0}")]
@@ -72,9 +71,9 @@ impl AgentClient {
         wait: Option<Duration>,
     ) -> Result<Response, AgentError> {
         let mut stream = self.connect(host, port).await?;
-        write_frame(&mut stream, request).await?;
+        protocol::write_frame(&mut stream, request).await?;
         let wait = wait.unwrap_or(self.timeout);
-        let response: Response = tokio::time::timeout(wait, read_frame(&mut stream))
+        let response = tokio::time::timeout(wait, read_answer(&mut stream))
             .await
             .map_err(|_| AgentError::Timeout(wait))??;
         let _ = stream.shutdown().await;
@@ -94,9 +93,9 @@ impl AgentClient {
         mut on_response: impl FnMut(Response) -> bool,
     ) -> Result<(), AgentError> {
         let mut stream = self.connect(host, port).await?;
-        write_frame(&mut stream, request).await?;
+        protocol::write_frame(&mut stream, request).await?;
         loop {
-            let response: Response = read_frame(&mut stream).await?;
+            let response = read_answer(&mut stream).await?;
             match response {
                 Response::End => return Ok(()),
                 Response::Error(e) => return Err(AgentError::Refused(e.message)),
@@ -119,23 +118,11 @@ impl AgentClient {
     }
 }
 
-async fn write_frame<W: AsyncWrite + Unpin>(
-    writer: &mut W,
-    request: &Request,
-) -> Result<(), AgentError> {
-    let bytes = protocol::encode(request)?;
-    writer.write_all(&bytes).await?;
-    writer.flush().await?;
-    Ok(())
-}
-
-async fn read_frame<R: AsyncRead + Unpin, T: DeserializeOwned>(
-    reader: &mut R,
-) -> Result<T, AgentError> {
-    let mut prefix = [0u8; 4];
-    reader.read_exact(&mut prefix).await?;
-    let len = protocol::frame_len(prefix)?;
-    let mut payload = vec![0u8; len as usize];
-    reader.read_exact(&mut payload).await?;
-    Ok(protocol::decode(&payload)?)
+/// The next answer; the agent closing the connection instead is an error.
+async fn read_answer(
+    stream: &mut (impl tokio::io::AsyncRead + Unpin),
+) -> Result<Response, AgentError> {
+    protocol::read_frame(stream)
+        .await?
+        .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into())
 }

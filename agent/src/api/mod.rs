@@ -7,7 +7,6 @@
 //! - `session`: one connection's request loop and the streamed `logs` and `events`, shared by
 //!   both.
 
-pub mod conn;
 pub mod local;
 mod session;
 pub mod tls;

@@ -14,9 +14,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::conn::{ConnError, read_frame, write_frame};
 use super::{Origin, TlsControl};
 use crate::supervisor::Supervisor;
+use pmfleet_shared::protocol::{ConnError, read_frame, write_frame};
 
 /// What a connection needs besides its stream.
 #[derive(Clone)]

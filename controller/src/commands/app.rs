@@ -15,8 +15,12 @@ use crate::output::table;
 
 #[derive(Debug, Args)]
 pub struct AppArgs {
-    /// [ECOSYSTEM_FILE] ENVIRONMENT VERB APP [N]  (VERB: reload, restart, stop, start, delete, scale)
-    #[arg(required = true, value_name = "ARGS")]
+    /// The words after the verb, as PM2 takes them.
+    #[arg(
+        required = true,
+        value_name = "ARGS",
+        help = "[ECOSYSTEM_FILE] ENVIRONMENT VERB APP [N]  (VERB: reload, restart, stop, start, delete, scale)"
+    )]
     pub words: Vec<String>,
     /// How long each host may take (a reload waits for the new instances to be ready).
     #[arg(long, value_name = "DURATION", default_value = "120s", value_parser = parse_duration)]

@@ -41,8 +41,12 @@ pub enum CaCommand {
     Issue {
         /// Who it is for (letters, digits, `.`, `-`, `_`, `@`); the certificate's CN is `client:<NAME>`.
         name: String,
-        /// Where to write cert.pem, key.pem and ca.pem [default: <CA dir>/clients/<NAME>].
-        #[arg(long, value_name = "DIR")]
+        /// Where to write the certificate, its key and the CA certificate.
+        #[arg(
+            long,
+            value_name = "DIR",
+            help = "Where to write cert.pem, key.pem and ca.pem [default: <CA dir>/clients/<NAME>]"
+        )]
         out: Option<PathBuf>,
         /// Validity in days.
         #[arg(long, default_value_t = pki::DEFAULT_CLIENT_DAYS)]

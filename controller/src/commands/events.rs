@@ -9,8 +9,12 @@ use crate::deploy::Exit;
 
 #[derive(Debug, Args)]
 pub struct EventsArgs {
-    /// [ECOSYSTEM_FILE] ENVIRONMENT [APP]
-    #[arg(required = true, value_name = "ARGS")]
+    /// The words after the verb, as PM2 takes them.
+    #[arg(
+        required = true,
+        value_name = "ARGS",
+        help = "[ECOSYSTEM_FILE] ENVIRONMENT [APP]"
+    )]
     pub words: Vec<String>,
     /// One JSON object per event.
     #[arg(long)]

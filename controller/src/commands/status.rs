@@ -15,12 +15,16 @@ use crate::agent_client::AgentClient;
 use crate::agents::{self, AgentTarget};
 use crate::cli::parse_duration;
 use crate::deploy::Exit;
+use crate::deploy::revision::short_sha;
 use crate::output::table;
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {
-    /// [ECOSYSTEM_FILE] [ENVIRONMENT…] (every environment when none is named)
-    #[arg(value_name = "ARGS")]
+    /// The words after the verb, as PM2 takes them.
+    #[arg(
+        value_name = "ARGS",
+        help = "[ECOSYSTEM_FILE] [ENVIRONMENT…] (every environment when none is named)"
+    )]
     pub words: Vec<String>,
     /// One JSON document instead of a table.
     #[arg(long)]
@@ -238,67 +242,47 @@ fn json(hosts: &[HostStatus]) -> serde_json::Value {
 pub fn render(hosts: &[HostStatus]) -> String {
     let mut rows: Vec<[String; 12]> = Vec::new();
     for h in hosts {
-        match &h.agent {
-            None => rows.push([
+        let Some(agent) = &h.agent else {
+            let state = if h.reachable { "error" } else { "unreachable" };
+            rows.push(row_with([
+                (0, h.env.clone()),
+                (1, h.host.clone()),
+                (2, state.to_string()),
+                (11, h.error.clone().unwrap_or_default()),
+            ]));
+            continue;
+        };
+        let version = format!("agent {}", agent.version);
+        let apps = app_rows(agent);
+        if apps.is_empty() {
+            rows.push(row_with([
+                (0, h.env.clone()),
+                (1, h.host.clone()),
+                (2, version.clone()),
+                (5, "(no apps)".to_string()),
+            ]));
+        }
+        let dash = || "-".to_string();
+        for app in apps {
+            rows.push([
                 h.env.clone(),
                 h.host.clone(),
-                if h.reachable {
-                    "error".into()
-                } else {
-                    "unreachable".into()
-                },
-                String::new(),
-                String::new(),
-                String::new(),
-                String::new(),
-                String::new(),
-                String::new(),
-                String::new(),
-                String::new(),
-                h.error.clone().unwrap_or_default(),
-            ]),
-            Some(agent) => {
-                let apps = app_rows(agent);
-                if apps.is_empty() {
-                    rows.push([
-                        h.env.clone(),
-                        h.host.clone(),
-                        format!("agent {}", agent.version),
-                        String::new(),
-                        String::new(),
-                        "(no apps)".into(),
-                        String::new(),
-                        String::new(),
-                        String::new(),
-                        String::new(),
-                        String::new(),
-                        String::new(),
-                    ]);
-                }
-                for app in apps {
-                    rows.push([
-                        h.env.clone(),
-                        h.host.clone(),
-                        format!("agent {}", agent.version),
-                        app.release.clone().unwrap_or_else(|| "-".into()),
-                        app.sha
-                            .as_deref()
-                            .map(|s| s.get(..7).unwrap_or(s).to_string())
-                            .unwrap_or_else(|| "-".into()),
-                        app.name.clone(),
-                        app.mode.clone(),
-                        format!("{}/{}", app.online, app.total),
-                        app.cpu_percent
-                            .map(|c| format!("{c:.1}%"))
-                            .unwrap_or_else(|| "-".into()),
-                        app.rss_bytes.map(human_bytes).unwrap_or_else(|| "-".into()),
-                        app.restarts.to_string(),
-                        app.uptime_ms
-                            .map(human_duration)
-                            .unwrap_or_else(|| "-".into()),
-                    ]);
-                }
-            }
+                version.clone(),
+                app.release.clone().unwrap_or_else(dash),
+                app.sha
+                    .as_deref()
+                    .map(|s| short_sha(s).to_string())
+                    .unwrap_or_else(dash),
+                app.name.clone(),
+                app.mode.clone(),
+                format!("{}/{}", app.online, app.total),
+                app.cpu_percent
+                    .map(|c| format!("{c:.1}%"))
+                    .unwrap_or_else(dash),
+                app.rss_bytes.map(human_bytes).unwrap_or_else(dash),
+                app.restarts.to_string(),
+                app.uptime_ms.map(human_duration).unwrap_or_else(dash),
+            ]);
         }
     }
     table(
@@ -308,6 +292,17 @@ pub fn render(hosts: &[HostStatus]) -> String {
         ],
         &rows,
     )
+}
+
+/// A table row with only the given columns filled.
+fn row_with<const N: usize>(cells: [(usize, String); N]) -> [String; 12] {
+    let mut row: [String; 12] = Default::default();
+    for (column, text) in cells {
+        if let Some(cell) = row.get_mut(column) {
+            *cell = text;
+        }
+    }
+    row
 }
 
 fn human_bytes(bytes: u64) -> String {

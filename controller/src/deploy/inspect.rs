@@ -9,6 +9,7 @@ use super::history;
 use super::host_state::HostState;
 use super::lock::{Break, STALE_AFTER, describe};
 use super::report::{HostReport, Status};
+use super::revision::short_sha;
 use super::{Context, scripts};
 use crate::output::{Mode, table};
 
@@ -69,7 +70,7 @@ pub async fn list(ctx: &Context, env: &DeployEnv) -> Vec<HostReport> {
                 },
                 release.clone(),
                 record
-                    .map(|r| r.sha.get(..7).unwrap_or(&r.sha).to_string())
+                    .map(|r| short_sha(&r.sha).to_string())
                     .unwrap_or_default(),
                 record.map(|r| r.git_ref.clone()).unwrap_or_default(),
                 record.map(|r| r.when.clone()).unwrap_or_default(),

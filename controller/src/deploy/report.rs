@@ -64,7 +64,7 @@ impl HostReport {
             sha: self
                 .sha
                 .as_deref()
-                .map(|s| s.get(..7).unwrap_or(s).to_string())
+                .map(|s| super::revision::short_sha(s).to_string())
                 .unwrap_or_else(|| "-".into()),
             elapsed: self.elapsed,
             message: self.message.clone(),

@@ -23,8 +23,13 @@ pub struct Revision {
 
 impl Revision {
     pub fn short_sha(&self) -> &str {
-        self.sha.get(..7).unwrap_or(&self.sha)
+        short_sha(&self.sha)
     }
+}
+
+/// The first 7 characters of a SHA, as git shows it.
+pub fn short_sha(sha: &str) -> &str {
+    sha.get(..7).unwrap_or(sha)
 }
 
 #[derive(Debug, thiserror::Error)]

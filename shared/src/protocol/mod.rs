@@ -19,10 +19,12 @@
 mod app;
 mod event;
 mod frame;
+mod io;
 
 pub use app::*;
 pub use event::*;
 pub use frame::*;
+pub use io::*;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -1,9 +1,10 @@
-//! Reading and writing protocol frames on any async stream, with a timeout on every read of
-//! a frame body so a stalled peer cannot hold a connection forever.
+//! Reading and writing protocol frames on any async stream (the agent's socket and TLS
+//! endpoints, the agent's CLI, the controller), with a timeout on every read of a frame body so
+//! a stalled peer cannot hold a connection forever.
 
 use std::time::Duration;
 
-use pmfleet_shared::protocol::{FrameError, decode, encode, frame_len};
+use super::frame::{FrameError, decode, encode, frame_len};
 use serde::{Serialize, de::DeserializeOwned};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
