@@ -33,6 +33,15 @@ pub enum DaemonError {
     },
 }
 
+/// When this daemon's binary started (ms since the epoch): unlike the pid, it changes when
+/// the daemon upgrades itself in place.
+static STARTED_MS: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+
+/// See [`STARTED_MS`]; `None` outside a daemon.
+pub fn started_ms() -> Option<u64> {
+    STARTED_MS.get().copied()
+}
+
 /// How long a starting daemon waits for the previous one to release the home.
 const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -59,6 +68,11 @@ pub async fn run_with(
     // First of all: a SIGHUP (the terminal or SSH session that started us going away) must
     // never end the daemon.
     let hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    let _ = STARTED_MS.set(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(0)),
+    );
     let root = home.root().display().to_string();
     home.prepare().map_err(|source| DaemonError::Home {
         path: root.clone(),
@@ -88,26 +102,66 @@ pub async fn run_with(
         }
     };
 
+    // Started by an in-place upgrade: the previous binary left us its sockets and apps.
+    let handover = match crate::upgrade::inherited() {
+        Some(Ok(h)) => Some(h),
+        Some(Err(e)) => {
+            tracing::error!("cannot take over from the previous binary: {e}; starting afresh");
+            None
+        }
+        None => None,
+    };
     let sock = home.socket();
     let sock_err = |source| DaemonError::Socket {
         path: sock.display().to_string(),
         source,
     };
-    let _ = std::fs::remove_file(&sock);
-    let listener = UnixListener::bind(&sock).map_err(sock_err)?;
-    std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o600)).map_err(sock_err)?;
+    let listener = match &handover {
+        // SAFETY: the previous binary left this descriptor open for us, and nothing else
+        // in this process owns it.
+        Some(h) => unsafe {
+            <std::os::unix::net::UnixListener as std::os::fd::FromRawFd>::from_raw_fd(h.control)
+        },
+        None => {
+            let _ = std::fs::remove_file(&sock);
+            let l = std::os::unix::net::UnixListener::bind(&sock).map_err(sock_err)?;
+            std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o600))
+                .map_err(sock_err)?;
+            l
+        }
+    };
+    let upgrader = crate::upgrade::Upgrader {
+        home: home.clone(),
+        control: std::os::fd::AsRawFd::as_raw_fd(&listener),
+        tls: Default::default(),
+    };
+    listener.set_nonblocking(true).map_err(sock_err)?;
+    let listener = UnixListener::from_std(listener).map_err(sock_err)?;
 
     let _ = crate::home::write_atomic(
         &home.pid_file(),
         format!("{}\n", std::process::id()).as_bytes(),
     );
     let tasks = TaskTracker::new();
-    let sup = Supervisor::start(home.clone(), tasks.clone()).await;
+    let (sup, inherited_tls) = match handover {
+        Some(h) => {
+            let tls = h.tls.clone();
+            (
+                Supervisor::resume(home.clone(), tasks.clone(), h.apps).await,
+                tls,
+            )
+        }
+        None => (Supervisor::start(home.clone(), tasks.clone()).await, None),
+    };
     tracing::info!(home = %root, pid = std::process::id(), version = env!("CARGO_PKG_VERSION"), "agent running");
     let (tls, reloads) = crate::api::TlsControl::new();
     tasks.spawn(crate::api::tls::endpoint(
-        home.clone(),
-        options.tls_listen.clone(),
+        crate::api::tls::EndpointSetup {
+            home: home.clone(),
+            listen: options.tls_listen.clone(),
+            inherited: inherited_tls,
+            slot: upgrader.tls.clone(),
+        },
         sup.clone(),
         shutdown.clone(),
         tasks.clone(),
@@ -128,8 +182,14 @@ pub async fn run_with(
             }
         });
     }
-    crate::api::local::run_with_tls(listener, sup.clone(), shutdown, tasks.clone(), Some(tls))
-        .await;
+    crate::api::local::run_daemon(
+        listener,
+        sup.clone(),
+        shutdown,
+        tasks.clone(),
+        (tls, upgrader),
+    )
+    .await;
     tracing::info!("shutting down");
     let _ = std::fs::remove_file(&sock);
     sup.shutdown(false).await;

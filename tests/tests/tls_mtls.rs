@@ -152,6 +152,7 @@ async fn serve_one(acceptor: &TlsAcceptor, tcp: TcpStream) -> Outcome {
             Request::Ping => Response::Pong {
                 version: "test".into(),
                 pid: std::process::id(),
+                since_ms: None,
             },
             _ => Response::Error(protocol::ApiError {
                 kind: protocol::ErrorKind::Invalid,

@@ -14,6 +14,7 @@ use tokio_util::task::TaskTracker;
 use super::session::Session;
 use super::{Origin, TlsControl};
 use crate::supervisor::Supervisor;
+use crate::upgrade::Upgrader;
 
 /// At most this many clients at once; more wait in the accept backlog.
 const MAX_CONNECTIONS: usize = 64;
@@ -26,16 +27,28 @@ pub async fn run(
     shutdown: CancellationToken,
     tasks: TaskTracker,
 ) {
-    run_with_tls(listener, sup, shutdown, tasks, None).await
+    serve(listener, sup, shutdown, tasks, None, None).await
 }
 
-/// [`run`], with the daemon's mutual-TLS endpoint to reload on `reload_tls`.
-pub async fn run_with_tls(
+/// [`run`] as the daemon runs it: with its mutual-TLS endpoint to reload on `reload_tls`,
+/// and what it needs to `upgrade` itself in place.
+pub async fn run_daemon(
+    listener: UnixListener,
+    sup: Supervisor,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+    (tls, upgrader): (TlsControl, Upgrader),
+) {
+    serve(listener, sup, shutdown, tasks, Some(tls), Some(upgrader)).await
+}
+
+async fn serve(
     listener: UnixListener,
     sup: Supervisor,
     shutdown: CancellationToken,
     tasks: TaskTracker,
     tls: Option<TlsControl>,
+    upgrader: Option<Upgrader>,
 ) {
     let session = Session {
         sup,
@@ -43,6 +56,7 @@ pub async fn run_with_tls(
         origin: Origin::Local,
         idle_timeout: None,
         tls,
+        upgrader,
     };
     let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {

@@ -37,6 +37,7 @@ impl Origin {
             (Origin::Remote, Request::Kill) => Some("kill"),
             (Origin::Remote, Request::Start(_)) => Some("start"),
             (Origin::Remote, Request::ReloadTls) => Some("reload_tls"),
+            (Origin::Remote, Request::Upgrade { .. }) => Some("upgrade"),
             (Origin::Remote, _) => None,
         };
         match refused {
@@ -52,7 +53,8 @@ impl Origin {
 }
 
 /// Answer one single-response request. `Logs` and `Events` (streams), `Kill` (ends the
-/// daemon) and `ReloadTls` (restarts an endpoint) are handled by the session, which owns the
+/// daemon), `ReloadTls` (restarts an endpoint) and `Upgrade` (replaces the daemon's binary)
+/// are handled by the session, which owns the
 /// connection, the shutdown signal and the TLS endpoint's handle.
 pub async fn dispatch(sup: &Supervisor, req: Request) -> Response {
     let done = |r: Result<Vec<String>, SupervisorError>| match r {
@@ -63,6 +65,7 @@ pub async fn dispatch(sup: &Supervisor, req: Request) -> Response {
         Request::Ping => Response::Pong {
             version: env!("CARGO_PKG_VERSION").to_string(),
             pid: std::process::id(),
+            since_ms: crate::daemon::started_ms(),
         },
         Request::Start(s) => done(sup.start_apps(*s).await),
         Request::Stop { target } => done(sup.stop(&target).await),
@@ -88,12 +91,14 @@ pub async fn dispatch(sup: &Supervisor, req: Request) -> Response {
         },
         Request::Save => done(sup.save()),
         Request::Resurrect => done(sup.resurrect().await),
-        Request::Logs { .. } | Request::Events { .. } | Request::Kill | Request::ReloadTls => {
-            Response::Error(ApiError {
-                kind: ErrorKind::Internal,
-                message: "this request is handled by the transport".into(),
-            })
-        }
+        Request::Logs { .. }
+        | Request::Events { .. }
+        | Request::Kill
+        | Request::ReloadTls
+        | Request::Upgrade { .. } => Response::Error(ApiError {
+            kind: ErrorKind::Internal,
+            message: "this request is handled by the transport".into(),
+        }),
     }
 }
 
@@ -157,6 +162,13 @@ mod tests {
             (Request::Kill, false),
             (start.clone(), false),
             (Request::ReloadTls, false),
+            (
+                Request::Upgrade {
+                    binary: "/tmp/pmfleet-agent".into(),
+                    handover: 1,
+                },
+                false,
+            ),
             (Request::Status, true),
             (Request::List, true),
             (apply, true),

@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Origin, TlsControl};
 use crate::supervisor::Supervisor;
+use crate::upgrade::Upgrader;
 use pmfleet_shared::protocol::{ConnError, read_frame, write_frame};
 
 /// What a connection needs besides its stream.
@@ -29,9 +30,50 @@ pub(crate) struct Session {
     pub idle_timeout: Option<Duration>,
     /// The mutual-TLS endpoint, for `reload_tls`; `None` when this daemon has none to manage.
     pub tls: Option<TlsControl>,
+    /// What `upgrade` needs; `None` where it is not served (remote clients, tests).
+    pub upgrader: Option<Upgrader>,
 }
 
 impl Session {
+    /// `upgrade`: say that the handover begins, then become the new binary (this connection
+    /// ends with the old one), or say why not.
+    async fn upgrade<S>(
+        &self,
+        stream: &mut S,
+        binary: &Path,
+        handover: u32,
+    ) -> Result<(), ConnError>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send,
+    {
+        let refuse = |kind, message| Response::Error(ApiError { kind, message });
+        let Some(upgrader) = &self.upgrader else {
+            let message = "this endpoint cannot upgrade the agent".to_string();
+            return write_frame(stream, &refuse(ErrorKind::Invalid, message)).await;
+        };
+        if let Err(message) = upgrader.check(binary, handover) {
+            return write_frame(stream, &refuse(ErrorKind::Invalid, message)).await;
+        }
+        let begins = format!(
+            "handing the apps over to {} (pid {} stays)",
+            binary.display(),
+            std::process::id()
+        );
+        write_frame(
+            stream,
+            &Response::Done {
+                messages: vec![begins],
+            },
+        )
+        .await?;
+        let error = upgrader.upgrade(&self.sup, binary).await;
+        let message = format!(
+            "the agent could not become {}: {error}; it carries on with its apps as before",
+            binary.display()
+        );
+        write_frame(stream, &refuse(ErrorKind::Failed, message)).await
+    }
+
     /// Serve requests on `stream` until the peer hangs up, stalls, or the agent shuts down.
     pub async fn serve<S>(&self, stream: &mut S) -> Result<(), ConnError>
     where
@@ -105,6 +147,9 @@ impl Session {
                         }),
                     };
                     write_frame(stream, &answer).await?;
+                }
+                Request::Upgrade { binary, handover } => {
+                    return self.upgrade(stream, &binary, handover).await;
                 }
                 req => {
                     let resp = super::dispatch(&self.sup, req).await;

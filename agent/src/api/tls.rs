@@ -33,6 +33,7 @@ use super::{Origin, TlsReloads};
 use crate::home::AgentHome;
 use crate::identity::{self, ServerIdentity};
 use crate::supervisor::Supervisor;
+use crate::upgrade::{TlsListenerSlot, TlsSocket};
 
 /// How long a client has to complete the TLS handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -108,6 +109,7 @@ pub async fn serve(
         origin: Origin::Remote,
         idle_timeout: Some(limits.read),
         tls: None,
+        upgrader: None,
     };
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     loop {
@@ -163,25 +165,35 @@ struct Running {
     stop_accepting: CancellationToken,
 }
 
-/// The daemon's mutual-TLS endpoint: serve the identity of `home` (if configured) until
-/// `shutdown`, re-reading it on each request from `reloads`. `listen` (`daemon --tls-listen`)
-/// overrides the `listen` file. Every outcome is logged, so `agent.log` says why the agent
-/// does or does not listen.
+/// Where the daemon's endpoint gets its identity and socket.
+#[derive(Debug, Clone)]
+pub struct EndpointSetup {
+    pub home: AgentHome,
+    /// `daemon --tls-listen`: overrides the `listen` file.
+    pub listen: Option<String>,
+    /// A listener left by the previous binary of an in-place upgrade: used, instead of
+    /// binding, if the configured address is still the same.
+    pub inherited: Option<TlsSocket>,
+    /// Kept pointing at the listener in use, for the next upgrade.
+    pub slot: TlsListenerSlot,
+}
+
+/// The daemon's mutual-TLS endpoint: serve the identity of `setup.home` (if configured) until
+/// `shutdown`, re-reading it on each request from `reloads`. Every outcome is logged, so
+/// `agent.log` says why the agent does or does not listen.
 pub async fn endpoint(
-    home: AgentHome,
-    listen: Option<String>,
+    mut setup: EndpointSetup,
     supervisor: Supervisor,
     shutdown: CancellationToken,
     tasks: TaskTracker,
     mut reloads: TlsReloads,
 ) {
     let mut running: Option<Running> = None;
-    let ctx = (&home, listen.as_deref(), &supervisor, &shutdown, &tasks);
-    report(apply(ctx, &mut running).await);
+    report(apply((&mut setup, &supervisor, &shutdown, &tasks), &mut running).await);
     loop {
         tokio::select! {
             Some(reply) = reloads.recv() => {
-                let outcome = apply(ctx, &mut running).await;
+                let outcome = apply((&mut setup, &supervisor, &shutdown, &tasks), &mut running).await;
                 report(outcome.clone());
                 let _ = reply.send(outcome);
             }
@@ -193,6 +205,18 @@ pub async fn endpoint(
     }
 }
 
+/// The listener the previous binary left, if it was bound for `listen`; else it is closed.
+fn take_listener(t: TlsSocket, listen: &str) -> Option<TcpListener> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: the previous binary left this descriptor open for us; nothing else owns it.
+    let std = unsafe { std::net::TcpListener::from_raw_fd(t.fd) };
+    if t.listen != listen {
+        return None;
+    }
+    std.set_nonblocking(true).ok()?;
+    TcpListener::from_std(std).ok()
+}
+
 fn report(outcome: Result<Vec<String>, String>) {
     match outcome {
         Ok(lines) => lines.iter().for_each(|l| tracing::info!("{l}")),
@@ -201,8 +225,7 @@ fn report(outcome: Result<Vec<String>, String>) {
 }
 
 type Ctx<'a> = (
-    &'a AgentHome,
-    Option<&'a str>,
+    &'a mut EndpointSetup,
     &'a Supervisor,
     &'a CancellationToken,
     &'a TaskTracker,
@@ -211,7 +234,8 @@ type Ctx<'a> = (
 /// Load the files and make the endpoint match them. On an error the endpoint keeps what it
 /// was serving.
 async fn apply(ctx: Ctx<'_>, running: &mut Option<Running>) -> Result<Vec<String>, String> {
-    let (home, listen, sup, shutdown, tasks) = ctx;
+    let (setup, sup, shutdown, tasks) = ctx;
+    let (home, listen) = (&setup.home, setup.listen.as_deref());
     let serving = running.as_ref().map(|r| r.local);
     let kept = |e: String| match serving {
         Some(local) => format!("{e}; still serving mutual TLS on {local} as before"),
@@ -223,6 +247,7 @@ async fn apply(ctx: Ctx<'_>, running: &mut Option<Running>) -> Result<Vec<String
             if let Some(r) = running.take() {
                 r.stop_accepting.cancel();
             }
+            setup.slot.clear();
             return Ok(vec![format!(
                 "mutual TLS is not configured (no agent.pem or ca.pem in {}); serving the local socket only",
                 home.tls_dir().display()
@@ -239,7 +264,15 @@ async fn apply(ctx: Ctx<'_>, running: &mut Option<Running>) -> Result<Vec<String
             id.cert.summary()
         )]);
     }
-    let listener = match TcpListener::bind(&id.listen).await {
+    let inherited = setup
+        .inherited
+        .take()
+        .and_then(|t| take_listener(t, &id.listen));
+    let bound = match inherited {
+        Some(l) => Ok(l),
+        None => TcpListener::bind(&id.listen).await,
+    };
+    let listener = match bound {
         Ok(l) => l,
         // The old endpoint may hold the port (0.0.0.0:7677 → 10.0.0.7:7677): free it first.
         Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && running.is_some() => {
@@ -259,6 +292,7 @@ async fn apply(ctx: Ctx<'_>, running: &mut Option<Running>) -> Result<Vec<String
         }
     };
     let local = listener.local_addr().map_err(|e| e.to_string())?;
+    setup.slot.set(&id.listen, &listener);
     if let Some(r) = running.take() {
         r.stop_accepting.cancel();
     }

@@ -20,7 +20,7 @@ use pmfleet_shared::ecosystem::App;
 
 pub use file::LogFile;
 pub use follow::follow;
-pub use pump::{MAX_LINE, pump};
+pub use pump::{MAX_LINE, pump, pump_until};
 pub use stamp::Stamp;
 pub use tail::tail;
 

@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::Mutex;
+use tokio_util::sync::CancellationToken;
 
 use super::LogFile;
 
@@ -21,14 +22,30 @@ use super::LogFile;
 pub const MAX_LINE: usize = 64 * 1024;
 
 /// Reads `reader` to its end and writes each line to `sink`.
-pub async fn pump(mut reader: impl AsyncRead + Unpin, sink: Arc<Mutex<LogFile>>) -> io::Result<()> {
+pub async fn pump(reader: impl AsyncRead + Unpin, sink: Arc<Mutex<LogFile>>) -> io::Result<()> {
+    pump_until(reader, sink, &CancellationToken::new()).await
+}
+
+/// [`pump`], until `stop` is cancelled: then it writes what it has read (an unfinished line
+/// as a line) and returns without reading more, leaving the rest in the pipe for whoever
+/// reads it next (the new daemon after an in-place upgrade).
+pub async fn pump_until(
+    mut reader: impl AsyncRead + Unpin,
+    sink: Arc<Mutex<LogFile>>,
+    stop: &CancellationToken,
+) -> io::Result<()> {
     let mut chunk = vec![0u8; 16 * 1024];
     // Bytes read but not yet written: the unfinished line, then the new chunk.
     let mut pending: Vec<u8> = Vec::new();
     let mut lines: Vec<Range<usize>> = Vec::new();
     let mut write_error: Option<io::Error> = None;
     loop {
-        let n = reader.read(&mut chunk).await?;
+        // Reading is cancel-safe: nothing is taken from the pipe unless the read completes.
+        let n = tokio::select! {
+            biased;
+            _ = stop.cancelled() => 0,
+            n = reader.read(&mut chunk) => n?,
+        };
         let eof = n == 0;
         pending.extend_from_slice(chunk.get(..n).unwrap_or_default());
         let consumed = cut_lines(&pending, eof, &mut lines);

@@ -57,7 +57,7 @@ pub(crate) struct Slot {
 pub(crate) struct Runner {
     /// Cancelling it stops the process gracefully and ends the task.
     pub stop: CancellationToken,
-    pub join: Option<JoinHandle<()>>,
+    pub join: Option<JoinHandle<super::instance::RunnerEnd>>,
     pub view: Arc<Mutex<View>>,
 }
 

@@ -7,7 +7,7 @@
 //! whatever the runner was doing — and ends the task: that is the only way processes stop.
 //! Each of these steps is published as an event ([`super::events`]).
 
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::process::ExitStatus;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
@@ -15,11 +15,12 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 use pmfleet_shared::protocol::{AppSpec, EventKind, ExecModeSpec, Status};
-use tokio::process::Child;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::Inner;
 use super::app::{AppRuntime, Runner, View, lock};
+use super::child::ChildProcess;
 use super::events::took;
 use super::policy::{Decision, ExitEvent, RestartPolicy, RestartState, decide};
 use super::process::{Launch, parse_signal, signal_group, spawn, stop_child};
@@ -27,11 +28,29 @@ use super::ready::NotifySocket;
 
 /// A spawned process, not yet owned by a runner.
 pub(crate) struct Proc {
-    pub child: Child,
+    pub child: ChildProcess,
     pub pid: u32,
     pub start_time: Option<u64>,
     pub started: Instant,
+    /// Copies of the read ends of its stdout and stderr pipes (close-on-exec), so they can be
+    /// handed to a new agent binary with the process ([`super::handover`]).
+    pub outputs: [Option<OwnedFd>; 2],
+    /// The tasks copying its output into the log files.
+    pub pumps: Vec<JoinHandle<()>>,
 }
+
+/// How a runner task ended.
+pub(crate) enum RunnerEnd {
+    /// The process stopped for good (stopped, errored, or stopped on request).
+    Done,
+    /// The agent is handing its apps over: here is the running process, untouched.
+    Handed(Box<Proc>),
+    /// The agent is handing its apps over while the slot waited out its restart delay.
+    Waiting,
+}
+
+/// A pipe's read end, as something a log pump can read.
+pub(crate) type Output = Box<dyn tokio::io::AsyncRead + Unpin + Send>;
 
 pub(crate) fn policy_of(spec: &AppSpec) -> RestartPolicy {
     RestartPolicy {
@@ -75,34 +94,64 @@ impl Inner {
         };
         let mut child = spawn(&spec, launch)?;
         let pid = child.id().unwrap_or(0);
-        let (out_path, err_path) = app.log_paths(self.home.root(), slot);
-        let out = app.sink(out_path);
-        let err = app.sink(err_path);
-        for (reader, sink) in [
-            (child.stdout.take().map(Either::Out), out),
-            (child.stderr.take().map(Either::Err), err),
-        ] {
-            let (Some(reader), Ok(sink)) = (reader, sink) else {
-                tracing::warn!(app = %app.name, "cannot open a log file; output is discarded");
-                continue;
-            };
-            let cancel = self.tasks_cancel.clone();
-            self.tasks.spawn(async move {
-                tokio::select! {
-                    _ = crate::logs::pump(reader, sink) => {}
-                    _ = cancel.cancelled() => {}
-                }
-            });
-        }
+        let stdout = child.stdout.take();
+        let stderr = child.stderr.take();
+        let outputs = [
+            stdout
+                .as_ref()
+                .and_then(|r| r.as_fd().try_clone_to_owned().ok()),
+            stderr
+                .as_ref()
+                .and_then(|r| r.as_fd().try_clone_to_owned().ok()),
+        ];
+        let readers: [Option<Output>; 2] = [
+            stdout.map(|r| Box::new(r) as Output),
+            stderr.map(|r| Box::new(r) as Output),
+        ];
+        let pumps = self.pump_output(app, slot, readers);
         tracing::info!(app = %app.name, slot, pid, "spawned");
         let what = format!("spawned {}", spec.program);
         self.emit(&app.name, Some(slot), Some(pid), EventKind::Started, what);
         Ok(Proc {
-            child,
+            child: ChildProcess::Spawned(child),
             pid,
             start_time: crate::metrics::process_start_time(pid),
             started: Instant::now(),
+            outputs,
+            pumps,
         })
+    }
+
+    /// Copy `readers` (stdout, stderr of `slot`) into the slot's log files until they end,
+    /// the daemon shuts down, or it hands its apps over.
+    pub(crate) fn pump_output(
+        &self,
+        app: &AppRuntime,
+        slot: u32,
+        readers: [Option<Output>; 2],
+    ) -> Vec<JoinHandle<()>> {
+        let (out_path, err_path) = app.log_paths(self.home.root(), slot);
+        let [out_reader, err_reader] = readers;
+        let mut pumps = Vec::new();
+        for (reader, path) in [(out_reader, out_path), (err_reader, err_path)] {
+            let Some(reader) = reader else { continue };
+            let sink = match app.sink(path) {
+                Ok(sink) => sink,
+                Err(e) => {
+                    tracing::warn!(app = %app.name, "cannot open a log file ({e}); output is discarded");
+                    continue;
+                }
+            };
+            let cancel = self.tasks_cancel.clone();
+            let handover = self.handover_token();
+            pumps.push(self.tasks.spawn(async move {
+                tokio::select! {
+                    _ = crate::logs::pump_until(reader, sink, &handover) => {}
+                    _ = cancel.cancelled() => {}
+                }
+            }));
+        }
+        pumps
     }
 
     /// Hand `proc` to a new runner task.
@@ -130,7 +179,7 @@ impl Inner {
             view: view.clone(),
             stop: stop.clone(),
         };
-        let join = self.tasks.spawn(ctx.run(proc));
+        let join = self.tasks.spawn(ctx.run(proc, self.handover_token()));
         self.mark_dirty();
         Runner {
             stop,
@@ -182,15 +231,16 @@ impl RunnerCtx {
         self.emit(pid, kind, message);
     }
 
-    async fn run(self, mut proc: Proc) {
+    async fn run(self, mut proc: Proc, handover: CancellationToken) -> RunnerEnd {
         let mut state = RestartState::default();
         loop {
             let status = tokio::select! {
                 status = proc.child.wait() => status,
                 _ = self.stop.cancelled() => {
                     self.stop_gracefully(&mut proc).await;
-                    return;
+                    return RunnerEnd::Done;
                 }
+                _ = handover.cancelled() => return RunnerEnd::Handed(Box::new(proc)),
             };
             let uptime = proc.started.elapsed();
             // Whatever the leader left behind in its group goes with it.
@@ -205,14 +255,16 @@ impl RunnerCtx {
             self.emit(pid, EventKind::Exited, how);
             match decision {
                 Decision::Stop => {
-                    return self.end(Status::Stopped, pid, "left stopped by its restart policy");
+                    self.end(Status::Stopped, pid, "left stopped by its restart policy");
+                    return RunnerEnd::Done;
                 }
                 Decision::Errored => {
                     let why = format!(
                         "{} unstable restarts (each up less than min_uptime {} ms): given up",
                         spec.max_restarts, spec.min_uptime_ms
                     );
-                    return self.end(Status::Errored, pid, why);
+                    self.end(Status::Errored, pid, why);
+                    return RunnerEnd::Done;
                 }
                 Decision::Restart { after } => {
                     self.set(Status::Waiting, None);
@@ -222,15 +274,21 @@ impl RunnerCtx {
                     tokio::select! {
                         _ = tokio::time::sleep(after) => {}
                         _ = self.stop.cancelled() => {
-                            return self.end(Status::Stopped, None, "stopped during the restart delay");
+                            self.end(Status::Stopped, None, "stopped during the restart delay");
+                            return RunnerEnd::Done;
                         }
+                        _ = handover.cancelled() => return RunnerEnd::Waiting,
+                    }
+                    if handover.is_cancelled() {
+                        return RunnerEnd::Waiting;
                     }
                     if self.inner.closing.load(Ordering::SeqCst) {
-                        return self.end(
+                        self.end(
                             Status::Stopped,
                             None,
                             "not restarted: the agent is shutting down",
                         );
+                        return RunnerEnd::Done;
                     }
                     match self.inner.launch(&self.app, self.slot, self.id, None) {
                         Ok(p) => {
@@ -245,7 +303,8 @@ impl RunnerCtx {
                         }
                         Err(e) => {
                             tracing::error!(app = %self.app.name, slot = self.slot, "cannot restart: {e}");
-                            return self.end(Status::Errored, None, format!("cannot restart: {e}"));
+                            self.end(Status::Errored, None, format!("cannot restart: {e}"));
+                            return RunnerEnd::Done;
                         }
                     }
                 }
@@ -288,25 +347,6 @@ fn describe_exit(status: Option<ExitStatus>) -> String {
             Err(_) => format!("killed by signal {sig}"),
         },
         (None, None) => "ended (status unknown)".to_string(),
-    }
-}
-
-/// stdout or stderr of a child, as one reader type.
-enum Either {
-    Out(tokio::process::ChildStdout),
-    Err(tokio::process::ChildStderr),
-}
-
-impl tokio::io::AsyncRead for Either {
-    fn poll_read(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            Either::Out(r) => std::pin::Pin::new(r).poll_read(cx, buf),
-            Either::Err(r) => std::pin::Pin::new(r).poll_read(cx, buf),
-        }
     }
 }
 

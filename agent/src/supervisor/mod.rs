@@ -13,7 +13,9 @@
 //! ([`Supervisor::subscribe`]).
 
 mod app;
+mod child;
 pub mod events;
+pub mod handover;
 mod instance;
 pub mod policy;
 pub mod process;
@@ -163,6 +165,9 @@ pub(crate) struct Inner {
     release: Mutex<Option<PathBuf>>,
     /// Lifecycle events, for `events` subscribers; bounded, and never waited for.
     events: tokio::sync::broadcast::Sender<AgentEvent>,
+    /// Cancelled when the apps are being handed to a new agent binary: runners hand back
+    /// their processes and log pumps stop reading ([`handover`]). Replaced if that fails.
+    handover: Mutex<CancellationToken>,
 }
 
 impl Supervisor {
@@ -170,29 +175,19 @@ impl Supervisor {
     /// pid + start time), then start the recorded apps again, fresh. Background tasks
     /// (persister, resource monitor) run on `tasks`.
     pub async fn start(home: AgentHome, tasks: TaskTracker) -> Supervisor {
-        let inner = Arc::new(Inner {
-            home,
-            apps: Mutex::new(BTreeMap::new()),
-            next_id: AtomicU32::new(0),
-            tasks,
-            tasks_cancel: CancellationToken::new(),
-            dirty: Notify::new(),
-            persist_lock: Mutex::new(()),
-            closing: Default::default(),
-            samples: Mutex::new(HashMap::new()),
-            cpus: cpu_count(),
-            started: std::time::Instant::now(),
-            apply_lock: tokio::sync::Mutex::new(()),
-            release: Mutex::new(None),
-            events: events::channel(),
-        });
         let sup = Supervisor {
-            inner: inner.clone(),
+            inner: Inner::new(home, tasks),
         };
         sup.restore().await;
+        Supervisor::run(sup.inner)
+    }
+
+    /// Start the background tasks (persister, resource monitor) of a restored supervisor.
+    fn run(inner: Arc<Inner>) -> Supervisor {
         inner.tasks.spawn(persister(inner.clone()));
         inner.tasks.spawn(monitor(inner.clone()));
-        sup
+        inner.mark_dirty();
+        Supervisor { inner }
     }
 
     /// Lifecycle events of `app` (of every app when `None`) from now on. The app need not
@@ -702,6 +697,30 @@ fn group_exists(pgid: u32) -> bool {
 }
 
 impl Inner {
+    fn new(home: AgentHome, tasks: TaskTracker) -> Arc<Inner> {
+        Arc::new(Inner {
+            home,
+            apps: Mutex::new(BTreeMap::new()),
+            next_id: AtomicU32::new(0),
+            tasks,
+            tasks_cancel: CancellationToken::new(),
+            dirty: Notify::new(),
+            persist_lock: Mutex::new(()),
+            closing: Default::default(),
+            samples: Mutex::new(HashMap::new()),
+            cpus: cpu_count(),
+            started: std::time::Instant::now(),
+            apply_lock: tokio::sync::Mutex::new(()),
+            release: Mutex::new(None),
+            events: events::channel(),
+            handover: Mutex::new(CancellationToken::new()),
+        })
+    }
+
+    pub(crate) fn handover_token(&self) -> CancellationToken {
+        lock(&self.handover).clone()
+    }
+
     pub(crate) fn mark_dirty(&self) {
         self.dirty.notify_one();
     }

@@ -188,8 +188,8 @@ pub fn signal_group(pgid: u32, signal: Signal) {
 
 /// Stop an instance: `signal` to its group, SIGKILL to the group after `timeout`, and a
 /// final SIGKILL to the group once the leader is gone so no grandchild outlives it.
-pub async fn stop_child(
-    child: &mut Child,
+pub(crate) async fn stop_child(
+    child: &mut super::child::ChildProcess,
     signal: Signal,
     timeout: Duration,
 ) -> Option<ExitStatus> {

@@ -14,7 +14,6 @@ use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpStream, UnixDatagram, UnixListener};
-use tokio::process::Child;
 
 /// How one spawn proves it is ready: first `READY=1` (when `notify` is set), then a passing
 /// probe (when `probe` is set); with neither, being alive after the whole timeout.
@@ -118,9 +117,9 @@ impl Drop for NotifySocket {
 }
 
 /// Wait until `child` is ready per `how`, it exits, or `timeout` passes.
-pub async fn wait_ready(
+pub(crate) async fn wait_ready(
     how: &Readiness,
-    child: &mut Child,
+    child: &mut super::child::ChildProcess,
     timeout: Duration,
 ) -> Result<(), NotReady> {
     let signalled = how.notify.is_some() || how.probe.is_some();

@@ -95,6 +95,16 @@ pub enum Request {
     /// listen address) and restart the mutual-TLS endpoint with them. Accepted on the local
     /// socket only.
     ReloadTls,
+    /// Re-execute the daemon into `binary` without stopping any app: it keeps its pid, and
+    /// the new binary takes over the running processes, their sockets and output pipes.
+    /// Answered with [`Response::Done`] as the handover begins; the connection then ends when
+    /// the daemon becomes the new binary, or gets a [`Response::Error`] if it could not.
+    /// `handover` is the handover format the new binary reads. Accepted on the local socket
+    /// only.
+    Upgrade {
+        binary: PathBuf,
+        handover: u32,
+    },
 }
 
 /// `apply_release`: what the controller sends once a release is on the host.
@@ -310,6 +320,10 @@ pub enum Response {
     Pong {
         version: String,
         pid: u32,
+        /// When the daemon's current binary started (ms since the epoch): changes when it
+        /// upgrades itself in place, though the pid stays.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        since_ms: Option<u64>,
     },
     /// A verb succeeded; `messages` say what happened, one line each.
     Done {

@@ -13,6 +13,8 @@ use pmfleet_shared::protocol::{
     ScriptStart, StartRequest, StartSource, Target,
 };
 
+mod upgrade;
+
 use crate::client::{Client, ClientError};
 use crate::home::AgentHome;
 
@@ -124,6 +126,14 @@ pub enum Command {
     },
     /// Stop every app and the daemon.
     Kill,
+    /// Make the running daemon become this binary (or --binary) without stopping any app:
+    /// it keeps its pid, its apps' processes, sockets and logs. Exit code 3: the running
+    /// daemon is too old to do that (restart it instead; its apps restart).
+    Upgrade {
+        /// The new agent binary (default: this one).
+        #[arg(long, value_name = "PATH")]
+        binary: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -244,6 +254,7 @@ pub async fn run(command: Command, home: &AgentHome) -> anyhow::Result<ExitCode>
             return Ok(ExitCode::SUCCESS);
         }
         Command::Tls(cmd) => return tls(cmd, home).await,
+        Command::Upgrade { binary } => return upgrade::run(home, binary).await,
         Command::Ping => Request::Ping,
         Command::Apply {
             release_dir,
@@ -484,7 +495,7 @@ fn print_response(resp: Response) -> ExitCode {
             eprintln!("error: {}", e.message);
             ExitCode::FAILURE
         }
-        Response::Pong { version, pid } => {
+        Response::Pong { version, pid, .. } => {
             println!("agent {version} running as pid {pid}");
             ExitCode::SUCCESS
         }
