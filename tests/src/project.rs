@@ -110,8 +110,15 @@ impl Project {
 
     /// Runs `pmfleet ARGS` to completion.
     pub fn pmfleet(&self, args: &[&str]) -> Run {
+        self.pmfleet_with(args, &[])
+    }
+
+    /// [`Project::pmfleet`] with more environment variables.
+    pub fn pmfleet_with(&self, args: &[&str], env: &[(&str, &std::ffi::OsStr)]) -> Run {
         let started = std::time::Instant::now();
-        let out = self.command(args).output().expect("run pmfleet");
+        let mut cmd = self.command(args);
+        cmd.envs(env.iter().copied());
+        let out = cmd.output().expect("run pmfleet");
         eprintln!(
             "pmfleet {}: {} in {:.2}s",
             args.join(" "),

@@ -125,6 +125,47 @@ impl Load {
     }
 }
 
+/// Every (host, pid) of every app instance, from `status --json`.
+fn app_pids(project: &Project) -> Vec<(String, u64)> {
+    let run = project.pmfleet(&["status", "--json"]);
+    ok(&run);
+    let hosts: Value = serde_json::from_str(&run.stdout).expect("status --json is JSON");
+    let mut pids: Vec<(String, u64)> = hosts
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|h| {
+            let host = h["host"].as_str().unwrap_or_default().to_string();
+            h["agent"]["processes"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(move |p| Some((host.clone(), p["pid"].as_u64()?)))
+        })
+        .collect();
+    pids.sort();
+    pids
+}
+
+/// The agent daemon's pid on every host, as `exec` prints them.
+fn agent_pids(project: &Project) -> String {
+    let run = project.pmfleet(&[
+        "deploy",
+        "production",
+        "exec",
+        "echo agent-pid=$(cat ~/.pmfleet-agent/agent.pid)",
+    ]);
+    ok(&run);
+    let mut lines: Vec<&str> = run
+        .stdout
+        .lines()
+        .filter(|l| l.contains("agent-pid="))
+        .collect();
+    lines.sort();
+    assert_eq!(lines.len(), 3, "{}", run.stdout);
+    lines.join("\n")
+}
+
 fn served(hosts: &[SshHost], port: u16) -> Vec<String> {
     hosts
         .iter()
@@ -212,6 +253,68 @@ fn setup_provisions_agents_and_deploys_reload_the_apps() {
     ok(&json_run);
     let parsed: Value = serde_json::from_str(&json_run.stdout).expect("status --json is JSON");
     assert_eq!(parsed.as_array().map(Vec::len), Some(3));
+
+    // `setup --upgrade-agent` with a newer agent binary, under load: every agent becomes it in
+    // place (same pid), the apps keep their very processes, and no request fails.
+    let newer = fleet.home.path().join("pmfleet-agent-newer");
+    let mut bytes = std::fs::read(pmfleet_tests::project::agent_bin()).unwrap();
+    bytes.push(b'\n');
+    std::fs::write(&newer, bytes).unwrap();
+    std::fs::set_permissions(&newer, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let pids_before = app_pids(&project);
+    assert_eq!(pids_before.len(), 6, "{pids_before:?}");
+    let daemons = agent_pids(&project);
+    let load = Load::start(fleet.hosts[0].address(), app_port);
+    std::thread::sleep(Duration::from_millis(300));
+    let upgraded = project.pmfleet_with(
+        &["deploy", "production", "setup", "--upgrade-agent"],
+        &[("PMFLEET_AGENT_BIN", newer.as_os_str())],
+    );
+    ok(&upgraded);
+    std::thread::sleep(Duration::from_millis(300));
+    let (succeeded, failed) = load.finish();
+    assert!(
+        failed.is_empty(),
+        "failed requests during the upgrade: {failed:?}"
+    );
+    assert!(succeeded > 20, "only {succeeded} requests went through");
+    let in_place = upgraded
+        .stdout
+        .lines()
+        .filter(|l| l.contains("| done |") && l.contains("upgraded in place"))
+        .count();
+    assert_eq!(in_place, 3, "{}", upgraded.stdout);
+    assert_eq!(
+        app_pids(&project),
+        pids_before,
+        "the apps kept their processes"
+    );
+    assert_eq!(agent_pids(&project), daemons, "each agent kept its pid");
+    let exe = project.pmfleet(&[
+        "deploy",
+        "production",
+        "exec",
+        "readlink /proc/$(cat ~/.pmfleet-agent/agent.pid)/exe",
+    ]);
+    ok(&exe);
+    assert!(!exe.stdout.contains("(deleted)"), "{}", exe.stdout);
+    assert_eq!(
+        exe.stdout.matches("/bin/pmfleet-agent").count(),
+        3,
+        "{}",
+        exe.stdout
+    );
+    let again = project.pmfleet_with(
+        &["deploy", "production", "setup"],
+        &[("PMFLEET_AGENT_BIN", newer.as_os_str())],
+    );
+    ok(&again);
+    let kept = again
+        .stdout
+        .lines()
+        .filter(|l| l.contains("| done |") && l.contains("already running"))
+        .count();
+    assert_eq!(kept, 3, "{}", again.stdout);
 
     // A release whose app never listens is rolled back; version 2 keeps serving.
     repo.commit_file("VERSION", "broken 3\n", "broken");
@@ -388,6 +491,11 @@ fn a_release_without_an_ecosystem_file_deploys_with_nothing_to_reload() {
     ok(&upgraded);
     assert!(
         upgraded.stdout.contains("new binary"),
+        "{}",
+        upgraded.stdout
+    );
+    assert!(
+        upgraded.stdout.contains("upgraded in place"),
         "{}",
         upgraded.stdout
     );

@@ -120,7 +120,7 @@ pub async fn provision(
     let installed = field("sum");
     let mut outdated = false;
     if installed != kit.binary_sum && !installed.is_empty() && !kit.upgrade {
-        // A healthy agent is left as it is: replacing it restarts it and its apps.
+        // A healthy agent is left as it is unless --upgrade-agent asks to replace it.
         outdated = true;
     } else if installed != kit.binary_sum {
         let stdin = SharedBytes::stdin(&kit.binary);
@@ -177,18 +177,53 @@ pub async fn provision(
     }
 
     let running = field("running") == "yes";
-    if !running || !changed.is_empty() {
-        let systemd = field("systemd") == "yes";
+    let systemd = field("systemd") == "yes";
+    let binary = changed.contains(&"binary");
+    let mut how = String::new();
+    if !running {
         member
-            .run(&scripts::agent_start(home, systemd, running))
+            .run(&scripts::agent_start(home, systemd, false))
             .await
             .map_err(|e| format!("starting the agent: {e}"))?;
+    } else if binary {
+        // The running daemon becomes the new binary in place, with its apps still running
+        // (it reads the TLS files again as it does so).
+        let upgraded = member
+            .conn
+            .run(&scripts::agent_upgrade(home))
+            .await
+            .map_err(|e| format!("upgrading the agent: {e:#}"))?;
+        how = match upgraded.status {
+            0 => "upgraded in place, its apps kept running".into(),
+            AGENT_TOO_OLD => {
+                member
+                    .run(&scripts::agent_start(home, systemd, true))
+                    .await
+                    .map_err(|e| format!("restarting the agent: {e}"))?;
+                "restarted: the running agent could not upgrade in place, so its apps restarted"
+                    .into()
+            }
+            _ => return Err(format!("upgrading the agent: {}", upgraded.reason())),
+        };
+    } else if !changed.is_empty() && bind_changed(&field("issued"), &issued) {
+        // Cluster apps bind their ports when they start: a restart binds them anew.
+        member
+            .run(&scripts::agent_start(home, systemd, true))
+            .await
+            .map_err(|e| format!("restarting the agent: {e}"))?;
+        how = "restarted to listen on the new bind address; its apps restarted".into();
+    } else if !changed.is_empty() {
+        member
+            .run(&scripts::agent_tls_reload(home))
+            .await
+            .map_err(|e| format!("reloading the agent's certificate: {e}"))?;
+        how = "certificate reloaded, its apps untouched".into();
     }
     let version = wait_for_agent(kit, &member.host, settings.port).await.map_err(|e| {
         format!("the agent does not answer on {listen} over mutual TLS: {e} (see {home}/agent.log on the host)")
     })?;
     let upgrade_hint = if outdated {
-        "; its binary differs from this pmfleet-agent: `setup --upgrade-agent` replaces it (the agent and its apps restart)"
+        "; its binary differs from this pmfleet-agent: `setup --upgrade-agent` replaces it in place (its apps keep running)"
     } else {
         ""
     };
@@ -198,10 +233,24 @@ pub async fn provision(
         format!("agent {version} started on {listen}{upgrade_hint}")
     } else {
         format!(
-            "agent {version} on {listen} (new {})",
-            changed.join(" and ")
+            "agent {version} on {listen} (new {}{})",
+            changed.join(" and "),
+            if how.is_empty() {
+                String::new()
+            } else {
+                format!("; {how}")
+            }
         )
     })
+}
+
+/// `pmfleet-agent upgrade`'s exit code when the running daemon cannot upgrade in place.
+const AGENT_TOO_OLD: i32 = 3;
+
+/// Whether the address cluster apps bind to differs between two `issued` records.
+fn bind_changed(old: &str, new: &str) -> bool {
+    let bind = |s: &str| s.rsplit_once(" bind=").map(|(_, b)| b.to_string());
+    bind(old) != bind(new)
 }
 
 /// Polls the agent until it answers a ping (it may still be starting).
@@ -220,6 +269,16 @@ async fn wait_for_agent(kit: &Kit, host: &str, port: u16) -> Result<String, Stri
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_new_bind_address_needs_a_restart() {
+        let old = "10.0.0.7 10.0.0.7:7677 ab:cd bind=";
+        assert!(!bind_changed(old, "10.0.0.7 10.0.0.7:7677 ef:01 bind="));
+        assert!(bind_changed(
+            old,
+            "10.0.0.7 10.0.0.7:7677 ab:cd bind=10.0.0.7"
+        ));
+    }
 
     #[test]
     fn listen_addresses() {

@@ -298,6 +298,19 @@ fi
 "#
 );
 
+/// Has the running daemon become the newly installed binary in place: same pid, apps kept
+/// running. Exit code 3: the running daemon is too old to do that.
+const AGENT_UPGRADE: &str = host_script!(
+    r#"PMFLEET_AGENT_HOME="$p" exec "$p/bin/pmfleet-agent" upgrade
+"#
+);
+
+/// Has the running daemon read its TLS files again (a new certificate and key).
+const AGENT_TLS_RELOAD: &str = host_script!(
+    r#"PMFLEET_AGENT_HOME="$p" exec "$p/bin/pmfleet-agent" tls reload
+"#
+);
+
 pub fn setup_dirs(root: &str) -> Script {
     Script::new(SETUP_DIRS).arg(root)
 }
@@ -453,6 +466,14 @@ pub fn agent_tls(home: &str, files: &AgentTlsFiles<'_>) -> Script {
         files.issued,
         files.bind_address,
     ])
+}
+
+pub fn agent_upgrade(home: &str) -> Script {
+    Script::new(AGENT_UPGRADE).arg(home)
+}
+
+pub fn agent_tls_reload(home: &str) -> Script {
+    Script::new(AGENT_TLS_RELOAD).arg(home)
 }
 
 pub fn agent_start(home: &str, systemd: bool, restart: bool) -> Script {
