@@ -17,6 +17,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use pmfleet_shared::protocol::ErrorKind;
 use serde::{Deserialize, Serialize};
 
 use crate::home::AgentHome;
@@ -82,26 +83,37 @@ pub struct Upgrader {
 
 impl Upgrader {
     /// Check that `binary` can take over: an absolute path to an executable file that reads
-    /// this daemon's handover format.
-    pub fn check(&self, binary: &Path, handover: u32) -> Result<(), String> {
+    /// this daemon's handover format. A format mismatch is a [`ErrorKind::Version`] error.
+    pub fn check(&self, binary: &Path, handover: u32) -> Result<(), (ErrorKind, String)> {
+        let invalid = |message| Err((ErrorKind::Invalid, message));
         use std::os::unix::fs::PermissionsExt;
         if !binary.is_absolute() {
-            return Err(format!(
+            return invalid(format!(
                 "{} is not an absolute path to the new agent binary",
                 binary.display()
             ));
         }
-        let meta = std::fs::metadata(binary)
-            .map_err(|e| format!("cannot use {} as the new agent: {e}", binary.display()))?;
+        let meta = match std::fs::metadata(binary) {
+            Ok(m) => m,
+            Err(e) => {
+                return invalid(format!(
+                    "cannot use {} as the new agent: {e}",
+                    binary.display()
+                ));
+            }
+        };
         if !meta.is_file() || meta.permissions().mode() & 0o111 == 0 {
-            return Err(format!(
+            return invalid(format!(
                 "{} is not an executable file: install the new agent binary first",
                 binary.display()
             ));
         }
         if handover != HANDOVER_VERSION {
-            return Err(format!(
-                "this agent hands its apps over in format {HANDOVER_VERSION}, the new binary reads format {handover}: restart the agent instead (its apps restart)"
+            return Err((
+                ErrorKind::Version,
+                format!(
+                    "this agent hands its apps over in format {HANDOVER_VERSION}, the new binary reads format {handover}: restart the agent instead (its apps restart)"
+                ),
             ));
         }
         Ok(())

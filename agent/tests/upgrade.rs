@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::{Agent, Load, free_port, get, pid_alive, wait_until};
+use pmfleet_shared::protocol::{ErrorKind, Request, Response, read_frame, write_frame};
 use serde_json::Value;
 
 fn ecosystem(agent: &Agent, port: u16) {
@@ -87,6 +88,24 @@ fn counted_lines(agent: &Agent) -> usize {
         assert_eq!(pair[1], pair[0] + 1, "a line lost or repeated: {pair:?}");
     }
     numbers.len()
+}
+
+/// Send `upgrade` over the control socket as a client of another version would.
+fn raw_upgrade(agent: &Agent, binary: &str, handover: u32) -> Response {
+    let socket = agent.home.path().join("agent.sock");
+    let request = Request::Upgrade {
+        binary: binary.into(),
+        handover,
+    };
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            let mut stream = tokio::net::UnixStream::connect(socket).await.unwrap();
+            write_frame(&mut stream, &request).await.unwrap();
+            read_frame::<Response>(&mut stream).await.unwrap().unwrap()
+        })
 }
 
 #[test]
@@ -183,6 +202,22 @@ fn a_binary_that_cannot_run_leaves_the_agent_as_it_was() {
     agent.wait_online("counter", 1);
     let daemon = daemon_pid(&agent);
     let api = instances(&agent, "api");
+
+    // A new binary that reads another handover format: refused, said to be a version
+    // mismatch (the CLI then exits 3, and setup restarts the agent instead).
+    let answer = raw_upgrade(&agent, env!("CARGO_BIN_EXE_pmfleet-agent"), 99);
+    match answer {
+        Response::Error(e) => {
+            assert_eq!(e.kind, ErrorKind::Version, "{e:?}");
+            assert!(e.message.contains("format 99"), "{}", e.message);
+        }
+        other => panic!("{other:?}"),
+    }
+    // A relative path: refused.
+    match raw_upgrade(&agent, "pmfleet-agent", 1) {
+        Response::Error(e) => assert!(e.message.contains("absolute"), "{}", e.message),
+        other => panic!("{other:?}"),
+    }
 
     // Not executable: refused before anything is touched.
     let text = agent.write("notes.txt", "not a program\n");

@@ -72,8 +72,8 @@ pub struct DeployArgs {
     #[arg(long)]
     pub force: bool,
 
-    /// With `setup`: replace an installed agent whose binary differs from this `pmfleet-agent`
-    /// (the agent restarts, and its apps with it).
+    /// With `setup`: replace an installed agent whose binary differs from this `pmfleet-agent`;
+    /// the running agent becomes the new binary in place, its apps keep running.
     #[arg(long)]
     pub upgrade_agent: bool,
 

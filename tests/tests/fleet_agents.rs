@@ -189,10 +189,13 @@ fn setup_provisions_agents_and_deploys_reload_the_apps() {
         .iter()
         .map(|h| json!({"host": h.address(), "port": h.port(), "user": "root"}))
         .collect();
-    project.write_ecosystem(&json!({"deploy": {"production": {
-        "host": hosts, "ref": "main", "repo": repo.url(), "path": "/srv/app", "fetch": "push",
-        "agent": {"port": agent_port, "bind": "host"},
-    }}}));
+    let ecosystem = |agent_port: u16| {
+        project.write_ecosystem(&json!({"deploy": {"production": {
+            "host": hosts, "ref": "main", "repo": repo.url(), "path": "/srv/app", "fetch": "push",
+            "agent": {"port": agent_port, "bind": "host"},
+        }}}));
+    };
+    ecosystem(agent_port);
 
     // Without a fleet CA, setup says what to do.
     let run = project.pmfleet(&["deploy", "production", "setup"]);
@@ -315,6 +318,23 @@ fn setup_provisions_agents_and_deploys_reload_the_apps() {
         .filter(|l| l.contains("| done |") && l.contains("already running"))
         .count();
     assert_eq!(kept, 3, "{}", again.stdout);
+
+    // A new certificate alone (here: the agents move to another port) is reloaded by the
+    // running agents; their apps are not touched.
+    ecosystem(free_port());
+    let moved = project.pmfleet(&["deploy", "production", "setup"]);
+    ok(&moved);
+    let reloaded = moved
+        .stdout
+        .lines()
+        .filter(|l| l.contains("| done |") && l.contains("certificate reloaded"))
+        .count();
+    assert_eq!(reloaded, 3, "{}", moved.stdout);
+    assert_eq!(
+        app_pids(&project),
+        pids_before,
+        "the apps kept their processes"
+    );
 
     // A release whose app never listens is rolled back; version 2 keeps serving.
     repo.commit_file("VERSION", "broken 3\n", "broken");

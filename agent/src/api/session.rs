@@ -51,8 +51,8 @@ impl Session {
             let message = "this endpoint cannot upgrade the agent".to_string();
             return write_frame(stream, &refuse(ErrorKind::Invalid, message)).await;
         };
-        if let Err(message) = upgrader.check(binary, handover) {
-            return write_frame(stream, &refuse(ErrorKind::Invalid, message)).await;
+        if let Err((kind, message)) = upgrader.check(binary, handover) {
+            return write_frame(stream, &refuse(kind, message)).await;
         }
         let begins = format!(
             "handing the apps over to {} (pid {} stays)",

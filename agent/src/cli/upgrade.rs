@@ -44,11 +44,12 @@ pub async fn run(home: &AgentHome, binary: Option<PathBuf>) -> anyhow::Result<Ex
     };
     match c.request(&request).await? {
         Response::Done { messages } => messages.iter().for_each(|m| println!("{m}")),
-        Response::Error(e) if e.kind == ErrorKind::Invalid && e.message.contains("upgrade") => {
-            // An agent that does not know the request at all says "unknown variant".
+        // Another handover format, or an agent that does not know the request at all.
+        Response::Error(e)
+            if e.kind == ErrorKind::Version || e.message.contains("unknown variant") =>
+        {
             eprintln!("error: {}", e.message);
-            let too_old = e.message.contains("unknown variant");
-            return Ok(ExitCode::from(if too_old { TOO_OLD } else { 1 }));
+            return Ok(ExitCode::from(TOO_OLD));
         }
         Response::Error(e) => bail!("{}", e.message),
         other => bail!("unexpected answer from the agent: {other:?}"),
@@ -77,6 +78,12 @@ pub async fn run(home: &AgentHome, binary: Option<PathBuf>) -> anyhow::Result<Ex
                 );
                 return Ok(ExitCode::SUCCESS);
             }
+        }
+        if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            bail!(
+                "the agent exited while handing its apps over (see {}); `pmfleet-agent ping` starts it again, and it restarts the apps",
+                home.daemon_log().display()
+            );
         }
         if start.elapsed() > COME_BACK {
             bail!(
