@@ -8,7 +8,10 @@
 //!   10 times in a row under keep-alive load, and how long those reloads took;
 //! - the daemon's RSS (pmfleet-agent's daemon, PM2's God daemon) idle and with 10 apps;
 //! - the time from `kill -9` of the only instance to a fresh connection being answered again
-//!   (median of 5).
+//!   (median of 5);
+//! - failed requests while the daemon itself is replaced by a new binary 3 times under
+//!   keep-alive load (`pmfleet-agent upgrade`; PM2's `pm2 update`), and whether the apps kept
+//!   their processes.
 //!
 //! `cargo run --release -p pmfleet-bench --bin agent_vs_pm2 [-- agent|pm2]`
 //!
@@ -32,6 +35,7 @@ const WRK_ARGS: [&str; 2] = ["-t2", "-c50"];
 const RELOADS: usize = 10;
 const KILL_ROUNDS: usize = 5;
 const EXTRA_APPS: usize = 10;
+const UPGRADES: usize = 3;
 
 fn main() -> anyhow::Result<()> {
     let only: Option<String> = std::env::args().nth(1);
@@ -84,6 +88,8 @@ trait Manager {
     /// Pids of the online instances of `name`.
     fn pids(&self, name: &str) -> anyhow::Result<Vec<u32>>;
     fn delete_all(&self) -> anyhow::Result<()>;
+    /// Replaces the running daemon by a new binary of itself, the way the manager does it.
+    fn upgrade_daemon(&self) -> anyhow::Result<()>;
     /// Stops every app and the daemon.
     fn shutdown(&self);
 }
@@ -176,6 +182,24 @@ impl Manager for Agent {
         self.cli(&["delete", "all"], None).map(drop)
     }
 
+    /// `upgrade` into a copy of the binary that differs by one byte (same file name, so the
+    /// daemon is found as before), and back again on the next call.
+    fn upgrade_daemon(&self) -> anyhow::Result<()> {
+        let dir = self.home.with_extension("next");
+        let next = dir.join(self.bin.file_name().context("agent binary name")?);
+        if !next.exists() {
+            std::fs::create_dir_all(&dir)?;
+            let mut bytes = std::fs::read(&self.bin)?;
+            bytes.push(b'\n');
+            std::fs::write(&next, bytes)?;
+            std::fs::set_permissions(&next, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+        }
+        let running = std::fs::read_link(format!("/proc/{}/exe", self.daemon_pid()?))?;
+        let to = if running == next { &self.bin } else { &next };
+        let to = to.display().to_string();
+        self.cli(&["upgrade", "--binary", &to], None).map(drop)
+    }
+
     fn shutdown(&self) {
         let _ = self.cli(&["kill"], None);
     }
@@ -258,6 +282,11 @@ impl Manager for Pm2 {
         self.cli(&["delete", "all"], None).map(drop)
     }
 
+    /// What PM2 runs after a new version is installed: save, kill the daemon, resurrect.
+    fn upgrade_daemon(&self) -> anyhow::Result<()> {
+        self.cli(&["update"], None).map(drop)
+    }
+
     fn shutdown(&self) {
         let _ = self.cli(&["kill"], None);
     }
@@ -283,6 +312,8 @@ struct Results {
     rss_idle: Option<u64>,
     rss_apps: Option<u64>,
     kill_to_serving: Option<Duration>,
+    /// Load during the daemon upgrades, their wall time, and whether the app's pids stayed.
+    upgrade: Option<(Wrk, Duration, bool)>,
 }
 
 fn measure(m: &dyn Manager, tools: &Tools, app: &Path) -> anyhow::Result<Results> {
@@ -321,6 +352,23 @@ fn measure(m: &dyn Manager, tools: &Tools, app: &Path) -> anyhow::Result<Results
     let during = load.stop()?;
     eprintln!("{RELOADS} reloads in {took:?}: {during:?}");
     r.reload = Some((during, took));
+
+    // The daemon replaced by a new binary, under keep-alive load.
+    let before = wait_pids(m, "hello", 2)?;
+    let load = tools.wrk_background(&url)?;
+    std::thread::sleep(Duration::from_secs(1));
+    let started = Instant::now();
+    for i in 0..UPGRADES {
+        m.upgrade_daemon()
+            .with_context(|| format!("daemon upgrade {}", i + 1))?;
+        wait_pids(m, "hello", 2)?;
+    }
+    let took = started.elapsed();
+    std::thread::sleep(Duration::from_secs(1));
+    let during = load.stop()?;
+    let kept = wait_pids(m, "hello", 2)? == before;
+    eprintln!("{UPGRADES} daemon upgrades in {took:?}: {during:?}; app processes kept: {kept}");
+    r.upgrade = Some((during, took, kept));
 
     // kill -9 of the only instance until a new connection is answered.
     m.delete_all()?;
@@ -768,6 +816,27 @@ fn print_table(columns: &[(String, Results)]) {
             10,
             &format!("kill -9 → serving again (median of {KILL_ROUNDS})"),
             ms(r.kill_to_serving),
+        );
+        row(
+            11,
+            &format!("failed requests, {UPGRADES} daemon upgrades under load"),
+            r.upgrade.as_ref().map_or("-".into(), |(w, ..)| {
+                format!("{} of {}", w.errors, w.requests)
+            }),
+        );
+        row(
+            12,
+            &format!("time for {UPGRADES} daemon upgrades"),
+            r.upgrade
+                .as_ref()
+                .map_or("-".into(), |(_, t, _)| format!("{:.1} s", t.as_secs_f64())),
+        );
+        row(
+            13,
+            "app processes kept through the upgrades",
+            r.upgrade.as_ref().map_or("-".into(), |(.., kept)| {
+                if *kept { "yes" } else { "no" }.into()
+            }),
         );
     }
     let width = rows.values().map(|(l, _)| l.len()).max().unwrap_or(0);
