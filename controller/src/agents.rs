@@ -14,14 +14,17 @@ use crate::pki::{self, ClientIdentity};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AgentTarget {
     pub env: String,
-    /// The host as written in the ecosystem file (what the agent's certificate names).
+    /// The host as written in the ecosystem file, for output.
+    pub name: String,
+    /// Where the agent is dialled, and what its certificate names: the `HostName` of an
+    /// `~/.ssh/config` alias, else the host as written.
     pub host: String,
     pub port: u16,
 }
 
 impl AgentTarget {
     pub fn label(&self) -> String {
-        self.host.clone()
+        self.name.clone()
     }
 }
 
@@ -42,14 +45,27 @@ pub fn targets(eco: &Ecosystem, envs: &[String]) -> Result<Vec<AgentTarget>, Str
     } else {
         envs.iter().map(String::as_str).collect()
     };
+    let home = crate::ssh::ClientSettings::default().home;
     let mut out: Vec<AgentTarget> = Vec::new();
     for name in chosen {
         let env = eco.environment(name).map_err(|e| e.to_string())?;
         let Some(agent) = &env.agent else { continue };
         for host in &env.hosts {
+            let spec = crate::ssh::ConnectSpec {
+                host: host.host.clone(),
+                port: host.port,
+                user: host.user.clone(),
+                identity: None,
+                ssh_options: env.ssh_options.clone(),
+            };
             let target = AgentTarget {
                 env: env.name.clone(),
-                host: host.host.clone(),
+                name: host.host.clone(),
+                host: if host.host == "localhost" {
+                    host.host.clone()
+                } else {
+                    crate::ssh::host_name(&spec, &home)
+                },
                 port: agent.port,
             };
             if !out
@@ -114,7 +130,7 @@ pub async fn stream_all(
         let request = request.clone();
         let print = print.clone();
         async move {
-            let host = target.host.clone();
+            let host = target.label();
             let result = client
                 .stream(&target.host, target.port, &request, |response| {
                     print(&host, response);
@@ -131,7 +147,7 @@ pub async fn stream_all(
     let mut exit = Exit::Success;
     for (target, result) in results {
         if let Err(e) = result {
-            eprintln!("{} | error | {e}", target.host);
+            eprintln!("{} | error | {e}", target.label());
             exit = if e.is_unreachable() {
                 Exit::Unreachable
             } else {

@@ -474,7 +474,7 @@ fn setup_provisions_agents_and_deploys_reload_the_apps() {
 }
 
 #[test]
-fn a_release_without_an_ecosystem_file_deploys_with_nothing_to_reload() {
+fn a_release_without_an_ecosystem_file_deploys_with_nothing_to_reload_through_an_alias() {
     assert!(
         sshd_available(),
         "sshd is not installed: run the README's test command"
@@ -483,8 +483,14 @@ fn a_release_without_an_ecosystem_file_deploys_with_nothing_to_reload() {
     let repo = GitRepo::new();
     let project = Project::new(fleet.home.path());
     let host = &fleet.hosts[0];
+    // The host through an ~/.ssh/config alias: SSH and the agent's TLS both reach its HostName.
+    fleet.home.add_config(&format!(
+        "Host app-host\n  HostName {}\n  Port {}\n  User root\n",
+        host.address(),
+        host.port()
+    ));
     project.write_ecosystem(&json!({"deploy": {"production": {
-        "host": [{"host": host.address(), "port": host.port(), "user": "root"}],
+        "host": "app-host",
         "ref": "main", "repo": repo.url(), "path": "/srv/app",
         "agent": {"port": free_port()},
     }}}));
@@ -496,6 +502,7 @@ fn a_release_without_an_ecosystem_file_deploys_with_nothing_to_reload() {
     let status = project.pmfleet(&["status"]);
     ok(&status);
     assert!(status.stdout.contains("(no apps)"), "{}", status.stdout);
+    assert!(status.stdout.contains("app-host"), "{}", status.stdout);
 
     // An agent whose binary differs is kept by a plain setup and replaced with --upgrade-agent.
     ok(&project.pmfleet(&[

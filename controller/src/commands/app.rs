@@ -119,7 +119,7 @@ pub async fn run(args: AppArgs) -> Exit {
                 ("failed", e.to_string())
             }
         };
-        rows.push([target.host.clone(), outcome.to_string(), message]);
+        rows.push([target.label(), outcome.to_string(), message]);
     }
     println!("{} {}:", command.verb, command.env);
     print!("{}", table(&["HOST", "OUTCOME", "MESSAGE"], &rows));

@@ -18,7 +18,8 @@ use crate::transport::{Captured, HostConn, TransportError};
 pub struct Member {
     /// How the host is named in output: as written, plus `:port` when one is set.
     pub label: String,
-    /// The host as written (what its agent's certificate names).
+    /// Where the host's agent is dialled, and what its certificate names: the `HostName` of an
+    /// `~/.ssh/config` alias, else the host as written.
     pub host: String,
     pub conn: HostConn,
 }
@@ -91,7 +92,11 @@ impl Fleet {
                 ssh_options: env.ssh_options.clone(),
             };
             let local = spec.host == "localhost";
-            let host = spec.host.clone();
+            let host = if local {
+                spec.host.clone()
+            } else {
+                connector.host_name(&connect)
+            };
             set.spawn(async move {
                 out.step(&label, "connect");
                 let started = Instant::now();

@@ -472,6 +472,20 @@ pub(crate) struct Target {
     pub connect_timeout: Duration,
 }
 
+/// The name or address `spec.host` stands for: the `HostName` its `ssh_options` or
+/// `<home>/.ssh/config` give it, else the host as written. A config that cannot be read
+/// resolves to the host as written (connecting reports the problem).
+pub(crate) fn hostname_of(spec: &ConnectSpec, home: &Path) -> String {
+    let mut options = HostOptions::default();
+    let resolved = options
+        .apply_ssh_options(&spec.ssh_options)
+        .and_then(|()| options.apply_config_file(home, &spec.host));
+    match (resolved, options.hostname) {
+        (Ok(()), Some(name)) => name.replace("%h", &spec.host).replace("%%", "%"),
+        _ => spec.host.clone(),
+    }
+}
+
 impl Target {
     /// "user@host:port", used in every message about this host.
     pub(crate) fn destination(&self) -> String {
@@ -593,6 +607,26 @@ mod tests {
 
     fn strings(items: &[&str]) -> Vec<String> {
         items.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn an_alias_stands_for_its_host_name() {
+        let home = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(home.path().join(".ssh")).unwrap();
+        std::fs::write(
+            home.path().join(".ssh/config"),
+            "Host web1\n  HostName 10.1.2.3\nHost *.lan\n  HostName %h.example.com\n",
+        )
+        .unwrap();
+        assert_eq!(hostname_of(&spec("web1"), home.path()), "10.1.2.3");
+        assert_eq!(
+            hostname_of(&spec("db.lan"), home.path()),
+            "db.lan.example.com"
+        );
+        assert_eq!(hostname_of(&spec("10.0.0.9"), home.path()), "10.0.0.9");
+        let mut with_option = spec("web1");
+        with_option.ssh_options = vec!["HostName=10.9.9.9".into()];
+        assert_eq!(hostname_of(&with_option, home.path()), "10.9.9.9");
     }
 
     fn options_for(config: &str, alias: &str) -> HostOptions {

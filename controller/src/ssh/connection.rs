@@ -68,6 +68,11 @@ impl Connector {
         }
     }
 
+    /// The name or address `spec` stands for (an alias's `HostName`), as [`super::host_name`].
+    pub fn host_name(&self, spec: &ConnectSpec) -> String {
+        super::config::hostname_of(spec, &self.inner.settings.home)
+    }
+
     /// Connects, checks the host key and authenticates, all within the connect timeout (time
     /// spent waiting for a start slot does not count). Missing known_hosts entries, changed keys
     /// and refused keys are errors; see [`SshError`].

@@ -36,6 +36,13 @@ pub struct ConnectSpec {
     pub ssh_options: Vec<String>,
 }
 
+/// The name or address `spec.host` stands for: the `HostName` that its `ssh_options` or
+/// `<home>/.ssh/config` give an alias, else the host as written. What a host's agent is dialled
+/// at and certified for, so an alias works for the agent as it does for SSH.
+pub fn host_name(spec: &ConnectSpec, home: &std::path::Path) -> String {
+    config::hostname_of(spec, home)
+}
+
 /// Client-wide settings, shared by every connection a [`Connector`] starts.
 #[derive(Clone, Debug)]
 pub struct ClientSettings {
