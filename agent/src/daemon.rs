@@ -33,11 +33,11 @@ pub enum DaemonError {
     },
 }
 
-/// When this daemon's binary started (ms since the epoch): unlike the pid, it changes when
-/// the daemon upgrades itself in place.
+/// See [`started_ms`].
 static STARTED_MS: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
 
-/// See [`STARTED_MS`]; `None` outside a daemon.
+/// When this daemon's binary started (ms since the epoch): unlike the pid, it changes when
+/// the daemon upgrades itself in place. `None` outside a daemon.
 pub fn started_ms() -> Option<u64> {
     STARTED_MS.get().copied()
 }

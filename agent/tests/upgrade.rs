@@ -24,6 +24,11 @@ fn ecosystem(agent: &Agent, port: u16) {
         "counter.sh",
         "i=0\nwhile true; do echo \"line $i\"; i=$((i + 1)); sleep 0.005; done\n",
     );
+    // Each line is written in two halves, 0.3 s apart: an upgrade lands between them.
+    agent.write(
+        "halves.sh",
+        "i=0\nwhile true; do printf 'half %d ' $i; sleep 0.3; echo \"whole $i\"; i=$((i + 1)); done\n",
+    );
     agent.write(
         "ecosystem.config.js",
         &format!(
@@ -31,6 +36,7 @@ fn ecosystem(agent: &Agent, port: u16) {
   apps: [
     {{ name: "api", script: "server.js", exec_mode: "cluster", instances: 2, port: {port} }},
     {{ name: "counter", script: "counter.sh", interpreter: "/bin/sh" }},
+    {{ name: "halves", script: "halves.sh", interpreter: "/bin/sh" }},
     {{ name: "crasher", script: "crash.js", min_uptime: 10, restart_delay: 400,
        max_restarts: 1000, env: {{ CRASH_AFTER_MS: "300" }} }},
   ]
@@ -172,6 +178,12 @@ fn upgrade_keeps_every_app_running_serving_and_logging() {
     std::thread::sleep(Duration::from_millis(300));
     let lines = counted_lines(&agent);
     assert!(lines > 100, "only {lines} lines");
+    // A line half written when the agent changed binary is still one line.
+    let halves = std::fs::read_to_string(agent.home.path().join("logs/halves-out.log")).unwrap();
+    for (i, line) in halves.lines().enumerate() {
+        assert_eq!(line, format!("half {i} whole {i}"), "in:\n{halves}");
+    }
+    assert!(halves.lines().count() >= 2, "{halves}");
 
     // Adopted processes are still supervised: killed → restarted; stopped → gone.
     let counter_pid = counter[0].0 as u32;

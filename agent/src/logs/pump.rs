@@ -23,27 +23,31 @@ pub const MAX_LINE: usize = 64 * 1024;
 
 /// Reads `reader` to its end and writes each line to `sink`.
 pub async fn pump(reader: impl AsyncRead + Unpin, sink: Arc<Mutex<LogFile>>) -> io::Result<()> {
-    pump_until(reader, sink, &CancellationToken::new()).await
+    pump_until(reader, sink, &CancellationToken::new(), Vec::new())
+        .await
+        .map(drop)
 }
 
-/// [`pump`], until `stop` is cancelled: then it writes what it has read (an unfinished line
-/// as a line) and returns without reading more, leaving the rest in the pipe for whoever
-/// reads it next (the new daemon after an in-place upgrade).
+/// [`pump`], starting with `carried` (the unfinished line another pump stopped with), until
+/// `stop` is cancelled: then it returns the unfinished line it holds, having written every
+/// complete one, and leaves what it has not read in the pipe for whoever reads it next (the
+/// new daemon after an in-place upgrade). At the end of the stream it returns nothing.
 pub async fn pump_until(
     mut reader: impl AsyncRead + Unpin,
     sink: Arc<Mutex<LogFile>>,
     stop: &CancellationToken,
-) -> io::Result<()> {
+    carried: Vec<u8>,
+) -> io::Result<Vec<u8>> {
     let mut chunk = vec![0u8; 16 * 1024];
     // Bytes read but not yet written: the unfinished line, then the new chunk.
-    let mut pending: Vec<u8> = Vec::new();
+    let mut pending: Vec<u8> = carried;
     let mut lines: Vec<Range<usize>> = Vec::new();
     let mut write_error: Option<io::Error> = None;
     loop {
         // Reading is cancel-safe: nothing is taken from the pipe unless the read completes.
         let n = tokio::select! {
             biased;
-            _ = stop.cancelled() => 0,
+            _ = stop.cancelled() => return Ok(pending),
             n = reader.read(&mut chunk) => n?,
         };
         let eof = n == 0;
@@ -63,7 +67,7 @@ pub async fn pump_until(
         }
         pending.drain(..consumed);
         if eof {
-            return write_error.map_or(Ok(()), Err);
+            return write_error.map_or(Ok(Vec::new()), Err);
         }
     }
 }

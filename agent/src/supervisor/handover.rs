@@ -71,6 +71,11 @@ pub struct HandedProcess {
     /// The read ends of its stdout and stderr pipes.
     pub stdout: Option<RawFd>,
     pub stderr: Option<RawFd>,
+    /// What the log pumps had read of a line not yet finished, to go before what follows.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stdout_partial: Vec<u8>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stderr_partial: Vec<u8>,
 }
 
 /// A process handed back by its runner, kept (so nothing reaps or closes it) until the
@@ -79,6 +84,7 @@ struct Held {
     app: Arc<AppRuntime>,
     slot: u32,
     proc: Proc,
+    partial: [Vec<u8>; 2],
 }
 
 impl Supervisor {
@@ -122,8 +128,11 @@ impl Supervisor {
                 };
                 let (status, process) = match end {
                     RunnerEnd::Handed(mut proc) => {
-                        for pump in proc.pumps.drain(..) {
-                            let _ = pump.await;
+                        let mut partial: [Vec<u8>; 2] = Default::default();
+                        for (left, pump) in partial.iter_mut().zip(&mut proc.pumps) {
+                            if let Some(pump) = pump.take() {
+                                *left = pump.await.unwrap_or_default();
+                            }
                         }
                         let process = HandedProcess {
                             pid: proc.pid,
@@ -131,11 +140,14 @@ impl Supervisor {
                             uptime_ms: millis(proc.started.elapsed()),
                             stdout: proc.outputs[0].as_ref().map(|f| f.as_raw_fd()),
                             stderr: proc.outputs[1].as_ref().map(|f| f.as_raw_fd()),
+                            stdout_partial: partial[0].clone(),
+                            stderr_partial: partial[1].clone(),
                         };
                         held.push(Held {
                             app: app.clone(),
                             slot,
                             proc: *proc,
+                            partial,
                         });
                         (Status::Online, Some(process))
                     }
@@ -175,8 +187,14 @@ impl Supervisor {
         fds.iter().for_each(|fd| set_inherited(*fd, false));
         *lock(&inner.handover) = CancellationToken::new();
         inner.closing.store(false, Ordering::SeqCst);
-        for Held { app, slot, proc } in held {
-            inner.resume_slot(&app, slot, proc);
+        for Held {
+            app,
+            slot,
+            proc,
+            partial,
+        } in held
+        {
+            inner.resume_slot(&app, slot, proc, partial);
         }
         for (app, slot) in waiting {
             if let Err(e) = inner.start_slot(&app, slot) {
@@ -222,6 +240,11 @@ impl Supervisor {
                         }),
                     },
                 );
+                let partial = s
+                    .process
+                    .as_ref()
+                    .map(|p| [p.stdout_partial.clone(), p.stderr_partial.clone()])
+                    .unwrap_or_default();
                 let adopted = s.process.map(|p| {
                     let outputs = [p.stdout, p.stderr].map(|fd| {
                         let fd = fd.filter(|fd| is_open(*fd))?;
@@ -238,13 +261,13 @@ impl Supervisor {
                         start_time: p.start_time,
                         started,
                         outputs,
-                        pumps: Vec::new(),
+                        pumps: Default::default(),
                     })
                 });
                 match adopted {
                     Some(Ok(proc)) => {
                         tracing::info!(app = %app.name, slot = s.slot, pid = proc.pid, "taken over");
-                        inner.resume_slot(&app, s.slot, proc);
+                        inner.resume_slot(&app, s.slot, proc, partial);
                     }
                     Some(Err(e)) => {
                         tracing::error!(app = %app.name, slot = s.slot, "cannot take over: {e}");
@@ -287,8 +310,14 @@ impl AppsHandover {
 
 impl Inner {
     /// Give `proc` (handed back, or adopted) a runner in `slot` again, and pumps for its
-    /// output.
-    fn resume_slot(self: &Arc<Self>, app: &Arc<AppRuntime>, slot: u32, mut proc: Proc) {
+    /// output that go on from the unfinished lines in `partial`.
+    fn resume_slot(
+        self: &Arc<Self>,
+        app: &Arc<AppRuntime>,
+        slot: u32,
+        mut proc: Proc,
+        partial: [Vec<u8>; 2],
+    ) {
         let readers = proc.outputs.each_ref().map(|fd| {
             let copy = fd.as_ref()?.try_clone().ok()?;
             match tokio::net::unix::pipe::Receiver::from_owned_fd(copy) {
@@ -299,7 +328,7 @@ impl Inner {
                 }
             }
         });
-        proc.pumps = self.pump_output(app, slot, readers);
+        proc.pumps = self.pump_output(app, slot, readers, partial);
         let Some((id, restarts)) = lock(&app.slots)
             .get(&slot)
             .map(|s| (s.id, s.restarts.clone()))

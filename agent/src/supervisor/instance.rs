@@ -35,8 +35,9 @@ pub(crate) struct Proc {
     /// Copies of the read ends of its stdout and stderr pipes (close-on-exec), so they can be
     /// handed to a new agent binary with the process ([`super::handover`]).
     pub outputs: [Option<OwnedFd>; 2],
-    /// The tasks copying its output into the log files.
-    pub pumps: Vec<JoinHandle<()>>,
+    /// The tasks copying its stdout and stderr into the log files. Stopped for a handover,
+    /// each returns the unfinished line it held.
+    pub pumps: [Option<JoinHandle<Vec<u8>>>; 2],
 }
 
 /// How a runner task ended.
@@ -108,7 +109,7 @@ impl Inner {
             stdout.map(|r| Box::new(r) as Output),
             stderr.map(|r| Box::new(r) as Output),
         ];
-        let pumps = self.pump_output(app, slot, readers);
+        let pumps = self.pump_output(app, slot, readers, Default::default());
         tracing::info!(app = %app.name, slot, pid, "spawned");
         let what = format!("spawned {}", spec.program);
         self.emit(&app.name, Some(slot), Some(pid), EventKind::Started, what);
@@ -123,35 +124,39 @@ impl Inner {
     }
 
     /// Copy `readers` (stdout, stderr of `slot`) into the slot's log files until they end,
-    /// the daemon shuts down, or it hands its apps over.
+    /// the daemon shuts down, or it hands its apps over; `carried` is what each one's previous
+    /// pump left unfinished.
     pub(crate) fn pump_output(
         &self,
         app: &AppRuntime,
         slot: u32,
         readers: [Option<Output>; 2],
-    ) -> Vec<JoinHandle<()>> {
+        carried: [Vec<u8>; 2],
+    ) -> [Option<JoinHandle<Vec<u8>>>; 2] {
         let (out_path, err_path) = app.log_paths(self.home.root(), slot);
-        let [out_reader, err_reader] = readers;
-        let mut pumps = Vec::new();
-        for (reader, path) in [(out_reader, out_path), (err_reader, err_path)] {
-            let Some(reader) = reader else { continue };
+        let mut carried = carried.into_iter();
+        let mut paths = [out_path, err_path].into_iter();
+        readers.map(|reader| {
+            let (path, carried) = (paths.next()?, carried.next().unwrap_or_default());
+            let reader = reader?;
             let sink = match app.sink(path) {
                 Ok(sink) => sink,
                 Err(e) => {
                     tracing::warn!(app = %app.name, "cannot open a log file ({e}); output is discarded");
-                    continue;
+                    return None;
                 }
             };
             let cancel = self.tasks_cancel.clone();
             let handover = self.handover_token();
-            pumps.push(self.tasks.spawn(async move {
+            Some(self.tasks.spawn(async move {
                 tokio::select! {
-                    _ = crate::logs::pump_until(reader, sink, &handover) => {}
-                    _ = cancel.cancelled() => {}
+                    left = crate::logs::pump_until(reader, sink, &handover, carried) => {
+                        left.unwrap_or_default()
+                    }
+                    _ = cancel.cancelled() => Vec::new(),
                 }
-            }));
-        }
-        pumps
+            }))
+        })
     }
 
     /// Hand `proc` to a new runner task.
