@@ -219,3 +219,58 @@ fn logs_follow_streams_new_lines() {
     );
     assert!(second.contains("line "), "{second}");
 }
+
+#[test]
+fn cron_restart_restarts_fork_apps_and_reloads_cluster_apps_on_schedule() {
+    let agent = Agent::new();
+    // A bad pattern is refused with the field that is wrong.
+    agent.write("tick.sh", "while true; do sleep 1; done\n");
+    let err = agent.fails(&["start", "tick.sh", "--cron-restart", "*/2 * * * 99"]);
+    assert!(err.contains("weekday field"), "{err}");
+
+    // Fork mode: restarted every 2 seconds.
+    agent.ok(&["start", "tick.sh", "--cron-restart", "*/2 * * * * *"]);
+    agent.wait_online("tick", 1);
+    assert!(agent.ok(&["show", "tick"]).contains("*/2 * * * * *"));
+    let first = agent.pids("tick")[0];
+    wait_until(Duration::from_secs(15), "two scheduled restarts", || {
+        agent.procs("tick")[0]["restarts"].as_u64() >= Some(2)
+    });
+    agent.wait_online("tick", 1);
+    assert_ne!(agent.pids("tick")[0], first);
+    agent.ok(&["delete", "tick"]);
+
+    // Cluster mode: rolling reloads on schedule, under load, without a failed request.
+    let port = common::free_port();
+    agent.fixture("server.js");
+    agent.write(
+        "ecosystem.config.js",
+        &format!(
+            r#"module.exports = {{ apps: [{{ name: "api", script: "server.js", exec_mode: "cluster",
+  instances: 2, port: {port}, cron_restart: "*/3 * * * * *" }}] }};
+"#
+        ),
+    );
+    agent.ok(&["start", "ecosystem.config.js"]);
+    agent.wait_online("api", 2);
+    wait_until(Duration::from_secs(10), "serving", || {
+        common::get(port).is_ok()
+    });
+    let before = agent.pids("api");
+    let load = common::Load::start(port, 4, u64::MAX, Duration::from_secs(60));
+    wait_until(Duration::from_secs(20), "two scheduled reloads", || {
+        agent
+            .procs("api")
+            .iter()
+            .all(|p| p["restarts"].as_u64() >= Some(2))
+    });
+    let report = load.finish();
+    assert_eq!(report.failed, 0, "failed requests: {:?}", report.errors);
+    assert!(report.ok > 100, "only {} requests", report.ok);
+    agent.wait_online("api", 2);
+    let after = agent.pids("api");
+    assert!(
+        after.iter().all(|p| !before.contains(p)),
+        "{before:?} -> {after:?}"
+    );
+}

@@ -175,6 +175,9 @@ pub struct StartArgs {
     /// Restart when files in the working directory change.
     #[arg(long)]
     pub watch: bool,
+    /// Restart on a schedule (a cron pattern; a rolling reload in cluster mode).
+    #[arg(long, short = 'c', value_name = "CRON")]
+    pub cron_restart: Option<String>,
     #[arg(long)]
     pub merge_logs: bool,
     /// Prefix log lines with a timestamp.
@@ -472,6 +475,7 @@ fn start_request(a: StartArgs) -> anyhow::Result<StartRequest> {
             watch: a.watch,
             merge_logs: a.merge_logs,
             time: a.time,
+            cron_restart: a.cron_restart,
         })
     };
     Ok(StartRequest {
@@ -643,6 +647,9 @@ fn print_detail(d: &AppDetail) {
     if !s.watch.is_empty() {
         let w: Vec<_> = s.watch.iter().map(|p| p.display().to_string()).collect();
         println!("watch           {}", w.join(", "));
+    }
+    if let Some(cron) = &s.cron_restart {
+        println!("cron_restart    {cron}");
     }
     let logs = |v: &[PathBuf]| {
         v.iter()

@@ -14,6 +14,7 @@
 
 mod app;
 mod child;
+mod cron;
 pub mod events;
 pub mod handover;
 mod instance;
@@ -264,14 +265,7 @@ impl Supervisor {
                         Err(e) => errors.push(e.to_string()),
                     }
                 }
-                let mut warnings: Vec<String> =
-                    eco.warnings.iter().map(|w| w.to_string()).collect();
-                warnings.extend(apps.iter().filter(|a| a.cron_restart.is_some()).map(|a| {
-                    format!(
-                        "app `{}`: cron_restart is not supported by the agent and is ignored",
-                        a.name
-                    )
-                }));
+                let warnings: Vec<String> = eco.warnings.iter().map(|w| w.to_string()).collect();
                 if errors.is_empty() {
                     Ok((specs, warnings))
                 } else {
@@ -819,14 +813,17 @@ impl Inner {
         Ok(())
     }
 
-    /// What a running app has besides its processes: a fresh cancel token for this run and
-    /// its file watcher.
+    /// What a running app has besides its processes: a fresh cancel token for this run, its
+    /// file watcher and its `cron_restart` schedule.
     fn arm(self: &Arc<Self>, app: &Arc<AppRuntime>) {
         let cancel = self.tasks_cancel.child_token();
         *lock(&app.run_cancel) = cancel.clone();
         if !app.spec().watch.is_empty() {
-            self.tasks.spawn(watcher(self.clone(), app.clone(), cancel));
+            self.tasks
+                .spawn(watcher(self.clone(), app.clone(), cancel.clone()));
         }
+        self.tasks
+            .spawn(cron::cron_restarts(self.clone(), app.clone(), cancel));
         self.mark_dirty();
     }
 

@@ -107,18 +107,7 @@ impl Supervisor {
         if !errors.is_empty() {
             return Err(SupervisorError::Ecosystem(errors.join("\n")));
         }
-        let mut warnings: Vec<String> = eco.warnings.iter().map(|w| w.to_string()).collect();
-        warnings.extend(
-            eco.apps
-                .iter()
-                .filter(|a| a.cron_restart.is_some())
-                .map(|a| {
-                    format!(
-                        "app `{}`: cron_restart is not supported by the agent and is ignored",
-                        a.name
-                    )
-                }),
-        );
+        let warnings: Vec<String> = eco.warnings.iter().map(|w| w.to_string()).collect();
 
         let deadline = Deadline::new(req.timeout_ms);
         let mut apps = Vec::new();

@@ -27,6 +27,8 @@ pub enum SpecError {
     BadPort { app: String, value: String },
     #[error("invalid app name `{0}`: use letters, digits, `-`, `_` and `.`")]
     BadName(String),
+    #[error("app `{app}`: --cron-restart: {why}")]
+    BadCron { app: String, why: String },
 }
 
 /// The interpreter PM2 picks for a script's extension; `None` means execute the script itself.
@@ -175,6 +177,7 @@ pub fn resolve(
         instance_var: app.instance_var.clone(),
         increment_var: app.increment_var.clone(),
         healthcheck: app.healthcheck.clone(),
+        cron_restart: app.cron_restart.clone(),
         cwd,
         name,
     })
@@ -216,6 +219,13 @@ pub fn app_from_script(s: &ScriptStart) -> Result<App, SpecError> {
     }
     if s.watch {
         app.watch = Watch::On;
+    }
+    if let Some(cron) = s.cron_restart.as_deref().filter(|c| c.trim() != "0") {
+        pmfleet_shared::ecosystem::CronSchedule::parse(cron).map_err(|why| SpecError::BadCron {
+            app: app.name.clone(),
+            why,
+        })?;
+        app.cron_restart = Some(cron.trim().to_string());
     }
     app.merge_logs |= s.merge_logs;
     app.time |= s.time;

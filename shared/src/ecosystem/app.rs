@@ -523,33 +523,25 @@ fn read_var_name(r: &mut Report, v: &Value, f: &FieldPath) -> Option<String> {
     }
 }
 
-/// `cron_restart`: five or six cron fields, or a nickname (`@daily`); `0` turns it off, as in PM2.
+/// `cron_restart`: a cron pattern ([`super::cron`]); `0` turns it off, as in PM2.
 fn read_cron(r: &mut Report, v: &Value, f: &FieldPath) -> Option<String> {
     if matches!(v.kind, Kind::Int(0)) || v.as_str() == Some("0") {
         return None;
     }
     let cron = fields::text(r, v, f)?;
     let cron = cron.trim().to_owned();
-    const NICKNAMES: [&str; 7] = [
-        "@yearly",
-        "@annually",
-        "@monthly",
-        "@weekly",
-        "@daily",
-        "@midnight",
-        "@hourly",
-    ];
-    let fields_count = cron.split_whitespace().count();
-    if NICKNAMES.contains(&cron.as_str()) || (5..=6).contains(&fields_count) {
-        return Some(cron);
+    match super::cron::CronSchedule::parse(&cron) {
+        Ok(_) => Some(cron),
+        Err(why) => {
+            r.error(
+                v,
+                f,
+                format!("{} is not a cron pattern: {why}", v.describe()),
+                Some("write five fields (minute hour day month weekday), e.g. \"0 3 * * *\", six with seconds first, or a nickname such as \"@daily\"".to_owned()),
+            );
+            None
+        }
     }
-    r.error(
-        v,
-        f,
-        format!("{} is not a cron pattern", v.describe()),
-        Some("write five fields (minute hour day month weekday), e.g. \"0 3 * * *\", or a nickname such as \"@daily\"".to_owned()),
-    );
-    None
 }
 
 /// `healthcheck`: an HTTP path such as `/health`, or `tcp`.

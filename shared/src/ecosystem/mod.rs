@@ -9,6 +9,7 @@
 //! - [`Ecosystem::environment`] picks a `deploy.<env>` block.
 
 mod app;
+mod cron;
 mod deploy;
 mod diagnostic;
 mod discover;
@@ -22,6 +23,7 @@ mod value;
 mod words;
 mod yaml;
 
+pub use cron::{CalendarTime, CronSchedule};
 pub use deploy::DEFAULT_KEEP_RELEASES;
 pub use diagnostic::did_you_mean;
 pub use discover::{DISCOVERY_ORDER, Format, discover, locate, looks_like_ecosystem_file};

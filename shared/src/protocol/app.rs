@@ -87,4 +87,8 @@ pub struct AppSpec {
     pub increment_var: Option<String>,
     /// `/path` (HTTP GET on 127.0.0.1:port) or `tcp`: the readiness probe for reloads.
     pub healthcheck: Option<String>,
+    /// A cron pattern ([`crate::ecosystem::CronSchedule`]): restart (reload in cluster mode)
+    /// on that schedule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cron_restart: Option<String>,
 }

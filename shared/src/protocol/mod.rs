@@ -140,7 +140,7 @@ pub struct ApplyRelease {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApplyReport {
     pub apps: Vec<AppliedApp>,
-    /// Ecosystem keys the agent ignores (`cron_restart`, …), one sentence each.
+    /// What the agent ignores in the ecosystem file (keys it does not act on), one sentence each.
     #[serde(default)]
     pub warnings: Vec<String>,
 }
@@ -248,6 +248,9 @@ pub struct ScriptStart {
     pub watch: bool,
     pub merge_logs: bool,
     pub time: bool,
+    /// `--cron-restart`: a cron pattern.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cron_restart: Option<String>,
 }
 
 /// Which apps a verb applies to.

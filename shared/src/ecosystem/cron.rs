@@ -1,0 +1,319 @@
+//! Cron patterns, for `cron_restart`: five fields (minute hour day-of-month month weekday), or
+//! six with seconds first (as PM2 accepts), or a nickname (`@hourly`, `@daily` …).
+//!
+//! Each field is `*`, a value, a range `a-b`, a step `*/n`, `a-b/n` or `a/n`, or a list of
+//! those separated by commas. Months and weekdays may be names (`jan`, `mon`); weekday 7 is
+//! Sunday, like 0. As in Vixie cron, when both the day of the month and the weekday are
+//! restricted, a day matching either one matches.
+//!
+//! [`CronSchedule::matches`] is pure: the caller brings the calendar time (the agent uses its
+//! local time).
+
+/// A parsed cron pattern.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CronSchedule {
+    seconds: u64,
+    minutes: u64,
+    hours: u64,
+    days: u64,
+    months: u64,
+    weekdays: u64,
+    /// Whether the day-of-month and weekday fields are `*` (see the module's note).
+    any_day: bool,
+    any_weekday: bool,
+}
+
+/// One instant as a calendar shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CalendarTime {
+    pub second: u32,
+    pub minute: u32,
+    pub hour: u32,
+    /// 1–31.
+    pub day: u32,
+    /// 1–12.
+    pub month: u32,
+    /// 0 (Sunday) – 6.
+    pub weekday: u32,
+}
+
+const MONTHS: [&str; 12] = [
+    "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
+];
+const WEEKDAYS: [&str; 7] = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"];
+
+/// What one field may hold.
+struct FieldKind {
+    name: &'static str,
+    min: u32,
+    max: u32,
+    names: &'static [&'static str],
+}
+
+const SECOND: FieldKind = FieldKind {
+    name: "second",
+    min: 0,
+    max: 59,
+    names: &[],
+};
+const MINUTE: FieldKind = FieldKind {
+    name: "minute",
+    min: 0,
+    max: 59,
+    names: &[],
+};
+const HOUR: FieldKind = FieldKind {
+    name: "hour",
+    min: 0,
+    max: 23,
+    names: &[],
+};
+const DAY: FieldKind = FieldKind {
+    name: "day of the month",
+    min: 1,
+    max: 31,
+    names: &[],
+};
+const MONTH: FieldKind = FieldKind {
+    name: "month",
+    min: 1,
+    max: 12,
+    names: &MONTHS,
+};
+const WEEKDAY: FieldKind = FieldKind {
+    name: "weekday",
+    min: 0,
+    max: 7,
+    names: &WEEKDAYS,
+};
+
+impl CronSchedule {
+    /// Parse a pattern; the error says which field is wrong and why.
+    pub fn parse(text: &str) -> Result<CronSchedule, String> {
+        let text = text.trim();
+        let expanded = match text.to_ascii_lowercase().as_str() {
+            "@yearly" | "@annually" => "0 0 1 1 *".to_string(),
+            "@monthly" => "0 0 1 * *".to_string(),
+            "@weekly" => "0 0 * * 0".to_string(),
+            "@daily" | "@midnight" => "0 0 * * *".to_string(),
+            "@hourly" => "0 * * * *".to_string(),
+            other if other.starts_with('@') => {
+                return Err(format!(
+                    "`{text}` is not a cron nickname (@yearly, @monthly, @weekly, @daily, @hourly)"
+                ));
+            }
+            _ => text.to_string(),
+        };
+        let fields: Vec<&str> = expanded.split_whitespace().collect();
+        let (seconds, minute, hour, day, month, weekday) = match fields.as_slice() {
+            [minute, hour, day, month, weekday] => ("0", *minute, *hour, *day, *month, *weekday),
+            [second, minute, hour, day, month, weekday] => {
+                (*second, *minute, *hour, *day, *month, *weekday)
+            }
+            other => {
+                return Err(format!(
+                    "`{text}` has {} field(s); a cron pattern has five (minute hour day month weekday) or six (seconds first)",
+                    other.len()
+                ));
+            }
+        };
+        let mut weekdays = field(weekday, &WEEKDAY)?;
+        if weekdays & (1 << 7) != 0 {
+            weekdays = (weekdays & !(1 << 7)) | 1;
+        }
+        Ok(CronSchedule {
+            seconds: field(seconds, &SECOND)?,
+            minutes: field(minute, &MINUTE)?,
+            hours: field(hour, &HOUR)?,
+            days: field(day, &DAY)?,
+            months: field(month, &MONTH)?,
+            weekdays,
+            any_day: day == "*",
+            any_weekday: weekday == "*",
+        })
+    }
+
+    /// Whether the pattern fires at `t`.
+    pub fn matches(&self, t: &CalendarTime) -> bool {
+        self.date_in(t)
+            && self.hour_in(t.hour)
+            && self.minute_in(t.minute)
+            && self.second_in(t.second)
+    }
+
+    /// Whether the date of `t` (month, day of the month, weekday) is one the pattern fires on.
+    pub fn date_in(&self, t: &CalendarTime) -> bool {
+        let day = has(self.days, t.day);
+        let weekday = has(self.weekdays, t.weekday);
+        let day_ok = match (self.any_day, self.any_weekday) {
+            (false, false) => day || weekday,
+            _ => day && weekday,
+        };
+        has(self.months, t.month) && day_ok
+    }
+
+    /// Whether it fires only at second 0 of a minute (five fields, or a seconds field of `0`).
+    pub fn minute_aligned(&self) -> bool {
+        self.seconds == 1
+    }
+
+    /// Whether the time-of-day fields allow this second, minute, hour.
+    pub fn second_in(&self, second: u32) -> bool {
+        has(self.seconds, second)
+    }
+    pub fn minute_in(&self, minute: u32) -> bool {
+        has(self.minutes, minute)
+    }
+    pub fn hour_in(&self, hour: u32) -> bool {
+        has(self.hours, hour)
+    }
+}
+
+fn has(set: u64, v: u32) -> bool {
+    v < 64 && set & (1 << v) != 0
+}
+
+/// One field as a bit set of the values it allows.
+fn field(text: &str, kind: &FieldKind) -> Result<u64, String> {
+    let bad = |why: String| format!("{} field `{text}`: {why}", kind.name);
+    let mut set = 0u64;
+    for item in text.split(',') {
+        let (range, step) = match item.split_once('/') {
+            Some((range, step)) => {
+                let step: u32 = step.parse().ok().filter(|s| *s > 0).ok_or_else(|| {
+                    bad(format!("`{step}` is not a step (a whole number above 0)"))
+                })?;
+                (range, step)
+            }
+            None => (item, 1),
+        };
+        let (from, to) = if range == "*" {
+            (kind.min, kind.max)
+        } else if let Some((a, b)) = range.split_once('-') {
+            (value(a, kind).map_err(&bad)?, value(b, kind).map_err(&bad)?)
+        } else {
+            let v = value(range, kind).map_err(&bad)?;
+            // `a/n` runs from a to the end, as in Vixie cron.
+            (v, if step > 1 { kind.max } else { v })
+        };
+        if from > to {
+            return Err(bad(format!("the range {from}-{to} runs backwards")));
+        }
+        let mut v = from;
+        while v <= to {
+            set |= 1 << v;
+            v += step;
+        }
+    }
+    Ok(set)
+}
+
+fn value(text: &str, kind: &FieldKind) -> Result<u32, String> {
+    let lower = text.to_ascii_lowercase();
+    if let Some(i) = kind.names.iter().position(|n| *n == lower) {
+        // Months are named from 1 (`jan`), weekdays from 0 (`sun`).
+        let first = if kind.min == 1 { 1 } else { 0 };
+        return Ok(u32::try_from(i).unwrap_or(0) + first);
+    }
+    match text.parse::<u32>() {
+        Ok(v) if (kind.min..=kind.max).contains(&v) => Ok(v),
+        Ok(v) => Err(format!("{v} is out of range ({}–{})", kind.min, kind.max)),
+        Err(_) if kind.names.is_empty() => Err(format!("`{text}` is not a number")),
+        Err(_) => Err(format!(
+            "`{text}` is neither a number nor a name ({})",
+            kind.names.join(", ")
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(month: u32, day: u32, weekday: u32, hour: u32, minute: u32, second: u32) -> CalendarTime {
+        CalendarTime {
+            second,
+            minute,
+            hour,
+            day,
+            month,
+            weekday,
+        }
+    }
+
+    #[test]
+    fn five_fields_fire_at_second_zero() {
+        let s = CronSchedule::parse("30 3 * * *").unwrap();
+        assert!(s.matches(&at(6, 15, 2, 3, 30, 0)));
+        assert!(!s.matches(&at(6, 15, 2, 3, 30, 1)));
+        assert!(!s.matches(&at(6, 15, 2, 4, 30, 0)));
+        assert!(s.minute_aligned());
+    }
+
+    #[test]
+    fn six_fields_name_the_seconds() {
+        let s = CronSchedule::parse("*/15 * * * * *").unwrap();
+        assert!(!s.minute_aligned());
+        for second in 0..60 {
+            assert_eq!(s.matches(&at(1, 1, 0, 0, 0, second)), second % 15 == 0);
+        }
+    }
+
+    #[test]
+    fn ranges_steps_lists_and_names() {
+        let s = CronSchedule::parse("0 9-17/4,23 * jan-mar mon-fri").unwrap();
+        for hour in 0..24 {
+            assert_eq!(
+                s.matches(&at(2, 10, 3, hour, 0, 0)),
+                [9, 13, 17, 23].contains(&hour),
+                "{hour}"
+            );
+        }
+        assert!(!s.matches(&at(4, 10, 3, 9, 0, 0)), "April");
+        assert!(!s.matches(&at(2, 10, 0, 9, 0, 0)), "Sunday");
+        let sunday = CronSchedule::parse("0 0 * * 7").unwrap();
+        assert!(sunday.matches(&at(5, 5, 0, 0, 0, 0)));
+        let from = CronSchedule::parse("10/20 * * * *").unwrap();
+        assert!(from.matches(&at(1, 1, 1, 1, 50, 0)) && !from.matches(&at(1, 1, 1, 1, 0, 0)));
+    }
+
+    #[test]
+    fn day_and_weekday_both_restricted_match_either() {
+        let s = CronSchedule::parse("0 0 1 * mon").unwrap();
+        assert!(s.matches(&at(3, 1, 4, 0, 0, 0)), "the 1st, a Thursday");
+        assert!(s.matches(&at(3, 6, 1, 0, 0, 0)), "a Monday");
+        assert!(!s.matches(&at(3, 7, 2, 0, 0, 0)));
+        let only_day = CronSchedule::parse("0 0 1 * *").unwrap();
+        assert!(!only_day.matches(&at(3, 6, 1, 0, 0, 0)));
+    }
+
+    #[test]
+    fn nicknames() {
+        assert_eq!(
+            CronSchedule::parse("@daily").unwrap(),
+            CronSchedule::parse("0 0 * * *").unwrap()
+        );
+        assert_eq!(
+            CronSchedule::parse("@hourly").unwrap(),
+            CronSchedule::parse("0 * * * *").unwrap()
+        );
+        assert!(CronSchedule::parse("@fortnightly").is_err());
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        for (pattern, says) in [
+            ("61 * * * *", "minute field `61`: 61 is out of range"),
+            ("* 24 * * *", "hour field"),
+            ("* * 0 * *", "day of the month field"),
+            ("* * * 13 *", "month field"),
+            ("* * * * funday", "weekday field"),
+            ("*/0 * * * *", "not a step"),
+            ("5-1 * * * *", "runs backwards"),
+            ("* * * *", "has 4 field(s)"),
+        ] {
+            let err = CronSchedule::parse(pattern).unwrap_err();
+            assert!(err.contains(says), "{pattern}: {err}");
+        }
+    }
+}
