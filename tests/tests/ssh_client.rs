@@ -413,23 +413,70 @@ async fn ssh_config_alias_supplies_hostname_user_port_and_key() {
 }
 
 #[tokio::test]
-async fn proxy_jump_is_not_supported_yet() {
-    let home = ClientHome::new();
-    home.add_config("Host behind-bastion\n  ProxyJump bastion.example.com\n");
-    let error = Connector::new(settings(&home))
-        .connect(&ConnectSpec {
-            host: "behind-bastion".into(),
-            ..ConnectSpec::default()
-        })
+async fn proxy_jump_reaches_a_host_through_a_jump_host() {
+    require_sshd!();
+    let mut fleet = Fleet::start(2);
+    let (jump, behind) = (&fleet.hosts[0], &fleet.hosts[1]);
+    fleet.home.add_config(&format!(
+        "Host bastion\n  HostName {}\n  Port {}\n  User root\n\
+         Host app\n  HostName {}\n  Port {}\n  User root\n  ProxyJump bastion\n\
+         Host app-twice\n  HostName {}\n  Port {}\n  User root\n  ProxyJump bastion,root@{}:{}\n\
+         Host piped\n  ProxyCommand nc %h %p\n",
+        jump.address(),
+        jump.port(),
+        behind.address(),
+        behind.port(),
+        behind.address(),
+        behind.port(),
+        jump.address(),
+        jump.port(),
+    ));
+    // Each host has its own /srv: the command ran on the host behind the jump host.
+    std::fs::write(behind.root().join("marker"), "behind\n").unwrap();
+    let via = connect_spec(&fleet.home, "app").await.unwrap();
+    assert_eq!(run(&via, "cat /srv/marker").await.stdout(), "behind\n");
+    let twice = connect_spec(&fleet.home, "app-twice").await.unwrap();
+    assert_eq!(run(&twice, "cat /srv/marker").await.stdout(), "behind\n");
+    drop((via, twice));
+
+    // With the jump host down, the host behind it is unreachable, though it runs.
+    fleet.hosts[0].stop();
+    let error = connect_spec(&fleet.home, "app")
         .await
         .err()
-        .expect("ProxyJump must be refused");
+        .expect("the jump host is down");
+    assert!(error.is_unreachable(), "{error}");
+    let direct = ConnectSpec {
+        host: fleet.hosts[1].address().into(),
+        port: Some(fleet.hosts[1].port()),
+        user: Some("root".into()),
+        ..ConnectSpec::default()
+    };
+    Connector::new(settings(&fleet.home))
+        .connect(&direct)
+        .await
+        .expect("the host itself is up");
+
+    // A proxy command is refused, saying what to use instead.
+    let error = connect_spec(&fleet.home, "piped")
+        .await
+        .err()
+        .expect("refused");
     let message = error.to_string();
     assert!(
         matches!(error, SshError::ProxyUnsupported { .. }),
         "{message}"
     );
-    assert!(message.contains("not supported yet"), "{message}");
+    assert!(message.contains("use ProxyJump"), "{message}");
+}
+
+async fn connect_spec(home: &ClientHome, host: &str) -> Result<Connection, SshError> {
+    Connector::new(settings(home))
+        .connect(&ConnectSpec {
+            host: host.into(),
+            ..ConnectSpec::default()
+        })
+        .await
 }
 
 #[tokio::test]

@@ -220,7 +220,7 @@ pub async fn provision(
         how = "certificate reloaded, its apps untouched".into();
     }
     let version = wait_for_agent(kit, &member.host, settings.port).await.map_err(|e| {
-        format!("the agent does not answer on {listen} over mutual TLS: {e} (see {home}/agent.log on the host)")
+        format!("the agent does not answer on {listen} over mutual TLS: {e} (see {home}/agent.log on the host; the controller must reach that port directly, even for a host behind a jump host)")
     })?;
     let upgrade_hint = if outdated {
         "; its binary differs from this pmfleet-agent: `setup --upgrade-agent` replaces it in place (its apps keep running)"

@@ -470,6 +470,49 @@ pub(crate) struct Target {
     pub known_hosts: Vec<PathBuf>,
     pub accept_new_host_keys: bool,
     pub connect_timeout: Duration,
+    /// The jump host this one is reached through (`ProxyJump`), itself maybe behind another.
+    pub jump: Option<Box<Target>>,
+}
+
+/// How deep a chain of jump hosts may go (a loop in the config ends here).
+const MAX_JUMPS: usize = 8;
+
+/// One entry of a `ProxyJump` list: `[user@]host[:port]`, `[user@][v6 address]:port`, or the
+/// same as an `ssh://` URL.
+fn parse_jump(entry: &str) -> Result<ConnectSpec, String> {
+    let bad = || format!("ProxyJump `{entry}`: expected [user@]host[:port]");
+    let rest = entry.strip_prefix("ssh://").unwrap_or(entry);
+    let (user, rest) = match rest.rsplit_once('@') {
+        Some((user, rest)) if !user.is_empty() => (Some(user.to_string()), rest),
+        Some(_) => return Err(bad()),
+        None => (None, rest),
+    };
+    let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
+        let (host, after) = v6.split_once(']').ok_or_else(bad)?;
+        match after.strip_prefix(':') {
+            Some(port) => (host, Some(port)),
+            None if after.is_empty() => (host, None),
+            None => return Err(bad()),
+        }
+    } else {
+        match rest.split_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (rest, None),
+        }
+    };
+    if host.is_empty() || host.starts_with('-') || host.contains(char::is_whitespace) {
+        return Err(bad());
+    }
+    let port = match port {
+        Some(p) => Some(p.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(bad)?),
+        None => None,
+    };
+    Ok(ConnectSpec {
+        host: host.to_string(),
+        port,
+        user,
+        ..ConnectSpec::default()
+    })
 }
 
 /// The name or address `spec.host` stands for: the `HostName` its `ssh_options` or
@@ -493,11 +536,20 @@ impl Target {
     }
 
     /// Combines, first value wins: the spec's own fields, its `ssh_options`, ~/.ssh/config, then
-    /// the client settings and defaults.
+    /// the client settings and defaults. A `ProxyJump` is resolved the same way, host by host.
     pub(crate) fn resolve(
         spec: &ConnectSpec,
         settings: &ClientSettings,
         local_user: Option<&str>,
+    ) -> Result<Target, SshError> {
+        Target::resolve_at(spec, settings, local_user, 0)
+    }
+
+    fn resolve_at(
+        spec: &ConnectSpec,
+        settings: &ClientSettings,
+        local_user: Option<&str>,
+        depth: usize,
     ) -> Result<Target, SshError> {
         let home = settings.home.as_path();
         let mut options = HostOptions {
@@ -515,15 +567,45 @@ impl Target {
         let known_hosts_from_options = options.known_hosts_files.clone();
         options.apply_config_file(home, &spec.host)?;
 
-        if let Some((option, value, origin)) = &options.proxy
-            && !value.is_empty()
-        {
-            return Err(SshError::ProxyUnsupported {
-                host: spec.host.clone(),
-                option,
-                value: value.clone(),
-                origin: origin.clone(),
-            });
+        let mut jump = None;
+        match &options.proxy {
+            Some((option, value, origin)) if *option == "ProxyCommand" && !value.is_empty() => {
+                return Err(SshError::ProxyUnsupported {
+                    host: spec.host.clone(),
+                    option,
+                    value: value.clone(),
+                    origin: origin.clone(),
+                });
+            }
+            // A jump host that would jump through itself (`Host *` blocks) is reached directly.
+            Some((_, value, _))
+                if value
+                    .split(',')
+                    .filter_map(|e| parse_jump(e.trim()).ok())
+                    .any(|hop| hop.host.eq_ignore_ascii_case(&spec.host)) => {}
+            Some((_, value, origin)) if !value.is_empty() => {
+                if depth >= MAX_JUMPS {
+                    return Err(SshError::Config {
+                        origin: origin.clone(),
+                        message: format!(
+                            "ProxyJump: more than {MAX_JUMPS} jump hosts in a row (does the config loop?)"
+                        ),
+                    });
+                }
+                // `a,b`: through a to b, then through b to this host.
+                for entry in value.split(',').map(str::trim) {
+                    let hop = parse_jump(entry).map_err(|message| SshError::Config {
+                        origin: origin.clone(),
+                        message,
+                    })?;
+                    let mut resolved = Target::resolve_at(&hop, settings, local_user, depth + 1)?;
+                    if let Some(previous) = jump.take() {
+                        resolved.jump = Some(Box::new(previous));
+                    }
+                    jump = Some(resolved);
+                }
+            }
+            _ => {}
         }
 
         let hostname = match &options.hostname {
@@ -597,6 +679,7 @@ impl Target {
             known_hosts,
             accept_new_host_keys,
             connect_timeout: options.connect_timeout.unwrap_or(settings.connect_timeout),
+            jump: jump.map(Box::new),
         })
     }
 }
@@ -905,27 +988,64 @@ mod tests {
     }
 
     #[test]
-    fn proxy_jump_is_refused_clearly() {
+    fn proxy_jump_chains_resolve_and_proxy_command_is_refused() {
         let home = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(home.path().join(".ssh")).unwrap();
         std::fs::write(
             home.path().join(".ssh/config"),
-            "Host direct\n  ProxyJump none\nHost *\n  ProxyJump bastion\n",
+            "Host direct\n  ProxyJump none\nHost piped\n  ProxyCommand nc %h %p\n\
+             Host chained\n  ProxyJump ops@gw1:2201,[fd00::7]\n\
+             Host *\n  ProxyJump bastion\n",
         )
         .unwrap();
         let settings = ClientSettings {
             home: home.path().to_path_buf(),
             ..ClientSettings::default()
         };
-        let error = Target::resolve(&spec("web1"), &settings, Some("me")).unwrap_err();
+        let web1 = Target::resolve(&spec("web1"), &settings, Some("me")).unwrap();
+        let bastion = web1.jump.as_deref().expect("through the bastion");
+        assert_eq!(bastion.hostname, "bastion");
+        assert!(
+            bastion.jump.is_none(),
+            "the bastion itself is reached directly"
+        );
+
+        let chained = Target::resolve(&spec("chained"), &settings, Some("me")).unwrap();
+        let last = chained.jump.as_deref().expect("second hop");
+        assert_eq!((last.hostname.as_str(), last.port), ("fd00::7", 22));
+        let first = last.jump.as_deref().expect("first hop");
+        assert_eq!(
+            (first.hostname.as_str(), first.port, first.user.as_str()),
+            ("gw1", 2201, "ops")
+        );
+
+        assert!(
+            Target::resolve(&spec("direct"), &settings, Some("me"))
+                .unwrap()
+                .jump
+                .is_none()
+        );
+        let error = Target::resolve(&spec("piped"), &settings, Some("me")).unwrap_err();
         assert!(
             matches!(error, SshError::ProxyUnsupported { .. }),
             "{error}"
         );
         let message = error.to_string();
-        assert!(message.contains("ProxyJump `bastion`"), "{message}");
-        assert!(message.contains("not supported yet"), "{message}");
+        assert!(message.contains("ProxyCommand `nc %h %p`"), "{message}");
         assert!(message.contains("config:4"), "{message}");
-        assert!(Target::resolve(&spec("direct"), &settings, Some("me")).is_ok());
+    }
+
+    #[test]
+    fn jump_entries_parse_like_openssh() {
+        let hop = parse_jump("ssh://deploy@[::1]:2222").unwrap();
+        assert_eq!(
+            (hop.user.as_deref(), hop.host.as_str(), hop.port),
+            (Some("deploy"), "::1", Some(2222))
+        );
+        let hop = parse_jump("gw").unwrap();
+        assert_eq!((hop.user, hop.host.as_str(), hop.port), (None, "gw", None));
+        for bad in ["", "@gw", "gw:0", "gw:port", "-oProxyCommand=x", "[::1"] {
+            assert!(parse_jump(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -91,7 +91,7 @@ impl Connector {
                 message: "the connector was shut down".into(),
             })?;
         let started = Instant::now();
-        let handle = tokio::time::timeout(target.connect_timeout, self.establish(&target))
+        let (handle, jumps) = tokio::time::timeout(target.connect_timeout, self.establish(&target))
             .await
             .map_err(|_| SshError::Timeout {
                 destination: destination.clone(),
@@ -105,6 +105,7 @@ impl Connector {
         Ok(Connection {
             inner: Arc::new(ConnectionInner {
                 handle,
+                _jumps: jumps,
                 channels: Semaphore::new(settings.max_channels_per_connection.max(1)),
                 destination,
                 command_timeout: settings.command_timeout,
@@ -112,10 +113,54 @@ impl Connector {
         })
     }
 
-    async fn establish(&self, target: &Target) -> Result<Handle<ClientHandler>, SshError> {
-        let destination = target.destination();
-        let stream = tcp_connect(target, &destination).await?;
+    /// Connects to `target` (through its jump hosts, each connected the same way), checks its
+    /// host key and authenticates. Returns its handle and those of the jump hosts, which must
+    /// stay open as long as it does.
+    fn establish<'a>(
+        &'a self,
+        target: &'a Target,
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Established, SshError>> + Send + 'a>,
+    > {
+        Box::pin(async move {
+            let destination = target.destination();
+            let (stream, jumps): (Box<dyn Transport>, Vec<Handle<ClientHandler>>) =
+                match target.jump.as_deref() {
+                    None => (
+                        Box::new(tcp_connect(target, &destination).await?),
+                        Vec::new(),
+                    ),
+                    Some(jump) => {
+                        let (via, mut jumps) = self.establish(jump).await?;
+                        let channel = via
+                            .channel_open_direct_tcpip(
+                                target.hostname.clone(),
+                                u32::from(target.port),
+                                "127.0.0.1",
+                                0,
+                            )
+                            .await
+                            .map_err(|e| SshError::Jump {
+                                jump: jump.destination(),
+                                destination: destination.clone(),
+                                message: e.to_string(),
+                            })?;
+                        jumps.push(via);
+                        (Box::new(channel.into_stream()), jumps)
+                    }
+                };
+            let handle = self.handshake(target, &destination, stream).await?;
+            Ok((handle, jumps))
+        })
+    }
 
+    /// The SSH handshake, host key check and authentication over `stream`.
+    async fn handshake(
+        &self,
+        target: &Target,
+        destination: &str,
+        stream: Box<dyn Transport>,
+    ) -> Result<Handle<ClientHandler>, SshError> {
         let settings = &self.inner.settings;
         let recorded =
             known_hosts::recorded_algorithms(&target.hostname, target.port, &target.known_hosts);
@@ -154,7 +199,7 @@ impl Connector {
                     .take();
                 match refused {
                     Some(refusal) => refusal,
-                    None => handshake_error(&destination, "SSH handshake", error),
+                    None => handshake_error(destination, "SSH handshake", error),
                 }
             })?;
 
@@ -162,7 +207,7 @@ impl Connector {
             &mut handle,
             &AuthPlan {
                 user: &target.user,
-                destination: &destination,
+                destination,
                 identity_files: &target.identity_files,
                 explicit_files: target.explicit_identity_files,
             },
@@ -171,6 +216,13 @@ impl Connector {
         Ok(handle)
     }
 }
+
+/// A connected host's handle, and those of the jump hosts it is reached through.
+type Established = (Handle<ClientHandler>, Vec<Handle<ClientHandler>>);
+
+/// What SSH runs over: a TCP stream, or a channel forwarded by a jump host.
+trait Transport: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Transport for T {}
 
 /// Resolves the host and connects to its addresses in turn, like OpenSSH.
 async fn tcp_connect(target: &Target, destination: &str) -> Result<TcpStream, SshError> {
@@ -353,6 +405,8 @@ pub struct Connection {
 
 struct ConnectionInner {
     handle: Handle<ClientHandler>,
+    /// The jump hosts' connections, kept open as long as this one.
+    _jumps: Vec<Handle<ClientHandler>>,
     /// Open session channels; OpenSSH refuses more than `MaxSessions`.
     channels: Semaphore,
     destination: String,

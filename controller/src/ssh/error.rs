@@ -83,16 +83,27 @@ pub enum SshError {
         tried: Vec<String>,
     },
 
-    /// The host needs a jump host (ProxyJump / ProxyCommand), which is not supported yet.
+    /// The host needs a `ProxyCommand`, which is not supported.
     #[error(
-        "{host}: {option} `{value}` is configured ({origin}), but connecting through a jump host \
-         is not supported yet; connect directly or open a tunnel yourself"
+        "{host}: {option} `{value}` is configured ({origin}), but proxy commands are not \
+         supported; use ProxyJump for a jump host, or open a tunnel yourself"
     )]
     ProxyUnsupported {
         host: String,
         option: &'static str,
         value: String,
         origin: String,
+    },
+
+    /// The jump host would not forward the connection to the host behind it.
+    #[error(
+        "cannot reach {destination} through the jump host {jump}: {message} (the jump host \
+         must allow TCP forwarding: AllowTcpForwarding in its sshd_config)"
+    )]
+    Jump {
+        jump: String,
+        destination: String,
+        message: String,
     },
 
     /// ~/.ssh/config or an `ssh_options` entry is invalid.
@@ -160,6 +171,7 @@ impl SshError {
                 | SshError::Connect { .. }
                 | SshError::Timeout { .. }
                 | SshError::Disconnected { .. }
+                | SshError::Jump { .. }
         )
     }
 }

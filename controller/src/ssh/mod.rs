@@ -6,7 +6,9 @@
 //! command's output as it arrives. Connection starts are capped across a [`Connector`] and
 //! channels per connection, matching OpenSSH's `MaxStartups` and `MaxSessions` defaults.
 //!
-//! Jump hosts (ProxyJump / ProxyCommand) are refused with a clear error for now.
+//! Jump hosts (`ProxyJump`, chains included) are connected to the same way, and the connection
+//! to the host behind is forwarded through them (`direct-tcpip`); `ProxyCommand` is refused
+//! with a clear error.
 
 mod auth;
 mod config;
