@@ -939,3 +939,46 @@ fn max_fail_lets_the_other_hosts_switch() {
     );
     assert_eq!(served_version(&fleet.hosts[2]), "1");
 }
+
+#[test]
+fn hosts_behind_a_jump_host_deploy_through_it() {
+    require_sshd!();
+    let mut fleet = Fleet::start(3);
+    let repo = GitRepo::new();
+    let project = Project::new(fleet.home.path());
+    // hosts[0] is the jump host; the other two are reached through it, by alias.
+    let jump = &fleet.hosts[0];
+    let mut config = format!(
+        "Host bastion\n  HostName {}\n  Port {}\n  User root\n",
+        jump.address(),
+        jump.port()
+    );
+    for (i, host) in fleet.hosts[1..].iter().enumerate() {
+        config.push_str(&format!(
+            "Host app{i}\n  HostName {}\n  Port {}\n  User root\n  ProxyJump bastion\n",
+            host.address(),
+            host.port()
+        ));
+    }
+    fleet.home.add_config(&config);
+    let mut eco = ecosystem(&fleet.hosts, &repo, json!({}));
+    eco["deploy"]["production"]["host"] = json!(["app0", "app1"]);
+    project.write_ecosystem(&eco);
+    ok(&project.pmfleet(&["deploy", "production", "setup"]));
+    ok(&project.pmfleet(&["deploy", "production"]));
+    assert_fleet_serves(&fleet.hosts[1..], "1");
+    assert!(
+        current_release(&fleet.hosts[0]).is_none(),
+        "nothing on the jump host"
+    );
+
+    // The jump host down: the hosts behind it are unreachable, and nothing switches.
+    repo.commit_file("VERSION", "2\n", "version 2");
+    fleet.hosts[0].stop();
+    let run = project.pmfleet(&["deploy", "production"]);
+    assert_eq!(run.code, 3, "{}", run.all());
+    assert_fleet_serves(&fleet.hosts[1..], "1");
+    fleet.hosts[0].restart();
+    ok(&project.pmfleet(&["deploy", "production"]));
+    assert_fleet_serves(&fleet.hosts[1..], "2");
+}
