@@ -114,10 +114,10 @@ impl Supervisor {
                 .iter_mut()
                 .map(|(slot, s)| {
                     let (join, view) = match s.runner.as_mut() {
-                        Some(r) => (r.join.take(), lock(&r.view).clone()),
-                        None => (None, View::stopped()),
+                        Some(r) => (r.join.take(), Some(r.view.clone())),
+                        None => (None, None),
                     };
-                    (*slot, s.id, s.restarts.load(Ordering::SeqCst), join, view)
+                    (*slot, s.id, s.restarts.clone(), join, view)
                 })
                 .collect();
             let mut slots = Vec::new();
@@ -126,6 +126,9 @@ impl Supervisor {
                     Some(j) => j.await.unwrap_or(RunnerEnd::Done),
                     None => RunnerEnd::Done,
                 };
+                // Read once the runner ended: a runner that stopped for good has set its status.
+                let view = view.map_or_else(View::stopped, |v| lock(&v).clone());
+                let restarts = restarts.load(Ordering::SeqCst);
                 let (status, process) = match end {
                     RunnerEnd::Handed(mut proc) => {
                         let mut partial: [Vec<u8>; 2] = Default::default();
