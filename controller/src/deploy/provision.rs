@@ -193,16 +193,13 @@ pub async fn provision(
             .run(&scripts::agent_upgrade(home))
             .await
             .map_err(|e| format!("upgrading the agent: {e:#}"))?;
+        // A running daemon too old to hand over (exit 3), or a binary without `upgrade` (an
+        // older one, rolled back to): the daemon is restarted into the new binary instead.
+        let no_upgrade = upgraded.status == 2 && upgraded.stderr.contains("upgrade");
         how = match upgraded.status {
             0 => "upgraded in place, its apps kept running".into(),
-            AGENT_TOO_OLD => {
-                member
-                    .run(&scripts::agent_start(home, systemd, true))
-                    .await
-                    .map_err(|e| format!("restarting the agent: {e}"))?;
-                "restarted: the running agent could not upgrade in place, so its apps restarted"
-                    .into()
-            }
+            AGENT_TOO_OLD => restart_into_new_binary(member, home, systemd).await?,
+            _ if no_upgrade => restart_into_new_binary(member, home, systemd).await?,
             _ => return Err(format!("upgrading the agent: {}", upgraded.reason())),
         };
     } else if !changed.is_empty() && bind_changed(&field("issued"), &issued) {
@@ -242,6 +239,19 @@ pub async fn provision(
             }
         )
     })
+}
+
+/// Restarts the agent (and so its apps) into the newly installed binary.
+async fn restart_into_new_binary(
+    member: &Member,
+    home: &str,
+    systemd: bool,
+) -> Result<String, String> {
+    member
+        .run(&scripts::agent_start(home, systemd, true))
+        .await
+        .map_err(|e| format!("restarting the agent: {e}"))?;
+    Ok("restarted: the agent could not hand its apps over in place, so they restarted".into())
 }
 
 /// `pmfleet-agent upgrade`'s exit code when the running daemon cannot upgrade in place.
