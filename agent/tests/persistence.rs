@@ -8,14 +8,6 @@ use std::time::Duration;
 
 use common::{Agent, free_port, get, pid_alive, processes_with, wait_until};
 
-fn daemon_pid(agent: &Agent) -> u32 {
-    std::fs::read_to_string(agent.home.path().join("agent.pid"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap()
-}
-
 #[test]
 fn sigkilled_daemon_restarts_apps_exactly_once() {
     let agent = Agent::new();
@@ -44,7 +36,7 @@ fn sigkilled_daemon_restarts_apps_exactly_once() {
     // Let the persister record the pids.
     std::thread::sleep(Duration::from_millis(300));
 
-    let daemon = daemon_pid(&agent);
+    let daemon = agent.daemon_pid();
     // SAFETY: the daemon this test started.
     unsafe { libc::kill(daemon as i32, libc::SIGKILL) };
     wait_until(Duration::from_secs(5), "daemon gone", || !pid_alive(daemon));
@@ -54,7 +46,7 @@ fn sigkilled_daemon_restarts_apps_exactly_once() {
     // Any command starts a new daemon, which restores the list.
     agent.wait_online("api", 2);
     agent.wait_online("tick", 1);
-    assert_ne!(daemon_pid(&agent), daemon);
+    assert_ne!(agent.daemon_pid(), daemon);
     for p in &old {
         assert!(!pid_alive(*p), "orphan {p} survived the restart");
     }
@@ -80,7 +72,7 @@ fn stopped_apps_stay_stopped_across_a_daemon_restart() {
     agent.wait_online("tick", 1);
     agent.ok(&["stop", "tick"]);
     std::thread::sleep(Duration::from_millis(200));
-    let daemon = daemon_pid(&agent);
+    let daemon = agent.daemon_pid();
     // SAFETY: the daemon this test started.
     unsafe { libc::kill(daemon as i32, libc::SIGKILL) };
     wait_until(Duration::from_secs(5), "daemon gone", || !pid_alive(daemon));

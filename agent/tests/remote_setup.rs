@@ -24,14 +24,6 @@ fn tls_status(agent: &Agent) -> Value {
     serde_json::from_str(&agent.ok(&["tls", "status", "--json"])).unwrap()
 }
 
-fn daemon_pid(agent: &Agent) -> u32 {
-    std::fs::read_to_string(agent.home.path().join("agent.pid"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap()
-}
-
 #[test]
 fn version_is_printed_for_the_controller() {
     let agent = Agent::new();
@@ -151,7 +143,7 @@ fn the_daemon_outlives_the_session_that_started_it() {
     );
     assert!(started.elapsed() < Duration::from_secs(15));
 
-    let pid = daemon_pid(&agent);
+    let pid = agent.daemon_pid();
     std::thread::sleep(Duration::from_millis(300));
     assert!(common::pid_alive(pid), "the daemon died with its session");
     // It is the same daemon that answers now, in a session of its own.
@@ -209,7 +201,7 @@ fn a_half_installed_identity_is_logged_and_the_local_socket_still_serves() {
     let err = agent.fails(&["tls", "reload"]);
     assert!(err.contains("is not the certificate of the key"), "{err}");
     // Completing it and reloading turns the endpoint on without a restart.
-    let pid = daemon_pid(&agent);
+    let pid = agent.daemon_pid();
     let port = free_port();
     std::fs::write(dir.join("agent.pem"), &other.cert).unwrap();
     std::fs::write(dir.join("agent.key"), &other.key).unwrap();
@@ -219,7 +211,7 @@ fn a_half_installed_identity_is_logged_and_the_local_socket_still_serves() {
         out.contains(&format!("serving mutual TLS on 127.0.0.1:{port}")),
         "{out}"
     );
-    assert_eq!(daemon_pid(&agent), pid);
+    assert_eq!(agent.daemon_pid(), pid);
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let rt = tls::runtime();
     let good = tls::client_config(&ca.pem, Some(&ca.client(9)));

@@ -56,14 +56,6 @@ fn new_binary(agent: &Agent) -> PathBuf {
     path
 }
 
-fn daemon_pid(agent: &Agent) -> u32 {
-    std::fs::read_to_string(agent.home.path().join("agent.pid"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap()
-}
-
 /// (pid, restarts, uptime_ms) of every instance of `app`.
 fn instances(agent: &Agent, app: &str) -> Vec<(u64, u64, u64)> {
     agent
@@ -123,7 +115,7 @@ fn upgrade_keeps_every_app_running_serving_and_logging() {
     agent.wait_online("api", 2);
     agent.wait_online("counter", 1);
     wait_until(Duration::from_secs(10), "serving", || get(port).is_ok());
-    let daemon = daemon_pid(&agent);
+    let daemon = agent.daemon_pid();
     let new = new_binary(&agent);
     let api = instances(&agent, "api");
     let counter = instances(&agent, "counter");
@@ -136,7 +128,7 @@ fn upgrade_keeps_every_app_running_serving_and_logging() {
     let out = agent.ok(&["upgrade", "--binary", new.to_str().unwrap()]);
     assert!(out.contains("upgraded in place"), "{out}");
     assert!(out.contains("kept running"), "{out}");
-    assert_eq!(daemon_pid(&agent), daemon);
+    assert_eq!(agent.daemon_pid(), daemon);
     assert_eq!(
         std::fs::read_link(format!("/proc/{daemon}/exe")).unwrap(),
         new,
@@ -167,7 +159,7 @@ fn upgrade_keeps_every_app_running_serving_and_logging() {
             assert!(a.2 >= b.2, "{app}: uptime went on: {b:?} -> {a:?}");
         }
     }
-    assert_eq!(daemon_pid(&agent), daemon);
+    assert_eq!(agent.daemon_pid(), daemon);
     // The crashing app, handed over online or waiting its restart delay, keeps being
     // restarted by its policy.
     wait_until(Duration::from_secs(15), "crasher restarted", || {
@@ -212,7 +204,7 @@ fn a_binary_that_cannot_run_leaves_the_agent_as_it_was() {
     agent.ok(&["start", "ecosystem.config.js", "--only", "api,counter"]);
     agent.wait_online("api", 2);
     agent.wait_online("counter", 1);
-    let daemon = daemon_pid(&agent);
+    let daemon = agent.daemon_pid();
     let api = instances(&agent, "api");
 
     // A new binary that reads another handover format: refused, said to be a version
@@ -242,7 +234,7 @@ fn a_binary_that_cannot_run_leaves_the_agent_as_it_was() {
     let err = agent.fails(&["upgrade", "--binary", junk.to_str().unwrap()]);
     assert!(err.contains("could not become"), "{err}");
     assert!(err.contains("as before"), "{err}");
-    assert_eq!(daemon_pid(&agent), daemon);
+    assert_eq!(agent.daemon_pid(), daemon);
     let after = instances(&agent, "api");
     assert_eq!(
         after.iter().map(|i| i.0).collect::<Vec<_>>(),

@@ -125,6 +125,14 @@ impl Load {
     }
 }
 
+/// How many hosts' summary lines say `text` (outcome `done`).
+fn done_lines(run: &Run, text: &str) -> usize {
+    run.stdout
+        .lines()
+        .filter(|l| l.contains("| done |") && l.contains(text))
+        .count()
+}
+
 /// Every (host, pid) of every app instance, from `status --json`.
 fn app_pids(project: &Project) -> Vec<(String, u64)> {
     let run = project.pmfleet(&["status", "--json"]);
@@ -209,11 +217,7 @@ fn setup_provisions_agents_and_deploys_reload_the_apps() {
     // Idempotent: a healthy agent is left as it is.
     let again = project.pmfleet(&["deploy", "production", "setup"]);
     ok(&again);
-    let kept = again
-        .stdout
-        .lines()
-        .filter(|l| l.contains("| done |") && l.contains("already running"))
-        .count();
+    let kept = done_lines(&again, "already running");
     assert_eq!(kept, 3, "{}", again.stdout);
 
     ok(&project.pmfleet(&["deploy", "production"]));
@@ -281,11 +285,7 @@ fn setup_provisions_agents_and_deploys_reload_the_apps() {
         "failed requests during the upgrade: {failed:?}"
     );
     assert!(succeeded > 20, "only {succeeded} requests went through");
-    let in_place = upgraded
-        .stdout
-        .lines()
-        .filter(|l| l.contains("| done |") && l.contains("upgraded in place"))
-        .count();
+    let in_place = done_lines(&upgraded, "upgraded in place");
     assert_eq!(in_place, 3, "{}", upgraded.stdout);
     assert_eq!(
         app_pids(&project),
@@ -312,11 +312,7 @@ fn setup_provisions_agents_and_deploys_reload_the_apps() {
         &[("PMFLEET_AGENT_BIN", newer.as_os_str())],
     );
     ok(&again);
-    let kept = again
-        .stdout
-        .lines()
-        .filter(|l| l.contains("| done |") && l.contains("already running"))
-        .count();
+    let kept = done_lines(&again, "already running");
     assert_eq!(kept, 3, "{}", again.stdout);
 
     // A new certificate alone (here: the agents move to another port) is reloaded by the
@@ -324,11 +320,7 @@ fn setup_provisions_agents_and_deploys_reload_the_apps() {
     ecosystem(free_port());
     let moved = project.pmfleet(&["deploy", "production", "setup"]);
     ok(&moved);
-    let reloaded = moved
-        .stdout
-        .lines()
-        .filter(|l| l.contains("| done |") && l.contains("certificate reloaded"))
-        .count();
+    let reloaded = done_lines(&moved, "certificate reloaded");
     assert_eq!(reloaded, 3, "{}", moved.stdout);
     assert_eq!(
         app_pids(&project),

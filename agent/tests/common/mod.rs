@@ -100,6 +100,15 @@ impl Agent {
         );
     }
 
+    /// The running daemon's pid, from `agent.pid`.
+    pub fn daemon_pid(&self) -> u32 {
+        std::fs::read_to_string(self.home.path().join("agent.pid"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    }
+
     pub fn daemon_log(&self) -> String {
         std::fs::read_to_string(self.home.path().join("agent.log")).unwrap_or_default()
     }

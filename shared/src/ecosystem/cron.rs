@@ -50,42 +50,22 @@ struct FieldKind {
     names: &'static [&'static str],
 }
 
-const SECOND: FieldKind = FieldKind {
-    name: "second",
-    min: 0,
-    max: 59,
-    names: &[],
-};
-const MINUTE: FieldKind = FieldKind {
-    name: "minute",
-    min: 0,
-    max: 59,
-    names: &[],
-};
-const HOUR: FieldKind = FieldKind {
-    name: "hour",
-    min: 0,
-    max: 23,
-    names: &[],
-};
-const DAY: FieldKind = FieldKind {
-    name: "day of the month",
-    min: 1,
-    max: 31,
-    names: &[],
-};
-const MONTH: FieldKind = FieldKind {
-    name: "month",
-    min: 1,
-    max: 12,
-    names: &MONTHS,
-};
-const WEEKDAY: FieldKind = FieldKind {
-    name: "weekday",
-    min: 0,
-    max: 7,
-    names: &WEEKDAYS,
-};
+const fn kind(name: &'static str, min: u32, max: u32, names: &'static [&'static str]) -> FieldKind {
+    FieldKind {
+        name,
+        min,
+        max,
+        names,
+    }
+}
+
+const SECOND: FieldKind = kind("second", 0, 59, &[]);
+const MINUTE: FieldKind = kind("minute", 0, 59, &[]);
+const HOUR: FieldKind = kind("hour", 0, 23, &[]);
+const DAY: FieldKind = kind("day of the month", 1, 31, &[]);
+const MONTH: FieldKind = kind("month", 1, 12, &MONTHS);
+/// 0 and 7 are both Sunday.
+const WEEKDAY: FieldKind = kind("weekday", 0, 7, &WEEKDAYS);
 
 impl CronSchedule {
     /// Parse a pattern; the error says which field is wrong and why.
