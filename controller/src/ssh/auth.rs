@@ -44,10 +44,7 @@ pub(crate) async fn authenticate(
     handle: &mut Handle<ClientHandler>,
     plan: &AuthPlan<'_>,
 ) -> Result<(), SshError> {
-    let mut tried: Vec<String> = Vec::new();
-    let mut offered: Vec<PublicKey> = Vec::new();
-    // Resolved on first use: asking waits for the server's extension info.
-    let mut rsa_hash: Option<Option<HashAlg>> = None;
+    let mut keys = Offered::default();
 
     match std::env::var_os("SSH_AUTH_SOCK") {
         Some(socket) if !socket.is_empty() => {
@@ -56,7 +53,8 @@ pub(crate) async fn authenticate(
                 Ok(mut agent) => match agent.request_identities().await {
                     Ok(identities) => {
                         if identities.is_empty() {
-                            tried.push(format!("ssh-agent at {} (no keys)", socket.display()));
+                            keys.tried
+                                .push(format!("ssh-agent at {} (no keys)", socket.display()));
                         }
                         for identity in identities {
                             let key = identity.public_key().into_owned();
@@ -66,7 +64,7 @@ pub(crate) async fn authenticate(
                                 fingerprint(&key)
                             );
                             let hash = if key.algorithm().is_rsa() {
-                                rsa_hash_for(handle, &mut rsa_hash, plan).await?
+                                rsa_hash_for(handle, &mut keys.rsa_hash, plan).await?
                             } else {
                                 None
                             };
@@ -78,31 +76,28 @@ pub(crate) async fn authenticate(
                                     &mut agent,
                                 )
                                 .await;
-                            offered.push(key);
+                            keys.offered.push(key);
                             match result {
                                 Ok(result) => match attempt(result) {
                                     Attempt::Success => return Ok(()),
                                     Attempt::Refused(remaining) => {
-                                        tried.push(format!("{label} (refused by the server)"));
-                                        if !remaining.contains(&MethodKind::PublicKey) {
-                                            return Err(no_more_publickey(plan, tried, &remaining));
-                                        }
+                                        refused(plan, &mut keys.tried, &label, &remaining)?;
                                     }
                                 },
                                 Err(error) => {
-                                    tried.push(format!(
+                                    keys.tried.push(format!(
                                         "{label} (the agent could not sign: {error})"
                                     ));
                                 }
                             }
                         }
                     }
-                    Err(error) => tried.push(format!(
+                    Err(error) => keys.tried.push(format!(
                         "ssh-agent at {} (cannot list keys: {error})",
                         socket.display()
                     )),
                 },
-                Err(error) => tried.push(format!(
+                Err(error) => keys.tried.push(format!(
                     "ssh-agent at {} (unavailable: {error})",
                     socket.display()
                 )),
@@ -117,31 +112,12 @@ pub(crate) async fn authenticate(
     {
         match russh::keys::decode_secret_key(&text, None) {
             Ok(key) => {
-                let public = key.public_key().clone();
-                let hash = if key.algorithm().is_rsa() {
-                    rsa_hash_for(handle, &mut rsa_hash, plan).await?
-                } else {
-                    None
-                };
-                let result = handle
-                    .authenticate_publickey(
-                        plan.user,
-                        PrivateKeyWithHashAlg::new(Arc::new(key), hash),
-                    )
-                    .await
-                    .map_err(|source| during_auth(plan, source))?;
-                offered.push(public);
-                match attempt(result) {
-                    Attempt::Success => return Ok(()),
-                    Attempt::Refused(remaining) => {
-                        tried.push(format!("${KEY_ENV} (refused by the server)"));
-                        if !remaining.contains(&MethodKind::PublicKey) {
-                            return Err(no_more_publickey(plan, tried, &remaining));
-                        }
-                    }
+                let label = format!("${KEY_ENV}");
+                if offer_key(handle, plan, &mut keys, key, &label).await? {
+                    return Ok(());
                 }
             }
-            Err(_) => tried.push(format!(
+            Err(_) => keys.tried.push(format!(
                 "${KEY_ENV} (not an unencrypted OpenSSH or PEM private key)"
             )),
         }
@@ -153,38 +129,23 @@ pub(crate) async fn authenticate(
             Ok(key) => key,
             Err(KeyFileProblem::Missing) if !explicit => continue,
             Err(problem) => {
-                tried.push(format!("{} ({})", path.display(), problem.describe()));
+                keys.tried
+                    .push(format!("{} ({})", path.display(), problem.describe()));
                 continue;
             }
         };
-        let public = key.public_key().clone();
-        if offered.contains(&public) {
+        if keys.offered.contains(key.public_key()) {
             // Already offered through the agent: the server refused it once.
             continue;
         }
-        let hash = if key.algorithm().is_rsa() {
-            rsa_hash_for(handle, &mut rsa_hash, plan).await?
-        } else {
-            None
-        };
-        let result = handle
-            .authenticate_publickey(plan.user, PrivateKeyWithHashAlg::new(Arc::new(key), hash))
-            .await
-            .map_err(|source| during_auth(plan, source))?;
-        offered.push(public);
-        match attempt(result) {
-            Attempt::Success => return Ok(()),
-            Attempt::Refused(remaining) => {
-                tried.push(format!("{} (refused by the server)", path.display()));
-                if !remaining.contains(&MethodKind::PublicKey) {
-                    return Err(no_more_publickey(plan, tried, &remaining));
-                }
-            }
+        let label = path.display().to_string();
+        if offer_key(handle, plan, &mut keys, key, &label).await? {
+            return Ok(());
         }
     }
 
-    if tried.is_empty() {
-        tried.push(format!(
+    if keys.tried.is_empty() {
+        keys.tried.push(format!(
             "no ssh-agent (SSH_AUTH_SOCK unset) and no key file among {}",
             plan.identity_files
                 .iter()
@@ -195,8 +156,65 @@ pub(crate) async fn authenticate(
     }
     Err(SshError::Auth {
         destination: plan.destination.to_string(),
-        tried,
+        tried: keys.tried,
     })
+}
+
+/// What the attempts so far have recorded.
+#[derive(Default)]
+struct Offered {
+    /// Everything tried, for the error message.
+    tried: Vec<String>,
+    /// Public keys already offered (a key file the agent also holds is not offered twice).
+    offered: Vec<PublicKey>,
+    /// The server's RSA signature hash, resolved on first use (asking waits for the server's
+    /// extension info).
+    rsa_hash: Option<Option<HashAlg>>,
+}
+
+/// Offers one private key (from `$PMFLEET_SSH_KEY` or a key file, named `label` in messages);
+/// `Ok(true)` when the server accepted it.
+async fn offer_key(
+    handle: &mut Handle<ClientHandler>,
+    plan: &AuthPlan<'_>,
+    keys: &mut Offered,
+    key: russh::keys::PrivateKey,
+    label: &str,
+) -> Result<bool, SshError> {
+    let public = key.public_key().clone();
+    let hash = if key.algorithm().is_rsa() {
+        rsa_hash_for(handle, &mut keys.rsa_hash, plan).await?
+    } else {
+        None
+    };
+    let result = handle
+        .authenticate_publickey(plan.user, PrivateKeyWithHashAlg::new(Arc::new(key), hash))
+        .await
+        .map_err(|source| during_auth(plan, source))?;
+    keys.offered.push(public);
+    match attempt(result) {
+        Attempt::Success => Ok(true),
+        Attempt::Refused(remaining) => {
+            refused(plan, &mut keys.tried, label, &remaining)?;
+            Ok(false)
+        }
+    }
+}
+
+/// Records that the server refused the key `label`; an error once it takes no more public
+/// keys.
+fn refused(
+    plan: &AuthPlan<'_>,
+    tried: &mut Vec<String>,
+    label: &str,
+    remaining: &MethodSet,
+) -> Result<(), SshError> {
+    tried.push(format!("{label} (refused by the server)"));
+    if remaining.contains(&MethodKind::PublicKey) {
+        Ok(())
+    } else {
+        Err(no_more_publickey(plan, std::mem::take(tried), remaining))
+    }
 }
 
 fn attempt(result: AuthResult) -> Attempt {
