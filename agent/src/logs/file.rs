@@ -31,6 +31,15 @@ pub struct LogFile {
     buf: Vec<u8>,
 }
 
+/// Generation `n` of the log at `path`: the file itself for 0, else the rotated file `.n`.
+pub(crate) fn generation_path(path: &Path, n: usize) -> PathBuf {
+    if n == 0 {
+        path.to_path_buf()
+    } else {
+        rotated_path(path, n)
+    }
+}
+
 /// `path` with `.n` appended: `app-out.log.3`.
 pub(crate) fn rotated_path(path: &Path, n: usize) -> PathBuf {
     let mut s = OsString::from(path.as_os_str());

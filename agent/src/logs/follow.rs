@@ -27,7 +27,7 @@ use std::time::{Duration, SystemTime};
 use tokio_util::sync::CancellationToken;
 
 use super::MAX_LINE;
-use super::file::rotated_path;
+use super::file::generation_path;
 
 /// How often the file is checked when nothing new was read.
 const POLL: Duration = Duration::from_millis(100);
@@ -122,11 +122,7 @@ fn successors(path: &Path, current: &Open) -> io::Result<Vec<Open>> {
     let mut newest_first: Vec<Open> = Vec::new();
     let mut missing_in_a_row = 0;
     for n in 0..=MAX_ROTATED {
-        let p = if n == 0 {
-            path.to_path_buf()
-        } else {
-            rotated_path(path, n)
-        };
+        let p = generation_path(path, n);
         let file = match File::open(&p) {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -271,6 +267,7 @@ impl Lines {
 mod tests {
     use super::super::{LogConfig, LogFile};
     use super::*;
+    use crate::logs::file::rotated_path;
     use std::sync::{Arc, Mutex};
 
     /// Runs `follow` in the background, collecting lines.

@@ -6,7 +6,7 @@ use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::Path;
 
-use super::file::rotated_path;
+use super::file::generation_path;
 
 const BLOCK: u64 = 64 * 1024;
 
@@ -17,11 +17,7 @@ pub fn tail(path: &Path, lines: usize) -> io::Result<Vec<String>> {
     let mut found = 0;
     let mut n = 0;
     while found < lines {
-        let p = if n == 0 {
-            path.to_path_buf()
-        } else {
-            rotated_path(path, n)
-        };
+        let p = generation_path(path, n);
         let file = match File::open(&p) {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -89,6 +85,7 @@ fn last_lines(mut file: File, want: usize) -> io::Result<Vec<Vec<u8>>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::logs::file::rotated_path;
     use std::fs;
 
     fn numbered(from: usize, to: usize) -> String {
