@@ -398,20 +398,10 @@ fn read_words(r: &mut Report, v: &Value, f: &FieldPath) -> Option<Vec<String>> {
                 None
             }
         },
-        Kind::Seq(items) => {
-            let mut out = Vec::with_capacity(items.len());
-            let mut ok = true;
-            for (i, item) in items.iter().enumerate() {
-                match fields::env_string(item).filter(|_| !matches!(item.kind, Kind::Bool(_))) {
-                    Some(s) if !s.contains('\0') => out.push(s),
-                    _ => {
-                        r.expected(item, &f.index(i), "a string", None);
-                        ok = false;
-                    }
-                }
-            }
-            ok.then_some(out)
-        }
+        Kind::Seq(items) => fields::string_items(r, items, f, |item| {
+            fields::env_string(item)
+                .filter(|s| !matches!(item.kind, Kind::Bool(_)) && !s.contains('\0'))
+        }),
         _ => {
             r.expected(v, f, "a string or an array of strings", None);
             None

@@ -194,25 +194,37 @@ fn parse_bytes(s: &str) -> Option<u64> {
 pub(crate) fn string_list(r: &mut Report, v: &Value, f: &FieldPath) -> Option<Vec<String>> {
     match &v.kind {
         Kind::Str(s) => Some(vec![s.clone()]),
-        Kind::Seq(items) => {
-            let mut out = Vec::with_capacity(items.len());
-            let mut ok = true;
-            for (i, item) in items.iter().enumerate() {
-                match &item.kind {
-                    Kind::Str(s) => out.push(s.clone()),
-                    _ => {
-                        r.expected(item, &f.index(i), "a string", None);
-                        ok = false;
-                    }
-                }
-            }
-            ok.then_some(out)
-        }
+        Kind::Seq(items) => string_items(r, items, f, |item| match &item.kind {
+            Kind::Str(s) => Some(s.clone()),
+            _ => None,
+        }),
         _ => {
             r.expected(v, f, "a string or an array of strings", None);
             None
         }
     }
+}
+
+/// The items of the array at `f`, each made a string by `string`; each item it refuses is
+/// reported ("expected a string" at its index), and then the whole list is `None`.
+pub(crate) fn string_items(
+    r: &mut Report,
+    items: &[Value],
+    f: &FieldPath,
+    string: impl Fn(&Value) -> Option<String>,
+) -> Option<Vec<String>> {
+    let mut out = Vec::with_capacity(items.len());
+    let mut ok = true;
+    for (i, item) in items.iter().enumerate() {
+        match string(item) {
+            Some(s) => out.push(s),
+            None => {
+                r.expected(item, &f.index(i), "a string", None);
+                ok = false;
+            }
+        }
+    }
+    ok.then_some(out)
 }
 
 /// A scalar as the string a process would see in its environment (numbers and booleans
