@@ -71,6 +71,8 @@ fn main() -> anyhow::Result<()> {
 
 /// What the benchmark asks of a process manager. Both drive a real daemon through its CLI.
 trait Manager {
+    /// Runs the manager's CLI with `args` (and `PORT` for the app, if given); its stdout.
+    fn cli(&self, args: &[&str], port: Option<u16>) -> anyhow::Result<String>;
     /// Starts the daemon with no apps.
     fn start_daemon(&self) -> anyhow::Result<()>;
     fn daemon_pid(&self) -> anyhow::Result<u32>;
@@ -83,15 +85,41 @@ trait Manager {
         instances: u32,
     ) -> anyhow::Result<()>;
     /// One fork-mode instance of `script`, which binds `port` itself.
-    fn start_fork(&self, script: &Path, name: &str, port: u16) -> anyhow::Result<()>;
-    fn reload(&self, name: &str) -> anyhow::Result<()>;
+    fn start_fork(&self, script: &Path, name: &str, port: u16) -> anyhow::Result<()> {
+        let script = script.display().to_string();
+        self.cli(&["start", &script, "--name", name], Some(port))
+            .map(drop)
+    }
+    fn reload(&self, name: &str) -> anyhow::Result<()> {
+        self.cli(&["reload", name], None).map(drop)
+    }
     /// Pids of the online instances of `name`.
     fn pids(&self, name: &str) -> anyhow::Result<Vec<u32>>;
-    fn delete_all(&self) -> anyhow::Result<()>;
+    fn delete_all(&self) -> anyhow::Result<()> {
+        self.cli(&["delete", "all"], None).map(drop)
+    }
     /// Replaces the running daemon by a new binary of itself, the way the manager does it.
     fn upgrade_daemon(&self) -> anyhow::Result<()>;
     /// Stops every app and the daemon.
-    fn shutdown(&self);
+    fn shutdown(&self) {
+        let _ = self.cli(&["kill"], None);
+    }
+}
+
+/// Runs `bin args` with its home in `home_var` and the app's `PORT`.
+fn run_cli(
+    bin: &Path,
+    home_var: &str,
+    home: &Path,
+    args: &[&str],
+    port: Option<u16>,
+) -> anyhow::Result<String> {
+    let mut cmd = Command::new(bin);
+    cmd.args(args).env(home_var, home);
+    if let Some(p) = port {
+        cmd.env("PORT", p.to_string());
+    }
+    run(cmd, Duration::from_secs(120))
 }
 
 struct Agent {
@@ -100,15 +128,6 @@ struct Agent {
 }
 
 impl Agent {
-    fn cli(&self, args: &[&str], port: Option<u16>) -> anyhow::Result<String> {
-        let mut cmd = Command::new(&self.bin);
-        cmd.args(args).env("PMFLEET_AGENT_HOME", &self.home);
-        if let Some(p) = port {
-            cmd.env("PORT", p.to_string());
-        }
-        run(cmd, Duration::from_secs(120))
-    }
-
     fn version(&self) -> String {
         let mut cmd = Command::new(&self.bin);
         cmd.arg("--version");
@@ -119,6 +138,10 @@ impl Agent {
 }
 
 impl Manager for Agent {
+    fn cli(&self, args: &[&str], port: Option<u16>) -> anyhow::Result<String> {
+        run_cli(&self.bin, "PMFLEET_AGENT_HOME", &self.home, args, port)
+    }
+
     fn start_daemon(&self) -> anyhow::Result<()> {
         // Every verb starts the daemon on first use.
         self.cli(&["list"], None).map(drop)
@@ -156,16 +179,6 @@ impl Manager for Agent {
         .map(drop)
     }
 
-    fn start_fork(&self, script: &Path, name: &str, port: u16) -> anyhow::Result<()> {
-        let script = script.display().to_string();
-        self.cli(&["start", &script, "--name", name], Some(port))
-            .map(drop)
-    }
-
-    fn reload(&self, name: &str) -> anyhow::Result<()> {
-        self.cli(&["reload", name], None).map(drop)
-    }
-
     fn pids(&self, name: &str) -> anyhow::Result<Vec<u32>> {
         let out = self.cli(&["list", "--json"], None)?;
         let list: serde_json::Value = serde_json::from_str(&out).context("list --json")?;
@@ -176,10 +189,6 @@ impl Manager for Agent {
             .filter(|p| p["name"] == name && p["status"] == "online")
             .filter_map(|p| p["pid"].as_u64().map(|pid| pid as u32))
             .collect())
-    }
-
-    fn delete_all(&self) -> anyhow::Result<()> {
-        self.cli(&["delete", "all"], None).map(drop)
     }
 
     /// `upgrade` into a copy of the binary that differs by one byte (same file name, so the
@@ -199,10 +208,6 @@ impl Manager for Agent {
         let to = to.display().to_string();
         self.cli(&["upgrade", "--binary", &to], None).map(drop)
     }
-
-    fn shutdown(&self) {
-        let _ = self.cli(&["kill"], None);
-    }
 }
 
 struct Pm2 {
@@ -211,15 +216,6 @@ struct Pm2 {
 }
 
 impl Pm2 {
-    fn cli(&self, args: &[&str], port: Option<u16>) -> anyhow::Result<String> {
-        let mut cmd = Command::new(&self.bin);
-        cmd.args(args).env("PM2_HOME", &self.home);
-        if let Some(p) = port {
-            cmd.env("PORT", p.to_string());
-        }
-        run(cmd, Duration::from_secs(120))
-    }
-
     fn version(&self) -> String {
         self.cli(&["--version"], None)
             .ok()
@@ -229,6 +225,10 @@ impl Pm2 {
 }
 
 impl Manager for Pm2 {
+    fn cli(&self, args: &[&str], port: Option<u16>) -> anyhow::Result<String> {
+        run_cli(&self.bin, "PM2_HOME", &self.home, args, port)
+    }
+
     fn start_daemon(&self) -> anyhow::Result<()> {
         self.cli(&["ping"], None).map(drop)
     }
@@ -253,16 +253,6 @@ impl Manager for Pm2 {
         .map(drop)
     }
 
-    fn start_fork(&self, script: &Path, name: &str, port: u16) -> anyhow::Result<()> {
-        let script = script.display().to_string();
-        self.cli(&["start", &script, "--name", name], Some(port))
-            .map(drop)
-    }
-
-    fn reload(&self, name: &str) -> anyhow::Result<()> {
-        self.cli(&["reload", name], None).map(drop)
-    }
-
     fn pids(&self, name: &str) -> anyhow::Result<Vec<u32>> {
         let out = self.cli(&["jlist"], None)?;
         // Older versions print a banner before the JSON on first use.
@@ -278,17 +268,9 @@ impl Manager for Pm2 {
             .collect())
     }
 
-    fn delete_all(&self) -> anyhow::Result<()> {
-        self.cli(&["delete", "all"], None).map(drop)
-    }
-
     /// What PM2 runs after a new version is installed: save, kill the daemon, resurrect.
     fn upgrade_daemon(&self) -> anyhow::Result<()> {
         self.cli(&["update"], None).map(drop)
-    }
-
-    fn shutdown(&self) {
-        let _ = self.cli(&["kill"], None);
     }
 }
 
