@@ -69,6 +69,36 @@ fn releases(host: &SshHost) -> Vec<String> {
     names
 }
 
+/// A `post-deploy` that hangs (after touching `/srv/hanging`) while `/srv/hang` exists.
+const HANG_POST_DEPLOY: &str =
+    "./app.sh > built.txt; if [ -f /srv/hang ]; then touch /srv/hanging; sleep 30; fi";
+
+/// A fleet set up and serving version 1, the start of most tests here.
+struct Serving {
+    fleet: Fleet,
+    repo: GitRepo,
+    project: Project,
+    /// The release serving version 1 on every host.
+    r1: String,
+}
+
+/// `n` hosts with the ecosystem's `extra` keys, set up, and version 1 deployed and serving.
+fn serving(n: usize, extra: Value) -> Serving {
+    let fleet = Fleet::start(n);
+    let repo = GitRepo::new();
+    let project = Project::new(fleet.home.path());
+    project.write_ecosystem(&ecosystem(&fleet.hosts, &repo, extra));
+    ok(&project.pmfleet(&["deploy", "production", "setup"]));
+    ok(&project.pmfleet(&["deploy", "production"]));
+    let r1 = assert_fleet_serves(&fleet.hosts, "1");
+    Serving {
+        fleet,
+        repo,
+        project,
+        r1,
+    }
+}
+
 fn ok(run: &Run) {
     assert_eq!(run.code, 0, "pmfleet failed:\n{}", run.all());
 }
@@ -295,17 +325,15 @@ fn push_mode_sends_the_tree_and_prune_keeps_the_newest() {
 #[test]
 fn post_deploy_failing_on_one_host_switches_no_host() {
     require_sshd!();
-    let fleet = Fleet::start(3);
-    let repo = GitRepo::new();
-    let project = Project::new(fleet.home.path());
-    project.write_ecosystem(&ecosystem(
-        &fleet.hosts,
-        &repo,
+    let Serving {
+        fleet,
+        repo,
+        project,
+        r1,
+    } = serving(
+        3,
         json!({"post-deploy": "./app.sh > built.txt && test ! -f /srv/broken"}),
-    ));
-    ok(&project.pmfleet(&["deploy", "production", "setup"]));
-    ok(&project.pmfleet(&["deploy", "production"]));
-    let r1 = assert_fleet_serves(&fleet.hosts, "1");
+    );
 
     std::fs::write(fleet.hosts[1].root().join("broken"), "").unwrap();
     repo.commit_file("VERSION", "2\n", "version 2");
@@ -336,13 +364,12 @@ fn post_deploy_failing_on_one_host_switches_no_host() {
 #[test]
 fn an_unreachable_host_stops_the_switch_and_is_reported_apart() {
     require_sshd!();
-    let mut fleet = Fleet::start(3);
-    let repo = GitRepo::new();
-    let project = Project::new(fleet.home.path());
-    project.write_ecosystem(&ecosystem(&fleet.hosts, &repo, json!({})));
-    ok(&project.pmfleet(&["deploy", "production", "setup"]));
-    ok(&project.pmfleet(&["deploy", "production"]));
-    let r1 = assert_fleet_serves(&fleet.hosts, "1");
+    let Serving {
+        mut fleet,
+        repo,
+        project,
+        r1,
+    } = serving(3, json!({}));
 
     fleet.hosts[2].stop();
     repo.commit_file("VERSION", "2\n", "version 2");
@@ -362,13 +389,12 @@ fn an_unreachable_host_stops_the_switch_and_is_reported_apart() {
 #[test]
 fn a_changed_host_key_is_refused_with_its_fingerprint() {
     require_sshd!();
-    let mut fleet = Fleet::start(2);
-    let repo = GitRepo::new();
-    let project = Project::new(fleet.home.path());
-    project.write_ecosystem(&ecosystem(&fleet.hosts, &repo, json!({})));
-    ok(&project.pmfleet(&["deploy", "production", "setup"]));
-    ok(&project.pmfleet(&["deploy", "production"]));
-    let r1 = assert_fleet_serves(&fleet.hosts, "1");
+    let Serving {
+        mut fleet,
+        repo,
+        project,
+        r1,
+    } = serving(2, json!({}));
 
     fleet.hosts[1].regenerate_host_key();
     let fingerprint = fleet.hosts[1].host_key_fingerprint();
@@ -472,17 +498,12 @@ fn a_second_deploy_is_refused_naming_the_holder() {
 #[test]
 fn controller_killed_mid_deploy_leaves_a_complete_release_and_a_breakable_lock() {
     require_sshd!();
-    let fleet = Fleet::start(2);
-    let repo = GitRepo::new();
-    let project = Project::new(fleet.home.path());
-    project.write_ecosystem(&ecosystem(
-        &fleet.hosts,
-        &repo,
-        json!({"post-deploy": "./app.sh > built.txt; if [ -f /srv/hang ]; then touch /srv/hanging; sleep 30; fi"}),
-    ));
-    ok(&project.pmfleet(&["deploy", "production", "setup"]));
-    ok(&project.pmfleet(&["deploy", "production"]));
-    let r1 = assert_fleet_serves(&fleet.hosts, "1");
+    let Serving {
+        fleet,
+        repo,
+        project,
+        r1,
+    } = serving(2, json!({"post-deploy": HANG_POST_DEPLOY}));
 
     // Killed during post-deploy.
     for host in &fleet.hosts {
@@ -739,17 +760,12 @@ fn wait_for(mut condition: impl FnMut() -> bool, what: &str) {
 #[test]
 fn interrupting_a_deploy_before_the_switch_cleans_up_and_unlocks() {
     require_sshd!();
-    let fleet = Fleet::start(2);
-    let repo = GitRepo::new();
-    let project = Project::new(fleet.home.path());
-    project.write_ecosystem(&ecosystem(
-        &fleet.hosts,
-        &repo,
-        json!({"post-deploy": "./app.sh > built.txt; if [ -f /srv/hang ]; then touch /srv/hanging; sleep 30; fi"}),
-    ));
-    ok(&project.pmfleet(&["deploy", "production", "setup"]));
-    ok(&project.pmfleet(&["deploy", "production"]));
-    let r1 = assert_fleet_serves(&fleet.hosts, "1");
+    let Serving {
+        fleet,
+        repo,
+        project,
+        r1,
+    } = serving(2, json!({"post-deploy": HANG_POST_DEPLOY}));
 
     for host in &fleet.hosts {
         std::fs::write(host.root().join("hang"), "").unwrap();
@@ -832,13 +848,12 @@ fn a_key_from_the_environment_logs_in_for_ci() {
 #[test]
 fn a_revert_that_fails_on_one_host_switches_the_others_back() {
     require_sshd!();
-    let fleet = Fleet::start(2);
-    let repo = GitRepo::new();
-    let project = Project::new(fleet.home.path());
-    project.write_ecosystem(&ecosystem(&fleet.hosts, &repo, json!({})));
-    ok(&project.pmfleet(&["deploy", "production", "setup"]));
-    ok(&project.pmfleet(&["deploy", "production"]));
-    let r1 = assert_fleet_serves(&fleet.hosts, "1");
+    let Serving {
+        fleet,
+        repo,
+        project,
+        r1,
+    } = serving(2, json!({}));
     repo.commit_file("VERSION", "2\n", "version 2");
     ok(&project.pmfleet(&["deploy", "production"]));
     let r2 = assert_fleet_serves(&fleet.hosts, "2");
@@ -870,13 +885,12 @@ fn a_revert_that_fails_on_one_host_switches_the_others_back() {
 #[test]
 fn batches_stop_at_the_first_failed_switch_and_switch_the_canary_back() {
     require_sshd!();
-    let fleet = Fleet::start(3);
-    let repo = GitRepo::new();
-    let project = Project::new(fleet.home.path());
-    project.write_ecosystem(&ecosystem(&fleet.hosts, &repo, json!({"batch": 1})));
-    ok(&project.pmfleet(&["deploy", "production", "setup"]));
-    ok(&project.pmfleet(&["deploy", "production"]));
-    let r1 = assert_fleet_serves(&fleet.hosts, "1");
+    let Serving {
+        fleet,
+        repo,
+        project,
+        r1,
+    } = serving(3, json!({"batch": 1}));
 
     // The second host's switch fails: the first (the canary) goes back, the third never moves.
     let blocker = on_host(&fleet.hosts[1], ".pmfleet/current.new");
@@ -910,17 +924,15 @@ fn batches_stop_at_the_first_failed_switch_and_switch_the_canary_back() {
 #[test]
 fn max_fail_lets_the_other_hosts_switch() {
     require_sshd!();
-    let fleet = Fleet::start(3);
-    let repo = GitRepo::new();
-    let project = Project::new(fleet.home.path());
-    project.write_ecosystem(&ecosystem(
-        &fleet.hosts,
-        &repo,
+    let Serving {
+        fleet,
+        repo,
+        project,
+        r1,
+    } = serving(
+        3,
         json!({"max_fail": 1, "post-deploy": "./app.sh > built.txt && test ! -f /srv/broken"}),
-    ));
-    ok(&project.pmfleet(&["deploy", "production", "setup"]));
-    ok(&project.pmfleet(&["deploy", "production"]));
-    let r1 = assert_fleet_serves(&fleet.hosts, "1");
+    );
 
     std::fs::write(fleet.hosts[2].root().join("broken"), "").unwrap();
     repo.commit_file("VERSION", "2\n", "version 2");
