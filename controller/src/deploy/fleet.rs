@@ -92,11 +92,7 @@ impl Fleet {
                 ssh_options: env.ssh_options.clone(),
             };
             let local = spec.host == "localhost";
-            let host = if local {
-                spec.host.clone()
-            } else {
-                connector.host_name(&connect)
-            };
+            let host = spec.host.clone();
             set.spawn(async move {
                 out.step(&label, "connect");
                 let started = Instant::now();
@@ -116,7 +112,13 @@ impl Fleet {
                 Err(e) => std::panic::resume_unwind(e.into_panic()),
             };
             match result {
-                Ok(conn) => members.push((index, Arc::new(Member { label, host, conn }))),
+                Ok(conn) => {
+                    let host = match &conn {
+                        HostConn::Ssh(ssh) => ssh.host_name().to_string(),
+                        HostConn::Local => host,
+                    };
+                    members.push((index, Arc::new(Member { label, host, conn })))
+                }
                 Err(err) => {
                     let status = if err.is_unreachable() {
                         Status::Unreachable

@@ -68,11 +68,6 @@ impl Connector {
         }
     }
 
-    /// The name or address `spec` stands for (an alias's `HostName`), as [`super::host_name`].
-    pub fn host_name(&self, spec: &ConnectSpec) -> String {
-        super::config::hostname_of(spec, &self.inner.settings.home)
-    }
-
     /// Connects, checks the host key and authenticates, all within the connect timeout (time
     /// spent waiting for a start slot does not count). Missing known_hosts entries, changed keys
     /// and refused keys are errors; see [`SshError`].
@@ -107,6 +102,7 @@ impl Connector {
                 handle,
                 _jumps: jumps,
                 channels: Semaphore::new(settings.max_channels_per_connection.max(1)),
+                host_name: target.hostname.clone(),
                 destination,
                 command_timeout: settings.command_timeout,
             }),
@@ -409,6 +405,7 @@ struct ConnectionInner {
     _jumps: Vec<Handle<ClientHandler>>,
     /// Open session channels; OpenSSH refuses more than `MaxSessions`.
     channels: Semaphore,
+    host_name: String,
     destination: String,
     command_timeout: Option<Duration>,
 }
@@ -544,6 +541,11 @@ impl Connection {
     /// "user@host:port", for messages.
     pub fn destination(&self) -> &str {
         &self.inner.destination
+    }
+
+    /// The name or address connected to: an alias's `HostName`, else the host as given.
+    pub fn host_name(&self) -> &str {
+        &self.inner.host_name
     }
 
     /// Disconnects. Clones of this connection stop working too.
