@@ -87,32 +87,32 @@ pub(crate) async fn cron_restarts(
     cancel: CancellationToken,
 ) {
     let mut pattern: Option<String> = None;
+    let mut schedule: Option<CronSchedule> = None;
     let mut next: Option<SystemTime> = None;
     loop {
         let now = SystemTime::now();
         let current = lock(&app.spec).cron_restart.clone();
         if current != pattern {
             pattern = current;
-            next = pattern
+            schedule = pattern
                 .as_deref()
                 .and_then(|p| match CronSchedule::parse(p) {
-                    Ok(s) => next_run(&s, now),
+                    Ok(s) => Some(s),
                     Err(e) => {
                         tracing::warn!(app = %app.name, "cron_restart: {e}");
                         None
                     }
                 });
+            next = schedule.as_ref().and_then(|s| next_run(s, now));
         }
-        if let (Some(at), Some(p)) = (next, &pattern)
+        if let (Some(at), Some(p), Some(s)) = (next, &pattern, &schedule)
             && now >= at
         {
             if !fire(&inner, &app, p).await {
                 // A restart started the app's tasks afresh, this one included.
                 return;
             }
-            next = CronSchedule::parse(p)
-                .ok()
-                .and_then(|s| next_run(&s, SystemTime::now().max(at)));
+            next = next_run(s, SystemTime::now().max(at));
             continue;
         }
         let wait = next
