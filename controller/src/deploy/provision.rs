@@ -198,16 +198,16 @@ pub async fn provision(
         let no_upgrade = upgraded.status == 2 && upgraded.stderr.contains("upgrade");
         how = match upgraded.status {
             0 => "upgraded in place, its apps kept running".into(),
-            AGENT_TOO_OLD => restart_into_new_binary(member, home, systemd).await?,
-            _ if no_upgrade => restart_into_new_binary(member, home, systemd).await?,
+            _ if upgraded.status == AGENT_TOO_OLD || no_upgrade => {
+                restart_agent(member, home, systemd).await?;
+                "restarted: the agent could not hand its apps over in place, so they restarted"
+                    .into()
+            }
             _ => return Err(format!("upgrading the agent: {}", upgraded.reason())),
         };
     } else if !changed.is_empty() && bind_changed(&field("issued"), &issued) {
         // Cluster apps bind their ports when they start: a restart binds them anew.
-        member
-            .run(&scripts::agent_start(home, systemd, true))
-            .await
-            .map_err(|e| format!("restarting the agent: {e}"))?;
+        restart_agent(member, home, systemd).await?;
         how = "restarted to listen on the new bind address; its apps restarted".into();
     } else if !changed.is_empty() {
         member
@@ -241,17 +241,13 @@ pub async fn provision(
     })
 }
 
-/// Restarts the agent (and so its apps) into the newly installed binary.
-async fn restart_into_new_binary(
-    member: &Member,
-    home: &str,
-    systemd: bool,
-) -> Result<String, String> {
+/// Restarts the running agent (and so its apps) with the installed binary.
+async fn restart_agent(member: &Member, home: &str, systemd: bool) -> Result<(), String> {
     member
         .run(&scripts::agent_start(home, systemd, true))
         .await
-        .map_err(|e| format!("restarting the agent: {e}"))?;
-    Ok("restarted: the agent could not hand its apps over in place, so they restarted".into())
+        .map(drop)
+        .map_err(|e| format!("restarting the agent: {e}"))
 }
 
 /// `pmfleet-agent upgrade`'s exit code when the running daemon cannot upgrade in place.
