@@ -22,9 +22,9 @@ use super::Inner;
 use super::app::{AppRuntime, Runner, View, lock};
 use super::child::ChildProcess;
 use super::events::took;
-use super::policy::{Decision, ExitEvent, RestartPolicy, RestartState, decide};
 use super::process::{Launch, parse_signal, signal_group, spawn, stop_child};
 use super::ready::NotifySocket;
+use super::restart_policy::{Decision, ExitEvent, RestartPolicy, RestartState, decide};
 
 /// A spawned process, not yet owned by a runner.
 pub(crate) struct Proc {

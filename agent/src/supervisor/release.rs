@@ -22,7 +22,8 @@ use pmfleet_shared::protocol::{
 };
 
 use super::app::{AppRuntime, Slot, lock};
-use super::{Inner, Replace, Supervisor, SupervisorError, spec};
+use super::slots::Replace;
+use super::{Inner, Supervisor, SupervisorError, spec};
 
 /// Variables an app started by the controller inherits from the host (the daemon's own
 /// environment), below the deploy environment: enough to find interpreters and to run as the
