@@ -27,6 +27,7 @@ mod error;
 pub mod events;
 pub mod handover;
 mod instance;
+mod lifecycle;
 mod monitor;
 pub mod persist;
 pub mod process;
