@@ -20,6 +20,7 @@
 //! ([`Supervisor::subscribe`]).
 
 mod app;
+mod apply_plan;
 mod child;
 mod cluster_socket;
 mod cron;
@@ -35,6 +36,7 @@ pub mod ready;
 mod release;
 pub mod restart_policy;
 mod restore;
+mod scaling;
 mod slots;
 pub mod spec;
 mod verbs;

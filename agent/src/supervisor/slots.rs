@@ -283,6 +283,24 @@ impl Inner {
         }
         self.start_slot(app, slot)
     }
+
+    /// Stop the processes of the slots from `from` on (in order, each waited for) and forget
+    /// those slots: a scale down.
+    pub(super) async fn remove_slots(&self, app: &AppRuntime, from: u32) {
+        let extra: Vec<Slot> = {
+            let mut slots = lock(&app.slots);
+            let keys: Vec<u32> = slots.range(from..).map(|(k, _)| *k).collect();
+            keys.iter().filter_map(|k| slots.remove(k)).collect()
+        };
+        for mut s in extra {
+            if let Some(r) = &mut s.runner {
+                r.stop.cancel();
+                if let Some(j) = r.join.take() {
+                    let _ = j.await;
+                }
+            }
+        }
+    }
 }
 
 /// What [`Inner::replace_slot`] does to a slot: count a restart and report a failure as a

@@ -10,8 +10,10 @@ use pmfleet_shared::protocol::{
     AppSpec, EventKind, ExecModeSpec, ScaleTo, StartRequest, StartSource, Target,
 };
 
-use super::app::{AppRuntime, Slot, lock};
+use super::app::{AppRuntime, lock};
+use super::apply_plan;
 use super::persist::SavedState;
+use super::scaling::{self, ScalePlan};
 use super::{Messages, Supervisor, SupervisorError, spec};
 
 impl Supervisor {
@@ -168,12 +170,7 @@ impl Supervisor {
             let _op = app.op.lock().await;
             let inner = &self.inner;
             let spec = app.spec();
-            let result = if spec.exec_mode == ExecModeSpec::Fork || !app.is_running() {
-                let why = if spec.exec_mode == ExecModeSpec::Fork {
-                    "fork mode has no rolling reload"
-                } else {
-                    "it was not running"
-                };
+            let result = if let Some(why) = apply_plan::reload_plan(&spec, app.is_running()) {
                 let name = &app.name;
                 inner.emit(
                     name,
@@ -240,40 +237,21 @@ impl Supervisor {
         let app = self.targets(&Target::App(name.to_string()))?.remove(0);
         let _op = app.op.lock().await;
         let now = app.count();
-        let want = match to {
-            ScaleTo::Exactly(n) => n,
-            ScaleTo::Up(n) => now.saturating_add(n),
-            ScaleTo::Down(n) => now.saturating_sub(n),
-            ScaleTo::Max => self.inner.cpus,
-        }
-        .max(1);
+        let want = scaling::target(now, to, self.inner.cpus);
         app.count.store(want, Ordering::SeqCst);
-        if app.is_running() {
-            if want > now {
-                for slot in now..want {
+        match scaling::plan(now, want, app.is_running()) {
+            ScalePlan::Keep => {}
+            ScalePlan::Add(slots) => {
+                for slot in slots {
                     if let Err(e) = self.inner.start_slot(&app, slot) {
                         app.count.store(slot, Ordering::SeqCst);
                         self.inner.mark_dirty();
                         return Err(e);
                     }
                 }
-            } else {
-                let extra: Vec<Slot> = {
-                    let mut slots = lock(&app.slots);
-                    let keys: Vec<u32> = slots.range(want..).map(|(k, _)| *k).collect();
-                    keys.iter().filter_map(|k| slots.remove(k)).collect()
-                };
-                for mut s in extra {
-                    if let Some(r) = &mut s.runner {
-                        r.stop.cancel();
-                        if let Some(j) = r.join.take() {
-                            let _ = j.await;
-                        }
-                    }
-                }
             }
-        } else {
-            lock(&app.slots).retain(|k, _| *k < want);
+            ScalePlan::Remove { from } => self.inner.remove_slots(&app, from).await,
+            ScalePlan::Trim { from } => lock(&app.slots).retain(|k, _| *k < from),
         }
         self.inner.mark_dirty();
         Ok(vec![format!(
