@@ -9,7 +9,7 @@
 //! replaces and stops their processes, and each process is owned by one runner task
 //! (`instance`) that follows the pure instance lifecycle (`lifecycle`) and the pure
 //! [`restart_policy`]. The other decisions are pure too: which readiness signals apply to an
-//! instance (`readiness`), what a release does to each app (`apply_plan`), how a scale
+//! instance ([`readiness`]), what a release does to each app (`apply_plan`), how a scale
 //! changes the slots (`scaling`). The edges are [`process`] (spawn, signals),
 //! `cluster_socket` (binding the shared socket and handing it to a child as fd 3), [`ready`]
 //! (waiting for the signals), [`persist`] (the state file), `restore`, `monitor` (CPU,
@@ -32,8 +32,10 @@ mod lifecycle;
 mod monitor;
 pub mod persist;
 pub mod process;
+pub mod readiness;
 pub mod ready;
 mod release;
+mod release_source;
 pub mod restart_policy;
 mod restore;
 mod scaling;

@@ -12,6 +12,7 @@ use super::app::{AppRuntime, Slot, lock};
 use super::events::{self};
 use super::instance::{kill_signal, kill_timeout};
 use super::process::{self};
+use super::readiness;
 use super::ready::{self, NotifySocket, Readiness};
 use super::{Inner, SupervisorError, watch};
 
@@ -176,32 +177,30 @@ impl Inner {
             .run_dir()
             .join(format!("{id}-{seq}-{}.sock", std::process::id()));
         let has_listener = lock(&app.listener).is_some();
+        let plan = readiness::plan(&spec, has_listener);
         // The process's own signal: `wait_ready`, or the Node preload's READY on listen.
-        let notify = if spec.wait_ready || (spec.node && has_listener) {
-            Some(
-                NotifySocket::bind(&notify_path).map_err(|source| SupervisorError::Spawn {
-                    app: app.name.clone(),
-                    program: "NOTIFY_SOCKET".into(),
-                    source,
-                })?,
-            )
-        } else {
-            None
-        };
-        let probe = match (&spec.healthcheck, spec.port) {
-            (Some(hc), Some(port)) => {
-                // Where the shared socket listens, when bound to one address.
-                let ip = lock(&app.listener)
-                    .as_ref()
-                    .and_then(|l| l.local_addr().ok())
-                    .and_then(|a| a.as_socket())
-                    .map(|a| a.ip())
-                    .filter(|ip| !ip.is_unspecified())
-                    .unwrap_or(std::net::Ipv4Addr::LOCALHOST.into());
-                Some(((ip, port).into(), ready::probe_kind(hc)))
-            }
-            _ => None,
-        };
+        let notify =
+            match plan.own {
+                Some(_) => Some(NotifySocket::bind(&notify_path).map_err(|source| {
+                    SupervisorError::Spawn {
+                        app: app.name.clone(),
+                        program: "NOTIFY_SOCKET".into(),
+                        source,
+                    }
+                })?),
+                None => None,
+            };
+        let probe = plan.probe.map(|p| {
+            // Where the shared socket listens, when bound to one address.
+            let ip = lock(&app.listener)
+                .as_ref()
+                .and_then(|l| l.local_addr().ok())
+                .and_then(|a| a.as_socket())
+                .map(|a| a.ip())
+                .filter(|ip| !ip.is_unspecified())
+                .unwrap_or(std::net::Ipv4Addr::LOCALHOST.into());
+            ((ip, p.port).into(), p.http_path)
+        });
         let readiness = Readiness { notify, probe };
         let notify = readiness.notify.as_ref();
         let mut proc =
