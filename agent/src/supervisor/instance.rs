@@ -65,8 +65,12 @@ pub(crate) fn policy_of(spec: &AppSpec) -> RestartPolicy {
     }
 }
 
+/// The app's stop signal; one that cannot be named (the file readers refuse those) falls
+/// back to PM2's default.
 pub(crate) fn kill_signal(spec: &AppSpec) -> Signal {
-    parse_signal(&spec.kill_signal).unwrap_or(Signal::SIGINT)
+    parse_signal(&spec.kill_signal)
+        .or_else(|| parse_signal(&pmfleet_shared::ecosystem::App::default().kill_signal))
+        .unwrap_or(Signal::SIGKILL)
 }
 
 pub(crate) fn kill_timeout(spec: &AppSpec) -> Duration {

@@ -104,7 +104,13 @@ mod tests {
     #[test]
     fn plans() {
         use OwnSignal::*;
-        type Row = (&'static str, AppSpec, bool, Option<OwnSignal>, Option<Probe>);
+        type Row = (
+            &'static str,
+            AppSpec,
+            bool,
+            Option<OwnSignal>,
+            Option<Probe>,
+        );
         let rows: Vec<Row> = vec![
             (
                 "a plain fork app: alive after the timeout",
