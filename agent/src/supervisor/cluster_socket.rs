@@ -1,8 +1,11 @@
 //! The cluster socket: bound once per app by the agent ([`bind`]) and kept open for the app's
-//! lifetime, so no reload or restart ever closes it.
+//! lifetime, so no reload or restart ever closes it; handed to every instance as fd 3 in the
+//! forked child ([`hand_to_child`]), per the systemd socket-activation protocol (the rest of
+//! that protocol, `LISTEN_FDS`/`LISTEN_PID`, is in the instance's environment, `process`).
 
 use pmfleet_shared::protocol::ExecModeSpec;
 use socket2::{Domain, Socket, Type};
+use std::os::fd::{BorrowedFd, IntoRawFd, RawFd};
 
 use super::app::{AppRuntime, lock};
 use super::{Inner, SupervisorError};
@@ -76,4 +79,22 @@ pub(super) fn bind(address: Option<std::net::IpAddr>, port: u16) -> std::io::Res
     };
     s.listen(1024)?;
     Ok(s)
+}
+
+/// In the forked child, before exec: put the listening socket `fd` on fd 3, inheritable.
+pub(super) fn hand_to_child(fd: RawFd) -> nix::Result<()> {
+    use nix::fcntl::{FcntlArg, FdFlag, fcntl};
+    if fd == 3 {
+        // dup2 onto itself is a no-op and would keep close-on-exec set.
+        // SAFETY: fd 3 is the agent's listening socket, open across the fork.
+        let three = unsafe { BorrowedFd::borrow_raw(3) };
+        let flags = FdFlag::from_bits_truncate(fcntl(three, FcntlArg::F_GETFD)?);
+        fcntl(three, FcntlArg::F_SETFD(flags - FdFlag::FD_CLOEXEC))?;
+    } else {
+        // SAFETY: `fd` is the agent's listening socket, open across the fork; the new fd 3
+        // is meant to outlive this function (the app inherits it), so it is not closed.
+        let three = unsafe { nix::unistd::dup2_raw(BorrowedFd::borrow_raw(fd), 3) }?;
+        let _ = three.into_raw_fd();
+    }
+    Ok(())
 }

@@ -109,6 +109,6 @@ pub(super) fn group_exists(pgid: u32) -> bool {
     let Ok(pgid) = i32::try_from(pgid) else {
         return false;
     };
-    // SAFETY: kill with signal 0 only checks for existence and permission.
-    unsafe { libc::kill(-pgid, 0) == 0 }
+    // Signal 0 only checks for existence and permission.
+    nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pgid), None).is_ok()
 }
