@@ -1,5 +1,6 @@
-//! Readiness: when a freshly spawned instance may take traffic, so a reload can stop the old
-//! one. The signals, each optional: the app says so (`wait_ready`: sd_notify `READY=1` on its
+//! Waiting for readiness: when a freshly spawned instance may take traffic, so a reload can
+//! stop the old one. Which signals apply is decided in [`super::readiness`]; this is the
+//! waiting. The signals, each optional: the app says so (`wait_ready`: sd_notify `READY=1` on its
 //! own `NOTIFY_SOCKET`, or `process.send('ready')` through the Node preload), the Node preload
 //! reports that `listen()` happened, a probe passes (`healthcheck`). With no signal at all,
 //! the instance must still be alive after `listen_timeout`.
@@ -178,19 +179,9 @@ pub async fn probe(addr: SocketAddr, http_path: Option<&str>) -> bool {
     )
 }
 
-/// What `healthcheck` asks for: `tcp` or an HTTP path.
-pub fn probe_kind(healthcheck: &str) -> Option<String> {
-    if healthcheck.eq_ignore_ascii_case("tcp") {
-        None
-    } else if healthcheck.starts_with('/') {
-        Some(healthcheck.to_string())
-    } else {
-        Some(format!("/{healthcheck}"))
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use super::super::readiness::probe_kind;
     use super::*;
 
     #[tokio::test]
