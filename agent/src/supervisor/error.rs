@@ -36,6 +36,15 @@ pub enum SupervisorError {
         slot: u32,
         reason: NotReady,
     },
+    #[error(
+        "reload of `{app}` failed: with every instance replaced, the app {reason}; {}",
+        if *undone { "the previous release was put back" } else { "the previous instances are gone (the same release was reloaded, there is none to put back)" }
+    )]
+    NotServing {
+        app: String,
+        reason: NotReady,
+        undone: bool,
+    },
     #[error("app `{app}`: instance {slot} {reason}; it was stopped")]
     StartFailed {
         app: String,
@@ -67,6 +76,7 @@ impl SupervisorError {
             SupervisorError::NotFound(_) => ErrorKind::NotFound,
             SupervisorError::Spawn { .. }
             | SupervisorError::ReloadFailed { .. }
+            | SupervisorError::NotServing { .. }
             | SupervisorError::StartFailed { .. }
             | SupervisorError::OutOfTime { .. }
             | SupervisorError::Partial { .. } => ErrorKind::Failed,

@@ -293,22 +293,42 @@ impl Inner {
             .collect();
         set_spec(app, spec, from);
         let mut replaced = Vec::new();
+        let mut proofs = Vec::new();
+        let mut failed = None;
         for slot in &slots {
             let step = match time_left(deadline, &name) {
                 Ok(cap) => self.replace_slot(app, *slot, Replace::Reload, cap).await,
                 Err(e) => Err(e),
             };
-            if let Err(e) = step {
-                set_spec(app, old, from);
-                for back in replaced {
-                    if let Err(e) = self.replace_slot(app, back, Replace::Reload, None).await {
-                        tracing::error!(app = %name, slot = back, "cannot go back to the previous release: {e}");
-                    }
+            match step {
+                Ok(proof) => {
+                    proofs.push(proof);
+                    replaced.push(*slot);
                 }
-                self.mark_dirty();
-                return Err(e);
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
             }
-            replaced.push(*slot);
+        }
+        if failed.is_none()
+            && let Err(reason) = self.check_app(app).await
+        {
+            failed = Some(SupervisorError::NotServing {
+                app: name.clone(),
+                reason,
+                undone: true,
+            });
+        }
+        if let Some(e) = failed {
+            set_spec(app, old, from);
+            for back in replaced {
+                if let Err(e) = self.replace_slot(app, back, Replace::Reload, None).await {
+                    tracing::error!(app = %name, slot = back, "cannot go back to the previous release: {e}");
+                }
+            }
+            self.mark_dirty();
+            return Err(e);
         }
         app.count.store(to, Ordering::SeqCst);
         match scale {
@@ -335,13 +355,14 @@ impl Inner {
         lock(&app.run_cancel).cancel();
         self.arm(app);
         Ok(format!(
-            "{name}: reloaded {} instance(s) with zero downtime{}",
+            "{name}: reloaded {} instance(s) with zero downtime{}{}",
             slots.len(),
             if to == from {
                 String::new()
             } else {
                 format!(", scaled from {from} to {to}")
-            }
+            },
+            super::slots::unverified_note(&proofs, &app.spec()),
         ))
     }
 

@@ -13,7 +13,7 @@ use super::events::{self};
 use super::instance::{kill_signal, kill_timeout};
 use super::process::{self};
 use super::readiness;
-use super::ready::{self, NotifySocket, Readiness};
+use super::ready::{self, NotReady, NotifySocket, Proof, Readiness};
 use super::{Inner, SupervisorError, watch};
 
 impl Inner {
@@ -145,7 +145,7 @@ impl Inner {
         self: &Arc<Self>,
         app: &Arc<AppRuntime>,
         slot: u32,
-    ) -> Result<(), SupervisorError> {
+    ) -> Result<Proof, SupervisorError> {
         self.replace_slot(app, slot, Replace::Reload, None).await
     }
 
@@ -159,7 +159,7 @@ impl Inner {
         slot: u32,
         how: Replace,
         cap: Option<Duration>,
-    ) -> Result<(), SupervisorError> {
+    ) -> Result<Proof, SupervisorError> {
         if self.closing.load(Ordering::SeqCst) {
             return Err(SupervisorError::ShuttingDown);
         }
@@ -168,7 +168,7 @@ impl Inner {
             .get(&slot)
             .map(|s| (s.id, s.restarts.clone()))
         else {
-            return Ok(());
+            return Ok(Proof::Own);
         };
         static SEQ: AtomicU32 = AtomicU32::new(0);
         let seq = SEQ.fetch_add(1, Ordering::SeqCst);
@@ -190,18 +190,14 @@ impl Inner {
                 })?),
                 None => None,
             };
-        let probe = plan.probe.map(|p| {
-            // Where the shared socket listens, when bound to one address.
-            let ip = lock(&app.listener)
-                .as_ref()
-                .and_then(|l| l.local_addr().ok())
-                .and_then(|a| a.as_socket())
-                .map(|a| a.ip())
-                .filter(|ip| !ip.is_unspecified())
-                .unwrap_or(std::net::Ipv4Addr::LOCALHOST.into());
-            ((ip, p.port).into(), p.http_path)
-        });
-        let readiness = Readiness { notify, probe };
+        let probe = plan
+            .probe
+            .map(|p| (probe_address(app, p.port), p.http_path));
+        let readiness = Readiness {
+            notify,
+            notify_offered: plan.own == Some(readiness::OwnSignal::Offered),
+            probe,
+        };
         let notify = readiness.notify.as_ref();
         let mut proc =
             self.launch(app, slot, id, notify)
@@ -213,23 +209,32 @@ impl Inner {
         let timeout = Duration::from_millis(spec.listen_timeout_ms);
         let timeout = cap.map_or(timeout, |c| c.min(timeout));
         let waited = std::time::Instant::now();
-        if let Err(reason) = ready::wait_ready(&readiness, &mut proc.child, timeout).await {
-            tracing::warn!(app = %app.name, slot, "new instance {reason}");
-            process::stop_child(&mut proc.child, kill_signal(&spec), kill_timeout(&spec)).await;
-            let why = format!("the new process {reason}; it was stopped");
-            self.emit(
-                &app.name,
-                Some(slot),
-                Some(proc.pid),
-                EventKind::Stopped,
-                why,
-            );
-            let app = app.name.clone();
-            return Err(match how {
-                Replace::Reload => SupervisorError::ReloadFailed { app, slot, reason },
-                Replace::Fresh => SupervisorError::StartFailed { app, slot, reason },
-            });
-        }
+        let ready = match ready::wait_ready(&readiness, &mut proc.child, timeout).await {
+            Ok(proof) => ready::stays_up(&mut proc.child, proc.started, plan.stable_for)
+                .await
+                .map(|()| proof),
+            Err(e) => Err(e),
+        };
+        let proof = match ready {
+            Ok(proof) => proof,
+            Err(reason) => {
+                tracing::warn!(app = %app.name, slot, "new instance {reason}");
+                process::stop_child(&mut proc.child, kill_signal(&spec), kill_timeout(&spec)).await;
+                let why = format!("the new process {reason}; it was stopped");
+                self.emit(
+                    &app.name,
+                    Some(slot),
+                    Some(proc.pid),
+                    EventKind::Stopped,
+                    why,
+                );
+                let app = app.name.clone();
+                return Err(match how {
+                    Replace::Reload => SupervisorError::ReloadFailed { app, slot, reason },
+                    Replace::Fresh => SupervisorError::StartFailed { app, slot, reason },
+                });
+            }
+        };
         drop(readiness);
         let pid = proc.pid;
         let ready_in = format!("ready after {}", events::took(waited.elapsed()));
@@ -254,7 +259,7 @@ impl Inner {
             }
         }
         self.mark_dirty();
-        Ok(())
+        Ok(proof)
     }
 
     /// Restart one slot gracefully (memory limit): a reload in cluster mode, else stop + start.
@@ -267,7 +272,7 @@ impl Inner {
             return Ok(());
         }
         if app.spec().exec_mode == ExecModeSpec::Cluster {
-            return self.reload_slot(app, slot).await;
+            return self.reload_slot(app, slot).await.map(|_| ());
         }
         let join = lock(&app.slots).get_mut(&slot).and_then(|s| {
             let r = s.runner.as_mut()?;
@@ -308,4 +313,58 @@ impl Inner {
 pub(super) enum Replace {
     Reload,
     Fresh,
+}
+
+/// Where a probe of `port` goes: where the app's shared socket listens when it is bound to
+/// one address, else the loopback address.
+pub(super) fn probe_address(app: &AppRuntime, port: u16) -> std::net::SocketAddr {
+    let ip = lock(&app.listener)
+        .as_ref()
+        .and_then(|l| l.local_addr().ok())
+        .and_then(|a| a.as_socket())
+        .map(|a| a.ip())
+        .filter(|ip| !ip.is_unspecified())
+        .unwrap_or(std::net::Ipv4Addr::LOCALHOST.into());
+    (ip, port).into()
+}
+
+impl Inner {
+    /// Once every instance of a reload is new: the app's probe through the shared socket,
+    /// which only new instances can answer now. `Ok` when the app has no such probe.
+    pub(super) async fn check_app(&self, app: &AppRuntime) -> Result<(), NotReady> {
+        let spec = app.spec();
+        let has_listener = lock(&app.listener).is_some();
+        let Some(p) = readiness::plan(&spec, has_listener).app_probe else {
+            return Ok(());
+        };
+        let addr = probe_address(app, p.port);
+        let timeout = Duration::from_millis(spec.listen_timeout_ms);
+        if ready::probe_until(addr, p.http_path.as_deref(), timeout).await {
+            return Ok(());
+        }
+        Err(NotReady::AppProbe {
+            probe: p
+                .http_path
+                .map_or("TCP".to_string(), |path| format!("HTTP GET {path}")),
+            port: p.port,
+        })
+    }
+}
+
+/// What a reload's message adds when some instance gave no readiness signal of its own.
+pub(super) fn unverified_note(
+    proofs: &[Proof],
+    spec: &pmfleet_shared::protocol::AppSpec,
+) -> String {
+    let n = proofs
+        .iter()
+        .filter(|p| **p == Proof::AliveAfterTimeout)
+        .count();
+    if n == 0 {
+        return String::new();
+    }
+    format!(
+        " — readiness not verified for {n} instance(s): no wait_ready/sd_notify READY=1 or Node listen signal, so each was counted ready once alive after listen_timeout ({} ms)",
+        spec.listen_timeout_ms
+    )
 }

@@ -188,15 +188,34 @@ impl Supervisor {
                 let n = slots.len();
                 let what = format!("rolling reload of {n} instance(s)");
                 inner.emit(&app.name, None, None, EventKind::ReloadStarted, what);
+                let mut proofs = Vec::new();
                 let mut result = Ok(());
                 for slot in &slots {
-                    result = inner.reload_slot(&app, *slot).await;
-                    if result.is_err() {
-                        break;
+                    match inner.reload_slot(&app, *slot).await {
+                        Ok(proof) => proofs.push(proof),
+                        Err(e) => {
+                            result = Err(e);
+                            break;
+                        }
                     }
                 }
-                result
-                    .map(|()| format!("{}: reloaded {n} instance(s) with zero downtime", app.name))
+                if result.is_ok()
+                    && let Err(reason) = inner.check_app(&app).await
+                {
+                    // The same spec: there is no previous release to go back to.
+                    result = Err(SupervisorError::NotServing {
+                        app: app.name.clone(),
+                        reason,
+                        undone: false,
+                    });
+                }
+                let note = super::slots::unverified_note(&proofs, &spec);
+                result.map(|()| {
+                    format!(
+                        "{}: reloaded {n} instance(s) with zero downtime{note}",
+                        app.name
+                    )
+                })
             };
             match result {
                 Ok(message) => {
