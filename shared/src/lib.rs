@@ -2,6 +2,8 @@
 //!
 //! - [`ecosystem`]: the PM2-style ecosystem file (JSON, YAML, JavaScript), parsed into a raw
 //!   tree and validated into checked types. Only checked types leave this crate.
+//! - [`protocol`]: the agent's length-prefixed JSON frames; [`tls`]: the mutual-TLS setup.
+//! - [`units`]: durations and sizes as written (`2s`, `150M`).
 
 // File input never panics the reader: no unwrap/expect/indexing outside tests.
 #![cfg_attr(
@@ -12,3 +14,4 @@
 pub mod ecosystem;
 pub mod protocol;
 pub mod tls;
+pub mod units;

@@ -188,20 +188,9 @@ pub struct StartArgs {
     pub args: Vec<String>,
 }
 
-/// `200M`, `1G`, `512K`, `1048576`.
+/// `200M`, `1G`, `512K`, `1048576` (bytes; see [`pmfleet_shared::units`]).
 fn parse_size(s: &str) -> Result<u64, String> {
-    let t = s.trim().to_ascii_uppercase();
-    let t = t.strip_suffix('B').unwrap_or(&t);
-    let (num, mult) = match t.chars().last() {
-        Some('K') => (&t[..t.len() - 1], 1u64 << 10),
-        Some('M') => (&t[..t.len() - 1], 1 << 20),
-        Some('G') => (&t[..t.len() - 1], 1 << 30),
-        _ => (t, 1),
-    };
-    num.trim()
-        .parse::<u64>()
-        .map(|n| n * mult)
-        .map_err(|_| format!("`{s}` is not a size like 200M"))
+    pmfleet_shared::units::parse_size(s).map_err(|e| e.to_string())
 }
 
 /// Whether `start`'s argument names an ecosystem file rather than a script.
