@@ -3,7 +3,8 @@
 //! - [`ecosystem`]: the PM2-style ecosystem file (JSON, YAML, JavaScript), parsed into a raw
 //!   tree and validated into checked types. Only checked types leave this crate.
 //! - [`protocol`]: the agent's length-prefixed JSON frames; [`tls`]: the mutual-TLS setup.
-//! - [`units`]: durations and sizes as written (`2s`, `150M`).
+//! - [`units`]: durations and sizes as written (`2s`, `150M`); [`display`]: tables, sizes and
+//!   uptimes as both command lines print them.
 
 // File input never panics the reader: no unwrap/expect/indexing outside tests.
 #![cfg_attr(
@@ -11,6 +12,7 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
 )]
 
+pub mod display;
 pub mod ecosystem;
 pub mod protocol;
 pub mod tls;
