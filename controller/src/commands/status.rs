@@ -70,7 +70,7 @@ pub struct AppRow {
 pub async fn run(args: StatusArgs) -> Exit {
     let (file, envs) = split_words(&args.words);
     let cwd = std::env::current_dir().unwrap_or_else(|_| ".".into());
-    let eco = match agents::load_ecosystem(file.as_deref(), &cwd) {
+    let eco = match ecosystem::load_from(file.as_deref(), &cwd) {
         Ok(eco) => eco,
         Err(message) => {
             eprintln!("error: {message}");
