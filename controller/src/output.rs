@@ -141,7 +141,7 @@ impl Output {
                     r.outcome.clone(),
                     r.release.clone(),
                     r.sha.clone(),
-                    format!("{:.1}s", r.elapsed.as_secs_f64()),
+                    pmfleet_shared::display::seconds(r.elapsed),
                     r.message.clone(),
                 ]
             })
@@ -207,33 +207,9 @@ fn print_stdout(text: &str) {
     let _ = out.flush();
 }
 
-/// Left-aligned columns separated by two spaces.
-pub fn table<const N: usize>(headers: &[&str; N], rows: &[[String; N]]) -> String {
-    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
-    for row in rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let mut out = String::new();
-    let mut push_row = |cells: Vec<&str>| {
-        let mut line = String::new();
-        for (i, (cell, w)) in cells.iter().zip(&widths).enumerate() {
-            if i + 1 == N {
-                line.push_str(cell);
-            } else {
-                line.push_str(&format!("{cell:<w$}  "));
-            }
-        }
-        out.push_str(line.trim_end());
-        out.push('\n');
-    };
-    push_row(headers.to_vec());
-    for row in rows {
-        push_row(row.iter().map(String::as_str).collect());
-    }
-    out
-}
+/// Left-aligned columns separated by two spaces: the one table renderer, shared with the agent's
+/// CLI.
+pub use pmfleet_shared::display::table;
 
 #[cfg(test)]
 mod tests {
