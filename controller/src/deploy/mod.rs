@@ -2,14 +2,12 @@
 //! `current`, `previous`, `exec` and `unlock`. See docs/deploy.md for the host layout and the
 //! order of steps.
 
-mod apply;
 pub mod archive;
-mod fleet;
+pub(crate) mod fleet;
 pub mod history;
 pub mod host_state;
 mod inspect;
 pub mod lock;
-pub mod provision;
 pub mod report;
 mod revert;
 pub mod revision;

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use pmfleet_shared::ecosystem::DeployEnv;
 
-use super::apply::Agents;
+use crate::agent::apply::Agents;
 use super::fleet::{Fleet, each};
 use super::history::{self, Action, Outcome, Record};
 use super::host_state::HostState;

@@ -8,7 +8,7 @@ use pmfleet_shared::ecosystem::{DeployEnv, FetchMode};
 
 use super::Context;
 use super::fleet::{Fleet, each};
-use super::provision::{Kit, provision};
+use crate::agent::provision::{Kit, provision};
 use super::report::{HostReport, Status};
 use super::scripts::{self, HookDir};
 

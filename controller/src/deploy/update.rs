@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use pmfleet_shared::ecosystem::{Batch, DeployEnv, FetchMode};
 
-use super::apply::Agents;
+use crate::agent::apply::Agents;
 use super::fleet::{Fleet, Member, each};
 use super::history::{Action, Outcome, Record};
 use super::lock::{self, Holder};

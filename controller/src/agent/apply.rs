@@ -8,8 +8,8 @@ use std::time::Duration;
 use pmfleet_shared::ecosystem::AgentSettings;
 use pmfleet_shared::protocol::{ApplyRelease, Request, Response};
 
-use super::fleet::Member;
-use crate::agent_client::AgentClient;
+use super::client::AgentClient;
+use crate::deploy::fleet::Member;
 
 /// How long the apps of a release may take to become ready on one host.
 pub const APPLY_TIMEOUT: Duration = Duration::from_secs(120);
@@ -28,7 +28,7 @@ impl Agents {
         let Some(settings) = &env.agent else {
             return Ok(None);
         };
-        let client = crate::agents::client(Duration::from_secs(10)).map_err(|message| {
+        let client = super::targets::client(Duration::from_secs(10)).map_err(|message| {
             format!(
                 "cannot talk to the agents: {message}\n  hint: run `pmfleet ca init` and `pmfleet deploy {} setup`, or set `agent: false`",
                 env.name
