@@ -280,27 +280,10 @@ fn local_user_name() -> Option<String> {
     if let Some(user) = std::env::var("USER").ok().filter(|u| !u.is_empty()) {
         return Some(user);
     }
-    // SAFETY: getpwuid_r writes only into the buffers passed; `result` is either null or points
-    // into `passwd`, whose strings live in `buffer`, both alive while read below.
-    unsafe {
-        let mut passwd: libc::passwd = std::mem::zeroed();
-        let mut buffer = vec![0 as libc::c_char; 4096];
-        let mut result: *mut libc::passwd = std::ptr::null_mut();
-        let status = libc::getpwuid_r(
-            libc::geteuid(),
-            &mut passwd,
-            buffer.as_mut_ptr(),
-            buffer.len(),
-            &mut result,
-        );
-        if status != 0 || result.is_null() || passwd.pw_name.is_null() {
-            return None;
-        }
-        std::ffi::CStr::from_ptr(passwd.pw_name)
-            .to_str()
-            .ok()
-            .map(str::to_string)
-    }
+    nix::unistd::User::from_uid(nix::unistd::geteuid())
+        .ok()
+        .flatten()
+        .map(|user| user.name)
 }
 
 /// russh callbacks: only the host key check is ours.
