@@ -6,13 +6,13 @@ use std::time::Instant;
 
 use pmfleet_shared::ecosystem::DeployEnv;
 
-use crate::agent::apply::Agents;
 use super::fleet::{Fleet, each};
 use super::history::{self, Action, Outcome, Record};
 use super::host_state::HostState;
 use super::lock::{self, Holder};
 use super::report::{HostReport, Status};
 use super::{Context, now_rfc3339, scripts};
+use crate::agent::apply::Agents;
 
 pub async fn revert(ctx: &Context, env: &DeployEnv, n: usize) -> Vec<HostReport> {
     let out = &ctx.out;

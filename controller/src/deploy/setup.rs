@@ -8,9 +8,9 @@ use pmfleet_shared::ecosystem::{DeployEnv, FetchMode};
 
 use super::Context;
 use super::fleet::{Fleet, each};
-use crate::agent::provision::{Kit, provision};
 use super::report::{HostReport, Status};
 use super::scripts::{self, HookDir};
+use crate::agent::provision::{Kit, provision};
 
 pub async fn setup(ctx: &Context, env: &DeployEnv) -> Vec<HostReport> {
     let kit = match &env.agent {

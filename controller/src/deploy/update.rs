@@ -7,7 +7,6 @@ use std::time::Instant;
 
 use pmfleet_shared::ecosystem::{Batch, DeployEnv, FetchMode};
 
-use crate::agent::apply::Agents;
 use super::fleet::{Fleet, Member, each};
 use super::history::{Action, Outcome, Record};
 use super::lock::{self, Holder};
@@ -15,6 +14,7 @@ use super::report::{HostReport, Status};
 use super::revision::{RepoCache, Revision};
 use super::scripts::{self, HookDir};
 use super::{Context, archive, new_release_id, now_rfc3339};
+use crate::agent::apply::Agents;
 use crate::output::Output;
 use crate::transport::SharedBytes;
 
