@@ -99,7 +99,10 @@ pub async fn provision(
     member: &Member,
 ) -> Result<String, String> {
     let home = &settings.home;
-    let probe = member.run(&scripts::agent_probe(home)).await?;
+    let probe = member
+        .run(&scripts::agent_probe(home))
+        .await
+        .map_err(|e| e.to_string())?;
     let field = |key: &str| {
         probe
             .stdout

@@ -3,14 +3,18 @@
 //! order of steps.
 
 pub mod archive;
+pub mod error;
 pub(crate) mod fleet;
 pub mod history;
 pub mod host_state;
 mod inspect;
 pub mod lock;
+mod prepare;
+mod remote;
 pub mod report;
 mod revert;
 pub mod revision;
+pub mod rollout;
 pub mod scripts;
 mod setup;
 mod update;
