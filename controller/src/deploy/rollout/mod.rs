@@ -6,7 +6,7 @@
 //! the actions on the hosts through the [`RolloutHost`] trait and feeds the results back, so
 //! the rules are tested by tables of events and expected actions (`tests.rs`).
 //!
-//! The rules live in three files: [`gate`] (connecting and locking: who may start), `deploy`
+//! The rules live in three files: `gate` (connecting and locking: who may start), `deploy`
 //! (all or nothing before the switch, batches with the first as the canary, `max_fail`, rolling
 //! back the hosts already switched) and `revert` (one target for every host, or none moves).
 
