@@ -44,6 +44,8 @@ pub struct Output {
     mode: Mode,
     multi: Option<MultiProgress>,
     bars: Mutex<HashMap<String, ProgressBar>>,
+    /// Where the text goes instead of stdout (tests read it back).
+    captured: Option<Mutex<String>>,
 }
 
 impl Output {
@@ -52,7 +54,24 @@ impl Output {
             mode,
             multi: (mode == Mode::Live).then(MultiProgress::new),
             bars: Mutex::new(HashMap::new()),
+            captured: None,
         }
+    }
+
+    /// Plain lines kept in memory rather than printed; [`Output::captured`] returns them.
+    pub fn capturing() -> Output {
+        Output {
+            captured: Some(Mutex::new(String::new())),
+            ..Output::new(Mode::Plain)
+        }
+    }
+
+    /// Everything written so far by a [`Output::capturing`] output.
+    pub fn captured(&self) -> String {
+        self.captured
+            .as_ref()
+            .map(|c| c.lock().unwrap_or_else(|e| e.into_inner()).clone())
+            .unwrap_or_default()
     }
 
     pub fn mode(&self) -> Mode {
@@ -154,9 +173,9 @@ impl Output {
     /// Prints a block of text as is (listings, tables).
     pub fn print_block(&self, text: &str) {
         if let Some(multi) = &self.multi {
-            multi.suspend(|| print_stdout(text));
+            multi.suspend(|| self.print(text));
         } else {
-            print_stdout(text);
+            self.print(text);
         }
     }
 
@@ -165,12 +184,22 @@ impl Output {
             Some(multi) => {
                 let _ = multi.println(line);
             }
-            None => print_stdout(&format!("{line}\n")),
+            None => self.print(&format!("{line}\n")),
         }
     }
 
     fn json(&self, value: &serde_json::Value) {
-        print_stdout(&format!("{value}\n"));
+        self.print(&format!("{value}\n"));
+    }
+
+    fn print(&self, text: &str) {
+        match &self.captured {
+            Some(captured) => captured
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push_str(text),
+            None => print_stdout(text),
+        }
     }
 
     fn bar(&self, host: &str) -> ProgressBar {

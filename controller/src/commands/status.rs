@@ -12,8 +12,8 @@ use pmfleet_shared::ecosystem;
 use pmfleet_shared::protocol::{AgentStatus, ExecModeSpec, Request, Response, Status};
 use serde::Serialize;
 
-use crate::agent_client::AgentClient;
-use crate::agents::{self, AgentTarget};
+use crate::agent::AgentClient;
+use crate::agent::targets::{self as agents, AgentTarget};
 use crate::cli::parse_duration;
 use crate::deploy::Exit;
 use crate::deploy::revision::short_sha;

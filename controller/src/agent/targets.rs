@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use pmfleet_shared::ecosystem::{self, Ecosystem};
 
-use crate::agent_client::AgentClient;
+use super::client::AgentClient;
 pub use crate::concurrent::each;
 use crate::pki::{self, ClientIdentity};
 
