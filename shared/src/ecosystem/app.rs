@@ -185,6 +185,7 @@ struct Written<'v> {
     args: Option<&'v Value>,
     exec_mode: Option<ExecMode>,
     instances: bool,
+    merge_logs: bool,
     execute_command: bool,
     log_date_format: Option<&'v Value>,
 }
@@ -233,6 +234,15 @@ fn read_app<'v>(r: &mut Report, v: &'v Value, f: &FieldPath) -> Option<(App, Opt
         None => {}
     }
     finish_exec_mode(r, &mut app, &written, f);
+    // PM2 (`Common.verifyConfs`) merges the logs of an app not written in cluster mode whose
+    // instance count is 0 (`0`, `max`), before it picks cluster mode for it. (Without an
+    // instance count it does too, which changes nothing: one instance has one log.)
+    if !written.merge_logs
+        && written.exec_mode != Some(ExecMode::Cluster)
+        && app.instances == Instances::Max
+    {
+        app.merge_logs = true;
+    }
     if app.time {
         if let Some(format) = written.log_date_format
             && app.log_date_format.as_deref() != Some(TIME_FORMAT)
@@ -328,7 +338,10 @@ fn read_key<'v>(
         "ignore_watch" => app.ignore_watch = read_words(r, value, field).unwrap_or_default(),
         "out_file" => app.out_file = read_log_path(r, value, field),
         "error_file" => app.error_file = read_log_path(r, value, field),
-        "merge_logs" => set(&mut app.merge_logs, fields::boolean(r, value, field)),
+        "merge_logs" => {
+            written.merge_logs = true;
+            set(&mut app.merge_logs, fields::boolean(r, value, field));
+        }
         "log_date_format" => {
             written.log_date_format = Some(value);
             app.log_date_format = fields::text(r, value, field);
@@ -818,6 +831,19 @@ mod tests {
             diags[0].message.contains("binds port 8000 itself"),
             "{diags:?}"
         );
+    }
+
+    #[test]
+    fn one_per_cpu_merges_the_logs_as_in_pm2() {
+        let (app, _) = one(r#"{"script": "a.js", "instances": "max"}"#);
+        assert_eq!(app.exec_mode, ExecMode::Cluster);
+        assert!(app.merge_logs);
+        let (app, _) = one(r#"{"script": "a.js", "instances": 0, "exec_mode": "cluster"}"#);
+        assert!(!app.merge_logs, "written in cluster mode");
+        let (app, _) = one(r#"{"script": "a.js", "instances": "max", "merge_logs": false}"#);
+        assert!(!app.merge_logs, "written");
+        let (app, _) = one(r#"{"script": "a.js", "instances": 2}"#);
+        assert!(!app.merge_logs);
     }
 
     #[test]

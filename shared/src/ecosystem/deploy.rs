@@ -162,8 +162,10 @@ pub(crate) fn read_deploy(r: &mut Report, v: &Value, base_dir: &Path) -> DeployR
                     &field,
                     unusable(&format!("environment `{}`", entry.key), &diagnostics),
                     Some(format!(
-                        "only a command that uses `{}` stops on this; `pmfleet config {}` lists every problem",
-                        entry.key, entry.key
+                        "only a command that uses `{}` stops on this; `pmfleet config {} {}` lists every problem",
+                        entry.key,
+                        r.file().display(),
+                        entry.key
                     )),
                 );
                 out.broken.insert(entry.key.clone(), diagnostics);
@@ -258,7 +260,7 @@ fn read_env(
         let field = f.key(&entry.key);
         let value = &entry.value;
         match *canonical {
-            "user" => user = fields::word(r, value, &field, "user name"),
+            "user" => user = user_name(r, value, &field),
             "host" => hosts = read_hosts(r, value, &field),
             "port" => port = fields::port(r, value, &field),
             "key" => key = fields::text(r, value, &field).map(|k| key_path(&k, base_dir)),
@@ -491,7 +493,7 @@ fn read_host_object(r: &mut Report, v: &Value, f: &FieldPath) -> Option<HostEntr
         match *key {
             "host" => host = host_name(r, &entry.value, &field),
             "port" => port = fields::port(r, &entry.value, &field),
-            "user" => user = fields::word(r, &entry.value, &field, "user name"),
+            "user" => user = user_name(r, &entry.value, &field),
             _ => {}
         }
     }
@@ -511,7 +513,45 @@ fn read_host_object(r: &mut Report, v: &Value, f: &FieldPath) -> Option<HostEntr
 
 /// A host name, address or ssh alias. `user@host` and `host:port` are refused: PM2 does not
 /// read them either, and they would hide a `user`/`port` setting.
+/// The placeholders of the file `pm2 init` writes, and what each one stands for.
+const PLACEHOLDERS: [(&str, &str); 4] = [
+    ("SSH_USERNAME", "the login user on the hosts"),
+    ("SSH_HOSTMACHINE", "the host to deploy to"),
+    ("GIT_REPOSITORY", "the git URL the code comes from"),
+    (
+        "DESTINATION_PATH",
+        "the deploy root on the hosts, e.g. \"/var/www/app\"",
+    ),
+];
+
+/// Whether `v` is still a placeholder of `pm2 init`'s template (reported when it is).
+fn placeholder(r: &mut Report, v: &Value, f: &FieldPath) -> bool {
+    let Some((name, meaning)) = v
+        .as_str()
+        .and_then(|s| PLACEHOLDERS.iter().find(|(p, _)| *p == s))
+    else {
+        return false;
+    };
+    r.error(
+        v,
+        f,
+        format!("`{name}` is a placeholder of the file `pm2 init` writes"),
+        Some(format!("replace it with {meaning}")),
+    );
+    true
+}
+
+fn user_name(r: &mut Report, v: &Value, f: &FieldPath) -> Option<String> {
+    if placeholder(r, v, f) {
+        return None;
+    }
+    fields::word(r, v, f, "user name")
+}
+
 fn host_name(r: &mut Report, v: &Value, f: &FieldPath) -> Option<String> {
+    if placeholder(r, v, f) {
+        return None;
+    }
     if let Some((port, rest)) = v.as_str().and_then(ssh_port_option) {
         let host = if rest.is_empty() {
             "the host".to_owned()
@@ -651,6 +691,9 @@ fn read_ref(r: &mut Report, v: &Value, f: &FieldPath) -> Option<String> {
 }
 
 fn read_repo(r: &mut Report, v: &Value, f: &FieldPath) -> Option<String> {
+    if placeholder(r, v, f) {
+        return None;
+    }
     let repo = fields::string(r, v, f)?;
     if repo.trim().is_empty() {
         r.error(v, f, "repo must not be empty", None);
@@ -678,6 +721,9 @@ fn read_repo(r: &mut Report, v: &Value, f: &FieldPath) -> Option<String> {
 
 /// `path`: absolute on the host, or under the login user's home (`~`, `~/…`).
 fn read_path(r: &mut Report, v: &Value, f: &FieldPath) -> Option<String> {
+    if placeholder(r, v, f) {
+        return None;
+    }
     let path = fields::string(r, v, f)?;
     if let Some(c) = path.chars().find(|c| matches!(c, '\0' | '\n' | '\r')) {
         r.error(
@@ -1128,6 +1174,80 @@ mod tests {
         ));
         assert_eq!(diags.len(), 1);
         assert!(diags[0].message.contains("given twice"));
+    }
+
+    #[test]
+    fn a_pm2_init_template_names_its_placeholders() {
+        let (read, _) = read_all(
+            r#"{"production": {"user": "SSH_USERNAME", "host": "SSH_HOSTMACHINE", "ref": "origin/master",
+                "repo": "GIT_REPOSITORY", "path": "DESTINATION_PATH", "pre-setup": ""}}"#,
+        );
+        let diags = &read.broken["production"];
+        let fields: Vec<&str> = diags.iter().map(|d| d.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            vec![
+                "deploy.production.user",
+                "deploy.production.host",
+                "deploy.production.repo",
+                "deploy.production.path"
+            ]
+        );
+        assert!(diags.iter().all(|d| d.message.contains("placeholder")));
+        assert_eq!(
+            diags[1].hint.as_deref(),
+            Some("replace it with the host to deploy to")
+        );
+    }
+
+    #[test]
+    fn ssh_options_in_a_host_say_which_key_to_use() {
+        for (host, port) in [
+            ("web1 -p 422", "422"),
+            ("-p 2222 web2", "2222"),
+            ("web3 -p2200", "2200"),
+        ] {
+            let (read, _) = read_all(&format!(r#"{{"p": {{"host": "{host}", {MINIMAL}}}}}"#));
+            let d = &read.broken["p"][0];
+            assert_eq!(
+                d.hint
+                    .as_deref()
+                    .map(|h| h.starts_with(&format!("use `port: {port}`"))),
+                Some(true),
+                "{host}: {d}"
+            );
+        }
+        let (read, _) = read_all(&format!(
+            r#"{{"p": {{"host": "-oProxyCommand=x", {MINIMAL}}}}}"#
+        ));
+        assert!(read.broken["p"][0].message.contains("starts with `-`"));
+    }
+
+    #[test]
+    fn an_environment_with_problems_is_set_aside_with_them() {
+        let (read, summary) = read_all(&format!(
+            r#"{{"bad": {{"host": "a", "port": "x", "hots": "b"}}, "good": {{"host": "a", "bogus": 1, {MINIMAL}}}}}"#
+        ));
+        assert_eq!(read.envs.keys().collect::<Vec<_>>(), vec!["good"]);
+        let bad = &read.broken["bad"];
+        assert_eq!(bad.iter().filter(|d| d.is_error()).count(), 4, "{bad:#?}");
+        assert_eq!(
+            bad.iter().filter(|d| !d.is_error()).count(),
+            1,
+            "the warning stays with it"
+        );
+        assert_eq!(summary.len(), 2, "{summary:#?}");
+        assert!(
+            summary[0]
+                .message
+                .starts_with("environment `bad` cannot be used: 1:")
+        );
+        assert!(
+            summary[0].message.ends_with("(and 3 more)"),
+            "{}",
+            summary[0].message
+        );
+        assert_eq!(summary[1].field, "deploy.good.bogus");
     }
 
     #[test]

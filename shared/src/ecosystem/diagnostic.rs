@@ -89,6 +89,11 @@ impl Report {
         }
     }
 
+    /// The file, as the diagnostics name it.
+    pub fn file(&self) -> &Path {
+        &self.file
+    }
+
     /// An empty report for the same file, to collect one part's problems apart.
     pub fn sibling(&self) -> Report {
         Report::new(&self.file)

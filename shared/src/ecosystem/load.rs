@@ -109,22 +109,36 @@ pub fn parse_str(text: &str, format: Format, source: &Path) -> Result<Ecosystem,
     if format == Format::Json {
         keys::last_key_wins(&mut report, &mut root, &FieldPath::root());
     }
-    let (mut apps, deploy) = read_root(&mut report, &root, &base_dir);
+    let (mut apps, mut deploy) = read_root(&mut report, &root, &base_dir);
     attach_deploy_env(&mut apps, &deploy.env_blocks);
-    if report.has_errors() {
+    let has_errors = report.has_errors();
+    let diagnostics = in_file_order(report.into_diagnostics());
+    if has_errors {
         return Err(LoadError::Invalid {
             file: source.to_path_buf(),
-            diagnostics: report.into_diagnostics(),
+            diagnostics,
         });
+    }
+    for problems in deploy.broken.values_mut() {
+        *problems = in_file_order(std::mem::take(problems));
     }
     Ok(Ecosystem {
         source: absolute,
         apps,
         deploy: deploy.envs,
-        warnings: report.into_diagnostics(),
+        warnings: diagnostics,
         broken_environments: deploy.broken,
         deploy_errors: deploy.errors,
     })
+}
+
+/// Problems in the order of the file when they all have a position (they are found in the
+/// order keys are sorted out, not the order they are written).
+fn in_file_order(mut diagnostics: Vec<Diagnostic>) -> Vec<Diagnostic> {
+    if diagnostics.iter().all(|d| d.location.is_some()) {
+        diagnostics.sort_by_key(|d| d.location);
+    }
+    diagnostics
 }
 
 fn syntax_error(e: SyntaxError, format: Format, source: &Path) -> LoadError {
@@ -386,12 +400,19 @@ mod tests {
         );
         match e.environment("production") {
             Err(LoadError::Invalid { diagnostics, .. }) => {
-                assert_eq!(diagnostics.len(), 1, "{diagnostics:#?}");
-                assert_eq!(diagnostics[0].field, "deploy.production.path");
+                let fields: Vec<&str> = diagnostics.iter().map(|d| d.field.as_str()).collect();
+                assert_eq!(
+                    fields,
+                    vec![
+                        "deploy.production.host",
+                        "deploy.production.repo",
+                        "deploy.production.path"
+                    ]
+                );
             }
             other => panic!("{other:?}"),
         }
-        assert_eq!(e.errors().len(), 1);
+        assert_eq!(e.errors().len(), 3);
         assert_eq!(
             e.apps[0].resolved_env(None, Some("production"))["A"],
             "1",
