@@ -403,8 +403,8 @@ const INVALID: &[(&str, Expect)] = &[
         Expect::Errors(&[
             d("apps[0].instances", (3, 43), "found an array"),
             d("apps[0].max_memory_restart", (3, 70), "found \"1T\""),
-            d("apps[1].kill_signal", (4, 40), "did you mean `SIGTERM`?"),
             d("apps[1]", (4, 5), "missing required key `script`"),
+            d("apps[1].kill_signal", (4, 40), "did you mean `SIGTERM`?"),
         ]),
     ),
     (
