@@ -32,6 +32,8 @@ pub enum Command {
     Logs(crate::commands::logs::LogsArgs),
     /// The agents' lifecycle events from every host of an environment, as they happen.
     Events(crate::commands::events::EventsArgs),
+    /// Check the ecosystem file and print its environments and apps as pmfleet reads them, touching no host.
+    Config(crate::commands::config::ConfigArgs),
 }
 
 const DEPLOY_HELP: &str = "Commands:

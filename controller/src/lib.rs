@@ -30,5 +30,6 @@ pub async fn run(cli: cli::Cli) -> Exit {
         cli::Command::App(args) => commands::app::run(args).await,
         cli::Command::Logs(args) => commands::logs::run(args).await,
         cli::Command::Events(args) => commands::events::run(args).await,
+        cli::Command::Config(args) => commands::config::run(args),
     }
 }
