@@ -30,8 +30,9 @@ use super::{Inner, Supervisor};
 use crate::home::AgentHome;
 
 /// The version of [`AppsHandover`] (and of the file around it): a binary takes over only
-/// from the same version.
-pub const HANDOVER_VERSION: u32 = 1;
+/// from the same version. 2: the home's lock is handed over too (left open across the
+/// `exec`), and the new binary must take it over rather than wait for it.
+pub const HANDOVER_VERSION: u32 = 2;
 
 /// Every app, with the descriptor numbers that stay open across the `exec`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
