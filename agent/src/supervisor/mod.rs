@@ -26,9 +26,11 @@ mod cluster_socket;
 mod cron;
 mod error;
 pub mod events;
+mod family;
 pub mod handover;
 mod instance;
 mod lifecycle;
+mod marker;
 mod monitor;
 pub mod persist;
 pub mod process;
@@ -74,6 +76,8 @@ pub struct Supervisor {
 
 pub(crate) struct Inner {
     home: AgentHome,
+    /// The `<home>` part of every mark this daemon gives its instances ([`marker`]).
+    mark_key: String,
     apps: Mutex<BTreeMap<String, Arc<AppRuntime>>>,
     next_id: AtomicU32,
     tasks: TaskTracker,
@@ -132,6 +136,7 @@ impl Supervisor {
 impl Inner {
     fn new(home: AgentHome, tasks: TaskTracker) -> Arc<Inner> {
         Arc::new(Inner {
+            mark_key: marker::home_key(home.root()),
             home,
             apps: Mutex::new(BTreeMap::new()),
             next_id: AtomicU32::new(0),
