@@ -38,6 +38,11 @@ pub fn new_mark(key: &str) -> String {
     format!("{key}:{:x}.{started:x}.{seq}", std::process::id())
 }
 
+/// Whether `mark` was given out in the home `key`.
+pub fn of_home(mark: &str, key: &str) -> bool {
+    mark.split_once(':').is_some_and(|(home, _)| home == key)
+}
+
 /// The value of `name` in a `/proc/<pid>/environ` image (`NAME=value` entries, NUL-separated).
 pub fn env_value<'a>(environ: &'a [u8], name: &str) -> Option<&'a str> {
     environ.split(|b| *b == 0).find_map(|entry| {
@@ -59,7 +64,9 @@ mod tests {
         assert_ne!(key, home_key(&dir.path().join("other")));
         let (a, b) = (new_mark(&key), new_mark(&key));
         assert_ne!(a, b);
-        assert!(a.starts_with(&format!("{key}:")));
+        assert!(of_home(&a, &key));
+        assert!(!of_home(&a, "0123456789abcdef"));
+        assert!(!of_home("no-colon", &key));
         // Stable across releases: the hash is spelled out, not std's.
         assert_eq!(home_key(Path::new("/nonexistent/pmfleet")), {
             let mut h: u64 = 0xcbf2_9ce4_8422_2325;
