@@ -120,6 +120,9 @@ pub async fn run_with(
         format!("{}\n", std::process::id()).as_bytes(),
     );
     let tasks = TaskTracker::new();
+    // Orphans below the daemon become its children, and are reaped (once the supervisor
+    // knows its own children: those it adopted in an upgrade are registered by then).
+    crate::supervisor::reaper::become_subreaper();
     let (sup, inherited_tls) = match handover {
         Some(h) => {
             let tls = h.tls.clone();
@@ -130,6 +133,7 @@ pub async fn run_with(
         }
         None => (Supervisor::start(home.clone(), tasks.clone()).await, None),
     };
+    tasks.spawn(crate::supervisor::reaper::run(shutdown.clone()));
     tracing::info!(home = %root, pid = std::process::id(), version = env!("CARGO_PKG_VERSION"), "agent running");
     let (tls, reloads) = crate::api::TlsControl::new();
     tasks.spawn(crate::api::tls::endpoint(

@@ -69,7 +69,7 @@ pub struct HandedProcess {
     pub start_time: Option<u64>,
     /// How long it had been running, so `list` keeps counting its uptime.
     pub uptime_ms: u64,
-    /// Its mark ([`super::marker`]), so its leftovers are still found once it stops.
+    /// Its mark (`PMFLEET_AGENT_MARK`), so its leftovers are still found once it stops.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mark: Option<String>,
     /// The read ends of its stdout and stderr pipes.

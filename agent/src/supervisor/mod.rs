@@ -13,8 +13,10 @@
 //! changes the slots (`scaling`). The edges are [`process`] (spawn, signals),
 //! `cluster_socket` (binding the shared socket and handing it to a child as fd 3), [`ready`]
 //! (waiting for the signals), [`persist`] (the state file), `restore`, `monitor` (CPU,
-//! memory, `max_memory_restart`) and [`watch`]. Every task runs on one [`TaskTracker`] and
-//! ends on its cancel token.
+//! memory, `max_memory_restart`) and [`watch`]. Every instance carries a mark (`marker`) by
+//! which its processes are found wherever they went (`family`), and orphans that end up the
+//! daemon's children are reaped without touching its own (`reaper`). Every task runs on one
+//! [`TaskTracker`] and ends on its cancel token.
 //!
 //! Status changes, reloads and releases are also published as [`events`], for subscribers
 //! ([`Supervisor::subscribe`]).
@@ -36,6 +38,7 @@ pub mod persist;
 pub mod process;
 pub mod readiness;
 pub mod ready;
+pub(crate) mod reaper;
 mod release;
 mod release_source;
 pub mod restart_policy;

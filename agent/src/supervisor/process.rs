@@ -48,7 +48,7 @@ pub struct Launch<'a> {
     pub notify: Option<&'a NotifySocket>,
     /// The Node `listen()` preload, for Node apps in cluster mode with a socket.
     pub preload: Option<&'a Path>,
-    /// This spawn's mark ([`super::marker`]), inherited by everything it starts.
+    /// This spawn's mark (`PMFLEET_AGENT_MARK`), inherited by everything it starts.
     pub mark: &'a str,
 }
 
@@ -78,7 +78,13 @@ pub fn spawn(spec: &AppSpec, launch: Launch<'_>) -> std::io::Result<Child> {
     unsafe {
         cmd.pre_exec(move || child_setup(listener));
     }
-    cmd.spawn()
+    // Registered as the daemon's own before any orphan sweep can see it exit.
+    let _gate = super::reaper::spawn_gate();
+    let child = cmd.spawn()?;
+    if let Some(pid) = child.id() {
+        super::reaper::own(pid);
+    }
+    Ok(child)
 }
 
 /// The instance's environment: the spec's, plus what PM2 and socket activation add.
