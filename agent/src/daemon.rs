@@ -73,6 +73,12 @@ pub async fn run_with(
         path: root.clone(),
         source,
     })?;
+    // Started in the background, our output is agent.log: rotate it like an app's log.
+    let max_size = std::env::var(crate::logs::daemon_log::MAX_SIZE_VAR)
+        .ok()
+        .and_then(|v| crate::logs::daemon_log::parse_size(&v))
+        .unwrap_or(crate::logs::DEFAULT_MAX_SIZE);
+    crate::logs::daemon_log::attach(&home.daemon_log(), max_size, crate::logs::DEFAULT_RETAIN);
     // Started by an in-place upgrade: the previous binary left us its lock, sockets and apps.
     let handover = match crate::upgrade::inherited() {
         Some(Ok(h)) => Some(h),
