@@ -74,10 +74,17 @@ pub async fn run_with(
         source,
     })?;
     // Started in the background, our output is agent.log: rotate it like an app's log.
-    let max_size = std::env::var(crate::logs::daemon_log::MAX_SIZE_VAR)
-        .ok()
-        .and_then(|v| crate::logs::daemon_log::parse_size(&v))
-        .unwrap_or(crate::logs::DEFAULT_MAX_SIZE);
+    let max_size = match std::env::var(crate::logs::daemon_log::MAX_SIZE_VAR) {
+        Ok(v) => match pmfleet_shared::units::parse_size(&v) {
+            Ok(n) if n > 0 => n,
+            Ok(_) => crate::logs::DEFAULT_MAX_SIZE,
+            Err(e) => {
+                tracing::warn!("{}: {e}", crate::logs::daemon_log::MAX_SIZE_VAR);
+                crate::logs::DEFAULT_MAX_SIZE
+            }
+        },
+        Err(_) => crate::logs::DEFAULT_MAX_SIZE,
+    };
     crate::logs::daemon_log::attach(&home.daemon_log(), max_size, crate::logs::DEFAULT_RETAIN);
     // Started by an in-place upgrade: the previous binary left us its lock, sockets and apps.
     let handover = match crate::upgrade::inherited() {

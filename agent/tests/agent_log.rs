@@ -1,12 +1,10 @@
 //! The daemon's own log rotates like an app's: `agent.log` → `agent.log.1` … by size, every
 //! line whole in exactly one generation, and the daemon goes on writing to the current file.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{Agent, wait_until};
+use pmfleet_testkit::{AgentHome, wait_until};
 
 /// `agent.log`'s generations that exist, oldest first, then the file itself.
 fn generations(home: &Path) -> Vec<PathBuf> {
@@ -35,7 +33,7 @@ fn count(files: &[PathBuf], needle: &str) -> usize {
 
 #[test]
 fn the_agents_own_log_rotates_and_keeps_every_line() {
-    let agent = Agent::new();
+    let agent = AgentHome::new();
     let max_size = 3000;
     // The daemon started in the background, its output in agent.log, rotated at 3000 bytes.
     let out = agent

@@ -3,8 +3,6 @@
 //! `stop-daemon`, the daemon's start, and the controller's own host scripts that probe, start
 //! and restart the agent; and the lock is never free while the daemon upgrades in place.
 
-mod common;
-
 use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::process::{Child, Command, Output};
@@ -12,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use common::{Agent, pid_alive, wait_until};
+use pmfleet_testkit::{AgentHome, pid_alive, wait_until};
 
 /// A live process that is not the agent, killed when the test ends.
 struct Stranger(Child);
@@ -39,7 +37,7 @@ impl Drop for Stranger {
     }
 }
 
-fn stale_pid_file(agent: &Agent, pid: u32) {
+fn stale_pid_file(agent: &AgentHome, pid: u32) {
     std::fs::write(agent.home.path().join("agent.pid"), format!("{pid}\n")).unwrap();
 }
 
@@ -53,7 +51,7 @@ fn stdout(out: &Output) -> String {
 
 #[test]
 fn a_stale_agent_pid_is_never_taken_for_the_agent() {
-    let agent = Agent::new();
+    let agent = AgentHome::new();
     let mut stranger = Stranger::start();
     stale_pid_file(&agent, stranger.pid());
 
@@ -126,15 +124,12 @@ fn probe_says_running(home: &str) -> bool {
 
 #[test]
 fn a_stale_agent_pid_survives_the_controllers_probe_start_and_restart() {
-    let agent = Agent::new();
+    let agent = AgentHome::new();
     let home = agent.home.path().to_str().unwrap().to_string();
     // The agent installed where setup installs it.
     std::fs::create_dir_all(agent.home.path().join("bin")).unwrap();
-    std::os::unix::fs::symlink(
-        env!("CARGO_BIN_EXE_pmfleet-agent"),
-        agent.home.path().join("bin/pmfleet-agent"),
-    )
-    .unwrap();
+    std::os::unix::fs::symlink(agent.binary(), agent.home.path().join("bin/pmfleet-agent"))
+        .unwrap();
     let mut stranger = Stranger::start();
     stale_pid_file(&agent, stranger.pid());
 
@@ -175,7 +170,7 @@ fn a_stale_agent_pid_survives_the_controllers_probe_start_and_restart() {
 
 #[test]
 fn the_home_lock_is_never_free_while_the_daemon_upgrades_in_place() {
-    let agent = Agent::new();
+    let agent = AgentHome::new();
     agent.write("tick.sh", "while true; do sleep 1; done\n");
     agent.ok(&["start", "tick.sh"]);
     agent.wait_online("tick", 1);

@@ -4,13 +4,11 @@
 //! container, and a child subreaper anyway) are reaped, while every instance's exit status
 //! stays its own.
 
-mod common;
-
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{Agent, pid_alive, wait_until};
+use pmfleet_testkit::{AgentHome, pid_alive, wait_until};
 
 /// Read a pid a script wrote, once it did.
 fn pid_in(path: &Path) -> u32 {
@@ -26,7 +24,7 @@ fn pid_in(path: &Path) -> u32 {
 
 #[test]
 fn a_helper_that_called_setsid_ends_with_its_instance() {
-    let agent = Agent::new();
+    let agent = AgentHome::new();
     // One helper in a session of its own under the running script, one whose parent exited
     // at once (re-parented away from the instance's tree).
     agent.write(
@@ -89,7 +87,7 @@ fn zombie(pid: u32) -> bool {
 
 #[test]
 fn orphans_are_reaped_when_the_agent_is_pid_1() {
-    let agent = Agent::new();
+    let agent = AgentHome::new();
     let home = agent.home.path();
     let log = std::fs::OpenOptions::new()
         .create(true)
@@ -100,7 +98,7 @@ fn orphans_are_reaped_when_the_agent_is_pid_1() {
     let namespace = Namespace(
         Command::new("unshare")
             .args(["--pid", "--fork", "--mount-proc", "--kill-child"])
-            .arg(env!("CARGO_BIN_EXE_pmfleet-agent"))
+            .arg(agent.binary())
             .arg("daemon")
             .env("PMFLEET_AGENT_HOME", home)
             .stdin(Stdio::null())

@@ -2,12 +2,10 @@
 //! copies of it) is followed by one that leaves no orphan holding a port and runs every app it
 //! can know of exactly once.
 
-mod common;
-
 use std::path::Path;
 use std::time::Duration;
 
-use common::{Agent, free_port, get, pid_alive, processes_with, wait_until};
+use pmfleet_testkit::{AgentHome, free_port, get, pid_alive, processes_with, wait_until};
 
 /// Whether the state file at `path` records every pid in `pids`.
 fn records(path: &Path, pids: &[u32]) -> bool {
@@ -36,7 +34,7 @@ fn damage(path: &Path) {
 
 /// A cluster app on `port` and a fork app running, recorded in both copies of the state
 /// file; then the daemon SIGKILLed. Returns the apps' pids (still running, orphaned).
-fn orphaned(agent: &Agent, port: u16) -> Vec<u32> {
+fn orphaned(agent: &AgentHome, port: u16) -> Vec<u32> {
     agent.fixture("server.js");
     agent.write("tick.sh", "while true; do sleep 1; done\n");
     let port = port.to_string();
@@ -77,7 +75,7 @@ fn orphaned(agent: &Agent, port: u16) -> Vec<u32> {
 
 #[test]
 fn a_damaged_state_file_leaves_no_orphan_and_every_app_runs_once() {
-    let agent = Agent::new();
+    let agent = AgentHome::new();
     let port = free_port();
     let old = orphaned(&agent, port);
     damage(&agent.home.path().join("state.json"));
@@ -107,7 +105,7 @@ fn a_damaged_state_file_leaves_no_orphan_and_every_app_runs_once() {
 
 #[test]
 fn with_both_copies_of_the_state_damaged_no_orphan_keeps_its_port() {
-    let agent = Agent::new();
+    let agent = AgentHome::new();
     let port = free_port();
     let old = orphaned(&agent, port);
     damage(&agent.home.path().join("state.json"));

@@ -5,11 +5,6 @@
 //! every client that must be refused, each refusal followed by a good client that still gets
 //! an answer.
 
-mod common;
-
-#[path = "common/tls.rs"]
-mod tls;
-
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::SocketAddr;
@@ -17,12 +12,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{Agent, Load, free_port, get, wait_until};
 use pmfleet_shared::protocol::{
     AppliedAction, ApplyRelease, ApplyReport, ErrorKind, MAX_FRAME_LEN, Request, Response,
 };
+use pmfleet_testkit as common;
+use pmfleet_testkit::tls::{self, Ca};
+use pmfleet_testkit::{AgentHome as Agent, Load, free_port, get, wait_until};
 use rustls::ClientConfig;
-use tls::Ca;
 
 /// A daemon serving mutual TLS with `ca`'s identity, and a client certificate of that CA.
 struct Remote {

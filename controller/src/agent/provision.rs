@@ -10,9 +10,9 @@ use std::time::Duration;
 use pmfleet_shared::ecosystem::AgentSettings;
 use pmfleet_shared::protocol::{Request, Response};
 
-use super::fleet::Member;
-use super::scripts;
-use crate::agent_client::AgentClient;
+use super::client::AgentClient;
+use crate::deploy::fleet::Member;
+use crate::deploy::scripts;
 use crate::pki::{self, Ca, ClientIdentity};
 use crate::transport::SharedBytes;
 
@@ -99,7 +99,10 @@ pub async fn provision(
     member: &Member,
 ) -> Result<String, String> {
     let home = &settings.home;
-    let probe = member.run(&scripts::agent_probe(home)).await?;
+    let probe = member
+        .run(&scripts::agent_probe(home))
+        .await
+        .map_err(|e| e.to_string())?;
     let field = |key: &str| {
         probe
             .stdout
