@@ -3,7 +3,6 @@
 //! `stop-daemon`, the daemon's start, and the controller's own host scripts that probe, start
 //! and restart the agent; and the lock is never free while the daemon upgrades in place.
 
-use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::process::{Child, Command, Output};
 use std::sync::Arc;
@@ -177,19 +176,21 @@ fn the_home_lock_is_never_free_while_the_daemon_upgrades_in_place() {
     let daemon = agent.daemon_pid();
 
     // Ask for the lock (shared, as `daemon-status` does) as fast as possible meanwhile.
-    let lock = std::fs::File::open(agent.home.path().join("agent.lock")).unwrap();
+    let mut lock = std::fs::File::open(agent.home.path().join("agent.lock")).unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     let (free, asked) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
     let watcher = {
         let (stop, free, asked) = (stop.clone(), free.clone(), asked.clone());
         std::thread::spawn(move || {
+            use nix::fcntl::{Flock, FlockArg};
             while !stop.load(Ordering::Relaxed) {
-                // SAFETY: flock on a descriptor this thread's File owns.
-                let fd = lock.as_raw_fd();
-                if unsafe { libc::flock(fd, libc::LOCK_SH | libc::LOCK_NB) } == 0 {
-                    free.fetch_add(1, Ordering::Relaxed);
-                    unsafe { libc::flock(fd, libc::LOCK_UN) };
-                }
+                lock = match Flock::lock(lock, FlockArg::LockSharedNonblock) {
+                    Ok(held) => {
+                        free.fetch_add(1, Ordering::Relaxed);
+                        held.unlock().unwrap()
+                    }
+                    Err((file, _)) => file,
+                };
                 asked.fetch_add(1, Ordering::Relaxed);
             }
         })
