@@ -5,7 +5,8 @@ use crate::shell::Script;
 
 /// Describes the agent side of a host; `$1` is the agent's home. Prints `os=`, `arch=`,
 /// `sum=` (SHA-256 of the installed agent binary, if any), `systemd=`, `issued=` (what the
-/// installed certificate was issued for) and `running=`.
+/// installed certificate was issued for) and `running=` (whether a daemon holds the home's
+/// lock; an agent binary without `daemon-status` is asked through `flock`).
 const AGENT_PROBE: &str = host_script!(
     r#"echo "os=$(uname -s)"
 echo "arch=$(uname -m)"
@@ -13,7 +14,9 @@ b="$p/bin/pmfleet-agent"
 if [ -x "$b" ]; then echo "sum=$(sha256sum "$b" | cut -d' ' -f1)"; else echo "sum="; fi
 if [ -d /run/systemd/system ] && [ "$(id -u)" = 0 ]; then echo "systemd=yes"; else echo "systemd=no"; fi
 echo "issued=$(cat "$p/tls/issued-for" 2>/dev/null || true)"
-if [ -f "$p/agent.pid" ] && kill -0 "$(cat "$p/agent.pid")" 2>/dev/null; then echo "running=yes"; else echo "running=no"; fi
+s=3; if [ -x "$b" ]; then PMFLEET_AGENT_HOME="$p" "$b" daemon-status >/dev/null 2>&1 && s=0 || s=$?; fi
+if [ "$s" = 2 ] && [ -f "$p/agent.lock" ] && command -v flock >/dev/null 2>&1; then flock -n -s "$p/agent.lock" true && s=3 || s=0; fi
+if [ "$s" = 0 ]; then echo "running=yes"; else echo "running=no"; fi
 "#
 );
 
@@ -51,15 +54,11 @@ if [ -n "$6" ]; then printf '%s\n' "$6" > "$p/bind-address"; else rm -f "$p/bind
 
 /// Starts the agent daemon (`$1` = `systemd`: as a system service; else in the background,
 /// detached from this SSH session, through a login shell so the profile's PATH reaches the
-/// apps). `$2` = 1 restarts a running daemon first (it restores its apps when it starts).
+/// apps). `$2` = 1 restarts a running daemon first (it restores its apps when it starts):
+/// `stop-daemon` signals only the process holding the home's lock.
 const AGENT_START: &str = host_script!(
     r#"b="$p/bin/pmfleet-agent"
-if [ "$2" = 1 ] && [ -f "$p/agent.pid" ]; then
-  pid=$(cat "$p/agent.pid")
-  if kill -TERM "$pid" 2>/dev/null; then
-    i=0; while kill -0 "$pid" 2>/dev/null && [ "$i" -lt 150 ]; do sleep 0.1; i=$((i + 1)); done
-  fi
-fi
+if [ "$2" = 1 ]; then PMFLEET_AGENT_HOME="$p" "$b" stop-daemon > /dev/null; fi
 if [ "$1" = systemd ]; then
   PMFLEET_AGENT_HOME="$p" "$b" startup --install
   systemctl restart pmfleet-agent
