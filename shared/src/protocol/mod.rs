@@ -348,6 +348,20 @@ pub enum Response {
     Event(AgentEvent),
 }
 
+impl Response {
+    /// The answer as a remote client may see it: env values redacted (keys kept). Every
+    /// answer the agent sends over mutual TLS goes through here, whatever the client's role.
+    pub fn redacted(self) -> Response {
+        match self {
+            Response::App { mut app } => {
+                app.spec = app.spec.redacted();
+                Response::App { app }
+            }
+            other => other,
+        }
+    }
+}
+
 /// A failed request: what kind of failure, and a sentence for a human.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApiError {
@@ -366,8 +380,11 @@ pub enum ErrorKind {
     /// The peer speaks another protocol version.
     Version,
     Internal,
-    /// This endpoint does not accept the request (e.g. `kill` from a remote client).
+    /// This endpoint does not accept the request (e.g. `kill` from a remote client), or the
+    /// client's certificate does not carry a role that allows it.
     Forbidden,
+    /// The agent serves as many connections as it takes: try again shortly.
+    Busy,
 }
 
 /// One line of an app's log.
