@@ -668,6 +668,20 @@ impl Target {
                 }
                 Some(StrictHostKeyChecking::Yes) | None => false,
             };
+        // Learning into a file that keeps nothing is accepting any key, every time.
+        if accept_new_host_keys && let Some(sink) = known_hosts.first().filter(|f| keeps_nothing(f))
+        {
+            let setting = match options.strict_host_key_checking {
+                _ if settings.accept_new_host_keys => "--accept-new-host-key",
+                Some(StrictHostKeyChecking::No) => "StrictHostKeyChecking=no",
+                _ => "StrictHostKeyChecking=accept-new",
+            };
+            return Err(SshError::BlindHostKeys {
+                host: spec.host.clone(),
+                setting: setting.to_string(),
+                known_hosts: sink.clone(),
+            });
+        }
 
         Ok(Target {
             alias: spec.host.clone(),
@@ -682,6 +696,14 @@ impl Target {
             jump: jump.map(Box::new),
         })
     }
+}
+
+/// Whether `path` is a file that keeps nothing written to it: `/dev/null`, or any character
+/// device.
+fn keeps_nothing(path: &Path) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    path == Path::new("/dev/null")
+        || std::fs::metadata(path).is_ok_and(|m| m.file_type().is_char_device())
 }
 
 #[cfg(test)]
@@ -985,6 +1007,66 @@ mod tests {
             vec![home.path().join("a"), home.path().join("b")]
         );
         assert!(target.accept_new_host_keys);
+    }
+
+    #[test]
+    fn learning_host_keys_into_dev_null_is_refused() {
+        let home = tempfile::tempdir().unwrap();
+        let settings = ClientSettings {
+            home: home.path().to_path_buf(),
+            ..ClientSettings::default()
+        };
+        let with = |options: &[&str]| {
+            let mut s = spec("h");
+            s.ssh_options = strings(options);
+            s
+        };
+        // (ssh_options, --accept-new-host-key, refused naming)
+        let table: [(&[&str], bool, Option<&str>); 6] = [
+            (
+                &["StrictHostKeyChecking=no", "UserKnownHostsFile=/dev/null"],
+                false,
+                Some("StrictHostKeyChecking=no"),
+            ),
+            (
+                &[
+                    "StrictHostKeyChecking=accept-new",
+                    "UserKnownHostsFile /dev/null",
+                ],
+                false,
+                Some("StrictHostKeyChecking=accept-new"),
+            ),
+            (
+                &["UserKnownHostsFile=/dev/null"],
+                true,
+                Some("--accept-new-host-key"),
+            ),
+            // Checking against /dev/null only refuses every host: not blind, left alone.
+            (&["UserKnownHostsFile=/dev/null"], false, None),
+            (&["StrictHostKeyChecking=no"], false, None),
+            (
+                &["StrictHostKeyChecking=no", "UserKnownHostsFile=~/kh"],
+                false,
+                None,
+            ),
+        ];
+        for (options, flag, refused) in table {
+            let settings = ClientSettings {
+                accept_new_host_keys: flag,
+                ..settings.clone()
+            };
+            let got = Target::resolve(&with(options), &settings, Some("me"));
+            match (refused, got) {
+                (None, Ok(_)) => {}
+                (Some(setting), Err(e @ SshError::BlindHostKeys { .. })) => {
+                    let message = e.to_string();
+                    assert!(message.contains(setting), "{options:?}: {message}");
+                    assert!(message.contains("--accept-new-host-key"), "{message}");
+                    assert!(message.contains("/dev/null"), "{message}");
+                }
+                (want, got) => panic!("{options:?} {flag}: {got:?}, expected {want:?}"),
+            }
+        }
     }
 
     #[test]
