@@ -66,6 +66,13 @@ impl Ca {
         let key = KeyPair::generate().unwrap();
         let sans: Vec<String> = sans.iter().map(|s| s.to_string()).collect();
         let mut params = CertificateParams::new(sans).unwrap();
+        if usage == ExtendedKeyUsagePurpose::ClientAuth {
+            // The controller's role: everything the endpoint offers remotely.
+            params.distinguished_name.push(
+                DnType::OrganizationalUnitName,
+                pmfleet_shared::tls::Role::Admin.subject_unit(),
+            );
+        }
         params.extended_key_usages = vec![usage];
         params.serial_number = Some(SerialNumber::from(serial));
         let now = OffsetDateTime::now_utc();
@@ -87,7 +94,7 @@ impl Ca {
         self.sign(&AGENT_SANS, ExtendedKeyUsagePurpose::ServerAuth, 1, None)
     }
 
-    /// A client certificate (the controller's, a CI runner's) with this serial.
+    /// A client certificate with the `admin` role (the controller's) and this serial.
     pub fn client(&self, serial: u64) -> Leaf {
         self.sign(&[], ExtendedKeyUsagePurpose::ClientAuth, serial, None)
     }
