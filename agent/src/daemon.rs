@@ -55,11 +55,6 @@ pub struct DaemonOptions {
 /// Run the daemon in `home` until `shutdown` is cancelled (a signal) or a client sends
 /// `kill`. On a signal the apps are stopped but stay in the saved list, so they come back
 /// when the daemon starts again; `kill` empties the list.
-pub async fn run(home: AgentHome, shutdown: CancellationToken) -> Result<(), DaemonError> {
-    run_with(home, DaemonOptions::default(), shutdown).await
-}
-
-/// [`run`] with [`DaemonOptions`].
 pub async fn run_with(
     home: AgentHome,
     options: DaemonOptions,

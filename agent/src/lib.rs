@@ -5,7 +5,7 @@
 //! - [`api`]: the protocol endpoints that call the supervisor: the local socket and the
 //!   controller's mutual-TLS endpoint.
 //! - [`identity`]: the agent's TLS files in `<home>/tls` (`tls request`, `tls status`).
-//! - [`daemon`]: one daemon per agent home, `run(home, shutdown)`; [`upgrade`]: the daemon
+//! - [`daemon`]: one daemon per agent home, `run_with(home, options, shutdown)`; [`upgrade`]: the daemon
 //!   re-executing itself into a new binary without stopping its apps.
 //! - [`client`] and [`cli`]: the `pmfleet-agent` verbs, talking to the daemon.
 //! - [`logs`], [`metrics`]: log files and /proc sampling.

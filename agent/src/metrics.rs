@@ -14,7 +14,6 @@
 //! moment, so every read is fallible and every parse is checked.
 
 use std::collections::{HashMap, HashSet};
-use std::fs;
 use std::path::Path;
 use std::sync::OnceLock;
 use std::time::Instant;
@@ -57,8 +56,8 @@ impl Sampler {
     pub fn new() -> Self {
         Sampler {
             previous: HashMap::new(),
-            ticks_per_second: sysconf(libc::_SC_CLK_TCK).unwrap_or(100) as f64,
-            page_size: sysconf(libc::_SC_PAGESIZE).unwrap_or(4096),
+            ticks_per_second: procfs::ticks_per_second() as f64,
+            page_size: procfs::page_size(),
         }
     }
 
@@ -152,39 +151,35 @@ fn has_children_files() -> bool {
     *HAS.get_or_init(|| Path::new("/proc/thread-self/children").exists())
 }
 
-/// The children of every thread of `pid`, from `/proc/<pid>/task/*/children` (empty when `pid`
-/// is gone).
+/// The children of every thread of `pid` (empty when `pid` is gone).
 fn children_of(pid: u32) -> Vec<u32> {
-    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
+    let Some(tasks) = process(pid).and_then(|p| p.tasks().ok()) else {
         return Vec::new();
     };
-    let mut out = Vec::new();
-    for task in tasks.flatten() {
-        if let Ok(text) = fs::read_to_string(task.path().join("children")) {
-            out.extend(
-                text.split_ascii_whitespace()
-                    .filter_map(|s| s.parse::<u32>().ok()),
-            );
-        }
-    }
-    out
+    tasks
+        .flatten()
+        .filter_map(|t| t.children().ok())
+        .flatten()
+        .collect()
 }
 
-/// Every process's children, from one scan of `/proc/*/stat`.
+/// Every process's children, from one scan of `/proc`.
 fn parent_map() -> HashMap<u32, Vec<u32>> {
     let mut map: HashMap<u32, Vec<u32>> = HashMap::new();
-    let Ok(entries) = fs::read_dir("/proc") else {
+    let Ok(all) = procfs::process::all_processes() else {
         return map;
     };
-    for entry in entries.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse().ok()) else {
+    for p in all.flatten() {
+        let (Ok(pid), Some(stat)) = (u32::try_from(p.pid()), Stat::of(&p)) else {
             continue;
         };
-        if let Some(stat) = Stat::read(pid) {
-            map.entry(stat.ppid).or_default().push(pid);
-        }
+        map.entry(stat.ppid).or_default().push(pid);
     }
     map
+}
+
+fn process(pid: u32) -> Option<procfs::process::Process> {
+    procfs::process::Process::new(i32::try_from(pid).ok()?).ok()
 }
 
 /// The fields of `/proc/<pid>/stat` used here.
@@ -201,27 +196,33 @@ struct Stat {
 
 impl Stat {
     fn read(pid: u32) -> Option<Stat> {
-        let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-        Stat::parse(&text)
+        Stat::of(&process(pid)?)
     }
 
-    /// Parses one stat line. The command name (field 2) is in parentheses and may itself
-    /// contain spaces and parentheses, so fields are counted from the last `)`.
+    fn of(p: &procfs::process::Process) -> Option<Stat> {
+        p.stat().ok().and_then(Stat::from)
+    }
+
+    /// Parses one stat line (the command name, field 2, may itself hold spaces and
+    /// parentheses).
+    #[cfg(test)]
     fn parse(text: &str) -> Option<Stat> {
-        let rest = text.get(text.rfind(')')? + 1..)?;
-        // rest starts at field 3 (state); field n is at index n - 3.
-        let fields: Vec<&str> = rest.split_ascii_whitespace().collect();
-        let field = |n: usize| -> Option<&str> { fields.get(n.checked_sub(3)?).copied() };
-        let num = |n: usize| -> Option<u64> { field(n)?.parse().ok() };
+        use procfs::FromRead;
+        procfs::process::Stat::from_read(text.as_bytes())
+            .ok()
+            .and_then(Stat::from)
+    }
+
+    fn from(s: procfs::process::Stat) -> Option<Stat> {
         Some(Stat {
-            ppid: field(4)?.parse().ok()?,
-            utime: num(14)?,
-            stime: num(15)?,
+            ppid: u32::try_from(s.ppid).ok()?,
+            utime: s.utime,
+            stime: s.stime,
             // Signed in the kernel's format; negative never happens for these in practice.
-            cutime: field(16)?.parse::<i64>().ok()?.max(0) as u64,
-            cstime: field(17)?.parse::<i64>().ok()?.max(0) as u64,
-            start_time: num(22)?,
-            rss_pages: field(24)?.parse::<i64>().ok()?.max(0) as u64,
+            cutime: u64::try_from(s.cutime.max(0)).ok()?,
+            cstime: u64::try_from(s.cstime.max(0)).ok()?,
+            start_time: s.starttime,
+            rss_pages: s.rss,
         })
     }
 
@@ -230,16 +231,10 @@ impl Stat {
     }
 }
 
-/// Seconds since boot, from `/proc/uptime`.
+/// Seconds since boot.
 fn uptime_seconds() -> Option<f64> {
-    let text = fs::read_to_string("/proc/uptime").ok()?;
-    text.split_ascii_whitespace().next()?.parse().ok()
-}
-
-fn sysconf(name: libc::c_int) -> Option<u64> {
-    // SAFETY: sysconf only reads a configuration value.
-    let v = unsafe { libc::sysconf(name) };
-    u64::try_from(v).ok().filter(|v| *v > 0)
+    use procfs::Current;
+    procfs::Uptime::current().ok().map(|u| u.uptime)
 }
 
 #[cfg(test)]
@@ -314,8 +309,8 @@ mod tests {
 
     impl Drop for Group {
         fn drop(&mut self) {
-            // SAFETY: kill only sends a signal, to the group this test created.
-            unsafe { libc::kill(-(self.0.id() as i32), libc::SIGKILL) };
+            let group = nix::unistd::Pid::from_raw(self.0.id() as i32);
+            let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
             let _ = self.0.wait();
         }
     }

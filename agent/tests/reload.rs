@@ -154,7 +154,9 @@ fn fork_mode_reload_is_a_restart_and_says_so() {
 #[test]
 fn python_cluster_reloads_on_a_passing_healthcheck() {
     let agent = Agent::new();
-    agent.fixture("pyserver.py");
+    // A Python app that says READY=1 on NOTIFY_SOCKET once it serves: in cluster mode the
+    // probe reaches the old instances too, so only the app's own word proves a new one ready.
+    agent.write("pyserver.py", include_str!("apps/fd3_server.py"));
     let port = free_port();
     let p = port.to_string();
     agent.ok(&[

@@ -16,8 +16,6 @@ mod tail;
 
 use std::path::{Path, PathBuf};
 
-use pmfleet_shared::ecosystem::App;
-
 pub use file::LogFile;
 pub use follow::follow;
 pub use pump::{MAX_LINE, pump, pump_until};
@@ -50,18 +48,6 @@ impl Default for LogConfig {
             date_format: None,
             max_size: DEFAULT_MAX_SIZE,
             retain: DEFAULT_RETAIN,
-        }
-    }
-}
-
-impl LogConfig {
-    /// The log settings of an ecosystem app. As in PM2, `log_date_format` alone turns
-    /// timestamps on.
-    pub fn from_app(app: &App) -> LogConfig {
-        LogConfig {
-            time: app.time || app.log_date_format.is_some(),
-            date_format: app.log_date_format.clone(),
-            ..LogConfig::default()
         }
     }
 }

@@ -192,21 +192,15 @@ impl Stamp {
     }
 }
 
-/// The local UTC offset at `unix` seconds, from the C library's time zone data (UTC when
-/// it cannot tell).
+/// The local UTC offset at `unix` seconds, from the system's time zone data (`TZ`,
+/// `/etc/localtime`) as chrono reads it; UTC when it cannot tell. (`time`'s own local offset
+/// refuses to answer in a multi-threaded process, which the daemon is.)
 fn local_offset(unix: i64) -> UtcOffset {
-    let t: libc::time_t = unix as libc::time_t;
-    // SAFETY: `tm` is plain data that localtime_r fills in; both pointers are valid for the call.
-    let gmtoff = unsafe {
-        let mut tm: libc::tm = std::mem::zeroed();
-        if libc::localtime_r(&t, &mut tm).is_null() {
-            return UtcOffset::UTC;
-        }
-        tm.tm_gmtoff
-    };
-    i32::try_from(gmtoff)
-        .ok()
-        .and_then(|s| UtcOffset::from_whole_seconds(s).ok())
+    use chrono::{Offset, TimeZone};
+    chrono::Local
+        .timestamp_opt(unix, 0)
+        .single()
+        .and_then(|t| UtcOffset::from_whole_seconds(t.offset().fix().local_minus_utc()).ok())
         .unwrap_or(UtcOffset::UTC)
 }
 

@@ -66,17 +66,20 @@ impl ChildProcess {
 
 /// Block until `pid` exits and return how it ended.
 fn wait_pid(pid: i32) -> io::Result<ExitStatus> {
+    use nix::sys::wait::{WaitStatus, waitpid};
     use std::os::unix::process::ExitStatusExt;
     loop {
-        let mut status = 0;
-        // SAFETY: waitpid writes one int through a valid pointer.
-        let r = unsafe { libc::waitpid(pid, &mut status, 0) };
-        if r == pid {
-            return Ok(ExitStatus::from_raw(status));
-        }
-        let e = io::Error::last_os_error();
-        if e.kind() != io::ErrorKind::Interrupted {
-            return Err(e);
+        // The raw status, as `ExitStatus` holds it: code << 8, or the signal (| 0x80 on core).
+        match waitpid(nix::unistd::Pid::from_raw(pid), None) {
+            Ok(WaitStatus::Exited(_, code)) => return Ok(ExitStatus::from_raw((code & 0xff) << 8)),
+            Ok(WaitStatus::Signaled(_, sig, core)) => {
+                return Ok(ExitStatus::from_raw(
+                    sig as i32 | if core { 0x80 } else { 0 },
+                ));
+            }
+            // Stopped or continued (not asked for): keep waiting for the end.
+            Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(e.into()),
         }
     }
 }

@@ -1,15 +1,21 @@
 //! `cron_restart`: restart an app on a schedule, in the host's local time, as PM2 does — but
 //! a cluster-mode app is rolling-reloaded, so a scheduled restart never drops a request.
 //!
-//! [`next_run`] finds the next second the pattern fires at; [`cron_restarts`] is the app's
+//! [`next_run`] finds the next second the pattern fires at (croner's search, in local time); [`cron_restarts`] is the app's
 //! task, started with the app like its file watcher. It re-reads the app's pattern every few
 //! seconds, so a new release that changes (or adds, or removes) `cron_restart` applies without
 //! a restart.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
-use pmfleet_shared::ecosystem::{CalendarTime, CronSchedule};
+#[cfg(test)]
+use chrono::TimeZone;
+use chrono::{DateTime, Local};
+
+#[cfg(test)]
+use pmfleet_shared::ecosystem::CalendarTime;
+use pmfleet_shared::ecosystem::CronSchedule;
 use pmfleet_shared::protocol::{EventKind, ExecModeSpec};
 use tokio_util::sync::CancellationToken;
 
@@ -18,66 +24,28 @@ use super::app::{AppRuntime, lock};
 
 /// How often the task looks at the app's pattern again.
 const RECHECK: Duration = Duration::from_secs(5);
-/// How far ahead a pattern is searched (a pattern that never fires, like Feb 30, gives up).
-const HORIZON_SECS: i64 = 5 * 366 * 86_400;
-
 /// The first second after `after` at which `schedule` fires, in local time.
 pub(crate) fn next_run(schedule: &CronSchedule, after: SystemTime) -> Option<SystemTime> {
-    let start = after.duration_since(UNIX_EPOCH).ok()?.as_secs();
-    let mut t = i64::try_from(start).ok()? + 1;
-    let limit = t + HORIZON_SECS;
-    while t < limit {
-        let (c, tm) = local(t)?;
-        t = if !schedule.date_in(&c) {
-            next_midnight(tm)?.max(t + 1)
-        } else if !schedule.hour_in(c.hour) {
-            t + i64::from(3600 - c.minute * 60 - c.second)
-        } else if !schedule.minute_in(c.minute) {
-            t + i64::from(60 - c.second)
-        } else if !schedule.second_in(c.second) {
-            t + 1
-        } else {
-            return Some(UNIX_EPOCH + Duration::from_secs(u64::try_from(t).ok()?));
-        };
-    }
-    None
+    let after: DateTime<Local> = after.into();
+    schedule.next_after(&after).map(SystemTime::from)
 }
 
 /// `t` (seconds since the epoch) as the local calendar shows it.
-fn local(t: i64) -> Option<(CalendarTime, libc::tm)> {
-    let time: libc::time_t = t;
-    // SAFETY: localtime_r only writes the tm it is given; a zeroed tm is a valid value.
-    let tm = unsafe {
-        let mut tm: libc::tm = std::mem::zeroed();
-        if libc::localtime_r(&time, &mut tm).is_null() {
-            return None;
-        }
-        tm
-    };
-    let field = |v: libc::c_int| u32::try_from(v).ok();
+#[cfg(test)]
+fn local(t: i64) -> Option<(CalendarTime, DateTime<Local>)> {
+    use chrono::{Datelike, Timelike};
+    let at = Local.timestamp_opt(t, 0).single()?;
     Some((
         CalendarTime {
-            second: field(tm.tm_sec)?.min(59),
-            minute: field(tm.tm_min)?,
-            hour: field(tm.tm_hour)?,
-            day: field(tm.tm_mday)?,
-            month: field(tm.tm_mon)? + 1,
-            weekday: field(tm.tm_wday)?,
+            second: at.second().min(59),
+            minute: at.minute(),
+            hour: at.hour(),
+            day: at.day(),
+            month: at.month(),
+            weekday: at.weekday().num_days_from_sunday(),
         },
-        tm,
+        at,
     ))
-}
-
-/// The start of the local day after the one `tm` is in (daylight saving time included).
-fn next_midnight(mut tm: libc::tm) -> Option<i64> {
-    tm.tm_mday += 1;
-    tm.tm_hour = 0;
-    tm.tm_min = 0;
-    tm.tm_sec = 0;
-    tm.tm_isdst = -1;
-    // SAFETY: mktime normalizes the tm it is given and returns seconds since the epoch.
-    let t = unsafe { libc::mktime(&mut tm) };
-    (t != -1).then_some(t)
 }
 
 /// Restarts `app` each time its `cron_restart` pattern fires, until `cancel`.
@@ -153,6 +121,8 @@ async fn fire(inner: &Arc<Inner>, app: &Arc<AppRuntime>, pattern: &str) -> bool 
 
 #[cfg(test)]
 mod tests {
+    use std::time::UNIX_EPOCH;
+
     use super::*;
 
     fn secs(t: SystemTime) -> i64 {

@@ -349,25 +349,25 @@ fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
-/// Whether `fd` is an open descriptor of this process.
+/// Whether `fd` is an open descriptor of this process. (Raw `fcntl`: nix's takes a
+/// `BorrowedFd`, which must not name a closed descriptor — the very case asked about.)
 pub(crate) fn is_open(fd: RawFd) -> bool {
     // SAFETY: F_GETFD only reads the descriptor's flags.
     fd >= 0 && unsafe { libc::fcntl(fd, libc::F_GETFD) } != -1
 }
 
-/// Clear (`true`) or set close-on-exec on `fd`.
+/// Clear (`true`) or set close-on-exec on `fd`, an open descriptor of this process.
 pub(crate) fn set_inherited(fd: RawFd, inherited: bool) {
-    // SAFETY: F_GETFD/F_SETFD change only the descriptor's close-on-exec flag.
-    unsafe {
-        let flags = libc::fcntl(fd, libc::F_GETFD);
-        if flags == -1 {
-            return;
-        }
-        let flags = if inherited {
-            flags & !libc::FD_CLOEXEC
-        } else {
-            flags | libc::FD_CLOEXEC
-        };
-        libc::fcntl(fd, libc::F_SETFD, flags);
+    use nix::fcntl::{FcntlArg, FdFlag, fcntl};
+    if !is_open(fd) {
+        return;
     }
+    // SAFETY: `fd` is open (checked above) and stays open for this call.
+    let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    let Ok(bits) = fcntl(fd, FcntlArg::F_GETFD) else {
+        return;
+    };
+    let mut flags = FdFlag::from_bits_truncate(bits);
+    flags.set(FdFlag::FD_CLOEXEC, !inherited);
+    let _ = fcntl(fd, FcntlArg::F_SETFD(flags));
 }

@@ -1,9 +1,9 @@
 //! One instance's process and the task that owns it.
 //!
 //! [`Inner::launch`] spawns a process for a slot and pipes its output into the app's log
-//! files. [`Inner::spawn_runner`] hands that process to a task that waits for it to exit, asks
-//! the restart policy what to do, and applies the answer (a timer and a new spawn, or a final
-//! `stopped`/`errored`). Cancelling the runner's token stops the process gracefully —
+//! files. [`Inner::spawn_runner`] hands that process to a task that waits for what happens
+//! next, asks the slot's lifecycle ([`super::lifecycle`]) what to do, and does it (a timer and
+//! a new spawn, or a final `stopped`/`errored`). Cancelling the runner's token stops the process gracefully —
 //! whatever the runner was doing — and ends the task: that is the only way processes stop.
 //! Each of these steps is published as an event ([`super::events`]).
 
@@ -22,9 +22,10 @@ use super::Inner;
 use super::app::{AppRuntime, Runner, View, lock};
 use super::child::ChildProcess;
 use super::events::took;
-use super::policy::{Decision, ExitEvent, RestartPolicy, RestartState, decide};
+use super::lifecycle::{self, Action, Event, Lifecycle, State};
 use super::process::{Launch, parse_signal, signal_group, spawn, stop_child};
 use super::ready::NotifySocket;
+use super::restart_policy::RestartPolicy;
 
 /// A spawned process, not yet owned by a runner.
 pub(crate) struct Proc {
@@ -64,8 +65,12 @@ pub(crate) fn policy_of(spec: &AppSpec) -> RestartPolicy {
     }
 }
 
+/// The app's stop signal; one that cannot be named (the file readers refuse those) falls
+/// back to PM2's default.
 pub(crate) fn kill_signal(spec: &AppSpec) -> Signal {
-    parse_signal(&spec.kill_signal).unwrap_or(Signal::SIGINT)
+    parse_signal(&spec.kill_signal)
+        .or_else(|| parse_signal(&pmfleet_shared::ecosystem::App::default().kill_signal))
+        .unwrap_or(Signal::SIGKILL)
 }
 
 pub(crate) fn kill_timeout(spec: &AppSpec) -> Duration {
@@ -236,83 +241,93 @@ impl RunnerCtx {
         self.emit(pid, kind, message);
     }
 
-    async fn run(self, mut proc: Proc, handover: CancellationToken) -> RunnerEnd {
-        let mut state = RestartState::default();
+    /// Carry out the slot's [`Lifecycle`]: wait for what happens next where the slot is,
+    /// ask the lifecycle what to do, do it.
+    async fn run(self, proc: Proc, handover: CancellationToken) -> RunnerEnd {
+        let mut machine = Lifecycle::running();
+        let mut proc = Some(proc);
+        let mut delay = Duration::ZERO;
         loop {
-            let status = tokio::select! {
-                status = proc.child.wait() => status,
-                _ = self.stop.cancelled() => {
-                    self.stop_gracefully(&mut proc).await;
-                    return RunnerEnd::Done;
-                }
-                _ = handover.cancelled() => return RunnerEnd::Handed(Box::new(proc)),
-            };
-            let uptime = proc.started.elapsed();
-            // Whatever the leader left behind in its group goes with it.
-            signal_group(proc.pid, Signal::SIGKILL);
-            let status = status.ok();
-            let event = exit_event(status, uptime);
-            let spec = self.app.spec();
-            let decision = decide(&policy_of(&spec), &mut state, event.clone());
-            tracing::info!(app = %self.app.name, slot = self.slot, pid = proc.pid, ?event, ?decision, "instance exited");
-            let pid = Some(proc.pid);
-            let how = format!("{} after {}", describe_exit(status), took(uptime));
-            self.emit(pid, EventKind::Exited, how);
-            match decision {
-                Decision::Stop => {
-                    self.end(Status::Stopped, pid, "left stopped by its restart policy");
-                    return RunnerEnd::Done;
-                }
-                Decision::Errored => {
-                    let why = format!(
-                        "{} unstable restarts (each up less than min_uptime {} ms): given up",
-                        spec.max_restarts, spec.min_uptime_ms
-                    );
-                    self.end(Status::Errored, pid, why);
-                    return RunnerEnd::Done;
-                }
-                Decision::Restart { after } => {
-                    self.set(Status::Waiting, None);
-                    let n = self.restarts.load(Ordering::SeqCst) + 1;
-                    let when = format!("restart {n} in {}", took(after));
-                    self.emit(pid, EventKind::Restarting, when);
-                    tokio::select! {
-                        _ = tokio::time::sleep(after) => {}
-                        _ = self.stop.cancelled() => {
-                            self.end(Status::Stopped, None, "stopped during the restart delay");
-                            return RunnerEnd::Done;
+            let event = match (machine.state, proc.as_mut()) {
+                (State::Running, Some(p)) => tokio::select! {
+                    status = p.child.wait() => exit_event(status.ok(), p.started.elapsed()),
+                    _ = self.stop.cancelled() => Event::StopAsked,
+                    _ = handover.cancelled() => Event::HandoverAsked,
+                },
+                (State::Waiting, _) => tokio::select! {
+                    _ = tokio::time::sleep(delay) => {
+                        if handover.is_cancelled() {
+                            Event::HandoverAsked
+                        } else {
+                            Event::DelayOver { closing: self.inner.closing.load(Ordering::SeqCst) }
                         }
-                        _ = handover.cancelled() => return RunnerEnd::Waiting,
                     }
-                    if handover.is_cancelled() {
-                        return RunnerEnd::Waiting;
-                    }
-                    if self.inner.closing.load(Ordering::SeqCst) {
-                        self.end(
-                            Status::Stopped,
-                            None,
-                            "not restarted: the agent is shutting down",
-                        );
-                        return RunnerEnd::Done;
-                    }
+                    _ = self.stop.cancelled() => Event::StopAsked,
+                    _ = handover.cancelled() => Event::HandoverAsked,
+                },
+                (State::Launching, _) => {
                     match self.inner.launch(&self.app, self.slot, self.id, None) {
                         Ok(p) => {
-                            proc = p;
-                            let n = self.restarts.fetch_add(1, Ordering::SeqCst) + 1;
-                            self.set(Status::Online, Some(&proc));
-                            self.emit(
-                                Some(proc.pid),
-                                EventKind::Online,
-                                format!("running (restart {n})"),
-                            );
+                            proc = Some(p);
+                            Event::Launched
                         }
                         Err(e) => {
                             tracing::error!(app = %self.app.name, slot = self.slot, "cannot restart: {e}");
-                            self.end(Status::Errored, None, format!("cannot restart: {e}"));
-                            return RunnerEnd::Done;
+                            Event::LaunchFailed(e.to_string())
                         }
                     }
                 }
+                // Running without a process, or ended: nothing more can happen.
+                _ => return RunnerEnd::Done,
+            };
+            let spec = self.app.spec();
+            let actions = machine.handle(&policy_of(&spec), event.clone());
+            let pid = proc.as_ref().map(|p| p.pid);
+            if let Event::Exited { .. } = event {
+                tracing::info!(app = %self.app.name, slot = self.slot, ?pid, ?event, ?actions, "instance exited");
+            }
+            for action in actions {
+                match action {
+                    Action::KillGroup => {
+                        // Whatever the leader left behind in its group goes with it.
+                        if let Some(pid) = pid {
+                            signal_group(pid, Signal::SIGKILL);
+                        }
+                    }
+                    Action::ReportExit(how) => self.emit(pid, EventKind::Exited, how),
+                    Action::WaitToRestart { after } => {
+                        self.set(Status::Waiting, None);
+                        let n = self.restarts.load(Ordering::SeqCst) + 1;
+                        let when = format!("restart {n} in {}", took(after));
+                        self.emit(pid, EventKind::Restarting, when);
+                        delay = after;
+                    }
+                    Action::StopGracefully => {
+                        if let Some(p) = proc.as_mut() {
+                            self.stop_gracefully(p).await;
+                        }
+                    }
+                    Action::Launch => {}
+                    Action::Online => {
+                        let n = self.restarts.fetch_add(1, Ordering::SeqCst) + 1;
+                        self.set(Status::Online, proc.as_ref());
+                        self.emit(pid, EventKind::Online, format!("running (restart {n})"));
+                    }
+                    Action::End {
+                        status,
+                        why,
+                        with_pid,
+                    } => self.end(status, pid.filter(|_| with_pid), why),
+                    Action::HandOver => {
+                        if let Some(p) = proc.take() {
+                            return RunnerEnd::Handed(Box::new(p));
+                        }
+                    }
+                    Action::HandOverWaiting => return RunnerEnd::Waiting,
+                }
+            }
+            if machine.state == State::Ended {
+                return RunnerEnd::Done;
             }
         }
     }
@@ -330,29 +345,22 @@ impl RunnerCtx {
     }
 }
 
-fn exit_event(status: Option<ExitStatus>, uptime: Duration) -> ExitEvent {
+fn exit_event(status: Option<ExitStatus>, uptime: Duration) -> Event {
     use std::os::unix::process::ExitStatusExt;
-    ExitEvent::Exited {
+    Event::Exited {
         code: status.and_then(|s| s.code()),
         signal: status.and_then(|s| s.signal()),
         uptime,
     }
 }
 
-/// `exit code 1`, `killed by signal 9 (SIGKILL)`: how a process ended, for event messages.
+/// How a process ended, for event messages (see [`lifecycle::describe_exit`]).
 fn describe_exit(status: Option<ExitStatus>) -> String {
     use std::os::unix::process::ExitStatusExt;
-    match (
+    lifecycle::describe_exit(
         status.and_then(|s| s.code()),
         status.and_then(|s| s.signal()),
-    ) {
-        (Some(code), _) => format!("exit code {code}"),
-        (None, Some(sig)) => match Signal::try_from(sig) {
-            Ok(name) => format!("killed by signal {sig} ({name})"),
-            Err(_) => format!("killed by signal {sig}"),
-        },
-        (None, None) => "ended (status unknown)".to_string(),
-    }
+    )
 }
 
 #[cfg(test)]

@@ -71,8 +71,8 @@ pub fn spawn(spec: &AppSpec, launch: Launch<'_>) -> std::io::Result<Child> {
         .stderr(Stdio::piped())
         .kill_on_drop(false);
     let listener = launch.listener;
-    // SAFETY: the closure runs in the forked child before exec and only makes
-    // async-signal-safe system calls (setsid, signal, fcntl, dup2) on plain integers.
+    // SAFETY: the closure runs in the forked child before exec, allocates nothing and only
+    // makes async-signal-safe system calls (setsid, signal, fcntl, dup2).
     unsafe {
         cmd.pre_exec(move || child_setup(listener));
     }
@@ -141,36 +141,25 @@ fn instance_env(spec: &AppSpec, launch: &Launch<'_>) -> Vec<(String, String)> {
     env.into_iter().collect()
 }
 
-/// In the child, between fork and exec.
+/// In the child, between fork and exec: a session of its own, default signal dispositions,
+/// and the cluster socket on fd 3 ([`super::cluster_socket::hand_to_child`]).
 fn child_setup(listener: Option<RawFd>) -> std::io::Result<()> {
-    // SAFETY (for each call below): raw system calls on integers in a single-threaded child.
-    unsafe {
-        if libc::setsid() == -1 {
-            return Err(std::io::Error::last_os_error());
-        }
-        // Dispositions set to "ignore" survive exec: a daemon started from a non-interactive
-        // shell would otherwise pass an ignored SIGINT on, and the app could never be stopped
-        // gracefully.
-        for sig in [
-            libc::SIGINT,
-            libc::SIGQUIT,
-            libc::SIGTERM,
-            libc::SIGHUP,
-            libc::SIGPIPE,
-        ] {
-            libc::signal(sig, libc::SIG_DFL);
-        }
-        if let Some(fd) = listener {
-            if fd == 3 {
-                // dup2 onto itself is a no-op and would keep close-on-exec set.
-                let flags = libc::fcntl(3, libc::F_GETFD);
-                if flags == -1 || libc::fcntl(3, libc::F_SETFD, flags & !libc::FD_CLOEXEC) == -1 {
-                    return Err(std::io::Error::last_os_error());
-                }
-            } else if libc::dup2(fd, 3) == -1 {
-                return Err(std::io::Error::last_os_error());
-            }
-        }
+    nix::unistd::setsid()?;
+    // Dispositions set to "ignore" survive exec: a daemon started from a non-interactive
+    // shell would otherwise pass an ignored SIGINT on, and the app could never be stopped
+    // gracefully.
+    for sig in [
+        Signal::SIGINT,
+        Signal::SIGQUIT,
+        Signal::SIGTERM,
+        Signal::SIGHUP,
+        Signal::SIGPIPE,
+    ] {
+        // SAFETY: restoring the default disposition installs no handler.
+        unsafe { nix::sys::signal::signal(sig, nix::sys::signal::SigHandler::SigDfl) }?;
+    }
+    if let Some(fd) = listener {
+        super::cluster_socket::hand_to_child(fd)?;
     }
     Ok(())
 }

@@ -1,5 +1,6 @@
-//! Readiness: when a freshly spawned instance may take traffic, so a reload can stop the old
-//! one. The signals, each optional: the app says so (`wait_ready`: sd_notify `READY=1` on its
+//! Waiting for readiness: when a freshly spawned instance may take traffic, so a reload can
+//! stop the old one. Which signals apply is decided in [`super::readiness`]; this is the
+//! waiting. The signals, each optional: the app says so (`wait_ready`: sd_notify `READY=1` on its
 //! own `NOTIFY_SOCKET`, or `process.send('ready')` through the Node preload), the Node preload
 //! reports that `listen()` happened, a probe passes (`healthcheck`). With no signal at all,
 //! the instance must still be alive after `listen_timeout`.
@@ -20,6 +21,9 @@ use tokio::net::{TcpStream, UnixDatagram, UnixListener};
 #[derive(Debug, Default)]
 pub struct Readiness {
     pub notify: Option<NotifySocket>,
+    /// `READY=1` on `notify` is only offered: it proves readiness when it comes, and its
+    /// absence is no failure (the instance is then ready when alive after the timeout).
+    pub notify_offered: bool,
     /// Where the app listens (`127.0.0.1:port` unless it is bound to one address):
     /// `Some(path)` = HTTP GET expecting 2xx/3xx, `None` = TCP connect.
     pub probe: Option<(SocketAddr, Option<String>)>,
@@ -31,6 +35,10 @@ pub enum NotReady {
     Exited(String),
     #[error("not ready within {0:?}")]
     Timeout(Duration),
+    #[error("was ready but exited within its {window:?} stability window (min_uptime) ({status})")]
+    Died { status: String, window: Duration },
+    #[error("answers no {probe} probe on port {port} now that it alone serves")]
+    AppProbe { probe: String, port: u16 },
 }
 
 /// The two readiness channels of one spawn, removed from the file system when dropped:
@@ -121,10 +129,12 @@ pub(crate) async fn wait_ready(
     how: &Readiness,
     child: &mut super::child::ChildProcess,
     timeout: Duration,
-) -> Result<(), NotReady> {
-    let signalled = how.notify.is_some() || how.probe.is_some();
+) -> Result<Proof, NotReady> {
+    let required = how.notify.as_ref().filter(|_| !how.notify_offered);
+    let offered = how.notify.as_ref().filter(|_| how.notify_offered);
+    let signalled = required.is_some() || how.probe.is_some();
     let signal = async {
-        if let Some(n) = &how.notify {
+        if let Some(n) = required {
             n.ready().await;
         }
         if let Some((port, path)) = &how.probe {
@@ -133,19 +143,62 @@ pub(crate) async fn wait_ready(
             }
         }
         if !signalled {
-            std::future::pending::<()>().await;
+            // Nothing is required: an offered READY=1 ends the wait early, as proof.
+            match offered {
+                Some(n) => n.ready().await,
+                None => std::future::pending::<()>().await,
+            }
         }
     };
     tokio::select! {
-        _ = signal => Ok(()),
+        _ = signal => Ok(Proof::Own),
         status = child.wait() => Err(NotReady::Exited(match status {
             Ok(s) => s.to_string(),
             Err(e) => e.to_string(),
         })),
         _ = tokio::time::sleep(timeout) => {
-            if signalled { Err(NotReady::Timeout(timeout)) } else { Ok(()) }
+            if signalled { Err(NotReady::Timeout(timeout)) } else { Ok(Proof::AliveAfterTimeout) }
         }
     }
+}
+
+/// How a new instance showed it is ready.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proof {
+    /// By itself: its own READY, or a probe only it answers.
+    Own,
+    /// It gave no signal of its own; it was alive after `listen_timeout`.
+    AliveAfterTimeout,
+}
+
+/// Wait until `child` has been up `window` since `started`: a process that exits before is
+/// not ready, whatever it signalled.
+pub(crate) async fn stays_up(
+    child: &mut super::child::ChildProcess,
+    started: std::time::Instant,
+    window: Duration,
+) -> Result<(), NotReady> {
+    let left = window.saturating_sub(started.elapsed());
+    tokio::select! {
+        status = child.wait() => Err(NotReady::Died {
+            status: match status {
+                Ok(s) => s.to_string(),
+                Err(e) => e.to_string(),
+            },
+            window,
+        }),
+        _ = tokio::time::sleep(left) => Ok(()),
+    }
+}
+
+/// Probe `addr` until it passes or `timeout` runs out.
+pub async fn probe_until(addr: SocketAddr, http_path: Option<&str>, timeout: Duration) -> bool {
+    let attempts = async {
+        while !probe(addr, http_path).await {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    tokio::time::timeout(timeout, attempts).await.is_ok()
 }
 
 /// One probe, bounded by its own timeout: a TCP connect, or an HTTP GET answered 2xx/3xx.
@@ -178,19 +231,9 @@ pub async fn probe(addr: SocketAddr, http_path: Option<&str>) -> bool {
     )
 }
 
-/// What `healthcheck` asks for: `tcp` or an HTTP path.
-pub fn probe_kind(healthcheck: &str) -> Option<String> {
-    if healthcheck.eq_ignore_ascii_case("tcp") {
-        None
-    } else if healthcheck.starts_with('/') {
-        Some(healthcheck.to_string())
-    } else {
-        Some(format!("/{healthcheck}"))
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use super::super::readiness::probe_kind;
     use super::*;
 
     #[tokio::test]

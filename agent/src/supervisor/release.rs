@@ -10,8 +10,6 @@
 //! state file records the new spec as soon as it runs, so a restarted daemon (or
 //! `resurrect`) runs the new release too.
 
-use std::collections::BTreeMap;
-use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -22,14 +20,11 @@ use pmfleet_shared::protocol::{
 };
 
 use super::app::{AppRuntime, Slot, lock};
-use super::{Inner, Replace, Supervisor, SupervisorError, spec};
-
-/// Variables an app started by the controller inherits from the host (the daemon's own
-/// environment), below the deploy environment: enough to find interpreters and to run as the
-/// agent's user. The rest of the daemon's environment (its home, systemd's variables) stays out.
-const HOST_VARS: [&str; 9] = [
-    "PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "TZ", "TMPDIR",
-];
+use super::apply_plan::{self, AppPlan, Current};
+use super::release_source::{ecosystem_in, host_env, release_dir};
+use super::scaling::ScalePlan;
+use super::slots::Replace;
+use super::{Inner, Supervisor, SupervisorError, spec};
 
 /// The end of an apply's time budget.
 #[derive(Debug, Clone, Copy)]
@@ -144,7 +139,7 @@ impl Supervisor {
         Ok(report)
     }
 
-    /// One app of a release: what was done, and whether it worked.
+    /// One app of a release: what was done ([`apply_plan::plan`]), and whether it worked.
     async fn apply_app(
         &self,
         spec: AppSpec,
@@ -153,90 +148,98 @@ impl Supervisor {
         let inner = &self.inner;
         let name = spec.name.clone();
         let existing = lock(&inner.apps).get(&name).cloned();
-        let Some(app) = existing else {
-            let count = spec.instances.resolve(inner.cpus);
-            if let Err(e) = time_left(deadline, &name) {
-                return (AppliedAction::Started, Err(e));
-            }
-            let app = Arc::new(AppRuntime::new(spec, count));
-            let _op = app.op.lock().await;
-            lock(&inner.apps).insert(name.clone(), app.clone());
-            let result = inner.start_app_ready(&app, deadline).await;
-            inner.mark_dirty();
-            return (
-                AppliedAction::Started,
-                result.map(|()| started_message(&app)),
-            );
+        let _op = match &existing {
+            Some(app) => Some(app.op.lock().await),
+            None => None,
         };
-
-        let _op = app.op.lock().await;
-        let old = app.spec();
-        let old_count = app.count();
-        // A `scale` done on the host stands until the file asks for another count.
-        let count = if spec.instances == old.instances {
-            old_count
-        } else {
-            spec.instances.resolve(inner.cpus)
+        let old = existing.as_ref().map(|a| a.spec());
+        let current = existing
+            .as_ref()
+            .zip(old.as_ref())
+            .map(|(app, spec)| Current {
+                spec,
+                count: app.count(),
+                running: app.is_running(),
+                all_online: inner.all_online(app),
+            });
+        let plan = apply_plan::plan(current, &spec, inner.cpus);
+        let action = plan.action();
+        if !matches!(plan, AppPlan::Unchanged { .. })
+            && let Err(e) = time_left(deadline, &name)
+        {
+            return (action, Err(e));
+        }
+        let result = match (plan, existing.clone()) {
+            (AppPlan::Start { count, .. }, None) => {
+                let app = Arc::new(AppRuntime::new(spec, count));
+                let _op = app.op.lock().await;
+                lock(&inner.apps).insert(name.clone(), app.clone());
+                let result = inner.start_app_ready(&app, deadline).await;
+                inner.mark_dirty();
+                result.map(|()| started_message(&app))
+            }
+            (AppPlan::Start { count, .. }, Some(app)) => {
+                set_spec(&app, spec, count);
+                let result = inner.start_app_ready(&app, deadline).await;
+                result.map(|()| started_message(&app))
+            }
+            (AppPlan::Unchanged { count }, _) => Ok(format!(
+                "{name}: already running this release ({count} instance(s) online)"
+            )),
+            (AppPlan::Restart { count, why }, Some(app)) => {
+                inner.stop_app(&app, true).await;
+                set_spec(&app, spec, count);
+                let result = inner.start_app_ready(&app, deadline).await;
+                result.map(|()| format!("{name}: restarted with the release ({why})"))
+            }
+            (
+                AppPlan::Reload {
+                    reload,
+                    from,
+                    to,
+                    scale,
+                },
+                Some(app),
+            ) => {
+                let old = app.spec();
+                let what = format!("rolling reload of {from} instance(s) to the release");
+                inner.emit(&name, None, None, EventKind::ReloadStarted, what);
+                let result = inner
+                    .roll(
+                        &app,
+                        Roll {
+                            old,
+                            from,
+                            spec,
+                            to,
+                            reload,
+                            scale,
+                        },
+                        deadline,
+                    )
+                    .await;
+                match &result {
+                    Ok(m) => inner.emit(&name, None, None, EventKind::ReloadFinished, &**m),
+                    Err(e) => inner.emit(&name, None, None, EventKind::ReloadFailed, e.report()),
+                }
+                result
+            }
+            // Only a new app has nothing running; the plan never restarts or reloads one.
+            (_, None) => Err(SupervisorError::NotFound(name)),
         };
-        if app.is_running() && old == spec && count == old_count && inner.all_online(&app) {
-            return (
-                AppliedAction::Unchanged,
-                Ok(format!(
-                    "{name}: already running this release ({count} instance(s) online)"
-                )),
-            );
-        }
-        if !app.is_running() {
-            if let Err(e) = time_left(deadline, &name) {
-                return (AppliedAction::Started, Err(e));
-            }
-            set_spec(&app, spec, count);
-            let result = inner.start_app_ready(&app, deadline).await;
-            return (
-                AppliedAction::Started,
-                result.map(|()| started_message(&app)),
-            );
-        }
-        let rolling = old.exec_mode == ExecModeSpec::Cluster
-            && spec.exec_mode == ExecModeSpec::Cluster
-            && old.port == spec.port;
-        if !rolling {
-            if let Err(e) = time_left(deadline, &name) {
-                return (AppliedAction::Restarted, Err(e));
-            }
-            let why = if old.exec_mode == ExecModeSpec::Fork && spec.exec_mode == old.exec_mode {
-                "fork mode has no rolling reload".to_string()
-            } else if old.port != spec.port {
-                format!(
-                    "the port changed from {} to {}",
-                    port_text(old.port),
-                    port_text(spec.port)
-                )
-            } else {
-                format!(
-                    "the exec mode changed from {} to {}",
-                    old.exec_mode, spec.exec_mode
-                )
-            };
-            inner.stop_app(&app, true).await;
-            set_spec(&app, spec, count);
-            let result = inner.start_app_ready(&app, deadline).await;
-            return (
-                AppliedAction::Restarted,
-                result.map(|()| format!("{name}: restarted with the release ({why})")),
-            );
-        }
-        let what = format!("rolling reload of {old_count} instance(s) to the release");
-        inner.emit(&name, None, None, EventKind::ReloadStarted, what);
-        let result = inner
-            .roll(&app, old, old_count, spec, count, deadline)
-            .await;
-        match &result {
-            Ok(m) => inner.emit(&name, None, None, EventKind::ReloadFinished, &**m),
-            Err(e) => inner.emit(&name, None, None, EventKind::ReloadFailed, e.report()),
-        }
-        (AppliedAction::Reloaded, result)
+        (action, result)
     }
+}
+
+/// One rolling reload of a release: the app's spec and count before and after, the slots to
+/// replace one at a time, and how the count changes after.
+struct Roll {
+    old: AppSpec,
+    from: u32,
+    spec: AppSpec,
+    to: u32,
+    reload: u32,
+    scale: ScalePlan,
 }
 
 impl Inner {
@@ -265,87 +268,101 @@ impl Inner {
         Ok(())
     }
 
-    /// The rolling reload of a release: the running slots one at a time with the new spec,
-    /// then as many more or fewer slots as the new count says. When a new instance is not
-    /// ready, the slots already replaced go back to `old` and the error is returned.
+    /// The rolling reload of a release: the slots below `reload` one at a time with the new
+    /// spec, then as many more or fewer slots as the new count says. When a new instance is
+    /// not ready, the slots already replaced go back to `old` and the error is returned.
     async fn roll(
         self: &Arc<Self>,
         app: &Arc<AppRuntime>,
-        old: AppSpec,
-        old_count: u32,
-        spec: AppSpec,
-        count: u32,
+        roll: Roll,
         deadline: Option<Deadline>,
     ) -> Result<String, SupervisorError> {
         let name = app.name.clone();
-        let keep = old_count.min(count);
+        let Roll {
+            old,
+            from,
+            spec,
+            to,
+            reload,
+            scale,
+        } = roll;
         let slots: Vec<u32> = lock(&app.slots)
             .keys()
             .copied()
-            .filter(|s| *s < keep)
+            .filter(|s| *s < reload)
             .collect();
-        set_spec(app, spec, old_count);
+        set_spec(app, spec, from);
         let mut replaced = Vec::new();
+        let mut proofs = Vec::new();
+        let mut failed = None;
         for slot in &slots {
             let step = match time_left(deadline, &name) {
                 Ok(cap) => self.replace_slot(app, *slot, Replace::Reload, cap).await,
                 Err(e) => Err(e),
             };
-            if let Err(e) = step {
-                set_spec(app, old, old_count);
-                for back in replaced {
-                    if let Err(e) = self.replace_slot(app, back, Replace::Reload, None).await {
-                        tracing::error!(app = %name, slot = back, "cannot go back to the previous release: {e}");
-                    }
+            match step {
+                Ok(proof) => {
+                    proofs.push(proof);
+                    replaced.push(*slot);
                 }
-                self.mark_dirty();
-                return Err(e);
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
             }
-            replaced.push(*slot);
         }
-        if count > old_count {
-            app.count.store(count, Ordering::SeqCst);
-            self.ensure_slots(app, count);
-            for slot in old_count..count {
-                let step = match time_left(deadline, &name) {
-                    Ok(cap) => self.replace_slot(app, slot, Replace::Fresh, cap).await,
-                    Err(e) => Err(e),
-                };
-                if let Err(e) = step {
-                    // The release runs, on fewer instances than asked for.
-                    app.count.store(slot, Ordering::SeqCst);
-                    lock(&app.slots).retain(|k, _| *k < slot);
-                    self.mark_dirty();
-                    return Err(e);
+        if failed.is_none()
+            && let Err(reason) = self.check_app(app).await
+        {
+            failed = Some(SupervisorError::NotServing {
+                app: name.clone(),
+                reason,
+                undone: true,
+            });
+        }
+        if let Some(e) = failed {
+            set_spec(app, old, from);
+            for back in replaced {
+                if let Err(e) = self.replace_slot(app, back, Replace::Reload, None).await {
+                    tracing::error!(app = %name, slot = back, "cannot go back to the previous release: {e}");
                 }
             }
-        } else if count < old_count {
-            app.count.store(count, Ordering::SeqCst);
-            let extra: Vec<Slot> = {
-                let mut all = lock(&app.slots);
-                let keys: Vec<u32> = all.range(count..).map(|(k, _)| *k).collect();
-                keys.iter().filter_map(|k| all.remove(k)).collect()
-            };
-            for mut s in extra {
-                if let Some(r) = &mut s.runner {
-                    r.stop.cancel();
-                    if let Some(j) = r.join.take() {
-                        let _ = j.await;
+            self.mark_dirty();
+            return Err(e);
+        }
+        app.count.store(to, Ordering::SeqCst);
+        match scale {
+            ScalePlan::Keep | ScalePlan::Trim { .. } => {}
+            ScalePlan::Add(new) => {
+                self.ensure_slots(app, to);
+                for slot in new {
+                    let step = match time_left(deadline, &name) {
+                        Ok(cap) => self.replace_slot(app, slot, Replace::Fresh, cap).await,
+                        Err(e) => Err(e),
+                    };
+                    if let Err(e) = step {
+                        // The release runs, on fewer instances than asked for.
+                        app.count.store(slot, Ordering::SeqCst);
+                        lock(&app.slots).retain(|k, _| *k < slot);
+                        self.mark_dirty();
+                        return Err(e);
                     }
                 }
             }
+            ScalePlan::Remove { from } => self.remove_slots(app, from).await,
         }
         // The file watcher follows the new release's paths.
         lock(&app.run_cancel).cancel();
         self.arm(app);
         Ok(format!(
-            "{name}: reloaded {} instance(s) with zero downtime{}",
+            "{name}: reloaded {} instance(s) with zero downtime{}{}",
             slots.len(),
-            if count == old_count {
+            if to == from {
                 String::new()
             } else {
-                format!(", scaled from {old_count} to {count}")
-            }
+                format!(", scaled from {from} to {to}")
+            },
+            super::slots::unverified_note(&proofs, &app.spec()),
         ))
     }
 
@@ -411,93 +428,9 @@ fn started_message(app: &AppRuntime) -> String {
     )
 }
 
-fn port_text(port: Option<u16>) -> String {
-    port.map_or("none".to_string(), |p| p.to_string())
-}
-
-/// The release directory as the apps will run from it: absolute, existing, symlinks resolved
-/// (so a `current` link moving on later never changes what a running app executes).
-fn release_dir(dir: &Path) -> Result<PathBuf, SupervisorError> {
-    if !dir.is_absolute() {
-        return Err(SupervisorError::Release(format!(
-            "release directory {} is not an absolute path",
-            dir.display()
-        )));
-    }
-    let real = std::fs::canonicalize(dir).map_err(|e| {
-        SupervisorError::Release(format!("release directory {}: {e}", dir.display()))
-    })?;
-    if !real.is_dir() {
-        return Err(SupervisorError::Release(format!(
-            "release directory {} is not a directory",
-            dir.display()
-        )));
-    }
-    Ok(real)
-}
-
-/// The ecosystem file named relative to the release, which it may not leave.
-fn ecosystem_in(dir: &Path, rel: &Path) -> Result<PathBuf, SupervisorError> {
-    let escapes = rel.is_absolute()
-        || rel
-            .components()
-            .any(|c| matches!(c, Component::ParentDir | Component::Prefix(_)));
-    if escapes {
-        return Err(SupervisorError::Release(format!(
-            "ecosystem file {}: expected a path inside the release directory",
-            rel.display()
-        )));
-    }
-    let path = dir.join(rel);
-    if !path.is_file() {
-        return Err(SupervisorError::Release(format!(
-            "ecosystem file {} does not exist",
-            path.display()
-        )));
-    }
-    Ok(path)
-}
-
-/// The part of the daemon's environment an app of a release inherits ([`HOST_VARS`] and the
-/// `LC_*` locale variables).
-fn host_env() -> BTreeMap<String, String> {
-    std::env::vars()
-        .filter(|(k, _)| HOST_VARS.contains(&k.as_str()) || k.starts_with("LC_"))
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_ecosystem_file_stays_inside_the_release() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("ecosystem.json"), "{}").unwrap();
-        assert!(ecosystem_in(dir.path(), Path::new("ecosystem.json")).is_ok());
-        for bad in ["../ecosystem.json", "/etc/passwd", "a/../../x.json"] {
-            let err = ecosystem_in(dir.path(), Path::new(bad)).unwrap_err();
-            assert!(
-                err.to_string().contains("inside the release"),
-                "{bad}: {err}"
-            );
-        }
-        assert!(ecosystem_in(dir.path(), Path::new("missing.json")).is_err());
-    }
-
-    #[test]
-    fn the_release_directory_is_absolute_and_real() {
-        let dir = tempfile::tempdir().unwrap();
-        let real = dir.path().join("releases/1");
-        std::fs::create_dir_all(&real).unwrap();
-        std::os::unix::fs::symlink(&real, dir.path().join("current")).unwrap();
-        assert_eq!(
-            release_dir(&dir.path().join("current")).unwrap(),
-            std::fs::canonicalize(&real).unwrap()
-        );
-        assert!(release_dir(Path::new("releases/1")).is_err());
-        assert!(release_dir(&dir.path().join("nope")).is_err());
-    }
 
     #[test]
     fn a_deadline_runs_out() {

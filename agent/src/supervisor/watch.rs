@@ -6,7 +6,14 @@
 //! the app only once the tree has been quiet for one more poll.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
+
+use pmfleet_shared::protocol::EventKind;
+use tokio_util::sync::CancellationToken;
+
+use super::Inner;
+use super::app::AppRuntime;
 
 /// Directories never worth watching.
 const ALWAYS_IGNORED: &[&str] = &["node_modules", ".git", "__pycache__"];
@@ -70,6 +77,41 @@ fn ignored(rel: &Path, ignore: &[String]) -> bool {
         }
         rel.starts_with(i) || rel.components().any(|c| c.as_os_str() == i)
     })
+}
+
+/// Restarts `app` when its watched files change and then stay quiet for one poll.
+pub(super) async fn watcher(inner: Arc<Inner>, app: Arc<AppRuntime>, cancel: CancellationToken) {
+    let spec = app.spec();
+    let skip = inner.home.root().to_path_buf();
+    let scan = move || fingerprint(&spec.watch, &spec.ignore_watch, &skip);
+    let mut last = scan();
+    let mut changed = false;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(POLL) => {}
+            _ = cancel.cancelled() => return,
+        }
+        let now = scan();
+        if now != last {
+            last = now;
+            changed = true;
+            continue;
+        }
+        if changed {
+            tracing::info!(app = %app.name, "watched files changed; restarting");
+            let why = "watched files changed";
+            inner.emit(&app.name, None, None, EventKind::Restarting, why);
+            let (inner, app) = (inner.clone(), app.clone());
+            // The restart cancels this watcher and starts a new one.
+            inner.clone().tasks.spawn(async move {
+                let _op = app.op.lock().await;
+                if let Err(e) = inner.restart_app(&app).await {
+                    tracing::error!(app = %app.name, "watch restart: {e}");
+                }
+            });
+            return;
+        }
+    }
 }
 
 #[cfg(test)]

@@ -113,18 +113,13 @@ const SIGNALS: [&str; 10] = [
     "SIGABRT", "SIGALRM",
 ];
 
-impl App {
-    /// An app for `script` with every PM2 default, named after the file (as
-    /// `pm2 start server.js` names it `server`).
-    pub fn from_script(script: &str) -> App {
-        let name = Path::new(script)
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .filter(|s| !s.is_empty())
-            .unwrap_or_else(|| script.to_owned());
+/// PM2's defaults, the one place they are written: every app starts from these (the file
+/// readers, `start <script>`), and the agent's restart policy and stop signal fall back to them.
+impl Default for App {
+    fn default() -> App {
         App {
-            name,
-            script: script.to_owned(),
+            name: String::new(),
+            script: String::new(),
             args: Vec::new(),
             interpreter: Interpreter::Auto,
             interpreter_args: Vec::new(),
@@ -157,6 +152,23 @@ impl App {
             cron_restart: None,
             namespace: "default".to_owned(),
             healthcheck: None,
+        }
+    }
+}
+
+impl App {
+    /// An app for `script` with every PM2 default, named after the file (as
+    /// `pm2 start server.js` names it `server`).
+    pub fn from_script(script: &str) -> App {
+        let name = Path::new(script)
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| script.to_owned());
+        App {
+            name,
+            script: script.to_owned(),
+            ..App::default()
         }
     }
 

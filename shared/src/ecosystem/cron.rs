@@ -7,20 +7,22 @@
 //! restricted, a day matching either one matches.
 //!
 //! [`CronSchedule::matches`] is pure: the caller brings the calendar time (the agent uses its
-//! local time).
+//! local time), and [`CronSchedule::next_after`] finds the next second a pattern fires at.
+//!
+//! The `croner` crate (a port of the library PM2 uses) does the parsing for real, the matching
+//! and the search for the next run. The field checks in front of it are kept because they say
+//! which field is wrong and what it may hold, which croner's errors do not.
+
+use chrono::{DateTime, TimeZone};
+use croner::Cron;
+use croner::parser::{CronParser, Seconds, Year};
 
 /// A parsed cron pattern.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CronSchedule {
-    seconds: u64,
-    minutes: u64,
-    hours: u64,
-    days: u64,
-    months: u64,
-    weekdays: u64,
-    /// Whether the day-of-month and weekday fields are `*` (see the module's note).
-    any_day: bool,
-    any_weekday: bool,
+    cron: Cron,
+    /// Fires only at second 0 of a minute.
+    minute_aligned: bool,
 }
 
 /// One instant as a calendar shows it.
@@ -97,60 +99,61 @@ impl CronSchedule {
                 ));
             }
         };
-        let mut weekdays = field(weekday, &WEEKDAY)?;
-        if weekdays & (1 << 7) != 0 {
-            weekdays = (weekdays & !(1 << 7)) | 1;
+        // Every field checked here first, so an error names its field.
+        let seconds_set = field(seconds, &SECOND)?;
+        for (text, kind) in [
+            (minute, &MINUTE),
+            (hour, &HOUR),
+            (day, &DAY),
+            (month, &MONTH),
+            (weekday, &WEEKDAY),
+        ] {
+            field(text, kind)?;
         }
+        let six = format!("{seconds} {minute} {hour} {day} {month} {weekday}");
+        let cron = CronParser::builder()
+            .seconds(Seconds::Required)
+            .year(Year::Disallowed)
+            .sloppy_ranges(true)
+            .build()
+            .parse(&six)
+            .map_err(|e| format!("`{text}`: {e}"))?;
         Ok(CronSchedule {
-            seconds: field(seconds, &SECOND)?,
-            minutes: field(minute, &MINUTE)?,
-            hours: field(hour, &HOUR)?,
-            days: field(day, &DAY)?,
-            months: field(month, &MONTH)?,
-            weekdays,
-            any_day: day == "*",
-            any_weekday: weekday == "*",
+            cron,
+            minute_aligned: seconds_set == 1,
         })
     }
 
     /// Whether the pattern fires at `t`.
     pub fn matches(&self, t: &CalendarTime) -> bool {
-        self.date_in(t)
-            && self.hour_in(t.hour)
-            && self.minute_in(t.minute)
-            && self.second_in(t.second)
-    }
-
-    /// Whether the date of `t` (month, day of the month, weekday) is one the pattern fires on.
-    pub fn date_in(&self, t: &CalendarTime) -> bool {
-        let day = has(self.days, t.day);
-        let weekday = has(self.weekdays, t.weekday);
-        let day_ok = match (self.any_day, self.any_weekday) {
-            (false, false) => day || weekday,
-            _ => day && weekday,
-        };
-        has(self.months, t.month) && day_ok
+        let p = &self.cron.pattern;
+        if t.weekday > 6 {
+            return false;
+        }
+        let weekday = croner::Weekday::from_days_from_sunday(t.weekday);
+        // A leap year, so that 29 February is a day the calendar can show.
+        let day = p.day_match(2000, t.month, t.day, weekday);
+        [
+            p.second_match(t.second),
+            p.minute_match(t.minute),
+            p.hour_match(t.hour),
+            p.month_match(t.month),
+            day,
+        ]
+        .into_iter()
+        .all(|m| m.unwrap_or(false))
     }
 
     /// Whether it fires only at second 0 of a minute (five fields, or a seconds field of `0`).
     pub fn minute_aligned(&self) -> bool {
-        self.seconds == 1
+        self.minute_aligned
     }
 
-    /// Whether the time-of-day fields allow this second, minute, hour.
-    pub fn second_in(&self, second: u32) -> bool {
-        has(self.seconds, second)
+    /// The first second after `after` at which the pattern fires, in `after`'s time zone
+    /// (daylight saving time included); `None` for a pattern that never fires (30 February).
+    pub fn next_after<Tz: TimeZone>(&self, after: &DateTime<Tz>) -> Option<DateTime<Tz>> {
+        self.cron.find_next_occurrence(after, false).ok()
     }
-    pub fn minute_in(&self, minute: u32) -> bool {
-        has(self.minutes, minute)
-    }
-    pub fn hour_in(&self, hour: u32) -> bool {
-        has(self.hours, hour)
-    }
-}
-
-fn has(set: u64, v: u32) -> bool {
-    v < 64 && set & (1 << v) != 0
 }
 
 /// One field as a bit set of the values it allows.

@@ -4,10 +4,14 @@
 //! inherited a recycled pid.
 
 use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
 
 use pmfleet_shared::protocol::AppSpec;
 use serde::{Deserialize, Serialize};
 
+use super::Inner;
+use super::app::lock;
 use crate::home::write_atomic;
 
 /// `state.json` (and, with the same shape, `dump.json`).
@@ -93,6 +97,59 @@ impl SavedState {
 /// Whether `p` is still the very process that was recorded.
 pub fn still_running(p: &SavedProcess) -> bool {
     crate::metrics::process_start_time(p.pid) == Some(p.start_time)
+}
+
+impl Inner {
+    /// Write the process list to the state file.
+    pub(super) fn persist(&self) -> Result<(), StateError> {
+        let _serial = lock(&self.persist_lock);
+        self.snapshot().store(&self.home.state_file())
+    }
+
+    pub(super) fn snapshot(&self) -> SavedState {
+        let apps: Vec<_> = lock(&self.apps).values().cloned().collect();
+        SavedState {
+            version: STATE_VERSION,
+            release: lock(&self.release).clone(),
+            apps: apps
+                .iter()
+                .map(|a| {
+                    let processes = lock(&a.slots)
+                        .iter()
+                        .filter_map(|(slot, s)| {
+                            let v = lock(&s.runner.as_ref()?.view).clone();
+                            Some(SavedProcess {
+                                id: s.id,
+                                slot: *slot,
+                                pid: v.pid?,
+                                start_time: v.start_time?,
+                            })
+                        })
+                        .collect();
+                    SavedApp {
+                        spec: a.spec(),
+                        running: a.is_running(),
+                        instances: a.count(),
+                        processes,
+                    }
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Rewrites the state file whenever something changed, coalescing bursts.
+pub(super) async fn persister(inner: Arc<Inner>) {
+    loop {
+        tokio::select! {
+            _ = inner.dirty.notified() => {}
+            _ = inner.tasks_cancel.cancelled() => return,
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        if let Err(e) = inner.persist() {
+            tracing::error!("{e}");
+        }
+    }
 }
 
 #[cfg(test)]

@@ -53,30 +53,18 @@ pub struct RestartPolicy {
     pub stop_exit_codes: Vec<i32>,
 }
 
-impl RestartPolicy {
-    /// The policy of a checked ecosystem app.
-    pub fn from_app(app: &App) -> Self {
+impl Default for RestartPolicy {
+    /// PM2's defaults (autorestart, 16 restarts, 1 s min uptime, no delay, no backoff), as
+    /// the ecosystem model defines them for every app.
+    fn default() -> Self {
+        let app = App::default();
         RestartPolicy {
             autorestart: app.autorestart,
             max_restarts: app.max_restarts,
             min_uptime: app.min_uptime,
             restart_delay: app.restart_delay,
             exp_backoff: app.exp_backoff_restart_delay,
-            stop_exit_codes: app.stop_exit_codes.clone(),
-        }
-    }
-}
-
-impl Default for RestartPolicy {
-    /// PM2's defaults: autorestart, 16 restarts, 1 s min uptime, no delay, no backoff.
-    fn default() -> Self {
-        RestartPolicy {
-            autorestart: true,
-            max_restarts: 16,
-            min_uptime: Duration::from_secs(1),
-            restart_delay: Duration::ZERO,
-            exp_backoff: None,
-            stop_exit_codes: Vec::new(),
+            stop_exit_codes: app.stop_exit_codes,
         }
     }
 }
