@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 /// The version every frame carries. A peer with another version gets [`FrameError::Version`].
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// The largest frame a peer may send (length prefix excluded): what a client accepts from
 /// the agent (a `list` or `show` of many apps).
@@ -132,8 +132,8 @@ mod tests {
 
     #[test]
     fn other_version_is_refused() {
-        let err = decode::<Response>(br#"{"v":2,"body":{"type":"end"}}"#).unwrap_err();
-        assert!(matches!(err, FrameError::Version { theirs: 2, ours: 1 }));
+        let err = decode::<Response>(br#"{"v":1,"body":{"type":"end"}}"#).unwrap_err();
+        assert!(matches!(err, FrameError::Version { theirs: 1, ours: 2 }));
     }
 
     #[test]
@@ -161,8 +161,8 @@ mod tests {
             (b"[]", "malformed"),
             (br#"{"body":{"op":"list"}}"#, "malformed"),
             (br#"{"v":"1","body":{"op":"list"}}"#, "malformed"),
-            (br#"{"v":1,"body":{"op":"nope"}}"#, "malformed"),
-            (br#"{"v":1,"body":{"op":"stop","target":42}}"#, "malformed"),
+            (br#"{"v":2,"body":{"op":"nope"}}"#, "malformed"),
+            (br#"{"v":2,"body":{"op":"stop","target":42}}"#, "malformed"),
             (br#"{"v":7,"body":"anything at all"}"#, "version 7"),
             (b"\xff\xfe", "malformed"),
         ];
@@ -170,7 +170,7 @@ mod tests {
             let err = decode::<Request>(payload).unwrap_err();
             assert!(err.to_string().contains(want), "{payload:?}: {err}");
         }
-        let ok: Request = decode(br#"{"v":1,"body":{"op":"list"},"extra":[1,2,3]}"#).unwrap();
+        let ok: Request = decode(br#"{"v":2,"body":{"op":"list"},"extra":[1,2,3]}"#).unwrap();
         assert_eq!(ok, Request::List);
     }
 
