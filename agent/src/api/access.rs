@@ -8,12 +8,13 @@
 //! | `ping`, `status`, `list`, `show`, `logs`, `events` | yes | yes | yes | yes |
 //! | `apply_release`, `reload`, `restart` | | yes | yes | yes |
 //! | `stop`, `delete`, `scale`, `flush`, `reload_logs`, `save`, `resurrect` | | | yes | yes |
-//! | `start`, `kill`, `reload_tls`, `upgrade` | | | | yes |
+//! | `start`, `apply_dir`, `kill`, `reload_tls`, `upgrade` | | | | yes |
 //!
-//! The last row is the local socket's alone, whatever the role: `start` takes a directory, a
-//! command and an environment from its frame; `kill` would end the daemon with nothing to
-//! start it again; `reload_tls` and `upgrade` change the agent itself, which is the host's
-//! business (setup does them over SSH).
+//! The last row is the local socket's alone, whatever the role: `start` and `apply_dir` take
+//! a directory, a command or an environment from their frame; `kill` would end the daemon
+//! with nothing to start it again; `reload_tls` and `upgrade` change the agent itself, which
+//! is the host's business (setup does them over SSH). A remote `apply_release` names a
+//! release SSH put on the host and nothing else ([`super::release_gate`]).
 
 use pmfleet_shared::protocol::{ApiError, ErrorKind, Request};
 use pmfleet_shared::tls::Role;
@@ -55,9 +56,11 @@ pub fn need(req: &Request) -> Need {
         | Request::ReloadLogs
         | Request::Save
         | Request::Resurrect => Need::Role(Role::Admin),
-        Request::Start(_) | Request::Kill | Request::ReloadTls | Request::Upgrade { .. } => {
-            Need::Local
-        }
+        Request::Start(_)
+        | Request::ApplyDir(_)
+        | Request::Kill
+        | Request::ReloadTls
+        | Request::Upgrade { .. } => Need::Local,
     }
 }
 
@@ -82,6 +85,7 @@ pub fn op(req: &Request) -> &'static str {
         Request::Kill => "kill",
         Request::Status => "status",
         Request::ApplyRelease(_) => "apply_release",
+        Request::ApplyDir(_) => "apply_dir",
         Request::ReloadTls => "reload_tls",
         Request::Upgrade { .. } => "upgrade",
     }
@@ -120,7 +124,7 @@ impl Origin {
 mod tests {
     use super::*;
     use pmfleet_shared::protocol::{
-        ApplyRelease, ScaleTo, ScriptStart, StartRequest, StartSource, Target,
+        ApplyDir, ApplyRelease, ScaleTo, ScriptStart, StartRequest, StartSource, Target,
     };
 
     /// One request of every kind, so the table below cannot miss one.
@@ -158,7 +162,12 @@ mod tests {
             Request::Kill,
             Request::Status,
             Request::ApplyRelease(Box::new(ApplyRelease {
-                release_dir: "/srv/app/releases/1".into(),
+                root: "/srv/app".into(),
+                release: "1".into(),
+                timeout_ms: 0,
+            })),
+            Request::ApplyDir(Box::new(ApplyDir {
+                release_dir: "/tmp/evil".into(),
                 ecosystem: None,
                 env_name: None,
                 env: Default::default(),
@@ -193,6 +202,7 @@ mod tests {
             ("save", [false, false, true]),
             ("resurrect", [false, false, true]),
             ("start", [false, false, false]),
+            ("apply_dir", [false, false, false]),
             ("kill", [false, false, false]),
             ("reload_tls", [false, false, false]),
             ("upgrade", [false, false, false]),

@@ -6,12 +6,14 @@
 //! - [`tls`]: the mutual-TLS TCP endpoint, for the controller.
 //! - [`access`]: which request each origin (and each certificate role) may send.
 //! - [`admission`]: the connection slots of the TLS endpoint (handshakes, sessions).
+//! - [`release_gate`]: what a remote `apply_release` may name (a release SSH put on the host).
 //! - `session`: one connection's request loop and the streamed `logs` and `events`, shared by
 //!   both.
 
 pub mod access;
 pub mod admission;
 pub mod local;
+pub mod release_gate;
 mod session;
 pub mod tls;
 
@@ -47,10 +49,14 @@ pub async fn dispatch(sup: &Supervisor, req: Request) -> Response {
             processes: sup.list(),
         },
         Request::Status => Response::Status(sup.status()),
-        Request::ApplyRelease(r) => match sup.apply_release(*r).await {
-            Ok(report) => Response::Applied(report),
-            Err(e) => error(&e),
+        Request::ApplyRelease(r) => match release_gate::resolve(sup.home().root(), &r) {
+            Ok(dir) => applied(sup.apply_release(dir).await),
+            Err(refused) => {
+                tracing::warn!("apply_release refused: {refused}");
+                Response::Error(refused.to_api())
+            }
         },
+        Request::ApplyDir(d) => applied(sup.apply_release(*d).await),
         Request::Show { app } => match sup.show(&app) {
             Ok(app) => Response::App { app: Box::new(app) },
             Err(e) => error(&e),
@@ -69,6 +75,13 @@ pub async fn dispatch(sup: &Supervisor, req: Request) -> Response {
             kind: ErrorKind::Internal,
             message: "this request is handled by the transport".into(),
         }),
+    }
+}
+
+fn applied(r: Result<pmfleet_shared::protocol::ApplyReport, SupervisorError>) -> Response {
+    match r {
+        Ok(report) => Response::Applied(report),
+        Err(e) => error(&e),
     }
 }
 
