@@ -29,6 +29,17 @@ pub enum AgentError {
 }
 
 impl AgentError {
+    /// The agent speaks another protocol version (an agent binary older or newer than this
+    /// pmfleet).
+    pub fn is_version_mismatch(&self) -> bool {
+        matches!(
+            self,
+            AgentError::Conn(protocol::ConnError::Frame(
+                protocol::FrameError::Version { .. }
+            ))
+        )
+    }
+
     /// The agent could not be reached at all (as opposed to answering badly).
     pub fn is_unreachable(&self) -> bool {
         matches!(

@@ -103,10 +103,13 @@ pub fn listen_address(host: &str, settings: &AgentSettings) -> String {
     )
 }
 
-/// Makes sure `member` runs a current, certified agent; returns a one-line description.
+/// Makes sure `member` runs a current, certified agent that knows the deploy root `root`
+/// (the only roots whose releases it runs when asked over mutual TLS); returns a one-line
+/// description.
 pub async fn provision(
     kit: &Kit,
     settings: &AgentSettings,
+    root: &str,
     member: &Member,
 ) -> Result<String, String> {
     let home = &settings.home;
@@ -145,6 +148,11 @@ pub async fn provision(
         }
         changed.push("binary");
     }
+
+    member
+        .run(&scripts::agent_roots(home, root))
+        .await
+        .map_err(|e| format!("registering the deploy root {root}: {e}"))?;
 
     let sans = vec![member.host.clone()];
     let listen = listen_address(&member.host, settings);
@@ -416,6 +424,11 @@ async fn wait_for_agent(kit: &Kit, host: &str, port: u16) -> Result<String, Stri
         match kit.client.request(host, port, &Request::Ping, None).await {
             Ok(Response::Pong { version, .. }) => return Ok(version),
             Ok(other) => return Err(format!("unexpected answer {other:?}")),
+            Err(e) if e.is_version_mismatch() => {
+                return Err(format!(
+                    "{e}: the agent binary on the host is of another pmfleet; `setup --upgrade-agent` replaces it"
+                ));
+            }
             Err(e) if tokio::time::Instant::now() >= deadline => return Err(e.to_string()),
             Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
         }

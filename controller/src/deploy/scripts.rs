@@ -4,6 +4,8 @@
 //! and reads every other value as a positional parameter; see [`crate::shell`]. They use only
 //! POSIX `sh`, coreutils and (for `fetch: host`) git.
 
+use pmfleet_shared::protocol::PreparedRelease;
+
 use crate::shell::Script;
 
 /// Expands the deploy root in `$1` into `$p`, then shifts it away.
@@ -93,13 +95,26 @@ exec env "$@" "${SHELL:-/bin/sh}" -l -c "$h"
 "#
 );
 
-/// Marks release `$1` as complete (fetched, linked, built); prints `ecosystem=<name>` for the
-/// first of the file names that follow that the release holds.
+/// Marks release `$1` as complete (fetched, linked, built): its marker holds `$2`, the apps'
+/// environment as JSON (mode 0600, written whole); prints `ecosystem=<name>` for the first of
+/// the file names that follow that the release holds.
 const MARK_PREPARED: &str = host_script!(
-    r#"r="$p/releases/$1"; shift
+    r#"r="$p/releases/$1"; m="$p/.pmfleet/prepared/$1"; t="$p/.pmfleet/prepared/.$1.tmp"; j=$2; shift 2
 [ -d "$r" ]
-: > "$p/.pmfleet/prepared/${r##*/}"
+( umask 077; printf '%s\n' "$j" > "$t" )
+mv -f "$t" "$m"
 for f; do if [ -f "$r/$f" ]; then echo "ecosystem=$f"; exit 0; fi; done
+"#
+);
+
+/// Gives release `$1`'s marker the environment `$2` (JSON) when it holds none — a release
+/// prepared by an older pmfleet, whose markers were empty. A marker that has one is kept.
+const FILL_MARKER: &str = host_script!(
+    r#"m="$p/.pmfleet/prepared/$1"; t="$p/.pmfleet/prepared/.$1.tmp"
+if [ -f "$m" ] && [ ! -s "$m" ]; then
+  ( umask 077; printf '%s\n' "$2" > "$t" )
+  mv -f "$t" "$m"
+fi
 "#
 );
 
@@ -269,6 +284,20 @@ mv -f "$n" "$p/bin/pmfleet-agent"
 "#
 );
 
+/// Registers the deploy root `$1` (`~` expanded here, symlinks resolved) in `<home>/roots`:
+/// the only roots whose releases the agent runs when asked over mutual TLS.
+const AGENT_ROOTS: &str = host_script!(
+    r#"r=$1
+case $r in "~") r=$HOME ;; "~/"*) r=$HOME/${r#"~/"} ;; esac
+r=$(cd "$r" && pwd -P)
+mkdir -p "$p"
+chmod 700 "$p"
+touch "$p/roots"
+chmod 600 "$p/roots"
+grep -qxF "$r" "$p/roots" || printf '%s\n' "$r" >> "$p/roots"
+"#
+);
+
 /// Installs the fleet's revocation list `$1` (empty: none) as `<home>/tls/crl.pem`,
 /// atomically; with `$2` = 1 the running daemon reads its TLS files again, so the revocations
 /// apply to the next connection.
@@ -406,11 +435,31 @@ pub fn run_hook(root: &str, dir: HookDir<'_>, hook: &str, env: &[(String, String
         .args(env.iter().map(|(k, v)| format!("{k}={v}")))
 }
 
-pub fn mark_prepared(root: &str, release: &str) -> Script {
+/// [`MARK_PREPARED`], the marker holding `prepared` (what the agent runs the release with).
+pub fn mark_prepared(root: &str, release: &str, prepared: &PreparedRelease) -> Script {
     Script::new(MARK_PREPARED)
         .arg(root)
         .arg(release)
+        .arg(marker_json(prepared))
         .args(pmfleet_shared::ecosystem::DISCOVERY_ORDER)
+}
+
+/// [`FILL_MARKER`].
+pub fn fill_marker(root: &str, release: &str, prepared: &PreparedRelease) -> Script {
+    Script::new(FILL_MARKER)
+        .arg(root)
+        .arg(release)
+        .arg(marker_json(prepared))
+}
+
+fn marker_json(prepared: &PreparedRelease) -> String {
+    // A map of strings always serializes; one line, as the scripts write it.
+    serde_json::to_string(prepared).unwrap_or_default()
+}
+
+/// [`AGENT_ROOTS`].
+pub fn agent_roots(home: &str, root: &str) -> Script {
+    Script::new(AGENT_ROOTS).arg(home).arg(root)
 }
 
 pub fn discard(root: &str, release: &str) -> Script {

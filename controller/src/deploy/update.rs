@@ -1,6 +1,7 @@
 //! `pmfleet deploy <env>` (PM2's `update`): one commit, prepared on every host in parallel,
 //! then switched — on every host or on none.
 
+use pmfleet_shared::protocol::PreparedRelease;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -422,8 +423,13 @@ async fn build(release: &Release, member: &Member) -> Result<(), StepError> {
             .await
             .map_err(fail("post-deploy"))?;
     }
+    // What the agent runs the release's apps with, written here over SSH (never sent to it).
+    let prepared = PreparedRelease {
+        env_name: env.name.clone(),
+        env: release.hook_env.iter().cloned().collect(),
+    };
     let marked = member
-        .run(&scripts::mark_prepared(root, &release.id))
+        .run(&scripts::mark_prepared(root, &release.id, &prepared))
         .await
         .map_err(fail("finish"))?;
     if !marked.stdout.contains("ecosystem=") {
