@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use common::{Agent, Load, free_port, get, wait_until};
 use pmfleet_shared::protocol::{
-    AppliedAction, ApplyRelease, ApplyReport, ErrorKind, Request, Response,
+    AppliedAction, ApplyDir, ApplyRelease, ApplyReport, ErrorKind, Request, Response,
 };
 use rustls::ClientConfig;
 use tls::Ca;
@@ -86,17 +86,19 @@ impl Remote {
         }
     }
 
+    /// Apply `release` as a deploy does: its marker (written on the host) holds the deploy
+    /// environment, the request only names it.
     fn apply(&self, release: &Path) -> ApplyReport {
-        let req = Request::ApplyRelease(Box::new(ApplyRelease {
-            release_dir: release.to_path_buf(),
-            ecosystem: None,
-            env_name: Some("production".into()),
-            env: BTreeMap::from([
+        let req = Request::ApplyRelease(Box::new(tls::prepare_release(
+            self.agent.home.path(),
+            release,
+            "production",
+            &BTreeMap::from([
                 ("DEPLOY_ONLY".to_string(), "d".to_string()),
                 ("SHARED".to_string(), "deploy".to_string()),
             ]),
-            timeout_ms: 60_000,
-        }));
+            60_000,
+        )));
         match self.ask(&req) {
             Response::Applied(r) => r,
             other => panic!("{other:?}"),
@@ -329,28 +331,40 @@ fn a_new_app_that_never_becomes_ready_is_reported_and_stopped() {
 #[test]
 fn a_bad_release_is_refused_whole_and_local_only_requests_are_forbidden() {
     let r = Remote::start();
-    let bad = |release_dir: &str, ecosystem: Option<&str>| {
-        let req = Request::ApplyRelease(Box::new(ApplyRelease {
-            release_dir: release_dir.into(),
-            ecosystem: ecosystem.map(PathBuf::from),
-            env_name: None,
-            env: BTreeMap::new(),
-            timeout_ms: 10_000,
-        }));
-        match r.ask(&req) {
-            Response::Error(e) => e,
-            other => panic!("{other:?}"),
-        }
+    let ask_error = |req: Request| match r.ask(&req) {
+        Response::Error(e) => e,
+        other => panic!("{other:?}"),
     };
-    let e = bad("relative/dir", None);
-    assert_eq!(e.kind, ErrorKind::Invalid);
-    assert!(e.message.contains("not an absolute path"), "{}", e.message);
-    let dir = r.agent.work.path().join("empty");
+    // A root that is not one setup registered.
+    let e = ask_error(Request::ApplyRelease(Box::new(ApplyRelease {
+        root: "relative/dir".into(),
+        release: "1".into(),
+        timeout_ms: 10_000,
+    })));
+    assert_eq!(e.kind, ErrorKind::Forbidden);
+    assert!(e.message.contains("not a deploy root"), "{}", e.message);
+    // A prepared release without an ecosystem file.
+    let dir = r.agent.work.path().join("releases/empty");
     std::fs::create_dir_all(&dir).unwrap();
-    let e = bad(dir.to_str().unwrap(), None);
+    let req = tls::prepare_release(
+        r.agent.home.path(),
+        &dir,
+        "production",
+        &BTreeMap::new(),
+        10_000,
+    );
+    let e = ask_error(Request::ApplyRelease(Box::new(req)));
+    assert_eq!(e.kind, ErrorKind::Invalid);
     assert!(e.message.contains("ecosystem"), "{}", e.message);
-    let e = bad(dir.to_str().unwrap(), Some("../../etc/passwd"));
-    assert!(e.message.contains("inside the release"), "{}", e.message);
+    // A directory and ecosystem file of the client's choosing: the local socket's only.
+    let e = ask_error(Request::ApplyDir(Box::new(ApplyDir {
+        release_dir: dir.clone(),
+        ecosystem: Some(PathBuf::from("../../etc/passwd")),
+        env_name: None,
+        env: BTreeMap::new(),
+        timeout_ms: 10_000,
+    })));
+    assert_eq!(e.kind, ErrorKind::Forbidden);
 
     for req in [Request::Kill, Request::ReloadTls] {
         match r.ask(&req) {

@@ -17,8 +17,8 @@ use agent_endpoint::{
     Agent, Fleet, ask, connect, connect_as, no_certificate, ring, roots, runtime, still_serves,
 };
 use pmfleet_shared::protocol::{
-    ApplyRelease, ErrorKind, REDACTED, Request, Response, ScaleTo, ScriptStart, StartRequest,
-    StartSource, Target,
+    ApplyDir, ApplyRelease, ErrorKind, PROTOCOL_VERSION, REDACTED, Request, Response, ScaleTo,
+    ScriptStart, StartRequest, StartSource, Target,
 };
 use pmfleet_shared::tls::{self, Role};
 use rustls::ClientConfig;
@@ -296,7 +296,15 @@ fn every_request(agent: &Agent) -> Vec<(&'static str, Request)> {
         (
             "apply_release",
             Request::ApplyRelease(Box::new(ApplyRelease {
-                release_dir: agent.work.path().join("no-such-release"),
+                root: agent.work.path().join("srv/app"),
+                release: "no-such-release".into(),
+                timeout_ms: 5_000,
+            })),
+        ),
+        (
+            "apply_dir",
+            Request::ApplyDir(Box::new(ApplyDir {
+                release_dir: agent.work.path().to_path_buf(),
                 ecosystem: None,
                 env_name: None,
                 env: BTreeMap::new(),
@@ -321,7 +329,7 @@ fn every_role_may_send_exactly_its_requests() {
     let agent = Agent::start(&fleet);
     let rt = runtime();
     // (request, allowed for read / deploy / admin)
-    let table: [(&str, [bool; 3]); 20] = [
+    let table: [(&str, [bool; 3]); 21] = [
         ("ping", [true, true, true]),
         ("status", [true, true, true]),
         ("list", [true, true, true]),
@@ -339,6 +347,7 @@ fn every_role_may_send_exactly_its_requests() {
         ("save", [false, false, true]),
         ("resurrect", [false, false, true]),
         ("start", [false, false, false]),
+        ("apply_dir", [false, false, false]),
         ("kill", [false, false, false]),
         ("reload_tls", [false, false, false]),
         ("upgrade", [false, false, false]),
@@ -355,6 +364,8 @@ fn every_role_may_send_exactly_its_requests() {
         ),
         ("admin (controller)", fleet.controller(), 2),
     ];
+    // A deploy root set up on the host, so an allowed `apply_release` gets past the root check.
+    agent.prepare_release("0", &[], &[]);
     let requests = every_request(&agent);
     assert_eq!(requests.len(), table.len());
     for (who, config, column) in &clients {
@@ -491,4 +502,195 @@ fn a_certificate_whose_role_cannot_be_read_is_refused() {
         other => panic!("{other:?}"),
     }
     still_serves(&rt, &agent, &fleet);
+}
+
+/// A release the deploy put on the host: a Node app that idles.
+const IDLE_APP: &str = "setInterval(() => {}, 1000);\n";
+
+/// Every way a client with a fleet certificate might try to make the agent run something SSH
+/// did not put there: a directory of its own with an ecosystem file that starts `/bin/sh`,
+/// `NODE_OPTIONS` that makes node run code, a release id that climbs out of the releases, a
+/// root the agent was not set up for — as this protocol's requests, with fields smuggled in,
+/// and as the previous protocol's `apply_release` (a directory and an environment). Nothing
+/// runs, nothing is persisted, and a restarted agent runs nothing of it either.
+#[test]
+fn no_client_certificate_can_make_the_agent_run_a_command_of_its_own() {
+    let fleet = Fleet::new();
+    let agent = Agent::start(&fleet);
+    let rt = runtime();
+    let work = agent.work.path();
+    let shell_ran = work.join("shell-ran");
+    let node_ran = work.join("node-ran");
+    // The attacker's own directory, outside every deploy root.
+    let evil = work.join("evil");
+    std::fs::create_dir_all(&evil).unwrap();
+    let evil_eco = serde_json::json!({"apps": [{
+        "name": "evil", "script": "/bin/sh", "interpreter": "none",
+        "args": ["-c", format!("touch {}; exec sleep 300", shell_ran.display())],
+    }]});
+    std::fs::write(evil.join("ecosystem.json"), evil_eco.to_string()).unwrap();
+    // A release the deploy put there, legitimately.
+    let eco = serde_json::json!({"apps": [{"name": "web", "script": "app.js"}]});
+    let root = agent.prepare_release(
+        "1",
+        &[("app.js", IDLE_APP), ("ecosystem.json", &eco.to_string())],
+        &[("PMFLEET_RELEASE", "1")],
+    );
+    let node_options = format!(
+        "--import=data:text/javascript,import fs from 'fs'; fs.writeFileSync('{}', 'x')",
+        node_ran.display()
+    );
+    let raw = |v: u16, body: serde_json::Value| {
+        let json = serde_json::json!({"v": v, "body": body}).to_string();
+        let mut bytes = (json.len() as u32).to_be_bytes().to_vec();
+        bytes.extend_from_slice(json.as_bytes());
+        bytes
+    };
+    let old = PROTOCOL_VERSION - 1;
+    let attempts: Vec<(&str, Vec<u8>)> = vec![
+        (
+            "the previous protocol: a directory of the client's",
+            raw(
+                old,
+                serde_json::json!({"op": "apply_release", "release_dir": evil, "env": {}}),
+            ),
+        ),
+        (
+            "the previous protocol: NODE_OPTIONS for a release on the host",
+            raw(
+                old,
+                serde_json::json!({"op": "apply_release",
+                "release_dir": root.join("releases/1"), "env": {"NODE_OPTIONS": node_options}}),
+            ),
+        ),
+        (
+            "the previous shape in this protocol",
+            raw(
+                PROTOCOL_VERSION,
+                serde_json::json!({"op": "apply_release",
+                "release_dir": evil, "env": {"NODE_OPTIONS": node_options}}),
+            ),
+        ),
+        (
+            "an environment smuggled into this protocol's request",
+            raw(
+                PROTOCOL_VERSION,
+                serde_json::json!({"op": "apply_release", "root": root,
+                "release": "1", "env_name": "x", "env": {"NODE_OPTIONS": node_options},
+                "release_dir": evil, "ecosystem": evil.join("ecosystem.json")}),
+            ),
+        ),
+        (
+            "a root the agent was not set up for",
+            raw(
+                PROTOCOL_VERSION,
+                serde_json::json!({"op": "apply_release",
+                "root": work, "release": "evil"}),
+            ),
+        ),
+        (
+            "a release id that climbs out",
+            raw(
+                PROTOCOL_VERSION,
+                serde_json::json!({"op": "apply_release",
+                "root": root, "release": "../../../evil"}),
+            ),
+        ),
+        (
+            "a directory of the client's, on the local socket's request",
+            raw(
+                PROTOCOL_VERSION,
+                serde_json::json!({"op": "apply_dir", "release_dir": evil,
+                "env": {"NODE_OPTIONS": node_options}}),
+            ),
+        ),
+        (
+            "a command of the client's",
+            raw(
+                PROTOCOL_VERSION,
+                serde_json::json!({"op": "start",
+                "source": {"kind": "script", "script": "/bin/sh",
+                           "args": ["-c", format!("touch {}", shell_ran.display())],
+                           "name": "evil2", "instances": null, "interpreter": "none",
+                           "port": null, "wait_ready": false, "healthcheck": null,
+                           "listen_timeout_ms": null, "kill_timeout_ms": null,
+                           "max_memory_restart": null, "watch": false, "merge_logs": false,
+                           "time": false},
+                "env_name": null, "cwd": work, "env": {"NODE_OPTIONS": node_options},
+                "only": null}),
+            ),
+        ),
+    ];
+    let clients = [
+        (
+            "ca issue ci-runner",
+            fleet.issue("ci-runner", pmfleet::pki::DEFAULT_CLIENT_ROLE),
+        ),
+        ("deploy", fleet.issue("ci-deploy", Role::Deploy)),
+        ("read", fleet.issue("dashboard", Role::Read)),
+        ("admin (controller)", fleet.controller()),
+    ];
+    let no_trace = |when: &str| {
+        assert!(!shell_ran.exists(), "{when}: /bin/sh ran\n{}", agent.log());
+        assert!(
+            !node_ran.exists(),
+            "{when}: NODE_OPTIONS ran\n{}",
+            agent.log()
+        );
+        for p in agent.list() {
+            assert_ne!(p["name"], "evil", "{when}: {p}");
+            assert_ne!(p["name"], "evil2", "{when}: {p}");
+        }
+        if agent.list().iter().any(|p| p["name"] == "web") {
+            let show = agent.ok(&["show", "web", "--json"]);
+            assert!(!show.contains("NODE_OPTIONS"), "{when}: {show}");
+            assert!(show.contains("releases/1"), "{when}: {show}");
+        }
+        let state =
+            std::fs::read_to_string(agent.home.path().join("state.json")).unwrap_or_default();
+        assert!(
+            !state.contains("NODE_OPTIONS") && !state.contains("/evil"),
+            "{when}: {state}"
+        );
+    };
+    for (who, config) in &clients {
+        for (what, bytes) in &attempts {
+            let answer = rt.block_on(async {
+                let mut conn = connect(agent.addr, config.clone()).await.expect("connect");
+                let _ = conn.send_bytes(bytes).await;
+                conn.recv(Duration::from_secs(30)).await
+            });
+            let answered_ok = matches!(&answer, Ok(Response::Applied(r)) if r.apps.iter().any(|a| a.name != "web"))
+                || matches!(&answer, Ok(Response::Done { .. }));
+            assert!(!answered_ok, "{who}: {what}: {answer:?}");
+            no_trace(&format!("{who}: {what}"));
+        }
+    }
+    // What a deploy certificate is for still works: the release SSH put there.
+    let deploy = fleet.issue("ci-deploy-2", Role::Deploy);
+    let apply = Request::ApplyRelease(Box::new(ApplyRelease {
+        root: root.clone(),
+        release: "1".into(),
+        timeout_ms: 30_000,
+    }));
+    match ask(&rt, agent.addr, deploy, &apply) {
+        Ok(Response::Applied(r)) => assert!(r.ok(), "{r:?}"),
+        other => panic!("{other:?}\n{}", agent.log()),
+    }
+    let show = agent.ok(&["show", "web", "--json"]);
+    assert!(show.contains("\"PMFLEET_RELEASE\": \"1\""), "{show}");
+    no_trace("after the real deploy");
+    // Nothing of it comes back with a restarted agent either.
+    agent.restart();
+    wait_until_online(&agent, "web");
+    no_trace("after a restart");
+}
+
+fn wait_until_online(agent: &Agent, app: &str) {
+    agent_endpoint::wait_until(Duration::from_secs(20), "the app online again", || {
+        agent
+            .list()
+            .iter()
+            .any(|p| p["name"] == app && p["status"] == "online")
+    });
 }

@@ -229,3 +229,80 @@ fn ssh_options_that_would_accept_any_host_key_are_refused() {
     );
     assert!(!s.fleet.hosts[0].root().join("app").exists());
 }
+
+/// A Node app that writes its environment's deploy variables to `shared/seen-<release>`.
+const ENV_APP_JS: &str = r#"const fs = require("fs");
+const seen = ["GREETING", "PMFLEET_ENV", "PMFLEET_RELEASE", "PMFLEET_SHA"]
+  .map((k) => `${k}=${process.env[k] || ""}`).join("\n");
+fs.writeFileSync(`${__dirname}/../../shared/seen-${process.env.PMFLEET_RELEASE}`, seen + "\n");
+setInterval(() => {}, 1000);
+"#;
+
+#[test]
+fn a_deploy_writes_the_release_environment_on_the_host_and_the_agent_runs_with_it() {
+    use std::os::unix::fs::PermissionsExt;
+    let repo = pmfleet_tests::git_repo::GitRepo::new();
+    repo.write("app.js", ENV_APP_JS);
+    repo.write(
+        "ecosystem.json",
+        &json!({"apps": [{"name": "envy", "script": "app.js"}]}).to_string(),
+    );
+    repo.commit_file("VERSION", "1\n", "one");
+    let s = SetUp::new(json!({"repo": repo.url(), "env": {"GREETING": "hello"}}));
+    ok(&s.project.pmfleet(&["deploy", "production", "setup"]));
+    let app = s.fleet.hosts[0].root().join("app");
+    // setup registered the deploy root with the agent.
+    let roots = s.on_host("cat ~/.pmfleet-agent/roots");
+    assert!(roots.stdout.contains("/srv/app"), "{}", roots.stdout);
+    ok(&s.project.pmfleet(&["deploy", "production"]));
+    let releases = |dir: &str| -> Vec<String> {
+        let mut ids: Vec<String> = std::fs::read_dir(app.join(dir))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| !n.starts_with('.'))
+            .collect();
+        ids.sort();
+        ids
+    };
+    let first = releases("releases").pop().expect("a release");
+    let marker = app.join(".pmfleet/prepared").join(&first);
+    let mode = std::fs::metadata(&marker).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "the marker holds the environment: owner only");
+    let prepared: Value =
+        serde_json::from_str(&std::fs::read_to_string(&marker).unwrap()).expect("JSON");
+    assert_eq!(prepared["env_name"], "production");
+    assert_eq!(prepared["env"]["GREETING"], "hello");
+    assert_eq!(prepared["env"]["PMFLEET_RELEASE"], first.as_str());
+    let seen = |id: &str| std::fs::read_to_string(app.join("shared").join(format!("seen-{id}")));
+    let wait_seen = |id: &str| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while seen(id).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the app of {id} never ran"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        seen(id).unwrap()
+    };
+    let env = wait_seen(&first);
+    assert!(env.contains("GREETING=hello"), "{env}");
+    assert!(env.contains("PMFLEET_ENV=production"), "{env}");
+    assert!(env.contains(&format!("PMFLEET_RELEASE={first}")), "{env}");
+
+    // A release prepared by an older pmfleet has an empty marker: a revert to it gives the
+    // marker the environment over SSH first, naming that release.
+    repo.commit_file("VERSION", "2\n", "two");
+    ok(&s.project.pmfleet(&["deploy", "production"]));
+    std::fs::write(&marker, "").unwrap();
+    std::fs::remove_file(app.join("shared").join(format!("seen-{first}"))).unwrap();
+    ok(&s.project.pmfleet(&["deploy", "production", "revert", "1"]));
+    let prepared: Value =
+        serde_json::from_str(&std::fs::read_to_string(&marker).unwrap()).expect("filled");
+    assert_eq!(prepared["env"]["PMFLEET_RELEASE"], first.as_str());
+    let env = wait_seen(&first);
+    assert!(env.contains("GREETING=hello"), "{env}");
+    assert!(env.contains(&format!("PMFLEET_RELEASE={first}")), "{env}");
+}

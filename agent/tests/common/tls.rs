@@ -185,6 +185,43 @@ pub fn client_config(ca_pem: &str, leaf: Option<&Leaf>) -> Arc<ClientConfig> {
     }
 }
 
+/// What setup and a deploy leave on a host so that the agent of `home` runs `release_dir`
+/// (`<root>/releases/<id>`) when asked over mutual TLS: `<root>` registered in `<home>/roots`
+/// and the release's marker holding `env_name` and `env`. Returns the request that names it.
+pub fn prepare_release(
+    home: &Path,
+    release_dir: &Path,
+    env_name: &str,
+    env: &std::collections::BTreeMap<String, String>,
+    timeout_ms: u64,
+) -> protocol::ApplyRelease {
+    let id = release_dir
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    let root = release_dir.parent().unwrap().parent().unwrap();
+    let root = std::fs::canonicalize(root).unwrap();
+    let roots = home.join("roots");
+    let known = std::fs::read_to_string(&roots).unwrap_or_default();
+    if !known.lines().any(|l| Path::new(l) == root) {
+        std::fs::write(&roots, format!("{known}{}\n", root.display())).unwrap();
+    }
+    let prepared = root.join(".pmfleet/prepared");
+    std::fs::create_dir_all(&prepared).unwrap();
+    let marker = protocol::PreparedRelease {
+        env_name: env_name.to_string(),
+        env: env.clone(),
+    };
+    std::fs::write(prepared.join(&id), serde_json::to_string(&marker).unwrap()).unwrap();
+    protocol::ApplyRelease {
+        root,
+        release: id,
+        timeout_ms,
+    }
+}
+
 /// A runtime for the blocking tests to drive async clients with.
 pub fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()

@@ -290,6 +290,43 @@ impl Agent {
         });
     }
 
+    /// What setup and a deploy leave on a host: `<work>/srv/app` registered as a deploy root in
+    /// `<home>/roots`, and `<root>/releases/<id>` holding `files` (name, contents) with its
+    /// marker holding `env`. Returns the root.
+    pub fn prepare_release(
+        &self,
+        id: &str,
+        files: &[(&str, &str)],
+        env: &[(&str, &str)],
+    ) -> PathBuf {
+        let root = self.work.path().join("srv/app");
+        let dir = root.join("releases").join(id);
+        std::fs::create_dir_all(&dir).expect("release dir");
+        std::fs::create_dir_all(root.join(".pmfleet/prepared")).expect("marker dir");
+        for (name, text) in files {
+            std::fs::write(dir.join(name), text).expect("release file");
+        }
+        let root = std::fs::canonicalize(&root).expect("root");
+        std::fs::write(
+            self.home.path().join("roots"),
+            format!("{}\n", root.display()),
+        )
+        .expect("roots");
+        let marker = protocol::PreparedRelease {
+            env_name: "production".into(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        };
+        std::fs::write(
+            root.join(".pmfleet/prepared").join(id),
+            serde_json::to_string(&marker).expect("json"),
+        )
+        .expect("marker");
+        root
+    }
+
     /// Stop the daemon (`SIGTERM`) and start it again: what was persisted comes back.
     pub fn restart(&self) {
         let pid = self.pid();
