@@ -306,3 +306,24 @@ fn a_deploy_writes_the_release_environment_on_the_host_and_the_agent_runs_with_i
     assert!(env.contains("GREETING=hello"), "{env}");
     assert!(env.contains(&format!("PMFLEET_RELEASE={first}")), "{env}");
 }
+
+#[test]
+fn setup_puts_the_revocation_list_in_force_even_when_the_file_is_already_there() {
+    let s = SetUp::new(json!({}));
+    ok(&s.project.pmfleet(&["deploy", "production", "setup"]));
+    ok(&s.project.pmfleet(&["ca", "issue", "ci-3"]));
+    ok(&s.status_as("ci-3"));
+    ok(&s.project.pmfleet(&["ca", "revoke", "ci-3"]));
+    // The new crl.pem reached the host, but the running agent never read it (a reload that
+    // failed, a copy by hand): it still accepts the certificate.
+    let crl = std::fs::read_to_string(s.ca_dir().join(pki::CRL_FILE)).expect("crl.pem");
+    s.on_host(&format!(
+        "printf '%s\\n' '{}' > ~/.pmfleet-agent/tls/crl.pem",
+        crl.trim()
+    ));
+    ok(&s.status_as("ci-3"));
+    ok(&s.project.pmfleet(&["deploy", "production", "setup"]));
+    let refused = s.status_as("ci-3");
+    assert_ne!(refused.code, 0, "{}", refused.all());
+    assert!(refused.all().contains("Revoked"), "{}", refused.all());
+}

@@ -6,9 +6,10 @@
 //!
 //! The certificate is issued again when the host's names or the CA changed, when it expires
 //! within [`pki::AGENT_RENEW_WITHIN_DAYS`], when the CA revoked it, or when the installed
-//! identity does not work ([`renewal`]). The revocation list is brought whenever the host's
-//! differs from the CA's, and the running daemon reads it at once; [`push_crl`] does only
-//! that, for `pmfleet ca push-crl`.
+//! identity does not work (`renewal`). The revocation list is brought whenever the host's
+//! differs from the CA's, and every setup has the running daemon read its TLS files again, so
+//! the CA's current list is the one in force; [`push_crl`] does only that, for
+//! `pmfleet ca push-crl`.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -245,12 +246,16 @@ pub async fn provision(
         // Cluster apps bind their ports when they start: a restart binds them anew.
         restart_agent(member, home, systemd).await?;
         how = "restarted to listen on the new bind address; its apps restarted".into();
-    } else if !changed.is_empty() {
+    } else {
+        // Every setup has the running agent read its TLS files again, changed or not: the
+        // revocation list on the host is then surely the one in force.
         member
             .run(&scripts::agent_tls_reload(home))
             .await
-            .map_err(|e| format!("reloading the agent's certificate: {e}"))?;
-        how = format!("{} reloaded, its apps untouched", changed.join(" and "));
+            .map_err(|e| format!("reloading the agent's TLS files: {e}"))?;
+        if !changed.is_empty() {
+            how = format!("{} reloaded, its apps untouched", changed.join(" and "));
+        }
     }
     let version = wait_for_agent(kit, &member.host, settings.port).await.map_err(|e| {
         format!("the agent does not answer on {listen} over mutual TLS: {e} (see {home}/agent.log on the host; the controller must reach that port directly, even for a host behind a jump host)")

@@ -435,7 +435,7 @@ pub fn run_hook(root: &str, dir: HookDir<'_>, hook: &str, env: &[(String, String
         .args(env.iter().map(|(k, v)| format!("{k}={v}")))
 }
 
-/// [`MARK_PREPARED`], the marker holding `prepared` (what the agent runs the release with).
+/// `MARK_PREPARED`, the marker holding `prepared` (what the agent runs the release with).
 pub fn mark_prepared(root: &str, release: &str, prepared: &PreparedRelease) -> Script {
     Script::new(MARK_PREPARED)
         .arg(root)
@@ -444,7 +444,7 @@ pub fn mark_prepared(root: &str, release: &str, prepared: &PreparedRelease) -> S
         .args(pmfleet_shared::ecosystem::DISCOVERY_ORDER)
 }
 
-/// [`FILL_MARKER`].
+/// `FILL_MARKER`: give an empty marker (left by an older pmfleet) `prepared`.
 pub fn fill_marker(root: &str, release: &str, prepared: &PreparedRelease) -> Script {
     Script::new(FILL_MARKER)
         .arg(root)
@@ -457,7 +457,7 @@ fn marker_json(prepared: &PreparedRelease) -> String {
     serde_json::to_string(prepared).unwrap_or_default()
 }
 
-/// [`AGENT_ROOTS`].
+/// `AGENT_ROOTS`: register the deploy root `root` with the agent of `home`.
 pub fn agent_roots(home: &str, root: &str) -> Script {
     Script::new(AGENT_ROOTS).arg(home).arg(root)
 }
@@ -521,7 +521,7 @@ pub fn agent_upload(home: &str, sha256: &str) -> Script {
     Script::new(AGENT_UPLOAD).arg(home).arg(sha256)
 }
 
-/// [`AGENT_CRL`]: install `crl` (PEM, trimmed; empty for none), and with `reload` have the
+/// `AGENT_CRL`: install `crl` (PEM, trimmed; empty for none), and with `reload` have the
 /// running daemon apply it.
 pub fn agent_crl(home: &str, crl: &str, reload: bool) -> Script {
     Script::new(AGENT_CRL)
