@@ -63,15 +63,31 @@ impl Ca {
         serial: u64,
         validity: Option<(OffsetDateTime, OffsetDateTime)>,
     ) -> Leaf {
+        // A client is the controller unless said otherwise: everything it offers remotely.
+        self.sign_as(
+            sans,
+            usage,
+            serial,
+            validity,
+            pmfleet_shared::tls::Role::Admin,
+        )
+    }
+
+    fn sign_as(
+        &self,
+        sans: &[&str],
+        usage: ExtendedKeyUsagePurpose,
+        serial: u64,
+        validity: Option<(OffsetDateTime, OffsetDateTime)>,
+        role: pmfleet_shared::tls::Role,
+    ) -> Leaf {
         let key = KeyPair::generate().unwrap();
         let sans: Vec<String> = sans.iter().map(|s| s.to_string()).collect();
         let mut params = CertificateParams::new(sans).unwrap();
         if usage == ExtendedKeyUsagePurpose::ClientAuth {
-            // The controller's role: everything the endpoint offers remotely.
-            params.distinguished_name.push(
-                DnType::OrganizationalUnitName,
-                pmfleet_shared::tls::Role::Admin.subject_unit(),
-            );
+            params
+                .distinguished_name
+                .push(DnType::OrganizationalUnitName, role.subject_unit());
         }
         params.extended_key_usages = vec![usage];
         params.serial_number = Some(SerialNumber::from(serial));
@@ -97,6 +113,11 @@ impl Ca {
     /// A client certificate with the `admin` role (the controller's) and this serial.
     pub fn client(&self, serial: u64) -> Leaf {
         self.sign(&[], ExtendedKeyUsagePurpose::ClientAuth, serial, None)
+    }
+
+    /// A client certificate with `role` and this serial.
+    pub fn client_as(&self, serial: u64, role: pmfleet_shared::tls::Role) -> Leaf {
+        self.sign_as(&[], ExtendedKeyUsagePurpose::ClientAuth, serial, None, role)
     }
 
     /// A client certificate that expired yesterday.
