@@ -23,6 +23,7 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 mkdir -p /run/sshd
 
+scripts/check-deps.sh
 cargo fmt --all --check
 cargo clippy --workspace --all-targets -- -D warnings
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --workspace -q

@@ -1,12 +1,10 @@
 //! Bad input gets a clear error and disturbs nothing already running.
 
-mod common;
-
-use common::{Agent, free_port};
+use pmfleet_testkit::{AgentHome, free_port};
 
 #[test]
 fn bad_starts_fail_clearly_and_leave_running_apps_alone() {
-    let agent = Agent::new();
+    let agent = AgentHome::new();
     agent.write("tick.sh", "while true; do sleep 1; done\n");
     agent.ok(&["start", "tick.sh"]);
     agent.wait_online("tick", 1);

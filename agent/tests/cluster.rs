@@ -2,12 +2,10 @@
 //! on it (fd 3). An unmodified Node app (listen(PORT), via the preload) and a Python app
 //! (socket on fd 3) each answer from every instance.
 
-mod common;
-
-use common::{Agent, answering_pids, free_port};
+use pmfleet_testkit::{AgentHome, answering_pids, free_port, get, wait_until};
 
 fn cluster_of(script: &str, n: usize) {
-    let agent = Agent::new();
+    let agent = AgentHome::new();
     agent.fixture(script);
     let port = free_port().to_string();
     let out = agent.ok(&[
@@ -27,7 +25,7 @@ fn cluster_of(script: &str, n: usize) {
     agent.wait_online("web", n);
     let port: u16 = port.parse().unwrap();
     let pids = agent.pids("web");
-    common::wait_until(
+    wait_until(
         std::time::Duration::from_secs(20),
         "every instance answering",
         || {
@@ -67,7 +65,7 @@ fn python_cluster_of_four_shares_one_port() {
 
 #[test]
 fn port_comes_from_the_start_commands_environment_and_scale_follows() {
-    let agent = Agent::new();
+    let agent = AgentHome::new();
     agent.fixture("server.js");
     let port = free_port();
     let out = agent
@@ -82,13 +80,13 @@ fn port_comes_from_the_start_commands_environment_and_scale_follows() {
         String::from_utf8_lossy(&out.stderr)
     );
     agent.wait_online("server", 2);
-    assert!(common::get(port).unwrap().starts_with("pid="));
+    assert!(get(port).unwrap().starts_with("pid="));
 
     agent.ok(&["scale", "server", "+1"]);
     agent.wait_online("server", 3);
     agent.ok(&["scale", "server", "1"]);
     agent.wait_online("server", 1);
-    assert!(common::get(port).unwrap().starts_with("pid="));
+    assert!(get(port).unwrap().starts_with("pid="));
 
     // Logs: every instance's stdout went to a file `logs` reads back.
     let logs = agent.ok(&["logs", "server", "--lines", "5"]);

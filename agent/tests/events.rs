@@ -2,21 +2,16 @@
 //! killed and come back, and roll through a reload; the app filter; and a remote subscriber
 //! over mutual TLS whose stream ends with `end` when the daemon goes away.
 
-mod common;
-
-#[path = "common/tls.rs"]
-mod tls;
-
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Child, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::{Agent, free_port, wait_until};
 use pmfleet_shared::protocol::{EventKind, Request, Response};
+use pmfleet_testkit::tls::{self, Ca};
+use pmfleet_testkit::{AgentHome, free_port, wait_until};
 use serde_json::Value;
-use tls::Ca;
 
 /// How long any one expected event may take.
 const WAIT: Duration = Duration::from_secs(30);
@@ -33,7 +28,7 @@ struct Events {
 impl Events {
     /// Subscribe (to `app`'s events, or every app's) and wait until the agent says the
     /// subscription is live: nothing that happens after that is missed.
-    fn subscribe(agent: &Agent, app: Option<&str>) -> Events {
+    fn subscribe(agent: &AgentHome, app: Option<&str>) -> Events {
         let mut cmd = agent.command();
         cmd.arg("events").args(app).arg("--json");
         let mut child = cmd
@@ -110,7 +105,7 @@ fn pid(ev: &Value) -> u64 {
 
 #[test]
 fn a_killed_instance_is_seen_exiting_then_starting_again() {
-    let agent = Agent::new();
+    let agent = AgentHome::new();
     agent.write("tick.sh", "while true; do sleep 1; done\n");
     let mut events = Events::subscribe(&agent, None);
     agent.ok(&["start", "tick.sh", "--name", "tick"]);
@@ -137,7 +132,7 @@ fn a_killed_instance_is_seen_exiting_then_starting_again() {
 
 #[test]
 fn a_rolling_reload_is_framed_by_reload_started_and_reload_finished() {
-    let agent = Agent::new();
+    let agent = AgentHome::new();
     let port = free_port();
     agent.fixture("server.js");
     agent.write(
@@ -183,7 +178,7 @@ fn a_rolling_reload_is_framed_by_reload_started_and_reload_finished() {
 
 #[test]
 fn a_subscription_to_one_app_sees_nothing_of_another() {
-    let agent = Agent::new();
+    let agent = AgentHome::new();
     agent.write("tick.sh", "while true; do sleep 1; done\n");
     let mut only_a = Events::subscribe(&agent, Some("a"));
     let mut every = Events::subscribe(&agent, None);
@@ -207,7 +202,7 @@ fn a_subscription_to_one_app_sees_nothing_of_another() {
 
 #[test]
 fn a_remote_subscriber_gets_events_over_mutual_tls_and_end_when_the_agent_goes() {
-    let agent = Agent::new();
+    let agent = AgentHome::new();
     let ca = Ca::new("test fleet CA");
     let port = free_port();
     ca.install(agent.home.path(), &format!("127.0.0.1:{port}"));

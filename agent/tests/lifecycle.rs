@@ -1,13 +1,19 @@
 //! Stops, crashes and restarts: the restart policy applied to real processes, kill_timeout
 //! escalation, process-group cleanup, memory limits and file watching.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::{Agent, pid_alive, wait_until};
+use pmfleet_testkit::{AgentHome, Load, free_port, get, pid_alive, wait_until};
 
-fn status(agent: &Agent, app: &str) -> String {
+/// True once `dir` was listed after its last change: its access time moved past its
+/// modification time (`relatime` updates it on the first read after a change). Nothing but
+/// the agent's watcher lists the work directory of these tests.
+fn listed_since_changed(dir: &std::path::Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(dir).is_ok_and(|m| (m.atime(), m.atime_nsec()) > (m.mtime(), m.mtime_nsec()))
+}
+
+fn status(agent: &AgentHome, app: &str) -> String {
     agent
         .procs(app)
         .first()
@@ -17,7 +23,7 @@ fn status(agent: &Agent, app: &str) -> String {
 
 #[test]
 fn killed_instance_comes_back_online() {
-    let agent = Agent::new();
+    let agent = AgentHome::new();
     agent.write("tick.sh", "while true; do sleep 1; done\n");
     agent.ok(&["start", "tick.sh", "--name", "tick"]);
     agent.wait_online("tick", 1);
@@ -32,7 +38,7 @@ fn killed_instance_comes_back_online() {
 
 #[test]
 fn crash_loop_ends_errored() {
-    let agent = Agent::new();
+    let agent = AgentHome::new();
     agent.write("crash.sh", "echo boom >&2; exit 1\n");
     agent.write(
         "apps.json",
@@ -49,7 +55,7 @@ fn crash_loop_ends_errored() {
 
 #[test]
 fn stop_exit_codes_leave_the_app_stopped() {
-    let agent = Agent::new();
+    let agent = AgentHome::new();
     agent.write("done.sh", "sleep 0.3; exit 3\n");
     agent.write(
         "apps.json",
@@ -59,6 +65,7 @@ fn stop_exit_codes_leave_the_app_stopped() {
     wait_until(Duration::from_secs(10), "stopped", || {
         status(&agent, "done") == "stopped"
     });
+    // The point of the test: no restart comes for a while (a restart would come at once).
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(status(&agent, "done"), "stopped");
     assert_eq!(agent.procs("done")[0]["restarts"], 0);
@@ -66,13 +73,18 @@ fn stop_exit_codes_leave_the_app_stopped() {
 
 #[test]
 fn app_ignoring_sigint_is_killed_after_kill_timeout() {
-    let agent = Agent::new();
+    let agent = AgentHome::new();
     agent.write(
         "stubborn.sh",
-        "trap '' INT\nwhile true; do sleep 0.2; done\n",
+        "trap '' INT\n: > trapped\nwhile true; do sleep 0.2; done\n",
     );
     agent.ok(&["start", "stubborn.sh", "--kill-timeout", "800"]);
     agent.wait_online("stubborn", 1);
+    // The script says when its trap is in place: a SIGINT before that would end it at once.
+    let trapped = agent.work.path().join("trapped");
+    wait_until(Duration::from_secs(10), "the trap in place", || {
+        trapped.exists()
+    });
     let pid = agent.pids("stubborn")[0];
     let started = Instant::now();
     agent.ok(&["stop", "stubborn"]);
@@ -88,7 +100,7 @@ fn app_ignoring_sigint_is_killed_after_kill_timeout() {
 
 #[test]
 fn stop_leaves_no_grandchild_behind() {
-    let agent = Agent::new();
+    let agent = AgentHome::new();
     // A background job of a non-interactive shell ignores SIGINT: only a group kill ends it.
     agent.write(
         "parent.sh",
@@ -114,7 +126,7 @@ fn stop_leaves_no_grandchild_behind() {
 
 #[test]
 fn growing_app_is_restarted_at_max_memory() {
-    let agent = Agent::new();
+    let agent = AgentHome::new();
     agent.fixture("server.js");
     let out = agent
         .command()
@@ -142,12 +154,15 @@ fn growing_app_is_restarted_at_max_memory() {
 
 #[test]
 fn watched_file_change_restarts_the_app() {
-    let agent = Agent::new();
+    let agent = AgentHome::new();
     agent.write("tick.sh", "while true; do sleep 1; done\n");
     agent.ok(&["start", "tick.sh", "--watch"]);
     agent.wait_online("tick", 1);
     let pid = agent.pids("tick")[0];
-    std::thread::sleep(Duration::from_millis(1200));
+    // A change made before the watcher's first scan would be part of what it compares with.
+    wait_until(Duration::from_secs(10), "the watcher's first scan", || {
+        listed_since_changed(agent.work.path())
+    });
     agent.write("config.txt", "changed");
     wait_until(Duration::from_secs(10), "a watch restart", || {
         agent.pids("tick").first().is_some_and(|p| *p != pid)
@@ -157,7 +172,7 @@ fn watched_file_change_restarts_the_app() {
 
 #[test]
 fn restart_delete_and_interpreters() {
-    let agent = Agent::new();
+    let agent = AgentHome::new();
     agent.write(
         "worker.py",
         "import time\nprint('py worker up', flush=True)\nwhile True: time.sleep(1)\n",
@@ -195,7 +210,7 @@ fn restart_delete_and_interpreters() {
 #[test]
 fn logs_follow_streams_new_lines() {
     use std::io::BufRead;
-    let agent = Agent::new();
+    let agent = AgentHome::new();
     agent.write(
         "talk.sh",
         "i=0; while true; do i=$((i+1)); echo \"line $i\"; sleep 0.2; done\n",
@@ -222,7 +237,7 @@ fn logs_follow_streams_new_lines() {
 
 #[test]
 fn cron_restart_restarts_fork_apps_and_reloads_cluster_apps_on_schedule() {
-    let agent = Agent::new();
+    let agent = AgentHome::new();
     // A bad pattern is refused with the field that is wrong.
     agent.write("tick.sh", "while true; do sleep 1; done\n");
     let err = agent.fails(&["start", "tick.sh", "--cron-restart", "*/2 * * * 99"]);
@@ -241,7 +256,7 @@ fn cron_restart_restarts_fork_apps_and_reloads_cluster_apps_on_schedule() {
     agent.ok(&["delete", "tick"]);
 
     // Cluster mode: rolling reloads on schedule, under load, without a failed request.
-    let port = common::free_port();
+    let port = free_port();
     agent.fixture("server.js");
     agent.write(
         "ecosystem.config.js",
@@ -253,11 +268,9 @@ fn cron_restart_restarts_fork_apps_and_reloads_cluster_apps_on_schedule() {
     );
     agent.ok(&["start", "ecosystem.config.js"]);
     agent.wait_online("api", 2);
-    wait_until(Duration::from_secs(10), "serving", || {
-        common::get(port).is_ok()
-    });
+    wait_until(Duration::from_secs(10), "serving", || get(port).is_ok());
     let before = agent.pids("api");
-    let load = common::Load::start(port, 4, u64::MAX, Duration::from_secs(60));
+    let load = Load::start(port, 4, u64::MAX, Duration::from_secs(60));
     wait_until(Duration::from_secs(20), "two scheduled reloads", || {
         agent
             .procs("api")

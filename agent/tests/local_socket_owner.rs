@@ -1,12 +1,10 @@
 //! The daemon's local control socket is for its owner only: another user, even one who can
 //! reach the agent's home, cannot use it.
 
-mod common;
-
 use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 
-use common::Agent;
+use pmfleet_testkit::AgentHome;
 
 #[test]
 fn another_user_cannot_use_the_local_socket() {
@@ -15,7 +13,7 @@ fn another_user_cannot_use_the_local_socket() {
     {
         panic!("this test drops to the `nobody` user: run it as root with util-linux's setpriv");
     }
-    let agent = Agent::new();
+    let agent = AgentHome::new();
     agent.ok(&["ping"]);
     let socket = agent.home.path().join("agent.sock");
     let mode = std::fs::metadata(&socket).unwrap().permissions().mode();

@@ -8,6 +8,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use pmfleet_agent::logs::{LogConfig, LogFile, MAX_LINE, follow, pump, tail};
+use pmfleet_testkit::procs::open_count;
+use pmfleet_testkit::wait::wait_until_async;
 use tokio::process::Command;
 use tokio_util::sync::CancellationToken;
 
@@ -59,8 +61,20 @@ impl Follower {
         }
     }
 
+    /// Waits until the follower has opened the (just created) file at `path`, next to the
+    /// sink that writes it, so it reads from before the first line.
+    async fn wait_open(&self, path: &Path) {
+        let me = std::process::id();
+        wait_until_async(
+            Duration::from_secs(10),
+            "the follower to open the log",
+            || open_count(me, path) >= 2,
+        )
+        .await;
+    }
+
     /// Waits until `n` lines arrived (at most 30 s), lets it run a little longer to catch
-    /// duplicates, then stops it.
+    /// duplicates (the point of the pause: lines that arrive too many), then stops it.
     async fn finish(self, n: usize) -> Vec<String> {
         let deadline = Instant::now() + Duration::from_secs(30);
         while self.lines.lock().expect("lock").len() < n && Instant::now() < deadline {
@@ -109,8 +123,7 @@ async fn fast_writer_many_rotations_nothing_lost_or_repeated() {
     let path = dir.path().join("logs/app-out.log");
     let log = sink(&path, 16 * 1024, 1000);
     let follower = Follower::start(&path);
-    // Let the follower open the (just created) file before the first line.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    follower.wait_open(&path).await;
 
     // `seq` writes in buffered blocks, so lines arrive split across reads.
     const N: usize = 200_000;
@@ -142,7 +155,7 @@ async fn two_processes_into_one_merged_file() {
     let path = dir.path().join("merged.log");
     let log = sink(&path, 8 * 1024, 1000);
     let follower = Follower::start(&path);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    follower.wait_open(&path).await;
 
     // Two instances of an app, one on stdout, one on stderr, written line by line by a shell.
     const N: usize = 5_000;

@@ -2,15 +2,13 @@
 //! recorded and starts the apps again — each exactly once, the port served. Also `save` /
 //! `resurrect` and `kill`.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{Agent, free_port, get, pid_alive, processes_with, wait_until};
+use pmfleet_testkit::{AgentHome, free_port, get, pid_alive, processes_with, wait_until};
 
 #[test]
 fn sigkilled_daemon_restarts_apps_exactly_once() {
-    let agent = Agent::new();
+    let agent = AgentHome::new();
     let server = agent.fixture("server.js");
     let tick = agent.write("tick.sh", "while true; do sleep 1; done\n");
     let port = free_port();
@@ -33,8 +31,17 @@ fn sigkilled_daemon_restarts_apps_exactly_once() {
         .into_iter()
         .chain(agent.pids("tick"))
         .collect();
-    // Let the persister record the pids.
-    std::thread::sleep(Duration::from_millis(300));
+    wait_until(
+        Duration::from_secs(10),
+        "state.json to record every pid",
+        || {
+            let saved: Vec<u32> = ["api", "tick"]
+                .iter()
+                .flat_map(|app| agent.saved_pids(app))
+                .collect();
+            old.iter().all(|p| saved.contains(p))
+        },
+    );
 
     let daemon = agent.daemon_pid();
     // SAFETY: the daemon this test started.
@@ -66,12 +73,20 @@ fn sigkilled_daemon_restarts_apps_exactly_once() {
 
 #[test]
 fn stopped_apps_stay_stopped_across_a_daemon_restart() {
-    let agent = Agent::new();
+    let agent = AgentHome::new();
     agent.write("tick.sh", "while true; do sleep 1; done\n");
     agent.ok(&["start", "tick.sh"]);
     agent.wait_online("tick", 1);
     agent.ok(&["stop", "tick"]);
-    std::thread::sleep(Duration::from_millis(200));
+    wait_until(
+        Duration::from_secs(10),
+        "state.json to record tick stopped",
+        || {
+            agent
+                .saved_app("tick")
+                .is_some_and(|app| app["running"] == false)
+        },
+    );
     let daemon = agent.daemon_pid();
     // SAFETY: the daemon this test started.
     unsafe { libc::kill(daemon as i32, libc::SIGKILL) };
@@ -83,7 +98,7 @@ fn stopped_apps_stay_stopped_across_a_daemon_restart() {
 
 #[test]
 fn save_resurrect_and_kill() {
-    let agent = Agent::new();
+    let agent = AgentHome::new();
     agent.write("tick.sh", "while true; do sleep 1; done\n");
     agent.ok(&["start", "tick.sh"]);
     agent.wait_online("tick", 1);

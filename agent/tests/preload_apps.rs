@@ -2,20 +2,22 @@
 //! tests can rely on them: the Python app that speaks the socket and readiness protocol natively,
 //! the crasher, the memory grower (seen through `metrics`) and the signal ignorer.
 
-mod preload_support;
-
 use std::os::unix::net::UnixDatagram;
 use std::time::{Duration, Instant};
 
 use pmfleet_agent::metrics::{Sampler, tree_pids};
-use preload_support::{Launch, Load, app, describe, listener, start};
+use pmfleet_testkit::assets::agent_app;
+use pmfleet_testkit::instance::{Launch, describe, listener, start};
+use pmfleet_testkit::{Load, wait_for, wait_until};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the load may take to answer the requests a step waits for.
+const LOAD_TIMEOUT: Duration = Duration::from_secs(30);
 
 fn launch<'a>(program: &'a str, script: &str) -> Launch<'a> {
     Launch {
         program,
-        args: vec![app(script).display().to_string()],
+        args: vec![agent_app(script).display().to_string()],
         env: Vec::new(),
         listener: None,
         listen_pid: false,
@@ -50,15 +52,15 @@ fn python_app_on_fd_3_with_sd_notify_and_a_clean_drain() {
     assert!(b.wait_ready(TIMEOUT).is_some(), "b: {}", b.output());
     assert!(a.wait_ready(TIMEOUT).is_some(), "a reports on the pipe too");
 
-    let load = Load::start(addr, 8, 0);
-    std::thread::sleep(Duration::from_millis(800));
+    let load = Load::keep_alive(addr, 8, 0);
+    load.wait_more(500, LOAD_TIMEOUT);
     a.signal(libc::SIGTERM);
     let status = a.wait_exit(TIMEOUT).expect("a drains and exits");
-    std::thread::sleep(Duration::from_millis(300));
+    load.wait_more(200, LOAD_TIMEOUT);
     let stats = load.finish();
     assert_eq!(describe(status), "exit code 0", "{}", a.output());
     assert!(a.output().contains("drained"), "{}", a.output());
-    assert_eq!(stats.failures, 0, "failed requests: {:#?}", stats.errors);
+    assert_eq!(stats.failed, 0, "failed requests: {:#?}", stats.errors);
     assert!(stats.by_pid.contains_key(&a.pid()) && stats.by_pid.contains_key(&b.pid()));
 }
 
@@ -71,8 +73,7 @@ fn crash_app_exits_with_its_code_and_logs_both_streams() {
     );
     let status = c.wait_exit(TIMEOUT).expect("exits");
     assert_eq!(describe(status), "exit code 7");
-    // Give the output readers a moment.
-    std::thread::sleep(Duration::from_millis(100));
+    c.wait_output_closed(TIMEOUT);
     let out = c.output();
     assert!(
         out.contains("starting") && out.contains("about to fail"),
@@ -110,17 +111,11 @@ fn sigint_ignorer_and_its_grandchild_need_sigkill() {
         launch("sh", "sigint_ignorer.sh")
             .env("GRANDCHILD_PID_FILE", pid_file.display().to_string()),
     );
-    let deadline = Instant::now() + TIMEOUT;
-    let grandchild: u32 = loop {
-        if let Some(pid) = std::fs::read_to_string(&pid_file)
+    let grandchild: u32 = wait_for(TIMEOUT, "the grandchild's pid file", || {
+        std::fs::read_to_string(&pid_file)
             .ok()
             .and_then(|t| t.trim().parse().ok())
-        {
-            break pid;
-        }
-        assert!(Instant::now() < deadline, "no grandchild: {}", s.output());
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    });
     assert!(tree_pids(s.pid()).contains(&grandchild));
 
     s.signal(libc::SIGINT);
@@ -139,14 +134,9 @@ fn sigint_ignorer_and_its_grandchild_need_sigkill() {
     unsafe { libc::kill(-(s.pid() as i32), libc::SIGKILL) };
     let status = s.wait_exit(TIMEOUT).expect("killed");
     assert_eq!(describe(status), "signal 9");
-    let deadline = Instant::now() + TIMEOUT;
-    while !gone_or_zombie(grandchild) {
-        assert!(
-            Instant::now() < deadline,
-            "grandchild {grandchild} survived"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until(TIMEOUT, &format!("grandchild {grandchild} gone"), || {
+        gone_or_zombie(grandchild)
+    });
 }
 
 /// True when `pid` no longer runs (gone, or a zombie waiting for init to reap it).

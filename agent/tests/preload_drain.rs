@@ -2,18 +2,16 @@
 //! listening socket, the way the agent runs an unmodified app in cluster mode: a rolling restart
 //! under keep-alive load must not fail a single request.
 
-mod preload_support;
-
 use std::time::Duration;
 
-use preload_support::{Launch, Load, describe, listener, start};
+use pmfleet_testkit::http::get_on;
+use pmfleet_testkit::instance::{Launch, describe, listener, start};
+use pmfleet_testkit::{Load, LoadReport, wait_for};
 
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
 const EXIT_TIMEOUT: Duration = Duration::from_secs(8);
-
-fn settle(ms: u64) {
-    std::thread::sleep(Duration::from_millis(ms));
-}
+/// How long the load may take to answer the requests a step waits for.
+const LOAD_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[test]
 fn rolling_restart_under_keep_alive_load_fails_no_request() {
@@ -30,8 +28,8 @@ fn rolling_restart_under_keep_alive_load_fails_no_request() {
     assert!(b.wait_ready(READY_TIMEOUT).is_some(), "b: {}", b.output());
 
     // Keep-alive clients, some requests still in flight when a signal arrives.
-    let load = Load::start(addr, 16, 7);
-    settle(1000);
+    let load = Load::keep_alive(addr, 16, 7);
+    load.wait_more(1000, LOAD_TIMEOUT);
     let before = load.snapshot();
     assert!(
         before.by_pid.contains_key(&a.pid()) && before.by_pid.contains_key(&b.pid()),
@@ -42,24 +40,24 @@ fn rolling_restart_under_keep_alive_load_fails_no_request() {
     let status = a.wait_exit(EXIT_TIMEOUT).expect("a exits after draining");
     // No handler of its own: it ends the way SIGINT ends a Node process.
     assert_eq!(describe(status), "signal 2", "{}", a.output());
-    settle(500);
+    load.wait_more(300, LOAD_TIMEOUT);
 
     let mut c = start(Launch::node("hello.js", &sock).env("PMFLEET_NOTIFY_ON_LISTEN", "1"));
     assert!(c.wait_ready(READY_TIMEOUT).is_some(), "c: {}", c.output());
-    settle(500);
+    load.wait_more(300, LOAD_TIMEOUT);
     b.signal(libc::SIGINT);
     let status = b.wait_exit(EXIT_TIMEOUT).expect("b exits after draining");
     assert_eq!(describe(status), "signal 2", "{}", b.output());
     let after_b = load.snapshot();
-    settle(500);
+    load.wait_more(300, LOAD_TIMEOUT);
     let stats = load.finish();
 
-    assert_eq!(stats.failures, 0, "failed requests: {:#?}", stats.errors);
+    assert_eq!(stats.failed, 0, "failed requests: {:#?}", stats.errors);
     assert!(
         stats.ok > 1000,
         "too little load to mean anything: {stats:?}"
     );
-    let served = |s: &preload_support::Stats, pid: u32| s.by_pid.get(&pid).copied().unwrap_or(0);
+    let served = |s: &LoadReport, pid: u32| s.by_pid.get(&pid).copied().unwrap_or(0);
     assert!(served(&stats, c.pid()) > 0, "c serves: {stats:?}");
     assert_eq!(
         served(&stats, b.pid()),
@@ -88,12 +86,12 @@ fn app_with_its_own_sigint_handler_still_drains() {
     assert!(a.wait_ready(READY_TIMEOUT).is_some(), "a: {}", a.output());
     assert!(b.wait_ready(READY_TIMEOUT).is_some(), "b: {}", b.output());
 
-    let load = Load::start(addr, 16, 7);
-    settle(1000);
+    let load = Load::keep_alive(addr, 16, 7);
+    load.wait_more(1000, LOAD_TIMEOUT);
     a.signal(libc::SIGINT);
     assert!(a.wait_line("STOPPING=1", EXIT_TIMEOUT).is_some());
     let status = a.wait_exit(EXIT_TIMEOUT).expect("a exits");
-    settle(300);
+    load.wait_more(200, LOAD_TIMEOUT);
     let stats = load.finish();
 
     // The app's handler ran and exited when its server.close() called back, i.e. after the
@@ -104,7 +102,7 @@ fn app_with_its_own_sigint_handler_still_drains() {
         out.contains("own SIGINT handler") && out.contains("server closed"),
         "{out}"
     );
-    assert_eq!(stats.failures, 0, "failed requests: {:#?}", stats.errors);
+    assert_eq!(stats.failed, 0, "failed requests: {:#?}", stats.errors);
     assert!(stats.ok > 500, "{stats:?}");
 }
 
@@ -120,7 +118,7 @@ fn idle_keep_alive_connections_are_closed_after_the_grace_period() {
     assert!(a.wait_ready(READY_TIMEOUT).is_some(), "a: {}", a.output());
     // One request, then the connection sits idle.
     let mut idle = std::net::TcpStream::connect(addr).expect("connect");
-    let (status, close, _) = preload_support::get(&mut idle, "/").expect("get");
+    let (status, close, _) = get_on(&mut idle, "/").expect("get");
     assert_eq!((status, close), (200, false));
 
     a.signal(libc::SIGINT);
@@ -150,14 +148,14 @@ fn a_request_on_an_idle_connection_during_the_drain_is_answered_with_close() {
     let mut conn = std::net::TcpStream::connect(addr).expect("connect");
     conn.set_read_timeout(Some(Duration::from_secs(5)))
         .expect("timeout");
-    preload_support::get(&mut conn, "/").expect("first request");
+    get_on(&mut conn, "/").expect("first request");
 
     a.signal(libc::SIGINT);
+    // STOPPING=1 is written in the very turn of the event loop that starts the drain, so the
+    // request below is handled by the drain whenever it arrives.
     assert!(a.wait_line("STOPPING=1", EXIT_TIMEOUT).is_some());
-    settle(200);
     // Node's own server.close() would have closed this idle connection right away.
-    let (status, close, body) =
-        preload_support::get(&mut conn, "/").expect("answered while draining");
+    let (status, close, body) = get_on(&mut conn, "/").expect("answered while draining");
     assert_eq!((status, close), (200, true), "{body}");
     assert!(body.contains(&a.pid().to_string()));
     let status = a
@@ -173,19 +171,11 @@ fn wait_ready_through_process_send() {
     // No PMFLEET_NOTIFY_ON_LISTEN: only the app's process.send('ready') counts.
     let a = start(Launch::node("slow_ready.js", &sock).env("READY_DELAY_MS", "800"));
     // It listens (on the inherited socket, through the `{port, host}` form) before it is ready.
-    let mut early = None;
-    for _ in 0..100 {
-        if let Ok(mut s) = std::net::TcpStream::connect(addr) {
-            s.set_read_timeout(Some(Duration::from_secs(5)))
-                .expect("timeout");
-            if let Ok(r) = preload_support::get(&mut s, "/") {
-                early = Some(r);
-                break;
-            }
-        }
-        settle(20);
-    }
-    let (status, _, body) = early.expect("served before ready");
+    let (status, _, body) = wait_for(READY_TIMEOUT, "an answer before ready", || {
+        let mut s = std::net::TcpStream::connect(addr).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        get_on(&mut s, "/").ok()
+    });
     assert_eq!((status, body.as_str()), (503, "warming up\n"));
     let took = a.wait_ready(READY_TIMEOUT).expect("ready");
     assert!(
@@ -193,7 +183,7 @@ fn wait_ready_through_process_send() {
         "ready too early: {took:?}"
     );
     let mut s = std::net::TcpStream::connect(addr).expect("connect");
-    let (status, _, _) = preload_support::get(&mut s, "/").expect("get");
+    let (status, _, _) = get_on(&mut s, "/").expect("get");
     assert_eq!(status, 200);
 }
 

@@ -4,18 +4,13 @@
 //! through the shared socket counts only once no old instance is left to answer it. Real
 //! Node and Python processes in fork and cluster mode.
 
-mod common;
-
-#[path = "common/tls.rs"]
-mod tls;
-
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{Agent, free_port, get, wait_until};
 use pmfleet_shared::protocol::{ApplyReport, Request, Response};
+use pmfleet_testkit::{AgentHome, answering_pids, free_port, get, tls, wait_until};
 
 /// A Node app that reads `mode` beside it when it starts: `good` serves, `dies` listens and
 /// exits 3 s later, `never` never listens.
@@ -69,7 +64,7 @@ server.serve_forever(poll_interval=0.1)
 "#;
 
 /// `apps[0]` as JSON object fields after `name`, for an app `api` in `agent`'s work dir.
-fn ecosystem(agent: &Agent, script: &str, fields: &str) {
+fn ecosystem(agent: &AgentHome, script: &str, fields: &str) {
     agent.write(
         "ecosystem.json",
         &format!(r#"{{"apps": [{{"name": "api", "script": "{script}", {fields}}}]}}"#),
@@ -81,19 +76,19 @@ fn mode(dir: &Path, mode: &str) {
 }
 
 /// Start `api` serving in `good` mode, and return its pids.
-fn serving(agent: &Agent, port: u16, n: usize) -> Vec<u32> {
+fn serving(agent: &AgentHome, port: u16, n: usize) -> Vec<u32> {
     mode(agent.work.path(), "good");
     agent.ok(&["start", "ecosystem.json"]);
     agent.wait_online("api", n);
     // Every instance serves (read its mode) before the test changes the mode.
     wait_until(Duration::from_secs(20), "every instance serving", || {
-        common::answering_pids(port, 20).len() == n
+        answering_pids(port, 20).len() == n
     });
     agent.pids("api")
 }
 
 /// The old instances still run and answer, every answer from them.
-fn old_ones_answer(agent: &Agent, port: u16, before: &[u32]) {
+fn old_ones_answer(agent: &AgentHome, port: u16, before: &[u32]) {
     assert_eq!(
         agent.pids("api"),
         before,
@@ -109,7 +104,7 @@ fn old_ones_answer(agent: &Agent, port: u16, before: &[u32]) {
 #[test]
 fn a_cluster_reload_into_a_node_release_that_dies_after_listening_fails_and_the_old_instances_keep_answering()
  {
-    let agent = Agent::new();
+    let agent = AgentHome::new();
     let port = free_port();
     agent.write("app.js", NODE_APP);
     ecosystem(
@@ -130,7 +125,7 @@ fn a_cluster_reload_into_a_node_release_that_dies_after_listening_fails_and_the_
 #[test]
 fn a_cluster_reload_into_a_python_release_that_dies_after_ready_fails_and_the_old_instances_keep_answering()
  {
-    let agent = Agent::new();
+    let agent = AgentHome::new();
     let port = free_port();
     agent.write("app.py", PYTHON_APP);
     ecosystem(
@@ -151,7 +146,7 @@ fn a_cluster_reload_into_a_python_release_that_dies_after_ready_fails_and_the_ol
 #[test]
 fn a_cluster_reload_into_a_python_release_that_never_listens_is_not_passed_by_the_old_instances_answering_its_probe()
  {
-    let agent = Agent::new();
+    let agent = AgentHome::new();
     let port = free_port();
     agent.write("app.py", PYTHON_APP);
     ecosystem(
@@ -170,7 +165,7 @@ fn a_cluster_reload_into_a_python_release_that_never_listens_is_not_passed_by_th
 
 #[test]
 fn a_cluster_reload_without_a_signal_of_its_own_says_readiness_was_not_verified() {
-    let agent = Agent::new();
+    let agent = AgentHome::new();
     let port = free_port();
     // A shell app that never speaks sd_notify: only "alive after listen_timeout" applies.
     agent.write("tick.sh", "while true; do sleep 1; done\n");
@@ -192,7 +187,7 @@ fn a_cluster_reload_without_a_signal_of_its_own_says_readiness_was_not_verified(
 
 /// A daemon with a fleet identity and a client certificate, for `apply_release`.
 struct Remote {
-    agent: Agent,
+    agent: AgentHome,
     addr: SocketAddr,
     config: std::sync::Arc<rustls::ClientConfig>,
     rt: tokio::runtime::Runtime,
@@ -200,7 +195,7 @@ struct Remote {
 
 impl Remote {
     fn start() -> Remote {
-        let agent = Agent::new();
+        let agent = AgentHome::new();
         let ca = tls::Ca::new("test fleet CA");
         let port = free_port();
         ca.install(agent.home.path(), &format!("127.0.0.1:{port}"));
@@ -239,7 +234,7 @@ impl Remote {
 }
 
 /// `releases/<n>`: the Node app in `mode`, in fork mode on `port` with an HTTP healthcheck.
-fn fork_release(agent: &Agent, n: u32, how: &str, port: u16) -> PathBuf {
+fn fork_release(agent: &AgentHome, n: u32, how: &str, port: u16) -> PathBuf {
     let dir = agent.work.path().join("releases").join(n.to_string());
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("app.js"), NODE_APP).unwrap();

@@ -1,13 +1,11 @@
 //! Rolling reloads under load: not one failed request, with readiness from the preload, with
 //! `wait_ready`, and a release that never becomes ready (old instances keep serving).
 
-mod common;
-
 use std::time::Duration;
 
-use common::{Agent, Load, free_port, get};
+use pmfleet_testkit::{AgentHome, Load, free_port, get, processes_with, wait_until};
 
-fn ecosystem(agent: &Agent, port: u16, extra: &str) {
+fn ecosystem(agent: &AgentHome, port: u16, extra: &str) {
     agent.fixture("server.js");
     let flag = agent.work.path().join("broken");
     agent.write(
@@ -32,10 +30,10 @@ fn ecosystem(agent: &Agent, port: u16, extra: &str) {
 
 /// 5 rolling reloads of a 2-instance cluster under a mix of keep-alive and new-connection
 /// load; `expect_pids_change` checks each reload really replaced both instances.
-fn reloads_under_load(agent: &Agent, port: u16) {
+fn reloads_under_load(agent: &AgentHome, port: u16) {
     agent.ok(&["start", "ecosystem.config.js"]);
     agent.wait_online("api", 2);
-    common::wait_until(Duration::from_secs(10), "serving", || get(port).is_ok());
+    wait_until(Duration::from_secs(10), "serving", || get(port).is_ok());
 
     let load = Load::start(port, 6, 200_000, Duration::from_secs(120));
     for i in 0..5 {
@@ -50,7 +48,7 @@ fn reloads_under_load(agent: &Agent, port: u16) {
         );
     }
     // Keep the load going until it reached 2,000 requests at least.
-    common::wait_until(Duration::from_secs(60), "2000 requests", || {
+    wait_until(Duration::from_secs(60), "2000 requests", || {
         load.ok_so_far() >= 2000
     });
     let report = load.finish();
@@ -64,7 +62,7 @@ fn reloads_under_load(agent: &Agent, port: u16) {
 
 #[test]
 fn five_rolling_reloads_fail_no_request() {
-    let agent = Agent::new();
+    let agent = AgentHome::new();
     let port = free_port();
     ecosystem(&agent, port, "");
     reloads_under_load(&agent, port);
@@ -72,7 +70,7 @@ fn five_rolling_reloads_fail_no_request() {
 
 #[test]
 fn wait_ready_app_that_takes_a_second_reloads_with_no_failed_request() {
-    let agent = Agent::new();
+    let agent = AgentHome::new();
     let port = free_port();
     ecosystem(
         &agent,
@@ -82,7 +80,7 @@ fn wait_ready_app_that_takes_a_second_reloads_with_no_failed_request() {
     // --env production on start, so the delay and the ready message apply.
     agent.ok(&["start", "ecosystem.config.js", "--env", "production"]);
     agent.wait_online("api", 2);
-    common::wait_until(Duration::from_secs(10), "serving", || get(port).is_ok());
+    wait_until(Duration::from_secs(10), "serving", || get(port).is_ok());
     let show: serde_json::Value =
         serde_json::from_str(&agent.ok(&["show", "api", "--json"])).unwrap();
     assert_eq!(show["spec"]["env"]["READY_DELAY_MS"], "1000");
@@ -100,7 +98,7 @@ fn wait_ready_app_that_takes_a_second_reloads_with_no_failed_request() {
             started.elapsed()
         );
     }
-    common::wait_until(Duration::from_secs(60), "2000 requests", || {
+    wait_until(Duration::from_secs(60), "2000 requests", || {
         load.ok_so_far() >= 2000
     });
     let report = load.finish();
@@ -109,7 +107,7 @@ fn wait_ready_app_that_takes_a_second_reloads_with_no_failed_request() {
 
 #[test]
 fn release_that_never_becomes_ready_keeps_the_old_instances() {
-    let agent = Agent::new();
+    let agent = AgentHome::new();
     let port = free_port();
     ecosystem(&agent, port, "");
     agent.write(
@@ -120,7 +118,7 @@ fn release_that_never_becomes_ready_keeps_the_old_instances() {
     );
     agent.ok(&["start", "ecosystem.config.js"]);
     agent.wait_online("api", 2);
-    common::wait_until(Duration::from_secs(10), "serving", || get(port).is_ok());
+    wait_until(Duration::from_secs(10), "serving", || get(port).is_ok());
     let before = agent.pids("api");
 
     std::fs::write(agent.work.path().join("broken"), "").unwrap();
@@ -135,14 +133,14 @@ fn release_that_never_becomes_ready_keeps_the_old_instances() {
 
     assert_eq!(agent.pids("api"), before, "the old instances must stay");
     // The broken process was stopped: only the two old ones remain.
-    let running = common::processes_with(agent.work.path().join("server.js").to_str().unwrap());
+    let running = processes_with(agent.work.path().join("server.js").to_str().unwrap());
     assert_eq!(running.len(), 2, "{running:?}");
     assert!(get(port).is_ok());
 }
 
 #[test]
 fn fork_mode_reload_is_a_restart_and_says_so() {
-    let agent = Agent::new();
+    let agent = AgentHome::new();
     agent.write("tick.sh", "while true; do sleep 1; done\n");
     agent.ok(&["start", "tick.sh", "--name", "tick"]);
     agent.wait_online("tick", 1);
@@ -153,7 +151,7 @@ fn fork_mode_reload_is_a_restart_and_says_so() {
 
 #[test]
 fn python_cluster_reloads_on_a_passing_healthcheck() {
-    let agent = Agent::new();
+    let agent = AgentHome::new();
     // A Python app that says READY=1 on NOTIFY_SOCKET once it serves: in cluster mode the
     // probe reaches the old instances too, so only the app's own word proves a new one ready.
     agent.write("pyserver.py", include_str!("apps/fd3_server.py"));

@@ -4,29 +4,24 @@
 //! session that started it, `daemon --tls-listen`, a half-installed identity that leaves the
 //! local socket working, and cluster apps bound to `bind-address`.
 
-mod common;
-
-#[path = "common/tls.rs"]
-mod tls;
-
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{Agent, free_port, wait_until};
 use pmfleet_shared::protocol::{Request, Response};
+use pmfleet_testkit::tls::{self, Ca};
+use pmfleet_testkit::{AgentHome, free_port, get, pid_alive, wait_until};
 use serde_json::Value;
-use tls::Ca;
 
-fn tls_status(agent: &Agent) -> Value {
+fn tls_status(agent: &AgentHome) -> Value {
     serde_json::from_str(&agent.ok(&["tls", "status", "--json"])).unwrap()
 }
 
 #[test]
 fn version_is_printed_for_the_controller() {
-    let agent = Agent::new();
+    let agent = AgentHome::new();
     let want = format!("pmfleet-agent {}\n", env!("CARGO_PKG_VERSION"));
     assert_eq!(agent.ok(&["version"]), want);
     assert_eq!(agent.ok(&["--version"]), want);
@@ -38,7 +33,7 @@ fn version_is_printed_for_the_controller() {
 
 #[test]
 fn csr_on_the_host_certificate_installed_then_served_over_mutual_tls() {
-    let agent = Agent::new();
+    let agent = AgentHome::new();
     let st = tls_status(&agent);
     assert_eq!(st["configured"], false);
     assert_eq!(st["key"], false);
@@ -113,7 +108,7 @@ fn csr_on_the_host_certificate_installed_then_served_over_mutual_tls() {
 
 #[test]
 fn the_daemon_outlives_the_session_that_started_it() {
-    let agent = Agent::new();
+    let agent = AgentHome::new();
     // Like `ssh host pmfleet-agent ping`: a session whose process group gets SIGHUP when it
     // ends, with pipes the caller waits on until every holder has closed them.
     let exe = env!("CARGO_BIN_EXE_pmfleet-agent");
@@ -145,7 +140,7 @@ fn the_daemon_outlives_the_session_that_started_it() {
 
     let pid = agent.daemon_pid();
     std::thread::sleep(Duration::from_millis(300));
-    assert!(common::pid_alive(pid), "the daemon died with its session");
+    assert!(pid_alive(pid), "the daemon died with its session");
     // It is the same daemon that answers now, in a session of its own.
     let again = agent.ok(&["ping"]);
     assert!(again.contains(&format!("pid {pid}")), "{again}");
@@ -165,13 +160,13 @@ fn the_daemon_outlives_the_session_that_started_it() {
     )
     .unwrap();
     std::thread::sleep(Duration::from_millis(300));
-    assert!(common::pid_alive(pid));
+    assert!(pid_alive(pid));
     assert!(agent.ok(&["ping"]).contains(&format!("pid {pid}")));
 }
 
 #[test]
 fn a_half_installed_identity_is_logged_and_the_local_socket_still_serves() {
-    let agent = Agent::new();
+    let agent = AgentHome::new();
     let ca = Ca::new("test fleet CA");
     let dir = agent.home.path().join("tls");
     std::fs::create_dir_all(&dir).unwrap();
@@ -228,7 +223,7 @@ fn a_half_installed_identity_is_logged_and_the_local_socket_still_serves() {
 
 #[test]
 fn daemon_tls_listen_overrides_the_file() {
-    let agent = Agent::new();
+    let agent = AgentHome::new();
     let ca = Ca::new("test fleet CA");
     let file_port = free_port();
     ca.install(agent.home.path(), &format!("127.0.0.1:{file_port}"));
@@ -251,7 +246,7 @@ fn daemon_tls_listen_overrides_the_file() {
 
 #[test]
 fn cluster_apps_listen_on_the_bind_address() {
-    let agent = Agent::new();
+    let agent = AgentHome::new();
     std::fs::create_dir_all(agent.home.path()).unwrap();
     std::fs::write(agent.home.path().join("bind-address"), "127.0.0.1\n").unwrap();
     agent.fixture("server.js");
@@ -269,9 +264,7 @@ fn cluster_apps_listen_on_the_bind_address() {
         "/",
     ]);
     agent.wait_online("api", 2);
-    wait_until(Duration::from_secs(10), "serving", || {
-        common::get(port).is_ok()
-    });
+    wait_until(Duration::from_secs(10), "serving", || get(port).is_ok());
     // Only on 127.0.0.1: another loopback address is refused.
     assert!(std::net::TcpStream::connect(("127.0.0.2", port)).is_err());
     // The health probe finds it there: a reload works.
@@ -281,7 +274,7 @@ fn cluster_apps_listen_on_the_bind_address() {
 
 #[test]
 fn apply_by_hand_starts_leaves_unchanged_and_restarts_a_fork_mode_app() {
-    let agent = Agent::new();
+    let agent = AgentHome::new();
     let release = |n: u32| {
         let dir = agent.work.path().join(format!("releases/{n}"));
         std::fs::create_dir_all(&dir).unwrap();

@@ -6,23 +6,19 @@
 //! Who is refused, and what each certificate role may ask, is the TLS suite of the e2e crate
 //! (`tests/tests/agent_tls.rs`, `tests/tests/agent_hostile.rs`), against this same endpoint.
 
-mod common;
-
-#[path = "common/tls.rs"]
-mod tls;
-
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{Agent, Load, free_port, get, wait_until};
 use pmfleet_shared::protocol::{
     AppliedAction, ApplyDir, ApplyRelease, ApplyReport, ErrorKind, Request, Response,
 };
+use pmfleet_testkit as common;
+use pmfleet_testkit::tls::{self, Ca};
+use pmfleet_testkit::{AgentHome as Agent, Load, free_port, get, wait_until};
 use rustls::ClientConfig;
-use tls::Ca;
 
 /// A daemon serving mutual TLS with `ca`'s identity, and a client certificate of that CA.
 struct Remote {

@@ -3,9 +3,6 @@
 //! deadline, a handshake pool of 4 (2 per peer), 2 sessions of which 1 is kept for `admin`, a
 //! write deadline — then stopped by its token.
 
-#[path = "common/tls.rs"]
-mod tls;
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -14,6 +11,7 @@ use pmfleet_agent::home::AgentHome;
 use pmfleet_agent::supervisor::Supervisor;
 use pmfleet_shared::protocol::{ErrorKind, Request, Response};
 use pmfleet_shared::tls::Role;
+use pmfleet_testkit::tls;
 use tokio::io::AsyncReadExt;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;

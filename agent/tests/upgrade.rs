@@ -4,16 +4,14 @@
 //! adopted processes still supervised (restarted when killed, stopped on request). A binary
 //! that cannot run leaves the agent as it was.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{Agent, Load, free_port, get, pid_alive, wait_until};
 use pmfleet_shared::protocol::{ErrorKind, Request, Response, read_frame, write_frame};
+use pmfleet_testkit::{AgentHome, Load, free_port, get, pid_alive, wait_until};
 use serde_json::Value;
 
-fn ecosystem(agent: &Agent, port: u16) {
+fn ecosystem(agent: &AgentHome, port: u16) {
     agent.fixture("server.js");
     std::fs::copy(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/apps/crash.js"),
@@ -47,7 +45,7 @@ fn ecosystem(agent: &Agent, port: u16) {
 }
 
 /// A copy of the agent binary that differs from it (one byte appended), as a newer build would.
-fn new_binary(agent: &Agent) -> PathBuf {
+fn new_binary(agent: &AgentHome) -> PathBuf {
     let path = agent.work.path().join("pmfleet-agent-new");
     let mut bytes = std::fs::read(env!("CARGO_BIN_EXE_pmfleet-agent")).unwrap();
     bytes.push(b'\n');
@@ -57,7 +55,7 @@ fn new_binary(agent: &Agent) -> PathBuf {
 }
 
 /// (pid, restarts, uptime_ms) of every instance of `app`.
-fn instances(agent: &Agent, app: &str) -> Vec<(u64, u64, u64)> {
+fn instances(agent: &AgentHome, app: &str) -> Vec<(u64, u64, u64)> {
     agent
         .procs(app)
         .iter()
@@ -72,7 +70,7 @@ fn instances(agent: &Agent, app: &str) -> Vec<(u64, u64, u64)> {
 }
 
 /// The numbers of the counter's log lines, checked to run on without a gap or a repeat.
-fn counted_lines(agent: &Agent) -> usize {
+fn counted_lines(agent: &AgentHome) -> usize {
     let log = std::fs::read_to_string(agent.home.path().join("logs/counter-out.log")).unwrap();
     let numbers: Vec<u64> = log
         .lines()
@@ -89,7 +87,7 @@ fn counted_lines(agent: &Agent) -> usize {
 }
 
 /// Send `upgrade` over the control socket as a client of another version would.
-fn raw_upgrade(agent: &Agent, binary: &str, handover: u32) -> Response {
+fn raw_upgrade(agent: &AgentHome, binary: &str, handover: u32) -> Response {
     let socket = agent.home.path().join("agent.sock");
     let request = Request::Upgrade {
         binary: binary.into(),
@@ -108,7 +106,7 @@ fn raw_upgrade(agent: &Agent, binary: &str, handover: u32) -> Response {
 
 #[test]
 fn upgrade_keeps_every_app_running_serving_and_logging() {
-    let agent = Agent::new();
+    let agent = AgentHome::new();
     let port = free_port();
     ecosystem(&agent, port);
     agent.ok(&["start", "ecosystem.config.js"]);
@@ -166,8 +164,11 @@ fn upgrade_keeps_every_app_running_serving_and_logging() {
         instances(&agent, "crasher")[0].1 >= crasher_restarts + 3
     });
 
-    // Every line the counter wrote, once, in order, across both upgrades.
-    std::thread::sleep(Duration::from_millis(300));
+    // Every line the counter wrote, once, in order, across both upgrades (and still writing).
+    let so_far = counted_lines(&agent);
+    wait_until(Duration::from_secs(10), "the counter logging on", || {
+        counted_lines(&agent) > so_far
+    });
     let lines = counted_lines(&agent);
     assert!(lines > 100, "only {lines} lines");
     // A line half written when the agent changed binary is still one line.
@@ -198,7 +199,7 @@ fn upgrade_keeps_every_app_running_serving_and_logging() {
 
 #[test]
 fn a_binary_that_cannot_run_leaves_the_agent_as_it_was() {
-    let agent = Agent::new();
+    let agent = AgentHome::new();
     let port = free_port();
     ecosystem(&agent, port);
     agent.ok(&["start", "ecosystem.config.js", "--only", "api,counter"]);

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use pmfleet_shared::units::{self, Bare};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -179,24 +180,10 @@ pub fn parse_words(
     Ok(DeployCommand { file, env, verb })
 }
 
-/// `30s`, `5m`, `1h`, `500ms`, or plain seconds.
+/// A duration flag: `30s`, `5m`, `1h`, `500ms`; digits alone are seconds (see
+/// [`pmfleet_shared::units`]).
 pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let n: u64 = number
-        .parse()
-        .map_err(|_| format!("`{text}` is not a duration: write e.g. 30s, 5m or 1h"))?;
-    let ms = match unit {
-        "" | "s" => n * 1000,
-        "ms" => n,
-        "m" => n * 60_000,
-        "h" => n * 3_600_000,
-        _ => return Err(format!("`{text}` has an unknown unit: use ms, s, m or h")),
-    };
-    Ok(std::time::Duration::from_millis(ms))
+    units::parse_duration(text, Bare::Seconds).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

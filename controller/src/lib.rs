@@ -3,12 +3,12 @@
 //!
 //! - [`cli`]: the command line; [`commands`]: one module per verb.
 //! - [`deploy`]: the engine — host layout, locks, history, rollout.
+//! - [`agent`]: talking to the agents (mutual TLS, setup, apply-release).
 //! - [`ssh`]: the russh client; [`transport`]: SSH or local execution behind one type.
 //! - [`shell`]: the only place values are quoted for a shell.
 //! - [`output`]: progress, plain lines, JSON, summary tables.
 
-pub mod agent_client;
-pub mod agents;
+pub mod agent;
 pub mod cli;
 pub mod commands;
 pub mod concurrent;

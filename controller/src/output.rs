@@ -44,6 +44,8 @@ pub struct Output {
     mode: Mode,
     multi: Option<MultiProgress>,
     bars: Mutex<HashMap<String, ProgressBar>>,
+    /// Where the text goes instead of stdout (tests read it back).
+    captured: Option<Mutex<String>>,
 }
 
 impl Output {
@@ -52,7 +54,24 @@ impl Output {
             mode,
             multi: (mode == Mode::Live).then(MultiProgress::new),
             bars: Mutex::new(HashMap::new()),
+            captured: None,
         }
+    }
+
+    /// Plain lines kept in memory rather than printed; [`Output::captured`] returns them.
+    pub fn capturing() -> Output {
+        Output {
+            captured: Some(Mutex::new(String::new())),
+            ..Output::new(Mode::Plain)
+        }
+    }
+
+    /// Everything written so far by a [`Output::capturing`] output.
+    pub fn captured(&self) -> String {
+        self.captured
+            .as_ref()
+            .map(|c| c.lock().unwrap_or_else(|e| e.into_inner()).clone())
+            .unwrap_or_default()
     }
 
     pub fn mode(&self) -> Mode {
@@ -141,7 +160,7 @@ impl Output {
                     r.outcome.clone(),
                     r.release.clone(),
                     r.sha.clone(),
-                    format!("{:.1}s", r.elapsed.as_secs_f64()),
+                    pmfleet_shared::display::seconds(r.elapsed),
                     r.message.clone(),
                 ]
             })
@@ -154,9 +173,9 @@ impl Output {
     /// Prints a block of text as is (listings, tables).
     pub fn print_block(&self, text: &str) {
         if let Some(multi) = &self.multi {
-            multi.suspend(|| print_stdout(text));
+            multi.suspend(|| self.print(text));
         } else {
-            print_stdout(text);
+            self.print(text);
         }
     }
 
@@ -165,12 +184,22 @@ impl Output {
             Some(multi) => {
                 let _ = multi.println(line);
             }
-            None => print_stdout(&format!("{line}\n")),
+            None => self.print(&format!("{line}\n")),
         }
     }
 
     fn json(&self, value: &serde_json::Value) {
-        print_stdout(&format!("{value}\n"));
+        self.print(&format!("{value}\n"));
+    }
+
+    fn print(&self, text: &str) {
+        match &self.captured {
+            Some(captured) => captured
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push_str(text),
+            None => print_stdout(text),
+        }
     }
 
     fn bar(&self, host: &str) -> ProgressBar {
@@ -207,33 +236,9 @@ fn print_stdout(text: &str) {
     let _ = out.flush();
 }
 
-/// Left-aligned columns separated by two spaces.
-pub fn table<const N: usize>(headers: &[&str; N], rows: &[[String; N]]) -> String {
-    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
-    for row in rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let mut out = String::new();
-    let mut push_row = |cells: Vec<&str>| {
-        let mut line = String::new();
-        for (i, (cell, w)) in cells.iter().zip(&widths).enumerate() {
-            if i + 1 == N {
-                line.push_str(cell);
-            } else {
-                line.push_str(&format!("{cell:<w$}  "));
-            }
-        }
-        out.push_str(line.trim_end());
-        out.push('\n');
-    };
-    push_row(headers.to_vec());
-    for row in rows {
-        push_row(row.iter().map(String::as_str).collect());
-    }
-    out
-}
+/// Left-aligned columns separated by two spaces: the one table renderer, shared with the agent's
+/// CLI.
+pub use pmfleet_shared::display::table;
 
 #[cfg(test)]
 mod tests {

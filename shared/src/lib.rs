@@ -2,6 +2,9 @@
 //!
 //! - [`ecosystem`]: the PM2-style ecosystem file (JSON, YAML, JavaScript), parsed into a raw
 //!   tree and validated into checked types. Only checked types leave this crate.
+//! - [`protocol`]: the agent's length-prefixed JSON frames; [`tls`]: the mutual-TLS setup.
+//! - [`units`]: durations and sizes as written (`2s`, `150M`); [`display`]: tables, sizes and
+//!   uptimes as both command lines print them.
 
 // File input never panics the reader: no unwrap/expect/indexing outside tests.
 #![cfg_attr(
@@ -9,6 +12,8 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
 )]
 
+pub mod display;
 pub mod ecosystem;
 pub mod protocol;
 pub mod tls;
+pub mod units;

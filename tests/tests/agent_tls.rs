@@ -199,8 +199,7 @@ fn a_revoked_agent_is_not_talked_to() {
     assert!(err.contains("Revoked"), "{err}");
     // Through the controller's own client as `status` and deploys use it.
     let identity = pmfleet::pki::ClientIdentity::from_dir(fleet.dir.path()).unwrap();
-    let client =
-        pmfleet::agent_client::AgentClient::new(&identity, Duration::from_secs(5)).unwrap();
+    let client = pmfleet::agent::AgentClient::new(&identity, Duration::from_secs(5)).unwrap();
     let port = agent.addr.port();
     let err = rt
         .block_on(client.request("127.0.0.1", port, &Request::Status, None))

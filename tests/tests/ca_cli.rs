@@ -5,7 +5,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 
-use pmfleet_tests::project::pmfleet_bin;
+use pmfleet_testkit::binaries::pmfleet_bin;
 
 struct Out {
     code: i32,

@@ -2,15 +2,19 @@
 //! real git repositories.
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use pmfleet_tests::git_repo::GitRepo;
-use pmfleet_tests::project::{Project, Run};
-use pmfleet_tests::sshd::{Fleet, SshHost, sshd_available};
+use pmfleet_testkit::git_repo::GitRepo;
+use pmfleet_testkit::project::{Project, Run};
+use pmfleet_testkit::require_sshd;
+use pmfleet_testkit::sshd::{Fleet, SshHost};
+use pmfleet_testkit::wait_until;
 use serde_json::{Value, json};
 
 /// The deploy root as every host sees it.
 const ROOT: &str = "/srv/app";
+/// How long a deploy step a test waits for may take.
+const WAIT: Duration = Duration::from_secs(60);
 
 fn hosts_json(hosts: &[SshHost]) -> Value {
     Value::Array(
@@ -128,14 +132,6 @@ fn assert_fleet_serves(hosts: &[SshHost], version: &str) -> String {
         );
     }
     first
-}
-
-macro_rules! require_sshd {
-    () => {
-        if !sshd_available() {
-            panic!("sshd is not installed: run the README's test command, which installs openssh-server");
-        }
-    };
 }
 
 #[test]
@@ -425,15 +421,12 @@ fn a_second_deploy_is_refused_naming_the_holder() {
     ));
     ok(&project.pmfleet(&["deploy", "production", "setup"]));
     let first = project.spawn(&["deploy", "production"]);
-    wait_for(
-        || {
-            fleet
-                .hosts
-                .iter()
-                .all(|h| h.root().join("waiting").exists())
-        },
-        "first deploy in post-deploy",
-    );
+    wait_until(WAIT, "first deploy in post-deploy", || {
+        fleet
+            .hosts
+            .iter()
+            .all(|h| h.root().join("waiting").exists())
+    });
 
     let second = project.pmfleet(&["deploy", "production"]);
     assert_eq!(
@@ -471,17 +464,23 @@ fn a_second_deploy_is_refused_naming_the_holder() {
     }
     repo.commit_file("VERSION", "2\n", "version 2");
     let first = project.spawn(&["deploy", "production"]);
-    wait_for(
-        || {
-            fleet
-                .hosts
-                .iter()
-                .all(|h| h.root().join("waiting").exists())
-        },
-        "deploy in post-deploy",
-    );
+    wait_until(WAIT, "deploy in post-deploy", || {
+        fleet
+            .hosts
+            .iter()
+            .all(|h| h.root().join("waiting").exists())
+    });
+    let known: Vec<usize> = fleet.hosts.iter().map(|h| h.connections().len()).collect();
     let waiter = project.spawn(&["deploy", "production", "--lock-wait", "60s"]);
-    std::thread::sleep(Duration::from_secs(2));
+    // Waiting: its connection to every host ran a second lock attempt, so the first was refused.
+    wait_until(WAIT, "the second deploy waiting for the lock", || {
+        fleet.hosts.iter().zip(&known).all(|(host, known)| {
+            host.connections()
+                .iter()
+                .skip(*known)
+                .any(|c| c.commands >= 2)
+        })
+    });
     for host in &fleet.hosts {
         std::fs::write(host.root().join("go"), "").unwrap();
     }
@@ -511,15 +510,12 @@ fn controller_killed_mid_deploy_leaves_a_complete_release_and_a_breakable_lock()
     }
     repo.commit_file("VERSION", "2\n", "version 2");
     let mut victim = project.spawn(&["deploy", "production"]);
-    wait_for(
-        || {
-            fleet
-                .hosts
-                .iter()
-                .all(|h| h.root().join("hanging").exists())
-        },
-        "post-deploy running",
-    );
+    wait_until(WAIT, "post-deploy running", || {
+        fleet
+            .hosts
+            .iter()
+            .all(|h| h.root().join("hanging").exists())
+    });
     victim.kill().unwrap();
     victim.wait().unwrap();
     for host in &fleet.hosts {
@@ -581,10 +577,9 @@ fn controller_killed_mid_deploy_leaves_a_complete_release_and_a_breakable_lock()
     eco["deploy"]["production"]["post-deploy"] = json!("./app.sh > built.txt");
     project.write_ecosystem(&eco);
     let mut victim = project.spawn(&["deploy", "production"]);
-    wait_for(
-        || fleet.hosts.iter().any(|h| releases(h).len() > 2),
-        "fetch started on a host",
-    );
+    wait_until(WAIT, "fetch started on a host", || {
+        fleet.hosts.iter().any(|h| releases(h).len() > 2)
+    });
     victim.kill().unwrap();
     victim.wait().unwrap();
     for host in &fleet.hosts {
@@ -749,14 +744,6 @@ fn age_lock(host: &SshHost) {
     assert!(status.success());
 }
 
-fn wait_for(mut condition: impl FnMut() -> bool, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !condition() {
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 #[test]
 fn interrupting_a_deploy_before_the_switch_cleans_up_and_unlocks() {
     require_sshd!();
@@ -772,15 +759,12 @@ fn interrupting_a_deploy_before_the_switch_cleans_up_and_unlocks() {
     }
     repo.commit_file("VERSION", "2\n", "version 2");
     let child = project.spawn(&["deploy", "production"]);
-    wait_for(
-        || {
-            fleet
-                .hosts
-                .iter()
-                .all(|h| h.root().join("hanging").exists())
-        },
-        "post-deploy running",
-    );
+    wait_until(WAIT, "post-deploy running", || {
+        fleet
+            .hosts
+            .iter()
+            .all(|h| h.root().join("hanging").exists())
+    });
     // SAFETY: kill(2) on our own child's pid.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let out = child.wait_with_output().unwrap();

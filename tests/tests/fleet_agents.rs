@@ -3,23 +3,20 @@
 //! release that never becomes ready is rolled back, and `status` / `app` / `logs` reach every
 //! host over mutual TLS.
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::net::SocketAddr;
+use std::time::Duration;
 
-use pmfleet_tests::git_repo::GitRepo;
-use pmfleet_tests::project::{Project, Run};
-use pmfleet_tests::sshd::{Fleet, SshHost, sshd_available};
+use pmfleet_testkit::git_repo::GitRepo;
+use pmfleet_testkit::net::connected;
+use pmfleet_testkit::procs::open_descriptors;
+use pmfleet_testkit::project::{Project, Run};
+use pmfleet_testkit::sshd::{Fleet, SshHost};
+use pmfleet_testkit::wait::poll_until;
+use pmfleet_testkit::{Load, free_port, get_from, require_sshd, wait_until};
 use serde_json::{Value, json};
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
+/// How long a step the tests wait for may take.
+const WAIT: Duration = Duration::from_secs(30);
 
 /// A Node app whose answer names its version; `NEVER_READY` releases never listen.
 const SERVER_JS: &str = r#"const http = require("http");
@@ -51,78 +48,43 @@ fn ok(run: &Run) {
     assert_eq!(run.code, 0, "pmfleet failed:\n{}", run.all());
 }
 
-/// `GET /` on `host:port`, a new connection each time.
-fn get(host: &str, port: u16) -> Result<String, String> {
-    let mut stream = TcpStream::connect((host, port)).map_err(|e| e.to_string())?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok();
-    stream
-        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .map_err(|e| e.to_string())?;
-    let mut body = String::new();
-    stream
-        .read_to_string(&mut body)
-        .map_err(|e| e.to_string())?;
-    if !body.starts_with("HTTP/1.1 200") {
-        return Err(format!("bad answer: {body}"));
-    }
-    Ok(body
-        .rsplit("\r\n\r\n")
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_string())
+/// Load on the app at `host:port`: one client, a new connection per request.
+fn load_on(host: &str, port: u16) -> Load {
+    let addr: SocketAddr = format!("{host}:{port}").parse().expect("a socket address");
+    Load::new_connections(addr, Duration::from_secs(120))
 }
 
-fn wait_until(mut f: impl FnMut() -> bool, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out: {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+/// The agent daemon's pid on `host`, from its home there.
+fn agent_pid(host: &SshHost) -> u32 {
+    let path = host.home().join(".pmfleet-agent/agent.pid");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    text.trim().parse().expect("agent.pid holds a pid")
 }
 
-struct Load {
-    stop: Arc<AtomicBool>,
-    ok: Arc<AtomicUsize>,
-    failed: Arc<std::sync::Mutex<Vec<String>>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Load {
-    fn start(host: &str, port: u16) -> Load {
-        let stop = Arc::new(AtomicBool::new(false));
-        let ok = Arc::new(AtomicUsize::new(0));
-        let failed = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let (s, o, f, h) = (stop.clone(), ok.clone(), failed.clone(), host.to_string());
-        let thread = std::thread::spawn(move || {
-            let deadline = Instant::now() + Duration::from_secs(120);
-            while !s.load(Ordering::SeqCst) && Instant::now() < deadline {
-                match get(&h, port) {
-                    Ok(_) => {
-                        o.fetch_add(1, Ordering::SeqCst);
-                    }
-                    Err(e) => f.lock().unwrap().push(e),
-                }
-            }
-        });
-        Load {
-            stop,
-            ok,
-            failed,
-            thread: Some(thread),
+/// True once `host`'s agent holds each of the web app's open log files twice: once to write
+/// it (each file has one writer, shared by the instances writing there), once for a follower.
+fn web_logs_followed(host: &SshHost) -> bool {
+    let mut held: Vec<(String, usize)> = Vec::new();
+    for target in open_descriptors(agent_pid(host)) {
+        if !(target.contains("/.pmfleet-agent/logs/web-") && target.ends_with(".log")) {
+            continue;
+        }
+        match held.iter_mut().find(|(t, _)| *t == target) {
+            Some((_, n)) => *n += 1,
+            None => held.push((target, 1)),
         }
     }
+    !held.is_empty() && held.iter().all(|(_, n)| *n >= 2)
+}
 
-    fn finish(mut self) -> (usize, Vec<String>) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
-            t.join().unwrap();
-        }
-        (
-            self.ok.load(Ordering::SeqCst),
-            self.failed.lock().unwrap().clone(),
-        )
-    }
+/// True once `pid` (a `pmfleet logs`/`events` follower) is connected to every host's agent.
+fn connected_to_every_agent(pid: u32, hosts: &[SshHost], agent_port: u16) -> bool {
+    hosts.iter().all(|h| {
+        let addr: SocketAddr = format!("{}:{agent_port}", h.address())
+            .parse()
+            .expect("a socket address");
+        connected(pid, addr)
+    })
 }
 
 /// How many hosts' summary lines say `text` (outcome `done`).
@@ -177,16 +139,13 @@ fn agent_pids(project: &Project) -> String {
 fn served(hosts: &[SshHost], port: u16) -> Vec<String> {
     hosts
         .iter()
-        .map(|h| get(h.address(), port).unwrap_or_else(|e| format!("error: {e}")))
+        .map(|h| get_from(h.address(), port).unwrap_or_else(|e| format!("error: {e}")))
         .collect()
 }
 
 #[test]
 fn setup_provisions_agents_and_deploys_reload_the_apps() {
-    assert!(
-        sshd_available(),
-        "sshd is not installed: run the README's test command"
-    );
+    require_sshd!();
     let fleet = Fleet::start(3);
     let app_port = free_port();
     let agent_port = free_port();
@@ -227,17 +186,18 @@ fn setup_provisions_agents_and_deploys_reload_the_apps() {
 
     // Deploy version 2 under load: the apps reload with no failed request.
     repo.commit_file("VERSION", "2\n", "version 2");
-    let load = Load::start(fleet.hosts[0].address(), app_port);
-    std::thread::sleep(Duration::from_millis(300));
+    let load = load_on(fleet.hosts[0].address(), app_port);
+    load.wait_more(5, WAIT);
     ok(&project.pmfleet(&["deploy", "production"]));
-    std::thread::sleep(Duration::from_millis(300));
-    let (succeeded, failed) = load.finish();
+    load.wait_more(5, WAIT);
+    let report = load.finish();
     assert!(
-        failed.is_empty(),
+        report.failed == 0,
         "{} failed requests: {:?}",
-        failed.len(),
-        &failed[..failed.len().min(5)]
+        report.failed,
+        &report.errors[..report.errors.len().min(5)]
     );
+    let succeeded = report.ok;
     assert!(succeeded > 20, "only {succeeded} requests went through");
     for answer in served(&fleet.hosts, app_port) {
         assert!(answer.starts_with("version 2"), "{answer}");
@@ -264,26 +224,28 @@ fn setup_provisions_agents_and_deploys_reload_the_apps() {
     // `setup --upgrade-agent` with a newer agent binary, under load: every agent becomes it in
     // place (same pid), the apps keep their very processes, and no request fails.
     let newer = fleet.home.path().join("pmfleet-agent-newer");
-    let mut bytes = std::fs::read(pmfleet_tests::project::agent_bin()).unwrap();
+    let mut bytes = std::fs::read(pmfleet_testkit::binaries::agent_bin()).unwrap();
     bytes.push(b'\n');
     std::fs::write(&newer, bytes).unwrap();
     std::fs::set_permissions(&newer, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let pids_before = app_pids(&project);
     assert_eq!(pids_before.len(), 6, "{pids_before:?}");
     let daemons = agent_pids(&project);
-    let load = Load::start(fleet.hosts[0].address(), app_port);
-    std::thread::sleep(Duration::from_millis(300));
+    let load = load_on(fleet.hosts[0].address(), app_port);
+    load.wait_more(5, WAIT);
     let upgraded = project.pmfleet_with(
         &["deploy", "production", "setup", "--upgrade-agent"],
         &[("PMFLEET_AGENT_BIN", newer.as_os_str())],
     );
     ok(&upgraded);
-    std::thread::sleep(Duration::from_millis(300));
-    let (succeeded, failed) = load.finish();
+    load.wait_more(5, WAIT);
+    let report = load.finish();
     assert!(
-        failed.is_empty(),
-        "failed requests during the upgrade: {failed:?}"
+        report.failed == 0,
+        "failed requests during the upgrade: {:?}",
+        report.errors
     );
+    let succeeded = report.ok;
     assert!(succeeded > 20, "only {succeeded} requests went through");
     let in_place = done_lines(&upgraded, "upgraded in place");
     assert_eq!(in_place, 3, "{}", upgraded.stdout);
@@ -317,7 +279,8 @@ fn setup_provisions_agents_and_deploys_reload_the_apps() {
 
     // A new certificate alone (here: the agents move to another port) is reloaded by the
     // running agents; their apps are not touched.
-    ecosystem(free_port());
+    let agent_port = free_port();
+    ecosystem(agent_port);
     let moved = project.pmfleet(&["deploy", "production", "setup"]);
     ok(&moved);
     let reloaded = done_lines(&moved, "certificate reloaded");
@@ -363,6 +326,10 @@ fn setup_provisions_agents_and_deploys_reload_the_apps() {
     );
 
     // `logs --follow` streams new lines from every host until interrupted.
+    assert!(
+        !fleet.hosts.iter().any(web_logs_followed),
+        "no follower yet, so the wait below means something"
+    );
     let mut follow = project.spawn(&["logs", "production", "web", "--lines", "0", "--follow"]);
     let stdout = follow.stdout.take().unwrap();
     let reader = std::thread::spawn(move || {
@@ -381,12 +348,14 @@ fn setup_provisions_agents_and_deploys_reload_the_apps() {
         }
         seen
     });
-    std::thread::sleep(Duration::from_millis(500));
+    // Subscribed: every agent opened each of web's logs a second time, to follow it.
+    wait_until(WAIT, "the follower following every host's logs", || {
+        fleet.hosts.iter().all(web_logs_followed)
+    });
     ok(&project.pmfleet(&["app", "production", "restart", "web"]));
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !reader.is_finished() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let _ = poll_until(Duration::from_secs(20), "six followed lines", || {
+        reader.is_finished()
+    });
     let _ = follow.kill();
     let _ = follow.wait();
     let seen = reader.join().unwrap();
@@ -420,12 +389,15 @@ fn setup_provisions_agents_and_deploys_reload_the_apps() {
         }
         seen
     });
-    std::thread::sleep(Duration::from_millis(800));
+    // Connected to every agent (no signal tells more: the subscription follows the handshake
+    // at once, and the restart below starts another process and its own handshakes first).
+    wait_until(WAIT, "the events stream connected to every agent", || {
+        connected_to_every_agent(events.id(), &fleet.hosts, agent_port)
+    });
     ok(&project.pmfleet(&["app", "production", "restart", "web"]));
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !reader.is_finished() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let _ = poll_until(Duration::from_secs(20), "six online events", || {
+        reader.is_finished()
+    });
     let _ = events.kill();
     let _ = events.wait();
     let seen = reader.join().unwrap();
@@ -457,20 +429,16 @@ fn setup_provisions_agents_and_deploys_reload_the_apps() {
         "kill -9 $(cat ~/.pmfleet-agent/agent.pid)",
     ]);
     assert_ne!(kill.code, 2, "{}", kill.all());
-    wait_until(
-        || project.pmfleet(&["status"]).code == 3,
-        "status notices the dead agents",
-    );
+    wait_until(WAIT, "status notices the dead agents", || {
+        project.pmfleet(&["status"]).code == 3
+    });
     let status = project.pmfleet(&["status"]);
     assert!(status.stdout.contains("unreachable"), "{}", status.stdout);
 }
 
 #[test]
 fn a_release_without_an_ecosystem_file_deploys_with_nothing_to_reload_through_an_alias() {
-    assert!(
-        sshd_available(),
-        "sshd is not installed: run the README's test command"
-    );
+    require_sshd!();
     let fleet = Fleet::start(1);
     let repo = GitRepo::new();
     let project = Project::new(fleet.home.path());

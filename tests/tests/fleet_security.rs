@@ -8,8 +8,9 @@ use std::ffi::OsStr;
 use std::path::PathBuf;
 
 use pmfleet::pki::{self, Ca};
-use pmfleet_tests::project::{Project, Run};
-use pmfleet_tests::sshd::{Fleet, sshd_available};
+use pmfleet_testkit::project::{Project, Run};
+use pmfleet_testkit::require_sshd;
+use pmfleet_testkit::sshd::Fleet;
 use serde_json::{Value, json};
 
 fn free_port() -> u16 {
@@ -31,10 +32,6 @@ struct SetUp {
 
 impl SetUp {
     fn new(extra: Value) -> SetUp {
-        assert!(
-            sshd_available(),
-            "sshd is not installed: run the README's test command"
-        );
         let fleet = Fleet::start(1);
         let project = Project::new(fleet.home.path());
         let host = &fleet.hosts[0];
@@ -93,6 +90,7 @@ impl SetUp {
 
 #[test]
 fn a_revoked_client_certificate_is_refused_after_setup_or_push_crl() {
+    require_sshd!();
     let s = SetUp::new(json!({}));
     ok(&s.project.pmfleet(&["deploy", "production", "setup"]));
     ok(&s.project.pmfleet(&["ca", "issue", "ci-runner"]));
@@ -139,6 +137,7 @@ fn a_revoked_client_certificate_is_refused_after_setup_or_push_crl() {
 
 #[test]
 fn a_revoked_agent_is_not_talked_to_until_setup_certifies_it_again() {
+    require_sshd!();
     let s = SetUp::new(json!({}));
     ok(&s.project.pmfleet(&["deploy", "production", "setup"]));
     ok(&s.project.pmfleet(&["status"]));
@@ -158,6 +157,7 @@ fn a_revoked_agent_is_not_talked_to_until_setup_certifies_it_again() {
 
 #[test]
 fn an_agent_certificate_near_expiry_is_warned_about_and_renewed_by_setup() {
+    require_sshd!();
     let s = SetUp::new(json!({}));
     ok(&s.project.pmfleet(&["deploy", "production", "setup"]));
     let status = s.project.pmfleet(&["status"]);
@@ -204,6 +204,7 @@ fn an_agent_certificate_near_expiry_is_warned_about_and_renewed_by_setup() {
 
 #[test]
 fn ssh_options_that_would_accept_any_host_key_are_refused() {
+    require_sshd!();
     let s = SetUp::new(json!({
         "ssh_options": ["StrictHostKeyChecking=no", "UserKnownHostsFile=/dev/null"],
     }));
@@ -240,8 +241,9 @@ setInterval(() => {}, 1000);
 
 #[test]
 fn a_deploy_writes_the_release_environment_on_the_host_and_the_agent_runs_with_it() {
+    require_sshd!();
     use std::os::unix::fs::PermissionsExt;
-    let repo = pmfleet_tests::git_repo::GitRepo::new();
+    let repo = pmfleet_testkit::git_repo::GitRepo::new();
     repo.write("app.js", ENV_APP_JS);
     repo.write(
         "ecosystem.json",
@@ -309,6 +311,7 @@ fn a_deploy_writes_the_release_environment_on_the_host_and_the_agent_runs_with_i
 
 #[test]
 fn setup_puts_the_revocation_list_in_force_even_when_the_file_is_already_there() {
+    require_sshd!();
     let s = SetUp::new(json!({}));
     ok(&s.project.pmfleet(&["deploy", "production", "setup"]));
     ok(&s.project.pmfleet(&["ca", "issue", "ci-3"]));

@@ -3,10 +3,12 @@
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use pmfleet::ssh::{ClientSettings, ConnectSpec, Connector, SshError};
-use pmfleet_tests::sshd::{ClientHome, Fleet, sshd_available};
+use pmfleet_testkit::client_home::ClientHome;
+use pmfleet_testkit::sshd::Fleet;
+use pmfleet_testkit::{require_sshd, wait_until};
 
 /// An `ssh-agent -D` on its own socket, killed on drop.
 struct Agent {
@@ -27,14 +29,9 @@ impl Agent {
             .stderr(Stdio::null())
             .spawn()
             .expect("start ssh-agent");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !socket.exists() {
-            assert!(
-                Instant::now() < deadline,
-                "ssh-agent did not create its socket"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_until(Duration::from_secs(10), "ssh-agent's socket", || {
+            socket.exists()
+        });
         Agent {
             child,
             socket,
@@ -63,10 +60,7 @@ impl Drop for Agent {
 
 #[tokio::test]
 async fn agent_keys_are_tried_first_and_listed_when_refused() {
-    if !sshd_available() {
-        eprintln!("skipped: needs root, /usr/sbin/sshd, ssh-keygen and unshare");
-        return;
-    }
+    require_sshd!();
     let fleet = Fleet::start(1);
     let host = &fleet.hosts[0];
     let agent = Agent::start();

@@ -7,17 +7,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use pmfleet::ssh::{ClientSettings, ConnectSpec, Connection, Connector, SshError, Stream};
-use pmfleet_tests::sshd::{ClientHome, Fleet, SshHost, sshd_available};
-
-/// Skips a test that needs real sshd hosts on a machine that cannot run them.
-macro_rules! require_sshd {
-    () => {
-        if !sshd_available() {
-            eprintln!("skipped: needs root, /usr/sbin/sshd, ssh-keygen and unshare");
-            return;
-        }
-    };
-}
+use pmfleet_testkit::client_home::ClientHome;
+use pmfleet_testkit::require_sshd;
+use pmfleet_testkit::sshd::{Fleet, SshHost};
 
 fn settings(home: &ClientHome) -> ClientSettings {
     ClientSettings {

@@ -8,6 +8,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
+use pmfleet_shared::display;
 use pmfleet_shared::protocol::{
     AgentEvent, AppDetail, ApplyDir, ApplyReport, ProcessInfo, Request, Response, ScaleTo,
     ScriptStart, StartRequest, StartSource, Target,
@@ -188,20 +189,9 @@ pub struct StartArgs {
     pub args: Vec<String>,
 }
 
-/// `200M`, `1G`, `512K`, `1048576`.
+/// `200M`, `1G`, `512K`, `1048576` (bytes; see [`pmfleet_shared::units`]).
 fn parse_size(s: &str) -> Result<u64, String> {
-    let t = s.trim().to_ascii_uppercase();
-    let t = t.strip_suffix('B').unwrap_or(&t);
-    let (num, mult) = match t.chars().last() {
-        Some('K') => (&t[..t.len() - 1], 1u64 << 10),
-        Some('M') => (&t[..t.len() - 1], 1 << 20),
-        Some('G') => (&t[..t.len() - 1], 1 << 30),
-        _ => (t, 1),
-    };
-    num.trim()
-        .parse::<u64>()
-        .map(|n| n * mult)
-        .map_err(|_| format!("`{s}` is not a size like 200M"))
+    pmfleet_shared::units::parse_size(s).map_err(|e| e.to_string())
 }
 
 /// Whether `start`'s argument names an ecosystem file rather than a script.
@@ -590,32 +580,15 @@ fn print_table(procs: &[ProcessInfo]) {
                 p.name.clone(),
                 p.mode.to_string(),
                 p.pid.map_or("-".into(), |p| p.to_string()),
-                p.uptime_ms.map_or("-".into(), human_duration),
+                p.uptime_ms.map_or("-".into(), display::uptime),
                 p.restarts.to_string(),
                 p.status.to_string(),
                 p.cpu_percent.map_or("-".into(), |c| format!("{c:.0}%")),
-                p.rss_bytes.map_or("-".into(), human_bytes),
+                p.rss_bytes.map_or("-".into(), display::bytes),
             ]
         })
         .collect();
-    let mut widths = header.map(|h| h.chars().count());
-    for r in &rows {
-        for (w, c) in widths.iter_mut().zip(r) {
-            *w = (*w).max(c.chars().count());
-        }
-    }
-    let line = |cells: &[String]| {
-        cells
-            .iter()
-            .zip(widths)
-            .map(|(c, w)| format!("{c}{}", " ".repeat(w - c.chars().count())))
-            .collect::<Vec<_>>()
-            .join("  ")
-    };
-    println!("{}", line(&header.map(String::from)).trim_end());
-    for r in &rows {
-        println!("{}", line(r).trim_end());
-    }
+    print!("{}", display::table(&header, &rows));
     if procs.is_empty() {
         println!("(no apps)");
     }
@@ -642,7 +615,7 @@ fn print_detail(d: &AppDetail) {
         s.autorestart, s.max_restarts, s.min_uptime_ms
     );
     if let Some(m) = s.max_memory_restart {
-        println!("memory limit    {}", human_bytes(m));
+        println!("memory limit    {}", display::bytes(m));
     }
     if !s.watch.is_empty() {
         let w: Vec<_> = s.watch.iter().map(|p| p.display().to_string()).collect();
@@ -661,27 +634,6 @@ fn print_detail(d: &AppDetail) {
     println!("err log         {}", logs(&d.err_logs));
     println!();
     print_table(&d.processes);
-}
-
-fn human_duration(ms: u64) -> String {
-    let s = ms / 1000;
-    match s {
-        0..60 => format!("{s}s"),
-        60..3600 => format!("{}m", s / 60),
-        3600..86400 => format!("{}h", s / 3600),
-        _ => format!("{}D", s / 86400),
-    }
-}
-
-fn human_bytes(b: u64) -> String {
-    let b = b as f64;
-    if b >= 1024.0 * 1024.0 * 1024.0 {
-        format!("{:.1}gb", b / 1024.0 / 1024.0 / 1024.0)
-    } else if b >= 1024.0 * 1024.0 {
-        format!("{:.1}mb", b / 1024.0 / 1024.0)
-    } else {
-        format!("{:.1}kb", b / 1024.0)
-    }
 }
 
 fn startup(install: bool, home: &AgentHome) -> anyhow::Result<ExitCode> {

@@ -20,14 +20,18 @@
 //! or installed once with npm into `target/bench-tools`.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::Read;
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use pmfleet_testkit::assets::{agent_app, workspace};
+use pmfleet_testkit::free_port;
+use pmfleet_testkit::http::exchange;
+use pmfleet_testkit::wait::{poll_for, poll_until};
 
 /// One wrk run, as long as the runs that are reported.
 const WRK_SECONDS: u64 = 5;
@@ -40,7 +44,7 @@ const UPGRADES: usize = 3;
 fn main() -> anyhow::Result<()> {
     let only: Option<String> = std::env::args().nth(1);
     let tools = Tools::find(only.as_deref())?;
-    let app = workspace().join("agent/tests/apps/hello.js");
+    let app = agent_app("hello.js");
     let work = tempfile::tempdir().context("temporary directory")?;
 
     let mut columns: Vec<(String, Results)> = Vec::new();
@@ -307,7 +311,7 @@ fn measure(m: &dyn Manager, tools: &Tools, app: &Path) -> anyhow::Result<Results
     r.rss_idle = rss(m.daemon_pid()?);
     eprintln!("daemon idle RSS: {}", mib(r.rss_idle));
 
-    let port = free_port()?;
+    let port = free_port();
     m.start_cluster(app, "hello", port, 2)
         .context("start 2 cluster instances")?;
     wait_serving(port, Duration::from_secs(30))?;
@@ -354,7 +358,7 @@ fn measure(m: &dyn Manager, tools: &Tools, app: &Path) -> anyhow::Result<Results
 
     // kill -9 of the only instance until a new connection is answered.
     m.delete_all()?;
-    let port = free_port()?;
+    let port = free_port();
     m.start_cluster(app, "solo", port, 1)
         .context("start 1 cluster instance")?;
     wait_serving(port, Duration::from_secs(30))?;
@@ -370,13 +374,14 @@ fn measure(m: &dyn Manager, tools: &Tools, app: &Path) -> anyhow::Result<Results
         let served = wait_serving_except(port, pid, Duration::from_secs(30))?;
         times.push(served.duration_since(killed));
         // Let the manager record the new instance before the next round.
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while m.pids("solo")?.iter().all(|p| *p == pid) {
-            if Instant::now() > deadline {
-                bail!("no new instance of solo after kill -9");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        poll_until(
+            Duration::from_secs(30),
+            "a new instance of solo after kill -9",
+            || {
+                m.pids("solo")
+                    .is_ok_and(|pids| pids.iter().any(|p| *p != pid))
+            },
+        )?;
     }
     times.sort();
     r.kill_to_serving = times.get(times.len() / 2).copied();
@@ -386,7 +391,7 @@ fn measure(m: &dyn Manager, tools: &Tools, app: &Path) -> anyhow::Result<Results
     m.delete_all()?;
     let mut ports = Vec::new();
     for i in 0..EXTRA_APPS {
-        let port = free_port()?;
+        let port = free_port();
         m.start_fork(app, &format!("app{i}"), port)
             .with_context(|| format!("start app{i}"))?;
         ports.push(port);
@@ -402,43 +407,32 @@ fn measure(m: &dyn Manager, tools: &Tools, app: &Path) -> anyhow::Result<Results
 }
 
 fn wait_pids(m: &dyn Manager, name: &str, n: usize) -> anyhow::Result<Vec<u32>> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let pids = m.pids(name)?;
-        if pids.len() == n {
-            return Ok(pids);
-        }
-        if Instant::now() > deadline {
-            bail!("{name}: {} instances online, expected {n}", pids.len());
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let what = format!("{n} online instance(s) of {name}");
+    Ok(poll_for(Duration::from_secs(30), &what, || {
+        m.pids(name).ok().filter(|pids| pids.len() == n)
+    })?)
 }
 
 /// One request on a new connection: the pid in the body when the answer is 200.
 fn probe(port: u16, timeout: Duration) -> Option<u32> {
     let mut s = TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), timeout).ok()?;
     s.set_read_timeout(Some(timeout)).ok()?;
-    s.write_all(b"GET / HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
-        .ok()?;
-    let mut buf = String::new();
-    s.read_to_string(&mut buf).ok()?;
-    if !buf.starts_with("HTTP/1.1 200") {
+    let answer = exchange(
+        &mut s,
+        b"GET / HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n",
+    )
+    .ok()?;
+    if answer.status != 200 {
         return None;
     }
-    let body = buf.split("\r\n\r\n").nth(1)?;
-    body.split_whitespace().find_map(|w| w.parse().ok())
+    answer.body.split_whitespace().find_map(|w| w.parse().ok())
 }
 
 fn wait_serving(port: u16, timeout: Duration) -> anyhow::Result<()> {
-    let deadline = Instant::now() + timeout;
-    while probe(port, Duration::from_secs(2)).is_none() {
-        if Instant::now() > deadline {
-            bail!("nothing answers on port {port}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Ok(())
+    let what = format!("an answer on port {port}");
+    Ok(poll_until(timeout, &what, || {
+        probe(port, Duration::from_secs(2)).is_some()
+    })?)
 }
 
 /// Waits until a process other than `dead` answers a new connection; returns when that
@@ -615,13 +609,6 @@ impl Tools {
     }
 }
 
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from("."))
-}
-
 fn target_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
@@ -705,10 +692,6 @@ fn wait_timeout(child: &mut Child, timeout: Duration) -> anyhow::Result<ExitStat
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
 /// Resident memory of one process (not its children), from /proc.

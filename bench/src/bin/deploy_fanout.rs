@@ -8,9 +8,9 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use pmfleet_tests::git_repo::GitRepo;
-use pmfleet_tests::project::Project;
-use pmfleet_tests::sshd::{Fleet, sshd_available};
+use pmfleet_testkit::git_repo::GitRepo;
+use pmfleet_testkit::project::Project;
+use pmfleet_testkit::sshd::{Fleet, missing_sshd};
 use serde_json::json;
 
 const SIZES: [usize; 3] = [1, 5, 20];
@@ -26,8 +26,8 @@ struct Row {
 }
 
 fn main() -> anyhow::Result<()> {
-    if !sshd_available() {
-        bail!("sshd is not installed: apt-get install openssh-server");
+    if let Some(why) = missing_sshd() {
+        bail!("cannot start sshd hosts: {why}");
     }
     let mut args = std::env::args().skip(1);
     let runs: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(3);

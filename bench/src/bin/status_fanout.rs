@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use pmfleet::pki::{self, Ca};
-use pmfleet_tests::project::{agent_bin, pmfleet_bin};
+use pmfleet_testkit::binaries::{agent_bin, pmfleet_bin};
+use pmfleet_testkit::free_port;
 use serde_json::json;
 
 fn main() -> anyhow::Result<()> {
@@ -23,7 +24,7 @@ fn main() -> anyhow::Result<()> {
     let work = tempfile::Builder::new().prefix("status-bench-").tempdir()?;
     let ca_dir = work.path().join("ca");
     let ca = Ca::init(&ca_dir).context("fleet CA")?;
-    let port = free_port()?;
+    let port = free_port();
     let agent = agent_bin();
     let mut homes = Vec::new();
     let mut hosts = Vec::new();
@@ -129,10 +130,4 @@ fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
         .mode(0o600)
         .open(path)?
         .write_all(text.as_bytes())
-}
-
-fn free_port() -> std::io::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
 }

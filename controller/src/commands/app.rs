@@ -8,7 +8,7 @@ use clap::Args;
 use pmfleet_shared::ecosystem;
 use pmfleet_shared::protocol::{Request, Response, ScaleTo, Target};
 
-use crate::agents;
+use crate::agent::targets as agents;
 use crate::cli::parse_duration;
 use crate::deploy::Exit;
 use crate::output::table;

@@ -1,6 +1,6 @@
 //! `pmfleet ca init | issue | list | revoke | push-crl`: the fleet CA from the command line.
 //! The work is in [`crate::pki`] (and, for `push-crl`, in
-//! [`crate::deploy::provision::push_crl`]); this file parses, prints and picks the exit code.
+//! [`crate::agent::provision::push_crl`]); this file parses, prints and picks the exit code.
 
 use std::path::{Path, PathBuf};
 
@@ -287,7 +287,8 @@ async fn push_crl(ca: &Ca, words: &[String], accept_new_host_key: bool) -> Exit 
         }
     };
     let cwd = std::env::current_dir().unwrap_or_else(|_| ".".into());
-    let env = match crate::agents::load_ecosystem(file.as_deref(), &cwd)
+    let env = match pmfleet_shared::ecosystem::load_from(file.as_deref(), &cwd)
+        .map_err(|e| e.to_string())
         .and_then(|eco| eco.environment(env).cloned().map_err(|e| e.to_string()))
     {
         Ok(env) => env,
@@ -308,7 +309,7 @@ async fn push_crl(ca: &Ca, words: &[String], accept_new_host_key: bool) -> Exit 
         accept_new_host_keys: accept_new_host_key,
         ..ClientSettings::default()
     });
-    let reports = crate::deploy::provision::push_crl(ca, &env, &connector, &out).await;
+    let reports = crate::agent::provision::push_crl(ca, &env, &connector, &out).await;
     let exit = crate::deploy::report::exit_for(&reports);
     let rows: Vec<_> = reports.iter().map(HostReport::row).collect();
     let verdict = if exit == Exit::Success {

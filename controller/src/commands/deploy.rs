@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use pmfleet_shared::ecosystem::{self, Ecosystem};
+use pmfleet_shared::ecosystem;
 
 use crate::cli::{DeployArgs, Verb, parse_words};
 use crate::deploy::{self, Context, Exit, HostReport, Which};
@@ -20,7 +20,7 @@ pub async fn run(args: DeployArgs) -> Exit {
         }
     };
     let cwd = std::env::current_dir().unwrap_or_else(|_| ".".into());
-    let eco = match load(command.file.as_deref(), &cwd) {
+    let eco = match ecosystem::load_from(command.file.as_deref(), &cwd) {
         Ok(eco) => eco,
         Err(message) => {
             eprintln!("error: {message}");
@@ -119,17 +119,4 @@ fn verdict(exit: Exit) -> &'static str {
         Exit::Unreachable => "FAILED (unreachable hosts)",
         Exit::LockHeld => "refused (locked)",
     }
-}
-
-fn load(file: Option<&Path>, cwd: &Path) -> Result<Ecosystem, String> {
-    let path = match file {
-        Some(path) => path.to_path_buf(),
-        None => ecosystem::discover(cwd).ok_or_else(|| {
-            format!(
-                "no ecosystem file in {}: create ecosystem.config.js, ecosystem.json or ecosystem.yml, or name one: pmfleet deploy <file> <env>",
-                cwd.display()
-            )
-        })?,
-    };
-    ecosystem::load(&path).map_err(|e| e.to_string())
 }

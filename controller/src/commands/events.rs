@@ -4,7 +4,7 @@
 use clap::Args;
 use pmfleet_shared::protocol::{Request, Response};
 
-use crate::agents;
+use crate::agent::targets as agents;
 use crate::deploy::Exit;
 
 #[derive(Debug, Args)]

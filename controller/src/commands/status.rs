@@ -7,12 +7,13 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
+use pmfleet_shared::display;
 use pmfleet_shared::ecosystem;
 use pmfleet_shared::protocol::{AgentStatus, ExecModeSpec, Request, Response, Status};
 use serde::Serialize;
 
-use crate::agent_client::AgentClient;
-use crate::agents::{self, AgentTarget};
+use crate::agent::AgentClient;
+use crate::agent::targets::{self as agents, AgentTarget};
 use crate::cli::parse_duration;
 use crate::deploy::Exit;
 use crate::deploy::revision::short_sha;
@@ -72,7 +73,7 @@ pub struct AppRow {
 pub async fn run(args: StatusArgs) -> Exit {
     let (file, envs) = split_words(&args.words);
     let cwd = std::env::current_dir().unwrap_or_else(|_| ".".into());
-    let eco = match agents::load_ecosystem(file.as_deref(), &cwd) {
+    let eco = match ecosystem::load_from(file.as_deref(), &cwd) {
         Ok(eco) => eco,
         Err(message) => {
             eprintln!("error: {message}");
@@ -308,9 +309,9 @@ pub fn render(hosts: &[HostStatus]) -> String {
                 app.cpu_percent
                     .map(|c| format!("{c:.1}%"))
                     .unwrap_or_else(dash),
-                app.rss_bytes.map(human_bytes).unwrap_or_else(dash),
+                app.rss_bytes.map(display::bytes).unwrap_or_else(dash),
                 app.restarts.to_string(),
-                app.uptime_ms.map(human_duration).unwrap_or_else(dash),
+                app.uptime_ms.map(display::uptime).unwrap_or_else(dash),
             ]);
         }
     }
@@ -334,35 +335,16 @@ fn row_with<const N: usize>(cells: [(usize, String); N]) -> [String; 12] {
     row
 }
 
-fn human_bytes(bytes: u64) -> String {
-    let mib = bytes as f64 / (1024.0 * 1024.0);
-    if mib >= 1024.0 {
-        format!("{:.1} GiB", mib / 1024.0)
-    } else {
-        format!("{mib:.1} MiB")
-    }
-}
-
-fn human_duration(ms: u64) -> String {
-    let s = ms / 1000;
-    match s {
-        0..=59 => format!("{s}s"),
-        60..=3599 => format!("{}m", s / 60),
-        3600..=86_399 => format!("{}h", s / 3600),
-        _ => format!("{}d", s / 86_400),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn durations_and_sizes_read_well() {
-        assert_eq!(human_duration(5_000), "5s");
-        assert_eq!(human_duration(125_000), "2m");
-        assert_eq!(human_duration(7_200_000), "2h");
-        assert_eq!(human_bytes(50 * 1024 * 1024), "50.0 MiB");
+        assert_eq!(display::uptime(5_000), "5s");
+        assert_eq!(display::uptime(125_000), "2m");
+        assert_eq!(display::uptime(7_200_000), "2h");
+        assert_eq!(display::bytes(50 * 1024 * 1024), "50.0 MiB");
     }
 
     #[test]

@@ -7,12 +7,13 @@ use std::time::Instant;
 use pmfleet_shared::ecosystem::{DeployEnv, HostSpec};
 use tokio::task::JoinSet;
 
+use super::error::HostError;
 use super::report::{HostReport, Status};
 pub use crate::concurrent::each;
 use crate::output::Output;
 use crate::shell::Script;
-use crate::ssh::{ConnectSpec, Connector, Stream};
-use crate::transport::{Captured, HostConn, TransportError};
+use crate::ssh::{ConnectSpec, Connector, SshError, Stream};
+use crate::transport::{Captured, HostConn};
 
 /// One connected host.
 pub struct Member {
@@ -25,13 +26,30 @@ pub struct Member {
 }
 
 impl Member {
-    /// Runs a script; a non-zero exit becomes `Err` with the best one-line reason.
-    pub async fn run(&self, script: &Script) -> Result<Captured, String> {
-        let captured = self.conn.run(script).await.map_err(transport_message)?;
+    /// Runs a script; a non-zero exit becomes [`HostError::Exit`] with the best one-line
+    /// reason.
+    pub async fn run(&self, script: &Script) -> Result<Captured, HostError> {
+        self.run_with_stdin(script, None).await
+    }
+
+    /// [`Member::run`], with `stdin` streamed into the script.
+    pub async fn run_with_stdin(
+        &self,
+        script: &Script,
+        stdin: Option<crate::transport::Stdin>,
+    ) -> Result<Captured, HostError> {
+        let captured = self
+            .conn
+            .run_with_stdin(script, stdin)
+            .await
+            .map_err(HostError::transport)?;
         if captured.success() {
             Ok(captured)
         } else {
-            Err(captured.reason())
+            Err(HostError::Exit {
+                status: captured.status,
+                reason: captured.reason(),
+            })
         }
     }
 
@@ -39,9 +57,9 @@ impl Member {
     pub async fn run_visible(
         &self,
         out: &Output,
-        step: &str,
+        step: &'static str,
         script: &Script,
-    ) -> Result<(), String> {
+    ) -> Result<(), HostError> {
         let label = self.label.clone();
         let captured = self
             .conn
@@ -49,17 +67,16 @@ impl Member {
                 out.line(&label, step, line)
             })
             .await
-            .map_err(transport_message)?;
+            .map_err(HostError::transport)?;
         if captured.success() {
             Ok(())
         } else {
-            Err(format!("{step} exited with status {}", captured.status))
+            Err(HostError::Hook {
+                hook: step,
+                status: captured.status,
+            })
         }
     }
-}
-
-fn transport_message(err: TransportError) -> String {
-    format!("{err:#}")
 }
 
 /// The reachable hosts of an environment, and reports for the others.
@@ -76,49 +93,84 @@ pub fn label(spec: &HostSpec) -> String {
     }
 }
 
-impl Fleet {
-    /// Connects to every host of `env` in parallel (the connector caps concurrent starts).
-    pub async fn connect(env: &DeployEnv, connector: &Connector, out: &Arc<Output>) -> Fleet {
-        let mut set = JoinSet::new();
-        for (index, spec) in env.hosts.iter().enumerate() {
-            let label = label(spec);
-            let out = out.clone();
-            let connector = connector.clone();
-            let connect = ConnectSpec {
-                host: spec.host.clone(),
-                port: spec.port,
-                user: spec.user.clone(),
-                identity: env.key.clone(),
-                ssh_options: env.ssh_options.clone(),
+/// One host of an environment after trying to connect to it.
+pub struct Connected {
+    pub label: String,
+    pub result: Result<Arc<Member>, SshError>,
+    /// How long connecting took.
+    pub elapsed: std::time::Duration,
+}
+
+/// Connects to every host of `env` in parallel (the connector caps concurrent starts); the
+/// results are in the order of `env.hosts`.
+pub async fn connect_all(
+    env: &DeployEnv,
+    connector: &Connector,
+    out: &Arc<Output>,
+) -> Vec<Connected> {
+    let mut set = JoinSet::new();
+    for (index, spec) in env.hosts.iter().enumerate() {
+        let label = label(spec);
+        let out = out.clone();
+        let connector = connector.clone();
+        let connect = ConnectSpec {
+            host: spec.host.clone(),
+            port: spec.port,
+            user: spec.user.clone(),
+            identity: env.key.clone(),
+            ssh_options: env.ssh_options.clone(),
+        };
+        let local = spec.host == "localhost";
+        let host = spec.host.clone();
+        set.spawn(async move {
+            out.step(&label, "connect");
+            let started = Instant::now();
+            let result = if local {
+                Ok(HostConn::Local)
+            } else {
+                connector.connect(&connect).await.map(HostConn::Ssh)
             };
-            let local = spec.host == "localhost";
-            let host = spec.host.clone();
-            set.spawn(async move {
-                out.step(&label, "connect");
-                let started = Instant::now();
-                let result = if local {
-                    Ok(HostConn::Local)
-                } else {
-                    connector.connect(&connect).await.map(HostConn::Ssh)
+            let result = result.map(|conn| {
+                let host = match &conn {
+                    HostConn::Ssh(ssh) => ssh.host_name().to_string(),
+                    HostConn::Local => host,
                 };
-                (index, label, host, started, result)
+                Arc::new(Member {
+                    label: label.clone(),
+                    host,
+                    conn,
+                })
             });
+            (
+                index,
+                Connected {
+                    label,
+                    result,
+                    elapsed: started.elapsed(),
+                },
+            )
+        });
+    }
+    let mut hosts = Vec::new();
+    while let Some(joined) = set.join_next().await {
+        match joined {
+            Ok(v) => hosts.push(v),
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
         }
+    }
+    hosts.sort_by_key(|(index, _)| *index);
+    hosts.into_iter().map(|(_, c)| c).collect()
+}
+
+impl Fleet {
+    /// Connects to every host of `env` in parallel; hosts that could not be connected to are
+    /// reported (and shown) as `Unreachable` or `Failed`.
+    pub async fn connect(env: &DeployEnv, connector: &Connector, out: &Arc<Output>) -> Fleet {
         let mut members = Vec::new();
         let mut not_connected = Vec::new();
-        while let Some(joined) = set.join_next().await {
-            let (index, label, host, started, result) = match joined {
-                Ok(v) => v,
-                Err(e) => std::panic::resume_unwind(e.into_panic()),
-            };
-            match result {
-                Ok(conn) => {
-                    let host = match &conn {
-                        HostConn::Ssh(ssh) => ssh.host_name().to_string(),
-                        HostConn::Local => host,
-                    };
-                    members.push((index, Arc::new(Member { label, host, conn })))
-                }
+        for host in connect_all(env, connector, out).await {
+            match host.result {
+                Ok(member) => members.push(member),
                 Err(err) => {
                     let status = if err.is_unreachable() {
                         Status::Unreachable
@@ -126,16 +178,15 @@ impl Fleet {
                         Status::Failed
                     };
                     let message = format!("{err}");
-                    out.done(&label, false, &message);
-                    let mut report = HostReport::new(&label, status, message);
-                    report.elapsed = started.elapsed();
+                    out.done(&host.label, false, &message);
+                    let mut report = HostReport::new(&host.label, status, message);
+                    report.elapsed = host.elapsed;
                     not_connected.push(report);
                 }
             }
         }
-        members.sort_by_key(|(index, _)| *index);
         Fleet {
-            members: members.into_iter().map(|(_, m)| m).collect(),
+            members,
             not_connected,
         }
     }

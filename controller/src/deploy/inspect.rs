@@ -34,7 +34,7 @@ async fn states(ctx: &Context, env: &DeployEnv) -> (Vec<(String, HostState)>, Ve
                 Status::Failed,
                 format!("not set up: run `pmfleet deploy {} setup` first", env.name),
             )),
-            Err(message) => reports.push(HostReport::new(&member.label, Status::Failed, message)),
+            Err(e) => reports.push(HostReport::new(&member.label, e.status(), e.to_string())),
         }
     }
     (states, reports)
@@ -144,7 +144,7 @@ pub async fn exec(ctx: &Context, env: &DeployEnv, command: &str) -> Vec<HostRepo
             let result = m.run_visible(&out, "exec", &script).await;
             let mut report = match result {
                 Ok(()) => HostReport::new(&m.label, Status::Ok, "exit 0"),
-                Err(e) => HostReport::new(&m.label, Status::Failed, e),
+                Err(e) => HostReport::new(&m.label, e.status(), e.to_string()),
             };
             report.elapsed = started.elapsed();
             report
@@ -178,7 +178,7 @@ pub async fn unlock(ctx: &Context, env: &DeployEnv, force: bool) -> Vec<HostRepo
                         describe(holder.as_ref())
                     ),
                 ),
-                Err(e) => HostReport::new(&m.label, Status::Failed, e),
+                Err(e) => HostReport::new(&m.label, e.status(), e.to_string()),
             };
             out.done(&m.label, report.status == Status::Ok, &report.message);
             report

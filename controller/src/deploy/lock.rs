@@ -5,16 +5,12 @@
 //! belongs to a controller that died, and `unlock` may break it. Only the deploy id written in
 //! the file can release it.
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
-use super::fleet::{Member, each};
-use super::report::{HostReport, Status};
-use super::scripts;
+use super::error::HostError;
+use super::report::Status;
 
 pub const HEARTBEAT: Duration = Duration::from_secs(5);
 pub const STALE_AFTER: Duration = Duration::from_secs(30);
@@ -117,151 +113,81 @@ pub fn describe(holder: Option<&Holder>) -> String {
     }
 }
 
-/// The lock, held on every host of a run; heartbeats until released.
-pub struct Guard {
-    members: Vec<Arc<Member>>,
-    root: String,
-    deploy_id: String,
-    stop: CancellationToken,
-    tasks: TaskTracker,
+/// Why a host did not give this run its lock.
+#[derive(Debug, Clone)]
+pub enum Refusal {
+    /// Another run holds it.
+    Held {
+        holder: Option<Holder>,
+        heartbeat_age: u64,
+        env: String,
+    },
+    /// The host has no layout yet.
+    NotSetUp { env: String },
+    /// Taking it failed.
+    Failed(HostError),
 }
 
-/// Takes the lock on every member. If any host refuses, the locks taken are given back and
-/// each refusing host gets a report naming the holder. With `wait`, retries until it runs out.
-pub async fn acquire_all(
-    members: &[Arc<Member>],
-    root: &str,
-    env_name: &str,
-    holder: &Holder,
-    wait: Option<Duration>,
-) -> Result<Guard, Vec<HostReport>> {
-    let content = serde_json::to_string(holder).unwrap_or_default();
-    let deadline = wait.map(|w| Instant::now() + w);
-    loop {
-        let outcomes = each(members, |m| {
-            let script = scripts::lock_acquire(root, &content);
-            async move { m.run(&script).await.map(|c| Acquire::parse(&c.stdout)) }
-        })
-        .await;
-        let mut refused = Vec::new();
-        let mut held_only = true;
-        for (member, outcome) in members.iter().zip(&outcomes) {
-            match outcome {
-                Ok(Acquire::Acquired) => {}
-                Ok(Acquire::NotSetUp) => {
-                    held_only = false;
-                    refused.push(HostReport::new(
-                        &member.label,
-                        Status::Failed,
-                        format!("not set up: run `pmfleet deploy {env_name} setup` first"),
-                    ));
-                }
-                Ok(Acquire::Held {
-                    holder,
-                    heartbeat_age,
-                }) => {
-                    let stale = Duration::from_secs(*heartbeat_age) >= STALE_AFTER;
-                    let message = if stale {
-                        format!(
-                            "locked by {}; its last heartbeat was {heartbeat_age}s ago, so that deploy looks dead: break the lock with `pmfleet deploy {env_name} unlock`",
-                            describe(holder.as_ref())
-                        )
-                    } else {
-                        format!(
-                            "locked by {} (heartbeat {heartbeat_age}s ago): wait for it, or pass --lock-wait 5m",
-                            describe(holder.as_ref())
-                        )
-                    };
-                    refused.push(HostReport::new(&member.label, Status::LockHeld, message));
-                }
-                Err(message) => {
-                    held_only = false;
-                    refused.push(HostReport::new(
-                        &member.label,
-                        Status::Failed,
-                        format!("could not take the lock: {message}"),
-                    ));
-                }
-            }
+impl Refusal {
+    /// What `take_lock` answered, as a refusal (`None`: the lock was taken).
+    pub fn from_acquire(acquire: Acquire, env: &str) -> Option<Refusal> {
+        match acquire {
+            Acquire::Acquired => None,
+            Acquire::NotSetUp => Some(Refusal::NotSetUp {
+                env: env.to_string(),
+            }),
+            Acquire::Held {
+                holder,
+                heartbeat_age,
+            } => Some(Refusal::Held {
+                holder,
+                heartbeat_age,
+                env: env.to_string(),
+            }),
         }
-        if refused.is_empty() {
-            let guard = Guard {
-                members: members.to_vec(),
-                root: root.to_string(),
-                deploy_id: holder.deploy_id.clone(),
-                stop: CancellationToken::new(),
-                tasks: TaskTracker::new(),
-            };
-            guard.start_heartbeat();
-            return Ok(guard);
-        }
-        give_back(members, &outcomes, root, &holder.deploy_id).await;
-        match deadline {
-            Some(deadline) if held_only && Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_secs(2)).await;
-            }
-            _ => return Err(refused),
+    }
+
+    /// Another run holds the lock: worth waiting for with `--lock-wait`.
+    pub fn is_held(&self) -> bool {
+        matches!(self, Refusal::Held { .. })
+    }
+
+    pub fn status(&self) -> Status {
+        match self {
+            Refusal::Held { .. } => Status::LockHeld,
+            Refusal::NotSetUp { .. } => Status::Failed,
+            Refusal::Failed(e) => e.status(),
         }
     }
 }
 
-async fn give_back(
-    members: &[Arc<Member>],
-    outcomes: &[Result<Acquire, String>],
-    root: &str,
-    deploy_id: &str,
-) {
-    let taken: Vec<Arc<Member>> = members
-        .iter()
-        .zip(outcomes)
-        .filter(|(_, o)| matches!(o, Ok(Acquire::Acquired)))
-        .map(|(m, _)| m.clone())
-        .collect();
-    each(&taken, |m| {
-        let script = scripts::lock_release(root, deploy_id);
-        async move {
-            let _ = m.run(&script).await;
-        }
-    })
-    .await;
-}
-
-impl Guard {
-    fn start_heartbeat(&self) {
-        for member in &self.members {
-            let member = member.clone();
-            let stop = self.stop.clone();
-            let script = scripts::lock_heartbeat(&self.root, &self.deploy_id);
-            self.tasks.spawn(async move {
-                loop {
-                    tokio::select! {
-                        _ = stop.cancelled() => return,
-                        _ = tokio::time::sleep(HEARTBEAT) => {}
-                    }
-                    if let Ok(c) = member.run(&script).await
-                        && c.stdout.contains("LOST")
-                    {
-                        tracing::warn!(host = %member.label, "the deploy lock was broken by someone else");
-                    }
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refusal::Held {
+                holder,
+                heartbeat_age,
+                env,
+            } => {
+                if Duration::from_secs(*heartbeat_age) >= STALE_AFTER {
+                    write!(
+                        f,
+                        "locked by {}; its last heartbeat was {heartbeat_age}s ago, so that deploy looks dead: break the lock with `pmfleet deploy {env} unlock`",
+                        describe(holder.as_ref())
+                    )
+                } else {
+                    write!(
+                        f,
+                        "locked by {} (heartbeat {heartbeat_age}s ago): wait for it, or pass --lock-wait 5m",
+                        describe(holder.as_ref())
+                    )
                 }
-            });
-        }
-        self.tasks.close();
-    }
-
-    /// Stops the heartbeat and releases the lock on every host.
-    pub async fn release(self) {
-        self.stop.cancel();
-        self.tasks.wait().await;
-        let root = self.root.clone();
-        let id = self.deploy_id.clone();
-        each(&self.members, |m| {
-            let script = scripts::lock_release(&root, &id);
-            async move {
-                let _ = m.run(&script).await;
             }
-        })
-        .await;
+            Refusal::NotSetUp { env } => {
+                write!(f, "not set up: run `pmfleet deploy {env} setup` first")
+            }
+            Refusal::Failed(e) => write!(f, "could not take the lock: {e}"),
+        }
     }
 }
 

@@ -2,17 +2,19 @@
 //! `current`, `previous`, `exec` and `unlock`. See docs/deploy.md for the host layout and the
 //! order of steps.
 
-mod apply;
 pub mod archive;
-mod fleet;
+pub mod error;
+pub(crate) mod fleet;
 pub mod history;
 pub mod host_state;
 mod inspect;
 pub mod lock;
-pub mod provision;
+mod prepare;
+mod remote;
 pub mod report;
 mod revert;
 pub mod revision;
+pub mod rollout;
 pub mod scripts;
 mod setup;
 mod update;
@@ -68,27 +70,26 @@ pub fn who() -> String {
         .ok()
         .or_else(user_from_passwd)
         .unwrap_or_else(|| "unknown".to_string());
-    let machine = nix_hostname().unwrap_or_else(|| "unknown-host".to_string());
+    let machine = hostname().unwrap_or_else(|| "unknown-host".to_string());
     format!("{user}@{machine}")
 }
 
-/// The name of the current uid in /etc/passwd (when `$USER` is not set, as under cron or CI).
+/// The name of the current uid in the password database (when `$USER` is not set, as under
+/// cron or CI).
 fn user_from_passwd() -> Option<String> {
-    // SAFETY: getuid has no preconditions and cannot fail.
-    let uid = unsafe { libc::getuid() }.to_string();
-    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
-    passwd.lines().find_map(|line| {
-        let mut fields = line.split(':');
-        let name = fields.next()?;
-        (fields.nth(1)? == uid).then(|| name.to_string())
-    })
+    nix::unistd::User::from_uid(nix::unistd::getuid())
+        .ok()
+        .flatten()
+        .map(|user| user.name)
 }
 
-fn nix_hostname() -> Option<String> {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
+/// This machine's name, as the kernel has it.
+pub fn hostname() -> Option<String> {
+    nix::unistd::gethostname()
         .ok()
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
+        .and_then(|name| name.into_string().ok())
+        .map(|name| name.trim().to_string())
+        .filter(|name| !name.is_empty())
 }
 
 /// Now, as RFC 3339 UTC.

@@ -7,10 +7,11 @@ use std::time::Instant;
 use pmfleet_shared::ecosystem::{DeployEnv, FetchMode};
 
 use super::Context;
+use super::error::HostError;
 use super::fleet::{Fleet, each};
-use super::provision::{Kit, provision};
 use super::report::{HostReport, Status};
 use super::scripts::{self, HookDir};
+use crate::agent::provision::{Kit, provision};
 
 pub async fn setup(ctx: &Context, env: &DeployEnv) -> Vec<HostReport> {
     let kit = match &env.agent {
@@ -49,7 +50,7 @@ pub async fn setup(ctx: &Context, env: &DeployEnv) -> Vec<HostReport> {
             let started = Instant::now();
             let root = &env.path;
             let host = &m.label;
-            let result: Result<String, String> = async {
+            let result: Result<String, SetupError> = async {
                 if let Some(hook) = &env.hooks.pre_setup {
                     out.step(host, "pre-setup");
                     let script = scripts::run_hook(root, HookDir::Login, hook, &hook_env);
@@ -61,7 +62,10 @@ pub async fn setup(ctx: &Context, env: &DeployEnv) -> Vec<HostReport> {
                     out.step(host, "mirror");
                     m.run(&scripts::mirror(root, &env.repo))
                         .await
-                        .map_err(|e| format!("mirror of {}: {e}", env.repo))?;
+                        .map_err(|error| SetupError::Mirror {
+                            repo: env.repo.clone(),
+                            error,
+                        })?;
                 }
                 if let Some(hook) = &env.hooks.post_setup {
                     out.step(host, "post-setup");
@@ -73,17 +77,17 @@ pub async fn setup(ctx: &Context, env: &DeployEnv) -> Vec<HostReport> {
                     out.step(host, "agent");
                     let agent = provision(kit, settings, root, &m)
                         .await
-                        .map_err(|e| format!("agent: {e}"))?;
+                        .map_err(SetupError::Agent)?;
                     message = format!("{message}; {agent}");
                 }
                 Ok(message)
             }
             .await;
-            out.done(host, result.is_ok(), result.as_ref().unwrap_or_else(|e| e));
             let (status, message) = match result {
                 Ok(message) => (Status::Ok, message),
-                Err(message) => (Status::Failed, message),
+                Err(e) => (e.status(), e.to_string()),
             };
+            out.done(host, status == Status::Ok, &message);
             let mut report = HostReport::new(host, status, message);
             report.elapsed = started.elapsed();
             report
@@ -92,4 +96,25 @@ pub async fn setup(ctx: &Context, env: &DeployEnv) -> Vec<HostReport> {
     .await;
     reports.extend(results);
     reports
+}
+
+/// Why setting up one host failed.
+#[derive(Debug, thiserror::Error)]
+enum SetupError {
+    #[error(transparent)]
+    Host(#[from] HostError),
+    #[error("mirror of {repo}: {error}")]
+    Mirror { repo: String, error: HostError },
+    /// Installing, certifying or starting the agent failed.
+    #[error("agent: {0}")]
+    Agent(String),
+}
+
+impl SetupError {
+    fn status(&self) -> Status {
+        match self {
+            SetupError::Host(e) | SetupError::Mirror { error: e, .. } => e.status(),
+            SetupError::Agent(_) => Status::Failed,
+        }
+    }
 }

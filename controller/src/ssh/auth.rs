@@ -14,8 +14,8 @@ use russh::keys::agent::client::AgentClient;
 use russh::keys::{HashAlg, PrivateKeyWithHashAlg, PublicKey};
 use russh::{MethodKind, MethodSet};
 
-use super::connection::ClientHandler;
 use super::error::SshError;
+use super::handler::ClientHandler;
 use super::known_hosts::fingerprint;
 
 /// The environment variable that may hold a private key (for CI jobs): tried after the agent,

@@ -186,6 +186,16 @@ impl SshError {
                 | SshError::Jump { .. }
         )
     }
+
+    /// True when an established connection went away while a command ran or was about to:
+    /// the host dropped off (it went down, or its sshd was stopped). Whether the command ran
+    /// is unknown.
+    pub fn is_dropped(&self) -> bool {
+        matches!(
+            self,
+            SshError::ConnectionLost { .. } | SshError::NoExitStatus { .. }
+        )
+    }
 }
 
 #[cfg(test)]

@@ -13,13 +13,16 @@
 mod auth;
 mod config;
 mod connection;
+mod connector;
 mod error;
+mod handler;
 mod known_hosts;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use connection::{Connection, Connector, Stream};
+pub use connection::{Connection, Stream};
+pub use connector::Connector;
 pub use error::SshError;
 
 /// Where and how to connect to one host, as the ecosystem file describes it. Its fields act like

@@ -10,8 +10,11 @@ use super::model::Diagnostic;
 /// [`Ecosystem`]: super::Ecosystem
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    /// No ecosystem file in `dir` under any of the names pmfleet looks for.
-    #[error("no ecosystem file in {} (looked for {})", dir.display(), searched.join(", "))]
+    /// No ecosystem file in `dir` under any of the names pmfleet looks for (`searched`).
+    #[error(
+        "no ecosystem file in {}: create ecosystem.config.js, ecosystem.json or ecosystem.yml, or name the file to use",
+        dir.display()
+    )]
     NotFound { dir: PathBuf, searched: Vec<String> },
 
     /// The file (or the directory) could not be read.

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use super::diagnostic::{FieldPath, Report, suggestion_hint};
 use super::value::{Entry, Kind, Pos, Value};
+use crate::units::{self, Bare};
 
 pub(crate) fn object<'v>(r: &mut Report, v: &'v Value, f: &FieldPath) -> Option<&'v [Entry]> {
     match &v.kind {
@@ -115,7 +116,9 @@ pub(crate) fn port(r: &mut Report, v: &Value, f: &FieldPath) -> Option<u16> {
 /// digits alone are milliseconds).
 pub(crate) fn duration(r: &mut Report, v: &Value, f: &FieldPath) -> Option<Duration> {
     let ms = match &v.kind {
-        Kind::Str(s) => parse_duration_ms(s.trim()),
+        Kind::Str(s) => units::parse_duration(s, Bare::Millis)
+            .ok()
+            .and_then(|d| u64::try_from(d.as_millis()).ok()),
         _ => integer(v).and_then(|i| u64::try_from(i).ok()),
     };
     match ms {
@@ -132,27 +135,10 @@ pub(crate) fn duration(r: &mut Report, v: &Value, f: &FieldPath) -> Option<Durat
     }
 }
 
-fn parse_duration_ms(s: &str) -> Option<u64> {
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (digits, unit) = s.split_at(split);
-    if digits.is_empty() {
-        return None;
-    }
-    let n: u64 = digits.parse().ok()?;
-    let factor = match unit.trim() {
-        "" | "ms" => 1,
-        "s" => 1_000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        _ => return None,
-    };
-    n.checked_mul(factor)
-}
-
 /// A size in bytes: a number, or digits with `K`, `M` or `G` (powers of 1024, as PM2).
 pub(crate) fn bytes(r: &mut Report, v: &Value, f: &FieldPath) -> Option<u64> {
     let parsed = match &v.kind {
-        Kind::Str(s) => parse_bytes(s.trim()),
+        Kind::Str(s) => units::parse_size(s).ok(),
         _ => integer(v).and_then(|i| u64::try_from(i).ok()),
     };
     match parsed.filter(|b| *b > 0) {
@@ -170,24 +156,6 @@ pub(crate) fn bytes(r: &mut Report, v: &Value, f: &FieldPath) -> Option<u64> {
             None
         }
     }
-}
-
-fn parse_bytes(s: &str) -> Option<u64> {
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (digits, unit) = s.split_at(split);
-    if digits.is_empty() {
-        return None;
-    }
-    let n: u64 = digits.parse().ok()?;
-    let unit = unit.trim().to_ascii_uppercase();
-    let factor: u64 = match unit.strip_suffix('B').unwrap_or(&unit) {
-        "" => 1,
-        "K" => 1 << 10,
-        "M" => 1 << 20,
-        "G" => 1 << 30,
-        _ => return None,
-    };
-    n.checked_mul(factor)
 }
 
 /// A string, or an array of strings.

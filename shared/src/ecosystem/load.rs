@@ -1,12 +1,12 @@
 //! From a file (or text) to a checked [`Ecosystem`]: read the format into the value tree,
 //! validate the top level, `apps` and `deploy`, and collect every problem on the way.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::app::read_apps;
 use super::deploy::read_deploy;
 use super::diagnostic::{FieldPath, Report, did_you_mean};
-use super::discover::Format;
+use super::discover::{Format, locate};
 use super::error::LoadError;
 use super::fields::{KeyDef, KeyWalk, Schema};
 use super::javascript::{self, NodeOptions};
@@ -24,6 +24,17 @@ static TOP_SCHEMA: Schema = Schema {
 /// starts with `{` or `[`, as YAML otherwise). JavaScript runs `node` from `PATH`.
 pub fn load(path: &Path) -> Result<Ecosystem, LoadError> {
     load_with_node(path, &NodeOptions::default())
+}
+
+/// The ecosystem file a command works on, loaded: `file` when the command names one (relative
+/// to `cwd`), else the one found in `cwd` under PM2's names ([`locate`]). Every command of
+/// both binaries starts here, so "which file" and "none here" read the same everywhere.
+pub fn load_from(file: Option<&Path>, cwd: &Path) -> Result<Ecosystem, LoadError> {
+    let path: PathBuf = match file {
+        Some(file) => cwd.join(file),
+        None => locate(cwd)?,
+    };
+    load(&path)
 }
 
 /// [`load`], with control over how `node` is found and run for JavaScript files.
@@ -213,6 +224,26 @@ mod tests {
             Err(LoadError::Invalid { diagnostics, .. }) => diagnostics,
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn load_from_finds_the_file_or_takes_the_one_named_relative_to_cwd() {
+        let dir = tempfile::tempdir().unwrap();
+        match load_from(None, dir.path()) {
+            Err(e @ LoadError::NotFound { .. }) => {
+                let message = e.to_string();
+                assert!(message.starts_with("no ecosystem file in "), "{message}");
+                assert!(message.contains("or name the file to use"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+        std::fs::write(dir.path().join("ecosystem.json"), r#"{"apps": []}"#).unwrap();
+        let found = load_from(None, dir.path()).unwrap();
+        assert_eq!(found.source, dir.path().join("ecosystem.json"));
+        std::fs::create_dir(dir.path().join("conf")).unwrap();
+        std::fs::write(dir.path().join("conf/prod.yml"), "apps: []\n").unwrap();
+        let named = load_from(Some(Path::new("conf/prod.yml")), dir.path()).unwrap();
+        assert_eq!(named.source, dir.path().join("conf/prod.yml"));
     }
 
     #[test]

@@ -29,5 +29,5 @@ pub use diagnostic::did_you_mean;
 pub use discover::{DISCOVERY_ORDER, Format, discover, locate, looks_like_ecosystem_file};
 pub use error::LoadError;
 pub use javascript::NodeOptions;
-pub use load::{load, load_with_node, parse_str};
+pub use load::{load, load_from, load_with_node, parse_str};
 pub use model::*;

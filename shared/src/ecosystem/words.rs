@@ -1,66 +1,29 @@
 //! Splitting an `args: "--port 3000 'a b'"` string into words the way a POSIX shell would
 //! (quotes and backslashes, no expansion), as PM2 does for string `args`.
+//!
+//! The `shlex` crate does the splitting. Around it, two things it does not say: a NUL, which
+//! no argument can carry, and a `#` that starts a word, which a shell (and `shlex`) reads as a
+//! comment: the rest of the line would vanish silently, so it is refused with a hint instead.
 
-/// Splits `text` into words; an unclosed quote or a trailing backslash is an error.
+/// Splits `text` into words; an unclosed quote or a trailing backslash is an error, and so are
+/// a NUL and a comment.
 pub(crate) fn split(text: &str) -> Result<Vec<String>, String> {
-    let mut words = Vec::new();
-    let mut current = String::new();
-    let mut in_word = false;
-    let mut chars = text.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            c if c.is_whitespace() => {
-                if in_word {
-                    words.push(std::mem::take(&mut current));
-                    in_word = false;
-                }
-            }
-            '\'' => {
-                in_word = true;
-                loop {
-                    match chars.next() {
-                        Some('\'') => break,
-                        Some(c) => current.push(c),
-                        None => return Err("unclosed `'` quote".to_owned()),
-                    }
-                }
-            }
-            '"' => {
-                in_word = true;
-                loop {
-                    match chars.next() {
-                        Some('"') => break,
-                        Some('\\') => match chars.next() {
-                            Some(c @ ('"' | '\\' | '$' | '`')) => current.push(c),
-                            Some('\n') => {}
-                            Some(c) => {
-                                current.push('\\');
-                                current.push(c);
-                            }
-                            None => return Err("unclosed `\"` quote".to_owned()),
-                        },
-                        Some(c) => current.push(c),
-                        None => return Err("unclosed `\"` quote".to_owned()),
-                    }
-                }
-            }
-            '\\' => {
-                in_word = true;
-                match chars.next() {
-                    Some('\n') => {}
-                    Some(c) => current.push(c),
-                    None => return Err("a trailing `\\` escapes nothing".to_owned()),
-                }
-            }
-            '\0' => return Err("arguments must not contain a NUL character".to_owned()),
-            c => {
-                in_word = true;
-                current.push(c);
-            }
-        }
+    if text.contains('\0') {
+        return Err("arguments must not contain a NUL character".to_owned());
     }
-    if in_word {
-        words.push(current);
+    let mut lexer = shlex::Shlex::new(text);
+    let words: Vec<String> = lexer.by_ref().collect();
+    if lexer.had_error {
+        return Err(
+            "an unclosed `'` or `\"` quote, or a trailing `\\` that escapes nothing".to_owned(),
+        );
+    }
+    let kept = words.iter().map(|w| w.matches('#').count()).sum::<usize>();
+    if kept != text.matches('#').count() {
+        return Err(
+            "a word starting with `#` starts a comment, which would drop the rest of the line: quote it (`'#fff'`)"
+                .to_owned(),
+        );
     }
     Ok(words)
 }
@@ -89,5 +52,18 @@ mod tests {
         assert!(split("\"open").is_err());
         assert!(split("end\\").is_err());
         assert!(split("a\0b").is_err());
+    }
+
+    #[test]
+    fn a_hash_inside_a_word_or_quoted_is_kept_and_a_comment_is_refused() {
+        assert_eq!(
+            split("--color=#fff a#b").unwrap(),
+            vec!["--color=#fff", "a#b"]
+        );
+        assert_eq!(split("'#fff' \\#x").unwrap(), vec!["#fff", "#x"]);
+        let err = split("--color #fff --verbose").unwrap_err();
+        assert!(err.contains("comment"), "{err}");
+        assert!(split("'open").unwrap_err().contains("unclosed"));
+        assert!(split("end\\").unwrap_err().contains("trailing"));
     }
 }

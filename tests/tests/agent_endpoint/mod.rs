@@ -216,7 +216,7 @@ impl Agent {
     }
 
     pub fn command(&self) -> Command {
-        let mut c = Command::new(pmfleet_tests::project::agent_bin());
+        let mut c = Command::new(pmfleet_testkit::binaries::agent_bin());
         c.env("PMFLEET_AGENT_HOME", self.home.path())
             .current_dir(self.work.path());
         c

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use pmfleet_shared::ecosystem::{self, Ecosystem};
 
-use crate::agent_client::AgentClient;
+use super::client::AgentClient;
 pub use crate::concurrent::each;
 use crate::pki::{self, ClientIdentity};
 
@@ -26,15 +26,6 @@ impl AgentTarget {
     pub fn label(&self) -> String {
         self.name.clone()
     }
-}
-
-/// Loads the ecosystem file (`file`, or the one found in `cwd`).
-pub fn load_ecosystem(file: Option<&Path>, cwd: &Path) -> Result<Ecosystem, String> {
-    let path = match file {
-        Some(path) => path.to_path_buf(),
-        None => ecosystem::locate(cwd).map_err(|e| e.to_string())?,
-    };
-    ecosystem::load(&path).map_err(|e| e.to_string())
 }
 
 /// Every agent of `envs` (all environments when empty), each host once; environments with
@@ -82,7 +73,7 @@ pub fn targets(eco: &Ecosystem, envs: &[String]) -> Result<Vec<AgentTarget>, Str
 /// The agents of one environment and a client to reach them: what `app` and `logs` start from.
 pub fn prepare(file: Option<&Path>, env: &str) -> Result<(Vec<AgentTarget>, AgentClient), String> {
     let cwd = std::env::current_dir().unwrap_or_else(|_| ".".into());
-    let eco = load_ecosystem(file, &cwd)?;
+    let eco = ecosystem::load_from(file, &cwd).map_err(|e| e.to_string())?;
     let targets = targets(&eco, &[env.to_string()])?;
     Ok((targets, client(Duration::from_secs(10))?))
 }

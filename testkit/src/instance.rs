@@ -1,33 +1,21 @@
-//! What the preload and sample-app tests share: starting an app on an inherited listening
-//! socket with a readiness pipe, and a keep-alive HTTP load that counts every failed request.
+//! An app instance started by hand the way the agent starts one: on an inherited listening
+//! socket (fd 3, `LISTEN_FDS`), with a readiness pipe (`PMFLEET_READY_FD`), optionally with the
+//! Node preload, in a process group of its own that is killed when the test ends. The preload
+//! and sample-app tests drive these directly, without a daemon.
 
-#![allow(dead_code)]
-
-use std::collections::HashMap;
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::io::{self, BufRead, BufReader, Read};
+use std::net::TcpListener;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, channel};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-/// The preload file the agent injects with `NODE_OPTIONS=--require`.
-pub fn preload() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("preload/cluster.js")
-}
-
-/// A sample app under `agent/tests/apps/`.
-pub fn app(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/apps")
-        .join(name)
-}
+use crate::assets::{agent_app, node_preload};
+use crate::wait::poll_until;
 
 /// How to start one instance.
 pub struct Launch<'a> {
@@ -43,10 +31,11 @@ pub struct Launch<'a> {
 }
 
 impl<'a> Launch<'a> {
+    /// A sample app under `agent/tests/apps/` run by `node` with the preload, on `listener`.
     pub fn node(script: &str, listener: &'a TcpListener) -> Launch<'a> {
         Launch {
             program: "node",
-            args: vec![app(script).display().to_string()],
+            args: vec![agent_app(script).display().to_string()],
             env: vec![(
                 "PORT",
                 listener.local_addr().expect("addr").port().to_string(),
@@ -73,6 +62,8 @@ pub struct Instance {
     pub child: Child,
     lines: Receiver<String>,
     pub output: Arc<Mutex<String>>,
+    /// Output streams (stdout, stderr) read to their end.
+    closed: Arc<AtomicUsize>,
     started: Instant,
 }
 
@@ -100,7 +91,10 @@ pub fn start(launch: Launch<'_>) -> Instance {
         .stderr(Stdio::piped())
         .process_group(0);
     if launch.preload {
-        cmd.env("NODE_OPTIONS", format!("--require {}", preload().display()));
+        cmd.env(
+            "NODE_OPTIONS",
+            format!("--require {}", node_preload().display()),
+        );
     }
     if launch.listener.is_some() {
         cmd.env("LISTEN_FDS", "1");
@@ -153,6 +147,7 @@ pub fn start(launch: Launch<'_>) -> Instance {
         }
     });
     let output = Arc::new(Mutex::new(String::new()));
+    let closed = Arc::new(AtomicUsize::new(0));
     for stream in [
         child
             .stdout
@@ -166,20 +161,22 @@ pub fn start(launch: Launch<'_>) -> Instance {
     .into_iter()
     .flatten()
     {
-        let out = output.clone();
+        let (out, closed) = (output.clone(), closed.clone());
         std::thread::spawn(move || {
             for line in BufReader::new(stream).lines() {
                 let Ok(line) = line else { break };
-                let mut o = out.lock().expect("lock");
+                let mut o = out.lock().unwrap_or_else(PoisonError::into_inner);
                 o.push_str(&line);
                 o.push('\n');
             }
+            closed.fetch_add(1, Ordering::SeqCst);
         });
     }
     Instance {
         child,
         lines,
         output,
+        closed,
         started: Instant::now(),
     }
 }
@@ -235,7 +232,20 @@ impl Instance {
     }
 
     pub fn output(&self) -> String {
-        self.output.lock().expect("lock").clone()
+        self.output
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Waits until stdout and stderr were read to their end (the instance and every process
+    /// that inherited them are gone), so [`Instance::output`] holds all it wrote.
+    pub fn wait_output_closed(&self, timeout: Duration) {
+        if let Err(e) = poll_until(timeout, "the instance's output to close", || {
+            self.closed.load(Ordering::SeqCst) == 2
+        }) {
+            panic!("{e}: {}", self.output());
+        }
     }
 }
 
@@ -256,170 +266,6 @@ pub fn describe(status: ExitStatus) -> String {
         (_, Some(s)) => format!("signal {s}"),
         _ => "unknown".into(),
     }
-}
-
-/// What a load run saw.
-#[derive(Debug, Default, Clone)]
-pub struct Stats {
-    pub ok: u64,
-    pub failures: u64,
-    /// The first failures, with their reasons.
-    pub errors: Vec<String>,
-    /// Successful responses by the pid that sent them.
-    pub by_pid: HashMap<u32, u64>,
-    /// Connections opened.
-    pub connects: u64,
-}
-
-/// Keep-alive HTTP/1.1 clients hammering `addr` until stopped. A connection is reused until
-/// the server answers with `Connection: close`; every I/O error, early close or non-200
-/// status is a failed request.
-pub struct Load {
-    stop: Arc<AtomicBool>,
-    stats: Arc<Mutex<Stats>>,
-    threads: Vec<JoinHandle<()>>,
-}
-
-impl Load {
-    /// `clients` connections; every `slow_every`-th request is `/slow?ms=100` (0: never).
-    pub fn start(addr: SocketAddr, clients: usize, slow_every: u64) -> Load {
-        let stop = Arc::new(AtomicBool::new(false));
-        let stats = Arc::new(Mutex::new(Stats::default()));
-        let threads = (0..clients)
-            .map(|_| {
-                let (stop, stats) = (stop.clone(), stats.clone());
-                std::thread::spawn(move || client(addr, slow_every, &stop, &stats))
-            })
-            .collect();
-        Load {
-            stop,
-            stats,
-            threads,
-        }
-    }
-
-    pub fn snapshot(&self) -> Stats {
-        self.stats.lock().expect("lock").clone()
-    }
-
-    pub fn finish(self) -> Stats {
-        self.stop.store(true, Ordering::SeqCst);
-        for t in self.threads {
-            let _ = t.join();
-        }
-        self.stats.lock().expect("lock").clone()
-    }
-}
-
-fn client(addr: SocketAddr, slow_every: u64, stop: &AtomicBool, stats: &Mutex<Stats>) {
-    let mut conn: Option<TcpStream> = None;
-    let mut n = 0u64;
-    while !stop.load(Ordering::SeqCst) {
-        n += 1;
-        let path = if slow_every > 0 && n.is_multiple_of(slow_every) {
-            "/slow?ms=100"
-        } else {
-            "/"
-        };
-        let result = (|| -> io::Result<(u16, bool, String)> {
-            if conn.is_none() {
-                let s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
-                s.set_read_timeout(Some(Duration::from_secs(5)))?;
-                s.set_write_timeout(Some(Duration::from_secs(5)))?;
-                s.set_nodelay(true)?;
-                stats.lock().expect("lock").connects += 1;
-                conn = Some(s);
-            }
-            let s = conn
-                .as_mut()
-                .ok_or_else(|| io::Error::other("no connection"))?;
-            get(s, path)
-        })();
-        let mut st = stats.lock().expect("lock");
-        match result {
-            Ok((200, close, body)) => {
-                st.ok += 1;
-                if let Some(pid) = pid_of(&body) {
-                    *st.by_pid.entry(pid).or_default() += 1;
-                }
-                if close {
-                    conn = None;
-                }
-            }
-            Ok((status, _, body)) => {
-                st.failures += 1;
-                if st.errors.len() < 20 {
-                    st.errors.push(format!("status {status}: {body:?}"));
-                }
-                conn = None;
-            }
-            Err(e) => {
-                st.failures += 1;
-                if st.errors.len() < 20 {
-                    st.errors.push(format!("{path}: {e}"));
-                }
-                conn = None;
-            }
-        }
-    }
-}
-
-/// "hello from 1234 instance -" → 1234
-fn pid_of(body: &str) -> Option<u32> {
-    body.split_whitespace().find_map(|w| w.parse().ok())
-}
-
-/// One GET on a keep-alive connection: (status, server closes, body).
-pub fn get(s: &mut TcpStream, path: &str) -> io::Result<(u16, bool, String)> {
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").as_bytes())?;
-    let mut buf = Vec::with_capacity(512);
-    let mut tmp = [0u8; 4096];
-    let head_end = loop {
-        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i;
-        }
-        let n = s.read(&mut tmp)?;
-        if n == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                format!("closed after {} bytes of response", buf.len()),
-            ));
-        }
-        buf.extend_from_slice(&tmp[..n]);
-    };
-    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
-    let mut lines = head.split("\r\n");
-    let status: u16 = lines
-        .next()
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| io::Error::other(format!("bad status line in {head:?}")))?;
-    let mut length = 0usize;
-    let mut close = false;
-    for l in lines {
-        let Some((k, v)) = l.split_once(':') else {
-            continue;
-        };
-        let (k, v) = (k.trim().to_ascii_lowercase(), v.trim().to_ascii_lowercase());
-        if k == "content-length" {
-            length = v.parse().map_err(io::Error::other)?;
-        } else if k == "connection" && v == "close" {
-            close = true;
-        }
-    }
-    let body_start = head_end + 4;
-    while buf.len() < body_start + length {
-        let n = s.read(&mut tmp)?;
-        if n == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "closed in the middle of the body",
-            ));
-        }
-        buf.extend_from_slice(&tmp[..n]);
-    }
-    let body = String::from_utf8_lossy(&buf[body_start..body_start + length]).to_string();
-    Ok((status, close, body))
 }
 
 /// A listening socket on a free loopback port, like the one the agent binds for an app.

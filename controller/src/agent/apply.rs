@@ -7,17 +7,54 @@
 //! older pmfleet is given one here, over SSH, first).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use pmfleet_shared::ecosystem::AgentSettings;
 use pmfleet_shared::protocol::{ApplyRelease, PreparedRelease, Request, Response};
 
-use super::fleet::Member;
-use super::scripts;
-use crate::agent_client::AgentClient;
+use super::client::{AgentClient, AgentError};
+use crate::deploy::error::HostError;
+use crate::deploy::fleet::Member;
+use crate::deploy::scripts;
 
 /// How long the apps of a release may take to become ready on one host.
 pub const APPLY_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// This machine has no fleet certificate to talk to the agents with.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "cannot talk to the agents: {reason}\n  hint: run `pmfleet ca init` and `pmfleet deploy {env} setup`, or set `agent: false`"
+)]
+pub struct AgentsUnavailable {
+    pub env: String,
+    pub reason: String,
+}
+
+/// Why the apps of a release are not serving from it on one host.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ApplyError {
+    /// The agent could not be reached at all.
+    #[error(
+        "the agent on {host} does not answer ({source}); `pmfleet deploy {env} setup` installs and starts it"
+    )]
+    Unreachable {
+        host: String,
+        env: String,
+        source: Arc<AgentError>,
+    },
+    /// The agent answered with an error, or badly.
+    #[error("agent: {0}")]
+    Agent(Arc<AgentError>),
+    #[error("agent: unexpected answer {0}")]
+    UnexpectedAnswer(String),
+    /// The release's marker could not be given its environment over SSH.
+    #[error("the release's marker: {0}")]
+    Marker(Arc<HostError>),
+    /// The apps that did not become ready, each with why.
+    #[error("apps not ready: {}", .0.join("; "))]
+    NotReady(Vec<String>),
+}
 
 /// The agent of an environment's hosts.
 #[derive(Clone)]
@@ -29,15 +66,17 @@ pub struct Agents {
 impl Agents {
     /// The agents of `env`, or `None` with `agent: false`. Fails when this machine has no
     /// fleet certificate to talk to them with.
-    pub fn for_env(env: &pmfleet_shared::ecosystem::DeployEnv) -> Result<Option<Agents>, String> {
+    pub fn for_env(
+        env: &pmfleet_shared::ecosystem::DeployEnv,
+    ) -> Result<Option<Agents>, AgentsUnavailable> {
         let Some(settings) = &env.agent else {
             return Ok(None);
         };
-        let client = crate::agents::client(Duration::from_secs(10)).map_err(|message| {
-            format!(
-                "cannot talk to the agents: {message}\n  hint: run `pmfleet ca init` and `pmfleet deploy {} setup`, or set `agent: false`",
-                env.name
-            )
+        let client = super::targets::client(Duration::from_secs(10)).map_err(|reason| {
+            AgentsUnavailable {
+                env: env.name.clone(),
+                reason,
+            }
         })?;
         Ok(Some(Agents {
             client,
@@ -76,12 +115,12 @@ impl Agents {
         release: &str,
         env_name: &str,
         env: &BTreeMap<String, String>,
-    ) -> Result<String, String> {
+    ) -> Result<String, ApplyError> {
         let legacy = legacy_marker(release, env_name, env);
         member
             .run(&scripts::fill_marker(root, release, &legacy))
             .await
-            .map_err(|e| format!("the release's marker: {e}"))?;
+            .map_err(|e| ApplyError::Marker(Arc::new(e)))?;
         let request = Request::ApplyRelease(Box::new(ApplyRelease {
             root: root.into(),
             release: release.to_string(),
@@ -98,16 +137,17 @@ impl Agents {
             .await
             .map_err(|e| {
                 if e.is_unreachable() {
-                    format!(
-                        "the agent on {} does not answer ({e}); `pmfleet deploy {env_name} setup` installs and starts it",
-                        member.host
-                    )
+                    ApplyError::Unreachable {
+                        host: member.host.clone(),
+                        env: env_name.to_string(),
+                        source: Arc::new(e),
+                    }
                 } else {
-                    format!("agent: {e}")
+                    ApplyError::Agent(Arc::new(e))
                 }
             })?;
         let Response::Applied(report) = answer else {
-            return Err(format!("agent: unexpected answer {answer:?}"));
+            return Err(ApplyError::UnexpectedAnswer(format!("{answer:?}")));
         };
         let failed: Vec<String> = report
             .apps
@@ -116,7 +156,7 @@ impl Agents {
             .map(|a| format!("{}: {}", a.name, a.message))
             .collect();
         if !failed.is_empty() {
-            return Err(format!("apps not ready: {}", failed.join("; ")));
+            return Err(ApplyError::NotReady(failed));
         }
         let names: Vec<String> = report
             .apps

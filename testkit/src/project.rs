@@ -1,56 +1,14 @@
 //! A user's project directory with an ecosystem file, and the real `pmfleet` binary run in it
-//! with its own `$HOME` (keys, known_hosts) and cache.
+//! with its own `$HOME` (keys, known_hosts) and cache, as CI runs it (`CI=true`: plain output,
+//! no prompt).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
 
 use tempfile::TempDir;
 
+use crate::binaries::pmfleet_bin;
 use crate::git_repo::scratch_root;
-
-/// The `pmfleet` binary: `$PMFLEET_BIN`, else next to the test executable, built on demand.
-pub fn pmfleet_bin() -> PathBuf {
-    binary("pmfleet", "PMFLEET_BIN")
-}
-
-/// The `pmfleet-agent` binary, found like [`pmfleet_bin`].
-pub fn agent_bin() -> PathBuf {
-    binary("pmfleet-agent", "PMFLEET_AGENT_BIN")
-}
-
-fn binary(name: &str, var: &str) -> PathBuf {
-    static BUILT: OnceLock<()> = OnceLock::new();
-    if let Some(path) = std::env::var_os(var) {
-        return PathBuf::from(path);
-    }
-    let exe = std::env::current_exe().expect("current exe");
-    let mut dir = exe.parent().expect("exe dir").to_path_buf();
-    if dir.ends_with("deps") {
-        dir.pop();
-    }
-    let path = dir.join(name);
-    BUILT.get_or_init(|| {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut cmd = Command::new(cargo);
-        cmd.args([
-            "build",
-            "-q",
-            "-p",
-            "pmfleet",
-            "-p",
-            "pmfleet-agent",
-            "--bins",
-        ]);
-        if dir.ends_with("release") {
-            cmd.arg("--release");
-        }
-        let status = cmd.status().expect("run cargo build");
-        assert!(status.success(), "cargo build of the binaries failed");
-    });
-    assert!(path.exists(), "{} was not built", path.display());
-    path
-}
 
 /// What a finished `pmfleet` run printed.
 #[derive(Debug)]

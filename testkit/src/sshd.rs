@@ -19,16 +19,25 @@
 //! if missing. Sessions log in as root with the client key (`PermitRootLogin
 //! prohibit-password`); `MaxSessions` stays at OpenSSH's default of 10 so channel caps are
 //! tested for real, while `MaxStartups` is raised for benchmarks that connect to many hosts.
+//! Tests that need hosts start with [`crate::require_sshd!`].
+//!
+//! sshd logs at `VERBOSE`, which names every command session with the client's port
+//! ([`SshHost::connections`]): a test can wait until a controller has really run a step on a host
+//! instead of sleeping.
 
 use std::fs;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
+
+use crate::client_home::{ClientHome, keygen};
+use crate::net::free_port_on;
+use crate::procs::{descendants, mount_namespace, processes_in_namespace, signal};
 
 const SSHD: &str = "/usr/sbin/sshd";
 /// How long sshd may take to listen after it was started.
@@ -51,75 +60,33 @@ fn login_home() -> PathBuf {
 
 /// True when this machine can run [`SshHost`]s: root, sshd, ssh-keygen, unshare and mount.
 pub fn sshd_available() -> bool {
+    missing_sshd().is_none()
+}
+
+/// Why this machine cannot run [`SshHost`]s, or `None` when it can.
+pub fn missing_sshd() -> Option<String> {
     // SAFETY: geteuid has no preconditions and cannot fail.
-    let root = unsafe { libc::geteuid() } == 0;
-    root && Path::new(SSHD).exists()
-        && ["ssh-keygen", "unshare", "mount"]
-            .iter()
-            .all(|tool| on_path(tool))
+    if unsafe { libc::geteuid() } != 0 {
+        return Some("real sshd hosts need root (for mount namespaces)".into());
+    }
+    if !Path::new(SSHD).exists() {
+        return Some(format!("{SSHD} is missing (package openssh-server)"));
+    }
+    let missing: Vec<&str> = ["ssh-keygen", "unshare", "mount"]
+        .into_iter()
+        .filter(|tool| !on_path(tool))
+        .collect();
+    (!missing.is_empty()).then(|| format!("{} not on PATH", missing.join(", ")))
+}
+
+/// True under `CI=true` (or `CI=1`), where a test that cannot run must fail, not skip.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
 }
 
 fn on_path(tool: &str) -> bool {
     std::env::var_os("PATH")
         .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(tool).is_file()))
-}
-
-/// A temporary directory acting as the controller's `$HOME`: `.ssh/id_ed25519` (+ `.pub`), an
-/// empty `.ssh/known_hosts` and an empty `.ssh/config`.
-pub struct ClientHome {
-    dir: TempDir,
-}
-
-impl ClientHome {
-    pub fn new() -> ClientHome {
-        let dir = tempfile::Builder::new()
-            .prefix("pmfleet-home-")
-            .tempdir()
-            .expect("create the client home");
-        let ssh = dir.path().join(".ssh");
-        fs::create_dir_all(&ssh).expect("create .ssh");
-        fs::set_permissions(&ssh, fs::Permissions::from_mode(0o700)).expect("chmod .ssh");
-        keygen(&ssh.join("id_ed25519"), "pmfleet-test-client");
-        fs::write(ssh.join("known_hosts"), "").expect("create known_hosts");
-        fs::write(ssh.join("config"), "").expect("create config");
-        ClientHome { dir }
-    }
-
-    pub fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    pub fn private_key(&self) -> PathBuf {
-        self.dir.path().join(".ssh/id_ed25519")
-    }
-
-    /// The client's public key line (`ssh-ed25519 AAAA... comment`).
-    pub fn public_key(&self) -> String {
-        fs::read_to_string(self.dir.path().join(".ssh/id_ed25519.pub"))
-            .expect("read the client public key")
-            .trim()
-            .to_string()
-    }
-
-    pub fn known_hosts(&self) -> PathBuf {
-        self.dir.path().join(".ssh/known_hosts")
-    }
-
-    /// Appends the host's key to `.ssh/known_hosts`.
-    pub fn trust(&self, host: &SshHost) {
-        append(&self.known_hosts(), &host.known_hosts_line());
-    }
-
-    /// Appends `text` to `.ssh/config`.
-    pub fn add_config(&self, text: &str) {
-        append(&self.dir.path().join(".ssh/config"), text);
-    }
-}
-
-impl Default for ClientHome {
-    fn default() -> Self {
-        ClientHome::new()
-    }
 }
 
 /// One real sshd. Dropping it kills the sshd and every process still running in its mount
@@ -174,7 +141,7 @@ impl SshHost {
             namespaces: Vec::new(),
         };
         for attempt in 1..=PORT_ATTEMPTS {
-            host.port = free_port(&host.address);
+            host.port = free_port_on(&host.address);
             match host.launch() {
                 Ok(()) => return host,
                 Err(log) if attempt < PORT_ATTEMPTS && log.contains("Address already in use") => {}
@@ -198,6 +165,17 @@ impl SshHost {
     /// This host's `/srv`, as the test sees it.
     pub fn root(&self) -> &Path {
         &self.srv
+    }
+
+    /// This host's `~` (root's home inside the host), as the test sees it.
+    pub fn home(&self) -> PathBuf {
+        self.state.path().join("home")
+    }
+
+    /// Every SSH connection this host accepted, in order, with the commands run on it so far
+    /// (from the log, so across restarts too).
+    pub fn connections(&self) -> Vec<SshConnection> {
+        parse_connections(&self.log())
     }
 
     /// `[address]:port ssh-ed25519 AAAA...`, a known_hosts line for this host.
@@ -233,13 +211,13 @@ impl SshHost {
         let Some(mut child) = self.child.take() else {
             return;
         };
-        let pid = child.id() as libc::pid_t;
+        let pid = child.id();
         // Freeze the listener so it forks no new connection handlers, then kill the tree.
-        signal(pid, libc::SIGSTOP);
+        signal(pid as i32, libc::SIGSTOP);
         let mut tree = descendants(pid);
         tree.push(pid);
         for pid in tree {
-            signal(pid, libc::SIGKILL);
+            signal(pid as i32, libc::SIGKILL);
         }
         let _ = child.wait();
     }
@@ -332,10 +310,10 @@ impl SshHost {
                 && self.is_sshd_listening(address)
             {
                 if let Some(child) = self.child.as_ref()
-                    && let Some(ns) = mount_namespace(child.id() as _)
+                    && let Some(ns) = mount_namespace(child.id())
                     && !self.namespaces.iter().any(|(known, _)| *known == ns)
                     && let Ok(pin) = fs::File::open(format!("/proc/{}/ns/mnt", child.id()))
-                    && mount_namespace(child.id() as _).as_deref() == Some(ns.as_str())
+                    && mount_namespace(child.id()).as_deref() == Some(ns.as_str())
                 {
                     self.namespaces.push((ns, pin));
                 }
@@ -379,7 +357,7 @@ impl Drop for SshHost {
         // Daemons started on this host (agents, apps) live on in its mount namespace(s).
         for (namespace, _pin) in &self.namespaces {
             for pid in processes_in_namespace(namespace) {
-                signal(pid, libc::SIGKILL);
+                signal(pid as i32, libc::SIGKILL);
             }
         }
     }
@@ -423,103 +401,70 @@ Subsystem sftp internal-sftp
 MaxStartups 200:30:400
 UseDNS no
 PrintMotd no
-LogLevel INFO
+LogLevel VERBOSE
 "
     )
 }
 
-/// Generates an unencrypted ed25519 key pair at `path` (+ `.pub`).
-fn keygen(path: &Path, comment: &str) {
-    let status = Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-C", comment, "-f"])
-        .arg(path)
-        .stdin(Stdio::null())
-        .status()
-        .expect("run ssh-keygen");
-    assert!(status.success(), "ssh-keygen failed for {}", path.display());
+/// One SSH connection a host accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SshConnection {
+    pub client_port: u16,
+    /// Command sessions (`exec` requests) started on it.
+    pub commands: usize,
 }
 
-fn append(path: &Path, text: &str) {
-    let mut file = fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
-    let mut text = text.to_string();
-    if !text.ends_with('\n') {
-        text.push('\n');
-    }
-    file.write_all(text.as_bytes())
-        .unwrap_or_else(|e| panic!("append to {}: {e}", path.display()));
-}
-
-/// A port on `address` that was free a moment ago.
-fn free_port(address: &str) -> u16 {
-    TcpListener::bind((address, 0))
-        .and_then(|listener| listener.local_addr())
-        .map(|addr| addr.port())
-        .unwrap_or_else(|e| panic!("bind {address}:0: {e}"))
-}
-
-fn signal(pid: libc::pid_t, signal: libc::c_int) {
-    // SAFETY: kill has no memory-safety preconditions; the pids come from our own children.
-    unsafe {
-        libc::kill(pid, signal);
-    }
-}
-
-/// Parent pid from /proc/PID/stat (the field after the parenthesised command name).
-fn parent_of(pid: libc::pid_t) -> Option<libc::pid_t> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let after_name = stat.rsplit_once(')')?.1;
-    after_name.split_whitespace().nth(1)?.parse().ok()
-}
-
-fn all_pids() -> Vec<libc::pid_t> {
-    fs::read_dir("/proc")
-        .map(|entries| {
-            entries
-                .filter_map(Result::ok)
-                .filter_map(|e| e.file_name().to_str()?.parse().ok())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// Every process below `root` in the process tree.
-fn descendants(root: libc::pid_t) -> Vec<libc::pid_t> {
-    let parents: Vec<(libc::pid_t, libc::pid_t)> = all_pids()
-        .into_iter()
-        .filter_map(|pid| Some((pid, parent_of(pid)?)))
-        .collect();
-    let mut found = vec![root];
-    let mut index = 0;
-    while let Some(&parent) = found.get(index) {
-        for (pid, ppid) in &parents {
-            if *ppid == parent && !found.contains(pid) {
-                found.push(*pid);
-            }
+/// `Accepted publickey for root from 127.0.0.1 port N ...` opens a connection; each
+/// `Starting session: command for root from 127.0.0.1 port N id M` is a command on the latest
+/// connection from port N (a client port can be reused by a later connection).
+fn parse_connections(log: &str) -> Vec<SshConnection> {
+    let port = |line: &str| -> Option<u16> {
+        let after = line.split_once(" port ")?.1;
+        after.split_whitespace().next()?.parse().ok()
+    };
+    let mut connections: Vec<SshConnection> = Vec::new();
+    for line in log.lines() {
+        if line.starts_with("Accepted ")
+            && let Some(client_port) = port(line)
+        {
+            connections.push(SshConnection {
+                client_port,
+                commands: 0,
+            });
+        } else if line.contains("Starting session: command")
+            && let Some(client_port) = port(line)
+            && let Some(c) = connections
+                .iter_mut()
+                .rev()
+                .find(|c| c.client_port == client_port)
+        {
+            c.commands += 1;
         }
-        index += 1;
     }
-    found.retain(|pid| *pid != root);
-    found
+    connections
 }
 
-fn mount_namespace(pid: libc::pid_t) -> Option<String> {
-    fs::read_link(format!("/proc/{pid}/ns/mnt"))
-        .ok()
-        .map(|link| link.to_string_lossy().into_owned())
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-fn processes_in_namespace(namespace: &str) -> Vec<libc::pid_t> {
-    let own = mount_namespace(std::process::id() as libc::pid_t);
-    if own.as_deref() == Some(namespace) {
-        // Never the test's own namespace.
-        return Vec::new();
+    #[test]
+    fn connections_and_their_commands_are_read_from_the_verbose_log() {
+        let log = "Accepted publickey for root from 127.0.0.1 port 40000 ssh2: ED25519 SHA256:x
+Starting session: command for root from 127.0.0.1 port 40000 id 0
+Accepted publickey for root from 127.0.0.1 port 40001 ssh2: ED25519 SHA256:x
+Starting session: command for root from 127.0.0.1 port 40000 id 1
+Starting session: subsystem 'sftp' for root from 127.0.0.1 port 40001 id 0
+Accepted publickey for root from 127.0.0.1 port 40000 ssh2: ED25519 SHA256:x
+Starting session: command for root from 127.0.0.1 port 40000 id 0
+";
+        let c = |client_port, commands| SshConnection {
+            client_port,
+            commands,
+        };
+        assert_eq!(
+            parse_connections(log),
+            vec![c(40000, 2), c(40001, 0), c(40000, 1)]
+        );
     }
-    all_pids()
-        .into_iter()
-        .filter(|pid| mount_namespace(*pid).as_deref() == Some(namespace))
-        .collect()
 }

@@ -1,7 +1,7 @@
 //! Test PKI and a mutual-TLS client for the agent's endpoint: a fleet CA made with rcgen at
-//! test time, certificates good and bad signed by it (or by another CA), a CRL, and a client
-//! that sends protocol frames the way the controller does.
-#![allow(dead_code)]
+//! test time, certificates good and bad signed by it (expired ones, and any number of other CAs
+//! with [`Ca::new`]), a CRL, and a client that sends protocol frames the way the controller
+//! does.
 
 use std::net::SocketAddr;
 use std::path::Path;

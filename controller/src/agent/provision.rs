@@ -19,10 +19,11 @@ use pmfleet_shared::ecosystem::{AgentSettings, DeployEnv};
 use pmfleet_shared::protocol::{Request, Response};
 use serde::Deserialize;
 
-use super::fleet::{Fleet, Member, each};
-use super::report::{HostReport, Status};
-use super::scripts;
-use crate::agent_client::AgentClient;
+use super::client::AgentClient;
+use crate::deploy::error::HostError;
+use crate::deploy::fleet::{Fleet, Member, each};
+use crate::deploy::report::{HostReport, Status};
+use crate::deploy::scripts;
 use crate::output::Output;
 use crate::pki::{self, Ca, ClientIdentity, IssuedCert};
 use crate::ssh::Connector;
@@ -114,7 +115,10 @@ pub async fn provision(
     member: &Member,
 ) -> Result<String, String> {
     let home = &settings.home;
-    let probe = member.run(&scripts::agent_probe(home)).await?;
+    let probe = member
+        .run(&scripts::agent_probe(home))
+        .await
+        .map_err(|e| e.to_string())?;
     let field = |key: &str| {
         probe
             .stdout
@@ -363,7 +367,13 @@ pub async fn push_crl(
             return env
                 .hosts
                 .iter()
-                .map(|h| HostReport::new(&super::fleet::label(h), Status::Failed, message.clone()))
+                .map(|h| {
+                    HostReport::new(
+                        &crate::deploy::fleet::label(h),
+                        Status::Failed,
+                        message.clone(),
+                    )
+                })
                 .collect();
         }
     };
@@ -378,7 +388,7 @@ pub async fn push_crl(
                 let probe = m.run(&scripts::agent_probe(&home)).await?;
                 let running = probe.stdout.lines().any(|l| l.trim() == "running=yes");
                 m.run(&scripts::agent_crl(&home, &crl, running)).await?;
-                Ok::<_, String>(if running {
+                Ok::<_, HostError>(if running {
                     "revocation list installed and applied by the running agent"
                 } else {
                     "revocation list installed (the agent is not running: it applies it when it starts)"
@@ -386,14 +396,15 @@ pub async fn push_crl(
             }
             .await;
             let shown = match &result {
-                Ok(message) => message,
-                Err(message) => message.as_str(),
+                Ok(message) => message.to_string(),
+                Err(e) => format!("agent: {e}"),
             };
-            out.done(&m.label, result.is_ok(), shown);
-            let (status, message) = match result {
-                Ok(message) => (Status::Ok, message.to_string()),
-                Err(message) => (Status::Failed, format!("agent: {message}")),
+            out.done(&m.label, result.is_ok(), &shown);
+            let status = match &result {
+                Ok(_) => Status::Ok,
+                Err(e) => e.status(),
             };
+            let message = shown;
             let mut report = HostReport::new(&m.label, status, message);
             report.elapsed = started.elapsed();
             report

@@ -1,0 +1,142 @@
+//! Preparing a release on one host, step by step: check the layout (and remove what a deploy
+//! that died left), `pre-deploy`, fetch the commit into `releases/<id>`, link the shared paths,
+//! `post-deploy`, mark it complete. A step that fails removes the new release.
+
+use pmfleet_shared::protocol::PreparedRelease;
+use std::sync::Arc;
+
+use pmfleet_shared::ecosystem::DeployEnv;
+
+use super::error::{HostError, Step, StepFailure};
+use super::fleet::Member;
+use super::revision::Revision;
+use super::rollout::Prepared;
+use super::scripts::{self, HookDir};
+use crate::output::Output;
+use crate::transport::SharedBytes;
+
+/// What every host gets: the same release id and commit.
+pub struct NewRelease {
+    pub id: String,
+    pub revision: Revision,
+    /// The commit's tree as a tar, for `fetch: push`.
+    pub archive: Option<Arc<Vec<u8>>>,
+    /// The hooks' environment: `deploy.<env>.env` and the `PMFLEET_*` variables.
+    pub hook_env: Vec<(String, String)>,
+}
+
+/// Prepares `release` on `member`; returns what it left and the deploy root with `~` expanded.
+pub async fn prepare(
+    member: &Member,
+    env: &DeployEnv,
+    release: &NewRelease,
+    out: &Output,
+) -> Result<(Prepared, Option<String>), StepFailure> {
+    let root = &env.path;
+    let host = &member.label;
+
+    out.step(host, "check");
+    let cleanup = member
+        .run(&scripts::cleanup(root))
+        .await
+        .map_err(StepFailure::new(Step::Check))?;
+    if cleanup.stdout.starts_with("NOSETUP") {
+        return Err(StepFailure {
+            step: Step::Check,
+            error: HostError::NotSetUp {
+                env: env.name.clone(),
+            },
+        });
+    }
+    let mut lines = cleanup.stdout.lines();
+    let expanded = lines
+        .next()
+        .and_then(|l| l.strip_prefix("root="))
+        .map(str::to_string);
+    for leftover in lines {
+        out.line(
+            host,
+            "cleanup",
+            &format!("removed incomplete release {leftover}"),
+        );
+    }
+    if let Some(hook) = &env.hooks.pre_deploy {
+        out.step(host, "pre-deploy");
+        let script = scripts::run_hook(root, HookDir::Current, hook, &release.hook_env);
+        member
+            .run_visible(out, "pre-deploy", &script)
+            .await
+            .map_err(StepFailure::new(Step::PreDeploy))?;
+    }
+
+    let result = build(member, env, release, out).await;
+    if let Err(failure) = &result {
+        out.line(
+            host,
+            failure.step.name(),
+            &format!("failed: {}; removing release {}", failure.error, release.id),
+        );
+        // What cannot be removed now is removed by the next deploy's cleanup.
+        let _ = member.run(&scripts::discard(root, &release.id)).await;
+    }
+    result.map(|prepared| (prepared, expanded))
+}
+
+/// Fetch, link shared, `post-deploy`, mark complete.
+async fn build(
+    member: &Member,
+    env: &DeployEnv,
+    release: &NewRelease,
+    out: &Output,
+) -> Result<Prepared, StepFailure> {
+    let root = &env.path;
+    let host = &member.label;
+
+    out.step(host, "fetch");
+    match &release.archive {
+        Some(bytes) => {
+            let stdin = SharedBytes::stdin(bytes);
+            member
+                .run_with_stdin(&scripts::fetch_push(root, &release.id), Some(stdin))
+                .await
+                .map_err(StepFailure::new(Step::Fetch))?;
+        }
+        None => {
+            let script = scripts::fetch_host(root, &env.repo, &release.revision.sha, &release.id);
+            member
+                .run(&script)
+                .await
+                .map_err(StepFailure::new(Step::Fetch))?;
+        }
+    }
+    if !env.shared_dirs.is_empty() || !env.shared_files.is_empty() {
+        out.step(host, "link shared");
+        let script = scripts::link_shared(root, &release.id, &env.shared_dirs, &env.shared_files);
+        member
+            .run(&script)
+            .await
+            .map_err(StepFailure::new(Step::LinkShared))?;
+    }
+    if let Some(hook) = &env.hooks.post_deploy {
+        out.step(host, "post-deploy");
+        let script =
+            scripts::run_hook(root, HookDir::Release(&release.id), hook, &release.hook_env);
+        member
+            .run_visible(out, "post-deploy", &script)
+            .await
+            .map_err(StepFailure::new(Step::PostDeploy))?;
+    }
+    // What the agent runs the release's apps with, written here over SSH (never sent to it).
+    let prepared = PreparedRelease {
+        env_name: env.name.clone(),
+        env: release.hook_env.iter().cloned().collect(),
+    };
+    let marked = member
+        .run(&scripts::mark_prepared(root, &release.id, &prepared))
+        .await
+        .map_err(StepFailure::new(Step::Finish))?;
+    out.step(host, "ready to switch");
+    Ok(Prepared {
+        has_apps: marked.stdout.contains("ecosystem="),
+    })
+}

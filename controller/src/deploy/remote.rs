@@ -1,0 +1,205 @@
+//! One host of a rollout over its connection (SSH, or local for `localhost`): the scripts
+//! each of the rollout's operations runs there, and the agent it asks to run the apps. The
+//! real implementation of [`RolloutHost`].
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use pmfleet_shared::ecosystem::DeployEnv;
+
+use super::error::{HostError, StepFailure};
+use super::fleet::Member;
+use super::history::Record;
+use super::host_state::HostState;
+use super::lock::Acquire;
+use super::prepare::{self, NewRelease};
+use super::rollout::{Heartbeat, Prepared, ReleaseVars, RolloutHost};
+use super::scripts;
+use crate::agent::apply::Agents;
+use crate::output::Output;
+
+/// What every host of one run shares.
+pub struct Settings {
+    pub env: DeployEnv,
+    pub out: Arc<Output>,
+    /// The hosts' agents, which run the apps of the release once it is current.
+    pub agents: Option<Agents>,
+    /// A deploy's new release (none for a revert).
+    pub release: Option<Arc<NewRelease>>,
+}
+
+pub struct Remote {
+    member: Arc<Member>,
+    settings: Arc<Settings>,
+    /// The deploy root with `~` expanded, once the host said it (the agent needs real paths).
+    root: Mutex<Option<String>>,
+}
+
+impl Remote {
+    pub fn new(member: Arc<Member>, settings: Arc<Settings>) -> Remote {
+        Remote {
+            member,
+            settings,
+            root: Mutex::new(None),
+        }
+    }
+
+    fn path(&self) -> &str {
+        &self.settings.env.path
+    }
+
+    fn set_root(&self, root: Option<String>) {
+        if let Some(root) = root.filter(|r| !r.is_empty()) {
+            *self.root.lock().unwrap_or_else(|e| e.into_inner()) = Some(root);
+        }
+    }
+
+    fn root(&self) -> String {
+        self.root
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .unwrap_or_else(|| self.path().to_string())
+    }
+}
+
+/// Connects to every host of the run's environment, each as a [`Remote`] (or why not).
+pub async fn connect(
+    connector: &crate::ssh::Connector,
+    settings: &Arc<Settings>,
+) -> Vec<Result<Arc<Remote>, HostError>> {
+    super::fleet::connect_all(&settings.env, connector, &settings.out)
+        .await
+        .into_iter()
+        .map(|c| {
+            c.result
+                .map(|member| Arc::new(Remote::new(member, settings.clone())))
+                .map_err(HostError::connect)
+        })
+        .collect()
+}
+
+/// The apps' environment for `vars`: `deploy.<env>.env`, `PMFLEET_ENV` and the release's
+/// `PMFLEET_RELEASE`, `PMFLEET_SHA`, `PMFLEET_REF`.
+pub fn app_env(env: &DeployEnv, vars: &ReleaseVars) -> BTreeMap<String, String> {
+    let mut map = env.env.clone();
+    map.insert("PMFLEET_ENV".into(), env.name.clone());
+    map.insert("PMFLEET_RELEASE".into(), vars.release.clone());
+    if let Some(sha) = &vars.sha {
+        map.insert("PMFLEET_SHA".into(), sha.clone());
+    }
+    if let Some(git_ref) = &vars.git_ref {
+        map.insert("PMFLEET_REF".into(), git_ref.clone());
+    }
+    map
+}
+
+fn json_line(record: &Record) -> String {
+    serde_json::to_string(record).unwrap_or_default()
+}
+
+impl RolloutHost for Remote {
+    async fn take_lock(&self, content: &str) -> Result<Acquire, HostError> {
+        let captured = self
+            .member
+            .run(&scripts::lock_acquire(self.path(), content))
+            .await?;
+        Ok(Acquire::parse(&captured.stdout))
+    }
+
+    async fn heartbeat(&self, deploy_id: &str) -> Result<Heartbeat, HostError> {
+        let captured = self
+            .member
+            .run(&scripts::lock_heartbeat(self.path(), deploy_id))
+            .await?;
+        Ok(if captured.stdout.contains("LOST") {
+            Heartbeat::Lost
+        } else {
+            Heartbeat::Kept
+        })
+    }
+
+    async fn release_lock(&self, deploy_id: &str) -> Result<(), HostError> {
+        self.member
+            .run(&scripts::lock_release(self.path(), deploy_id))
+            .await
+            .map(drop)
+    }
+
+    async fn prepare(&self, _release: &str) -> Result<Prepared, StepFailure> {
+        let Some(release) = &self.settings.release else {
+            return Ok(Prepared { has_apps: false });
+        };
+        let (prepared, root) = prepare::prepare(
+            &self.member,
+            &self.settings.env,
+            release,
+            &self.settings.out,
+        )
+        .await?;
+        self.set_root(root);
+        Ok(prepared)
+    }
+
+    async fn read_state(&self) -> Result<HostState, HostError> {
+        let captured = self.member.run(&scripts::state(self.path())).await?;
+        let state = HostState::parse(&captured.stdout);
+        self.set_root(Some(state.root.clone()));
+        Ok(state)
+    }
+
+    async fn switch(&self, release: &str) -> Result<Option<String>, HostError> {
+        let captured = self
+            .member
+            .run(&scripts::switch(self.path(), release))
+            .await?;
+        Ok(captured
+            .stdout
+            .lines()
+            .next()
+            .and_then(|l| l.strip_prefix("releases/"))
+            .map(str::to_string))
+    }
+
+    async fn apply(&self, release: &str, vars: &ReleaseVars) -> Result<String, HostError> {
+        let Some(agents) = &self.settings.agents else {
+            return Ok(String::new());
+        };
+        let env = app_env(&self.settings.env, vars);
+        let name = &self.settings.env.name;
+        Ok(agents
+            .apply(&self.member, &self.root(), release, name, &env)
+            .await?)
+    }
+
+    async fn discard(&self, release: &str) -> Result<(), HostError> {
+        self.member
+            .run(&scripts::discard(self.path(), release))
+            .await
+            .map(drop)
+    }
+
+    async fn record(&self, record: &Record) -> Result<(), HostError> {
+        self.member
+            .run(&scripts::record(self.path(), &json_line(record)))
+            .await
+            .map(drop)
+    }
+
+    async fn record_and_prune(&self, record: &Record) -> Result<usize, HostError> {
+        // Never prune a release an app still runs from (one the new release's file no longer
+        // lists keeps running where it was).
+        let mut protect = vec![record.release.clone()];
+        if let Some(agents) = &self.settings.agents {
+            protect.extend(agents.releases_in_use(&self.member).await);
+        }
+        let script = scripts::record_and_prune(
+            self.path(),
+            &json_line(record),
+            self.settings.env.keep_releases,
+            &protect,
+        );
+        let captured = self.member.run(&script).await?;
+        Ok(captured.stdout.lines().count())
+    }
+}

@@ -1,0 +1,413 @@
+//! The deploy's rules once every lock is taken. The no-split rule: the release is prepared on
+//! every host first, and if more hosts failed (or could not be reached) than `max_fail`, no
+//! host switches and the release is removed everywhere. Then `current` switches in batches,
+//! the first batch being the canary; a host whose apps do not become ready goes back to the
+//! release it served; once failures pass `max_fail` the rollout stops, the hosts not reached
+//! yet never switch, and those already switched go back.
+
+use super::{Action, Busy, Conclusion, Entry, HostId, Phase, Plan, Prepared, Rollout, Undo};
+use crate::deploy::error::{HostError, StepFailure};
+use crate::deploy::history::{Action as RecordAction, Outcome};
+use crate::deploy::report::Status;
+use crate::deploy::rollout::ReleaseVars;
+use pmfleet_shared::ecosystem::Batch;
+
+/// Hosts per batch.
+pub fn batch_size(batch: Batch, hosts: usize) -> usize {
+    let size = match batch {
+        Batch::All => hosts,
+        Batch::Count(n) => n,
+        Batch::Percent(p) => (hosts * usize::from(p)).div_ceil(100),
+    };
+    size.clamp(1, hosts.max(1))
+}
+
+impl Rollout {
+    /// The release being deployed, its batch setting and `max_fail`.
+    fn deploy_plan(&self) -> Option<(&ReleaseVars, Batch, usize)> {
+        match &self.cfg.plan {
+            Plan::Deploy {
+                release,
+                batch,
+                max_fail,
+            } => Some((release, *batch, *max_fail)),
+            Plan::Revert { .. } => None,
+        }
+    }
+
+    pub(super) fn release(&self) -> ReleaseVars {
+        self.deploy_plan()
+            .map(|(r, _, _)| r.clone())
+            .unwrap_or_else(|| ReleaseVars {
+                release: String::new(),
+                sha: None,
+                git_ref: None,
+            })
+    }
+
+    fn max_fail(&self) -> usize {
+        self.deploy_plan().map_or(0, |(_, _, m)| m)
+    }
+
+    /// A history record of this deploy on a host.
+    pub(super) fn deploy_entry(
+        &self,
+        outcome: Outcome,
+        previous: Option<String>,
+        message: &str,
+    ) -> Entry {
+        let release = self.release();
+        Entry {
+            action: RecordAction::Deploy,
+            release: release.release,
+            previous,
+            sha: release.sha.unwrap_or_default(),
+            git_ref: release.git_ref.unwrap_or_default(),
+            outcome,
+            message: (!message.is_empty()).then(|| message.to_string()),
+        }
+    }
+
+    /// A host's end in this deploy: report `status`, remove the release when `discard`, and
+    /// record `outcome`.
+    fn deploy_conclusion(
+        &self,
+        h: HostId,
+        status: Status,
+        message: String,
+        discard: bool,
+        outcome: Outcome,
+        record_message: &str,
+    ) -> Conclusion {
+        let release = self.release();
+        let previous = match outcome {
+            Outcome::RolledBack | Outcome::Success => self.hosts[h].previous.clone(),
+            _ => None,
+        };
+        Conclusion {
+            host: h,
+            status,
+            discard: discard.then(|| release.release.clone()),
+            records: vec![self.deploy_entry(outcome, previous, record_message)],
+            release: Some(release),
+            message,
+            prune: false,
+        }
+    }
+
+    pub(super) fn prepare_answered(
+        &mut self,
+        h: HostId,
+        result: Result<Prepared, StepFailure>,
+        out: &mut Vec<Action>,
+    ) {
+        if self.phase != Phase::Preparing || !self.take_busy(h, Busy::Preparing) {
+            return;
+        }
+        match result {
+            Ok(prepared) => self.hosts[h].prepared = Some(prepared),
+            Err(failure) => {
+                // The failing step removed the release on that host.
+                self.failed += 1;
+                let message = failure.to_string();
+                let c = self.deploy_conclusion(
+                    h,
+                    failure.error.status(),
+                    message.clone(),
+                    false,
+                    Outcome::Failed,
+                    &message,
+                );
+                self.conclude(c, out);
+            }
+        }
+        if self.any_busy() {
+            return;
+        }
+        let ready: Vec<HostId> = self
+            .connected()
+            .into_iter()
+            .filter(|h| self.hosts[*h].prepared.is_some())
+            .collect();
+        let max_fail = self.max_fail();
+        if self.failed > max_fail {
+            let why = format!(
+                "not switched: {} host(s) failed and max_fail is {max_fail}; this release was removed",
+                self.failed
+            );
+            for h in ready {
+                let c = self.deploy_conclusion(
+                    h,
+                    Status::Aborted,
+                    why.clone(),
+                    true,
+                    Outcome::Aborted,
+                    "another host failed",
+                );
+                self.conclude(c, out);
+            }
+            self.finish(out);
+            return;
+        }
+        let batch = self.deploy_plan().map_or(Batch::All, |(_, b, _)| b);
+        let size = batch_size(batch, ready.len());
+        self.batches = ready.chunks(size).map(<[HostId]>::to_vec).collect();
+        self.start_batch(0, out);
+    }
+
+    fn start_batch(&mut self, index: usize, out: &mut Vec<Action>) {
+        let Some(batch) = self.batches.get(index).cloned() else {
+            self.complete(out);
+            return;
+        };
+        self.phase = Phase::Switching(index);
+        let release = self.release().release;
+        for h in batch {
+            self.set_busy(h, Busy::Switching);
+            out.push(Action::Switch(h, release.clone()));
+        }
+    }
+
+    pub(super) fn deploy_switched(
+        &mut self,
+        h: HostId,
+        previous: Option<String>,
+        out: &mut Vec<Action>,
+    ) {
+        self.hosts[h].previous = previous;
+        let has_apps = self.hosts[h].prepared.as_ref().is_some_and(|p| p.has_apps);
+        if self.cfg.agents && has_apps {
+            self.set_busy(h, Busy::Applying);
+            let release = self.release();
+            out.push(Action::Apply {
+                host: h,
+                release: release.release.clone(),
+                vars: release,
+            });
+            return;
+        }
+        if self.cfg.agents {
+            out.push(Action::Note(
+                h,
+                "reload apps",
+                "this release has no ecosystem file: no apps for the agent to run".into(),
+            ));
+        }
+        self.hosts[h].switched = true;
+        self.batch_check(out);
+    }
+
+    pub(super) fn deploy_switch_failed(&mut self, h: HostId, e: HostError, out: &mut Vec<Action>) {
+        self.failed += 1;
+        let message = format!("switch: {e}");
+        let c = self.deploy_conclusion(
+            h,
+            e.status(),
+            message.clone(),
+            true,
+            Outcome::Failed,
+            &message,
+        );
+        self.conclude(c, out);
+        self.batch_check(out);
+    }
+
+    pub(super) fn deploy_applied(&mut self, h: HostId, done: String, out: &mut Vec<Action>) {
+        out.push(Action::Note(h, "reload apps", done));
+        self.hosts[h].switched = true;
+        self.batch_check(out);
+    }
+
+    pub(super) fn deploy_apply_failed(&mut self, h: HostId, e: HostError, out: &mut Vec<Action>) {
+        match self.hosts[h].previous.clone() {
+            Some(previous) => {
+                self.hosts[h].undo =
+                    Some(Undo::NotReady(format!("{e}; switched back to {previous}")));
+                self.set_busy(h, Busy::SwitchingBack);
+                out.push(Action::SwitchBack(h, previous));
+            }
+            None => {
+                self.failed += 1;
+                let message = format!("{e}; no previous release to go back to");
+                let c = self.deploy_conclusion(
+                    h,
+                    Status::RolledBack,
+                    message.clone(),
+                    true,
+                    Outcome::RolledBack,
+                    &message,
+                );
+                self.conclude(c, out);
+                self.batch_check(out);
+            }
+        }
+    }
+
+    pub(super) fn deploy_switched_back(&mut self, h: HostId, out: &mut Vec<Action>) {
+        match (self.cfg.agents, self.hosts[h].previous.clone()) {
+            (true, Some(previous)) => {
+                self.set_busy(h, Busy::ApplyingBack);
+                out.push(Action::ApplyBack {
+                    host: h,
+                    release: previous,
+                    vars: self.release(),
+                });
+            }
+            _ => self.deploy_undone(h, out),
+        }
+    }
+
+    pub(super) fn deploy_switch_back_failed(
+        &mut self,
+        h: HostId,
+        e: HostError,
+        out: &mut Vec<Action>,
+    ) {
+        out.push(Action::Note(h, "switch back", format!("failed: {e}")));
+        self.deploy_undone(h, out);
+    }
+
+    pub(super) fn deploy_applied_back(
+        &mut self,
+        h: HostId,
+        result: Result<String, HostError>,
+        out: &mut Vec<Action>,
+    ) {
+        match result {
+            Ok(done) => out.push(Action::Note(h, "reload apps", done)),
+            Err(e) => {
+                let previous = self.hosts[h].previous.clone().unwrap_or_default();
+                out.push(Action::Note(
+                    h,
+                    "switch back",
+                    format!("apps of {previous}: {e}"),
+                ));
+            }
+        }
+        self.deploy_undone(h, out);
+    }
+
+    /// `h` went back (or tried to): conclude it.
+    fn deploy_undone(&mut self, h: HostId, out: &mut Vec<Action>) {
+        match self.hosts[h].undo.take() {
+            Some(Undo::NotReady(message)) => {
+                self.failed += 1;
+                let c = self.deploy_conclusion(
+                    h,
+                    Status::RolledBack,
+                    message.clone(),
+                    true,
+                    Outcome::RolledBack,
+                    &message,
+                );
+                self.conclude(c, out);
+                self.batch_check(out);
+            }
+            Some(Undo::Stopped(why)) => {
+                let c = self.deploy_conclusion(
+                    h,
+                    Status::RolledBack,
+                    why.clone(),
+                    false,
+                    Outcome::RolledBack,
+                    &why,
+                );
+                self.conclude(c, out);
+                if !self.any_busy() {
+                    self.finish(out);
+                }
+            }
+            _ => self.batch_check(out),
+        }
+    }
+
+    /// When every host of the current batch is done: the next batch, or stop when failures
+    /// passed `max_fail`, or the end.
+    fn batch_check(&mut self, out: &mut Vec<Action>) {
+        let Phase::Switching(index) = self.phase else {
+            return;
+        };
+        if self.any_busy() {
+            return;
+        }
+        let max_fail = self.max_fail();
+        if self.failed <= max_fail {
+            self.start_batch(index + 1, out);
+            return;
+        }
+        // Stopped: the hosts not reached never switch, the switched ones go back.
+        self.phase = Phase::Undoing;
+        let why = "not switched: the rollout stopped".to_string();
+        let rest: Vec<HostId> = self
+            .batches
+            .iter()
+            .skip(index + 1)
+            .flatten()
+            .copied()
+            .collect();
+        for h in rest {
+            let c = self.deploy_conclusion(
+                h,
+                Status::Aborted,
+                why.clone(),
+                true,
+                Outcome::Aborted,
+                &why,
+            );
+            self.conclude(c, out);
+        }
+        let back = format!(
+            "switched back: {} host(s) failed and max_fail is {max_fail}",
+            self.failed
+        );
+        let switched: Vec<HostId> = self.batches.iter().flatten().copied().collect();
+        for h in switched {
+            if !self.hosts[h].switched || self.hosts[h].concluded {
+                continue;
+            }
+            match self.hosts[h].previous.clone() {
+                Some(previous) => {
+                    self.hosts[h].undo = Some(Undo::Stopped(back.clone()));
+                    self.set_busy(h, Busy::SwitchingBack);
+                    out.push(Action::SwitchBack(h, previous));
+                }
+                None => {
+                    let c = self.deploy_conclusion(
+                        h,
+                        Status::RolledBack,
+                        back.clone(),
+                        false,
+                        Outcome::RolledBack,
+                        &back,
+                    );
+                    self.conclude(c, out);
+                }
+            }
+        }
+        if !self.any_busy() {
+            self.finish(out);
+        }
+    }
+
+    /// Every batch switched within `max_fail`: the switched hosts serve the release.
+    fn complete(&mut self, out: &mut Vec<Action>) {
+        let release = self.release();
+        let hosts: Vec<HostId> = self.batches.iter().flatten().copied().collect();
+        for h in hosts {
+            if !self.hosts[h].switched || self.hosts[h].concluded {
+                continue;
+            }
+            let mut c = self.deploy_conclusion(
+                h,
+                Status::Ok,
+                format!("now serving {}", release.release),
+                false,
+                Outcome::Success,
+                "",
+            );
+            c.prune = true;
+            self.conclude(c, out);
+        }
+        self.finish(out);
+    }
+}

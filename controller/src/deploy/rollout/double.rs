@@ -1,0 +1,257 @@
+//! An in-memory host for the driver's tests: the second implementation of [`RolloutHost`].
+//! It keeps what a real host's deploy root would hold (releases, `current`, the history, the
+//! lock) and what its agent runs, and fails any operation it is told to — as a script error,
+//! or as a connection that dropped.
+
+use std::collections::{BTreeSet, HashSet};
+use std::sync::Mutex;
+
+use super::{Heartbeat, Prepared, ReleaseVars, RolloutHost};
+use crate::deploy::error::{HostError, Step, StepFailure};
+use crate::deploy::history::Record;
+use crate::deploy::host_state::HostState;
+use crate::deploy::lock::{Acquire, Holder};
+use crate::ssh::SshError;
+use crate::transport::TransportError;
+
+/// An operation the double can be told to fail.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Op {
+    Lock,
+    Prepare(Step),
+    Read,
+    /// Switching to this release.
+    Switch(String),
+    /// Running the apps of this release.
+    Apply(String),
+    Record,
+}
+
+/// What the host holds.
+#[derive(Debug, Clone, Default)]
+pub struct Disk {
+    pub releases: BTreeSet<String>,
+    pub current: Option<String>,
+    pub history: Vec<Record>,
+    /// The lock file's content.
+    pub lock: Option<String>,
+    /// What the agent runs: the release, and what its apps were told.
+    pub apps: Option<(String, ReleaseVars)>,
+}
+
+#[derive(Debug, Default)]
+pub struct Double {
+    pub disk: Mutex<Disk>,
+    failing: Mutex<HashSet<Op>>,
+    dropping: Mutex<HashSet<Op>>,
+    /// Prepare never ends (until cancelled).
+    hang_in_prepare: bool,
+}
+
+impl Double {
+    /// A host serving `current`, deployed after the releases before it in `line`.
+    pub fn serving(line: &[&str]) -> Double {
+        let mut disk = Disk::default();
+        for release in line {
+            disk.releases.insert(release.to_string());
+            disk.history.push(Record {
+                id: "earlier".into(),
+                action: crate::deploy::history::Action::Deploy,
+                release: release.to_string(),
+                previous: disk.current.clone(),
+                sha: format!("sha-{release}"),
+                git_ref: "main".into(),
+                who: "t".into(),
+                when: "2026-01-01T00:00:00Z".into(),
+                outcome: crate::deploy::history::Outcome::Success,
+                message: None,
+            });
+            disk.current = Some(release.to_string());
+            disk.apps = Some((
+                release.to_string(),
+                ReleaseVars {
+                    release: release.to_string(),
+                    sha: Some(format!("sha-{release}")),
+                    git_ref: Some("main".into()),
+                },
+            ));
+        }
+        Double {
+            disk: Mutex::new(disk),
+            ..Double::default()
+        }
+    }
+
+    /// `op` fails with a script error.
+    pub fn fail(self, op: Op) -> Double {
+        self.failing_ops().insert(op);
+        self
+    }
+
+    /// `op` fails as if the connection dropped.
+    pub fn drop_at(self, op: Op) -> Double {
+        self.dropping
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(op);
+        self
+    }
+
+    /// Preparing never ends (until the run cancels it).
+    pub fn hanging_in_prepare(mut self) -> Double {
+        self.hang_in_prepare = true;
+        self
+    }
+
+    /// The lock is held by another run.
+    pub fn locked_by_other(self) -> Double {
+        let holder = Holder::new("bob@elsewhere", "other", "deploy");
+        self.disk().lock = Some(serde_json::to_string(&holder).unwrap_or_default());
+        self
+    }
+
+    pub fn disk(&self) -> std::sync::MutexGuard<'_, Disk> {
+        self.disk.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn failing_ops(&self) -> std::sync::MutexGuard<'_, HashSet<Op>> {
+        self.failing.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn check(&self, op: Op) -> Result<(), HostError> {
+        if self
+            .dropping
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&op)
+        {
+            return Err(HostError::transport(TransportError::Ssh(
+                SshError::ConnectionLost {
+                    destination: "root@double:22".into(),
+                    message: "gone".into(),
+                },
+            )));
+        }
+        if self.failing_ops().contains(&op) {
+            return Err(HostError::Exit {
+                status: 1,
+                reason: format!("{op:?} failed"),
+            });
+        }
+        Ok(())
+    }
+
+    fn lock_is(&self, deploy_id: &str) -> bool {
+        self.disk()
+            .lock
+            .as_deref()
+            .and_then(|l| serde_json::from_str::<Holder>(l).ok())
+            .is_some_and(|h| h.deploy_id == deploy_id)
+    }
+}
+
+impl RolloutHost for Double {
+    async fn take_lock(&self, content: &str) -> Result<Acquire, HostError> {
+        self.check(Op::Lock)?;
+        let mut disk = self.disk();
+        match &disk.lock {
+            Some(held) => Ok(Acquire::Held {
+                holder: serde_json::from_str(held).ok(),
+                heartbeat_age: 1,
+            }),
+            None => {
+                disk.lock = Some(content.to_string());
+                Ok(Acquire::Acquired)
+            }
+        }
+    }
+
+    async fn heartbeat(&self, deploy_id: &str) -> Result<Heartbeat, HostError> {
+        Ok(if self.lock_is(deploy_id) {
+            Heartbeat::Kept
+        } else {
+            Heartbeat::Lost
+        })
+    }
+
+    async fn release_lock(&self, deploy_id: &str) -> Result<(), HostError> {
+        if self.lock_is(deploy_id) {
+            self.disk().lock = None;
+        }
+        Ok(())
+    }
+
+    async fn prepare(&self, release: &str) -> Result<Prepared, StepFailure> {
+        if self.hang_in_prepare {
+            std::future::pending::<()>().await;
+        }
+        for step in [
+            Step::Check,
+            Step::PreDeploy,
+            Step::Fetch,
+            Step::LinkShared,
+            Step::PostDeploy,
+            Step::Finish,
+        ] {
+            if step == Step::Fetch {
+                self.disk().releases.insert(release.to_string());
+            }
+            if let Err(error) = self.check(Op::Prepare(step)) {
+                // A failing step removes the new release, like the real one.
+                self.disk().releases.remove(release);
+                return Err(StepFailure { step, error });
+            }
+        }
+        Ok(Prepared { has_apps: true })
+    }
+
+    async fn read_state(&self) -> Result<HostState, HostError> {
+        self.check(Op::Read)?;
+        let disk = self.disk();
+        Ok(HostState {
+            setup: true,
+            root: "/srv/app".into(),
+            current: disk.current.clone(),
+            releases: disk.releases.iter().cloned().collect(),
+            incomplete: Vec::new(),
+            history: disk.history.clone(),
+        })
+    }
+
+    async fn switch(&self, release: &str) -> Result<Option<String>, HostError> {
+        self.check(Op::Switch(release.to_string()))?;
+        let mut disk = self.disk();
+        if !disk.releases.contains(release) {
+            return Err(HostError::Exit {
+                status: 1,
+                reason: format!("release {release} is not complete on this host"),
+            });
+        }
+        Ok(disk.current.replace(release.to_string()))
+    }
+
+    async fn apply(&self, release: &str, vars: &ReleaseVars) -> Result<String, HostError> {
+        self.check(Op::Apply(release.to_string()))?;
+        self.disk().apps = Some((release.to_string(), vars.clone()));
+        Ok(format!("web reloaded to {release}"))
+    }
+
+    async fn discard(&self, release: &str) -> Result<(), HostError> {
+        let mut disk = self.disk();
+        if disk.current.as_deref() != Some(release) {
+            disk.releases.remove(release);
+        }
+        Ok(())
+    }
+
+    async fn record(&self, record: &Record) -> Result<(), HostError> {
+        self.check(Op::Record)?;
+        self.disk().history.push(record.clone());
+        Ok(())
+    }
+
+    async fn record_and_prune(&self, record: &Record) -> Result<usize, HostError> {
+        self.record(record).await?;
+        Ok(0)
+    }
+}

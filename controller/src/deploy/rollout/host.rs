@@ -1,0 +1,75 @@
+//! The edge between the rollout's driver and one host: the operations the machine's actions
+//! come down to. Two implementations: the real one over a host's connection (SSH, or local
+//! for `localhost`; `deploy/remote.rs`), and an in-memory host for the driver's tests that can
+//! fail any step.
+
+use std::future::Future;
+
+use super::ReleaseVars;
+use crate::deploy::error::{HostError, StepFailure};
+use crate::deploy::history::Record;
+use crate::deploy::host_state::HostState;
+use crate::deploy::lock::Acquire;
+
+/// What preparing a release left on a host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Prepared {
+    /// The release holds an ecosystem file: the agent has apps to run from it.
+    pub has_apps: bool,
+}
+
+/// What a heartbeat found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Heartbeat {
+    /// The lock is still this run's; its heartbeat was refreshed.
+    Kept,
+    /// The lock is gone or someone else's.
+    Lost,
+}
+
+/// One host, as the rollout drives it.
+pub trait RolloutHost: Send + Sync + 'static {
+    /// Tries to take the deploy lock, writing `content` (the holder) into it.
+    fn take_lock(&self, content: &str) -> impl Future<Output = Result<Acquire, HostError>> + Send;
+
+    /// Refreshes the heartbeat of the lock held by run `deploy_id`.
+    fn heartbeat(
+        &self,
+        deploy_id: &str,
+    ) -> impl Future<Output = Result<Heartbeat, HostError>> + Send;
+
+    /// Releases the lock if run `deploy_id` holds it.
+    fn release_lock(&self, deploy_id: &str) -> impl Future<Output = Result<(), HostError>> + Send;
+
+    /// Puts release `release` on the host, complete and ready to switch to; a failing step
+    /// removes what it made.
+    fn prepare(&self, release: &str) -> impl Future<Output = Result<Prepared, StepFailure>> + Send;
+
+    /// The host's layout and history.
+    fn read_state(&self) -> impl Future<Output = Result<HostState, HostError>> + Send;
+
+    /// Points `current` at `release`; returns what it pointed at.
+    fn switch(
+        &self,
+        release: &str,
+    ) -> impl Future<Output = Result<Option<String>, HostError>> + Send;
+
+    /// Has the host's agent run the apps of `release`, telling them `vars`; returns what it did.
+    fn apply(
+        &self,
+        release: &str,
+        vars: &ReleaseVars,
+    ) -> impl Future<Output = Result<String, HostError>> + Send;
+
+    /// Removes `release` (never the current one).
+    fn discard(&self, release: &str) -> impl Future<Output = Result<(), HostError>> + Send;
+
+    /// Appends `record` to the history.
+    fn record(&self, record: &Record) -> impl Future<Output = Result<(), HostError>> + Send;
+
+    /// Appends `record` and prunes old releases, never one in use; returns how many went.
+    fn record_and_prune(
+        &self,
+        record: &Record,
+    ) -> impl Future<Output = Result<usize, HostError>> + Send;
+}

@@ -1,0 +1,523 @@
+//! The rollout as a pure state machine: every rule of `deploy` and `revert` across hosts, and
+//! nothing else. [`Rollout::handle`] takes one [`Event`] (a host connected, took its lock,
+//! prepared the release, switched, ran its apps, failed at some step; the user interrupted)
+//! and returns the [`Action`]s that follow (take the locks, prepare, switch this host, switch
+//! that one back, conclude a host, release the locks). It does no I/O: the [`driver`] performs
+//! the actions on the hosts through the [`RolloutHost`] trait and feeds the results back, so
+//! the rules are tested by tables of events and expected actions (`tests.rs`).
+//!
+//! The rules live in three files: `gate` (connecting and locking: who may start), `deploy`
+//! (all or nothing before the switch, batches with the first as the canary, `max_fail`, rolling
+//! back the hosts already switched) and `revert` (one target for every host, or none moves).
+
+mod deploy;
+pub mod driver;
+mod gate;
+mod host;
+mod revert;
+
+#[cfg(test)]
+mod double;
+#[cfg(test)]
+mod driver_tests;
+#[cfg(test)]
+mod tests;
+
+pub use host::{Heartbeat, Prepared, RolloutHost};
+
+use pmfleet_shared::ecosystem::Batch;
+
+use super::error::{HostError, StepFailure};
+use super::history::{Action as RecordAction, Outcome};
+use super::host_state::HostState;
+use super::lock::Refusal;
+use super::report::Status;
+
+/// A host of the rollout: its index in the environment's host list.
+pub type HostId = usize;
+
+/// What the apps of a release are told about it (`PMFLEET_RELEASE`, `PMFLEET_SHA`,
+/// `PMFLEET_REF`), and what a report shows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReleaseVars {
+    pub release: String,
+    pub sha: Option<String>,
+    pub git_ref: Option<String>,
+}
+
+/// What the rollout does.
+#[derive(Debug, Clone)]
+pub enum Plan {
+    /// Prepare `release` on every host, then switch in batches.
+    Deploy {
+        release: ReleaseVars,
+        batch: Batch,
+        max_fail: usize,
+    },
+    /// Switch every host back `steps` releases along its history.
+    Revert { steps: usize },
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub plan: Plan,
+    /// The environment's name, for the hints in messages.
+    pub env: String,
+    /// Every host, as shown, in the environment's order.
+    pub labels: Vec<String>,
+    /// The hosts run agents that must run the apps of the release switched to.
+    pub agents: bool,
+    /// `--lock-wait`: a held lock is waited for rather than refused.
+    pub lock_wait: bool,
+    /// `keep_releases`, for messages.
+    pub keep_releases: usize,
+}
+
+/// Something that happened on a host (or to the whole run).
+#[derive(Debug, Clone)]
+pub enum Event {
+    Connected(HostId),
+    NotConnected(HostId, HostError),
+    LockTaken(HostId),
+    LockRefused(HostId, Refusal),
+    /// The pause after a refused lock is over: try again.
+    LockRetry,
+    /// `--lock-wait` ran out.
+    LockWaitOver,
+    Prepared(HostId, Prepared),
+    PrepareFailed(HostId, StepFailure),
+    StateRead(HostId, Box<HostState>),
+    StateUnread(HostId, HostError),
+    /// `current` now points at the release; it pointed at the one given before.
+    Switched(HostId, Option<String>),
+    SwitchFailed(HostId, HostError),
+    /// The agent runs the release's apps, all ready; what it did.
+    Applied(HostId, String),
+    ApplyFailed(HostId, HostError),
+    SwitchedBack(HostId),
+    SwitchBackFailed(HostId, HostError),
+    AppliedBack(HostId, String),
+    ApplyBackFailed(HostId, HostError),
+    /// Someone else broke this run's lock on the host.
+    LockLost(HostId),
+    /// Ctrl-C or SIGTERM.
+    Interrupted,
+}
+
+/// What to do next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    TakeLock(Vec<HostId>),
+    /// Every lock is taken: keep them alive (heartbeat) until released.
+    HoldLock(Vec<HostId>),
+    /// Pause, then answer [`Event::LockRetry`], or [`Event::LockWaitOver`] once `--lock-wait`
+    /// has run out.
+    WaitForLock,
+    ReleaseLock(Vec<HostId>),
+    /// Put the release on these hosts.
+    Prepare(Vec<HostId>, String),
+    ReadState(Vec<HostId>),
+    Switch(HostId, String),
+    /// Have the host's agent run the apps of `release`, telling them `vars`.
+    Apply {
+        host: HostId,
+        release: String,
+        vars: ReleaseVars,
+    },
+    SwitchBack(HostId, String),
+    ApplyBack {
+        host: HostId,
+        release: String,
+        vars: ReleaseVars,
+    },
+    /// Stop every host operation still running.
+    Cancel,
+    /// A line about the whole run.
+    Info(String),
+    /// A line about one host's step.
+    Note(HostId, &'static str, String),
+    /// The host's outcome: clean up, record, report.
+    Conclude(Conclusion),
+    /// The run is over; every host was concluded and the locks released.
+    Finish,
+}
+
+/// How one host ends the run, and what is left to do on it: remove the new release, append
+/// history records, prune old releases; then report `status` with `message`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Conclusion {
+    pub host: HostId,
+    pub status: Status,
+    pub message: String,
+    /// The release the report names.
+    pub release: Option<ReleaseVars>,
+    /// Remove this release from the host first (it is not current there).
+    pub discard: Option<String>,
+    /// History records to append, in order.
+    pub records: Vec<Entry>,
+    /// Prune old releases (after a successful switch); the report says how many went.
+    pub prune: bool,
+}
+
+/// A history record, less what the driver adds (the run's id, who, when).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub action: RecordAction,
+    pub release: String,
+    pub previous: Option<String>,
+    pub sha: String,
+    pub git_ref: String,
+    pub outcome: Outcome,
+    pub message: Option<String>,
+}
+
+/// Where the run is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Connecting,
+    Locking,
+    WaitingForLock,
+    Preparing,
+    Reading,
+    /// Switching the hosts of batch N (a revert has one batch: every host).
+    Switching(usize),
+    /// The rollout stopped: the hosts already switched go back.
+    Undoing,
+    Done,
+}
+
+/// The lock on one host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Lock {
+    Asked,
+    Taken,
+    /// Refused: the message and status to report; `held` when another run holds it (worth
+    /// waiting for).
+    Refused {
+        message: String,
+        status: Status,
+        held: bool,
+    },
+}
+
+/// The host operation in flight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Busy {
+    Preparing,
+    Reading,
+    Switching,
+    Applying,
+    SwitchingBack,
+    ApplyingBack,
+}
+
+/// Why a host is going back to the release it served.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Undo {
+    /// Deploy: its apps did not become ready on the new release.
+    NotReady(String),
+    /// Deploy: the rollout stopped (too many failures); `why` says so.
+    Stopped(String),
+    /// Revert: its own apps did not run the target; the error message.
+    RevertFailed(String),
+    /// Revert: another host failed; back to what it served.
+    OthersFailed(String),
+}
+
+#[derive(Debug, Clone, Default)]
+struct Host {
+    /// Answered the connect: `Some(true)` when connected.
+    connected: Option<bool>,
+    lock: Option<Lock>,
+    busy: Option<Busy>,
+    prepared: Option<Prepared>,
+    /// Revert: what the host holds, or why it could not be read.
+    state: Option<HostState>,
+    unread: Option<HostError>,
+    /// What `current` pointed at before this run switched it.
+    previous: Option<String>,
+    /// `current` points at the release and its apps run; waiting for the end of the run.
+    switched: bool,
+    /// Failed in the switch phase (a revert switches the others back).
+    failed: bool,
+    undo: Option<Undo>,
+    concluded: bool,
+}
+
+/// The state machine; see the module documentation.
+#[derive(Debug)]
+pub struct Rollout {
+    cfg: Config,
+    hosts: Vec<Host>,
+    phase: Phase,
+    /// Hosts that failed or could not be reached (what `max_fail` counts).
+    failed: usize,
+    interrupted: bool,
+    /// Deploy: the batches of prepared hosts, in order.
+    batches: Vec<Vec<HostId>>,
+    /// Revert: the release every host goes to.
+    target: Option<String>,
+}
+
+impl Rollout {
+    /// A run over `cfg.labels.len()` hosts, waiting for each one's connect result.
+    pub fn new(cfg: Config) -> Rollout {
+        let hosts = vec![Host::default(); cfg.labels.len()];
+        Rollout {
+            cfg,
+            hosts,
+            phase: Phase::Connecting,
+            failed: 0,
+            interrupted: false,
+            batches: Vec::new(),
+            target: None,
+        }
+    }
+
+    /// The hosts of this run.
+    pub fn labels(&self) -> &[String] {
+        &self.cfg.labels
+    }
+
+    /// Whether the run is over.
+    pub fn is_done(&self) -> bool {
+        self.phase == Phase::Done
+    }
+
+    /// The next actions after `event`. Events that do not fit where the run is (a late answer
+    /// from a host whose operation was cancelled) change nothing.
+    pub fn handle(&mut self, event: Event) -> Vec<Action> {
+        let mut out = Vec::new();
+        if self.phase == Phase::Done {
+            return out;
+        }
+        match event {
+            Event::Connected(h) => self.connect_answered(h, None, &mut out),
+            Event::NotConnected(h, e) => self.connect_answered(h, Some(e), &mut out),
+            Event::LockTaken(h) => self.lock_answered(h, None, &mut out),
+            Event::LockRefused(h, r) => self.lock_answered(h, Some(r), &mut out),
+            Event::LockRetry => self.lock_retry(&mut out),
+            Event::LockWaitOver => self.lock_wait_over(&mut out),
+            Event::Prepared(h, p) => self.prepare_answered(h, Ok(p), &mut out),
+            Event::PrepareFailed(h, f) => self.prepare_answered(h, Err(f), &mut out),
+            Event::StateRead(h, s) => self.state_answered(h, Ok(*s), &mut out),
+            Event::StateUnread(h, e) => self.state_answered(h, Err(e), &mut out),
+            Event::Switched(h, previous) => {
+                if self.take_busy(h, Busy::Switching) {
+                    if self.is_deploy() {
+                        self.deploy_switched(h, previous, &mut out);
+                    } else {
+                        self.revert_switched(h, &mut out);
+                    }
+                }
+            }
+            Event::SwitchFailed(h, e) => {
+                if self.take_busy(h, Busy::Switching) {
+                    if self.is_deploy() {
+                        self.deploy_switch_failed(h, e, &mut out);
+                    } else {
+                        self.revert_switch_failed(h, e, &mut out);
+                    }
+                }
+            }
+            Event::Applied(h, done) => {
+                if self.take_busy(h, Busy::Applying) {
+                    if self.is_deploy() {
+                        self.deploy_applied(h, done, &mut out);
+                    } else {
+                        self.revert_applied(h, done, &mut out);
+                    }
+                }
+            }
+            Event::ApplyFailed(h, e) => {
+                if self.take_busy(h, Busy::Applying) {
+                    if self.is_deploy() {
+                        self.deploy_apply_failed(h, e, &mut out);
+                    } else {
+                        self.revert_apply_failed(h, e, &mut out);
+                    }
+                }
+            }
+            Event::SwitchedBack(h) => {
+                if self.take_busy(h, Busy::SwitchingBack) {
+                    if self.is_deploy() {
+                        self.deploy_switched_back(h, &mut out);
+                    } else {
+                        self.revert_switched_back(h, &mut out);
+                    }
+                }
+            }
+            Event::SwitchBackFailed(h, e) => {
+                if self.take_busy(h, Busy::SwitchingBack) {
+                    if self.is_deploy() {
+                        self.deploy_switch_back_failed(h, e, &mut out);
+                    } else {
+                        self.revert_switch_back_failed(h, e, &mut out);
+                    }
+                }
+            }
+            Event::AppliedBack(h, done) => {
+                if self.take_busy(h, Busy::ApplyingBack) {
+                    if self.is_deploy() {
+                        self.deploy_applied_back(h, Ok(done), &mut out);
+                    } else {
+                        self.revert_applied_back(h, &mut out);
+                    }
+                }
+            }
+            Event::ApplyBackFailed(h, e) => {
+                if self.take_busy(h, Busy::ApplyingBack) {
+                    if self.is_deploy() {
+                        self.deploy_applied_back(h, Err(e), &mut out);
+                    } else {
+                        self.revert_applied_back(h, &mut out);
+                    }
+                }
+            }
+            Event::LockLost(h) => self.lock_lost(h, &mut out),
+            Event::Interrupted => self.interrupted(&mut out),
+        }
+        out
+    }
+
+    fn is_deploy(&self) -> bool {
+        matches!(self.cfg.plan, Plan::Deploy { .. })
+    }
+
+    /// The connected hosts, in order.
+    fn connected(&self) -> Vec<HostId> {
+        (0..self.hosts.len())
+            .filter(|h| self.hosts[*h].connected == Some(true))
+            .collect()
+    }
+
+    /// Ends an operation: true when `h` was doing `busy`.
+    fn take_busy(&mut self, h: HostId, busy: Busy) -> bool {
+        match self.hosts.get_mut(h) {
+            Some(host) if host.busy == Some(busy) => {
+                host.busy = None;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn any_busy(&self) -> bool {
+        self.hosts.iter().any(|h| h.busy.is_some())
+    }
+
+    fn set_busy(&mut self, h: HostId, busy: Busy) {
+        if let Some(host) = self.hosts.get_mut(h) {
+            host.busy = Some(busy);
+        }
+    }
+
+    /// Concludes `h` with a report only.
+    fn conclude_bare(
+        &mut self,
+        h: HostId,
+        status: Status,
+        message: impl Into<String>,
+        out: &mut Vec<Action>,
+    ) {
+        self.conclude(
+            Conclusion {
+                host: h,
+                status,
+                message: message.into(),
+                release: None,
+                discard: None,
+                records: Vec::new(),
+                prune: false,
+            },
+            out,
+        );
+    }
+
+    fn conclude(&mut self, conclusion: Conclusion, out: &mut Vec<Action>) {
+        let Some(host) = self.hosts.get_mut(conclusion.host) else {
+            return;
+        };
+        if host.concluded {
+            return;
+        }
+        host.concluded = true;
+        host.busy = None;
+        out.push(Action::Conclude(conclusion));
+    }
+
+    /// Releases the locks this run holds, and ends it.
+    fn finish(&mut self, out: &mut Vec<Action>) {
+        let held: Vec<HostId> = (0..self.hosts.len())
+            .filter(|h| self.hosts[*h].lock == Some(Lock::Taken))
+            .collect();
+        for h in &held {
+            self.hosts[*h].lock = None;
+        }
+        if !held.is_empty() {
+            out.push(Action::ReleaseLock(held));
+        }
+        out.push(Action::Finish);
+        self.phase = Phase::Done;
+    }
+
+    fn interrupted(&mut self, out: &mut Vec<Action>) {
+        if self.interrupted {
+            return;
+        }
+        self.interrupted = true;
+        match self.phase {
+            Phase::Preparing | Phase::Reading => self.stop_before_switch(out),
+            Phase::WaitingForLock => {
+                out.push(Action::Cancel);
+                self.lock_refused(out);
+            }
+            Phase::Switching(_) | Phase::Undoing => out.push(Action::Info(
+                "the switch has begun: finishing it, so no host is left behind (interrupt again to quit at once)"
+                    .into(),
+            )),
+            // Noticed once every lock is taken.
+            Phase::Connecting | Phase::Locking | Phase::Done => {}
+        }
+    }
+
+    /// Interrupted before any host switched: nothing switches, the new release is removed.
+    fn stop_before_switch(&mut self, out: &mut Vec<Action>) {
+        out.push(Action::Cancel);
+        for h in self.connected() {
+            self.hosts[h].busy = None;
+            match &self.cfg.plan {
+                Plan::Deploy { release, .. } => {
+                    let why = "interrupted before the switch: nothing switched, the new release was removed";
+                    let conclusion = Conclusion {
+                        host: h,
+                        status: Status::Failed,
+                        message: why.into(),
+                        release: Some(release.clone()),
+                        discard: Some(release.release.clone()),
+                        records: vec![self.deploy_entry(Outcome::Aborted, None, "interrupted")],
+                        prune: false,
+                    };
+                    self.conclude(conclusion, out);
+                }
+                Plan::Revert { .. } => self.conclude_bare(
+                    h,
+                    Status::Failed,
+                    "interrupted before the switch: nothing switched",
+                    out,
+                ),
+            }
+        }
+        self.finish(out);
+    }
+
+    fn lock_lost(&mut self, h: HostId, out: &mut Vec<Action>) {
+        if self.hosts.get(h).and_then(|host| host.lock.as_ref()) == Some(&Lock::Taken) {
+            out.push(Action::Note(
+                h,
+                "lock",
+                "the deploy lock was broken by someone else".into(),
+            ));
+        }
+    }
+}

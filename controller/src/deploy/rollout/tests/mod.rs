@@ -1,0 +1,484 @@
+//! The rollout's rules as tables: each row starts a machine, feeds it the events that bring it
+//! to some point (`given`), then one more event (`when`), and checks the actions that follow,
+//! written in a short notation (see [`show`]).
+
+use std::sync::Arc;
+
+use pmfleet_shared::ecosystem::Batch;
+
+use super::deploy::batch_size;
+use super::revert::{Verdict, verdict};
+use super::*;
+use crate::agent::apply::ApplyError;
+use crate::deploy::error::Step;
+use crate::deploy::history::{Action as RecordAction, Outcome, Record};
+use crate::deploy::lock::Holder;
+use crate::ssh::SshError;
+use crate::transport::TransportError;
+
+mod gate;
+mod prepare;
+mod revert;
+mod switch;
+
+// ---- the notation -------------------------------------------------------------------------
+
+fn hosts(list: &[HostId]) -> String {
+    list.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// One action in a few words: `lock 0,1`, `switch 0 r2`, `apply 0 r1 as r2` (the apps of r1
+/// told they are r2), `0 failed: why +discard r2 +rec failed r2<-r1 "other message" +prune`.
+fn show(action: &Action) -> String {
+    match action {
+        Action::TakeLock(h) => format!("lock {}", hosts(h)),
+        Action::HoldLock(h) => format!("hold {}", hosts(h)),
+        Action::WaitForLock => "wait".into(),
+        Action::ReleaseLock(h) => format!("unlock {}", hosts(h)),
+        Action::Prepare(h, r) => format!("prepare {} {r}", hosts(h)),
+        Action::ReadState(h) => format!("read {}", hosts(h)),
+        Action::Switch(h, r) => format!("switch {h} {r}"),
+        Action::SwitchBack(h, r) => format!("back {h} {r}"),
+        Action::Apply {
+            host,
+            release,
+            vars,
+        } => format!("apply {host} {release}{}", as_vars(release, vars)),
+        Action::ApplyBack {
+            host,
+            release,
+            vars,
+        } => format!("apply-back {host} {release}{}", as_vars(release, vars)),
+        Action::Cancel => "cancel".into(),
+        Action::Info(m) => format!("info: {m}"),
+        Action::Note(h, step, text) => format!("note {h} {step}: {text}"),
+        Action::Conclude(c) => {
+            let mut s = format!("{} {}: {}", c.host, c.status.label(), c.message);
+            if let Some(r) = &c.discard {
+                s.push_str(&format!(" +discard {r}"));
+            }
+            for e in &c.records {
+                s.push_str(&format!(" +rec {}", record(e)));
+                if let Some(m) = e.message.as_ref().filter(|m| **m != c.message) {
+                    s.push_str(&format!(" {m:?}"));
+                }
+            }
+            if c.prune {
+                s.push_str(" +prune");
+            }
+            s
+        }
+        Action::Finish => "finish".into(),
+    }
+}
+
+fn as_vars(release: &str, vars: &ReleaseVars) -> String {
+    if vars.release == release {
+        String::new()
+    } else {
+        format!(" as {}", vars.release)
+    }
+}
+
+fn record(e: &Entry) -> String {
+    let outcome = match e.outcome {
+        Outcome::Success => "success",
+        Outcome::Failed => "failed",
+        Outcome::Aborted => "aborted",
+        Outcome::RolledBack => "rolled-back",
+    };
+    let action = match e.action {
+        RecordAction::Deploy => "",
+        RecordAction::Revert => "revert ",
+    };
+    match &e.previous {
+        Some(p) => format!("{action}{outcome} {}<-{p}", e.release),
+        None => format!("{action}{outcome} {}", e.release),
+    }
+}
+
+// ---- configurations -----------------------------------------------------------------------
+
+fn labels(n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("h{i}")).collect()
+}
+
+fn deploy(n: usize, batch: Batch, max_fail: usize, agents: bool) -> Config {
+    Config {
+        plan: Plan::Deploy {
+            release: ReleaseVars {
+                release: "r2".into(),
+                sha: Some("2".repeat(40)),
+                git_ref: Some("main".into()),
+            },
+            batch,
+            max_fail,
+        },
+        env: "prod".into(),
+        labels: labels(n),
+        agents,
+        lock_wait: false,
+        keep_releases: 5,
+    }
+}
+
+fn all(n: usize) -> Config {
+    deploy(n, Batch::All, 0, false)
+}
+
+fn waiting(mut cfg: Config) -> Config {
+    cfg.lock_wait = true;
+    cfg
+}
+
+fn revert(n: usize, agents: bool) -> Config {
+    Config {
+        plan: Plan::Revert { steps: 1 },
+        env: "prod".into(),
+        labels: labels(n),
+        agents,
+        lock_wait: false,
+        keep_releases: 5,
+    }
+}
+
+// ---- events -------------------------------------------------------------------------------
+
+fn dropped() -> HostError {
+    HostError::transport(TransportError::Ssh(SshError::ConnectionLost {
+        destination: "root@h:22".into(),
+        message: "gone".into(),
+    }))
+}
+
+fn refused_tcp() -> HostError {
+    HostError::connect(SshError::Connect {
+        destination: "root@h:22".into(),
+        source: std::io::Error::from(std::io::ErrorKind::ConnectionRefused),
+    })
+}
+
+fn key_refused() -> HostError {
+    HostError::connect(SshError::Auth {
+        destination: "root@h:22".into(),
+        tried: vec!["id_ed25519".into()],
+    })
+}
+
+fn boom() -> HostError {
+    HostError::Exit {
+        status: 1,
+        reason: "boom".into(),
+    }
+}
+
+fn not_ready() -> HostError {
+    HostError::Agent(ApplyError::NotReady(vec!["web: never ready".into()]))
+}
+
+fn hook_failed(step: Step) -> StepFailure {
+    StepFailure {
+        step,
+        error: HostError::Hook {
+            hook: step.name(),
+            status: 2,
+        },
+    }
+}
+
+fn held(age: u64) -> Refusal {
+    Refusal::Held {
+        holder: Some(Holder {
+            holder: "alice@laptop".into(),
+            deploy_id: "d1".into(),
+            action: "deploy".into(),
+            since: "t".into(),
+            pid: 7,
+        }),
+        heartbeat_age: age,
+        env: "prod".into(),
+    }
+}
+
+fn connected(n: usize) -> Vec<Event> {
+    (0..n).map(Event::Connected).collect()
+}
+
+fn locked(n: usize) -> Vec<Event> {
+    let mut events = connected(n);
+    events.extend((0..n).map(Event::LockTaken));
+    events
+}
+
+fn prep(h: HostId) -> Event {
+    Event::Prepared(h, Prepared { has_apps: true })
+}
+
+fn prepared(n: usize) -> Vec<Event> {
+    let mut events = locked(n);
+    events.extend((0..n).map(prep));
+    events
+}
+
+fn sw(h: HostId) -> Event {
+    Event::Switched(h, Some("r1".into()))
+}
+
+fn and(mut events: Vec<Event>, more: impl IntoIterator<Item = Event>) -> Vec<Event> {
+    events.extend(more);
+    events
+}
+
+fn record_of(action: RecordAction, release: &str, outcome: Outcome) -> Record {
+    Record {
+        id: "x".into(),
+        action,
+        release: release.into(),
+        previous: None,
+        sha: format!("sha-{release}"),
+        git_ref: "main".into(),
+        who: "t".into(),
+        when: "2026-01-01T00:00:00Z".into(),
+        outcome,
+        message: None,
+    }
+}
+
+/// A set-up host that deployed `line` in order and still holds `releases`.
+fn host_state(line: &[&str], releases: &[&str]) -> HostState {
+    HostState {
+        setup: true,
+        root: "/srv/app".into(),
+        current: line.last().map(|r| r.to_string()),
+        releases: releases.iter().map(|r| r.to_string()).collect(),
+        incomplete: Vec::new(),
+        history: line
+            .iter()
+            .map(|r| record_of(RecordAction::Deploy, r, Outcome::Success))
+            .collect(),
+    }
+}
+
+fn st(h: HostId, state: HostState) -> Event {
+    Event::StateRead(h, Box::new(state))
+}
+
+/// Revert of 2 hosts, both having deployed r1 then r2: after reading, every host goes to r1.
+fn read_two() -> Vec<Event> {
+    and(
+        locked(2),
+        [
+            st(0, host_state(&["r1", "r2"], &["r1", "r2"])),
+            st(1, host_state(&["r1", "r2"], &["r1", "r2"])),
+        ],
+    )
+}
+
+// ---- the table ----------------------------------------------------------------------------
+
+struct Row {
+    name: &'static str,
+    cfg: Config,
+    given: Vec<Event>,
+    when: Event,
+    expect: Vec<String>,
+}
+
+fn row(name: &'static str, cfg: Config, given: Vec<Event>, when: Event, expect: &[&str]) -> Row {
+    Row {
+        name,
+        cfg,
+        given,
+        when,
+        expect: expect.iter().map(|e| e.to_string()).collect(),
+    }
+}
+
+const UNREACHED: &str = "not deployed: another host could not be reached";
+const NOT_LOCKED: &str = "not deployed: another host is locked or not set up";
+const INTERRUPTED: &str =
+    "interrupted before the switch: nothing switched, the new release was removed";
+const HELD: &str = "locked by alice@laptop (deploy d1, since t, pid 7) (heartbeat 3s ago): wait for it, or pass --lock-wait 5m";
+const STOPPED: &str = "not switched: the rollout stopped";
+const BACK_1_OF_0: &str = "switched back: 1 host(s) failed and max_fail is 0";
+
+#[test]
+fn the_rollout_table() {
+    let mut rows = gate::rows();
+    rows.extend(prepare::rows());
+    rows.extend(switch::rows());
+    rows.extend(revert::rows());
+    let count = rows.len();
+    let mut failures = Vec::new();
+    for row in rows {
+        let mut machine = Rollout::new(row.cfg);
+        for event in row.given {
+            machine.handle(event);
+        }
+        let got: Vec<String> = machine.handle(row.when).iter().map(show).collect();
+        if got != row.expect {
+            failures.push(format!(
+                "row `{}`:\n  expected {:#?}\n  got      {:#?}",
+                row.name, row.expect, got
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {count} rows failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    assert!(count > 60, "{count} rows");
+}
+
+// ---- details the notation leaves out ------------------------------------------------------
+
+#[test]
+fn a_revert_tells_the_apps_the_target_s_own_sha_and_ref() {
+    let mut machine = Rollout::new(revert(1, true));
+    for event in and(locked(1), [st(0, host_state(&["r1", "r2"], &["r1", "r2"]))]) {
+        machine.handle(event);
+    }
+    let actions = machine.handle(Event::Switched(0, Some("r2".into())));
+    assert_eq!(
+        actions,
+        vec![Action::Apply {
+            host: 0,
+            release: "r1".into(),
+            vars: ReleaseVars {
+                release: "r1".into(),
+                sha: Some("sha-r1".into()),
+                git_ref: Some("main".into()),
+            },
+        }]
+    );
+    let actions = machine.handle(Event::Applied(0, "ok".into()));
+    let Some(Action::Conclude(c)) = actions.get(1) else {
+        panic!("{actions:?}");
+    };
+    assert_eq!(c.records[0].sha, "sha-r1");
+    assert_eq!(
+        c.release.as_ref().and_then(|r| r.sha.as_deref()),
+        Some("sha-r1")
+    );
+}
+
+#[test]
+fn a_deploy_records_its_sha_and_ref() {
+    let mut machine = Rollout::new(all(1));
+    for event in prepared(1) {
+        machine.handle(event);
+    }
+    let actions = machine.handle(sw(0));
+    let Some(Action::Conclude(c)) = actions.first() else {
+        panic!("{actions:?}");
+    };
+    let entry = &c.records[0];
+    assert_eq!(
+        (entry.sha.as_str(), entry.git_ref.as_str()),
+        ("2".repeat(40).as_str(), "main")
+    );
+    assert_eq!(entry.message, None);
+}
+
+#[test]
+fn nothing_happens_after_the_end() {
+    let mut machine = Rollout::new(all(1));
+    machine.handle(Event::NotConnected(0, refused_tcp()));
+    assert!(machine.is_done());
+    for event in [
+        Event::Connected(0),
+        Event::LockTaken(0),
+        prep(0),
+        sw(0),
+        Event::Interrupted,
+    ] {
+        assert_eq!(machine.handle(event), vec![]);
+    }
+}
+
+#[test]
+fn batch_sizes() {
+    for (batch, hosts, size) in [
+        (Batch::All, 5, 5),
+        (Batch::Count(2), 5, 2),
+        (Batch::Count(9), 5, 5),
+        (Batch::Percent(25), 5, 2),
+        (Batch::Percent(1), 5, 1),
+        (Batch::Percent(100), 3, 3),
+        (Batch::All, 0, 1),
+    ] {
+        assert_eq!(batch_size(batch, hosts), size, "{batch:?} of {hosts}");
+    }
+}
+
+#[test]
+fn revert_verdicts() {
+    let agree = host_state(&["r1", "r2", "r3"], &["r1", "r2", "r3"]);
+    let short = host_state(&["r3"], &["r3"]);
+    let err = boom();
+    type Case<'a> = (Vec<Result<&'a HostState, &'a HostError>>, usize, Verdict);
+    let cases: Vec<Case> = vec![
+        (
+            vec![Ok(&agree), Ok(&agree)],
+            1,
+            Verdict::Target("r2".into()),
+        ),
+        (
+            vec![Ok(&agree), Ok(&agree)],
+            2,
+            Verdict::Target("r1".into()),
+        ),
+        (
+            vec![Ok(&agree)],
+            3,
+            Verdict::Problems(vec![(
+                0,
+                Status::Failed,
+                "cannot revert 3: this host has only 2 deploy(s) to go back through".into(),
+            )]),
+        ),
+        (
+            vec![Ok(&agree), Ok(&short)],
+            1,
+            Verdict::Problems(vec![(
+                1,
+                Status::Failed,
+                "cannot revert 1: this host has only 0 deploy(s) to go back through".into(),
+            )]),
+        ),
+        (
+            vec![Ok(&agree), Err(&err)],
+            1,
+            Verdict::Problems(vec![(1, Status::Failed, "boom".into())]),
+        ),
+        (vec![], 1, Verdict::Problems(vec![])),
+    ];
+    for (states, steps, expected) in cases {
+        let labelled: Vec<(HostId, &str, Result<&HostState, &HostError>)> = states
+            .into_iter()
+            .enumerate()
+            .map(|(h, s)| (h, "h", s))
+            .collect();
+        assert_eq!(verdict(&labelled, steps, "prod", 5), expected);
+    }
+}
+
+#[test]
+fn errors_keep_their_cause() {
+    assert_eq!(dropped().status(), Status::Unreachable);
+    assert_eq!(refused_tcp().status(), Status::Unreachable);
+    assert_eq!(key_refused().status(), Status::Failed);
+    assert_eq!(boom().status(), Status::Failed);
+    assert_eq!(not_ready().status(), Status::Failed);
+    let local = HostError::transport(TransportError::Local(std::io::Error::other("no sh")));
+    assert_eq!(local.status(), Status::Failed);
+    let lost = Arc::new(SshError::NoExitStatus {
+        destination: "d".into(),
+    });
+    assert!(lost.is_dropped());
+}

@@ -1,0 +1,273 @@
+//! The release layout on a host: creating it, fetching a commit into a new release, linking
+//! shared paths, marking a release complete, switching `current`, and cleaning up after a
+//! deploy that died.
+
+use pmfleet_shared::protocol::PreparedRelease;
+
+use crate::shell::Script;
+
+/// Creates the layout; prints the expanded root.
+const SETUP_DIRS: &str = host_script!(
+    r#"mkdir -p "$p/releases" "$p/shared" "$p/.pmfleet/prepared"
+printf '%s\n' "$p"
+"#
+);
+
+/// Makes or refreshes the bare mirror under `<path>/repo`. `$1` repo.
+const MIRROR: &str = host_script!(
+    r#"command -v git >/dev/null 2>&1 || {
+  echo "git is not installed on this host: install it, or set fetch: \"push\" to send the code from the controller" >&2
+  exit 127
+}
+[ -d "$p/repo" ] || git init -q --bare "$p/repo"
+git --git-dir="$p/repo" fetch -q --prune -- "$1" '+refs/heads/*:refs/heads/*' '+refs/tags/*:refs/tags/*'
+"#
+);
+
+/// Exports commit `$2` of repo `$1` through the mirror into release `$3`.
+const FETCH_HOST: &str = host_script!(
+    r#"g="$p/repo"
+[ -d "$g" ] || { echo "no mirror at $g: run setup first" >&2; exit 1; }
+if ! git --git-dir="$g" cat-file -e "$2^{commit}" 2>/dev/null; then
+  git --git-dir="$g" fetch -q --prune -- "$1" '+refs/heads/*:refs/heads/*' '+refs/tags/*:refs/tags/*'
+fi
+if ! git --git-dir="$g" cat-file -e "$2^{commit}" 2>/dev/null; then
+  git --git-dir="$g" fetch -q -- "$1" "$2" 2>/dev/null || { echo "commit $2 is not in $1" >&2; exit 1; }
+fi
+r="$p/releases/$3"
+mkdir "$r"
+git --git-dir="$g" archive --format=tar -o "$r.tar" "$2"
+tar -x -C "$r" -f "$r.tar"
+rm -f "$r.tar"
+"#
+);
+
+/// Unpacks a tar archive from stdin into release `$1`.
+const FETCH_PUSH: &str = host_script!(
+    r#"r="$p/releases/$1"
+mkdir "$r"
+tar -x -C "$r"
+"#
+);
+
+/// Links `shared/<x>` into release `$1`: the next `$2` names are directories, the rest files.
+/// The links are relative (`../../shared/x`), so they hold wherever the root is mounted.
+const LINK_SHARED: &str = host_script!(
+    r#"r="$p/releases/$1"; n=$2; shift 2; i=0
+for x; do
+  i=$((i + 1)); s="$p/shared/$x"; t="$r/$x"
+  if [ "$i" -le "$n" ]; then
+    mkdir -p "$s"
+  else
+    mkdir -p "$(dirname "$s")"; [ -e "$s" ] || : > "$s"
+  fi
+  up=../..; rest=$x
+  while case $rest in */*) true ;; *) false ;; esac; do rest=${rest#*/}; up=$up/..; done
+  rm -rf "$t"; mkdir -p "$(dirname "$t")"; ln -s "$up/shared/$x" "$t"
+done
+"#
+);
+
+/// Marks release `$1` as complete (fetched, linked, built): its marker holds `$2`, the apps'
+/// environment as JSON (mode 0600, written whole); prints `ecosystem=<name>` for the first of
+/// the file names that follow that the release holds.
+const MARK_PREPARED: &str = host_script!(
+    r#"r="$p/releases/$1"; m="$p/.pmfleet/prepared/$1"; t="$p/.pmfleet/prepared/.$1.tmp"; j=$2; shift 2
+[ -d "$r" ]
+( umask 077; printf '%s\n' "$j" > "$t" )
+mv -f "$t" "$m"
+for f; do if [ -f "$r/$f" ]; then echo "ecosystem=$f"; exit 0; fi; done
+"#
+);
+
+/// Gives release `$1`'s marker the environment `$2` (JSON) when it holds none — a release
+/// prepared by an older pmfleet, whose markers were empty. A marker that has one is kept.
+const FILL_MARKER: &str = host_script!(
+    r#"m="$p/.pmfleet/prepared/$1"; t="$p/.pmfleet/prepared/.$1.tmp"
+if [ -f "$m" ] && [ ! -s "$m" ]; then
+  ( umask 077; printf '%s\n' "$2" > "$t" )
+  mv -f "$t" "$m"
+fi
+"#
+);
+
+/// Removes release `$1`, unless it is current.
+const DISCARD: &str = host_script!(
+    r#"if [ "$(readlink "$p/current" 2>/dev/null || true)" = "releases/$1" ]; then
+  echo "release $1 is current: not removing it" >&2; exit 1
+fi
+rm -rf "$p/releases/$1" "$p/.pmfleet/prepared/$1"
+"#
+);
+
+/// Points `current` at release `$1` by renaming a fresh symlink over it; prints the old target.
+const SWITCH: &str = host_script!(
+    r#"[ -d "$p/releases/$1" ] && [ -f "$p/.pmfleet/prepared/$1" ] || {
+  echo "release $1 is not complete on this host" >&2; exit 1
+}
+readlink "$p/current" 2>/dev/null || true
+ln -sfn "releases/$1" "$p/.pmfleet/current.new"
+mv -T "$p/.pmfleet/current.new" "$p/current"
+"#
+);
+
+/// Prints `NOSETUP` if the layout is missing; otherwise prints `root=<expanded root>` and
+/// removes what a deploy killed half-way left behind: release directories never marked complete (except the current one) and markers
+/// without a directory. Prints what it removed.
+const CLEANUP: &str = host_script!(
+    r#"[ -d "$p/releases" ] && [ -d "$p/.pmfleet/prepared" ] || { echo "NOSETUP"; exit 0; }
+echo "root=$p"
+cur=$(readlink "$p/current" 2>/dev/null || true)
+for d in "$p"/releases/*; do
+  [ -d "$d" ] || continue
+  r=${d##*/}
+  [ -f "$p/.pmfleet/prepared/$r" ] && continue
+  [ "releases/$r" = "$cur" ] && continue
+  rm -rf "$d"; printf '%s\n' "$r"
+done
+for m in "$p"/.pmfleet/prepared/*; do
+  [ -f "$m" ] || continue
+  [ -d "$p/releases/${m##*/}" ] || rm -f "$m"
+done
+rm -f "$p"/releases/*.tar
+"#
+);
+
+/// Prints the host's state: `setup=`, `current=`, `release=`/`incomplete=` lines, then the
+/// history after a `--history--` line.
+const STATE: &str = host_script!(
+    r#"if [ -d "$p/releases" ] && [ -d "$p/.pmfleet" ]; then echo "setup=yes"; else echo "setup=no"; exit 0; fi
+echo "root=$p"
+echo "current=$(readlink "$p/current" 2>/dev/null || true)"
+for d in "$p"/releases/*; do
+  [ -d "$d" ] || continue
+  r=${d##*/}
+  if [ -f "$p/.pmfleet/prepared/$r" ]; then echo "release=$r"; else echo "incomplete=$r"; fi
+done
+echo "--history--"
+[ ! -f "$p/.pmfleet/history.jsonl" ] || tail -n 5000 "$p/.pmfleet/history.jsonl"
+"#
+);
+
+pub fn setup_dirs(root: &str) -> Script {
+    Script::new(SETUP_DIRS).arg(root)
+}
+
+pub fn mirror(root: &str, repo: &str) -> Script {
+    Script::new(MIRROR).arg(root).arg(repo)
+}
+
+pub fn fetch_host(root: &str, repo: &str, sha: &str, release: &str) -> Script {
+    Script::new(FETCH_HOST)
+        .arg(root)
+        .arg(repo)
+        .arg(sha)
+        .arg(release)
+}
+
+pub fn fetch_push(root: &str, release: &str) -> Script {
+    Script::new(FETCH_PUSH).arg(root).arg(release)
+}
+
+pub fn link_shared(root: &str, release: &str, dirs: &[String], files: &[String]) -> Script {
+    Script::new(LINK_SHARED)
+        .arg(root)
+        .arg(release)
+        .arg(dirs.len().to_string())
+        .args(dirs.iter().map(|d| normalize(d)))
+        .args(files.iter().map(|f| normalize(f)))
+}
+
+/// `a//b/./c/` → `a/b/c`, so the script can count the depth by slashes. (The ecosystem
+/// loader has already refused absolute paths and `..`.)
+fn normalize(relative: &str) -> String {
+    relative
+        .split('/')
+        .filter(|part| !part.is_empty() && *part != ".")
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// `MARK_PREPARED`, the marker holding `prepared` (what the agent runs the release with).
+pub fn mark_prepared(root: &str, release: &str, prepared: &PreparedRelease) -> Script {
+    Script::new(MARK_PREPARED)
+        .arg(root)
+        .arg(release)
+        .arg(marker_json(prepared))
+        .args(pmfleet_shared::ecosystem::DISCOVERY_ORDER)
+}
+
+/// `FILL_MARKER`: give an empty marker (left by an older pmfleet) `prepared`.
+pub fn fill_marker(root: &str, release: &str, prepared: &PreparedRelease) -> Script {
+    Script::new(FILL_MARKER)
+        .arg(root)
+        .arg(release)
+        .arg(marker_json(prepared))
+}
+
+fn marker_json(prepared: &PreparedRelease) -> String {
+    // A map of strings always serializes; one line, as the scripts write it.
+    serde_json::to_string(prepared).unwrap_or_default()
+}
+
+pub fn discard(root: &str, release: &str) -> Script {
+    Script::new(DISCARD).arg(root).arg(release)
+}
+
+pub fn switch(root: &str, release: &str) -> Script {
+    Script::new(SWITCH).arg(root).arg(release)
+}
+
+pub fn cleanup(root: &str) -> Script {
+    Script::new(CLEANUP).arg(root)
+}
+
+pub fn state(root: &str) -> Script {
+    Script::new(STATE).arg(root)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::shell::Script;
+
+    #[test]
+    fn shared_paths_are_normalized() {
+        assert_eq!(normalize("a//b/./c/"), "a/b/c");
+        assert_eq!(normalize("logs"), "logs");
+    }
+
+    #[test]
+    fn shared_links_are_relative_and_resolve() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().display().to_string();
+        let run = |script: Script| {
+            let out = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(script.render())
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        run(setup_dirs(&root));
+        std::fs::create_dir_all(tmp.path().join("releases/r1")).unwrap();
+        run(link_shared(
+            &root,
+            "r1",
+            &["logs".into()],
+            &["config//.env".into()],
+        ));
+        let link = tmp.path().join("releases/r1/config/.env");
+        assert_eq!(
+            std::fs::read_link(&link).unwrap(),
+            std::path::Path::new("../../../shared/config/.env")
+        );
+        std::fs::write(tmp.path().join("shared/config/.env"), "X=1").unwrap();
+        assert_eq!(std::fs::read_to_string(link).unwrap(), "X=1");
+        assert!(tmp.path().join("releases/r1/logs").is_dir());
+    }
+}

@@ -1,0 +1,131 @@
+//! The words of a config line and the values pmfleet reads from them: ports, OpenSSH time
+//! values, paths with `~` and `%` tokens.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Splits a config line into its keyword and arguments: `Key value`, `Key=value` or
+/// `Key = "quoted value"`; `#` starts a comment. `None` for blank and comment lines.
+pub(crate) fn split_line(line: &str) -> Result<Option<(String, Vec<String>)>, String> {
+    let line = line.trim();
+    if line.is_empty() || line.starts_with('#') {
+        return Ok(None);
+    }
+    let keyword_end = line
+        .find(|c: char| c.is_whitespace() || c == '=')
+        .unwrap_or(line.len());
+    let (keyword, rest) = line.split_at(keyword_end);
+    let rest = rest.trim_start();
+    let rest = rest.strip_prefix('=').unwrap_or(rest);
+    let mut args = Vec::new();
+    let mut chars = rest.chars().peekable();
+    loop {
+        while chars.peek().is_some_and(|c| c.is_whitespace()) {
+            chars.next();
+        }
+        match chars.peek() {
+            None => break,
+            Some('#') => break,
+            Some('"') => {
+                chars.next();
+                let mut arg = String::new();
+                loop {
+                    match chars.next() {
+                        Some('"') => break,
+                        Some(c) => arg.push(c),
+                        None => return Err(format!("unterminated quote in `{line}`")),
+                    }
+                }
+                args.push(arg);
+            }
+            Some(_) => {
+                let mut arg = String::new();
+                while let Some(&c) = chars.peek() {
+                    if c.is_whitespace() {
+                        break;
+                    }
+                    arg.push(c);
+                    chars.next();
+                }
+                args.push(arg);
+            }
+        }
+    }
+    Ok(Some((keyword.to_string(), args)))
+}
+
+pub(super) fn parse_port(value: &str) -> Result<u16, String> {
+    match value.parse::<u16>() {
+        Ok(port) if port != 0 => Ok(port),
+        _ => Err(format!("invalid port `{value}`")),
+    }
+}
+
+/// OpenSSH time format, enough of it: `30`, `30s`, `2m`, `1h`, `none`.
+pub(super) fn parse_seconds(value: &str) -> Result<Duration, String> {
+    if value.eq_ignore_ascii_case("none") {
+        return Ok(Duration::ZERO);
+    }
+    let lower = value.to_ascii_lowercase();
+    let (digits, unit) = match lower.chars().last() {
+        Some(c) if c.is_ascii_alphabetic() => (lower.trim_end_matches(c), c),
+        _ => (lower.as_str(), 's'),
+    };
+    let number: u64 = digits
+        .parse()
+        .map_err(|_| format!("invalid time `{value}`"))?;
+    let factor = match unit {
+        's' => 1,
+        'm' => 60,
+        'h' => 3600,
+        _ => return Err(format!("invalid time unit in `{value}`")),
+    };
+    Ok(Duration::from_secs(number.saturating_mul(factor)))
+}
+
+/// `~` and `~/...` become paths under `home` (the controller's own home, or a test's).
+pub(crate) fn expand_tilde(path: &str, home: &Path) -> PathBuf {
+    if path == "~" {
+        home.to_path_buf()
+    } else if let Some(rest) = path.strip_prefix("~/") {
+        home.join(rest)
+    } else {
+        PathBuf::from(path)
+    }
+}
+
+/// Expands `~` and the `%` tokens OpenSSH allows in IdentityFile and UserKnownHostsFile:
+/// `%d` home, `%u` local user, `%h` host name, `%r` remote user, `%p` port, `%%`.
+pub(crate) fn expand_path(path: &str, tokens: &Tokens<'_>) -> PathBuf {
+    let mut out = String::new();
+    let mut chars = path.chars();
+    while let Some(c) = chars.next() {
+        if c != '%' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('d') => out.push_str(&tokens.home.to_string_lossy()),
+            Some('u') => out.push_str(tokens.local_user),
+            Some('h') => out.push_str(tokens.hostname),
+            Some('r') => out.push_str(tokens.remote_user),
+            Some('p') => out.push_str(&tokens.port.to_string()),
+            Some('%') => out.push('%'),
+            Some(other) => {
+                out.push('%');
+                out.push(other);
+            }
+            None => out.push('%'),
+        }
+    }
+    expand_tilde(&out, tokens.home)
+}
+
+/// Values for `%` tokens.
+pub(crate) struct Tokens<'a> {
+    pub home: &'a Path,
+    pub local_user: &'a str,
+    pub hostname: &'a str,
+    pub remote_user: &'a str,
+    pub port: u16,
+}

@@ -1,0 +1,129 @@
+//! How both command lines show things to people: aligned text tables, sizes, uptimes and
+//! elapsed times. One set, so `pmfleet status` and `pmfleet-agent list` read alike.
+
+use std::time::Duration;
+
+/// Rows under headers, each column as wide as its widest cell (counted in characters), two
+/// spaces apart; the last column is not padded and no line ends in spaces.
+pub fn table<const N: usize>(headers: &[&str; N], rows: &[[String; N]]) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let mut push_row = |cells: Vec<&str>| {
+        let mut line = String::new();
+        for (i, (cell, w)) in cells.iter().zip(&widths).enumerate() {
+            if i + 1 == N {
+                line.push_str(cell);
+            } else {
+                line.push_str(&format!("{cell:<w$}  "));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    };
+    push_row(headers.to_vec());
+    for row in rows {
+        push_row(row.iter().map(String::as_str).collect());
+    }
+    out
+}
+
+/// A size in binary units with one decimal: `512 B`, `4.0 KiB`, `50.0 MiB`, `1.5 GiB`.
+pub fn bytes(b: u64) -> String {
+    const KIB: f64 = 1024.0;
+    let f = b as f64;
+    if b < 1024 {
+        format!("{b} B")
+    } else if f < KIB * KIB {
+        format!("{:.1} KiB", f / KIB)
+    } else if f < KIB * KIB * KIB {
+        format!("{:.1} MiB", f / (KIB * KIB))
+    } else {
+        format!("{:.1} GiB", f / (KIB * KIB * KIB))
+    }
+}
+
+/// How long something has been up, in its largest whole unit: `5s`, `2m`, `3h`, `4d`.
+pub fn uptime(ms: u64) -> String {
+    let s = ms / 1000;
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m", s / 60),
+        3600..86_400 => format!("{}h", s / 3600),
+        _ => format!("{}d", s / 86_400),
+    }
+}
+
+/// An elapsed time in seconds with one decimal: `0.4s`, `12.3s`.
+pub fn seconds(d: Duration) -> String {
+    format!("{:.1}s", d.as_secs_f64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_aligns_columns() {
+        let t = table(
+            &["A", "BB"],
+            &[
+                ["xxx".to_string(), "y".to_string()],
+                ["z".to_string(), "".to_string()],
+            ],
+        );
+        assert_eq!(t, "A    BB\nxxx  y\nz\n");
+    }
+
+    #[test]
+    fn table_counts_characters_not_bytes() {
+        let t = table(
+            &["id", "↺", "status"],
+            &[["0".to_string(), "12".to_string(), "online".to_string()]],
+        );
+        assert_eq!(t, "id  ↺   status\n0   12  online\n");
+    }
+
+    #[test]
+    fn sizes_read_well() {
+        let rows = [
+            (0, "0 B"),
+            (1023, "1023 B"),
+            (4096, "4.0 KiB"),
+            (50 * 1024 * 1024, "50.0 MiB"),
+            (1536 * 1024 * 1024, "1.5 GiB"),
+            (u64::MAX, "17179869184.0 GiB"),
+        ];
+        for (b, want) in rows {
+            assert_eq!(bytes(b), want, "{b}");
+        }
+    }
+
+    #[test]
+    fn uptimes_read_well() {
+        let rows = [
+            (0, "0s"),
+            (5_000, "5s"),
+            (59_999, "59s"),
+            (60_000, "1m"),
+            (125_000, "2m"),
+            (7_200_000, "2h"),
+            (86_399_999, "23h"),
+            (86_400_000, "1d"),
+            (4 * 86_400_000 + 5, "4d"),
+        ];
+        for (ms, want) in rows {
+            assert_eq!(uptime(ms), want, "{ms}");
+        }
+    }
+
+    #[test]
+    fn elapsed_seconds_have_one_decimal() {
+        assert_eq!(seconds(Duration::from_millis(420)), "0.4s");
+        assert_eq!(seconds(Duration::from_millis(12_340)), "12.3s");
+    }
+}

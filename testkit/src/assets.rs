@@ -1,0 +1,27 @@
+//! Files of the repository that tests run: the agent's sample apps (`agent/tests/apps/`), its
+//! fixtures (`agent/tests/fixtures/`) and the Node preload (`agent/preload/cluster.js`).
+
+use std::path::{Path, PathBuf};
+
+/// The workspace root.
+pub fn workspace() -> PathBuf {
+    let kit = Path::new(env!("CARGO_MANIFEST_DIR"));
+    kit.parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| kit.to_path_buf())
+}
+
+/// A sample app under `agent/tests/apps/`.
+pub fn agent_app(name: &str) -> PathBuf {
+    workspace().join("agent/tests/apps").join(name)
+}
+
+/// A fixture under `agent/tests/fixtures/`.
+pub fn agent_fixture(name: &str) -> PathBuf {
+    workspace().join("agent/tests/fixtures").join(name)
+}
+
+/// The preload the agent injects into Node apps with `NODE_OPTIONS=--require`.
+pub fn node_preload() -> PathBuf {
+    workspace().join("agent/preload/cluster.js")
+}

@@ -1,0 +1,50 @@
+//! What every pmfleet test crate and the benchmarks share, in one place: real OpenSSH `sshd`
+//! hosts and the controller's client home ([`sshd`], [`client_home`]), real git repositories
+//! ([`git_repo`]), a user's project running the real `pmfleet` binary ([`project`]), an agent
+//! home with its daemon ([`agent`]), app instances started by hand the way the agent starts them
+//! ([`instance`]), a test CA and a mutual-TLS client ([`tls`]), HTTP requests and a load
+//! generator that counts every failed request ([`http`], [`load`]), free ports and who holds
+//! which connection ([`net`]), processes and their open files ([`procs`]), and waiting on a
+//! condition instead of sleeping ([`wait`]).
+//!
+//! It depends on neither the controller nor the agent crate (the agent's tests must not build
+//! the controller): the binaries are found by path ([`binaries`]), the agent's sample apps and
+//! fixtures too ([`assets`]).
+
+pub mod agent;
+pub mod assets;
+pub mod binaries;
+pub mod client_home;
+pub mod git_repo;
+pub mod http;
+pub mod instance;
+pub mod load;
+pub mod net;
+pub mod procs;
+pub mod project;
+pub mod sshd;
+pub mod tls;
+pub mod wait;
+
+pub use agent::AgentHome;
+pub use http::{answering_pids, get, get_from};
+pub use load::{Load, LoadReport};
+pub use net::free_port;
+pub use procs::{pid_alive, processes_with};
+pub use wait::{wait_for, wait_until};
+
+/// Skips the calling test, with a printed line, when this machine cannot run real sshd hosts
+/// ([`sshd::sshd_available`]); under `CI=true` the test fails instead, so a CI run can never
+/// pass SSH tests that did not run.
+#[macro_export]
+macro_rules! require_sshd {
+    () => {
+        if let Some(why) = $crate::sshd::missing_sshd() {
+            if $crate::sshd::in_ci() {
+                panic!("{why} (CI=true: SSH tests must run; see the README's test command)");
+            }
+            eprintln!("skipped: {why}");
+            return;
+        }
+    };
+}
