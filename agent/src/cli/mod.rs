@@ -10,7 +10,7 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use pmfleet_shared::display;
 use pmfleet_shared::protocol::{
-    AgentEvent, AppDetail, ApplyRelease, ApplyReport, ProcessInfo, Request, Response, ScaleTo,
+    AgentEvent, AppDetail, ApplyDir, ApplyReport, ProcessInfo, Request, Response, ScaleTo,
     ScriptStart, StartRequest, StartSource, Target,
 };
 
@@ -277,7 +277,7 @@ pub async fn run(command: Command, home: &AgentHome) -> anyhow::Result<ExitCode>
             let release_dir = std::env::current_dir()
                 .context("cannot read the current directory")?
                 .join(release_dir);
-            let req = Request::ApplyRelease(Box::new(ApplyRelease {
+            let req = Request::ApplyDir(Box::new(ApplyDir {
                 release_dir,
                 ecosystem,
                 env_name,

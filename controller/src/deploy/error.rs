@@ -53,6 +53,7 @@ impl HostError {
                 TransportError::Ssh(e) => e.is_unreachable() || e.is_dropped(),
                 TransportError::Local(_) => false,
             },
+            HostError::Agent(ApplyError::Marker(e)) => e.is_unreachable(),
             _ => false,
         }
     }

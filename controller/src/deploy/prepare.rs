@@ -2,6 +2,7 @@
 //! that died left), `pre-deploy`, fetch the commit into `releases/<id>`, link the shared paths,
 //! `post-deploy`, mark it complete. A step that fails removes the new release.
 
+use pmfleet_shared::protocol::PreparedRelease;
 use std::sync::Arc;
 
 use pmfleet_shared::ecosystem::DeployEnv;
@@ -125,8 +126,13 @@ async fn build(
             .await
             .map_err(StepFailure::new(Step::PostDeploy))?;
     }
+    // What the agent runs the release's apps with, written here over SSH (never sent to it).
+    let prepared = PreparedRelease {
+        env_name: env.name.clone(),
+        env: release.hook_env.iter().cloned().collect(),
+    };
     let marked = member
-        .run(&scripts::mark_prepared(root, &release.id))
+        .run(&scripts::mark_prepared(root, &release.id, &prepared))
         .await
         .map_err(StepFailure::new(Step::Finish))?;
     out.step(host, "ready to switch");

@@ -75,7 +75,7 @@ pub async fn setup(ctx: &Context, env: &DeployEnv) -> Vec<HostReport> {
                 let mut message = format!("set up in {}", expanded.stdout.trim());
                 if let (Some(kit), Some(settings)) = (&kit, &env.agent) {
                     out.step(host, "agent");
-                    let agent = provision(kit, settings, &m)
+                    let agent = provision(kit, settings, root, &m)
                         .await
                         .map_err(SetupError::Agent)?;
                     message = format!("{message}; {agent}");

@@ -2,6 +2,8 @@
 //! shared paths, marking a release complete, switching `current`, and cleaning up after a
 //! deploy that died.
 
+use pmfleet_shared::protocol::PreparedRelease;
+
 use crate::shell::Script;
 
 /// Creates the layout; prints the expanded root.
@@ -66,13 +68,26 @@ done
 "#
 );
 
-/// Marks release `$1` as complete (fetched, linked, built); prints `ecosystem=<name>` for the
-/// first of the file names that follow that the release holds.
+/// Marks release `$1` as complete (fetched, linked, built): its marker holds `$2`, the apps'
+/// environment as JSON (mode 0600, written whole); prints `ecosystem=<name>` for the first of
+/// the file names that follow that the release holds.
 const MARK_PREPARED: &str = host_script!(
-    r#"r="$p/releases/$1"; shift
+    r#"r="$p/releases/$1"; m="$p/.pmfleet/prepared/$1"; t="$p/.pmfleet/prepared/.$1.tmp"; j=$2; shift 2
 [ -d "$r" ]
-: > "$p/.pmfleet/prepared/${r##*/}"
+( umask 077; printf '%s\n' "$j" > "$t" )
+mv -f "$t" "$m"
 for f; do if [ -f "$r/$f" ]; then echo "ecosystem=$f"; exit 0; fi; done
+"#
+);
+
+/// Gives release `$1`'s marker the environment `$2` (JSON) when it holds none — a release
+/// prepared by an older pmfleet, whose markers were empty. A marker that has one is kept.
+const FILL_MARKER: &str = host_script!(
+    r#"m="$p/.pmfleet/prepared/$1"; t="$p/.pmfleet/prepared/.$1.tmp"
+if [ -f "$m" ] && [ ! -s "$m" ]; then
+  ( umask 077; printf '%s\n' "$2" > "$t" )
+  mv -f "$t" "$m"
+fi
 "#
 );
 
@@ -173,11 +188,26 @@ fn normalize(relative: &str) -> String {
         .join("/")
 }
 
-pub fn mark_prepared(root: &str, release: &str) -> Script {
+/// `MARK_PREPARED`, the marker holding `prepared` (what the agent runs the release with).
+pub fn mark_prepared(root: &str, release: &str, prepared: &PreparedRelease) -> Script {
     Script::new(MARK_PREPARED)
         .arg(root)
         .arg(release)
+        .arg(marker_json(prepared))
         .args(pmfleet_shared::ecosystem::DISCOVERY_ORDER)
+}
+
+/// `FILL_MARKER`: give an empty marker (left by an older pmfleet) `prepared`.
+pub fn fill_marker(root: &str, release: &str, prepared: &PreparedRelease) -> Script {
+    Script::new(FILL_MARKER)
+        .arg(root)
+        .arg(release)
+        .arg(marker_json(prepared))
+}
+
+fn marker_json(prepared: &PreparedRelease) -> String {
+    // A map of strings always serializes; one line, as the scripts write it.
+    serde_json::to_string(prepared).unwrap_or_default()
 }
 
 pub fn discard(root: &str, release: &str) -> Script {
