@@ -30,18 +30,24 @@ fn hosts(list: &[HostId]) -> String {
         .join(",")
 }
 
-/// One action in a few words: `lock 0,1`, `switch 0 r2`, `apply 0 r1 as r2` (the apps of r1
-/// told they are r2), `0 failed: why +discard r2 +rec failed r2<-r1 "other message" +prune`.
+/// One action in a few words: `lock 0,1`, `switch 0 r2`, `back 0 r1: why` (its history
+/// record's message), `apply 0 r1 as r2` (the apps of r1 told they are r2),
+/// `0 failed: why +discard r2 +rec failed r2<-r1 "other message" +prune`.
 fn show(action: &Action) -> String {
     match action {
         Action::TakeLock(h) => format!("lock {}", hosts(h)),
         Action::HoldLock(h) => format!("hold {}", hosts(h)),
         Action::WaitForLock => "wait".into(),
         Action::ReleaseLock(h) => format!("unlock {}", hosts(h)),
+        Action::Begin(h, r) => format!("begin {} {r}", hosts(h)),
+        Action::End(h) => format!("end {}", hosts(h)),
+        Action::EndHooks(h) => format!("end-hooks {}", hosts(h)),
         Action::Prepare(h, r) => format!("prepare {} {r}", hosts(h)),
         Action::ReadState(h) => format!("read {}", hosts(h)),
-        Action::Switch(h, r) => format!("switch {h} {r}"),
-        Action::SwitchBack(h, r) => format!("back {h} {r}"),
+        Action::Switch(h, r, _) => format!("switch {h} {r}"),
+        Action::SwitchBack(h, r, e) => {
+            format!("back {h} {r}: {}", e.message.as_deref().unwrap_or(""))
+        }
         Action::Apply {
             host,
             release,
@@ -197,8 +203,10 @@ fn held(age: u64) -> Refusal {
             action: "deploy".into(),
             since: "t".into(),
             pid: 7,
+            machine: String::new(),
         }),
         heartbeat_age: age,
+        alive_here: None,
         env: "prod".into(),
     }
 }
@@ -213,12 +221,35 @@ fn locked(n: usize) -> Vec<Event> {
     events
 }
 
+/// What a host serving r1 says as the rollout begins.
+fn begun_on(h: HostId) -> Event {
+    Event::Begun(
+        h,
+        Box::new(Begun {
+            current: Some("r1".into()),
+            serving: Some(ReleaseVars {
+                release: "r1".into(),
+                sha: Some("sha-r1".into()),
+                git_ref: Some("main".into()),
+            }),
+            last: None,
+        }),
+    )
+}
+
+/// Connected, locked and begun.
+fn begun(n: usize) -> Vec<Event> {
+    let mut events = locked(n);
+    events.extend((0..n).map(begun_on));
+    events
+}
+
 fn prep(h: HostId) -> Event {
     Event::Prepared(h, Prepared { has_apps: true })
 }
 
 fn prepared(n: usize) -> Vec<Event> {
-    let mut events = locked(n);
+    let mut events = begun(n);
     events.extend((0..n).map(prep));
     events
 }
@@ -255,6 +286,8 @@ fn host_state(line: &[&str], releases: &[&str]) -> HostState {
         current: line.last().map(|r| r.to_string()),
         releases: releases.iter().map(|r| r.to_string()).collect(),
         incomplete: Vec::new(),
+        lock: None,
+        rollout: None,
         history: line
             .iter()
             .map(|r| record_of(RecordAction::Deploy, r, Outcome::Success))
@@ -266,13 +299,27 @@ fn st(h: HostId, state: HostState) -> Event {
     Event::StateRead(h, Box::new(state))
 }
 
-/// Revert of 2 hosts, both having deployed r1 then r2: after reading, every host goes to r1.
+/// What a host says as a revert's rollout begins.
+fn revert_begun(h: HostId) -> Event {
+    Event::Begun(
+        h,
+        Box::new(Begun {
+            current: Some("r2".into()),
+            serving: None,
+            last: None,
+        }),
+    )
+}
+
+/// Revert of 2 hosts, both having deployed r1 then r2: read, begun, about to switch to r1.
 fn read_two() -> Vec<Event> {
     and(
         locked(2),
         [
             st(0, host_state(&["r1", "r2"], &["r1", "r2"])),
             st(1, host_state(&["r1", "r2"], &["r1", "r2"])),
+            revert_begun(0),
+            revert_begun(1),
         ],
     )
 }
@@ -302,8 +349,6 @@ const NOT_LOCKED: &str = "not deployed: another host is locked or not set up";
 const INTERRUPTED: &str =
     "interrupted before the switch: nothing switched, the new release was removed";
 const HELD: &str = "locked by alice@laptop (deploy d1, since t, pid 7) (heartbeat 3s ago): wait for it, or pass --lock-wait 5m";
-const STOPPED: &str = "not switched: the rollout stopped";
-const BACK_1_OF_0: &str = "switched back: 1 host(s) failed and max_fail is 0";
 
 #[test]
 fn the_rollout_table() {
@@ -343,6 +388,17 @@ fn a_revert_tells_the_apps_the_target_s_own_sha_and_ref() {
     for event in and(locked(1), [st(0, host_state(&["r1", "r2"], &["r1", "r2"]))]) {
         machine.handle(event);
     }
+    let actions = machine.handle(revert_begun(0));
+    let Some(Action::Switch(0, release, entry)) = actions.first() else {
+        panic!("{actions:?}");
+    };
+    assert_eq!(release, "r1");
+    assert_eq!(
+        (entry.sha.as_str(), entry.outcome),
+        ("sha-r1", Outcome::Success)
+    );
+    assert_eq!(entry.action, RecordAction::Revert);
+    assert_eq!(entry.previous.as_deref(), Some("r2"));
     let actions = machine.handle(Event::Switched(0, Some("r2".into())));
     assert_eq!(
         actions,
@@ -360,7 +416,7 @@ fn a_revert_tells_the_apps_the_target_s_own_sha_and_ref() {
     let Some(Action::Conclude(c)) = actions.get(1) else {
         panic!("{actions:?}");
     };
-    assert_eq!(c.records[0].sha, "sha-r1");
+    assert!(c.records.is_empty(), "the switch recorded itself");
     assert_eq!(
         c.release.as_ref().and_then(|r| r.sha.as_deref()),
         Some("sha-r1")
@@ -368,21 +424,58 @@ fn a_revert_tells_the_apps_the_target_s_own_sha_and_ref() {
 }
 
 #[test]
-fn a_deploy_records_its_sha_and_ref() {
+fn a_switch_carries_its_own_history_record() {
     let mut machine = Rollout::new(all(1));
+    let mut actions = Vec::new();
     for event in prepared(1) {
-        machine.handle(event);
+        actions = machine.handle(event);
     }
-    let actions = machine.handle(sw(0));
-    let Some(Action::Conclude(c)) = actions.first() else {
+    let Some(Action::Switch(0, release, entry)) = actions.first() else {
         panic!("{actions:?}");
     };
-    let entry = &c.records[0];
+    assert_eq!(release, "r2");
     assert_eq!(
         (entry.sha.as_str(), entry.git_ref.as_str()),
         ("2".repeat(40).as_str(), "main")
     );
+    assert_eq!(entry.previous.as_deref(), Some("r1"));
+    assert_eq!(
+        (entry.action, entry.outcome),
+        (RecordAction::Deploy, Outcome::Success)
+    );
     assert_eq!(entry.message, None);
+}
+
+#[test]
+fn going_back_runs_the_previous_release_with_its_own_variables() {
+    let mut machine = Rollout::new(deploy(1, Batch::All, 0, true));
+    for event in and(prepared(1), [sw(0)]) {
+        machine.handle(event);
+    }
+    let actions = machine.handle(Event::ApplyFailed(0, not_ready()));
+    let Some(Action::SwitchBack(0, release, entry)) = actions.first() else {
+        panic!("{actions:?}");
+    };
+    assert_eq!(release, "r1");
+    // The switch back is a revert to r1 in the history, so the release line drops r2.
+    assert_eq!(
+        (entry.action, entry.release.as_str()),
+        (RecordAction::Revert, "r1")
+    );
+    assert_eq!(entry.sha, "sha-r1");
+    let actions = machine.handle(Event::SwitchedBack(0));
+    assert_eq!(
+        actions,
+        vec![Action::ApplyBack {
+            host: 0,
+            release: "r1".into(),
+            vars: ReleaseVars {
+                release: "r1".into(),
+                sha: Some("sha-r1".into()),
+                git_ref: Some("main".into()),
+            },
+        }]
+    );
 }
 
 #[test]
