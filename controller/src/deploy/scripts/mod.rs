@@ -47,7 +47,8 @@ macro_rules! append_fn {
     };
 }
 
-/// The exit status of an [`owned_script!`] whose run no longer holds the lock.
+/// The exit status of a script that checks the lock (`owned_script!`) when its run no longer
+/// holds it.
 pub const LOCK_LOST_STATUS: i32 = 75;
 
 mod agent;
