@@ -501,3 +501,18 @@ impl<H: RolloutHost> Driver<'_, H> {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn two_waiters_do_not_retry_in_lockstep() {
+        let pauses: Vec<Duration> = (0..32).map(|_| lock_retry_pause()).collect();
+        for pause in &pauses {
+            assert!(*pause >= LOCK_RETRY && *pause < LOCK_RETRY * 2, "{pause:?}");
+        }
+        let first = pauses[0];
+        assert!(pauses.iter().any(|p| *p != first), "{pauses:?}");
+    }
+}
