@@ -84,14 +84,14 @@ impl Agents {
         }))
     }
 
-    /// The releases the apps on `member` run from (empty when the agent cannot say).
-    pub async fn releases_in_use(&self, member: &Member) -> Vec<String> {
+    /// The releases the apps on `member` run from; an error when the agent cannot say.
+    pub async fn releases_in_use(&self, member: &Member) -> Result<Vec<String>, AgentError> {
         match self
             .client
             .request(&member.host, self.settings.port, &Request::Status, None)
-            .await
+            .await?
         {
-            Ok(Response::Status(status)) => {
+            Response::Status(status) => {
                 let mut releases: Vec<String> = status
                     .processes
                     .into_iter()
@@ -99,9 +99,9 @@ impl Agents {
                     .collect();
                 releases.sort();
                 releases.dedup();
-                releases
+                Ok(releases)
             }
-            _ => Vec::new(),
+            other => Err(AgentError::Refused(format!("unexpected answer {other:?}"))),
         }
     }
 
