@@ -9,11 +9,11 @@
 
 use std::os::unix::fs::PermissionsExt;
 
-use nix::fcntl::{Flock, FlockArg};
 use tokio::net::UnixListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::daemon_lock::{DaemonLock, LockError};
 use crate::home::AgentHome;
 use crate::supervisor::Supervisor;
 
@@ -24,8 +24,8 @@ pub enum DaemonError {
         path: String,
         source: std::io::Error,
     },
-    #[error("another agent is already running in {0}")]
-    AlreadyRunning(String),
+    #[error(transparent)]
+    Lock(#[from] LockError),
     #[error("cannot listen on {path}: {source}")]
     Socket {
         path: String,
@@ -73,31 +73,20 @@ pub async fn run_with(
         path: root.clone(),
         source,
     })?;
-    let lock_file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(home.lock_file())
-        .map_err(|source| DaemonError::Home {
-            path: root.clone(),
-            source,
-        })?;
-    // A daemon that is still shutting down holds the lock for a moment: wait it out.
-    let mut lock_file = lock_file;
-    let mut waited = std::time::Duration::ZERO;
-    let _lock = loop {
-        match Flock::lock(lock_file, FlockArg::LockExclusiveNonblock) {
-            Ok(l) => break l,
-            Err((f, _)) if waited < LOCK_WAIT => {
-                lock_file = f;
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                waited += std::time::Duration::from_millis(50);
+    // Started in the background, our output is agent.log: rotate it like an app's log.
+    let max_size = match std::env::var(crate::logs::daemon_log::MAX_SIZE_VAR) {
+        Ok(v) => match pmfleet_shared::units::parse_size(&v) {
+            Ok(n) if n > 0 => n,
+            Ok(_) => crate::logs::DEFAULT_MAX_SIZE,
+            Err(e) => {
+                tracing::warn!("{}: {e}", crate::logs::daemon_log::MAX_SIZE_VAR);
+                crate::logs::DEFAULT_MAX_SIZE
             }
-            Err(_) => return Err(DaemonError::AlreadyRunning(root)),
-        }
+        },
+        Err(_) => crate::logs::DEFAULT_MAX_SIZE,
     };
-
-    // Started by an in-place upgrade: the previous binary left us its sockets and apps.
+    crate::logs::daemon_log::attach(&home.daemon_log(), max_size, crate::logs::DEFAULT_RETAIN);
+    // Started by an in-place upgrade: the previous binary left us its lock, sockets and apps.
     let handover = match crate::upgrade::inherited() {
         Some(Ok(h)) => Some(h),
         Some(Err(e)) => {
@@ -105,6 +94,11 @@ pub async fn run_with(
             None
         }
         None => None,
+    };
+    let lock = match DaemonLock::inherited(&home.lock_file()) {
+        Some(lock) => lock,
+        // A daemon that is still shutting down holds the lock for a moment: wait it out.
+        None => DaemonLock::acquire(&home.lock_file(), LOCK_WAIT).await?,
     };
     let sock = home.socket();
     let sock_err = |source| DaemonError::Socket {
@@ -128,6 +122,7 @@ pub async fn run_with(
     let upgrader = crate::upgrade::Upgrader {
         home: home.clone(),
         control: std::os::fd::AsRawFd::as_raw_fd(&listener),
+        lock: lock.as_raw_fd(),
         tls: Default::default(),
     };
     listener.set_nonblocking(true).map_err(sock_err)?;
@@ -138,6 +133,9 @@ pub async fn run_with(
         format!("{}\n", std::process::id()).as_bytes(),
     );
     let tasks = TaskTracker::new();
+    // Orphans below the daemon become its children, and are reaped (once the supervisor
+    // knows its own children: those it adopted in an upgrade are registered by then).
+    crate::supervisor::reaper::become_subreaper();
     let (sup, inherited_tls) = match handover {
         Some(h) => {
             let tls = h.tls.clone();
@@ -148,6 +146,7 @@ pub async fn run_with(
         }
         None => (Supervisor::start(home.clone(), tasks.clone()).await, None),
     };
+    tasks.spawn(crate::supervisor::reaper::run(shutdown.clone()));
     tracing::info!(home = %root, pid = std::process::id(), version = env!("CARGO_PKG_VERSION"), "agent running");
     let (tls, reloads) = crate::api::TlsControl::new();
     tasks.spawn(crate::api::tls::endpoint(

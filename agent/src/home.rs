@@ -53,6 +53,10 @@ impl AgentHome {
     pub fn state_file(&self) -> PathBuf {
         self.root.join("state.json")
     }
+    /// A second copy of the state file, written after it, read when it cannot be.
+    pub fn state_backup(&self) -> PathBuf {
+        self.root.join("state.json.bak")
+    }
     /// What `save` wrote and `resurrect` reads.
     pub fn dump_file(&self) -> PathBuf {
         self.root.join("dump.json")

@@ -6,7 +6,9 @@
 //!   controller's mutual-TLS endpoint.
 //! - [`identity`]: the agent's TLS files in `<home>/tls` (`tls request`, `tls status`).
 //! - [`daemon`]: one daemon per agent home, `run_with(home, options, shutdown)`; [`upgrade`]: the daemon
-//!   re-executing itself into a new binary without stopping its apps.
+//!   re-executing itself into a new binary without stopping its apps; [`daemon_lock`]: the
+//!   home's lock, the only thing that says whether an agent runs there; [`pidfd`]: signals
+//!   that reach the checked process or nobody.
 //! - [`client`] and [`cli`]: the `pmfleet-agent` verbs, talking to the daemon.
 //! - [`logs`], [`metrics`]: log files and /proc sampling.
 
@@ -14,10 +16,12 @@ pub mod api;
 pub mod cli;
 pub mod client;
 pub mod daemon;
+pub mod daemon_lock;
 pub mod home;
 pub mod identity;
 pub mod logs;
 pub mod metrics;
+pub mod pidfd;
 pub mod startup;
 pub mod supervisor;
 pub mod upgrade;

@@ -25,7 +25,7 @@ fn main() -> ExitCode {
                 }
             }),
         )
-        .with_writer(std::io::stderr)
+        .with_writer(pmfleet_agent::logs::DaemonLog)
         .with_ansi(false)
         .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -146,6 +146,15 @@ pub fn tree_pids(pid: u32) -> Vec<u32> {
     out
 }
 
+/// The children of `pid` (empty when it is gone).
+pub fn children(pid: u32) -> Vec<u32> {
+    if has_children_files() {
+        children_of(pid)
+    } else {
+        parent_map().remove(&pid).unwrap_or_default()
+    }
+}
+
 fn has_children_files() -> bool {
     static HAS: OnceLock<bool> = OnceLock::new();
     *HAS.get_or_init(|| Path::new("/proc/thread-self/children").exists())

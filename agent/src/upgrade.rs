@@ -6,7 +6,8 @@
 //! app's listening socket and every instance's output pipe stay open across the `exec`; the
 //! new binary finds them in a handover file named by `PMFLEET_AGENT_HANDOVER` and takes them
 //! over. No app is stopped, reloaded or disconnected, and a client of the control socket
-//! meanwhile waits in its backlog instead of being refused.
+//! meanwhile waits in its backlog instead of being refused. The descriptor holding the home's
+//! lock stays open too, so the home is never without its daemon, even for the `exec`.
 //!
 //! The supervisor's part is [`crate::supervisor::handover`]; this module adds the daemon's own
 //! sockets, writes the file and makes the `exec`.
@@ -78,6 +79,9 @@ pub struct Upgrader {
     pub home: AgentHome,
     /// The control socket's listener.
     pub control: RawFd,
+    /// The descriptor holding the home's lock ([`crate::daemon_lock`]): left open across the
+    /// `exec`, so the lock is never free while the daemon becomes the new binary.
+    pub lock: RawFd,
     pub tls: TlsListenerSlot,
 }
 
@@ -130,7 +134,11 @@ impl Upgrader {
                 tls: self.tls.get(),
                 apps: apps.clone(),
             };
-            let own = [Some(handover.control), handover.tls.as_ref().map(|t| t.fd)];
+            let own = [
+                Some(handover.control),
+                Some(self.lock),
+                handover.tls.as_ref().map(|t| t.fd),
+            ];
             let json = match serde_json::to_vec(&handover) {
                 Ok(j) => j,
                 Err(e) => return e.into(),

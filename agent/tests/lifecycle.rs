@@ -76,10 +76,15 @@ fn app_ignoring_sigint_is_killed_after_kill_timeout() {
     let agent = AgentHome::new();
     agent.write(
         "stubborn.sh",
-        "trap '' INT\nwhile true; do sleep 0.2; done\n",
+        "trap '' INT\n: > trapped\nwhile true; do sleep 0.2; done\n",
     );
     agent.ok(&["start", "stubborn.sh", "--kill-timeout", "800"]);
     agent.wait_online("stubborn", 1);
+    // The script says when its trap is in place: a SIGINT before that would end it at once.
+    let trapped = agent.work.path().join("trapped");
+    wait_until(Duration::from_secs(10), "the trap in place", || {
+        trapped.exists()
+    });
     let pid = agent.pids("stubborn")[0];
     let started = Instant::now();
     agent.ok(&["stop", "stubborn"]);

@@ -6,7 +6,8 @@ set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/../.." && pwd)
-cargo build -q --manifest-path "$top/Cargo.toml" -p pmfleet -p pmfleet-agent
+echo "== building pmfleet and pmfleet-agent (the first build takes a few minutes; later ones seconds)"
+cargo build --manifest-path "$top/Cargo.toml" -p pmfleet -p pmfleet-agent
 pmfleet="$top/target/debug/pmfleet"
 agent="$top/target/debug/pmfleet-agent"
 

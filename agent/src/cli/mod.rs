@@ -10,10 +10,11 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use pmfleet_shared::display;
 use pmfleet_shared::protocol::{
-    AgentEvent, AppDetail, ApplyRelease, ApplyReport, ProcessInfo, Request, Response, ScaleTo,
+    AgentEvent, AppDetail, ApplyDir, ApplyReport, ProcessInfo, Request, Response, ScaleTo,
     ScriptStart, StartRequest, StartSource, Target,
 };
 
+mod daemon_ctl;
 mod upgrade;
 
 use crate::client::{Client, ClientError};
@@ -40,6 +41,19 @@ pub enum Command {
     },
     /// Start the daemon unless it runs, and check that it answers.
     Ping,
+    /// Whether a daemon runs in this agent home (it holds the home's lock): exit 0 when one
+    /// does, 3 when none does, 1 when that cannot be told. Starts nothing.
+    DaemonStatus {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop the daemon (SIGTERM to the process verified to hold the home's lock; its apps
+    /// stop and come back with the next daemon) and wait until it is gone. Starts nothing.
+    StopDaemon {
+        /// Seconds to wait for the daemon to end.
+        #[arg(long, default_value_t = 30)]
+        timeout: u64,
+    },
     /// Print the agent's version.
     Version {
         #[arg(long)]
@@ -249,6 +263,10 @@ pub async fn run(command: Command, home: &AgentHome) -> anyhow::Result<ExitCode>
         Command::Tls(cmd) => return tls(cmd, home).await,
         Command::Upgrade { binary } => return upgrade::run(home, binary).await,
         Command::Ping => Request::Ping,
+        Command::DaemonStatus { json } => return daemon_ctl::status(home, json),
+        Command::StopDaemon { timeout } => {
+            return daemon_ctl::stop(home, std::time::Duration::from_secs(timeout)).await;
+        }
         Command::Apply {
             release_dir,
             ecosystem,
@@ -259,7 +277,7 @@ pub async fn run(command: Command, home: &AgentHome) -> anyhow::Result<ExitCode>
             let release_dir = std::env::current_dir()
                 .context("cannot read the current directory")?
                 .join(release_dir);
-            let req = Request::ApplyRelease(Box::new(ApplyRelease {
+            let req = Request::ApplyDir(Box::new(ApplyDir {
                 release_dir,
                 ecosystem,
                 env_name,
@@ -292,20 +310,16 @@ pub async fn run(command: Command, home: &AgentHome) -> anyhow::Result<ExitCode>
                 }
                 Err(e) => Err(e.into()),
                 Ok(mut c) => {
-                    let pid = match c.request(&Request::Ping).await? {
-                        Response::Pong { pid, .. } => Some(pid),
-                        _ => None,
-                    };
                     let resp = c.request(&Request::Kill).await?;
-                    // Wait for the daemon to be gone, so a following command starts a new
-                    // one rather than reaching the old one.
-                    if let Some(pid) = pid {
-                        let start = std::time::Instant::now();
-                        while Path::new(&format!("/proc/{pid}")).exists()
-                            && start.elapsed() < std::time::Duration::from_secs(10)
-                        {
-                            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-                        }
+                    // Wait for the daemon to be gone (its lock free), so a following command
+                    // starts a new one rather than reaching the old one.
+                    let start = std::time::Instant::now();
+                    while !matches!(
+                        crate::daemon_lock::holder(home),
+                        Ok(crate::daemon_lock::Holder::Nobody)
+                    ) && start.elapsed() < std::time::Duration::from_secs(10)
+                    {
+                        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
                     }
                     Ok(print_response(resp))
                 }

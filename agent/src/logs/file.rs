@@ -47,7 +47,23 @@ pub(crate) fn rotated_path(path: &Path, n: usize) -> PathBuf {
     PathBuf::from(s)
 }
 
-fn open_append(path: &Path) -> io::Result<File> {
+/// Shifts `path.n → path.n+1` (the oldest kept, `path.retain`, is replaced) and renames
+/// `path` to `path.1`, leaving no file at `path`. Renames only: a writer or reader that has a
+/// generation open keeps it.
+pub(crate) fn shift_generations(path: &Path, retain: usize) -> io::Result<()> {
+    for n in (1..retain).rev() {
+        match fs::rename(rotated_path(path, n), rotated_path(path, n + 1)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+    }
+    match fs::rename(path, rotated_path(path, 1)) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+pub(crate) fn open_append(path: &Path) -> io::Result<File> {
     OpenOptions::new().create(true).append(true).open(path)
 }
 
@@ -136,16 +152,7 @@ impl LogFile {
             self.size = 0;
             return Ok(());
         }
-        for n in (1..self.cfg.retain).rev() {
-            match fs::rename(rotated_path(&self.path, n), rotated_path(&self.path, n + 1)) {
-                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
-                _ => {}
-            }
-        }
-        match fs::rename(&self.path, rotated_path(&self.path, 1)) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
-            _ => {}
-        }
+        shift_generations(&self.path, self.cfg.retain)?;
         self.reopen()
     }
 

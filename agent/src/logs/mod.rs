@@ -7,7 +7,9 @@
 //! - [`tail`] (`tail`): the last N lines, reaching back into rotated files.
 //! - [`follow`] (`follow`): new lines as they come, across rotations, like `tail -F`.
 //! - `stamp`: PM2's `log_date_format` (moment.js tokens).
+//! - [`daemon_log`]: the daemon's own `agent.log`, rotated the same way.
 
+pub mod daemon_log;
 mod file;
 mod follow;
 mod pump;
@@ -16,6 +18,7 @@ mod tail;
 
 use std::path::{Path, PathBuf};
 
+pub use daemon_log::DaemonLog;
 pub use file::LogFile;
 pub use follow::follow;
 pub use pump::{MAX_LINE, pump, pump_until};

@@ -5,7 +5,8 @@
 //!
 //! An adopted process is reaped by a small thread blocked in `waitpid` on exactly that pid
 //! (never `-1`, so tokio's own children are left to tokio); its exit status reaches the async
-//! side through a watch channel.
+//! side through a watch channel. Both kinds are registered with the orphan [`super::reaper`],
+//! which therefore never waits for them.
 
 use std::io;
 use std::process::ExitStatus;
@@ -27,11 +28,14 @@ impl ChildProcess {
     pub fn adopt(pid: u32) -> io::Result<ChildProcess> {
         let (tx, rx) = watch::channel(None);
         let raw = i32::try_from(pid).map_err(|_| io::Error::other(format!("bad pid {pid}")))?;
+        super::reaper::own(pid);
         std::thread::Builder::new()
             .name(format!("reap-{pid}"))
             .stack_size(64 * 1024)
             .spawn(move || {
-                let _ = tx.send(Some(wait_pid(raw)));
+                let status = wait_pid(raw);
+                super::reaper::disown(pid);
+                let _ = tx.send(Some(status));
             })?;
         Ok(ChildProcess::Adopted(Adopted { pid, status: rx }))
     }
@@ -47,7 +51,14 @@ impl ChildProcess {
     /// Wait for the process to exit (cancel-safe).
     pub async fn wait(&mut self) -> io::Result<ExitStatus> {
         match self {
-            ChildProcess::Spawned(c) => c.wait().await,
+            ChildProcess::Spawned(c) => {
+                let pid = c.id();
+                let status = c.wait().await;
+                if let (Some(pid), Ok(_)) = (pid, &status) {
+                    super::reaper::disown(pid);
+                }
+                status
+            }
             ChildProcess::Adopted(a) => {
                 let seen = a
                     .status

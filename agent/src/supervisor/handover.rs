@@ -30,8 +30,9 @@ use super::{Inner, Supervisor};
 use crate::home::AgentHome;
 
 /// The version of [`AppsHandover`] (and of the file around it): a binary takes over only
-/// from the same version.
-pub const HANDOVER_VERSION: u32 = 1;
+/// from the same version. 2: the home's lock is handed over too (left open across the
+/// `exec`), and the new binary must take it over rather than wait for it.
+pub const HANDOVER_VERSION: u32 = 2;
 
 /// Every app, with the descriptor numbers that stay open across the `exec`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -68,6 +69,9 @@ pub struct HandedProcess {
     pub start_time: Option<u64>,
     /// How long it had been running, so `list` keeps counting its uptime.
     pub uptime_ms: u64,
+    /// Its mark (`PMFLEET_AGENT_MARK`), so its leftovers are still found once it stops.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mark: Option<String>,
     /// The read ends of its stdout and stderr pipes.
     pub stdout: Option<RawFd>,
     pub stderr: Option<RawFd>,
@@ -141,6 +145,7 @@ impl Supervisor {
                             pid: proc.pid,
                             start_time: proc.start_time,
                             uptime_ms: millis(proc.started.elapsed()),
+                            mark: proc.mark.clone(),
                             stdout: proc.outputs[0].as_ref().map(|f| f.as_raw_fd()),
                             stderr: proc.outputs[1].as_ref().map(|f| f.as_raw_fd()),
                             stdout_partial: partial[0].clone(),
@@ -263,6 +268,7 @@ impl Supervisor {
                         pid: p.pid,
                         start_time: p.start_time,
                         started,
+                        mark: p.mark,
                         outputs,
                         pumps: Default::default(),
                     })

@@ -33,6 +33,9 @@ pub(crate) struct Proc {
     pub pid: u32,
     pub start_time: Option<u64>,
     pub started: Instant,
+    /// Its mark ([`super::marker`]), which everything it starts inherits. `None` for a
+    /// process adopted from a binary that gave out no marks.
+    pub mark: Option<String>,
     /// Copies of the read ends of its stdout and stderr pipes (close-on-exec), so they can be
     /// handed to a new agent binary with the process ([`super::handover`]).
     pub outputs: [Option<OwnedFd>; 2],
@@ -91,12 +94,14 @@ impl Inner {
         let preload_path = self.home.preload();
         let preload = (spec.node && spec.exec_mode == ExecModeSpec::Cluster && listener.is_some())
             .then_some(preload_path.as_path());
+        let mark = super::marker::new_mark(&self.mark_key);
         let launch = Launch {
             slot,
             id,
             listener,
             notify,
             preload,
+            mark: &mark,
         };
         let mut child = spawn(&spec, launch)?;
         let pid = child.id().unwrap_or(0);
@@ -123,6 +128,7 @@ impl Inner {
             pid,
             start_time: crate::metrics::process_start_time(pid),
             started: Instant::now(),
+            mark: Some(mark),
             outputs,
             pumps,
         })
@@ -289,10 +295,12 @@ impl RunnerCtx {
             for action in actions {
                 match action {
                     Action::KillGroup => {
-                        // Whatever the leader left behind in its group goes with it.
+                        // Whatever the leader left behind goes with it: its group, and what
+                        // left the group but carries its mark.
                         if let Some(pid) = pid {
                             signal_group(pid, Signal::SIGKILL);
                         }
+                        super::family::end_leftovers(proc.as_ref().and_then(|p| p.mark.as_deref()));
                     }
                     Action::ReportExit(how) => self.emit(pid, EventKind::Exited, how),
                     Action::WaitToRestart { after } => {
@@ -339,7 +347,7 @@ impl RunnerCtx {
         let pid = Some(proc.pid);
         let how = format!("{signal}, then SIGKILL after {}", took(timeout));
         self.emit(pid, EventKind::Stopping, how);
-        let status = stop_child(&mut proc.child, signal, timeout).await;
+        let status = stop_child(&mut proc.child, proc.mark.as_deref(), signal, timeout).await;
         tracing::info!(app = %self.app.name, slot = self.slot, pid = proc.pid, "stopped");
         self.end(Status::Stopped, pid, describe_exit(status));
     }

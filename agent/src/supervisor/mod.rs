@@ -13,8 +13,10 @@
 //! changes the slots (`scaling`). The edges are [`process`] (spawn, signals),
 //! `cluster_socket` (binding the shared socket and handing it to a child as fd 3), [`ready`]
 //! (waiting for the signals), [`persist`] (the state file), `restore`, `monitor` (CPU,
-//! memory, `max_memory_restart`) and [`watch`]. Every task runs on one [`TaskTracker`] and
-//! ends on its cancel token.
+//! memory, `max_memory_restart`) and [`watch`]. Every instance carries a mark (`marker`) by
+//! which its processes are found wherever they went (`family`), and orphans that end up the
+//! daemon's children are reaped without touching its own (`reaper`). Every task runs on one
+//! [`TaskTracker`] and ends on its cancel token.
 //!
 //! Status changes, reloads and releases are also published as [`events`], for subscribers
 //! ([`Supervisor::subscribe`]).
@@ -26,14 +28,17 @@ mod cluster_socket;
 mod cron;
 mod error;
 pub mod events;
+mod family;
 pub mod handover;
 mod instance;
 mod lifecycle;
+mod marker;
 mod monitor;
 pub mod persist;
 pub mod process;
 pub mod readiness;
 pub mod ready;
+pub(crate) mod reaper;
 mod release;
 mod release_source;
 pub mod restart_policy;
@@ -74,6 +79,8 @@ pub struct Supervisor {
 
 pub(crate) struct Inner {
     home: AgentHome,
+    /// The `<home>` part of every mark this daemon gives its instances ([`marker`]).
+    mark_key: String,
     apps: Mutex<BTreeMap<String, Arc<AppRuntime>>>,
     next_id: AtomicU32,
     tasks: TaskTracker,
@@ -122,6 +129,11 @@ impl Supervisor {
         Supervisor { inner }
     }
 
+    /// The agent home this supervisor keeps its state in.
+    pub fn home(&self) -> &AgentHome {
+        &self.inner.home
+    }
+
     /// Lifecycle events of `app` (of every app when `None`) from now on. The app need not
     /// exist yet: a subscriber may watch an app being started.
     pub fn subscribe(&self, app: Option<String>) -> EventStream {
@@ -132,6 +144,7 @@ impl Supervisor {
 impl Inner {
     fn new(home: AgentHome, tasks: TaskTracker) -> Arc<Inner> {
         Arc::new(Inner {
+            mark_key: marker::home_key(home.root()),
             home,
             apps: Mutex::new(BTreeMap::new()),
             next_id: AtomicU32::new(0),

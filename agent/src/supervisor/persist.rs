@@ -1,7 +1,9 @@
 //! The persisted process list: every app's resolved spec, whether it should run, and which
 //! processes were running for it — pid *and* start time, so a daemon that died without
 //! stopping its apps can find exactly those processes again and never a stranger that
-//! inherited a recycled pid.
+//! inherited a recycled pid. Every write goes to `state.json` and then to a second copy,
+//! `state.json.bak` (each written to a temporary file, fsynced, renamed), so one damaged file
+//! never loses the list.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -100,10 +102,13 @@ pub fn still_running(p: &SavedProcess) -> bool {
 }
 
 impl Inner {
-    /// Write the process list to the state file.
+    /// Write the process list to the state file, then to its backup: one damaged file
+    /// never loses the list.
     pub(super) fn persist(&self) -> Result<(), StateError> {
         let _serial = lock(&self.persist_lock);
-        self.snapshot().store(&self.home.state_file())
+        let snapshot = self.snapshot();
+        snapshot.store(&self.home.state_file())?;
+        snapshot.store(&self.home.state_backup())
     }
 
     pub(super) fn snapshot(&self) -> SavedState {

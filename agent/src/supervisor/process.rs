@@ -48,6 +48,8 @@ pub struct Launch<'a> {
     pub notify: Option<&'a NotifySocket>,
     /// The Node `listen()` preload, for Node apps in cluster mode with a socket.
     pub preload: Option<&'a Path>,
+    /// This spawn's mark (`PMFLEET_AGENT_MARK`), inherited by everything it starts.
+    pub mark: &'a str,
 }
 
 /// Spawn one instance: its own session, stdout/stderr piped, the socket on fd 3.
@@ -76,7 +78,13 @@ pub fn spawn(spec: &AppSpec, launch: Launch<'_>) -> std::io::Result<Child> {
     unsafe {
         cmd.pre_exec(move || child_setup(listener));
     }
-    cmd.spawn()
+    // Registered as the daemon's own before any orphan sweep can see it exit.
+    let _gate = super::reaper::spawn_gate();
+    let child = cmd.spawn()?;
+    if let Some(pid) = child.id() {
+        super::reaper::own(pid);
+    }
+    Ok(child)
 }
 
 /// The instance's environment: the spec's, plus what PM2 and socket activation add.
@@ -106,6 +114,7 @@ fn instance_env(spec: &AppSpec, launch: &Launch<'_>) -> Vec<(String, String)> {
             env.remove(k);
         }
     }
+    env.insert(super::marker::MARK_VAR.into(), launch.mark.to_string());
     env.remove("NOTIFY_SOCKET");
     env.remove("PMFLEET_READY_SOCKET");
     if let Some(n) = launch.notify {
@@ -175,17 +184,25 @@ pub fn signal_group(pgid: u32, signal: Signal) {
     let _ = killpg(Pid::from_raw(pgid), signal);
 }
 
-/// Stop an instance: `signal` to its group, SIGKILL to the group after `timeout`, and a
-/// final SIGKILL to the group once the leader is gone so no grandchild outlives it.
+/// Stop an instance: `signal` to its group and to the rest of its family (what left the
+/// group: [`super::family`]), SIGKILL to all of it after `timeout`, and a final SIGKILL once
+/// the leader is gone so no descendant outlives it — not even one that called `setsid`.
 pub(crate) async fn stop_child(
     child: &mut super::child::ChildProcess,
+    mark: Option<&str>,
     signal: Signal,
     timeout: Duration,
 ) -> Option<ExitStatus> {
     let Some(pid) = child.id() else {
-        return child.wait().await.ok();
+        let status = child.wait().await.ok();
+        super::family::end_leftovers(mark);
+        return status;
     };
+    // Walked before anything is signalled: once the leader is gone, the tree no longer
+    // leads to its children.
+    let mut family = super::family::Family::find(Some(pid), mark);
     signal_group(pid, signal);
+    family.signal_outside_group(signal);
     let status = match tokio::time::timeout(timeout, child.wait()).await {
         Ok(status) => status.ok(),
         Err(_) => {
@@ -194,10 +211,13 @@ pub(crate) async fn stop_child(
                 "did not exit within kill_timeout; sending SIGKILL to its group"
             );
             signal_group(pid, Signal::SIGKILL);
+            family.kill();
             child.wait().await.ok()
         }
     };
     signal_group(pid, Signal::SIGKILL);
+    family.grow(mark);
+    family.kill();
     status
 }
 
@@ -238,6 +258,7 @@ mod tests {
             listener: Some(5),
             notify: None,
             preload: Some(preload),
+            mark: "0123456789abcdef:1.2.3",
         };
         let env: std::collections::BTreeMap<_, _> =
             instance_env(&spec, &launch).into_iter().collect();
@@ -246,6 +267,7 @@ mod tests {
         assert_eq!(env["PORT"], "3002", "increment_var adds the slot");
         assert_eq!(env["LISTEN_FDS"], "1");
         assert_eq!(env["LISTEN_FDNAMES"], "server");
+        assert_eq!(env["PMFLEET_AGENT_MARK"], "0123456789abcdef:1.2.3");
         assert!(
             !env.contains_key("LISTEN_PID"),
             "the shell sets the child's own pid"
@@ -261,6 +283,7 @@ mod tests {
             listener: None,
             notify: None,
             preload: None,
+            mark: "0123456789abcdef:1.2.4",
         };
         let env: std::collections::BTreeMap<_, _> =
             instance_env(&spec, &fork).into_iter().collect();

@@ -1,6 +1,12 @@
-//! A starting daemon's first step: stop what a previous daemon left running (recorded pid
-//! *and* start time) and start the recorded apps again, fresh.
+//! A starting daemon's first step: stop what a previous daemon left running and start the
+//! recorded apps again, fresh.
+//!
+//! What was running is found twice over: the state file's processes (pid *and* start time),
+//! and every process carrying a mark of this home ([`super::marker`]) — so a state file that
+//! cannot be read (its backup is read then) or that lags behind still leaves no orphan
+//! holding a port, and each leftover is ended exactly once.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -9,7 +15,9 @@ use nix::sys::signal::Signal;
 
 use super::Supervisor;
 use super::app::{AppRuntime, Slot, lock};
+use super::family::{self, Member};
 use super::instance::{kill_signal, kill_timeout};
+use super::marker;
 use super::persist::{self, SavedProcess, SavedState};
 use super::process::signal_group;
 
@@ -17,15 +25,24 @@ impl Supervisor {
     /// Restore what the state file lists (see [`Supervisor::start`]).
     pub(super) async fn restore(&self) {
         let path = self.inner.home.state_file();
+        let backup = self.inner.home.state_backup();
         let saved = match SavedState::load(&path) {
             Ok(s) => s,
             Err(e) => {
-                tracing::error!("{e}; starting with an empty process list");
                 let _ = std::fs::rename(&path, path.with_extension("json.bad"));
-                SavedState::default()
+                match SavedState::load(&backup) {
+                    Ok(s) => {
+                        tracing::error!("{e}; restoring its copy {}", backup.display());
+                        s
+                    }
+                    Err(b) => {
+                        tracing::error!("{e}; {b}; starting with an empty process list");
+                        SavedState::default()
+                    }
+                }
             }
         };
-        reap_survivors(&saved).await;
+        reap_survivors(&saved, &self.inner.mark_key).await;
         *lock(&self.inner.release) = saved.release.clone();
         let max_id = saved
             .apps
@@ -74,32 +91,69 @@ impl Supervisor {
     }
 }
 
-/// Stop the processes a previous daemon left behind: each recorded group whose leader is
-/// still the recorded process (same pid *and* start time) gets its kill signal, then SIGKILL.
+/// Stop the processes a previous daemon of this home (`home_key`) left behind: each recorded
+/// group whose leader is still the recorded process (same pid *and* start time), and each
+/// process carrying one of the home's marks, gets its app's kill signal (once: a marked
+/// process in a recorded group gets the group's), then SIGKILL after the kill timeout.
 /// Adopting them instead is not possible: their output pipes ended with the old daemon.
-pub(super) async fn reap_survivors(saved: &SavedState) {
-    let mut alive: Vec<(SavedProcess, Signal, Duration)> = Vec::new();
+pub(super) async fn reap_survivors(saved: &SavedState, home_key: &str) {
+    let mut groups: Vec<SavedProcess> = Vec::new();
+    let mut deadline = Duration::ZERO;
     for a in &saved.apps {
         for p in &a.processes {
             if persist::still_running(p) {
                 tracing::warn!(app = %a.spec.name, pid = p.pid, "stopping a process left by a previous agent");
                 signal_group(p.pid, kill_signal(&a.spec));
-                alive.push((*p, kill_signal(&a.spec), kill_timeout(&a.spec)));
+                groups.push(*p);
+                deadline = deadline.max(kill_timeout(&a.spec));
             }
         }
     }
-    let deadline = alive.iter().map(|a| a.2).max().unwrap_or_default();
+    let specs: HashMap<&str, _> = saved
+        .apps
+        .iter()
+        .map(|a| (a.spec.name.as_str(), &a.spec))
+        .collect();
+    let signalled: HashSet<u32> = groups.iter().map(|p| p.pid).collect();
+    let default = pmfleet_shared::ecosystem::App::default();
+    let mut marked: Vec<Member> = Vec::new();
+    for (m, app) in family::marked(|mark| marker::of_home(mark, home_key)) {
+        let spec = app.as_deref().and_then(|name| specs.get(name));
+        let (signal, timeout) = match spec {
+            Some(spec) => (kill_signal(spec), kill_timeout(spec)),
+            None => (
+                super::process::parse_signal(&default.kill_signal).unwrap_or(Signal::SIGINT),
+                default.kill_timeout,
+            ),
+        };
+        if !signalled.contains(&m.pgid) {
+            tracing::warn!(
+                app = app.as_deref().unwrap_or("?"),
+                pid = m.pid,
+                "stopping a process a previous agent left (found by its mark)"
+            );
+            m.signal(signal);
+        }
+        deadline = deadline.max(timeout);
+        marked.push(m);
+    }
     let start = std::time::Instant::now();
-    while alive.iter().any(|(p, ..)| persist::still_running(p)) && start.elapsed() < deadline {
+    let left = |groups: &[SavedProcess], marked: &[Member]| {
+        groups.iter().any(persist::still_running) || marked.iter().any(Member::alive)
+    };
+    while left(&groups, &marked) && start.elapsed() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    for (p, ..) in &alive {
+    for p in &groups {
         // The group id cannot be handed to a new process while any member is alive.
         if persist::still_running(p) || group_exists(p.pid) {
             signal_group(p.pid, Signal::SIGKILL);
         }
     }
-    if !alive.is_empty() {
+    for m in marked.iter().filter(|m| m.alive()) {
+        m.signal(Signal::SIGKILL);
+    }
+    if !groups.is_empty() || !marked.is_empty() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

@@ -219,7 +219,13 @@ impl Inner {
             Ok(proof) => proof,
             Err(reason) => {
                 tracing::warn!(app = %app.name, slot, "new instance {reason}");
-                process::stop_child(&mut proc.child, kill_signal(&spec), kill_timeout(&spec)).await;
+                process::stop_child(
+                    &mut proc.child,
+                    proc.mark.as_deref(),
+                    kill_signal(&spec),
+                    kill_timeout(&spec),
+                )
+                .await;
                 let why = format!("the new process {reason}; it was stopped");
                 self.emit(
                     &app.name,
