@@ -435,7 +435,7 @@ const EXPECT: &[(&str, Expect)] = &[
             ("apps[0].port", "3001"),
             ("apps[0].max_memory_restart", "314572800"),
             ("apps[0].env_production.SENTRY", "true"),
-            ("apps[1].interpreter", "auto:python"),
+            ("apps[1].interpreter", "auto:python3"),
             ("apps[1].namespace", "jobs"),
             (
                 "deploy.production.hosts",
@@ -555,7 +555,7 @@ const EXPECT: &[(&str, Expect)] = &[
     (
         "key-interpreter-python.yml",
         loads(&[
-            ("apps[0].interpreter", "auto:python"),
+            ("apps[0].interpreter", "auto:python3"),
             ("apps[1].interpreter", "python3"),
             ("apps[1].interpreter_args", "[\"-u\"]"),
         ]),

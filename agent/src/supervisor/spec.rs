@@ -4,8 +4,9 @@
 //! leaves nothing behind: a missing script, an interpreter not on `PATH`, a bad signal name.
 //!
 //! The script is found as PM2 finds it (`Common.prepareAppConf`): in `cwd` first, then on
-//! `PATH`; a script with spaces that is no file runs through `bash -c` (`sh -c` without bash);
-//! `.py` runs with `python` when there is one, else `python3`.
+//! `PATH`; a script with spaces that is no file runs through `bash -c` (`sh -c` without bash).
+//! `.py` runs with `python3`, or `python` when there is no `python3` (PM2 prefers `python`,
+//! which can still be Python 2).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -17,11 +18,11 @@ use pmfleet_shared::protocol::{AppSpec, ExecModeSpec, InstancesSpec, ScriptStart
 pub enum SpecError {
     #[error("app `{app}`: script {path} does not exist")]
     ScriptMissing { app: String, path: PathBuf },
-    #[error("app `{app}`: script `{script}` is neither in {} nor on PATH", cwd.display())]
+    #[error("app `{app}`: script {} does not exist, and `{script}` was not found on PATH either", path.display())]
     ScriptNotFound {
         app: String,
         script: String,
-        cwd: PathBuf,
+        path: PathBuf,
     },
     #[error("app `{app}`: `{program}` was not found on PATH")]
     NotOnPath { app: String, program: String },
@@ -228,10 +229,10 @@ impl Command {
     }
 }
 
-/// PM2 runs `.py` with `python`, or `python3` when there is no `python`.
+/// `.py` runs with `python3`, or `python` when there is no `python3`.
 fn python_or_python3<'a>(interpreter: &'a str, path_var: &str) -> &'a str {
-    if interpreter == "python" && lookup(interpreter, path_var).is_none() {
-        "python3"
+    if interpreter == "python3" && lookup("python3", path_var).is_none() {
+        "python"
     } else {
         interpreter
     }
@@ -332,7 +333,7 @@ fn find_script(app: &str, script: &str, cwd: &Path, path_var: &str) -> Result<Pa
     Err(SpecError::ScriptNotFound {
         app: app.to_owned(),
         script: script.to_owned(),
-        cwd: cwd.to_path_buf(),
+        path: in_cwd,
     })
 }
 
@@ -441,7 +442,11 @@ mod tests {
         std::fs::remove_file(bin.path().join("run.sh")).unwrap();
         let err = resolve(&app, release.path(), &env, None).unwrap_err();
         assert!(matches!(err, SpecError::ScriptNotFound { .. }), "{err}");
-        assert!(err.to_string().contains("neither in"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("run.sh does not exist, and `run.sh` was not found on PATH"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -520,17 +525,17 @@ mod tests {
     }
 
     #[test]
-    fn python_as_pm2_picks_it() {
+    fn python3_first_then_python() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("w.py"), "").unwrap();
         let bin = tempfile::tempdir().unwrap();
-        executable(bin.path(), "python3");
+        executable(bin.path(), "python");
         let app = App::from_script("w.py");
         let spec = resolve(&app, dir.path(), &env_with_path(&[bin.path()]), None).unwrap();
-        assert!(spec.program.ends_with("/python3"), "{}", spec.program);
-        assert_eq!(spec.env["PYTHONUNBUFFERED"], "1");
-        executable(bin.path(), "python");
-        let spec = resolve(&app, dir.path(), &env_with_path(&[bin.path()]), None).unwrap();
         assert!(spec.program.ends_with("/python"), "{}", spec.program);
+        assert_eq!(spec.env["PYTHONUNBUFFERED"], "1");
+        executable(bin.path(), "python3");
+        let spec = resolve(&app, dir.path(), &env_with_path(&[bin.path()]), None).unwrap();
+        assert!(spec.program.ends_with("/python3"), "{}", spec.program);
     }
 }

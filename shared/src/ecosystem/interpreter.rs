@@ -8,14 +8,14 @@ use super::model::{App, Interpreter};
 
 /// The interpreter PM2 picks for a script's extension; `None`: the script runs itself.
 ///
-/// `.py` is `python`, as in PM2, which falls back to `python3` when there is no `python` (the
-/// agent does the same when it looks the program up). `.cjs`/`.mjs` are node's too (PM2 hands
+/// `.py` is `python3` (the agent falls back to `python` when a host has no `python3`; PM2
+/// prefers `python`, which can still be Python 2). `.cjs`/`.mjs` are node's too (PM2 hands
 /// every text file without a known extension to node). `.ts`/`.tsx` are bun's, as in PM2 7.
 pub fn interpreter_for(script: &str) -> Option<&'static str> {
     let ext = Path::new(script).extension()?.to_str()?;
     Some(match ext {
         "js" | "cjs" | "mjs" => "node",
-        "py" => "python",
+        "py" => "python3",
         "sh" => "bash",
         "rb" => "ruby",
         "php" => "php",
@@ -62,7 +62,7 @@ mod tests {
             ("app.js", Some("node")),
             ("app.mjs", Some("node")),
             ("app.cjs", Some("node")),
-            ("w.py", Some("python")),
+            ("w.py", Some("python3")),
             ("run.sh", Some("bash")),
             ("x.rb", Some("ruby")),
             ("i.php", Some("php")),
