@@ -9,6 +9,7 @@
 //! - [`Ecosystem::environment`] picks a `deploy.<env>` block.
 
 mod app;
+mod app_values;
 mod cron;
 mod defaults;
 mod deploy;
@@ -16,6 +17,7 @@ mod diagnostic;
 mod discover;
 mod error;
 mod fields;
+mod hosts;
 mod interpreter;
 mod javascript;
 mod json;

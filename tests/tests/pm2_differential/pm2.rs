@@ -10,7 +10,9 @@
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Output, Stdio};
+use std::process::{Child, ChildStdin, Command, Output, Stdio};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
@@ -38,7 +40,8 @@ pub fn find() -> Result<PathBuf, String> {
 }
 
 /// For each request line `{"file", "env", "only"}`: start, list, delete every app, then one
-/// `@@ {"error", "list"}` line. Anything PM2 prints itself goes elsewhere than `@@` lines.
+/// `@@ {"error", "list"}` line. Anything PM2 prints itself goes elsewhere than `@@` lines; the
+/// driver's own stderr (each file it starts) goes to `driver.err` in the PM2 home.
 const DRIVER: &str = r#"
 const pm2 = require(process.argv[2]);
 const lines = require('readline').createInterface({ input: process.stdin });
@@ -51,6 +54,7 @@ pm2.connect((err) => {
     if (busy || queue.length === 0) return;
     busy = true;
     const req = queue.shift();
+    process.stderr.write('starting ' + req.file + '\n');
     const opts = {};
     if (req.env) opts.env = req.env;
     if (req.only) opts.only = req.only;
@@ -73,13 +77,17 @@ pm2.connect((err) => {
 });
 "#;
 
-/// One PM2 daemon under a home of its own, and the node process driving it; dropping it
-/// ends the driver and runs `pm2 kill` for that home only.
+/// How long PM2 may take over one file before the suite gives up on it.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// One PM2 daemon under a home of its own, and the node process driving it (its answers
+/// arrive through a reader thread, so that waiting for one has a deadline); dropping it ends
+/// the driver and runs `pm2 kill` for that home only.
 pub struct Pm2 {
     bin: PathBuf,
     home: tempfile::TempDir,
     env: BTreeMap<String, String>,
-    driver: Option<(Child, ChildStdin, BufReader<ChildStdout>)>,
+    driver: Option<(Child, ChildStdin, Receiver<String>)>,
 }
 
 impl Pm2 {
@@ -133,12 +141,38 @@ impl Pm2 {
             .current_dir(dir)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(std::fs::File::create(self.home.path().join("driver.err")).expect("driver.err"))
             .spawn()
             .expect("run node");
         let stdin = child.stdin.take().expect("driver stdin");
         let stdout = BufReader::new(child.stdout.take().expect("driver stdout"));
-        self.driver = Some((child, stdin, stdout));
+        let (answers, received) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in stdout.lines().map_while(Result::ok) {
+                if let Some(json) = line.strip_prefix("@@ ")
+                    && answers.send(json.to_owned()).is_err()
+                {
+                    break;
+                }
+            }
+        });
+        self.driver = Some((child, stdin, received));
+    }
+
+    /// The ends of PM2's own log and of the driver's, to show what they were doing when
+    /// PM2 stopped answering.
+    fn log_tail(&self) -> String {
+        let tail = |name: &str| {
+            let log = std::fs::read_to_string(self.home.path().join(name)).unwrap_or_default();
+            let lines: Vec<&str> = log.lines().collect();
+            let from = lines.len().saturating_sub(20);
+            lines.get(from..).unwrap_or_default().join("\n")
+        };
+        format!(
+            "{}\n--- the driver ---\n{}",
+            tail("pm2.log"),
+            tail("driver.err")
+        )
     }
 
     /// `pm2 start <file> [--env E] [--only A]`, the list, then `delete all`.
@@ -151,15 +185,17 @@ impl Pm2 {
                 .map(|v| (*v).to_owned())
         };
         let request = json!({ "file": file, "env": option("--env"), "only": option("--only") });
-        let (_, stdin, stdout) = self.driver.as_mut().expect("drive() first");
+        let (_, stdin, answers) = self.driver.as_mut().expect("drive() first");
         writeln!(stdin, "{request}").expect("send to the driver");
         stdin.flush().expect("send to the driver");
-        let answer: Value = loop {
-            let mut line = String::new();
-            let n = stdout.read_line(&mut line).expect("read the driver");
-            assert!(n > 0, "the PM2 driver ended");
-            if let Some(json) = line.strip_prefix("@@ ") {
-                break serde_json::from_str(json).expect("the driver's answer");
+        let answer: Value = match answers.recv_timeout(ANSWER_TIMEOUT) {
+            Ok(json) => serde_json::from_str(&json).expect("the driver's answer"),
+            Err(RecvTimeoutError::Timeout) => panic!(
+                "PM2 did not answer for {file} within {ANSWER_TIMEOUT:?}; its log ends:\n{}",
+                self.log_tail()
+            ),
+            Err(RecvTimeoutError::Disconnected) => {
+                panic!("the PM2 driver ended; its log ends:\n{}", self.log_tail())
             }
         };
         let procs = answer["list"].as_array().cloned().unwrap_or_default();
