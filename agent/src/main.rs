@@ -5,10 +5,18 @@ use std::process::ExitCode;
 use clap::Parser;
 use pmfleet_agent::cli::{Cli, Command};
 use pmfleet_agent::home::AgentHome;
+use pmfleet_shared::cli::error;
 use tokio_util::sync::CancellationToken;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(e),
+    };
+    if cli.command.ends_on_closed_stdout() {
+        pmfleet_shared::cli::pipe::end_quietly_on_closed_stdout();
+    }
+    let json = cli.command.json();
     let daemon = match &cli.command {
         Command::Daemon { tls_listen } => Some(pmfleet_agent::daemon::DaemonOptions {
             tls_listen: tls_listen.clone(),
@@ -35,7 +43,7 @@ fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
+            error::report(json, "internal", &format!("cannot start the runtime: {e}"));
             return ExitCode::FAILURE;
         }
     };
@@ -63,12 +71,34 @@ fn main() -> ExitCode {
                 }
             };
         }
+        if let Command::Run(args) = cli.command {
+            return pmfleet_agent::run::run(args, home).await;
+        }
         match pmfleet_agent::cli::run(cli.command, &home).await {
             Ok(code) => code,
             Err(e) => {
-                eprintln!("error: {e:#}");
+                error::report(json, "failed", &format!("{e:#}"));
                 ExitCode::FAILURE
             }
         }
     })
+}
+
+/// A command line clap refused: its message (as JSON when `--json` was asked for), exit 2.
+fn usage_error(e: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    let args: Vec<String> = std::env::args().collect();
+    if error::wants_json(&args)
+        && !matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion)
+    {
+        let text = e.render().to_string();
+        let first = text
+            .lines()
+            .next()
+            .unwrap_or("")
+            .trim_start_matches("error: ");
+        println!("{}", error::json_line("usage", first));
+        return ExitCode::from(2);
+    }
+    e.exit()
 }
