@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
-        Err(e) => return usage_error(e),
+        Err(e) => return error::usage(e),
     };
     if cli.command.ends_on_closed_stdout() {
         pmfleet_shared::cli::pipe::end_quietly_on_closed_stdout();
@@ -82,23 +82,4 @@ fn main() -> ExitCode {
             }
         }
     })
-}
-
-/// A command line clap refused: its message (as JSON when `--json` was asked for), exit 2.
-fn usage_error(e: clap::Error) -> ExitCode {
-    use clap::error::ErrorKind;
-    let args: Vec<String> = std::env::args().collect();
-    if error::wants_json(&args)
-        && !matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion)
-    {
-        let text = e.render().to_string();
-        let first = text
-            .lines()
-            .next()
-            .unwrap_or("")
-            .trim_start_matches("error: ");
-        println!("{}", error::json_line("usage", first));
-        return ExitCode::from(2);
-    }
-    e.exit()
 }

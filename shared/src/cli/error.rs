@@ -44,6 +44,25 @@ pub fn wants_json<S: AsRef<str>>(args: &[S]) -> bool {
         .any(|a| a == "--json")
 }
 
+/// A command line clap refused: its message, as JSON when `--json` was asked for (exit
+/// status 2, clap's for usage errors); help and version print as clap prints them.
+pub fn usage(e: clap::Error) -> std::process::ExitCode {
+    use clap::error::ErrorKind;
+    let args: Vec<String> = std::env::args().collect();
+    if wants_json(&args) && !matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion)
+    {
+        let text = e.render().to_string();
+        let first = text
+            .lines()
+            .next()
+            .unwrap_or("")
+            .trim_start_matches("error: ");
+        println!("{}", json_line("usage", first));
+        return std::process::ExitCode::from(2);
+    }
+    e.exit()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
