@@ -307,6 +307,11 @@ async fn supervise(
         OnRunning::Restart,
     )
     .map_err(|e| e.to_string())?;
+    // Exits are recorded from before the apps start: one that ends at once counts too.
+    let exits = Arc::new(std::sync::Mutex::new(BTreeMap::<(String, u32), i32>::new()));
+    let (subscribed, on_subscribed) = tokio::sync::oneshot::channel();
+    let events = tokio::spawn(record_exits(home.clone(), exits.clone(), subscribed));
+    let _ = on_subscribed.await;
     let mut c = connect(home).await?;
     match c
         .request(&Request::Start(Box::new(req)))
@@ -353,8 +358,6 @@ async fn supervise(
         last_line.clone(),
         logs_done.clone(),
     ));
-    let exits = Arc::new(std::sync::Mutex::new(BTreeMap::<(String, u32), i32>::new()));
-    let events = tokio::spawn(record_exits(home.clone(), exits.clone()));
 
     let signalled = loop {
         tokio::select! {
@@ -448,12 +451,19 @@ impl Drop for DoneOnDrop {
     }
 }
 
-/// Keeps the last exit code of every instance, from the agent's events.
-async fn record_exits(home: AgentHome, exits: Arc<std::sync::Mutex<BTreeMap<(String, u32), i32>>>) {
+/// Keeps the last exit code of every instance, from the agent's events; says when it is
+/// subscribed (or gave up).
+async fn record_exits(
+    home: AgentHome,
+    exits: Arc<std::sync::Mutex<BTreeMap<(String, u32), i32>>>,
+    subscribed: tokio::sync::oneshot::Sender<()>,
+) {
     let Ok(mut c) = connect(&home).await else {
         return;
     };
-    if c.request(&Request::Events { app: None }).await.is_err() {
+    let answer = c.request(&Request::Events { app: None }).await;
+    let _ = subscribed.send(());
+    if answer.is_err() {
         return;
     }
     while let Ok(Some(Response::Event(ev))) = c.next().await {
