@@ -28,4 +28,8 @@ cargo fmt --all --check
 cargo clippy --workspace --all-targets -- -D warnings
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --workspace -q
 cargo build --workspace --bins
+# The e2e tests run these binaries as built here (instead of each test process bringing
+# them up to date with a cargo build of its own).
+target=${CARGO_TARGET_DIR:-$PWD/target}
+export PMFLEET_BIN="$target/debug/pmfleet" PMFLEET_AGENT_BIN="$target/debug/pmfleet-agent"
 cargo test --workspace --no-fail-fast

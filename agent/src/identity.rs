@@ -78,6 +78,8 @@ pub struct CertInfo {
     pub not_after_unix: i64,
     /// SHA-256 of the certificate, `AB:CD:…`.
     pub fingerprint: String,
+    /// The serial number, lower-case hex (as `pmfleet ca list` shows it).
+    pub serial: String,
 }
 
 impl CertInfo {
@@ -116,6 +118,9 @@ pub struct TlsStatus {
     /// Whole days until `not_after` (negative once expired).
     pub expires_in_days: Option<i64>,
     pub fingerprint: Option<String>,
+    /// The certificate's serial number, lower-case hex: setup checks it against the CA's
+    /// revocations.
+    pub serial: Option<String>,
 }
 
 /// Whether TLS is meant to be on: the certificate or the CA has been installed.
@@ -296,6 +301,11 @@ pub fn cert_info(pem: &str, path: &Path) -> Result<CertInfo, IdentityError> {
         not_after: rfc3339(&validity.not_after),
         not_after_unix: validity.not_after.timestamp(),
         fingerprint: tls::fingerprint_sha256(pem).map_err(|e| bad(e.to_string()))?,
+        serial: cert
+            .raw_serial()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect(),
     })
 }
 
@@ -315,17 +325,19 @@ pub fn status(home: &AgentHome) -> TlsStatus {
         not_after_unix: None,
         expires_in_days: None,
         fingerprint: None,
+        serial: None,
     };
     if let Ok(pem) = std::fs::read_to_string(home.tls_cert()) {
         match cert_info(&pem, &home.tls_cert()) {
             Ok(c) => {
                 let now = time::OffsetDateTime::now_utc().unix_timestamp();
-                st.expires_in_days = Some((c.not_after_unix - now).div_euclid(86_400));
+                st.expires_in_days = Some(tls::days_left(c.not_after_unix, now));
                 st.sans = c.sans;
                 st.not_before = Some(c.not_before);
                 st.not_after = Some(c.not_after);
                 st.not_after_unix = Some(c.not_after_unix);
                 st.fingerprint = Some(c.fingerprint);
+                st.serial = Some(c.serial);
             }
             Err(e) => st.error = Some(e.to_string()),
         }

@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use pmfleet_shared::protocol::{ApplyRelease, ApplyReport, Request, Response};
+use pmfleet_shared::protocol::{ApplyReport, Request, Response};
 use pmfleet_testkit::{AgentHome, answering_pids, free_port, get, tls, wait_until};
 
 /// A Node app that reads `mode` beside it when it starts: `good` serves, `dies` listens and
@@ -213,13 +213,13 @@ impl Remote {
     }
 
     fn apply(&self, release: &Path) -> ApplyReport {
-        let req = Request::ApplyRelease(Box::new(ApplyRelease {
-            release_dir: release.to_path_buf(),
-            ecosystem: None,
-            env_name: None,
-            env: BTreeMap::new(),
-            timeout_ms: 60_000,
-        }));
+        let req = Request::ApplyRelease(Box::new(tls::prepare_release(
+            self.agent.home.path(),
+            release,
+            "production",
+            &BTreeMap::new(),
+            60_000,
+        )));
         let answer = self.rt.block_on(tls::request(
             self.addr,
             self.config.clone(),

@@ -1,19 +1,19 @@
 //! The agent's mutual-TLS endpoint, end to end: a real daemon with a fleet identity in its
 //! home (made at test time), a client with a fleet certificate asking for `status`, `list`,
 //! `logs` and `apply_release` — a release started, reloaded under load without a failed
-//! request, and a release that never becomes ready leaving the previous one serving — and
-//! every client that must be refused, each refusal followed by a good client that still gets
-//! an answer.
+//! request, and a release that never becomes ready leaving the previous one serving.
+//!
+//! Who is refused, and what each certificate role may ask, is the TLS suite of the e2e crate
+//! (`tests/tests/agent_tls.rs`, `tests/tests/agent_hostile.rs`), against this same endpoint.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use pmfleet_shared::protocol::{
-    AppliedAction, ApplyRelease, ApplyReport, ErrorKind, MAX_FRAME_LEN, Request, Response,
+    AppliedAction, ApplyDir, ApplyRelease, ApplyReport, ErrorKind, Request, Response,
 };
 use pmfleet_testkit as common;
 use pmfleet_testkit::tls::{self, Ca};
@@ -24,7 +24,6 @@ use rustls::ClientConfig;
 struct Remote {
     agent: Agent,
     addr: SocketAddr,
-    ca: Ca,
     good: Arc<ClientConfig>,
     rt: tokio::runtime::Runtime,
 }
@@ -52,7 +51,6 @@ impl Remote {
         Remote {
             agent,
             addr,
-            ca,
             good,
             rt: tls::runtime(),
         }
@@ -84,17 +82,19 @@ impl Remote {
         }
     }
 
+    /// Apply `release` as a deploy does: its marker (written on the host) holds the deploy
+    /// environment, the request only names it.
     fn apply(&self, release: &Path) -> ApplyReport {
-        let req = Request::ApplyRelease(Box::new(ApplyRelease {
-            release_dir: release.to_path_buf(),
-            ecosystem: None,
-            env_name: Some("production".into()),
-            env: BTreeMap::from([
+        let req = Request::ApplyRelease(Box::new(tls::prepare_release(
+            self.agent.home.path(),
+            release,
+            "production",
+            &BTreeMap::from([
                 ("DEPLOY_ONLY".to_string(), "d".to_string()),
                 ("SHARED".to_string(), "deploy".to_string()),
             ]),
-            timeout_ms: 60_000,
-        }));
+            60_000,
+        )));
         match self.ask(&req) {
             Response::Applied(r) => r,
             other => panic!("{other:?}"),
@@ -138,11 +138,11 @@ fn api_pids(r: &Remote) -> Vec<u32> {
     }
 }
 
+/// The app's spec as the host sees it (the local socket: remote answers redact env values).
 fn api_spec(r: &Remote) -> pmfleet_shared::protocol::AppSpec {
-    match r.ask(&Request::Show { app: "api".into() }) {
-        Response::App { app } => app.spec,
-        other => panic!("{other:?}"),
-    }
+    let json = r.agent.ok(&["show", "api", "--json"]);
+    let detail: pmfleet_shared::protocol::AppDetail = serde_json::from_str(&json).unwrap();
+    detail.spec
 }
 
 #[test]
@@ -327,28 +327,40 @@ fn a_new_app_that_never_becomes_ready_is_reported_and_stopped() {
 #[test]
 fn a_bad_release_is_refused_whole_and_local_only_requests_are_forbidden() {
     let r = Remote::start();
-    let bad = |release_dir: &str, ecosystem: Option<&str>| {
-        let req = Request::ApplyRelease(Box::new(ApplyRelease {
-            release_dir: release_dir.into(),
-            ecosystem: ecosystem.map(PathBuf::from),
-            env_name: None,
-            env: BTreeMap::new(),
-            timeout_ms: 10_000,
-        }));
-        match r.ask(&req) {
-            Response::Error(e) => e,
-            other => panic!("{other:?}"),
-        }
+    let ask_error = |req: Request| match r.ask(&req) {
+        Response::Error(e) => e,
+        other => panic!("{other:?}"),
     };
-    let e = bad("relative/dir", None);
-    assert_eq!(e.kind, ErrorKind::Invalid);
-    assert!(e.message.contains("not an absolute path"), "{}", e.message);
-    let dir = r.agent.work.path().join("empty");
+    // A root that is not one setup registered.
+    let e = ask_error(Request::ApplyRelease(Box::new(ApplyRelease {
+        root: "relative/dir".into(),
+        release: "1".into(),
+        timeout_ms: 10_000,
+    })));
+    assert_eq!(e.kind, ErrorKind::Forbidden);
+    assert!(e.message.contains("not a deploy root"), "{}", e.message);
+    // A prepared release without an ecosystem file.
+    let dir = r.agent.work.path().join("releases/empty");
     std::fs::create_dir_all(&dir).unwrap();
-    let e = bad(dir.to_str().unwrap(), None);
+    let req = tls::prepare_release(
+        r.agent.home.path(),
+        &dir,
+        "production",
+        &BTreeMap::new(),
+        10_000,
+    );
+    let e = ask_error(Request::ApplyRelease(Box::new(req)));
+    assert_eq!(e.kind, ErrorKind::Invalid);
     assert!(e.message.contains("ecosystem"), "{}", e.message);
-    let e = bad(dir.to_str().unwrap(), Some("../../etc/passwd"));
-    assert!(e.message.contains("inside the release"), "{}", e.message);
+    // A directory and ecosystem file of the client's choosing: the local socket's only.
+    let e = ask_error(Request::ApplyDir(Box::new(ApplyDir {
+        release_dir: dir.clone(),
+        ecosystem: Some(PathBuf::from("../../etc/passwd")),
+        env_name: None,
+        env: BTreeMap::new(),
+        timeout_ms: 10_000,
+    })));
+    assert_eq!(e.kind, ErrorKind::Forbidden);
 
     for req in [Request::Kill, Request::ReloadTls] {
         match r.ask(&req) {
@@ -358,141 +370,4 @@ fn a_bad_release_is_refused_whole_and_local_only_requests_are_forbidden() {
     }
     r.still_serves();
     assert!(r.agent.list().is_empty());
-}
-
-/// Expect `config`'s request to be refused, then a good client to be served.
-fn refused(r: &Remote, config: Arc<ClientConfig>, what: &str) {
-    let started = Instant::now();
-    let answer = r.ask_with(config, &Request::Status);
-    assert!(answer.is_err(), "{what}: got {answer:?}");
-    assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "{what}: refused only after {:?}",
-        started.elapsed()
-    );
-    r.still_serves();
-}
-
-#[test]
-fn clients_without_a_valid_fleet_certificate_are_refused() {
-    let r = Remote::start();
-    r.still_serves();
-
-    // Under TLS 1.3 the client's handshake "succeeds"; the refusal arrives on the first read.
-    refused(
-        &r,
-        tls::client_config(&r.ca.pem, None),
-        "no client certificate",
-    );
-    let other = Ca::new("another CA");
-    // Trusts our agent (ca.pem) but presents a certificate of another CA.
-    refused(
-        &r,
-        tls::client_config(&r.ca.pem, Some(&other.client(100))),
-        "a certificate from another CA",
-    );
-    refused(
-        &r,
-        tls::client_config(&r.ca.pem, Some(&r.ca.expired_client(101))),
-        "an expired certificate",
-    );
-
-    // Revocation: a CRL installed later applies after `tls reload`, to new connections.
-    let revoked = tls::client_config(&r.ca.pem, Some(&r.ca.client(102)));
-    assert!(r.ask_with(revoked.clone(), &Request::Status).is_ok());
-    std::fs::write(r.agent.home.path().join("tls/crl.pem"), r.ca.crl(&[102])).unwrap();
-    let out = r.agent.ok(&["tls", "reload"]);
-    assert!(
-        out.contains("reloaded") && out.contains("with a CRL"),
-        "{out}"
-    );
-    refused(&r, revoked, "a revoked certificate");
-}
-
-#[test]
-fn plaintext_silent_and_oversized_clients_do_not_disturb_the_others() {
-    let r = Remote::start();
-
-    // Plaintext: the handshake fails and the connection is closed.
-    let mut plain = std::net::TcpStream::connect(r.addr).unwrap();
-    plain
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    plain
-        .write_all(b"GET / HTTP/1.1\r\nHost: agent\r\n\r\n")
-        .unwrap();
-    let mut buf = [0u8; 256];
-    let n = plain.read(&mut buf).unwrap_or(0);
-    // Whatever came back (a TLS alert at most), it is no HTTP and the connection ends.
-    assert!(!String::from_utf8_lossy(&buf[..n]).contains("HTTP"));
-    r.still_serves();
-
-    // A TCP client that never says a word: the others are served meanwhile, and it is
-    // dropped once the handshake timeout (5 s) passes.
-    let mut silent = std::net::TcpStream::connect(r.addr).unwrap();
-    let since = Instant::now();
-    r.still_serves();
-    assert!(since.elapsed() < Duration::from_secs(3));
-    silent
-        .set_read_timeout(Some(Duration::from_secs(15)))
-        .unwrap();
-    let n = silent.read(&mut buf).unwrap_or(0);
-    assert_eq!(n, 0, "the silent client gets nothing");
-    let waited = since.elapsed();
-    assert!(
-        waited >= Duration::from_secs(4) && waited < Duration::from_secs(12),
-        "closed after {waited:?}"
-    );
-
-    // A frame over the cap: answered with an error, then the connection is closed.
-    let answer = r.rt.block_on(async {
-        use tokio::io::AsyncWriteExt;
-        let mut c = tls::connect(r.addr, r.good.clone()).await.unwrap();
-        c.stream
-            .write_all(&(MAX_FRAME_LEN + 1).to_be_bytes())
-            .await
-            .unwrap();
-        c.stream.flush().await.unwrap();
-        let first = c.recv(Duration::from_secs(10)).await;
-        let second = c.recv(Duration::from_secs(10)).await;
-        (first, second)
-    });
-    match answer.0 {
-        Ok(Response::Error(e)) => {
-            assert_eq!(e.kind, ErrorKind::Invalid);
-            assert!(e.message.contains("larger than"), "{}", e.message);
-        }
-        other => panic!("{other:?}"),
-    }
-    assert!(
-        answer.1.is_err(),
-        "the connection must be closed: {:?}",
-        answer.1
-    );
-    r.still_serves();
-}
-
-#[test]
-fn connections_over_the_cap_are_closed_at_once() {
-    let r = Remote::start();
-    let idle: Vec<_> = (0..64)
-        .map(|_| std::net::TcpStream::connect(r.addr).unwrap())
-        .collect();
-    // Let the daemon accept all of them.
-    std::thread::sleep(Duration::from_millis(300));
-    let started = Instant::now();
-    let answer = r.ask_with(r.good.clone(), &Request::Status);
-    assert!(
-        answer.is_err(),
-        "the 65th connection must be closed: {answer:?}"
-    );
-    assert!(
-        started.elapsed() < Duration::from_secs(2),
-        "{:?}",
-        started.elapsed()
-    );
-    drop(idle);
-    wait_until(Duration::from_secs(5), "a free connection slot", || {
-        r.ask_with(r.good.clone(), &Request::Status).is_ok()
-    });
 }

@@ -27,7 +27,7 @@ use deploy::Exit;
 pub async fn run(cli: cli::Cli) -> Exit {
     match cli.command {
         cli::Command::Deploy(args) => commands::deploy::run(args).await,
-        cli::Command::Ca(args) => commands::ca::run(args),
+        cli::Command::Ca(args) => commands::ca::run(args).await,
         cli::Command::Status(args) => commands::status::run(args).await,
         cli::Command::App(args) => commands::app::run(args).await,
         cli::Command::Logs(args) => commands::logs::run(args).await,

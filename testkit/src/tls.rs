@@ -63,9 +63,32 @@ impl Ca {
         serial: u64,
         validity: Option<(OffsetDateTime, OffsetDateTime)>,
     ) -> Leaf {
+        // A client is the controller unless said otherwise: everything it offers remotely.
+        self.sign_as(
+            sans,
+            usage,
+            serial,
+            validity,
+            pmfleet_shared::tls::Role::Admin,
+        )
+    }
+
+    fn sign_as(
+        &self,
+        sans: &[&str],
+        usage: ExtendedKeyUsagePurpose,
+        serial: u64,
+        validity: Option<(OffsetDateTime, OffsetDateTime)>,
+        role: pmfleet_shared::tls::Role,
+    ) -> Leaf {
         let key = KeyPair::generate().unwrap();
         let sans: Vec<String> = sans.iter().map(|s| s.to_string()).collect();
         let mut params = CertificateParams::new(sans).unwrap();
+        if usage == ExtendedKeyUsagePurpose::ClientAuth {
+            params
+                .distinguished_name
+                .push(DnType::OrganizationalUnitName, role.subject_unit());
+        }
         params.extended_key_usages = vec![usage];
         params.serial_number = Some(SerialNumber::from(serial));
         let now = OffsetDateTime::now_utc();
@@ -87,9 +110,14 @@ impl Ca {
         self.sign(&AGENT_SANS, ExtendedKeyUsagePurpose::ServerAuth, 1, None)
     }
 
-    /// A client certificate (the controller's, a CI runner's) with this serial.
+    /// A client certificate with the `admin` role (the controller's) and this serial.
     pub fn client(&self, serial: u64) -> Leaf {
         self.sign(&[], ExtendedKeyUsagePurpose::ClientAuth, serial, None)
+    }
+
+    /// A client certificate with `role` and this serial.
+    pub fn client_as(&self, serial: u64, role: pmfleet_shared::tls::Role) -> Leaf {
+        self.sign_as(&[], ExtendedKeyUsagePurpose::ClientAuth, serial, None, role)
     }
 
     /// A client certificate that expired yesterday.
@@ -175,6 +203,43 @@ pub fn client_config(ca_pem: &str, leaf: Option<&Leaf>) -> Arc<ClientConfig> {
             c.alpn_protocols = vec![pmfleet_shared::tls::ALPN.to_vec()];
             Arc::new(c)
         }
+    }
+}
+
+/// What setup and a deploy leave on a host so that the agent of `home` runs `release_dir`
+/// (`<root>/releases/<id>`) when asked over mutual TLS: `<root>` registered in `<home>/roots`
+/// and the release's marker holding `env_name` and `env`. Returns the request that names it.
+pub fn prepare_release(
+    home: &Path,
+    release_dir: &Path,
+    env_name: &str,
+    env: &std::collections::BTreeMap<String, String>,
+    timeout_ms: u64,
+) -> protocol::ApplyRelease {
+    let id = release_dir
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    let root = release_dir.parent().unwrap().parent().unwrap();
+    let root = std::fs::canonicalize(root).unwrap();
+    let roots = home.join("roots");
+    let known = std::fs::read_to_string(&roots).unwrap_or_default();
+    if !known.lines().any(|l| Path::new(l) == root) {
+        std::fs::write(&roots, format!("{known}{}\n", root.display())).unwrap();
+    }
+    let prepared = root.join(".pmfleet/prepared");
+    std::fs::create_dir_all(&prepared).unwrap();
+    let marker = protocol::PreparedRelease {
+        env_name: env_name.to_string(),
+        env: env.clone(),
+    };
+    std::fs::write(prepared.join(&id), serde_json::to_string(&marker).unwrap()).unwrap();
+    protocol::ApplyRelease {
+        root,
+        release: id,
+        timeout_ms,
     }
 }
 

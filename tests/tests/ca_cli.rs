@@ -187,3 +187,48 @@ fn dir_flag_and_an_exposed_key() {
     assert_eq!(out.code, 2);
     assert!(out.stderr.contains("chmod 600"), "{}", out.stderr);
 }
+
+#[test]
+fn issue_writes_the_role_asked_for_and_refuses_others() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let ca = tmp.path().join("ca");
+    assert_eq!(pmfleet(&ca, &["ca", "init"]).code, 0);
+    let out = pmfleet(&ca, &["ca", "issue", "grafana", "--role", "read"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.contains("with role `read`"), "{}", out.stdout);
+    let out = pmfleet(&ca, &["ca", "issue", "ci-runner"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.contains("with role `deploy`"), "{}", out.stdout);
+    let out = pmfleet(&ca, &["ca", "issue", "root", "--role", "root"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("admin, deploy or read"),
+        "{}",
+        out.stderr
+    );
+
+    let roles: Vec<(String, String)> = list_json(&ca)
+        .iter()
+        .map(|c| {
+            (
+                c["name"].as_str().unwrap_or_default().to_string(),
+                c["role"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(roles.len(), 3, "{roles:?}");
+    assert_eq!(roles[0].1, "admin", "the controller: {roles:?}");
+    assert_eq!(roles[1], ("grafana".to_string(), "read".to_string()));
+    assert_eq!(roles[2], ("ci-runner".to_string(), "deploy".to_string()));
+    let table = pmfleet(&ca, &["ca", "list"]);
+    assert!(table.stdout.contains("ROLE"), "{}", table.stdout);
+    // The certificate's subject says it, for openssl and anyone else.
+    let cert = std::fs::read_to_string(ca.join("clients/grafana/cert.pem")).expect("cert");
+    let der = pmfleet_shared::tls::certs_from_pem(&cert)
+        .expect("pem")
+        .remove(0);
+    assert_eq!(
+        pmfleet_shared::tls::role_of(&der),
+        Ok(Some(pmfleet_shared::tls::Role::Read))
+    );
+}

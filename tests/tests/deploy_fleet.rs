@@ -527,7 +527,16 @@ fn controller_killed_mid_deploy_leaves_a_complete_release_and_a_breakable_lock()
         );
     }
 
-    // The lock is refused while fresh; once its heartbeat is stale the message says how to break it.
+    // As if the dead deploy had run on another machine (this one would know its pid is gone):
+    // the lock is refused while fresh; once its heartbeat is stale the message says how to
+    // break it.
+    for host in &fleet.hosts {
+        let lock = on_host(host, ".pmfleet/lock");
+        let mut holder: Value =
+            serde_json::from_str(&std::fs::read_to_string(&lock).unwrap()).unwrap();
+        holder["machine"] = json!("another-machine");
+        std::fs::write(&lock, format!("{holder}\n")).unwrap();
+    }
     let refused = project.pmfleet(&["deploy", "production"]);
     assert_eq!(refused.code, 4, "{}", refused.all());
     let not_broken = project.pmfleet(&["deploy", "production", "unlock"]);

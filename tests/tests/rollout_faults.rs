@@ -3,12 +3,12 @@
 //! checks that every host serves a complete release and that the next command finishes the
 //! job.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use pmfleet_testkit::git_repo::GitRepo;
 use pmfleet_testkit::project::{Project, Run};
 use pmfleet_testkit::sshd::{Fleet, SshHost};
-use pmfleet_testkit::{require_sshd, wait_until};
+use pmfleet_testkit::{free_port, require_sshd, wait_until};
 use serde_json::{Value, json};
 
 /// The deploy root as every host sees it.
@@ -55,6 +55,18 @@ fn served_version(host: &SshHost) -> String {
         .unwrap_or_default()
         .trim()
         .to_string()
+}
+
+fn releases(host: &SshHost) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(on_host(host, "releases"))
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
 }
 
 fn ok(run: &Run) {
@@ -121,4 +133,330 @@ fn a_host_that_drops_mid_deploy_is_unreachable() {
     ok(&project.pmfleet(&["deploy", "production", "unlock", "--force"]));
     ok(&project.pmfleet(&["deploy", "production"]));
     assert_fleet_serves(&fleet.hosts, "2");
+}
+
+// ---- the controller killed at every step of a rollout, with agents ----------------------
+
+/// A Node app answering with its version, which listens only once `/srv/hold-<version>` is
+/// gone (so a test can keep a reload in flight as long as it needs).
+const GATED_SERVER_JS: &str = r#"const http = require("http");
+const fs = require("fs");
+const version = fs.readFileSync(__dirname + "/VERSION", "utf8").trim();
+const hold = "/srv/hold-" + version;
+const serve = () => http.createServer((q, s) => s.end(`version ${version}\n`)).listen(process.env.PORT);
+(function wait() { if (fs.existsSync(hold)) setTimeout(wait, 50); else serve(); })();
+"#;
+
+/// A `post-deploy` that waits (after touching `/srv/in-post`) while `/srv/hold-post` exists.
+const GATED_POST_DEPLOY: &str = "if [ -f /srv/hold-post ]; then touch /srv/in-post; while [ -f /srv/hold-post ]; do sleep 0.05; done; fi; ./app.sh > built.txt";
+
+fn http_get(host: &str, port: u16) -> String {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = std::net::TcpStream::connect((host, port)) else {
+        return String::new();
+    };
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok();
+    let _ = stream.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let mut body = String::new();
+    let _ = stream.read_to_string(&mut body);
+    body.rsplit("\r\n\r\n")
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_string()
+}
+
+/// Every process of this test's app, on every host: found by the port in its environment
+/// (and, with `release`, started for that release).
+fn app_processes(port: u16) -> usize {
+    processes_of(port, None)
+}
+
+fn processes_of(port: u16, release: Option<&str>) -> usize {
+    let needle = format!("PORT={port}");
+    let wanted = release.map(|r| format!("PMFLEET_RELEASE={r}"));
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().parse::<u32>().is_ok())
+        .filter(|e| {
+            let environ = std::fs::read(e.path().join("environ")).unwrap_or_default();
+            let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+            let has = |n: &str| environ.split(|b| *b == 0).any(|v| v == n.as_bytes());
+            has(&needle)
+                && wanted.as_deref().is_none_or(has)
+                && String::from_utf8_lossy(&cmdline).contains("server.js")
+        })
+        .count()
+}
+
+struct Suite {
+    fleet: Fleet,
+    repo: GitRepo,
+    project: Project,
+    port: u16,
+    agent_port: u16,
+    version: u32,
+}
+
+impl Suite {
+    fn hosts(&self) -> &[SshHost] {
+        &self.fleet.hosts
+    }
+
+    fn write_ecosystem(&self, extra: Value) {
+        let hosts: Vec<Value> = self
+            .hosts()
+            .iter()
+            .map(|h| json!({"host": h.address(), "port": h.port(), "user": "root"}))
+            .collect();
+        let mut env = json!({
+            "host": hosts, "ref": "main", "repo": self.repo.url(), "path": ROOT, "fetch": "push",
+            "post-deploy": GATED_POST_DEPLOY, "keep_releases": 2,
+            "agent": {"port": self.agent_port, "bind": "host"},
+        });
+        if let (Some(env), Some(extra)) = (env.as_object_mut(), extra.as_object()) {
+            for (k, v) in extra {
+                env.insert(k.clone(), v.clone());
+            }
+        }
+        self.project
+            .write_ecosystem(&json!({"deploy": {"production": env}}));
+    }
+
+    /// The next version committed; returns it.
+    fn next_version(&mut self) -> String {
+        self.version += 1;
+        let v = self.version.to_string();
+        self.repo
+            .commit_file("VERSION", &format!("{v}\n"), &format!("version {v}"));
+        v
+    }
+
+    /// Every host serves a complete release, its apps answer, and the app runs exactly its
+    /// instances on every host (no copy left over from a killed rollout). Returns each host's
+    /// version.
+    fn check_complete(&self) -> Vec<String> {
+        let mut versions = Vec::new();
+        for host in self.hosts() {
+            let release = current_release(host).expect("current");
+            assert!(
+                on_host(host, &format!(".pmfleet/prepared/{release}")).exists(),
+                "{} serves the complete release {release}",
+                host.address()
+            );
+            assert!(on_host(host, "current/built.txt").exists());
+            let version = served_version(host);
+            wait_until(
+                Duration::from_secs(60),
+                &format!("{} answers version {version}", host.address()),
+                || http_get(host.address(), self.port) == format!("version {version}"),
+            );
+            versions.push(version);
+        }
+        let expected = 2 * self.hosts().len();
+        wait_until(
+            Duration::from_secs(60),
+            &format!("the app runs exactly {expected} instances"),
+            || app_processes(self.port) == expected,
+        );
+        versions
+    }
+
+    /// Starts a deploy of the next version, waits for `at`, kills the controller (SIGKILL).
+    fn kill_deploy_when(&mut self, at: impl FnMut(&Suite) -> bool) -> String {
+        let version = self.next_version();
+        let mut at = at;
+        let mut victim = self.project.spawn(&["deploy", "production"]);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !at(self) {
+            assert!(
+                victim.try_wait().unwrap().is_none(),
+                "the deploy ended before the step to kill it at"
+            );
+            assert!(Instant::now() < deadline, "the step to kill at never came");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        victim.kill().unwrap();
+        victim.wait().unwrap();
+        version
+    }
+
+    /// The next command names the dead holder and the interrupted rollout; `unlock` needs no
+    /// --force; then `converge` brings every host to one release.
+    fn recover(&mut self, interrupted: bool, converge: &[&str]) -> String {
+        let refused = self.project.pmfleet(&["deploy", "production"]);
+        assert_eq!(refused.code, 4, "{}", refused.all());
+        assert!(
+            refused.stdout.contains("on this machine) is gone"),
+            "{}",
+            refused.stdout
+        );
+        ok(&self.project.pmfleet(&["deploy", "production", "unlock"]));
+        let list = self.project.pmfleet(&["deploy", "production", "list"]);
+        ok(&list);
+        if interrupted {
+            assert!(
+                list.stdout.contains("was interrupted"),
+                "list says so:\n{}",
+                list.stdout
+            );
+        }
+        let run = self.project.pmfleet(converge);
+        ok(&run);
+        if interrupted {
+            assert!(run.stdout.contains("was interrupted"), "{}", run.stdout);
+        }
+        let versions = self.check_complete();
+        assert!(
+            versions.windows(2).all(|w| w[0] == w[1]),
+            "one release everywhere: {versions:?}"
+        );
+        versions[0].clone()
+    }
+}
+
+#[test]
+fn a_controller_killed_at_any_rollout_step_leaves_every_host_serving_a_complete_release() {
+    require_sshd!();
+    let fleet = Fleet::start(2);
+    let repo = GitRepo::new();
+    let project = Project::new(fleet.home.path());
+    let port = free_port();
+    repo.write("server.js", GATED_SERVER_JS);
+    repo.write(
+        "ecosystem.json",
+        &json!({"apps": [{"name": "web", "script": "server.js", "instances": 2,
+            "exec_mode": "cluster", "listen_timeout": 60000, "env": {"PORT": port}}]})
+        .to_string(),
+    );
+    repo.commit_file("VERSION", "1\n", "web app");
+    let mut s = Suite {
+        fleet,
+        repo,
+        project,
+        port,
+        agent_port: free_port(),
+        version: 1,
+    };
+    s.write_ecosystem(json!({}));
+    ok(&s.project.pmfleet(&["ca", "init"]));
+    ok(&s.project.pmfleet(&["deploy", "production", "setup"]));
+    ok(&s.project.pmfleet(&["deploy", "production"]));
+    s.check_complete();
+
+    // After connect: killed as soon as it holds a lock.
+    s.kill_deploy_when(|s| on_host(&s.hosts()[0], ".pmfleet/lock").exists());
+    s.check_complete();
+    s.recover(false, &["deploy", "production"]);
+
+    // During post-deploy.
+    for host in s.hosts() {
+        std::fs::write(host.root().join("hold-post"), "").unwrap();
+        let _ = std::fs::remove_file(host.root().join("in-post"));
+    }
+    s.kill_deploy_when(|s| s.hosts().iter().all(|h| h.root().join("in-post").exists()));
+    for host in s.hosts() {
+        std::fs::remove_file(host.root().join("hold-post")).unwrap();
+    }
+    s.check_complete();
+    s.recover(true, &["deploy", "production"]);
+
+    // During the fetch (a large archive pushed to every host).
+    let big: String = (0..1_000_000u64)
+        .map(|i| format!("{:016x}\n", i.wrapping_mul(0x9E37_79B9_7F4A_7C15)))
+        .collect();
+    s.repo.commit_file("big.txt", &big, "big file");
+    let before: Vec<usize> = s.hosts().iter().map(|h| releases(h).len()).collect();
+    s.kill_deploy_when(|s| {
+        s.hosts()
+            .iter()
+            .zip(&before)
+            .any(|(h, n)| releases(h).len() > *n)
+    });
+    s.check_complete();
+    s.recover(true, &["deploy", "production"]);
+
+    // After the first batch switched (batch: 1), during its agent's reload: the fleet is split.
+    s.write_ecosystem(json!({"batch": 1}));
+    let old = served_version(&s.hosts()[1]);
+    let next = (s.version + 1).to_string();
+    for host in s.hosts() {
+        std::fs::write(host.root().join(format!("hold-{next}")), "").unwrap();
+    }
+    let r_old = current_release(&s.hosts()[0]).unwrap();
+    // Killed once host 0 switched and its agent started the new release's instances.
+    s.kill_deploy_when(|s| {
+        current_release(&s.hosts()[0])
+            .filter(|r| *r != r_old)
+            .is_some_and(|r| processes_of(s.port, Some(&r)) > 0)
+    });
+    for host in s.hosts() {
+        std::fs::remove_file(host.root().join(format!("hold-{next}"))).unwrap();
+    }
+    let versions = s.check_complete();
+    assert_eq!(
+        versions,
+        [next.clone(), old.clone()],
+        "host 0 switched, host 1 did not"
+    );
+    let history =
+        std::fs::read_to_string(on_host(&s.hosts()[0], ".pmfleet/history.jsonl")).unwrap();
+    let switched = current_release(&s.hosts()[0]).unwrap();
+    assert!(
+        history
+            .lines()
+            .any(|l| l.contains(&format!("\"release\":\"{switched}\""))
+                && l.contains("\"outcome\":\"success\"")),
+        "the switch is in the history although the controller died:\n{history}"
+    );
+    // A revert brings every host back to the release before the interrupted rollout.
+    assert_eq!(
+        s.recover(true, &["deploy", "production", "revert", "1"]),
+        old
+    );
+
+    // During the agents' reload, every host switched (batch: all).
+    s.write_ecosystem(json!({}));
+    let next = (s.version + 1).to_string();
+    for host in s.hosts() {
+        std::fs::write(host.root().join(format!("hold-{next}")), "").unwrap();
+    }
+    let before: Vec<Option<String>> = s.hosts().iter().map(current_release).collect();
+    // Killed once every host switched and every agent started the new release's instances.
+    s.kill_deploy_when(|s| {
+        let now: Vec<Option<String>> = s.hosts().iter().map(current_release).collect();
+        now.iter().zip(&before).all(|(n, b)| n != b)
+            && now
+                .first()
+                .cloned()
+                .flatten()
+                .is_some_and(|r| processes_of(s.port, Some(&r)) >= s.hosts().len())
+    });
+    for host in s.hosts() {
+        std::fs::remove_file(host.root().join(format!("hold-{next}"))).unwrap();
+    }
+    assert_eq!(s.check_complete(), [next.clone(), next.clone()]);
+    s.recover(true, &["deploy", "production"]);
+
+    // During prune: an old release full of files takes a while to remove.
+    let host = &s.hosts()[0];
+    let doomed = releases(host)
+        .into_iter()
+        .find(|r| Some(r) != current_release(host).as_ref())
+        .expect("an old release to prune");
+    let junk = on_host(host, &format!("releases/{doomed}/junk"));
+    std::fs::create_dir_all(&junk).unwrap();
+    for i in 0..30_000 {
+        std::fs::write(junk.join(i.to_string()), "").unwrap();
+    }
+    s.write_ecosystem(json!({"keep_releases": 1}));
+    s.kill_deploy_when(|_| {
+        std::fs::read_dir(&junk)
+            .map(|d| d.count() < 30_000)
+            .unwrap_or(true)
+    });
+    s.check_complete();
+    s.recover(true, &["deploy", "production"]);
 }

@@ -55,6 +55,11 @@ async fn serve(
         shutdown: shutdown.clone(),
         origin: Origin::Local,
         idle_timeout: None,
+        write_timeout: None,
+        // The CLI's `start` carries its whole environment: the local socket keeps the
+        // protocol's largest frame.
+        max_request: pmfleet_shared::protocol::MAX_FRAME_LEN,
+        budget: None,
         tls,
         upgrader,
     };

@@ -4,53 +4,25 @@
 //!
 //! - [`local`]: the Unix socket in the agent home (mode 0600), for the agent's own CLI.
 //! - [`tls`]: the mutual-TLS TCP endpoint, for the controller.
+//! - [`access`]: which request each origin (and each certificate role) may send.
+//! - [`admission`]: the connection slots of the TLS endpoint (handshakes, sessions).
+//! - [`release_gate`]: what a remote `apply_release` may name (a release SSH put on the host).
 //! - `session`: one connection's request loop and the streamed `logs` and `events`, shared by
 //!   both.
 
+pub mod access;
+pub mod admission;
 pub mod local;
+pub mod release_gate;
 mod session;
 pub mod tls;
+
+pub use access::Origin;
 
 use pmfleet_shared::protocol::{ApiError, ErrorKind, Request, Response};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::supervisor::{Supervisor, SupervisorError};
-
-/// Which endpoint a request arrived on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Origin {
-    /// The control socket: the agent's own user on this host. Everything is accepted.
-    Local,
-    /// A client with a fleet certificate, over mutual TLS.
-    Remote,
-}
-
-impl Origin {
-    /// Refuse what this endpoint does not accept. A remote client may not end the daemon
-    /// (`kill`: nothing could start it again without a shell on the host), may not `start`
-    /// (its working directory and environment are the controller's, not this host's: remote
-    /// starts go through `apply_release`), and may not `reload_tls` (the TLS files are
-    /// managed on the host).
-    pub fn check(self, req: &Request) -> Result<(), ApiError> {
-        let refused = match (self, req) {
-            (Origin::Local, _) => None,
-            (Origin::Remote, Request::Kill) => Some("kill"),
-            (Origin::Remote, Request::Start(_)) => Some("start"),
-            (Origin::Remote, Request::ReloadTls) => Some("reload_tls"),
-            (Origin::Remote, Request::Upgrade { .. }) => Some("upgrade"),
-            (Origin::Remote, _) => None,
-        };
-        match refused {
-            None => Ok(()),
-            Some(op) => Err(ApiError {
-                kind: ErrorKind::Forbidden,
-                message: format!(
-                    "`{op}` is accepted on the agent's local socket only (run `pmfleet-agent` on the host)"
-                ),
-            }),
-        }
-    }
-}
 
 /// Answer one single-response request. `Logs` and `Events` (streams), `Kill` (ends the
 /// daemon), `ReloadTls` (restarts an endpoint) and `Upgrade` (replaces the daemon's binary)
@@ -77,10 +49,14 @@ pub async fn dispatch(sup: &Supervisor, req: Request) -> Response {
             processes: sup.list(),
         },
         Request::Status => Response::Status(sup.status()),
-        Request::ApplyRelease(r) => match sup.apply_release(*r).await {
-            Ok(report) => Response::Applied(report),
-            Err(e) => error(&e),
+        Request::ApplyRelease(r) => match release_gate::resolve(sup.home().root(), &r) {
+            Ok(dir) => applied(sup.apply_release(dir).await),
+            Err(refused) => {
+                tracing::warn!("apply_release refused: {refused}");
+                Response::Error(refused.to_api())
+            }
         },
+        Request::ApplyDir(d) => applied(sup.apply_release(*d).await),
         Request::Show { app } => match sup.show(&app) {
             Ok(app) => Response::App { app: Box::new(app) },
             Err(e) => error(&e),
@@ -99,6 +75,13 @@ pub async fn dispatch(sup: &Supervisor, req: Request) -> Response {
             kind: ErrorKind::Internal,
             message: "this request is handled by the transport".into(),
         }),
+    }
+}
+
+fn applied(r: Result<pmfleet_shared::protocol::ApplyReport, SupervisorError>) -> Response {
+    match r {
+        Ok(report) => Response::Applied(report),
+        Err(e) => error(&e),
     }
 }
 
@@ -134,67 +117,5 @@ impl TlsControl {
             .map_err(|_| "the mutual-TLS endpoint is not running".to_string())?;
         rx.await
             .map_err(|_| "the mutual-TLS endpoint ended during the reload".to_string())?
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use pmfleet_shared::protocol::{ApplyRelease, ScriptStart, StartRequest, StartSource, Target};
-
-    #[test]
-    fn remote_clients_may_not_end_the_daemon_or_start_from_their_own_machine() {
-        let start = Request::Start(Box::new(StartRequest {
-            source: StartSource::Script(ScriptStart::default()),
-            env_name: None,
-            cwd: "/".into(),
-            env: Default::default(),
-            only: None,
-        }));
-        let apply = Request::ApplyRelease(Box::new(ApplyRelease {
-            release_dir: "/srv/app/releases/1".into(),
-            ecosystem: None,
-            env_name: None,
-            env: Default::default(),
-            timeout_ms: 0,
-        }));
-        let table = [
-            (Request::Kill, false),
-            (start.clone(), false),
-            (Request::ReloadTls, false),
-            (
-                Request::Upgrade {
-                    binary: "/tmp/pmfleet-agent".into(),
-                    handover: 1,
-                },
-                false,
-            ),
-            (Request::Status, true),
-            (Request::List, true),
-            (apply, true),
-            (
-                Request::Reload {
-                    target: Target::All,
-                },
-                true,
-            ),
-            (
-                Request::Logs {
-                    app: None,
-                    lines: 10,
-                    follow: true,
-                },
-                true,
-            ),
-            (Request::Events { app: None }, true),
-        ];
-        for (req, allowed) in table {
-            assert!(Origin::Local.check(&req).is_ok(), "{req:?}");
-            let remote = Origin::Remote.check(&req);
-            assert_eq!(remote.is_ok(), allowed, "{req:?}");
-            if let Err(e) = remote {
-                assert_eq!(e.kind, ErrorKind::Forbidden);
-            }
-        }
     }
 }

@@ -5,19 +5,30 @@
 //! A frame the session cannot read (too large, another protocol version, not JSON) is answered
 //! with an error, then the connection is closed: after a refused length prefix the stream is
 //! no longer at a frame boundary.
+//!
+//! Every request is checked against the session's [`Origin`] first (for a remote client, the
+//! role of its certificate), and every answer to a remote client has its env values redacted.
+//! Each frame written to a remote client has a deadline, so a client that stops reading — a
+//! `logs --follow` or `events` stream it no longer drains — is dropped instead of holding its
+//! connection slot forever.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use pmfleet_shared::protocol::{ApiError, ErrorKind, FrameError, LogLine, Request, Response};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
-use tokio::sync::mpsc;
+use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use super::{Origin, TlsControl};
 use crate::supervisor::Supervisor;
 use crate::upgrade::Upgrader;
-use pmfleet_shared::protocol::{ConnError, read_frame, write_frame};
+use pmfleet_shared::protocol::{ConnError, read_frame_within, write_frame};
+
+/// The most lines `logs` sends from each file before it follows (a larger `lines` is
+/// clamped): enough for a person, and a bound on what one request can make the agent read.
+pub const MAX_LOG_LINES: usize = 10_000;
 
 /// What a connection needs besides its stream.
 #[derive(Clone)]
@@ -28,6 +39,14 @@ pub(crate) struct Session {
     /// How long the peer may take to send its next request; `None` waits as long as it likes
     /// (the local CLI).
     pub idle_timeout: Option<Duration>,
+    /// How long writing one frame may take before the peer counts as gone; `None` waits as
+    /// long as it takes (the local CLI).
+    pub write_timeout: Option<Duration>,
+    /// The largest request frame read, in bytes.
+    pub max_request: u32,
+    /// Bytes of request frames all the endpoint's connections may hold at once; `None`: no
+    /// bound but `max_request` per connection.
+    pub budget: Option<Arc<Semaphore>>,
     /// The mutual-TLS endpoint, for `reload_tls`; `None` when this daemon has none to manage.
     pub tls: Option<TlsControl>,
     /// What `upgrade` needs; `None` where it is not served (remote clients, tests).
@@ -35,6 +54,24 @@ pub(crate) struct Session {
 }
 
 impl Session {
+    /// Write one answer, redacted for a remote client, within the write deadline.
+    async fn send<W>(&self, stream: &mut W, resp: Response) -> Result<(), ConnError>
+    where
+        W: AsyncWrite + Unpin,
+    {
+        let resp = if self.origin.redacts() {
+            resp.redacted()
+        } else {
+            resp
+        };
+        match self.write_timeout {
+            Some(t) => tokio::time::timeout(t, write_frame(stream, &resp))
+                .await
+                .unwrap_or(Err(ConnError::WriteTimeout(t))),
+            None => write_frame(stream, &resp).await,
+        }
+    }
+
     /// `upgrade`: say that the handover begins, then become the new binary (this connection
     /// ends with the old one), or say why not.
     async fn upgrade<S>(
@@ -49,19 +86,19 @@ impl Session {
         let refuse = |kind, message| Response::Error(ApiError { kind, message });
         let Some(upgrader) = &self.upgrader else {
             let message = "this endpoint cannot upgrade the agent".to_string();
-            return write_frame(stream, &refuse(ErrorKind::Invalid, message)).await;
+            return self.send(stream, refuse(ErrorKind::Invalid, message)).await;
         };
         if let Err((kind, message)) = upgrader.check(binary, handover) {
-            return write_frame(stream, &refuse(kind, message)).await;
+            return self.send(stream, refuse(kind, message)).await;
         }
         let begins = format!(
             "handing the apps over to {} (pid {} stays)",
             binary.display(),
             std::process::id()
         );
-        write_frame(
+        self.send(
             stream,
-            &Response::Done {
+            Response::Done {
                 messages: vec![begins],
             },
         )
@@ -71,7 +108,7 @@ impl Session {
             "the agent could not become {}: {error}; it carries on with its apps as before",
             binary.display()
         );
-        write_frame(stream, &refuse(ErrorKind::Failed, message)).await
+        self.send(stream, refuse(ErrorKind::Failed, message)).await
     }
 
     /// Serve requests on `stream` until the peer hangs up, stalls, or the agent shuts down.
@@ -81,11 +118,13 @@ impl Session {
     {
         loop {
             let next = async {
+                let read =
+                    read_frame_within::<Request>(stream, self.max_request, self.budget.as_deref());
                 match self.idle_timeout {
-                    Some(t) => tokio::time::timeout(t, read_frame::<Request>(stream))
+                    Some(t) => tokio::time::timeout(t, read)
                         .await
                         .unwrap_or(Err(ConnError::Timeout)),
-                    None => read_frame::<Request>(stream).await,
+                    None => read.await,
                 }
             };
             let req = tokio::select! {
@@ -104,23 +143,23 @@ impl Session {
                         kind,
                         message: e.to_string(),
                     });
-                    let _ = write_frame(stream, &answer).await;
+                    let _ = self.send(stream, answer).await;
                     return Err(ConnError::Frame(e));
                 }
                 Err(e) => return Err(e),
             };
             if let Err(refused) = self.origin.check(&req) {
                 tracing::warn!(origin = ?self.origin, "refused: {}", refused.message);
-                write_frame(stream, &Response::Error(refused)).await?;
+                self.send(stream, Response::Error(refused)).await?;
                 continue;
             }
             match req {
                 Request::Kill => {
                     self.sup.shutdown(true).await;
                     let msg = "stopped every app; the agent exits".to_string();
-                    write_frame(
+                    self.send(
                         stream,
-                        &Response::Done {
+                        Response::Done {
                             messages: vec![msg],
                         },
                     )
@@ -129,6 +168,7 @@ impl Session {
                     return Ok(());
                 }
                 Request::Logs { app, lines, follow } => {
+                    let lines = lines.min(MAX_LOG_LINES);
                     return self.logs(stream, app.as_deref(), lines, follow).await;
                 }
                 Request::Events { app } => return self.events(stream, app).await,
@@ -146,14 +186,14 @@ impl Session {
                             message: "this agent does not manage a mutual-TLS endpoint".into(),
                         }),
                     };
-                    write_frame(stream, &answer).await?;
+                    self.send(stream, answer).await?;
                 }
                 Request::Upgrade { binary, handover } => {
                     return self.upgrade(stream, &binary, handover).await;
                 }
                 req => {
                     let resp = super::dispatch(&self.sup, req).await;
-                    write_frame(stream, &resp).await?;
+                    self.send(stream, resp).await?;
                 }
             }
         }
@@ -178,16 +218,17 @@ impl Session {
                     kind: e.kind(),
                     message: e.report(),
                 };
-                return write_frame(stream, &Response::Error(err)).await;
+                return self.send(stream, Response::Error(err)).await;
             }
         };
         for (app, path) in &files {
             for line in crate::logs::tail(path, lines).unwrap_or_default() {
-                write_frame(stream, &Response::Log(log_line(app, path, line))).await?;
+                self.send(stream, Response::Log(log_line(app, path, line)))
+                    .await?;
             }
         }
         if !follow {
-            return write_frame(stream, &Response::End).await;
+            return self.send(stream, Response::End).await;
         }
         let cancel = self.shutdown.child_token();
         let _stop_followers = cancel.clone().drop_guard();
@@ -209,12 +250,12 @@ impl Session {
         loop {
             tokio::select! {
                 line = rx.recv() => match line {
-                    Some(l) => write_frame(&mut wr, &Response::Log(l)).await?,
-                    None => return write_frame(&mut wr, &Response::End).await,
+                    Some(l) => self.send(&mut wr, Response::Log(l)).await?,
+                    None => return self.send(&mut wr, Response::End).await,
                 },
                 // The client never sends more: a read returning means it hung up.
                 _ = rd.read(&mut probe) => return Ok(()),
-                _ = cancel.cancelled() => return write_frame(&mut wr, &Response::End).await,
+                _ = cancel.cancelled() => return self.send(&mut wr, Response::End).await,
             }
         }
     }
@@ -234,9 +275,9 @@ impl Session {
             None => "watching the events of every app".to_string(),
         };
         let mut events = self.sup.subscribe(app);
-        write_frame(
+        self.send(
             stream,
-            &Response::Done {
+            Response::Done {
                 messages: vec![watching],
             },
         )
@@ -247,15 +288,15 @@ impl Session {
             let frame = tokio::select! {
                 ev = events.next() => match ev {
                     Some(ev) => Response::Event(ev),
-                    None => return write_frame(&mut wr, &Response::End).await,
+                    None => return self.send(&mut wr, Response::End).await,
                 },
                 // The client never sends more: a read returning means it hung up.
                 _ = rd.read(&mut probe) => return Ok(()),
-                _ = self.shutdown.cancelled() => return write_frame(&mut wr, &Response::End).await,
+                _ = self.shutdown.cancelled() => return self.send(&mut wr, Response::End).await,
             };
             // A client that stopped reading must not keep a shutting-down agent waiting.
             tokio::select! {
-                sent = write_frame(&mut wr, &frame) => sent?,
+                sent = self.send(&mut wr, frame) => sent?,
                 _ = self.shutdown.cancelled() => return Ok(()),
             }
         }

@@ -1,33 +1,42 @@
 //! The mutual-TLS endpoint: how the controller reaches the agent. Same frames, same
-//! dispatcher as the local socket; what differs is who may connect and how long anything may
-//! take.
+//! dispatcher as the local socket; what differs is who may connect, what they may ask, and
+//! how long and how much anything may take.
 //!
 //! - Only clients whose certificate chains to the fleet CA (and is not revoked) get past the
 //!   handshake: the [`ServerConfig`] comes from `pmfleet_shared::tls::server_config_with_crl`
 //!   (TLS 1.3, ALPN `pmfleet/1`, no session resumption).
-//! - Every phase is bounded ([`Limits`]): the handshake, the wait for each request frame (not
-//!   the streaming of `logs`), the number of connections (the excess is closed at once, so a
-//!   crowd of silent TCP clients cannot starve the others for longer than a handshake), and the
-//!   frame size ([`pmfleet_shared::protocol::MAX_FRAME_LEN`]).
-//! - Some requests are for the local socket only (see [`super::Origin::check`]).
+//! - The role in that certificate ([`pmfleet_shared::tls::role_of`]) decides, request by
+//!   request, what the session accepts ([`super::access`]); a certificate without a role is
+//!   `read`, one whose role cannot be read is told so and closed.
+//! - Every phase is bounded ([`Limits`]): connections still in the handshake have a pool of
+//!   their own, a share per peer address and a short deadline, so they can never take the
+//!   slots of authenticated sessions ([`super::admission`]); sessions have their own cap with
+//!   slots kept for `admin` certificates; each request frame is small
+//!   ([`pmfleet_shared::protocol::MAX_REQUEST_LEN`]) and all of them together hold a bounded
+//!   number of bytes; waiting for a request, and writing each answer, have deadlines.
 //!
-//! [`run_tls`] is the server, given its listener and shutdown token. [`endpoint`] is what the
-//! daemon runs: it loads the identity from the agent home, serves it, and on `reload_tls`
-//! reads the files again (a renewed certificate or a new CRL applies to the next connection
-//! without dropping anyone; a new address re-binds).
+//! [`run`] is the server, given its listener and when to stop (a test binds `127.0.0.1:0` and
+//! runs it with limits of its own). [`endpoint`] is what the daemon runs: it loads the
+//! identity from the agent home, runs the server with it, and on `reload_tls` reads the files
+//! again (a renewed certificate or a new CRL applies to the next connection without dropping
+//! anyone; a new address re-binds).
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use pmfleet_shared::protocol::{ApiError, ErrorKind, MAX_REQUEST_LEN, Response, write_frame};
+use pmfleet_shared::tls::Role;
 use rustls::ServerConfig;
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::admission::{Handshakes, Sessions};
 use super::session::Session;
 use super::{Origin, TlsReloads};
 use crate::home::AgentHome;
@@ -36,11 +45,23 @@ use crate::supervisor::Supervisor;
 use crate::upgrade::{TlsListenerSlot, TlsSocket};
 
 /// How long a client has to complete the TLS handshake.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long a client may take to send its next request.
 pub const READ_TIMEOUT: Duration = Duration::from_secs(30);
-/// Connections served at once; more are closed as soon as they are accepted.
-pub const MAX_CONNECTIONS: usize = 64;
+/// How long writing one answer frame may take: a client that stops reading (a stalled
+/// `logs --follow`) is dropped after this.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections in the TLS handshake at once; a new one evicts the oldest.
+pub const MAX_HANDSHAKES: usize = 32;
+/// Connections in the TLS handshake at once from one address; a new one evicts that
+/// address's oldest.
+pub const MAX_HANDSHAKES_PER_PEER: usize = 8;
+/// Authenticated sessions served at once.
+pub const MAX_SESSIONS: usize = 64;
+/// Of [`MAX_SESSIONS`], how many only `admin` certificates may take.
+pub const ADMIN_RESERVE: usize = 8;
+/// Bytes of request frames all connections together may be reading at once.
+pub const REQUEST_BYTES_IN_FLIGHT: usize = 1024 * 1024;
 /// How long the TLS close may take once a session ended.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -49,7 +70,15 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 pub struct Limits {
     pub handshake: Duration,
     pub read: Duration,
-    pub max_connections: usize,
+    pub write: Duration,
+    pub max_handshakes: usize,
+    pub handshakes_per_peer: usize,
+    pub max_sessions: usize,
+    pub admin_reserve: usize,
+    /// The largest request frame, in bytes.
+    pub max_request: u32,
+    /// Bytes of request frames in flight over all connections (at least `max_request`).
+    pub bytes_in_flight: usize,
 }
 
 impl Default for Limits {
@@ -57,32 +86,15 @@ impl Default for Limits {
         Limits {
             handshake: HANDSHAKE_TIMEOUT,
             read: READ_TIMEOUT,
-            max_connections: MAX_CONNECTIONS,
+            write: WRITE_TIMEOUT,
+            max_handshakes: MAX_HANDSHAKES,
+            handshakes_per_peer: MAX_HANDSHAKES_PER_PEER,
+            max_sessions: MAX_SESSIONS,
+            admin_reserve: ADMIN_RESERVE,
+            max_request: MAX_REQUEST_LEN,
+            bytes_in_flight: REQUEST_BYTES_IN_FLIGHT,
         }
     }
-}
-
-/// Serve mutual TLS on `listener` until `shutdown` is cancelled, with the default [`Limits`].
-pub async fn run_tls(
-    listener: TcpListener,
-    config: Arc<ServerConfig>,
-    supervisor: Supervisor,
-    shutdown: CancellationToken,
-    tasks: TaskTracker,
-) {
-    let (_fixed, config) = watch::channel(config);
-    serve(
-        listener,
-        config,
-        supervisor,
-        Stop {
-            accepting: shutdown.clone(),
-            sessions: shutdown,
-        },
-        tasks,
-        Limits::default(),
-    )
-    .await
 }
 
 /// When to stop: accepting (the endpoint moves to another address) and serving the open
@@ -93,25 +105,48 @@ pub struct Stop {
     pub sessions: CancellationToken,
 }
 
-/// The server loop. Each connection takes the configuration current when it was accepted, so
-/// a new certificate or CRL sent on `config` applies from the next connection on.
-pub async fn serve(
-    listener: TcpListener,
-    config: watch::Receiver<Arc<ServerConfig>>,
-    supervisor: Supervisor,
-    stop: Stop,
-    tasks: TaskTracker,
-    limits: Limits,
-) {
+/// What the server serves with.
+#[derive(Clone)]
+pub struct Endpoint {
+    /// The TLS configuration; each connection takes the one current when it was accepted, so
+    /// a new certificate or CRL sent here applies from the next connection on.
+    pub config: watch::Receiver<Arc<ServerConfig>>,
+    pub supervisor: Supervisor,
+    /// Where every connection's task runs.
+    pub tasks: TaskTracker,
+    pub limits: Limits,
+}
+
+/// The connection slots, shared by the accept loop and the connections.
+struct Slots {
+    handshakes: Mutex<Handshakes<CancellationToken>>,
+    sessions: Mutex<Sessions>,
+}
+
+/// Serve mutual TLS on `listener` until `stop` says so.
+pub async fn run(listener: TcpListener, endpoint: Endpoint, stop: Stop) {
+    let limits = endpoint.limits;
     let session = Session {
-        sup: supervisor,
+        sup: endpoint.supervisor.clone(),
         shutdown: stop.sessions.clone(),
-        origin: Origin::Remote,
+        // Set per connection from its certificate; never served as is.
+        origin: Origin::Remote(Role::Read),
         idle_timeout: Some(limits.read),
+        write_timeout: Some(limits.write),
+        max_request: limits.max_request,
+        budget: Some(Arc::new(Semaphore::new(
+            limits.bytes_in_flight.max(limits.max_request as usize),
+        ))),
         tls: None,
         upgrader: None,
     };
-    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let slots = Arc::new(Slots {
+        handshakes: Mutex::new(Handshakes::new(
+            limits.max_handshakes,
+            limits.handshakes_per_peer,
+        )),
+        sessions: Mutex::new(Sessions::new(limits.max_sessions, limits.admin_reserve)),
+    });
     loop {
         let (tcp, peer) = tokio::select! {
             r = listener.accept() => match r {
@@ -125,35 +160,104 @@ pub async fn serve(
             },
             _ = stop.accepting.cancelled() => return,
         };
-        let Ok(permit) = permits.clone().try_acquire_owned() else {
-            tracing::warn!(%peer, "mutual TLS: {} connections already; closing this one", limits.max_connections);
-            drop(tcp);
-            continue;
-        };
         let _ = tcp.set_nodelay(true);
-        let acceptor = TlsAcceptor::from(config.borrow().clone());
-        let session = session.clone();
-        tasks.spawn(async move {
-            let _permit = permit;
-            let handshake =
-                pmfleet_shared::tls::accept_with_timeout(&acceptor, tcp, limits.handshake);
-            let mut stream = tokio::select! {
-                r = handshake => match r {
-                    Ok(s) => s,
-                    Err(e) => {
-                        tracing::info!(%peer, "mutual TLS: refused: {e}");
-                        return;
-                    }
-                },
+        let evict = CancellationToken::new();
+        let (ticket, evicted) = lock(&slots.handshakes).admit(peer.ip(), evict.clone());
+        if let Some(older) = evicted {
+            older.cancel();
+        }
+        let acceptor = TlsAcceptor::from(endpoint.config.borrow().clone());
+        let (session, slots) = (session.clone(), slots.clone());
+        endpoint.tasks.spawn(async move {
+            let handshake = tokio::select! {
+                r = pmfleet_shared::tls::accept_with_timeout(&acceptor, tcp, limits.handshake) => r,
+                _ = evict.cancelled() => {
+                    lock(&slots.handshakes).done(ticket);
+                    tracing::debug!(%peer, "mutual TLS: handshake ended to make room for a newer one");
+                    return;
+                }
                 _ = session.shutdown.cancelled() => return,
             };
-            tracing::debug!(%peer, "mutual TLS: client accepted");
-            if let Err(e) = session.serve(&mut stream).await {
-                tracing::info!(%peer, "mutual TLS: connection ended: {e}");
-            }
+            lock(&slots.handshakes).done(ticket);
+            let mut stream = match handshake {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::info!(%peer, "mutual TLS: refused: {e}");
+                    return;
+                }
+            };
+            serve_authenticated(&session, &slots, &mut stream, peer).await;
             let _ = tokio::time::timeout(CLOSE_TIMEOUT, stream.shutdown()).await;
         });
     }
+}
+
+/// A connection past the handshake: its role read from its certificate, a session slot
+/// taken for it (or a `busy` answer), then its requests.
+async fn serve_authenticated(
+    session: &Session,
+    slots: &Slots,
+    stream: &mut TlsStream<TcpStream>,
+    peer: SocketAddr,
+) {
+    let role = match peer_role(stream) {
+        Ok(role) => role,
+        Err(message) => {
+            tracing::warn!(%peer, "mutual TLS: refused: {message}");
+            refuse(stream, session, ErrorKind::Forbidden, message).await;
+            return;
+        }
+    };
+    if !lock(&slots.sessions).take(role == Role::Admin) {
+        let message = format!(
+            "the agent serves as many connections as it takes ({}); try again shortly",
+            lock(&slots.sessions).in_use()
+        );
+        tracing::warn!(%peer, %role, "mutual TLS: {message}");
+        refuse(stream, session, ErrorKind::Busy, message).await;
+        return;
+    }
+    tracing::debug!(%peer, %role, "mutual TLS: client accepted");
+    let session = Session {
+        origin: Origin::Remote(role),
+        ..session.clone()
+    };
+    if let Err(e) = session.serve(stream).await {
+        tracing::info!(%peer, "mutual TLS: connection ended: {e}");
+    }
+    lock(&slots.sessions).give_back();
+}
+
+/// The role of the verified client certificate: `read` when it names none.
+fn peer_role(stream: &TlsStream<TcpStream>) -> Result<Role, String> {
+    let cert = stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|chain| chain.first())
+        .ok_or("no client certificate")?;
+    match pmfleet_shared::tls::role_of(cert) {
+        Ok(Some(role)) => Ok(role),
+        Ok(None) => Ok(Role::Read),
+        Err(e) => Err(format!("the client certificate's role: {e}")),
+    }
+}
+
+/// Answer with one error and end the connection (the client reads it as the answer to its
+/// first request).
+async fn refuse(
+    stream: &mut TlsStream<TcpStream>,
+    session: &Session,
+    kind: ErrorKind,
+    message: String,
+) {
+    let answer = Response::Error(ApiError { kind, message });
+    let limit = session.write_timeout.unwrap_or(WRITE_TIMEOUT);
+    let _ = tokio::time::timeout(limit, write_frame(stream, &answer)).await;
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// The endpoint as it runs.
@@ -307,13 +411,15 @@ async fn apply(ctx: Ctx<'_>, running: &mut Option<Running>) -> Result<Vec<String
         config,
         stop_accepting: stop.accepting.clone(),
     });
-    tasks.spawn(serve(
+    tasks.spawn(run(
         listener,
-        rx,
-        sup.clone(),
+        Endpoint {
+            config: rx,
+            supervisor: sup.clone(),
+            tasks: tasks.clone(),
+            limits: Limits::default(),
+        },
         stop,
-        tasks.clone(),
-        Limits::default(),
     ));
     Ok(vec![format!(
         "serving mutual TLS on {local} ({}{crl})",

@@ -14,7 +14,7 @@ use pmfleet_shared::cli::colour::Palette;
 use pmfleet_shared::cli::docs::Shell;
 use pmfleet_shared::cli::error;
 use pmfleet_shared::protocol::{
-    ApplyRelease, OnRunning, ProcessInfo, Request, Response, ScaleTo, Target,
+    ApplyDir, OnRunning, ProcessInfo, Request, Response, ScaleTo, Target,
 };
 
 mod autostart;
@@ -315,7 +315,7 @@ pub async fn run(command: Command, home: &AgentHome) -> anyhow::Result<ExitCode>
             let release_dir = std::env::current_dir()
                 .context("cannot read the current directory")?
                 .join(release_dir);
-            let req = Request::ApplyRelease(Box::new(ApplyRelease {
+            let req = Request::ApplyDir(Box::new(ApplyDir {
                 release_dir,
                 ecosystem,
                 env_name,

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use pmfleet_shared::protocol::{ErrorKind, Request, Response, Status};
+use pmfleet_shared::protocol::{ConnError, ErrorKind, FrameError, Request, Response, Status};
 
 use crate::client::{Client, ClientError};
 use crate::home::AgentHome;
@@ -30,7 +30,22 @@ pub async fn run(home: &AgentHome, binary: Option<PathBuf>) -> anyhow::Result<Ex
         ),
         other => other?,
     };
-    let (version, pid, since) = ping(&mut c).await?;
+    let (version, pid, since) = match c.request(&Request::Ping).await {
+        Ok(Response::Pong {
+            version,
+            pid,
+            since_ms,
+        }) => (version, pid, since_ms),
+        // A daemon of another protocol version cannot be told what to become.
+        Err(ClientError::Conn(ConnError::Frame(FrameError::Version { theirs, ours }))) => {
+            eprintln!(
+                "error: the running agent speaks protocol version {theirs} and this binary {ours}: it cannot hand its apps over in place; restart it instead (`pmfleet-agent kill`, then `pmfleet-agent ping`): its apps restart"
+            );
+            return Ok(ExitCode::from(TOO_OLD));
+        }
+        Ok(other) => bail!("unexpected answer from the agent: {other:?}"),
+        Err(e) => return Err(e.into()),
+    };
     let Some(since) = since else {
         eprintln!(
             "error: the running agent ({version}, pid {pid}) cannot hand its apps over in place; restart it instead (`pmfleet-agent kill`, then `pmfleet-agent ping`): its apps restart"

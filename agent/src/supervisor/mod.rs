@@ -133,6 +133,11 @@ impl Supervisor {
         Supervisor { inner }
     }
 
+    /// The agent home this supervisor keeps its state in.
+    pub fn home(&self) -> &AgentHome {
+        &self.inner.home
+    }
+
     /// Lifecycle events of `app` (of every app when `None`) from now on. The app need not
     /// exist yet: a subscriber may watch an app being started.
     pub fn subscribe(&self, app: Option<String>) -> EventStream {

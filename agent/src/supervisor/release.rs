@@ -15,7 +15,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use pmfleet_shared::protocol::{
-    AgentStatus, AppSpec, AppliedAction, AppliedApp, ApplyRelease, ApplyReport, EventKind,
+    AgentStatus, AppSpec, AppliedAction, AppliedApp, ApplyDir, ApplyReport, EventKind,
     ExecModeSpec, Status,
 };
 
@@ -75,7 +75,7 @@ impl Supervisor {
     /// module documentation). A request that cannot be applied at all (no such directory, an
     /// ecosystem file with errors) is an error and changes nothing; otherwise the report says,
     /// per app, what was done and whether it is ready.
-    pub async fn apply_release(&self, req: ApplyRelease) -> Result<ApplyReport, SupervisorError> {
+    pub async fn apply_release(&self, req: ApplyDir) -> Result<ApplyReport, SupervisorError> {
         let _one_at_a_time = self.inner.apply_lock.lock().await;
         let dir = release_dir(&req.release_dir)?;
         let file = match &req.ecosystem {

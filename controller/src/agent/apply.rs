@@ -1,16 +1,22 @@
 //! After `current` switched on a host, its agent starts or reloads the apps of the new release
 //! (zero downtime) and answers once they are ready — or that they never became ready, and the
 //! host goes back to the release it served.
+//!
+//! The request names the deploy root and the release id only: the agent reads the release's
+//! environment from its marker, which the deploy wrote over SSH (a marker left empty by an
+//! older pmfleet is given one here, over SSH, first).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use pmfleet_shared::ecosystem::AgentSettings;
-use pmfleet_shared::protocol::{ApplyRelease, Request, Response};
+use pmfleet_shared::protocol::{ApplyRelease, PreparedRelease, Request, Response};
 
 use super::client::{AgentClient, AgentError};
+use crate::deploy::error::HostError;
 use crate::deploy::fleet::Member;
+use crate::deploy::scripts;
 
 /// How long the apps of a release may take to become ready on one host.
 pub const APPLY_TIMEOUT: Duration = Duration::from_secs(120);
@@ -42,6 +48,9 @@ pub enum ApplyError {
     Agent(Arc<AgentError>),
     #[error("agent: unexpected answer {0}")]
     UnexpectedAnswer(String),
+    /// The release's marker could not be given its environment over SSH.
+    #[error("the release's marker: {0}")]
+    Marker(Arc<HostError>),
     /// The apps that did not become ready, each with why.
     #[error("apps not ready: {}", .0.join("; "))]
     NotReady(Vec<String>),
@@ -75,14 +84,14 @@ impl Agents {
         }))
     }
 
-    /// The releases the apps on `member` run from (empty when the agent cannot say).
-    pub async fn releases_in_use(&self, member: &Member) -> Vec<String> {
+    /// The releases the apps on `member` run from; an error when the agent cannot say.
+    pub async fn releases_in_use(&self, member: &Member) -> Result<Vec<String>, AgentError> {
         match self
             .client
             .request(&member.host, self.settings.port, &Request::Status, None)
-            .await
+            .await?
         {
-            Ok(Response::Status(status)) => {
+            Response::Status(status) => {
                 let mut releases: Vec<String> = status
                     .processes
                     .into_iter()
@@ -90,14 +99,15 @@ impl Agents {
                     .collect();
                 releases.sort();
                 releases.dedup();
-                releases
+                Ok(releases)
             }
-            _ => Vec::new(),
+            other => Err(AgentError::Refused(format!("unexpected answer {other:?}"))),
         }
     }
 
     /// Asks `member`'s agent to run the apps of `<root>/releases/<release>`; `Ok` says what it
-    /// did, `Err` why the apps are not serving from it.
+    /// did, `Err` why the apps are not serving from it. `env_name` and `env` reach the agent
+    /// only through the release's marker, and only when an older pmfleet left it empty.
     pub async fn apply(
         &self,
         member: &Member,
@@ -106,11 +116,14 @@ impl Agents {
         env_name: &str,
         env: &BTreeMap<String, String>,
     ) -> Result<String, ApplyError> {
+        let legacy = legacy_marker(release, env_name, env);
+        member
+            .run(&scripts::fill_marker(root, release, &legacy))
+            .await
+            .map_err(|e| ApplyError::Marker(Arc::new(e)))?;
         let request = Request::ApplyRelease(Box::new(ApplyRelease {
-            release_dir: format!("{root}/releases/{release}").into(),
-            ecosystem: None,
-            env_name: Some(env_name.to_string()),
-            env: env.clone(),
+            root: root.into(),
+            release: release.to_string(),
             timeout_ms: APPLY_TIMEOUT.as_millis() as u64,
         }));
         let answer = self
@@ -155,5 +168,46 @@ impl Agents {
         } else {
             names.join(", ")
         })
+    }
+}
+
+/// The environment given to a release whose marker an older pmfleet left empty: the deploy's,
+/// with `PMFLEET_RELEASE` naming that release (and its SHA and ref left out when they are
+/// another release's).
+fn legacy_marker(release: &str, env_name: &str, env: &BTreeMap<String, String>) -> PreparedRelease {
+    let mut env = env.clone();
+    if env.get("PMFLEET_RELEASE").map(String::as_str) != Some(release) {
+        env.remove("PMFLEET_SHA");
+        env.remove("PMFLEET_REF");
+        env.insert("PMFLEET_RELEASE".into(), release.to_string());
+    }
+    env.insert("PMFLEET_ENV".into(), env_name.to_string());
+    PreparedRelease {
+        env_name: env_name.to_string(),
+        env,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_legacy_marker_names_its_own_release() {
+        let env = BTreeMap::from([
+            ("NODE_ENV".to_string(), "production".to_string()),
+            ("PMFLEET_RELEASE".to_string(), "2".to_string()),
+            ("PMFLEET_SHA".to_string(), "bbb".to_string()),
+            ("PMFLEET_REF".to_string(), "main".to_string()),
+        ]);
+        let same = legacy_marker("2", "production", &env);
+        assert_eq!(same.env["PMFLEET_SHA"], "bbb");
+        assert_eq!(same.env["PMFLEET_ENV"], "production");
+        let other = legacy_marker("1", "production", &env);
+        assert_eq!(other.env["PMFLEET_RELEASE"], "1");
+        assert!(!other.env.contains_key("PMFLEET_SHA"));
+        assert!(!other.env.contains_key("PMFLEET_REF"));
+        assert_eq!(other.env["NODE_ENV"], "production");
+        assert_eq!(other.env_name, "production");
     }
 }

@@ -1,5 +1,8 @@
 //! Talking to a host's agent over mutual TLS: one request, one response (or a stream of
-//! responses for `logs --follow`), every phase under a deadline.
+//! responses for `logs --follow`), every phase under a deadline. The agent's certificate must
+//! chain to the fleet CA, name the host dialled and not be revoked (the client configuration
+//! carries the CA's `crl.pem`); when it will expire is handed back with the answer, for
+//! `status` to warn about.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,6 +29,17 @@ pub enum AgentError {
 }
 
 impl AgentError {
+    /// The agent speaks another protocol version (an agent binary older or newer than this
+    /// pmfleet).
+    pub fn is_version_mismatch(&self) -> bool {
+        matches!(
+            self,
+            AgentError::Conn(protocol::ConnError::Frame(
+                protocol::FrameError::Version { .. }
+            ))
+        )
+    }
+
     /// The agent could not be reached at all (as opposed to answering badly).
     pub fn is_unreachable(&self) -> bool {
         matches!(
@@ -70,7 +84,27 @@ impl AgentClient {
         request: &Request,
         wait: Option<Duration>,
     ) -> Result<Response, AgentError> {
+        self.request_with_cert(host, port, request, wait)
+            .await
+            .map(|(response, _)| response)
+    }
+
+    /// [`request`](Self::request), with when the agent's certificate expires (`not_after`,
+    /// seconds since the epoch; `None` if it could not be read).
+    pub async fn request_with_cert(
+        &self,
+        host: &str,
+        port: u16,
+        request: &Request,
+        wait: Option<Duration>,
+    ) -> Result<(Response, Option<i64>), AgentError> {
         let mut stream = self.connect(host, port).await?;
+        let not_after = stream
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|chain| chain.first())
+            .and_then(|cert| tls::not_after_unix(cert));
         protocol::write_frame(&mut stream, request).await?;
         let wait = wait.unwrap_or(self.timeout);
         let response = tokio::time::timeout(wait, read_answer(&mut stream))
@@ -79,7 +113,7 @@ impl AgentClient {
         let _ = stream.shutdown().await;
         match response {
             Response::Error(e) => Err(AgentError::Refused(e.message)),
-            other => Ok(other),
+            other => Ok((other, not_after)),
         }
     }
 

@@ -1,19 +1,32 @@
-//! The agent on each host, as part of `setup` (idempotent): the binary, a certificate signed by
-//! the fleet CA for the host's name (the key is made on the host; only a CSR travels), and a
-//! running daemon — a systemd service where systemd runs, else a background daemon that
-//! outlives the SSH session. A healthy agent is left as it is.
+//! The agent on each host, as part of `setup` (idempotent): the binary (checked against its
+//! SHA-256 on the host before it is installed), a certificate signed by the fleet CA for the
+//! host's name (the key is made on the host; only a CSR travels), the fleet's current
+//! revocation list, and a running daemon — a systemd service where systemd runs, else a
+//! background daemon that outlives the SSH session. A healthy agent is left as it is.
+//!
+//! The certificate is issued again when the host's names or the CA changed, when it expires
+//! within [`pki::AGENT_RENEW_WITHIN_DAYS`], when the CA revoked it, or when the installed
+//! identity does not work (`renewal`). The revocation list is brought whenever the host's
+//! differs from the CA's, and every setup has the running daemon read its TLS files again, so
+//! the CA's current list is the one in force; [`push_crl`] does only that, for
+//! `pmfleet ca push-crl`.
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use pmfleet_shared::ecosystem::AgentSettings;
+use pmfleet_shared::ecosystem::{AgentSettings, DeployEnv};
 use pmfleet_shared::protocol::{Request, Response};
+use serde::Deserialize;
 
 use super::client::AgentClient;
-use crate::deploy::fleet::Member;
+use crate::deploy::error::HostError;
+use crate::deploy::fleet::{Fleet, Member, each};
+use crate::deploy::report::{HostReport, Status};
 use crate::deploy::scripts;
-use crate::pki::{self, Ca, ClientIdentity};
+use crate::output::Output;
+use crate::pki::{self, Ca, ClientIdentity, IssuedCert};
+use crate::ssh::Connector;
 use crate::transport::SharedBytes;
 
 /// What the controller brings to every host.
@@ -92,10 +105,13 @@ pub fn listen_address(host: &str, settings: &AgentSettings) -> String {
     )
 }
 
-/// Makes sure `member` runs a current, certified agent; returns a one-line description.
+/// Makes sure `member` runs a current, certified agent that knows the deploy root `root`
+/// (the only roots whose releases it runs when asked over mutual TLS); returns a one-line
+/// description.
 pub async fn provision(
     kit: &Kit,
     settings: &AgentSettings,
+    root: &str,
     member: &Member,
 ) -> Result<String, String> {
     let home = &settings.home;
@@ -129,7 +145,7 @@ pub async fn provision(
         let stdin = SharedBytes::stdin(&kit.binary);
         let captured = member
             .conn
-            .run_with_stdin(&scripts::agent_upload(home), Some(stdin))
+            .run_with_stdin(&scripts::agent_upload(home, &kit.binary_sum), Some(stdin))
             .await
             .map_err(|e| format!("uploading the agent: {e:#}"))?;
         if !captured.success() {
@@ -137,6 +153,11 @@ pub async fn provision(
         }
         changed.push("binary");
     }
+
+    member
+        .run(&scripts::agent_roots(home, root))
+        .await
+        .map_err(|e| format!("registering the deploy root {root}: {e}"))?;
 
     let sans = vec![member.host.clone()];
     let listen = listen_address(&member.host, settings);
@@ -154,21 +175,32 @@ pub async fn provision(
         sans.join(","),
         kit.ca.fingerprint()
     );
-    if field("issued") != issued {
+    let crl = read_crl(&kit.ca)?;
+    let revoked = kit.ca.issued().map_err(|e| e.to_string())?;
+    let installed_tls = serde_json::from_str::<InstalledTls>(&field("tls")).ok();
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let renew = renewal(
+        &field("issued"),
+        &issued,
+        installed_tls.as_ref(),
+        &revoked,
+        now,
+    );
+    if let Some(why) = renew {
+        tracing::info!(host = %member.host, "issuing the agent a certificate: {why}");
         let csr = member
             .run(&scripts::agent_csr(home, &sans))
             .await
             .map_err(|e| format!("certificate request: {e}"))?;
         let cert = pki::sign_agent_csr(&kit.ca, &csr.stdout, &sans, pki::DEFAULT_AGENT_DAYS)
             .map_err(|e| format!("signing the agent's certificate: {e}"))?;
-        let crl = std::fs::read_to_string(kit.ca.dir().join(pki::CRL_FILE)).unwrap_or_default();
         member
             .run(&scripts::agent_tls(
                 home,
                 &scripts::AgentTlsFiles {
                     cert: cert.trim(),
                     ca: kit.ca.cert_pem().trim(),
-                    crl: crl.trim(),
+                    crl: &crl,
                     listen: &listen,
                     issued: &issued,
                     bind_address: &bind_address,
@@ -177,6 +209,12 @@ pub async fn provision(
             .await
             .map_err(|e| format!("installing the certificate: {e}"))?;
         changed.push("certificate");
+    } else if field("crl") != crl_sum(&crl) {
+        member
+            .run(&scripts::agent_crl(home, &crl, false))
+            .await
+            .map_err(|e| format!("installing the revocation list: {e}"))?;
+        changed.push("revocation list");
     }
 
     let running = field("running") == "yes";
@@ -212,12 +250,16 @@ pub async fn provision(
         // Cluster apps bind their ports when they start: a restart binds them anew.
         restart_agent(member, home, systemd).await?;
         how = "restarted to listen on the new bind address; its apps restarted".into();
-    } else if !changed.is_empty() {
+    } else {
+        // Every setup has the running agent read its TLS files again, changed or not: the
+        // revocation list on the host is then surely the one in force.
         member
             .run(&scripts::agent_tls_reload(home))
             .await
-            .map_err(|e| format!("reloading the agent's certificate: {e}"))?;
-        how = "certificate reloaded, its apps untouched".into();
+            .map_err(|e| format!("reloading the agent's TLS files: {e}"))?;
+        if !changed.is_empty() {
+            how = format!("{} reloaded, its apps untouched", changed.join(" and "));
+        }
     }
     let version = wait_for_agent(kit, &member.host, settings.port).await.map_err(|e| {
         format!("the agent does not answer on {listen} over mutual TLS: {e} (see {home}/agent.log on the host; the controller must reach that port directly, even for a host behind a jump host)")
@@ -242,6 +284,135 @@ pub async fn provision(
             }
         )
     })
+}
+
+/// What `pmfleet-agent tls status --json` says of the installed certificate (the fields setup
+/// looks at).
+#[derive(Debug, Clone, Default, Deserialize)]
+struct InstalledTls {
+    #[serde(default)]
+    ok: bool,
+    #[serde(default)]
+    not_after_unix: Option<i64>,
+    #[serde(default)]
+    serial: Option<String>,
+}
+
+/// Why the agent needs a new certificate, or `None` when the installed one is good: issued
+/// for other names, another CA or another address (`installed` vs `wanted`, the
+/// `issued-for` records), expiring within [`pki::AGENT_RENEW_WITHIN_DAYS`] of `now`, revoked
+/// by the CA, or not working.
+fn renewal(
+    installed: &str,
+    wanted: &str,
+    tls: Option<&InstalledTls>,
+    issued: &[IssuedCert],
+    now: i64,
+) -> Option<String> {
+    if installed != wanted {
+        return Some("issued for other names, another address or another CA".into());
+    }
+    let Some(tls) = tls.filter(|t| t.ok) else {
+        return Some("the installed identity does not work".into());
+    };
+    if let Some(days) = tls
+        .not_after_unix
+        .map(|t| pmfleet_shared::tls::days_left(t, now))
+        .filter(|days| *days < pki::AGENT_RENEW_WITHIN_DAYS)
+    {
+        return Some(format!("it expires in {days} day(s)"));
+    }
+    let revoked = tls.serial.as_deref().is_some_and(|serial| {
+        issued
+            .iter()
+            .any(|c| c.revoked() && c.serial.eq_ignore_ascii_case(serial))
+    });
+    revoked.then(|| "the fleet CA revoked it".into())
+}
+
+/// The CA's `crl.pem`, trimmed (empty when there is none yet).
+fn read_crl(ca: &Ca) -> Result<String, String> {
+    let path = ca.dir().join(pki::CRL_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => Ok(text.trim().to_string()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
+        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+    }
+}
+
+/// The SHA-256 the probe prints for `crl` once installed (as the scripts write it: followed by
+/// a newline), or empty for none.
+fn crl_sum(crl: &str) -> String {
+    if crl.is_empty() {
+        String::new()
+    } else {
+        sha256_hex(format!("{crl}\n").as_bytes())
+    }
+}
+
+/// `pmfleet ca push-crl`: bring the CA's current revocation list to the agent of every host of
+/// `env` and have each running agent apply it, nothing else.
+pub async fn push_crl(
+    ca: &Ca,
+    env: &DeployEnv,
+    connector: &Connector,
+    out: &Arc<Output>,
+) -> Vec<HostReport> {
+    let Some(settings) = &env.agent else {
+        return Vec::new();
+    };
+    let crl = match read_crl(ca) {
+        Ok(crl) => crl,
+        Err(message) => {
+            return env
+                .hosts
+                .iter()
+                .map(|h| {
+                    HostReport::new(
+                        &crate::deploy::fleet::label(h),
+                        Status::Failed,
+                        message.clone(),
+                    )
+                })
+                .collect();
+        }
+    };
+    let fleet = Fleet::connect(env, connector, out).await;
+    let mut reports = fleet.not_connected.clone();
+    let results = each(&fleet.members, |m| {
+        let (crl, home, out) = (crl.clone(), settings.home.clone(), out.clone());
+        async move {
+            let started = Instant::now();
+            out.step(&m.label, "revocation list");
+            let result = async {
+                let probe = m.run(&scripts::agent_probe(&home)).await?;
+                let running = probe.stdout.lines().any(|l| l.trim() == "running=yes");
+                m.run(&scripts::agent_crl(&home, &crl, running)).await?;
+                Ok::<_, HostError>(if running {
+                    "revocation list installed and applied by the running agent"
+                } else {
+                    "revocation list installed (the agent is not running: it applies it when it starts)"
+                })
+            }
+            .await;
+            let shown = match &result {
+                Ok(message) => message.to_string(),
+                Err(e) => format!("agent: {e}"),
+            };
+            out.done(&m.label, result.is_ok(), &shown);
+            let status = match &result {
+                Ok(_) => Status::Ok,
+                Err(e) => e.status(),
+            };
+            let message = shown;
+            let mut report = HostReport::new(&m.label, status, message);
+            report.elapsed = started.elapsed();
+            report
+        }
+    })
+    .await;
+    reports.extend(results);
+    reports
 }
 
 /// Restarts the running agent (and so its apps) with the installed binary.
@@ -269,6 +440,11 @@ async fn wait_for_agent(kit: &Kit, host: &str, port: u16) -> Result<String, Stri
         match kit.client.request(host, port, &Request::Ping, None).await {
             Ok(Response::Pong { version, .. }) => return Ok(version),
             Ok(other) => return Err(format!("unexpected answer {other:?}")),
+            Err(e) if e.is_version_mismatch() => {
+                return Err(format!(
+                    "{e}: the agent binary on the host is of another pmfleet; `setup --upgrade-agent` replaces it"
+                ));
+            }
             Err(e) if tokio::time::Instant::now() >= deadline => return Err(e.to_string()),
             Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
         }
@@ -287,6 +463,61 @@ mod tests {
             old,
             "10.0.0.7 10.0.0.7:7677 ab:cd bind=10.0.0.7"
         ));
+    }
+
+    #[test]
+    fn certificates_are_issued_again_when_they_must_be() {
+        let day = 86_400;
+        let now = 1_800_000_000;
+        let good = |days: i64| InstalledTls {
+            ok: true,
+            not_after_unix: Some(now + days * day),
+            serial: Some("0aff".into()),
+        };
+        let record = |serial: &str, revoked: bool| IssuedCert {
+            serial: serial.into(),
+            kind: pki::CertKind::Agent,
+            name: "web1".into(),
+            sans: vec!["web1".into()],
+            issued_at: "2026-01-01T00:00:00Z".into(),
+            not_after: "2027-01-01T00:00:00Z".into(),
+            revoked_at: revoked.then(|| "2026-06-01T00:00:00Z".into()),
+            role: None,
+        };
+        let broken = InstalledTls::default();
+        let kept = [record("0aff", false), record("0b00", true)];
+        let revoked = [record("0AFF", true)];
+        // (installed record, installed identity, CA index, renew because …)
+        type Row<'a> = (
+            &'a str,
+            Option<&'a InstalledTls>,
+            &'a [IssuedCert],
+            Option<&'a str>,
+        );
+        let table: [Row; 8] = [
+            ("a", Some(&good(365)), &kept, None),
+            ("a", Some(&good(30)), &kept, None),
+            ("a", Some(&good(29)), &kept, Some("expires in 29 day(s)")),
+            ("a", Some(&good(-3)), &kept, Some("expires in -3 day(s)")),
+            ("b", Some(&good(365)), &kept, Some("other names")),
+            ("a", Some(&good(365)), &revoked, Some("revoked")),
+            ("a", Some(&broken), &kept, Some("does not work")),
+            ("a", None, &kept, Some("does not work")),
+        ];
+        for (i, (installed, tls, issued, want)) in table.into_iter().enumerate() {
+            let got = renewal(installed, "a", tls, issued, now);
+            match (want, &got) {
+                (None, None) => {}
+                (Some(want), Some(why)) => assert!(why.contains(want), "row {i}: {why}"),
+                _ => panic!("row {i}: {got:?}, expected {want:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn the_revocation_list_sum_is_of_what_the_script_writes() {
+        assert_eq!(crl_sum(""), "");
+        assert_eq!(crl_sum("x"), sha256_hex(b"x\n"));
     }
 
     #[test]

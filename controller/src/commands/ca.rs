@@ -1,5 +1,6 @@
-//! `pmfleet ca init | issue | list | revoke`: the fleet CA from the command line. The work is
-//! in [`crate::pki`]; this file parses, prints and picks the exit code.
+//! `pmfleet ca init | issue | list | revoke | push-crl`: the fleet CA from the command line.
+//! The work is in [`crate::pki`] (and, for `push-crl`, in
+//! [`crate::agent::provision::push_crl`]); this file parses, prints and picks the exit code.
 
 use std::path::{Path, PathBuf};
 
@@ -11,6 +12,7 @@ use crate::pki::{
     self, CA_CERT_FILE, CA_KEY_FILE, CLIENTS_DIR, CONTROLLER_CERT_FILE, CONTROLLER_KEY_FILE,
     CRL_FILE, Ca, PkiError,
 };
+use pmfleet_shared::tls::Role;
 
 #[derive(Debug, Args)]
 #[command(after_help = CA_HELP)]
@@ -27,11 +29,18 @@ const CA_HELP: &str =
     "The CA key (ca.key) never leaves this machine. Agents get their certificates from a
 certificate request made on the host; only crl.pem and ca.pem travel to them.
 
+Every client certificate carries a role that agents check on every request:
+  admin   everything the agent API offers remotely (the controller's own certificate)
+  deploy  apply a release already on the host, reload, restart; and everything read can
+  read    status, list, show (env values redacted), logs, events
+
 Examples:
   pmfleet ca init
   pmfleet ca issue github-deploy --days 30
+  pmfleet ca issue grafana --role read
   pmfleet ca list
-  pmfleet ca revoke github-deploy";
+  pmfleet ca revoke github-deploy
+  pmfleet ca push-crl production";
 
 #[derive(Debug, Subcommand)]
 pub enum CaCommand {
@@ -51,6 +60,9 @@ pub enum CaCommand {
         /// Validity in days.
         #[arg(long, default_value_t = pki::DEFAULT_CLIENT_DAYS)]
         days: u32,
+        /// What the certificate may ask of agents: admin, deploy or read.
+        #[arg(long, value_name = "ROLE", default_value_t = pki::DEFAULT_CLIENT_ROLE)]
+        role: Role,
     },
     /// The certificates issued, with their status.
     List {
@@ -64,18 +76,47 @@ pub enum CaCommand {
         #[arg(value_name = "SERIAL|NAME")]
         target: String,
     },
+    /// Bring crl.pem to the agent of every host of an environment (over SSH) and have each
+    /// running agent apply it at once; nothing else is touched. `setup` does it too.
+    PushCrl {
+        /// `[ECOSYSTEM_FILE] ENVIRONMENT`.
+        #[arg(value_name = "ARGS", num_args = 1..=2, required = true)]
+        words: Vec<String>,
+        /// Trust hosts not yet in known_hosts and remember their keys (a changed key is still refused).
+        #[arg(long)]
+        accept_new_host_key: bool,
+    },
 }
 
-pub fn run(args: CaArgs) -> Exit {
-    let result = match args.dir {
+pub async fn run(args: CaArgs) -> Exit {
+    let dir = match args.dir {
         Some(dir) => Ok(dir),
         None => pki::default_dir(),
+    };
+    if let CaCommand::PushCrl {
+        words,
+        accept_new_host_key,
+    } = &args.command
+    {
+        return match dir.and_then(|dir| Ca::load(&dir)) {
+            Ok(ca) => push_crl(&ca, words, *accept_new_host_key).await,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                Exit::BadConfig
+            }
+        };
     }
-    .and_then(|dir| match args.command {
+    let result = dir.and_then(|dir| match args.command {
         CaCommand::Init => init(&dir),
-        CaCommand::Issue { name, out, days } => issue(&dir, &name, out, days),
+        CaCommand::Issue {
+            name,
+            out,
+            days,
+            role,
+        } => issue(&dir, &name, out, days, role),
         CaCommand::List { json } => list(&dir, json),
         CaCommand::Revoke { target } => revoke(&dir, &target),
+        CaCommand::PushCrl { .. } => Ok(()),
     });
     match result {
         Ok(()) => Exit::Success,
@@ -112,7 +153,13 @@ fn init(dir: &Path) -> Result<(), PkiError> {
     Ok(())
 }
 
-fn issue(dir: &Path, name: &str, out: Option<PathBuf>, days: u32) -> Result<(), PkiError> {
+fn issue(
+    dir: &Path,
+    name: &str,
+    out: Option<PathBuf>,
+    days: u32,
+    role: Role,
+) -> Result<(), PkiError> {
     let ca = Ca::load(dir)?;
     let out = out.unwrap_or_else(|| dir.join(CLIENTS_DIR).join(name));
     let cert_path = out.join("cert.pem");
@@ -124,13 +171,13 @@ fn issue(dir: &Path, name: &str, out: Option<PathBuf>, days: u32) -> Result<(), 
             return Err(PkiError::FileExists { path: path.clone() });
         }
     }
-    let issued = ca.issue_client_cert(name, days)?;
+    let issued = ca.issue_client_cert(name, role, days)?;
     pki::create_private_dir(&out)?;
     pki::write_new_file(&key_path, issued.key_pem.as_bytes(), 0o600)?;
     pki::write_new_file(&cert_path, issued.cert_pem.as_bytes(), 0o644)?;
     pki::write_new_file(&ca_path, ca.cert_pem().as_bytes(), 0o644)?;
     println!(
-        "Issued client certificate `client:{name}` (serial {}), valid until {}",
+        "Issued client certificate `client:{name}` with role `{role}` (serial {}), valid until {}",
         issued.record.serial, issued.record.not_after
     );
     println!("  certificate  {}", cert_path.display());
@@ -168,13 +215,19 @@ fn list(dir: &Path, json: bool) -> Result<(), PkiError> {
         );
         return Ok(());
     }
-    let rows: Vec<[String; 6]> = certs
+    let rows: Vec<[String; 7]> = certs
         .iter()
         .map(|c| {
             [
                 c.serial.clone(),
                 c.kind.to_string(),
                 c.name.clone(),
+                match (c.kind, c.role) {
+                    (_, Some(role)) => role.to_string(),
+                    (pki::CertKind::Agent, None) => "-".to_string(),
+                    // Issued before roles: agents treat it as `read`.
+                    (_, None) => "read (none)".to_string(),
+                },
                 if c.sans.is_empty() {
                     "-".to_string()
                 } else {
@@ -188,7 +241,15 @@ fn list(dir: &Path, json: bool) -> Result<(), PkiError> {
     print!(
         "{}",
         table(
-            &["SERIAL", "KIND", "NAME", "SANS", "NOT AFTER", "STATUS"],
+            &[
+                "SERIAL",
+                "KIND",
+                "NAME",
+                "ROLE",
+                "SANS",
+                "NOT AFTER",
+                "STATUS"
+            ],
             &rows
         )
     );
@@ -205,8 +266,57 @@ fn revoke(dir: &Path, target: &str) -> Result<(), PkiError> {
         );
     }
     println!(
-        "Wrote {}: agents refuse these certificates once they have it.",
+        "Wrote {}: agents refuse these certificates once they have it: `pmfleet ca push-crl <env>` (or `pmfleet deploy <env> setup`) brings it to them.",
         dir.join(CRL_FILE).display()
     );
     Ok(())
+}
+
+/// `push-crl [file] <env>`.
+async fn push_crl(ca: &Ca, words: &[String], accept_new_host_key: bool) -> Exit {
+    use crate::deploy::HostReport;
+    use crate::output::{Mode, Output};
+    use crate::ssh::{ClientSettings, Connector};
+
+    let (file, env) = match words {
+        [env] => (None, env),
+        [file, env] => (Some(PathBuf::from(file)), env),
+        _ => {
+            eprintln!("error: usage: pmfleet ca push-crl [ECOSYSTEM_FILE] ENVIRONMENT");
+            return Exit::BadConfig;
+        }
+    };
+    let cwd = std::env::current_dir().unwrap_or_else(|_| ".".into());
+    let env = match pmfleet_shared::ecosystem::load_from(file.as_deref(), &cwd)
+        .map_err(|e| e.to_string())
+        .and_then(|eco| eco.environment(env).cloned().map_err(|e| e.to_string()))
+    {
+        Ok(env) => env,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return Exit::BadConfig;
+        }
+    };
+    if env.agent.is_none() {
+        eprintln!(
+            "error: environment `{}` runs no agent (`agent: false`): there is nothing to revoke on its hosts",
+            env.name
+        );
+        return Exit::BadConfig;
+    }
+    let out = std::sync::Arc::new(Output::new(Mode::detect(false)));
+    let connector = Connector::new(ClientSettings {
+        accept_new_host_keys: accept_new_host_key,
+        ..ClientSettings::default()
+    });
+    let reports = crate::agent::provision::push_crl(ca, &env, &connector, &out).await;
+    let exit = crate::deploy::report::exit_for(&reports);
+    let rows: Vec<_> = reports.iter().map(HostReport::row).collect();
+    let verdict = if exit == Exit::Success {
+        "succeeded"
+    } else {
+        "FAILED"
+    };
+    out.summary(&format!("push-crl {}: {verdict}", env.name), &rows);
+    exit
 }

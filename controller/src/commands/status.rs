@@ -63,6 +63,9 @@ pub struct HostStatus {
     pub error: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub agent: Option<AgentStatus>,
+    /// Whole days until the agent's certificate expires, as it presented it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cert_expires_in_days: Option<i64>,
 }
 
 /// One app on one host, instances folded together.
@@ -130,6 +133,9 @@ pub async fn run(args: StatusArgs) -> Exit {
             }
             print!("{}", render(&hosts, args.wide, palette));
         }
+        for warning in expiry_warnings(&hosts) {
+            eprintln!("warning: {warning}");
+        }
         if !args.watch {
             return exit;
         }
@@ -156,23 +162,28 @@ pub async fn ask_all(client: &AgentClient, targets: &[AgentTarget]) -> Vec<HostS
         let client = client.clone();
         async move {
             let answer = client
-                .request(&target.host, target.port, &Request::Status, None)
+                .request_with_cert(&target.host, target.port, &Request::Status, None)
                 .await;
             let host = target.label();
+            let now = time::OffsetDateTime::now_utc().unix_timestamp();
+            let days =
+                |not_after: Option<i64>| not_after.map(|t| pmfleet_shared::tls::days_left(t, now));
             match answer {
-                Ok(Response::Status(status)) => HostStatus {
+                Ok((Response::Status(status), not_after)) => HostStatus {
                     env: target.env,
                     host: host.clone(),
                     reachable: true,
                     error: None,
                     agent: Some(status),
+                    cert_expires_in_days: days(not_after),
                 },
-                Ok(other) => HostStatus {
+                Ok((other, not_after)) => HostStatus {
                     env: target.env,
                     host: host.clone(),
                     reachable: true,
                     error: Some(format!("unexpected answer: {other:?}")),
                     agent: None,
+                    cert_expires_in_days: days(not_after),
                 },
                 Err(e) => HostStatus {
                     env: target.env,
@@ -180,11 +191,29 @@ pub async fn ask_all(client: &AgentClient, targets: &[AgentTarget]) -> Vec<HostS
                     host: host.clone(),
                     error: Some(e.to_string()),
                     agent: None,
+                    cert_expires_in_days: None,
                 },
             }
         }
     })
     .await
+}
+
+/// One line per host whose agent certificate expires within
+/// [`pki::AGENT_RENEW_WITHIN_DAYS`](crate::pki::AGENT_RENEW_WITHIN_DAYS), saying how to renew it.
+pub fn expiry_warnings(hosts: &[HostStatus]) -> Vec<String> {
+    hosts
+        .iter()
+        .filter_map(|h| {
+            let days = h.cert_expires_in_days?;
+            (days < crate::pki::AGENT_RENEW_WITHIN_DAYS).then(|| {
+                format!(
+                    "{}: the agent's certificate expires in {days} day(s): `pmfleet deploy {} setup` renews it",
+                    h.host, h.env
+                )
+            })
+        })
+        .collect()
 }
 
 /// Folds a host's instances into one row per app.
@@ -437,6 +466,7 @@ mod tests {
             reachable: false,
             error: Some("connection refused".into()),
             agent: None,
+            cert_expires_in_days: None,
         }];
         let text = render(&hosts, false, Palette::plain());
         assert!(
@@ -488,6 +518,7 @@ mod tests {
                 .is_none()
                 .then(|| "connection refused (os error 111)".into()),
             agent,
+            cert_expires_in_days: None,
         };
         vec![
             host(
@@ -565,5 +596,33 @@ mod tests {
             "unreachable: {:?}",
             lines[4]
         );
+    }
+
+    #[test]
+    fn agent_certificates_near_expiry_are_warned_about() {
+        let host = |name: &str, days: Option<i64>| HostStatus {
+            env: "production".into(),
+            host: name.into(),
+            reachable: true,
+            error: None,
+            agent: None,
+            cert_expires_in_days: days,
+        };
+        let hosts = vec![
+            host("web1", Some(365)),
+            host("web2", Some(29)),
+            host("web3", Some(30)),
+            host("web4", Some(-2)),
+            host("web5", None),
+        ];
+        let warnings = expiry_warnings(&hosts);
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(warnings[0].starts_with("web2: "), "{warnings:?}");
+        assert!(warnings[0].contains("in 29 day(s)"), "{warnings:?}");
+        assert!(
+            warnings[0].contains("pmfleet deploy production setup"),
+            "{warnings:?}"
+        );
+        assert!(warnings[1].starts_with("web4: "), "{warnings:?}");
     }
 }

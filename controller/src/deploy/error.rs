@@ -33,6 +33,9 @@ pub enum HostError {
     /// The host's agent did not run the release's apps.
     #[error(transparent)]
     Agent(#[from] ApplyError),
+    /// This run's lock on the host was broken by someone else: the step refused to touch it.
+    #[error("the deploy lock on this host was broken by someone else, so this run stopped")]
+    LockLost,
 }
 
 impl HostError {
@@ -53,6 +56,7 @@ impl HostError {
                 TransportError::Ssh(e) => e.is_unreachable() || e.is_dropped(),
                 TransportError::Local(_) => false,
             },
+            HostError::Agent(ApplyError::Marker(e)) => e.is_unreachable(),
             _ => false,
         }
     }
@@ -61,8 +65,20 @@ impl HostError {
     pub fn status(&self) -> Status {
         if self.is_unreachable() {
             Status::Unreachable
+        } else if matches!(self, HostError::LockLost) {
+            Status::LockHeld
         } else {
             Status::Failed
+        }
+    }
+
+    /// A script that stopped because the run no longer holds the lock is [`HostError::LockLost`].
+    pub fn lock_checked(self) -> HostError {
+        match self {
+            HostError::Exit { status, .. } if status == super::scripts::LOCK_LOST_STATUS => {
+                HostError::LockLost
+            }
+            other => other,
         }
     }
 }

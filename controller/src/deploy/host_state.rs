@@ -1,8 +1,10 @@
 //! What a host's deploy root holds, as printed by the `state` script.
 
 use super::history::{self, Record};
+use super::lock::Holder;
+use super::rollout_record::RolloutRecord;
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HostState {
     /// `setup` has run (the layout exists).
     pub setup: bool,
@@ -14,6 +16,10 @@ pub struct HostState {
     pub releases: Vec<String>,
     /// Release directories never marked complete (a deploy died or is running).
     pub incomplete: Vec<String>,
+    /// Who holds the deploy lock now.
+    pub lock: Option<Holder>,
+    /// The last rollout that began on this host.
+    pub rollout: Option<RolloutRecord>,
     pub history: Vec<Record>,
 }
 
@@ -24,6 +30,10 @@ impl HostState {
             Some((head, history)) => (head, history),
             None => (text, ""),
         };
+        let (head, rollout) = head.split_once("--rollout--\n").unwrap_or((head, ""));
+        let (head, lock) = head.split_once("--lock--\n").unwrap_or((head, ""));
+        state.lock = serde_json::from_str(lock.trim()).ok();
+        state.rollout = RolloutRecord::parse(rollout);
         for line in head.lines() {
             let Some((key, value)) = line.split_once('=') else {
                 continue;
@@ -45,6 +55,14 @@ impl HostState {
         state.releases.sort();
         state.history = history::parse(history);
         state
+    }
+
+    /// The last rollout, if it never finished and its run does not hold the lock now.
+    pub fn interrupted(&self) -> Option<&RolloutRecord> {
+        let holder = self.lock.as_ref().map(|h| h.deploy_id.as_str());
+        self.rollout
+            .as_ref()
+            .filter(|r| r.interrupted_unless(holder))
     }
 
     /// Releases switched to, oldest first, minus those reverted away from.
@@ -76,6 +94,13 @@ mod tests {
         assert_eq!(s.releases, ["a", "b"]);
         assert_eq!(s.incomplete, ["c"]);
         assert!(!HostState::parse("setup=no\n").setup);
+        assert_eq!(s.lock, None);
+        assert_eq!(s.rollout, None);
+        let text = "setup=yes\ncurrent=releases/b\n--lock--\n--rollout--\n{\"id\":\"x\",\"action\":\"deploy\",\"who\":\"w\",\"started\":\"t\",\"release\":\"b\",\"state\":\"running\"}\n--history--\n";
+        let s = HostState::parse(text);
+        assert_eq!(s.current.as_deref(), Some("b"));
+        assert_eq!(s.rollout.as_ref().map(|r| r.id.as_str()), Some("x"));
+        assert!(s.interrupted().is_some(), "nobody holds the lock");
         assert_eq!(HostState::parse("setup=yes\ncurrent=\n").current, None);
     }
 }

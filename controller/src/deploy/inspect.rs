@@ -4,12 +4,13 @@ use std::time::Instant;
 
 use pmfleet_shared::ecosystem::DeployEnv;
 
-use super::fleet::{Fleet, each};
+use super::fleet::{Fleet, Member, each};
 use super::history;
 use super::host_state::HostState;
-use super::lock::{Break, STALE_AFTER, describe};
+use super::lock::{Acquire, Break, Holder, Liveness, describe, liveness};
 use super::report::{HostReport, Status};
 use super::revision::short_sha;
+use super::rollout_record::interrupted_notice;
 use super::{Context, scripts};
 use crate::output::{Mode, table};
 
@@ -46,10 +47,23 @@ fn print_problems(ctx: &Context, reports: &[HostReport]) {
     }
 }
 
+/// Says which rollouts were interrupted, and what each host serves.
+fn notice_interrupted(ctx: &Context, states: &[(String, HostState)]) {
+    let records: Vec<_> = states.iter().filter_map(|(_, s)| s.interrupted()).collect();
+    let hosts: Vec<(&str, Option<&str>)> = states
+        .iter()
+        .map(|(host, s)| (host.as_str(), s.current.as_deref()))
+        .collect();
+    for notice in interrupted_notice(&records, &hosts) {
+        ctx.out.info(&notice);
+    }
+}
+
 /// `list`: every release on every host, newest first, `*` marking current.
 pub async fn list(ctx: &Context, env: &DeployEnv) -> Vec<HostReport> {
     let (states, reports) = states(ctx, env).await;
     print_problems(ctx, &reports);
+    notice_interrupted(ctx, &states);
     let mut json = Vec::new();
     let mut text = String::new();
     for (host, state) in &states {
@@ -101,6 +115,7 @@ pub enum Which {
 pub async fn show_release(ctx: &Context, env: &DeployEnv, which: Which) -> Vec<HostReport> {
     let (states, reports) = states(ctx, env).await;
     print_problems(ctx, &reports);
+    notice_interrupted(ctx, &states);
     let mut rows = Vec::new();
     let mut json = Vec::new();
     for (host, state) in &states {
@@ -155,29 +170,18 @@ pub async fn exec(ctx: &Context, env: &DeployEnv, command: &str) -> Vec<HostRepo
     reports
 }
 
-/// `unlock`: breaks a lock whose holder stopped sending heartbeats (or any lock with `force`).
+/// `unlock`: breaks a lock whose holder stopped sending heartbeats or ran on this machine
+/// and is gone (or any lock with `force`). The lock is read first and broken only if it is
+/// still that one, so a newer holder's lock is never removed.
 pub async fn unlock(ctx: &Context, env: &DeployEnv, force: bool) -> Vec<HostReport> {
     let fleet = Fleet::connect(env, &ctx.connector, &ctx.out).await;
     let mut reports = fleet.not_connected.clone();
     let results = each(&fleet.members, |m| {
-        let script = scripts::lock_break(&env.path, STALE_AFTER.as_secs(), force);
+        let root = env.path.clone();
         let out = ctx.out.clone();
         async move {
-            let report = match m.run(&script).await.map(|c| Break::parse(&c.stdout)) {
-                Ok(Break::NoLock) => HostReport::new(&m.label, Status::Ok, "not locked"),
-                Ok(Break::Broken { holder, age }) => HostReport::new(
-                    &m.label,
-                    Status::Ok,
-                    format!("broke the lock of {} (last heartbeat {age}s ago)", describe(holder.as_ref())),
-                ),
-                Ok(Break::Fresh { holder, age }) => HostReport::new(
-                    &m.label,
-                    Status::LockHeld,
-                    format!(
-                        "locked by {}, alive (heartbeat {age}s ago): not breaking it; pass --force if you are sure it is dead",
-                        describe(holder.as_ref())
-                    ),
-                ),
+            let report = match unlock_one(&m, &root, force).await {
+                Ok((status, message)) => HostReport::new(&m.label, status, message),
                 Err(e) => HostReport::new(&m.label, e.status(), e.to_string()),
             };
             out.done(&m.label, report.status == Status::Ok, &report.message);
@@ -187,6 +191,53 @@ pub async fn unlock(ctx: &Context, env: &DeployEnv, force: bool) -> Vec<HostRepo
     .await;
     reports.extend(results);
     reports
+}
+
+async fn unlock_one(
+    m: &Member,
+    root: &str,
+    force: bool,
+) -> Result<(Status, String), crate::deploy::error::HostError> {
+    let read = Acquire::parse(&m.run(&scripts::lock_read(root)).await?.stdout);
+    let Acquire::Held {
+        holder,
+        heartbeat_age: age,
+    } = read
+    else {
+        return Ok((Status::Ok, "not locked".into()));
+    };
+    let live = liveness(age, holder.as_ref().and_then(Holder::alive_here));
+    if live == Liveness::Alive && !force {
+        return Ok((
+            Status::LockHeld,
+            format!(
+                "locked by {}, alive (heartbeat {age}s ago): not breaking it; pass --force if you are sure it is dead",
+                describe(holder.as_ref())
+            ),
+        ));
+    }
+    let expected = holder.as_ref().map(|h| h.deploy_id.as_str());
+    let broken = Break::parse(&m.run(&scripts::lock_break(root, expected)).await?.stdout);
+    Ok(match broken {
+        Break::NoLock => (Status::Ok, "not locked".into()),
+        Break::Changed => (
+            Status::LockHeld,
+            "another run took the lock while it was being broken: left as it is".into(),
+        ),
+        Break::Broken { holder } => {
+            let why = match live {
+                Liveness::DeadHere => format!(
+                    "its process, pid {} on this machine, is gone",
+                    holder.as_ref().map_or(0, |h| h.pid)
+                ),
+                _ => format!("last heartbeat {age}s ago"),
+            };
+            (
+                Status::Ok,
+                format!("broke the lock of {} ({why})", describe(holder.as_ref())),
+            )
+        }
+    })
 }
 
 fn emit(ctx: &Context, text: &str, json: serde_json::Value) {

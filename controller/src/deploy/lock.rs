@@ -1,9 +1,11 @@
 //! The deploy lock, `<path>/.pmfleet/lock`: who holds it, and how old its heartbeat is.
 //!
-//! The file is created with `O_EXCL` (`set -C`), so two controllers cannot both take it. The
-//! holder touches it every [`HEARTBEAT`]; a lock whose mtime is older than [`STALE_AFTER`]
-//! belongs to a controller that died, and `unlock` may break it. Only the deploy id written in
-//! the file can release it.
+//! The file is made complete, then linked into place (`ln`, which fails if it exists), so two
+//! controllers cannot both take it and it is never empty. The holder touches it every
+//! [`HEARTBEAT`]; a lock whose mtime is older than [`STALE_AFTER`] belongs to a controller
+//! that died, and so does one whose holder ran on this very machine under a pid that is gone:
+//! `unlock` breaks either. Only the run whose id is in the file releases it, and steps that
+//! change the host check, in the same remote command, that the run still holds it.
 
 use std::time::Duration;
 
@@ -24,6 +26,9 @@ pub struct Holder {
     /// RFC 3339, UTC, controller clock.
     pub since: String,
     pub pid: u32,
+    /// The controller's host name (empty in locks written before it was recorded).
+    #[serde(default)]
+    pub machine: String,
 }
 
 impl Holder {
@@ -35,15 +40,31 @@ impl Holder {
             action: action.to_string(),
             since: super::now_rfc3339(),
             pid: std::process::id(),
+            machine: super::hostname().unwrap_or_default(),
         }
+    }
+
+    /// Whether the holder still runs, when that can be known here: `Some` only for a holder
+    /// that ran on this very machine (its pid is looked up), `None` for any other.
+    pub fn alive_here(&self) -> Option<bool> {
+        if self.machine.is_empty() || super::hostname().as_deref() != Some(self.machine.as_str()) {
+            return None;
+        }
+        let pid = i32::try_from(self.pid).ok()?;
+        Some(!matches!(
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None),
+            Err(nix::errno::Errno::ESRCH)
+        ))
     }
 }
 
-/// The outcome of trying to take the lock on one host.
+/// The outcome of trying to take (or reading) the lock on one host.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Acquire {
     Acquired,
     NotSetUp,
+    /// No lock (when reading it).
+    Free,
     Held {
         holder: Option<Holder>,
         heartbeat_age: u64,
@@ -56,6 +77,7 @@ impl Acquire {
         match lines.next().map(str::trim) {
             Some("ACQUIRED") => Acquire::Acquired,
             Some("NOSETUP") => Acquire::NotSetUp,
+            Some("NONE") => Acquire::Free,
             Some(first) => {
                 let heartbeat_age = first
                     .strip_prefix("HELD ")
@@ -75,39 +97,62 @@ impl Acquire {
     }
 }
 
-/// The outcome of `unlock` on one host.
+/// The outcome of breaking a lock on one host.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Break {
+    /// There was no lock (any more).
     NoLock,
-    Broken { holder: Option<Holder>, age: u64 },
-    Fresh { holder: Option<Holder>, age: u64 },
+    Broken {
+        holder: Option<Holder>,
+    },
+    /// Another run took the lock since it was read: left as it is.
+    Changed,
 }
 
 impl Break {
     pub fn parse(output: &str) -> Break {
         let mut lines = output.lines();
-        let first = lines.next().unwrap_or("").trim();
-        let holder = lines.next().and_then(|l| serde_json::from_str(l).ok());
-        let age = first
-            .split_once(' ')
-            .and_then(|(_, n)| n.parse().ok())
-            .unwrap_or(0);
-        if first.starts_with("BROKEN") {
-            Break::Broken { holder, age }
-        } else if first.starts_with("FRESH") {
-            Break::Fresh { holder, age }
-        } else {
-            Break::NoLock
+        match lines.next().unwrap_or("").trim() {
+            "BROKEN" => Break::Broken {
+                holder: lines.next().and_then(|l| serde_json::from_str(l).ok()),
+            },
+            "CHANGED" => Break::Changed,
+            _ => Break::NoLock,
         }
     }
 }
 
-/// "alice@laptop (deploy 1b2c…, since 2026-11-24T06:00:00Z, pid 4242)".
+/// How a held lock looks from here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Liveness {
+    /// Its heartbeat is fresh (or its holder runs on this machine).
+    Alive,
+    /// No heartbeat for [`STALE_AFTER`]: its holder is most likely dead.
+    Stale,
+    /// Its holder ran on this machine, and that process is gone.
+    DeadHere,
+}
+
+/// How a lock with this holder and heartbeat age looks; `alive_here` is
+/// [`Holder::alive_here`].
+pub fn liveness(heartbeat_age: u64, alive_here: Option<bool>) -> Liveness {
+    match alive_here {
+        Some(false) => Liveness::DeadHere,
+        _ if Duration::from_secs(heartbeat_age) >= STALE_AFTER => Liveness::Stale,
+        _ => Liveness::Alive,
+    }
+}
+
+/// "alice@laptop (deploy 1b2c…, since 2026-11-24T06:00:00Z, pid 4242 on laptop)".
 pub fn describe(holder: Option<&Holder>) -> String {
     match holder {
-        Some(h) => format!(
+        Some(h) if h.machine.is_empty() => format!(
             "{} ({} {}, since {}, pid {})",
             h.holder, h.action, h.deploy_id, h.since, h.pid
+        ),
+        Some(h) => format!(
+            "{} ({} {}, since {}, pid {} on {})",
+            h.holder, h.action, h.deploy_id, h.since, h.pid, h.machine
         ),
         None => "an unknown holder (the lock file is empty or unreadable)".to_string(),
     }
@@ -120,6 +165,8 @@ pub enum Refusal {
     Held {
         holder: Option<Holder>,
         heartbeat_age: u64,
+        /// [`Holder::alive_here`], asked when the refusal was made.
+        alive_here: Option<bool>,
         env: String,
     },
     /// The host has no layout yet.
@@ -132,7 +179,7 @@ impl Refusal {
     /// What `take_lock` answered, as a refusal (`None`: the lock was taken).
     pub fn from_acquire(acquire: Acquire, env: &str) -> Option<Refusal> {
         match acquire {
-            Acquire::Acquired => None,
+            Acquire::Acquired | Acquire::Free => None,
             Acquire::NotSetUp => Some(Refusal::NotSetUp {
                 env: env.to_string(),
             }),
@@ -140,6 +187,7 @@ impl Refusal {
                 holder,
                 heartbeat_age,
             } => Some(Refusal::Held {
+                alive_here: holder.as_ref().and_then(Holder::alive_here),
                 holder,
                 heartbeat_age,
                 env: env.to_string(),
@@ -167,22 +215,27 @@ impl std::fmt::Display for Refusal {
             Refusal::Held {
                 holder,
                 heartbeat_age,
+                alive_here,
                 env,
-            } => {
-                if Duration::from_secs(*heartbeat_age) >= STALE_AFTER {
-                    write!(
-                        f,
-                        "locked by {}; its last heartbeat was {heartbeat_age}s ago, so that deploy looks dead: break the lock with `pmfleet deploy {env} unlock`",
-                        describe(holder.as_ref())
-                    )
-                } else {
-                    write!(
-                        f,
-                        "locked by {} (heartbeat {heartbeat_age}s ago): wait for it, or pass --lock-wait 5m",
-                        describe(holder.as_ref())
-                    )
-                }
-            }
+            } => match liveness(*heartbeat_age, *alive_here) {
+                Liveness::DeadHere => write!(
+                    f,
+                    "locked by {}, whose process (pid {} on this machine) is gone, so that {} is dead: break the lock with `pmfleet deploy {env} unlock`",
+                    describe(holder.as_ref()),
+                    holder.as_ref().map_or(0, |h| h.pid),
+                    holder.as_ref().map_or("deploy", |h| h.action.as_str()),
+                ),
+                Liveness::Stale => write!(
+                    f,
+                    "locked by {}; its last heartbeat was {heartbeat_age}s ago, so that deploy looks dead: break the lock with `pmfleet deploy {env} unlock`",
+                    describe(holder.as_ref())
+                ),
+                Liveness::Alive => write!(
+                    f,
+                    "locked by {} (heartbeat {heartbeat_age}s ago): wait for it, or pass --lock-wait 5m",
+                    describe(holder.as_ref())
+                ),
+            },
             Refusal::NotSetUp { env } => {
                 write!(f, "not set up: run `pmfleet deploy {env} setup` first")
             }
@@ -195,17 +248,23 @@ impl std::fmt::Display for Refusal {
 mod tests {
     use super::*;
 
-    #[test]
-    fn parses_outcomes() {
-        assert_eq!(Acquire::parse("ACQUIRED\n"), Acquire::Acquired);
-        assert_eq!(Acquire::parse("NOSETUP\n"), Acquire::NotSetUp);
-        let h = Holder {
+    fn holder(machine: &str, pid: u32) -> Holder {
+        Holder {
             holder: "a@b".into(),
             deploy_id: "id".into(),
             action: "deploy".into(),
             since: "t".into(),
-            pid: 1,
-        };
+            pid,
+            machine: machine.into(),
+        }
+    }
+
+    #[test]
+    fn parses_outcomes() {
+        assert_eq!(Acquire::parse("ACQUIRED\n"), Acquire::Acquired);
+        assert_eq!(Acquire::parse("NOSETUP\n"), Acquire::NotSetUp);
+        assert_eq!(Acquire::parse("NONE\n"), Acquire::Free);
+        let h = holder("", 1);
         let text = format!("HELD 42\n{}\n", serde_json::to_string(&h).unwrap());
         assert_eq!(
             Acquire::parse(&text),
@@ -214,15 +273,63 @@ mod tests {
                 heartbeat_age: 42
             }
         );
+        // A lock written before the machine was recorded still reads.
+        let old = r#"{"holder":"a@b","deploy_id":"id","action":"deploy","since":"t","pid":1}"#;
+        assert_eq!(serde_json::from_str::<Holder>(old).unwrap(), h);
         assert_eq!(Break::parse("NONE\n"), Break::NoLock);
-        assert!(matches!(
-            Break::parse("BROKEN 99\n{}"),
-            Break::Broken { age: 99, .. }
-        ));
-        assert!(matches!(
-            Break::parse("FRESH 3\n"),
-            Break::Fresh { age: 3, .. }
-        ));
+        assert_eq!(Break::parse("CHANGED\n"), Break::Changed);
+        assert_eq!(
+            Break::parse(&format!("BROKEN\n{}\n", serde_json::to_string(&h).unwrap())),
+            Break::Broken {
+                holder: Some(h.clone())
+            }
+        );
         assert!(describe(Some(&h)).contains("a@b"));
+        assert!(describe(Some(&holder("laptop", 7))).contains("pid 7 on laptop"));
+    }
+
+    #[test]
+    fn liveness_table() {
+        for (age, here, expected) in [
+            (0, None, Liveness::Alive),
+            (29, None, Liveness::Alive),
+            (30, None, Liveness::Stale),
+            (0, Some(true), Liveness::Alive),
+            (99, Some(true), Liveness::Stale),
+            (0, Some(false), Liveness::DeadHere),
+            (99, Some(false), Liveness::DeadHere),
+        ] {
+            assert_eq!(liveness(age, here), expected, "{age} {here:?}");
+        }
+    }
+
+    #[test]
+    fn a_holder_is_known_dead_only_on_its_own_machine() {
+        let here = crate::deploy::hostname().unwrap();
+        assert_eq!(holder(&here, std::process::id()).alive_here(), Some(true));
+        // A pid above the kernel's maximum is never running.
+        assert_eq!(holder(&here, 4_194_305).alive_here(), Some(false));
+        assert_eq!(holder("another-machine", 4_194_305).alive_here(), None);
+        assert_eq!(holder("", 4_194_305).alive_here(), None);
+    }
+
+    #[test]
+    fn a_holder_that_died_here_is_reported_dead_at_once() {
+        let refusal = Refusal::Held {
+            holder: Some(holder("laptop", 4242)),
+            heartbeat_age: 2,
+            alive_here: Some(false),
+            env: "prod".into(),
+        };
+        let message = refusal.to_string();
+        assert!(
+            message.contains("pid 4242 on this machine) is gone"),
+            "{message}"
+        );
+        assert!(
+            message.contains("`pmfleet deploy prod unlock`"),
+            "{message}"
+        );
+        assert_eq!(refusal.status(), Status::LockHeld);
     }
 }

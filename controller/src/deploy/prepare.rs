@@ -2,6 +2,7 @@
 //! that died left), `pre-deploy`, fetch the commit into `releases/<id>`, link the shared paths,
 //! `post-deploy`, mark it complete. A step that fails removes the new release.
 
+use pmfleet_shared::protocol::PreparedRelease;
 use std::sync::Arc;
 
 use pmfleet_shared::ecosystem::DeployEnv;
@@ -29,6 +30,7 @@ pub async fn prepare(
     member: &Member,
     env: &DeployEnv,
     release: &NewRelease,
+    run: &str,
     out: &Output,
 ) -> Result<(Prepared, Option<String>), StepFailure> {
     let root = &env.path;
@@ -36,9 +38,9 @@ pub async fn prepare(
 
     out.step(host, "check");
     let cleanup = member
-        .run(&scripts::cleanup(root))
+        .run(&scripts::cleanup(root, run))
         .await
-        .map_err(StepFailure::new(Step::Check))?;
+        .map_err(|e| StepFailure::new(Step::Check)(e.lock_checked()))?;
     if cleanup.stdout.starts_with("NOSETUP") {
         return Err(StepFailure {
             step: Step::Check,
@@ -61,14 +63,14 @@ pub async fn prepare(
     }
     if let Some(hook) = &env.hooks.pre_deploy {
         out.step(host, "pre-deploy");
-        let script = scripts::run_hook(root, HookDir::Current, hook, &release.hook_env);
+        let script = scripts::run_hook(root, HookDir::Current, hook, &release.hook_env, Some(run));
         member
             .run_visible(out, "pre-deploy", &script)
             .await
             .map_err(StepFailure::new(Step::PreDeploy))?;
     }
 
-    let result = build(member, env, release, out).await;
+    let result = build(member, env, release, run, out).await;
     if let Err(failure) = &result {
         out.line(
             host,
@@ -76,7 +78,7 @@ pub async fn prepare(
             &format!("failed: {}; removing release {}", failure.error, release.id),
         );
         // What cannot be removed now is removed by the next deploy's cleanup.
-        let _ = member.run(&scripts::discard(root, &release.id)).await;
+        let _ = member.run(&scripts::discard(root, run, &release.id)).await;
     }
     result.map(|prepared| (prepared, expanded))
 }
@@ -86,6 +88,7 @@ async fn build(
     member: &Member,
     env: &DeployEnv,
     release: &NewRelease,
+    run: &str,
     out: &Output,
 ) -> Result<Prepared, StepFailure> {
     let root = &env.path;
@@ -118,17 +121,27 @@ async fn build(
     }
     if let Some(hook) = &env.hooks.post_deploy {
         out.step(host, "post-deploy");
-        let script =
-            scripts::run_hook(root, HookDir::Release(&release.id), hook, &release.hook_env);
+        let script = scripts::run_hook(
+            root,
+            HookDir::Release(&release.id),
+            hook,
+            &release.hook_env,
+            Some(run),
+        );
         member
             .run_visible(out, "post-deploy", &script)
             .await
             .map_err(StepFailure::new(Step::PostDeploy))?;
     }
+    // What the agent runs the release's apps with, written here over SSH (never sent to it).
+    let prepared = PreparedRelease {
+        env_name: env.name.clone(),
+        env: release.hook_env.iter().cloned().collect(),
+    };
     let marked = member
-        .run(&scripts::mark_prepared(root, &release.id))
+        .run(&scripts::mark_prepared(root, run, &release.id, &prepared))
         .await
-        .map_err(StepFailure::new(Step::Finish))?;
+        .map_err(|e| StepFailure::new(Step::Finish)(e.lock_checked()))?;
     out.step(host, "ready to switch");
     Ok(Prepared {
         has_apps: marked.stdout.contains("ecosystem="),

@@ -9,17 +9,21 @@ use pmfleet_shared::ecosystem::DeployEnv;
 
 use super::error::{HostError, StepFailure};
 use super::fleet::Member;
-use super::history::Record;
+use super::history::{self, Record};
 use super::host_state::HostState;
 use super::lock::Acquire;
 use super::prepare::{self, NewRelease};
-use super::rollout::{Heartbeat, Prepared, ReleaseVars, RolloutHost};
+use super::prune::prune_plan;
+use super::rollout::{Begun, Heartbeat, Prepared, Pruned, ReleaseVars, RolloutHost};
+use super::rollout_record::RolloutRecord;
 use super::scripts;
 use crate::agent::apply::Agents;
 use crate::output::Output;
 
 /// What every host of one run shares.
 pub struct Settings {
+    /// The run's id: what its lock holds, what every step that changes a host checks.
+    pub run: String,
     pub env: DeployEnv,
     pub out: Arc<Output>,
     /// The hosts' agents, which run the apps of the release once it is current.
@@ -46,6 +50,21 @@ impl Remote {
 
     fn path(&self) -> &str {
         &self.settings.env.path
+    }
+
+    fn run_id(&self) -> &str {
+        &self.settings.run
+    }
+
+    /// Runs a step that checks the lock: a refusal is [`HostError::LockLost`].
+    async fn owned(
+        &self,
+        script: &crate::shell::Script,
+    ) -> Result<crate::transport::Captured, HostError> {
+        self.member
+            .run(script)
+            .await
+            .map_err(HostError::lock_checked)
     }
 
     fn set_root(&self, root: Option<String>) {
@@ -126,6 +145,34 @@ impl RolloutHost for Remote {
             .map(drop)
     }
 
+    async fn begin(&self, record: &RolloutRecord) -> Result<Begun, HostError> {
+        let json = serde_json::to_string(record).unwrap_or_default();
+        let captured = self
+            .owned(&scripts::rollout_begin(self.path(), self.run_id(), &json))
+            .await?;
+        Ok(parse_begun(&captured.stdout))
+    }
+
+    async fn end(&self) -> Result<(), HostError> {
+        let when = super::now_rfc3339();
+        self.owned(&scripts::rollout_end(self.path(), self.run_id(), &when))
+            .await
+            .map(drop)
+    }
+
+    async fn end_hooks(&self) -> Result<(), HostError> {
+        let captured = self
+            .member
+            .run(&scripts::end_hooks(self.path(), self.run_id()))
+            .await?;
+        if captured.stdout.contains("ended") {
+            self.settings
+                .out
+                .line(&self.member.label, "stop", "ended the hook still running");
+        }
+        Ok(())
+    }
+
     async fn prepare(&self, _release: &str) -> Result<Prepared, StepFailure> {
         let Some(release) = &self.settings.release else {
             return Ok(Prepared { has_apps: false });
@@ -134,6 +181,7 @@ impl RolloutHost for Remote {
             &self.member,
             &self.settings.env,
             release,
+            &self.settings.run,
             &self.settings.out,
         )
         .await?;
@@ -148,10 +196,14 @@ impl RolloutHost for Remote {
         Ok(state)
     }
 
-    async fn switch(&self, release: &str) -> Result<Option<String>, HostError> {
+    async fn switch(&self, release: &str, record: &Record) -> Result<Option<String>, HostError> {
         let captured = self
-            .member
-            .run(&scripts::switch(self.path(), release))
+            .owned(&scripts::switch(
+                self.path(),
+                self.run_id(),
+                release,
+                &json_line(record),
+            ))
             .await?;
         Ok(captured
             .stdout
@@ -173,8 +225,7 @@ impl RolloutHost for Remote {
     }
 
     async fn discard(&self, release: &str) -> Result<(), HostError> {
-        self.member
-            .run(&scripts::discard(self.path(), release))
+        self.owned(&scripts::discard(self.path(), self.run_id(), release))
             .await
             .map(drop)
     }
@@ -186,20 +237,55 @@ impl RolloutHost for Remote {
             .map(drop)
     }
 
-    async fn record_and_prune(&self, record: &Record) -> Result<usize, HostError> {
+    async fn prune(&self) -> Result<Pruned, HostError> {
         // Never prune a release an app still runs from (one the new release's file no longer
-        // lists keeps running where it was).
-        let mut protect = vec![record.release.clone()];
-        if let Some(agents) = &self.settings.agents {
-            protect.extend(agents.releases_in_use(&self.member).await);
+        // lists keeps running where it was); when the agent cannot say, prune nothing.
+        let in_use = match &self.settings.agents {
+            Some(agents) => match agents.releases_in_use(&self.member).await {
+                Ok(in_use) => in_use,
+                Err(e) => {
+                    return Ok(Pruned::Skipped(format!(
+                        "the agent did not say which releases its apps run from ({e})"
+                    )));
+                }
+            },
+            None => Vec::new(),
+        };
+        let captured = self.member.run(&scripts::state(self.path())).await?;
+        let state = HostState::parse(&captured.stdout);
+        let plan = prune_plan(&state, self.settings.env.keep_releases, &in_use);
+        if plan.is_empty() {
+            return Ok(Pruned::Removed(0));
         }
-        let script = scripts::record_and_prune(
-            self.path(),
-            &json_line(record),
-            self.settings.env.keep_releases,
-            &protect,
-        );
-        let captured = self.member.run(&script).await?;
-        Ok(captured.stdout.lines().count())
+        let captured = self
+            .owned(&scripts::prune(self.path(), self.run_id(), &plan))
+            .await?;
+        Ok(Pruned::Removed(captured.stdout.lines().count()))
+    }
+}
+
+/// The `begin` script's output: `current=…`, the record it replaced, the end of the history.
+fn parse_begun(stdout: &str) -> Begun {
+    let (head, history) = stdout.split_once("--history--\n").unwrap_or((stdout, ""));
+    let (head, last) = head.split_once("--rollout--\n").unwrap_or((head, ""));
+    let current = head
+        .lines()
+        .find_map(|l| l.strip_prefix("current="))
+        .and_then(|c| c.strip_prefix("releases/"))
+        .filter(|c| !c.is_empty())
+        .map(str::to_string);
+    let records = history::parse(history);
+    let serving = current.as_ref().map(|release| {
+        let record = history::latest_for(&records, release);
+        ReleaseVars {
+            release: release.clone(),
+            sha: record.map(|r| r.sha.clone()).filter(|s| !s.is_empty()),
+            git_ref: record.map(|r| r.git_ref.clone()).filter(|s| !s.is_empty()),
+        }
+    });
+    Begun {
+        current,
+        serving,
+        last: RolloutRecord::parse(last),
     }
 }

@@ -27,7 +27,9 @@ pub async fn revert(ctx: &Context, env: &DeployEnv, n: usize) -> Vec<HostReport>
                 .collect();
         }
     };
+    let run = Run::new(ctx, &env.name, "revert");
     let settings = Arc::new(Settings {
+        run: run.deploy_id.clone(),
         env: env.clone(),
         out: out.clone(),
         agents,
@@ -41,7 +43,6 @@ pub async fn revert(ctx: &Context, env: &DeployEnv, n: usize) -> Vec<HostReport>
         lock_wait: ctx.lock_wait.is_some(),
         keep_releases: env.keep_releases,
     });
-    let run = Run::new(ctx, &env.name, "revert");
     let hosts = remote::connect(&ctx.connector, &settings).await;
     drive(machine, hosts, &run).await
 }

@@ -48,11 +48,14 @@ pub enum RevisionError {
     },
 }
 
-/// The controller's cache of one repository.
+/// The controller's cache of one repository, held exclusively: two deploys on this machine
+/// use it one after the other (git refuses concurrent fetches into one repository).
 pub struct RepoCache {
     repo: Repository,
     url: String,
     path: PathBuf,
+    /// An exclusive `flock` on `<cache>.lock`, released when the cache is dropped.
+    _lock: nix::fcntl::Flock<std::fs::File>,
 }
 
 impl RepoCache {
@@ -63,6 +66,19 @@ impl RepoCache {
             cache: path.clone(),
             source,
         };
+        let cannot = |what: &str, e: &dyn std::fmt::Display| RevisionError::Fetch {
+            repo: url.to_string(),
+            message: format!("cannot {what} {}: {e}", path.display()),
+        };
+        std::fs::create_dir_all(cache_root).map_err(|e| cannot("create the cache for", &e))?;
+        let lock_file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(format!("{}.lock", path.display()))
+            .map_err(|e| cannot("lock the cache", &e))?;
+        let lock = nix::fcntl::Flock::lock(lock_file, nix::fcntl::FlockArg::LockExclusive)
+            .map_err(|(_, e)| cannot("lock the cache", &e))?;
         let repo = match Repository::open_bare(&path) {
             Ok(repo) => repo,
             Err(_) => {
@@ -91,6 +107,7 @@ impl RepoCache {
             repo,
             url: url.to_string(),
             path,
+            _lock: lock,
         })
     }
 

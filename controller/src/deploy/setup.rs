@@ -53,7 +53,7 @@ pub async fn setup(ctx: &Context, env: &DeployEnv) -> Vec<HostReport> {
             let result: Result<String, SetupError> = async {
                 if let Some(hook) = &env.hooks.pre_setup {
                     out.step(host, "pre-setup");
-                    let script = scripts::run_hook(root, HookDir::Login, hook, &hook_env);
+                    let script = scripts::run_hook(root, HookDir::Login, hook, &hook_env, None);
                     m.run_visible(&out, "pre-setup", &script).await?;
                 }
                 out.step(host, "directories");
@@ -69,13 +69,13 @@ pub async fn setup(ctx: &Context, env: &DeployEnv) -> Vec<HostReport> {
                 }
                 if let Some(hook) = &env.hooks.post_setup {
                     out.step(host, "post-setup");
-                    let script = scripts::run_hook(root, HookDir::Root, hook, &hook_env);
+                    let script = scripts::run_hook(root, HookDir::Root, hook, &hook_env, None);
                     m.run_visible(&out, "post-setup", &script).await?;
                 }
                 let mut message = format!("set up in {}", expanded.stdout.trim());
                 if let (Some(kit), Some(settings)) = (&kit, &env.agent) {
                     out.step(host, "agent");
-                    let agent = provision(kit, settings, &m)
+                    let agent = provision(kit, settings, root, &m)
                         .await
                         .map_err(SetupError::Agent)?;
                     message = format!("{message}; {agent}");

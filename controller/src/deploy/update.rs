@@ -101,7 +101,9 @@ async fn run(
         sha: Some(revision.sha.clone()),
         git_ref: Some(revision.git_ref.clone()),
     };
+    let run = Run::new(ctx, &env.name, "deploy");
     let settings = Arc::new(Settings {
+        run: run.deploy_id.clone(),
         env: env.clone(),
         out: out.clone(),
         agents,
@@ -124,7 +126,6 @@ async fn run(
         lock_wait: ctx.lock_wait.is_some(),
         keep_releases: env.keep_releases,
     });
-    let run = Run::new(ctx, &env.name, "deploy");
     let hosts = remote::connect(&ctx.connector, &settings).await;
     Ok(drive(machine, hosts, &run).await)
 }

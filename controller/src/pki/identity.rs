@@ -4,6 +4,10 @@
 //! From the environment when CI hands it over (`PMFLEET_TLS_CA`, `PMFLEET_TLS_CERT`,
 //! `PMFLEET_TLS_KEY` holding PEM text, or `PMFLEET_TLS_CA_FILE`, … holding paths), else from
 //! the CA directory's `controller.pem`/`controller.key`.
+//!
+//! The fleet's revocation list comes with it — the CA directory's `crl.pem`, or
+//! `PMFLEET_TLS_CRL` / `PMFLEET_TLS_CRL_FILE` (optional) — so a revoked agent certificate is
+//! refused when the agent is dialled.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -11,9 +15,11 @@ use std::sync::Arc;
 
 use pmfleet_shared::tls::{self, TlsError};
 
-use super::{CA_CERT_FILE, CONTROLLER_CERT_FILE, CONTROLLER_KEY_FILE, PkiError, files};
+use super::{CA_CERT_FILE, CONTROLLER_CERT_FILE, CONTROLLER_KEY_FILE, CRL_FILE, PkiError, files};
 
 const VARS: [&str; 3] = ["PMFLEET_TLS_CA", "PMFLEET_TLS_CERT", "PMFLEET_TLS_KEY"];
+/// The revocation list, optional beside the three [`VARS`].
+const CRL_VAR: &str = "PMFLEET_TLS_CRL";
 const ENV_SOURCE: &str = "the environment";
 
 /// PEM text for the three parts of a client's TLS identity.
@@ -22,6 +28,8 @@ pub struct ClientIdentity {
     pub ca_pem: String,
     pub cert_pem: String,
     pub key_pem: String,
+    /// The fleet CA's revocation list, when there is one: agents it lists are refused.
+    pub crl_pem: Option<String>,
     /// Where it came from ("the environment" or the directory), for messages.
     pub source: String,
 }
@@ -52,19 +60,30 @@ impl ClientIdentity {
                 dir: dir.to_path_buf(),
             });
         }
+        let crl_path = dir.join(CRL_FILE);
         let identity = ClientIdentity {
             ca_pem: files::read(&dir.join(CA_CERT_FILE))?,
             cert_pem: files::read(&cert_path)?,
             key_pem: files::read(&dir.join(CONTROLLER_KEY_FILE))?,
+            crl_pem: if crl_path.exists() {
+                Some(files::read(&crl_path)?)
+            } else {
+                None
+            },
             source: dir.display().to_string(),
         };
         identity.check()?;
         Ok(identity)
     }
 
-    /// The TLS client configuration to dial agents with.
+    /// The TLS client configuration to dial agents with (refusing revoked agents).
     pub fn client_config(&self) -> Result<Arc<rustls::ClientConfig>, TlsError> {
-        tls::client_config(&self.ca_pem, &self.cert_pem, &self.key_pem)
+        tls::client_config_with_crl(
+            &self.ca_pem,
+            &self.cert_pem,
+            &self.key_pem,
+            self.crl_pem.as_deref(),
+        )
     }
 
     /// [`from_env_or_dir`](Self::from_env_or_dir) with the variables read through `lookup`.
@@ -82,13 +101,28 @@ impl ClientIdentity {
                 (None, None) => None,
             };
         }
+        let crl_file_var = format!("{CRL_VAR}_FILE");
+        let crl_pem = match (lookup(CRL_VAR), lookup(&crl_file_var)) {
+            (Some(_), Some(_)) => return Err(PkiError::Ambiguous { var: CRL_VAR }),
+            (Some(pem), None) => Some(pem),
+            (None, Some(path)) => Some(files::read(&PathBuf::from(path))?),
+            (None, None) => None,
+        };
         match parts {
-            [None, None, None] => Self::from_dir(dir),
+            [None, None, None] => {
+                let mut identity = Self::from_dir(dir)?;
+                if crl_pem.is_some() {
+                    identity.crl_pem = crl_pem;
+                    identity.check()?;
+                }
+                Ok(identity)
+            }
             [Some(ca_pem), Some(cert_pem), Some(key_pem)] => {
                 let identity = ClientIdentity {
                     ca_pem,
                     cert_pem,
                     key_pem,
+                    crl_pem,
                     source: ENV_SOURCE.to_string(),
                 };
                 identity.check()?;
@@ -133,6 +167,9 @@ impl ClientIdentity {
             .map_err(|e| wrap("the client certificate", cert_var, &self.cert_pem, e))?;
         tls::key_from_pem(&self.key_pem)
             .map_err(|e| wrap("the client key", key_var, &self.key_pem, e))?;
+        if let Some(crl) = &self.crl_pem {
+            tls::crls_from_pem(crl).map_err(|e| wrap("the revocation list", CRL_VAR, crl, e))?;
+        }
         Ok(())
     }
 }
@@ -166,7 +203,9 @@ mod tests {
     fn takes_pem_text_and_files_from_the_environment() {
         let dir = tempfile::tempdir().unwrap();
         let ca = Ca::init(dir.path()).unwrap();
-        let issued = ca.issue_client_cert("ci", 1).unwrap();
+        let issued = ca
+            .issue_client_cert("ci", pmfleet_shared::tls::Role::Deploy, 1)
+            .unwrap();
         let key_file = dir.path().join("ci.key");
         std::fs::write(&key_file, &issued.key_pem).unwrap();
         let id = ClientIdentity::from_lookup(

@@ -8,6 +8,8 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
+use pmfleet_shared::tls::Role;
+
 use super::{PkiError, files};
 
 /// Who a certificate was issued to.
@@ -48,6 +50,10 @@ pub struct IssuedCert {
     /// RFC 3339, UTC; set once the certificate is in `crl.pem`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revoked_at: Option<String>,
+    /// A client certificate's role; `None` for agents (and for client certificates issued
+    /// before roles, which agents treat as `read`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<Role>,
 }
 
 /// How a certificate stands now.
@@ -146,6 +152,7 @@ mod tests {
             issued_at: "2025-01-01T00:00:00Z".into(),
             not_after: not_after.into(),
             revoked_at: revoked_at.map(str::to_string),
+            role: Some(Role::Deploy),
         }
     }
 

@@ -1,10 +1,12 @@
 //! The fleet CA: the certificate authority every pmfleet peer trusts, kept in one directory on
 //! the controller machine.
 //!
-//! `pmfleet ca init` makes it (ECDSA P-256) together with this machine's client certificate;
-//! agents get server certificates for their host's names by sending a CSR (their key is made
-//! on the host and stays there, see [`pmfleet_shared::tls::make_csr`]); CI runners get client
-//! certificates from `pmfleet ca issue`. Revoking rewrites `crl.pem`, which agents load.
+//! `pmfleet ca init` makes it (ECDSA P-256) together with this machine's client certificate
+//! (role `admin`); agents get server certificates for their host's names by sending a CSR
+//! (their key is made on the host and stays there, see [`pmfleet_shared::tls::make_csr`]); CI
+//! runners get client certificates from `pmfleet ca issue`, with the role it is given
+//! ([`Role`]: written in the certificate's subject, checked by the agent on every request).
+//! Revoking rewrites `crl.pem`, which agents and the controller load.
 //!
 //! The CA directory (default `~/.config/pmfleet/ca`, or `$PMFLEET_CA_DIR`), mode 0700:
 //!
@@ -37,7 +39,7 @@ use rcgen::{
 use time::format_description::well_known::Rfc3339;
 use time::{Duration, OffsetDateTime};
 
-use pmfleet_shared::tls::{self, TlsError};
+use pmfleet_shared::tls::{self, Role, TlsError};
 
 pub const CA_CERT_FILE: &str = "ca.pem";
 pub const CA_KEY_FILE: &str = "ca.key";
@@ -50,8 +52,14 @@ pub const CLIENTS_DIR: &str = "clients";
 
 /// `pmfleet ca issue` without `--days`.
 pub const DEFAULT_CLIENT_DAYS: u32 = 90;
+/// `pmfleet ca issue` without `--role`: what a CI runner that deploys needs (apply a
+/// release, reload, restart, and read).
+pub const DEFAULT_CLIENT_ROLE: Role = Role::Deploy;
 /// What an agent certificate is valid for unless the caller says otherwise.
 pub const DEFAULT_AGENT_DAYS: u32 = 365;
+/// `setup` renews an agent certificate that expires within this many days, and `status`
+/// warns about one.
+pub const AGENT_RENEW_WITHIN_DAYS: i64 = 30;
 /// The longest validity any certificate may be issued with.
 pub const MAX_DAYS: u32 = 3650;
 /// The CA's own validity. The controller certificate, which sits beside the CA key and so
@@ -233,7 +241,8 @@ impl Ca {
         // so a peer holding the other one's certificate reads "unknown issuer".
         let id = random_serial().1;
         let id = id.get(..8).unwrap_or(&id);
-        params.distinguished_name = distinguished_name(&format!("pmfleet fleet CA {id} ({who})"));
+        params.distinguished_name =
+            distinguished_name(&format!("pmfleet fleet CA {id} ({who})"), None);
         params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
         params.key_usages = vec![
             KeyUsagePurpose::KeyCertSign,
@@ -262,7 +271,7 @@ impl Ca {
             CertKind::Controller,
             &who,
             &format!("controller:{who}"),
-            ExtendedKeyUsagePurpose::ClientAuth,
+            Role::Admin,
             CA_DAYS - 1,
         )?;
         files::write_new(
@@ -337,14 +346,20 @@ impl Ca {
         index::read(&self.dir.join(INDEX_FILE))
     }
 
-    /// A client certificate (CN `client:<name>`, clientAuth) and its key, for a CI runner.
-    pub fn issue_client_cert(&self, name: &str, days: u32) -> Result<IssuedKeyPair, PkiError> {
+    /// A client certificate (CN `client:<name>`, clientAuth, `OU=pmfleet-role:<role>`) and its
+    /// key, for a CI runner.
+    pub fn issue_client_cert(
+        &self,
+        name: &str,
+        role: Role,
+        days: u32,
+    ) -> Result<IssuedKeyPair, PkiError> {
         check_name(name)?;
         self.issue_with_key(
             CertKind::Client,
             name,
             &format!("client:{name}"),
-            ExtendedKeyUsagePurpose::ClientAuth,
+            role,
             days,
         )
     }
@@ -380,15 +395,16 @@ impl Ca {
         Ok(revoked)
     }
 
-    /// Signs a fresh leaf and records it in the index.
+    /// Signs a fresh client leaf with `role` and records it in the index.
     fn issue_with_key(
         &self,
         kind: CertKind,
         name: &str,
         common_name: &str,
-        usage: ExtendedKeyUsagePurpose,
+        role: Role,
         days: u32,
     ) -> Result<IssuedKeyPair, PkiError> {
+        let usage = Usage::Client(role);
         let (params, record) = leaf(kind, name, common_name, &[], usage, days)?;
         let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
         let cert = params.signed_by(&key, &self.issuer)?;
@@ -482,9 +498,16 @@ fn agent_leaf(sans: &[String], days: u32) -> Result<(CertificateParams, IssuedCe
         first,
         &format!("agent:{first}"),
         sans,
-        ExtendedKeyUsagePurpose::ServerAuth,
+        Usage::Server,
         days,
     )
+}
+
+/// What a leaf is for: an agent's server certificate, or a client certificate with its role.
+#[derive(Debug, Clone, Copy)]
+enum Usage {
+    Server,
+    Client(Role),
 }
 
 /// The parameters of a leaf certificate and the index line recording it.
@@ -493,7 +516,7 @@ fn leaf(
     name: &str,
     common_name: &str,
     sans: &[String],
-    usage: ExtendedKeyUsagePurpose,
+    usage: Usage,
     days: u32,
 ) -> Result<(CertificateParams, IssuedCert), PkiError> {
     if days == 0 || days > MAX_DAYS {
@@ -502,14 +525,18 @@ fn leaf(
     let now = OffsetDateTime::now_utc();
     let (serial, serial_hex) = random_serial();
     let mut params = CertificateParams::default();
-    params.distinguished_name = distinguished_name(common_name);
+    let (eku, role) = match usage {
+        Usage::Server => (ExtendedKeyUsagePurpose::ServerAuth, None),
+        Usage::Client(role) => (ExtendedKeyUsagePurpose::ClientAuth, Some(role)),
+    };
+    params.distinguished_name = distinguished_name(common_name, role);
     params.subject_alt_names = sans
         .iter()
         .map(|s| parse_san(s))
         .collect::<Result<_, _>>()?;
     params.is_ca = IsCa::ExplicitNoCa;
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    params.extended_key_usages = vec![usage];
+    params.extended_key_usages = vec![eku];
     params.use_authority_key_identifier_extension = true;
     params.not_before = now - CLOCK_SKEW;
     params.not_after = now + Duration::days(i64::from(days));
@@ -522,6 +549,7 @@ fn leaf(
         issued_at: rfc3339(now),
         not_after: rfc3339(params.not_after),
         revoked_at: None,
+        role,
     };
     Ok((params, record))
 }
@@ -568,9 +596,13 @@ fn check_name(name: &str) -> Result<(), PkiError> {
     }
 }
 
-fn distinguished_name(common_name: &str) -> DistinguishedName {
+/// `O=pmfleet`, the role (`OU=pmfleet-role:<role>`) for a client, and the CN.
+fn distinguished_name(common_name: &str, role: Option<Role>) -> DistinguishedName {
     let mut dn = DistinguishedName::new();
     dn.push(DnType::OrganizationName, "pmfleet");
+    if let Some(role) = role {
+        dn.push(DnType::OrganizationalUnitName, role.subject_unit());
+    }
     dn.push(DnType::CommonName, common_name);
     dn
 }

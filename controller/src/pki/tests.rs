@@ -93,16 +93,19 @@ fn names_days_and_sans_are_checked() {
     let ca = Ca::init(tmp.path()).unwrap();
     for bad in ["", "a b", "../x", "x;rm", &"x".repeat(65)] {
         assert!(
-            matches!(ca.issue_client_cert(bad, 1), Err(PkiError::BadName { .. })),
+            matches!(
+                ca.issue_client_cert(bad, Role::Deploy, 1),
+                Err(PkiError::BadName { .. })
+            ),
             "{bad:?}"
         );
     }
     assert!(matches!(
-        ca.issue_client_cert("ci", 0),
+        ca.issue_client_cert("ci", Role::Deploy, 0),
         Err(PkiError::BadDays { days: 0 })
     ));
     assert!(matches!(
-        ca.issue_client_cert("ci", MAX_DAYS + 1),
+        ca.issue_client_cert("ci", Role::Deploy, MAX_DAYS + 1),
         Err(PkiError::BadDays { .. })
     ));
     assert!(matches!(
@@ -118,8 +121,8 @@ fn revoke_by_name_or_serial_rewrites_the_crl() {
     let tmp = tempfile::tempdir().unwrap();
     let ca = Ca::init(tmp.path()).unwrap();
     let empty_crl = std::fs::read_to_string(tmp.path().join(CRL_FILE)).unwrap();
-    let a = ca.issue_client_cert("ci-a", 1).unwrap();
-    let b = ca.issue_client_cert("ci-b", 1).unwrap();
+    let a = ca.issue_client_cert("ci-a", Role::Deploy, 1).unwrap();
+    let b = ca.issue_client_cert("ci-b", Role::Read, 1).unwrap();
 
     let revoked = ca.revoke("ci-a").unwrap();
     assert_eq!(revoked.len(), 1);
@@ -163,4 +166,33 @@ fn hex_round_trip() {
     assert_eq!(hex_decode(&hex).unwrap().len(), 16);
     assert!(hex_decode("0g").is_none());
     assert!(hex_decode("abc").is_none());
+}
+
+#[test]
+fn client_certificates_carry_their_role_and_agents_none() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ca = Ca::init(tmp.path()).unwrap();
+    let der = |pem: &str| tls::certs_from_pem(pem).unwrap().remove(0);
+    let controller = std::fs::read_to_string(tmp.path().join(CONTROLLER_CERT_FILE)).unwrap();
+    assert_eq!(tls::role_of(&der(&controller)), Ok(Some(Role::Admin)));
+    for role in Role::ALL {
+        let issued = ca
+            .issue_client_cert(&format!("ci-{role}"), role, 1)
+            .unwrap();
+        assert_eq!(tls::role_of(&der(&issued.cert_pem)), Ok(Some(role)));
+        assert_eq!(issued.record.role, Some(role));
+    }
+    let (agent, _) = issue_agent_cert(&ca, &["web1.test".to_string()], 1).unwrap();
+    assert_eq!(tls::role_of(&der(&agent)), Ok(None));
+    let roles: Vec<_> = ca.issued().unwrap().iter().map(|c| c.role).collect();
+    assert_eq!(
+        roles,
+        [
+            Some(Role::Admin),
+            Some(Role::Read),
+            Some(Role::Deploy),
+            Some(Role::Admin),
+            None
+        ]
+    );
 }

@@ -71,6 +71,18 @@ pub enum SshError {
         line: usize,
     },
 
+    /// Unknown host keys would be learned into a file that keeps nothing (`/dev/null`): every
+    /// connection would accept whatever key the host presents. Refused.
+    #[error(
+        "{host}: `{setting}` learns unknown host keys, and the known_hosts file is {} — which          keeps nothing, so any host key would be accepted on every connection (anyone between          here and {host} could pose as it). pmfleet refuses this. Remove          UserKnownHostsFile=/dev/null (and StrictHostKeyChecking=no) from ssh_options and run          once with --accept-new-host-key to learn the keys into ~/.ssh/known_hosts, or point          UserKnownHostsFile at a real file",
+        known_hosts.display()
+    )]
+    BlindHostKeys {
+        host: String,
+        setting: String,
+        known_hosts: PathBuf,
+    },
+
     /// A known_hosts file could not be read, parsed or appended to.
     #[error("known_hosts file {}: {message}", path.display())]
     KnownHosts { path: PathBuf, message: String },

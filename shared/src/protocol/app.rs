@@ -92,3 +92,17 @@ pub struct AppSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cron_restart: Option<String>,
 }
+
+/// What an env value reads as in an answer to a remote client.
+pub const REDACTED: &str = "[redacted]";
+
+impl AppSpec {
+    /// The spec with every env value replaced by [`REDACTED`]: what a remote client is
+    /// shown. The keys stay, so a person can still see which variables an app gets.
+    pub fn redacted(mut self) -> AppSpec {
+        for value in self.env.values_mut() {
+            *value = REDACTED.to_string();
+        }
+        self
+    }
+}

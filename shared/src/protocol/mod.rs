@@ -2,7 +2,7 @@
 //! controller will send over mutual TLS. Both carry the same frames, so one dispatcher serves both.
 //!
 //! A frame is a 4-byte big-endian length followed by that many bytes of JSON:
-//! `{"v": 1, "body": <Request or Response>}`. The version travels in every frame so a peer
+//! `{"v": 2, "body": <Request or Response>}`. The version travels in every frame so a peer
 //! can refuse an incompatible one with a clear error instead of a confusing parse failure;
 //! the length prefix caps what a peer may make us buffer ([`MAX_FRAME_LEN`]).
 //!
@@ -88,9 +88,16 @@ pub enum Request {
     /// The agent as a whole: version, host, uptime and every instance, in one answer
     /// ([`Response::Status`]).
     Status,
-    /// Run a release that is already unpacked on the host: start or rolling-reload every app
-    /// of its ecosystem file, waiting until each is ready ([`Response::Applied`]).
+    /// Run a release the deploy put on the host: start or rolling-reload every app of its
+    /// ecosystem file, waiting until each is ready ([`Response::Applied`]). It names a deploy
+    /// root the agent was set up for and a release id, nothing else: the directory, the
+    /// ecosystem file and the apps' environment all come from what the deploy wrote on the
+    /// host over SSH ([`PreparedRelease`]).
     ApplyRelease(Box<ApplyRelease>),
+    /// [`Request::ApplyRelease`] for a directory, ecosystem file and environment of the
+    /// caller's choosing: the agent's CLI (`pmfleet-agent apply`). Accepted on the local socket
+    /// only.
+    ApplyDir(Box<ApplyDir>),
     /// Read the TLS files of the agent home again (a renewed certificate, a new CRL, another
     /// listen address) and restart the mutual-TLS endpoint with them. Accepted on the local
     /// socket only.
@@ -107,16 +114,37 @@ pub enum Request {
     },
 }
 
-/// `apply_release`: what the controller sends once a release is on the host.
+/// `apply_release`: what the controller sends once a release is on the host and `current`
+/// points at it.
 ///
-/// Every app of the release's ecosystem file is resolved with its `cwd` (and relative
-/// `script`s) under `release_dir`, then started if the agent does not know it, or rolling-
-/// reloaded with the new spec if it does. Apps the agent runs that the file does not name are
-/// left alone. Applying the same release twice changes nothing the second time.
+/// The agent runs `<root>/releases/<release>` only when `root` is one of the deploy roots
+/// `setup` registered on the host (`<agent home>/roots`), `release` is a plain release id,
+/// the directory really is inside `<root>/releases/`, and the deploy marked it complete
+/// (`<root>/.pmfleet/prepared/<release>`, which also holds the apps' environment). Every app
+/// of the release's ecosystem file is then resolved with its `cwd` (and relative `script`s)
+/// under the release, and started if the agent does not know it, or rolling-reloaded with the
+/// new spec if it does. Apps the agent runs that the file does not name are left alone.
+/// Applying the same release twice changes nothing the second time.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ApplyRelease {
-    /// The release on the host (`releases/<id>`), absolute and with no symlink in it: the
-    /// apps keep running from it after `current` moves on to a newer release.
+    /// The deploy root as the controller knows it (`path` of the environment, `~` expanded on
+    /// the host); compared with the registered roots once symlinks are resolved.
+    pub root: PathBuf,
+    /// The release id: the name of its directory under `<root>/releases/`.
+    pub release: String,
+    /// How long the whole apply may take, in milliseconds; each new instance gets at most its
+    /// app's `listen_timeout` and never more than what is left of this. `0`: only the
+    /// `listen_timeout`s bound it.
+    #[serde(default)]
+    pub timeout_ms: u64,
+}
+
+/// `apply_dir`: a release directory with an ecosystem file and an environment named by the
+/// caller — what [`ApplyRelease`] resolves to on the host, and what the agent's own CLI sends.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApplyDir {
+    /// The release directory, absolute; symlinks in it are resolved, so the apps keep
+    /// running from it after `current` moves on to a newer release.
     pub release_dir: PathBuf,
     /// The ecosystem file, relative to `release_dir`; `None` looks for PM2's names there
     /// (`ecosystem.config.js`, `ecosystem.json`, …).
@@ -125,15 +153,29 @@ pub struct ApplyRelease {
     /// The deploy environment's name: selects the apps' `env_<name>` blocks.
     #[serde(default)]
     pub env_name: Option<String>,
-    /// `deploy.<env>.env`: the lowest precedence, below each app's `env` and `env_<name>`.
+    /// `deploy.<env>.env` (and `PMFLEET_*`): the lowest precedence, below each app's `env`
+    /// and `env_<name>`.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
-    /// How long the whole apply may take, in milliseconds; each new instance gets at most its
-    /// app's `listen_timeout` and never more than what is left of this. `0`: only the
-    /// `listen_timeout`s bound it.
+    /// As [`ApplyRelease::timeout_ms`].
     #[serde(default)]
     pub timeout_ms: u64,
 }
+
+/// What the deploy writes over SSH into a release's completeness marker,
+/// `<root>/.pmfleet/prepared/<id>` (mode 0600), once the release is fetched, linked and
+/// built: the environment its apps run with. The agent reads it when it applies the release;
+/// a client over mutual TLS never supplies it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PreparedRelease {
+    /// The deploy environment's name: selects the apps' `env_<name>` blocks.
+    pub env_name: String,
+    /// `deploy.<env>.env` and `PMFLEET_ENV`, `PMFLEET_RELEASE`, `PMFLEET_SHA`, `PMFLEET_REF`.
+    pub env: BTreeMap<String, String>,
+}
+
+/// The largest marker the agent reads.
+pub const MAX_MARKER_LEN: u64 = 1024 * 1024;
 
 /// The answer to [`Request::ApplyRelease`]: one entry per app of the ecosystem file, in
 /// its order.
@@ -405,6 +447,20 @@ pub enum Response {
     Event(AgentEvent),
 }
 
+impl Response {
+    /// The answer as a remote client may see it: env values redacted (keys kept). Every
+    /// answer the agent sends over mutual TLS goes through here, whatever the client's role.
+    pub fn redacted(self) -> Response {
+        match self {
+            Response::App { mut app } => {
+                app.spec = app.spec.redacted();
+                Response::App { app }
+            }
+            other => other,
+        }
+    }
+}
+
 /// A failed request: what kind of failure, and a sentence for a human.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApiError {
@@ -423,8 +479,11 @@ pub enum ErrorKind {
     /// The peer speaks another protocol version.
     Version,
     Internal,
-    /// This endpoint does not accept the request (e.g. `kill` from a remote client).
+    /// This endpoint does not accept the request (e.g. `kill` from a remote client), or the
+    /// client's certificate does not carry a role that allows it.
     Forbidden,
+    /// The agent serves as many connections as it takes: try again shortly.
+    Busy,
 }
 
 /// One line of an app's log.
@@ -506,15 +565,25 @@ mod tests {
         let status: Request = serde_json::from_str(r#"{"op":"status"}"#).unwrap();
         assert_eq!(status, Request::Status);
         let apply: Request = serde_json::from_str(
-            r#"{"op":"apply_release","release_dir":"/srv/app/releases/20260101-120000",
-                "env_name":"production","env":{"NODE_ENV":"production"},"timeout_ms":120000}"#,
+            r#"{"op":"apply_release","root":"/srv/app","release":"20260101-120000",
+                "timeout_ms":120000}"#,
         )
         .unwrap();
         let Request::ApplyRelease(a) = apply else {
             panic!("{apply:?}")
         };
-        assert_eq!(a.ecosystem, None);
-        assert_eq!(a.env["NODE_ENV"], "production");
+        assert_eq!(a.root, PathBuf::from("/srv/app"));
+        assert_eq!(a.release, "20260101-120000");
+        // What an older controller sent (a directory and an environment) is not a request.
+        let old = serde_json::from_str::<Request>(
+            r#"{"op":"apply_release","release_dir":"/tmp/x","env":{"NODE_OPTIONS":"--import=data:"}}"#,
+        );
+        assert!(old.is_err(), "{old:?}");
+        let marker: PreparedRelease = serde_json::from_str(
+            r#"{"env_name":"production","env":{"NODE_ENV":"production","PMFLEET_RELEASE":"1"}}"#,
+        )
+        .unwrap();
+        assert_eq!(marker.env["PMFLEET_RELEASE"], "1");
 
         let report = Response::Applied(ApplyReport {
             apps: vec![AppliedApp {

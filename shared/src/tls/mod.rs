@@ -10,21 +10,28 @@
 //! - [`certs_from_pem`], [`key_from_pem`], [`crls_from_pem`], [`read_pem_file`]: PEM text from
 //!   files or environment variables.
 //! - [`make_csr`]: what a host runs to get its certificate without its key leaving it.
+//! - [`Role`], [`role_of`]: what a client certificate allows (see the `role` module).
 //! - [`accept_with_timeout`], [`connect_with_timeout`]: handshakes with a deadline.
 //!
 //! The frames carried inside the connection are [`crate::protocol`]'s.
 
 mod csr;
+mod expiry;
 mod io;
 mod pem;
+mod role;
 
 pub use csr::{fingerprint_sha256, make_csr, server_name};
+pub use expiry::{days_left, not_after_unix};
 pub use io::{Phase, accept_with_timeout, connect_with_timeout};
 pub use pem::{certs_from_pem, crls_from_pem, key_from_pem, read_pem_file};
+pub use role::{ROLE_UNIT_PREFIX, Role, RoleError, role_of};
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
+
+use rustls::client::WebPkiServerVerifier;
 
 use rustls::client::ClientConfig;
 use rustls::crypto::CryptoProvider;
@@ -38,10 +45,6 @@ pub const DEFAULT_AGENT_PORT: u16 = 7677;
 
 /// The ALPN protocol id both sides insist on.
 pub const ALPN: &[u8] = b"pmfleet/1";
-
-/// How long a peer gets to finish the TLS handshake. A client that opens a connection and
-/// says nothing holds a connection slot only this long.
-pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What can go wrong while loading TLS material or setting up a connection.
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +69,8 @@ pub enum TlsError {
     TrustAnchor(rustls::Error),
     #[error("cannot set up client certificate checking: {0}")]
     Verifier(#[from] VerifierBuilderError),
+    #[error("cannot set up agent certificate checking: {0}")]
+    ServerVerifier(VerifierBuilderError),
     #[error("the certificate and key cannot be used: {0}")]
     Config(#[from] rustls::Error),
     #[error("`{name}` is neither a host name nor an IP address")]
@@ -148,11 +153,32 @@ pub fn client_config(
     cert_chain_pem: &str,
     key_pem: &str,
 ) -> Result<Arc<ClientConfig>, TlsError> {
+    client_config_with_crl(ca_pem, cert_chain_pem, key_pem, None)
+}
+
+/// [`client_config`], refusing agent certificates listed in `crl_pem` (the fleet CA's
+/// `crl.pem`): a revoked agent is not talked to. An empty CRL file is the same as none.
+pub fn client_config_with_crl(
+    ca_pem: &str,
+    cert_chain_pem: &str,
+    key_pem: &str,
+    crl_pem: Option<&str>,
+) -> Result<Arc<ClientConfig>, TlsError> {
     let chain = certs_from_pem(cert_chain_pem)?;
     let key = key_from_pem(key_pem)?;
-    let mut config = ClientConfig::builder_with_provider(provider())
+    let provider = provider();
+    let mut verifier =
+        WebPkiServerVerifier::builder_with_provider(roots(ca_pem)?, provider.clone());
+    if let Some(crl_pem) = crl_pem {
+        let crls = crls_from_pem(crl_pem)?;
+        if !crls.is_empty() {
+            verifier = verifier.with_crls(crls);
+        }
+    }
+    let verifier = verifier.build().map_err(TlsError::ServerVerifier)?;
+    let mut config = ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&TLS13])?
-        .with_root_certificates(roots(ca_pem)?)
+        .with_webpki_verifier(verifier)
         .with_client_auth_cert(chain, key)?;
     config.alpn_protocols = vec![ALPN.to_vec()];
     Ok(Arc::new(config))

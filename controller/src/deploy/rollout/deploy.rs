@@ -2,8 +2,10 @@
 //! every host first, and if more hosts failed (or could not be reached) than `max_fail`, no
 //! host switches and the release is removed everywhere. Then `current` switches in batches,
 //! the first batch being the canary; a host whose apps do not become ready goes back to the
-//! release it served; once failures pass `max_fail` the rollout stops, the hosts not reached
-//! yet never switch, and those already switched go back.
+//! release it served; once failures pass `max_fail` (or someone breaks the lock) the rollout
+//! stops, the hosts not reached yet never switch, and those already switched go back. A host
+//! that goes back has its agent run the release it served, with that release's own
+//! `PMFLEET_RELEASE`/`PMFLEET_SHA`/`PMFLEET_REF`, so its kept instances are left alone.
 
 use super::{Action, Busy, Conclusion, Entry, HostId, Phase, Plan, Prepared, Rollout, Undo};
 use crate::deploy::error::{HostError, StepFailure};
@@ -68,8 +70,36 @@ impl Rollout {
         }
     }
 
+    /// The record of `h` going back to `previous`, written by the switch back itself: a
+    /// revert to it, so the release line drops the release that did not stay.
+    fn back_entry(&self, h: HostId, previous: &str, why: &str) -> Entry {
+        let vars = self.serving_vars(h, previous);
+        Entry {
+            action: RecordAction::Revert,
+            release: previous.to_string(),
+            previous: Some(self.release().release),
+            sha: vars.sha.unwrap_or_default(),
+            git_ref: vars.git_ref.unwrap_or_default(),
+            outcome: Outcome::Success,
+            message: Some(why.to_string()),
+        }
+    }
+
+    /// What the apps of `previous` (the release `h` served) are told again.
+    fn serving_vars(&self, h: HostId, previous: &str) -> ReleaseVars {
+        self.hosts[h]
+            .serving
+            .clone()
+            .filter(|v| v.release == previous)
+            .unwrap_or_else(|| ReleaseVars {
+                release: previous.to_string(),
+                sha: None,
+                git_ref: None,
+            })
+    }
+
     /// A host's end in this deploy: report `status`, remove the release when `discard`, and
-    /// record `outcome`.
+    /// record `outcome` (unless the switch recorded it already).
     fn deploy_conclusion(
         &self,
         h: HostId,
@@ -95,6 +125,35 @@ impl Rollout {
         }
     }
 
+    /// A host that failed before anything was made on it.
+    pub(super) fn deploy_conclusion_of(
+        &self,
+        h: HostId,
+        status: Status,
+        message: String,
+    ) -> Conclusion {
+        let record = message.clone();
+        self.deploy_conclusion(h, status, message, false, Outcome::Failed, &record)
+    }
+
+    /// The rollout record is on every host: prepare the release everywhere.
+    pub(super) fn begun_deploy(&mut self, out: &mut Vec<Action>) {
+        let ready: Vec<HostId> = self
+            .connected()
+            .into_iter()
+            .filter(|h| self.hosts[*h].begun && !self.hosts[*h].concluded)
+            .collect();
+        self.phase = Phase::Preparing;
+        for h in &ready {
+            self.hosts[*h].busy = Some(Busy::Preparing);
+        }
+        if ready.is_empty() {
+            self.prepared_everywhere(out);
+        } else {
+            out.push(Action::Prepare(ready, self.release().release));
+        }
+    }
+
     pub(super) fn prepare_answered(
         &mut self,
         h: HostId,
@@ -106,28 +165,32 @@ impl Rollout {
         }
         match result {
             Ok(prepared) => self.hosts[h].prepared = Some(prepared),
+            Err(StepFailure {
+                error: HostError::LockLost,
+                ..
+            }) => {
+                self.lock_lost(h, out);
+                return;
+            }
             Err(failure) => {
                 // The failing step removed the release on that host.
                 self.failed += 1;
                 let message = failure.to_string();
-                let c = self.deploy_conclusion(
-                    h,
-                    failure.error.status(),
-                    message.clone(),
-                    false,
-                    Outcome::Failed,
-                    &message,
-                );
+                let c = self.deploy_conclusion_of(h, failure.error.status(), message);
                 self.conclude(c, out);
             }
         }
-        if self.any_busy() {
-            return;
+        if !self.any_busy() {
+            self.prepared_everywhere(out);
         }
+    }
+
+    /// Every host answered: switch, or (the no-split rule) switch none.
+    fn prepared_everywhere(&mut self, out: &mut Vec<Action>) {
         let ready: Vec<HostId> = self
             .connected()
             .into_iter()
-            .filter(|h| self.hosts[*h].prepared.is_some())
+            .filter(|h| self.hosts[*h].prepared.is_some() && !self.hosts[*h].concluded)
             .collect();
         let max_fail = self.max_fail();
         if self.failed > max_fail {
@@ -164,7 +227,8 @@ impl Rollout {
         let release = self.release().release;
         for h in batch {
             self.set_busy(h, Busy::Switching);
-            out.push(Action::Switch(h, release.clone()));
+            let entry = self.deploy_entry(Outcome::Success, self.hosts[h].previous.clone(), "");
+            out.push(Action::Switch(h, release.clone(), entry));
         }
     }
 
@@ -198,13 +262,17 @@ impl Rollout {
     }
 
     pub(super) fn deploy_switch_failed(&mut self, h: HostId, e: HostError, out: &mut Vec<Action>) {
+        if matches!(e, HostError::LockLost) {
+            self.lock_lost(h, out);
+        }
         self.failed += 1;
         let message = format!("switch: {e}");
+        let lost = matches!(e, HostError::LockLost);
         let c = self.deploy_conclusion(
             h,
             e.status(),
             message.clone(),
-            true,
+            !lost,
             Outcome::Failed,
             &message,
         );
@@ -224,17 +292,18 @@ impl Rollout {
                 self.hosts[h].undo =
                     Some(Undo::NotReady(format!("{e}; switched back to {previous}")));
                 self.set_busy(h, Busy::SwitchingBack);
-                out.push(Action::SwitchBack(h, previous));
+                let entry = self.back_entry(h, &previous, &format!("switched back: {e}"));
+                out.push(Action::SwitchBack(h, previous, entry));
             }
             None => {
                 self.failed += 1;
                 let message = format!("{e}; no previous release to go back to");
                 let c = self.deploy_conclusion(
                     h,
-                    Status::RolledBack,
+                    Status::Failed,
                     message.clone(),
-                    true,
-                    Outcome::RolledBack,
+                    false,
+                    Outcome::Failed,
                     &message,
                 );
                 self.conclude(c, out);
@@ -247,13 +316,14 @@ impl Rollout {
         match (self.cfg.agents, self.hosts[h].previous.clone()) {
             (true, Some(previous)) => {
                 self.set_busy(h, Busy::ApplyingBack);
+                let vars = self.serving_vars(h, &previous);
                 out.push(Action::ApplyBack {
                     host: h,
                     release: previous,
-                    vars: self.release(),
+                    vars,
                 });
             }
-            _ => self.deploy_undone(h, out),
+            _ => self.deploy_undone(h, None, out),
         }
     }
 
@@ -263,8 +333,11 @@ impl Rollout {
         e: HostError,
         out: &mut Vec<Action>,
     ) {
+        if matches!(e, HostError::LockLost) {
+            self.lock_lost(h, out);
+        }
         out.push(Action::Note(h, "switch back", format!("failed: {e}")));
-        self.deploy_undone(h, out);
+        self.deploy_undone(h, Some(e), out);
     }
 
     pub(super) fn deploy_applied_back(
@@ -284,13 +357,14 @@ impl Rollout {
                 ));
             }
         }
-        self.deploy_undone(h, out);
+        self.deploy_undone(h, None, out);
     }
 
-    /// `h` went back (or tried to): conclude it.
-    fn deploy_undone(&mut self, h: HostId, out: &mut Vec<Action>) {
-        match self.hosts[h].undo.take() {
-            Some(Undo::NotReady(message)) => {
+    /// `h` went back (or could not: `failed` says why): conclude it.
+    fn deploy_undone(&mut self, h: HostId, failed: Option<HostError>, out: &mut Vec<Action>) {
+        let previous = self.hosts[h].previous.clone().unwrap_or_default();
+        match (self.hosts[h].undo.take(), failed) {
+            (Some(Undo::NotReady(message)), None) => {
                 self.failed += 1;
                 let c = self.deploy_conclusion(
                     h,
@@ -303,7 +377,25 @@ impl Rollout {
                 self.conclude(c, out);
                 self.batch_check(out);
             }
-            Some(Undo::Stopped(why)) => {
+            (Some(Undo::NotReady(message)), Some(e)) => {
+                // Still on the new release, whose apps are not ready: a failure, not a rollback.
+                self.failed += 1;
+                let message = message.replace(
+                    &format!("; switched back to {previous}"),
+                    &format!("; could not switch back to {previous}: {e}"),
+                );
+                let c = self.deploy_conclusion(
+                    h,
+                    Status::Failed,
+                    message.clone(),
+                    false,
+                    Outcome::Failed,
+                    &message,
+                );
+                self.conclude(c, out);
+                self.batch_check(out);
+            }
+            (Some(Undo::Stopped(why)), None) => {
                 let c = self.deploy_conclusion(
                     h,
                     Status::RolledBack,
@@ -317,12 +409,26 @@ impl Rollout {
                     self.finish(out);
                 }
             }
+            (Some(Undo::Stopped(_)), Some(e)) => {
+                let message = format!(
+                    "serving {} still: could not switch back to {previous} after the rollout stopped: {e}",
+                    self.release().release
+                );
+                let c = Conclusion {
+                    records: Vec::new(),
+                    ..self.deploy_conclusion(h, Status::Failed, message, false, Outcome::Failed, "")
+                };
+                self.conclude(c, out);
+                if !self.any_busy() {
+                    self.finish(out);
+                }
+            }
             _ => self.batch_check(out),
         }
     }
 
     /// When every host of the current batch is done: the next batch, or stop when failures
-    /// passed `max_fail`, or the end.
+    /// passed `max_fail` or the lock was lost, or the end.
     fn batch_check(&mut self, out: &mut Vec<Action>) {
         let Phase::Switching(index) = self.phase else {
             return;
@@ -331,7 +437,7 @@ impl Rollout {
             return;
         }
         let max_fail = self.max_fail();
-        if self.failed <= max_fail {
+        if self.failed <= max_fail && self.lost.is_empty() {
             self.start_batch(index + 1, out);
             return;
         }
@@ -356,10 +462,16 @@ impl Rollout {
             );
             self.conclude(c, out);
         }
-        let back = format!(
-            "switched back: {} host(s) failed and max_fail is {max_fail}",
-            self.failed
-        );
+        let back = match self.lost.first() {
+            Some(l) => format!(
+                "switched back: the deploy lock on {} was broken by someone else",
+                self.cfg.labels[*l]
+            ),
+            None => format!(
+                "switched back: {} host(s) failed and max_fail is {max_fail}",
+                self.failed
+            ),
+        };
         let switched: Vec<HostId> = self.batches.iter().flatten().copied().collect();
         for h in switched {
             if !self.hosts[h].switched || self.hosts[h].concluded {
@@ -369,7 +481,8 @@ impl Rollout {
                 Some(previous) => {
                     self.hosts[h].undo = Some(Undo::Stopped(back.clone()));
                     self.set_busy(h, Busy::SwitchingBack);
-                    out.push(Action::SwitchBack(h, previous));
+                    let entry = self.back_entry(h, &previous, &back);
+                    out.push(Action::SwitchBack(h, previous, entry));
                 }
                 None => {
                     let c = self.deploy_conclusion(
@@ -389,7 +502,8 @@ impl Rollout {
         }
     }
 
-    /// Every batch switched within `max_fail`: the switched hosts serve the release.
+    /// Every batch switched within `max_fail`: the switched hosts serve the release (their
+    /// switches recorded it); old releases are pruned.
     fn complete(&mut self, out: &mut Vec<Action>) {
         let release = self.release();
         let hosts: Vec<HostId> = self.batches.iter().flatten().copied().collect();
@@ -397,15 +511,15 @@ impl Rollout {
             if !self.hosts[h].switched || self.hosts[h].concluded {
                 continue;
             }
-            let mut c = self.deploy_conclusion(
-                h,
-                Status::Ok,
-                format!("now serving {}", release.release),
-                false,
-                Outcome::Success,
-                "",
-            );
-            c.prune = true;
+            let c = Conclusion {
+                host: h,
+                status: Status::Ok,
+                message: format!("now serving {}", release.release),
+                release: Some(release.clone()),
+                discard: None,
+                records: Vec::new(),
+                prune: true,
+            };
             self.conclude(c, out);
         }
         self.finish(out);

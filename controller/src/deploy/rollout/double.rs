@@ -6,11 +6,12 @@
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Mutex;
 
-use super::{Heartbeat, Prepared, ReleaseVars, RolloutHost};
+use super::{Begun, Heartbeat, Prepared, Pruned, ReleaseVars, RolloutHost};
 use crate::deploy::error::{HostError, Step, StepFailure};
-use crate::deploy::history::Record;
+use crate::deploy::history::{self, Record};
 use crate::deploy::host_state::HostState;
 use crate::deploy::lock::{Acquire, Holder};
+use crate::deploy::rollout_record::RolloutRecord;
 use crate::ssh::SshError;
 use crate::transport::TransportError;
 
@@ -18,6 +19,7 @@ use crate::transport::TransportError;
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Op {
     Lock,
+    Begin,
     Prepare(Step),
     Read,
     /// Switching to this release.
@@ -37,6 +39,12 @@ pub struct Disk {
     pub lock: Option<String>,
     /// What the agent runs: the release, and what its apps were told.
     pub apps: Option<(String, ReleaseVars)>,
+    pub rollout: Option<RolloutRecord>,
+    /// How many times the agent restarted the apps (applied a release or variables other
+    /// than the ones running).
+    pub restarts: usize,
+    /// Hooks were ended by a run that stopped.
+    pub hooks_ended: bool,
 }
 
 #[derive(Debug, Default)]
@@ -46,6 +54,12 @@ pub struct Double {
     dropping: Mutex<HashSet<Op>>,
     /// Prepare never ends (until cancelled).
     hang_in_prepare: bool,
+    /// The run that took the lock here.
+    run: Mutex<Option<String>>,
+    /// When this operation starts, another run breaks this run's lock and takes it.
+    lose_lock_at: Mutex<Option<Op>>,
+    /// Taking the lock for this run takes this long (another run may come first).
+    slow_lock_for: Option<(String, std::time::Duration)>,
 }
 
 impl Double {
@@ -97,6 +111,18 @@ impl Double {
         self
     }
 
+    /// Someone breaks the lock and takes it when `op` starts.
+    pub fn lose_lock_at(self, op: Op) -> Double {
+        *self.lose_lock_at.lock().unwrap_or_else(|e| e.into_inner()) = Some(op);
+        self
+    }
+
+    /// Taking the lock for run `run` takes `delay`.
+    pub fn slow_lock_for(mut self, run: &str, delay: std::time::Duration) -> Double {
+        self.slow_lock_for = Some((run.to_string(), delay));
+        self
+    }
+
     /// Preparing never ends (until the run cancels it).
     pub fn hanging_in_prepare(mut self) -> Double {
         self.hang_in_prepare = true;
@@ -119,6 +145,16 @@ impl Double {
     }
 
     fn check(&self, op: Op) -> Result<(), HostError> {
+        let lose = self
+            .lose_lock_at
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            == Some(&op);
+        if lose {
+            let holder = Holder::new("bob@elsewhere", "other", "deploy");
+            self.disk().lock = Some(serde_json::to_string(&holder).unwrap_or_default());
+        }
         if self
             .dropping
             .lock()
@@ -141,6 +177,15 @@ impl Double {
         Ok(())
     }
 
+    /// Steps that change the host check the run still holds the lock, like the real scripts.
+    fn owned(&self) -> Result<(), HostError> {
+        let run = self.run.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        match run {
+            Some(run) if self.lock_is(&run) => Ok(()),
+            _ => Err(HostError::LockLost),
+        }
+    }
+
     fn lock_is(&self, deploy_id: &str) -> bool {
         self.disk()
             .lock
@@ -152,6 +197,11 @@ impl Double {
 
 impl RolloutHost for Double {
     async fn take_lock(&self, content: &str) -> Result<Acquire, HostError> {
+        if let Some((run, delay)) = &self.slow_lock_for
+            && content.contains(&format!("\"deploy_id\":\"{run}\""))
+        {
+            tokio::time::sleep(*delay).await;
+        }
         self.check(Op::Lock)?;
         let mut disk = self.disk();
         match &disk.lock {
@@ -161,6 +211,8 @@ impl RolloutHost for Double {
             }),
             None => {
                 disk.lock = Some(content.to_string());
+                let holder: Option<Holder> = serde_json::from_str(content).ok();
+                *self.run.lock().unwrap_or_else(|e| e.into_inner()) = holder.map(|h| h.deploy_id);
                 Ok(Acquire::Acquired)
             }
         }
@@ -181,6 +233,43 @@ impl RolloutHost for Double {
         Ok(())
     }
 
+    async fn begin(&self, record: &RolloutRecord) -> Result<Begun, HostError> {
+        self.check(Op::Begin)?;
+        self.owned()?;
+        let mut disk = self.disk();
+        let serving = disk.current.clone().map(|release| {
+            let r = history::latest_for(&disk.history, &release);
+            ReleaseVars {
+                sha: r.map(|r| r.sha.clone()),
+                git_ref: r.map(|r| r.git_ref.clone()),
+                release,
+            }
+        });
+        let mut record = record.clone();
+        record.previous = disk.current.clone();
+        record.state = "running".into();
+        let last = disk.rollout.replace(record);
+        Ok(Begun {
+            current: disk.current.clone(),
+            serving,
+            last,
+        })
+    }
+
+    async fn end(&self) -> Result<(), HostError> {
+        self.owned()?;
+        if let Some(record) = &mut self.disk().rollout {
+            record.state = "finished".into();
+            record.finished = Some("now".into());
+        }
+        Ok(())
+    }
+
+    async fn end_hooks(&self) -> Result<(), HostError> {
+        self.disk().hooks_ended = true;
+        Ok(())
+    }
+
     async fn prepare(&self, release: &str) -> Result<Prepared, StepFailure> {
         if self.hang_in_prepare {
             std::future::pending::<()>().await;
@@ -193,10 +282,18 @@ impl RolloutHost for Double {
             Step::PostDeploy,
             Step::Finish,
         ] {
+            let checked = self.check(Op::Prepare(step)).and_then(|()| {
+                // Like the real scripts: the check and marking the release complete need the lock.
+                if step == Step::Check || step == Step::Finish {
+                    self.owned()
+                } else {
+                    Ok(())
+                }
+            });
             if step == Step::Fetch {
                 self.disk().releases.insert(release.to_string());
             }
-            if let Err(error) = self.check(Op::Prepare(step)) {
+            if let Err(error) = checked {
                 // A failing step removes the new release, like the real one.
                 self.disk().releases.remove(release);
                 return Err(StepFailure { step, error });
@@ -214,12 +311,18 @@ impl RolloutHost for Double {
             current: disk.current.clone(),
             releases: disk.releases.iter().cloned().collect(),
             incomplete: Vec::new(),
+            lock: disk
+                .lock
+                .as_deref()
+                .and_then(|l| serde_json::from_str(l).ok()),
+            rollout: disk.rollout.clone(),
             history: disk.history.clone(),
         })
     }
 
-    async fn switch(&self, release: &str) -> Result<Option<String>, HostError> {
+    async fn switch(&self, release: &str, record: &Record) -> Result<Option<String>, HostError> {
         self.check(Op::Switch(release.to_string()))?;
+        self.owned()?;
         let mut disk = self.disk();
         if !disk.releases.contains(release) {
             return Err(HostError::Exit {
@@ -227,16 +330,25 @@ impl RolloutHost for Double {
                 reason: format!("release {release} is not complete on this host"),
             });
         }
-        Ok(disk.current.replace(release.to_string()))
+        let previous = disk.current.replace(release.to_string());
+        disk.history.push(record.clone());
+        Ok(previous)
     }
 
     async fn apply(&self, release: &str, vars: &ReleaseVars) -> Result<String, HostError> {
         self.check(Op::Apply(release.to_string()))?;
-        self.disk().apps = Some((release.to_string(), vars.clone()));
+        let mut disk = self.disk();
+        let wanted = (release.to_string(), vars.clone());
+        if disk.apps.as_ref() == Some(&wanted) {
+            return Ok(format!("web unchanged on {release}"));
+        }
+        disk.restarts += 1;
+        disk.apps = Some(wanted);
         Ok(format!("web reloaded to {release}"))
     }
 
     async fn discard(&self, release: &str) -> Result<(), HostError> {
+        self.owned()?;
         let mut disk = self.disk();
         if disk.current.as_deref() != Some(release) {
             disk.releases.remove(release);
@@ -250,8 +362,8 @@ impl RolloutHost for Double {
         Ok(())
     }
 
-    async fn record_and_prune(&self, record: &Record) -> Result<usize, HostError> {
-        self.record(record).await?;
-        Ok(0)
+    async fn prune(&self) -> Result<Pruned, HostError> {
+        self.owned()?;
+        Ok(Pruned::Removed(0))
     }
 }

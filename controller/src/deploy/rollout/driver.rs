@@ -13,16 +13,32 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::{Action, Conclusion, Entry, Event, Heartbeat, HostId, Rollout, RolloutHost};
+use super::{Action, Conclusion, Entry, Event, Heartbeat, HostId, Pruned, Rollout, RolloutHost};
 use crate::deploy::error::HostError;
 use crate::deploy::history::Record;
 use crate::deploy::lock::{HEARTBEAT, Refusal};
 use crate::deploy::now_rfc3339;
 use crate::deploy::report::{HostReport, Status};
+use crate::deploy::rollout_record::RolloutRecord;
 use crate::output::Output;
 
-/// How long to pause between attempts at a lock held by another run.
-pub const LOCK_RETRY: Duration = Duration::from_secs(2);
+/// How long to pause between attempts at a lock held by another run, at least; a random
+/// part up to as much again is added, so two runs waiting for each other do not retry in
+/// lockstep.
+pub const LOCK_RETRY: Duration = Duration::from_secs(1);
+
+/// [`LOCK_RETRY`] plus a random part of up to as much again.
+fn lock_retry_pause() -> Duration {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    let millis = LOCK_RETRY.as_millis() as u64;
+    LOCK_RETRY + Duration::from_millis(hasher.finish() % millis.max(1))
+}
 
 /// What the driver needs besides the machine and the hosts.
 pub struct Run {
@@ -33,6 +49,8 @@ pub struct Run {
     pub lock_wait: Option<Duration>,
     /// This run's id: in the lock and in every history record.
     pub deploy_id: String,
+    /// `deploy` or `revert`, for the rollout record.
+    pub action: String,
     pub who: String,
     /// What the lock file holds (the holder, as JSON).
     pub lock_content: String,
@@ -51,6 +69,7 @@ impl Run {
             lock_wait: ctx.lock_wait,
             lock_content: serde_json::to_string(&holder).unwrap_or_default(),
             deploy_id,
+            action: action.to_string(),
             who: ctx.who.clone(),
             env: env.to_string(),
         }
@@ -227,7 +246,7 @@ impl<H: RolloutHost> Driver<'_, H> {
                     if over {
                         return Done::Event(Event::LockWaitOver);
                     }
-                    tokio::time::sleep(LOCK_RETRY).await;
+                    tokio::time::sleep(lock_retry_pause()).await;
                     Done::Event(Event::LockRetry)
                 });
             }
@@ -242,6 +261,47 @@ impl<H: RolloutHost> Driver<'_, H> {
                         if let Err(e) = host.release_lock(&id).await {
                             tracing::warn!("could not release the lock: {e}");
                         }
+                    }
+                })
+                .await;
+            }
+            Action::Begin(hosts, release) => {
+                let record = RolloutRecord {
+                    id: self.run.deploy_id.clone(),
+                    action: self.run.action.clone(),
+                    who: self.run.who.clone(),
+                    started: now_rfc3339(),
+                    release,
+                    hosts: self.machine.labels().to_vec(),
+                    previous: None,
+                    state: String::new(),
+                    finished: None,
+                };
+                for h in hosts {
+                    let record = record.clone();
+                    self.spawn(h, move |host| async move {
+                        match host.begin(&record).await {
+                            Ok(begun) => Event::Begun(h, Box::new(begun)),
+                            Err(e) => Event::BeginFailed(h, e),
+                        }
+                    });
+                }
+            }
+            Action::End(hosts) => {
+                self.drain().await;
+                let hosts: Vec<Arc<H>> = hosts.into_iter().filter_map(|h| self.host(h)).collect();
+                crate::concurrent::each(&hosts, |host| async move {
+                    if let Err(e) = host.end().await {
+                        tracing::warn!("could not finish the rollout record: {e}");
+                    }
+                })
+                .await;
+            }
+            Action::EndHooks(hosts) => {
+                let hosts: Vec<Arc<H>> = hosts.into_iter().filter_map(|h| self.host(h)).collect();
+                crate::concurrent::each(&hosts, |host| async move {
+                    if let Err(e) = host.end_hooks().await {
+                        tracing::warn!("could not end the hooks still running: {e}");
                     }
                 })
                 .await;
@@ -267,10 +327,11 @@ impl<H: RolloutHost> Driver<'_, H> {
                     });
                 }
             }
-            Action::Switch(h, release) => {
+            Action::Switch(h, release, entry) => {
                 out.step(self.label(h), "switch");
+                let record = self.record(&entry);
                 self.spawn(h, move |host| async move {
-                    match host.switch(&release).await {
+                    match host.switch(&release, &record).await {
                         Ok(previous) => Event::Switched(h, previous),
                         Err(e) => Event::SwitchFailed(h, e),
                     }
@@ -289,9 +350,10 @@ impl<H: RolloutHost> Driver<'_, H> {
                     }
                 });
             }
-            Action::SwitchBack(h, release) => {
+            Action::SwitchBack(h, release, entry) => {
+                let record = self.record(&entry);
                 self.spawn(h, move |host| async move {
-                    match host.switch(&release).await {
+                    match host.switch(&release, &record).await {
                         Ok(_) => Event::SwitchedBack(h),
                         Err(e) => Event::SwitchBackFailed(h, e),
                     }
@@ -344,20 +406,21 @@ impl<H: RolloutHost> Driver<'_, H> {
                     let _ = host.discard(release).await;
                 }
                 for record in &records {
-                    if c.prune {
-                        match host.record_and_prune(record).await {
-                            Ok(0) => {}
-                            Ok(pruned) => {
-                                message = format!("{message} (pruned {pruned} old release(s))")
-                            }
-                            Err(e) => out.line(
-                                &label,
-                                "history",
-                                &format!("could not record history or prune: {e}"),
-                            ),
-                        }
-                    } else if let Err(e) = host.record(record).await {
+                    if let Err(e) = host.record(record).await {
                         out.line(&label, "history", &format!("could not record history: {e}"));
+                    }
+                }
+                if c.prune {
+                    match host.prune().await {
+                        Ok(Pruned::Removed(0)) => {}
+                        Ok(Pruned::Removed(pruned)) => {
+                            message = format!("{message} (pruned {pruned} old release(s))")
+                        }
+                        Ok(Pruned::Skipped(why)) => {
+                            out.line(&label, "prune", &format!("nothing pruned: {why}"));
+                            message = format!("{message} (nothing pruned: {why})");
+                        }
+                        Err(e) => out.line(&label, "prune", &format!("could not prune: {e}")),
                     }
                 }
             }
@@ -366,7 +429,7 @@ impl<H: RolloutHost> Driver<'_, H> {
                 host: label,
                 status: c.status,
                 release: c.release.as_ref().map(|r| r.release.clone()),
-                sha: c.release.and_then(|r| r.sha),
+                sha: c.release.and_then(|r| r.sha).filter(|s| !s.is_empty()),
                 elapsed: started.elapsed(),
                 message,
             };
@@ -436,5 +499,20 @@ impl<H: RolloutHost> Driver<'_, H> {
                 })
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn two_waiters_do_not_retry_in_lockstep() {
+        let pauses: Vec<Duration> = (0..32).map(|_| lock_retry_pause()).collect();
+        for pause in &pauses {
+            assert!(*pause >= LOCK_RETRY && *pause < LOCK_RETRY * 2, "{pause:?}");
+        }
+        let first = pauses[0];
+        assert!(pauses.iter().any(|p| *p != first), "{pauses:?}");
     }
 }

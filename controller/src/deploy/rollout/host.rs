@@ -1,7 +1,8 @@
 //! The edge between the rollout's driver and one host: the operations the machine's actions
 //! come down to. Two implementations: the real one over a host's connection (SSH, or local
 //! for `localhost`; `deploy/remote.rs`), and an in-memory host for the driver's tests that can
-//! fail any step.
+//! fail any step. A host knows which run it serves: every step that changes it checks, in the
+//! same step, that the run still holds its lock ([`crate::deploy::error::HostError::LockLost`]).
 
 use std::future::Future;
 
@@ -10,12 +11,33 @@ use crate::deploy::error::{HostError, StepFailure};
 use crate::deploy::history::Record;
 use crate::deploy::host_state::HostState;
 use crate::deploy::lock::Acquire;
+use crate::deploy::rollout_record::RolloutRecord;
 
 /// What preparing a release left on a host.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Prepared {
     /// The release holds an ecosystem file: the agent has apps to run from it.
     pub has_apps: bool,
+}
+
+/// What a host said as the rollout began on it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Begun {
+    /// The release `current` pointed at.
+    pub current: Option<String>,
+    /// That release, as its apps were told (from the history).
+    pub serving: Option<ReleaseVars>,
+    /// The rollout record this one replaced.
+    pub last: Option<RolloutRecord>,
+}
+
+/// What pruning did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pruned {
+    /// This many old releases were removed.
+    Removed(usize),
+    /// Nothing was removed, for this reason.
+    Skipped(String),
 }
 
 /// What a heartbeat found.
@@ -41,17 +63,31 @@ pub trait RolloutHost: Send + Sync + 'static {
     /// Releases the lock if run `deploy_id` holds it.
     fn release_lock(&self, deploy_id: &str) -> impl Future<Output = Result<(), HostError>> + Send;
 
+    /// Writes the rollout record as the rollout begins on this host.
+    fn begin(
+        &self,
+        record: &RolloutRecord,
+    ) -> impl Future<Output = Result<Begun, HostError>> + Send;
+
+    /// Marks the rollout record finished.
+    fn end(&self) -> impl Future<Output = Result<(), HostError>> + Send;
+
+    /// Ends this run's hooks still running on the host, and waits until they are gone.
+    fn end_hooks(&self) -> impl Future<Output = Result<(), HostError>> + Send;
+
     /// Puts release `release` on the host, complete and ready to switch to; a failing step
     /// removes what it made.
     fn prepare(&self, release: &str) -> impl Future<Output = Result<Prepared, StepFailure>> + Send;
 
-    /// The host's layout and history.
+    /// The host's layout, lock, last rollout and history.
     fn read_state(&self) -> impl Future<Output = Result<HostState, HostError>> + Send;
 
-    /// Points `current` at `release`; returns what it pointed at.
+    /// Points `current` at `release` and appends `record` to the history in the same step;
+    /// returns what `current` pointed at.
     fn switch(
         &self,
         release: &str,
+        record: &Record,
     ) -> impl Future<Output = Result<Option<String>, HostError>> + Send;
 
     /// Has the host's agent run the apps of `release`, telling them `vars`; returns what it did.
@@ -67,9 +103,6 @@ pub trait RolloutHost: Send + Sync + 'static {
     /// Appends `record` to the history.
     fn record(&self, record: &Record) -> impl Future<Output = Result<(), HostError>> + Send;
 
-    /// Appends `record` and prunes old releases, never one in use; returns how many went.
-    fn record_and_prune(
-        &self,
-        record: &Record,
-    ) -> impl Future<Output = Result<usize, HostError>> + Send;
+    /// Removes old releases beyond `keep_releases`, never one in use or the revert target.
+    fn prune(&self) -> impl Future<Output = Result<Pruned, HostError>> + Send;
 }

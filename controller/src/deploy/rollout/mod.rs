@@ -6,9 +6,15 @@
 //! the actions on the hosts through the [`RolloutHost`] trait and feeds the results back, so
 //! the rules are tested by tables of events and expected actions (`tests.rs`).
 //!
-//! The rules live in three files: `gate` (connecting and locking: who may start), `deploy`
-//! (all or nothing before the switch, batches with the first as the canary, `max_fail`, rolling
-//! back the hosts already switched) and `revert` (one target for every host, or none moves).
+//! The rules live in three files: `gate` (connecting and locking: who may start, the lock
+//! taken host by host in a fixed order, a rollout that lost its lock), `deploy` (all or
+//! nothing before the switch, batches with the first as the canary, `max_fail`, rolling back
+//! the hosts already switched) and `revert` (one target for every host, or none moves).
+//!
+//! Every rollout leaves a record on each host while it runs (`Begin` … `End`, see
+//! [`crate::deploy::rollout_record`]); a switch writes its history record in the same step,
+//! and a host whose switch is undone has its agent run what `current` points at again, so
+//! `current`, the history and the running apps never disagree for longer than one step.
 
 mod deploy;
 pub mod driver;
@@ -23,7 +29,7 @@ mod driver_tests;
 #[cfg(test)]
 mod tests;
 
-pub use host::{Heartbeat, Prepared, RolloutHost};
+pub use host::{Begun, Heartbeat, Prepared, Pruned, RolloutHost};
 
 use pmfleet_shared::ecosystem::Batch;
 
@@ -32,6 +38,7 @@ use super::history::{Action as RecordAction, Outcome};
 use super::host_state::HostState;
 use super::lock::Refusal;
 use super::report::Status;
+use super::rollout_record::RolloutRecord;
 
 /// A host of the rollout: its index in the environment's host list.
 pub type HostId = usize;
@@ -84,6 +91,9 @@ pub enum Event {
     LockRetry,
     /// `--lock-wait` ran out.
     LockWaitOver,
+    /// The rollout record is written; what the host said.
+    Begun(HostId, Box<Begun>),
+    BeginFailed(HostId, HostError),
     Prepared(HostId, Prepared),
     PrepareFailed(HostId, StepFailure),
     StateRead(HostId, Box<HostState>),
@@ -114,17 +124,25 @@ pub enum Action {
     /// has run out.
     WaitForLock,
     ReleaseLock(Vec<HostId>),
+    /// Write the rollout record (a rollout to `release`) on these hosts.
+    Begin(Vec<HostId>, String),
+    /// Mark the rollout record finished on these hosts.
+    End(Vec<HostId>),
+    /// End this run's hooks still running on these hosts, and wait for them.
+    EndHooks(Vec<HostId>),
     /// Put the release on these hosts.
     Prepare(Vec<HostId>, String),
     ReadState(Vec<HostId>),
-    Switch(HostId, String),
+    /// Point `current` at the release, recording the switch in the same step.
+    Switch(HostId, String, Entry),
     /// Have the host's agent run the apps of `release`, telling them `vars`.
     Apply {
         host: HostId,
         release: String,
         vars: ReleaseVars,
     },
-    SwitchBack(HostId, String),
+    /// Point `current` back at the release, recording that in the same step.
+    SwitchBack(HostId, String, Entry),
     ApplyBack {
         host: HostId,
         release: String,
@@ -143,7 +161,8 @@ pub enum Action {
 }
 
 /// How one host ends the run, and what is left to do on it: remove the new release, append
-/// history records, prune old releases; then report `status` with `message`.
+/// history records (of what did not switch: a switch records itself), prune old releases;
+/// then report `status` with `message`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Conclusion {
     pub host: HostId,
@@ -177,6 +196,8 @@ enum Phase {
     Connecting,
     Locking,
     WaitingForLock,
+    /// Writing the rollout record.
+    Beginning,
     Preparing,
     Reading,
     /// Switching the hosts of batch N (a revert has one batch: every host).
@@ -191,6 +212,8 @@ enum Phase {
 enum Lock {
     Asked,
     Taken,
+    /// Taken, then broken by someone else.
+    Lost,
     /// Refused: the message and status to report; `held` when another run holds it (worth
     /// waiting for).
     Refused {
@@ -203,6 +226,7 @@ enum Lock {
 /// The host operation in flight.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Busy {
+    Beginning,
     Preparing,
     Reading,
     Switching,
@@ -230,6 +254,15 @@ struct Host {
     connected: Option<bool>,
     lock: Option<Lock>,
     busy: Option<Busy>,
+    /// The rollout record was written (it is marked finished at the end).
+    begun: bool,
+    /// Deploy: what the release `current` pointed at when the rollout began is, as its apps
+    /// were told.
+    serving: Option<ReleaseVars>,
+    /// What `current` pointed at when the rollout began.
+    current: Option<String>,
+    /// The rollout record found when this one began, if that rollout never finished.
+    last_rollout: Option<RolloutRecord>,
     prepared: Option<Prepared>,
     /// Revert: what the host holds, or why it could not be read.
     state: Option<HostState>,
@@ -253,6 +286,10 @@ pub struct Rollout {
     /// Hosts that failed or could not be reached (what `max_fail` counts).
     failed: usize,
     interrupted: bool,
+    /// Hosts whose lock someone else broke: the rollout stops.
+    lost: Vec<HostId>,
+    /// Hosts still to lock, in lock order.
+    to_lock: Vec<HostId>,
     /// Deploy: the batches of prepared hosts, in order.
     batches: Vec<Vec<HostId>>,
     /// Revert: the release every host goes to.
@@ -269,6 +306,8 @@ impl Rollout {
             phase: Phase::Connecting,
             failed: 0,
             interrupted: false,
+            lost: Vec::new(),
+            to_lock: Vec::new(),
             batches: Vec::new(),
             target: None,
         }
@@ -298,6 +337,8 @@ impl Rollout {
             Event::LockRefused(h, r) => self.lock_answered(h, Some(r), &mut out),
             Event::LockRetry => self.lock_retry(&mut out),
             Event::LockWaitOver => self.lock_wait_over(&mut out),
+            Event::Begun(h, begun) => self.begin_answered(h, Ok(*begun), &mut out),
+            Event::BeginFailed(h, e) => self.begin_answered(h, Err(e), &mut out),
             Event::Prepared(h, p) => self.prepare_answered(h, Ok(p), &mut out),
             Event::PrepareFailed(h, f) => self.prepare_answered(h, Err(f), &mut out),
             Event::StateRead(h, s) => self.state_answered(h, Ok(*s), &mut out),
@@ -361,7 +402,7 @@ impl Rollout {
                     if self.is_deploy() {
                         self.deploy_applied_back(h, Ok(done), &mut out);
                     } else {
-                        self.revert_applied_back(h, &mut out);
+                        self.revert_applied_back(h, Ok(done), &mut out);
                     }
                 }
             }
@@ -370,7 +411,7 @@ impl Rollout {
                     if self.is_deploy() {
                         self.deploy_applied_back(h, Err(e), &mut out);
                     } else {
-                        self.revert_applied_back(h, &mut out);
+                        self.revert_applied_back(h, Err(e), &mut out);
                     }
                 }
             }
@@ -446,8 +487,14 @@ impl Rollout {
         out.push(Action::Conclude(conclusion));
     }
 
-    /// Releases the locks this run holds, and ends it.
+    /// Marks the rollout record finished, releases the locks this run holds, and ends it.
     fn finish(&mut self, out: &mut Vec<Action>) {
+        let begun: Vec<HostId> = (0..self.hosts.len())
+            .filter(|h| self.hosts[*h].begun && self.hosts[*h].lock == Some(Lock::Taken))
+            .collect();
+        if !begun.is_empty() {
+            out.push(Action::End(begun));
+        }
         let held: Vec<HostId> = (0..self.hosts.len())
             .filter(|h| self.hosts[*h].lock == Some(Lock::Taken))
             .collect();
@@ -467,7 +514,9 @@ impl Rollout {
         }
         self.interrupted = true;
         match self.phase {
-            Phase::Preparing | Phase::Reading => self.stop_before_switch(out),
+            Phase::Beginning | Phase::Preparing | Phase::Reading => {
+                self.stop_before_switch(Stop::Interrupted, out)
+            }
             Phase::WaitingForLock => {
                 out.push(Action::Cancel);
                 self.lock_refused(out);
@@ -481,43 +530,74 @@ impl Rollout {
         }
     }
 
-    /// Interrupted before any host switched: nothing switches, the new release is removed.
-    fn stop_before_switch(&mut self, out: &mut Vec<Action>) {
+    /// Stopped before any host switched: nothing switches, the new release is removed, and
+    /// the hooks still running are ended before the locks are given back — first, while their
+    /// output still has somewhere to go, then the operations in flight are cancelled.
+    fn stop_before_switch(&mut self, why: Stop, out: &mut Vec<Action>) {
+        let locked: Vec<HostId> = self
+            .connected()
+            .into_iter()
+            .filter(|h| matches!(self.hosts[*h].lock, Some(Lock::Taken | Lock::Lost)))
+            .collect();
+        if self.is_deploy() && !locked.is_empty() {
+            out.push(Action::EndHooks(locked));
+        }
         out.push(Action::Cancel);
         for h in self.connected() {
             self.hosts[h].busy = None;
+            let lost_here = self.lost.contains(&h);
+            let (status, message, record) = match why {
+                Stop::Interrupted => (
+                    Status::Failed,
+                    if self.is_deploy() {
+                        "interrupted before the switch: nothing switched, the new release was removed"
+                            .to_string()
+                    } else {
+                        "interrupted before the switch: nothing switched".to_string()
+                    },
+                    "interrupted".to_string(),
+                ),
+                Stop::LockLost(_) if lost_here => (
+                    Status::LockHeld,
+                    "the deploy lock on this host was broken by someone else: stopped before any switch"
+                        .to_string(),
+                    "the deploy lock was broken by someone else".to_string(),
+                ),
+                Stop::LockLost(l) => (
+                    Status::Aborted,
+                    format!(
+                        "stopped before any switch: the deploy lock on {} was broken by someone else",
+                        self.cfg.labels.get(l).map_or("?", String::as_str)
+                    ),
+                    "the deploy lock of another host was broken".to_string(),
+                ),
+            };
             match &self.cfg.plan {
                 Plan::Deploy { release, .. } => {
-                    let why = "interrupted before the switch: nothing switched, the new release was removed";
                     let conclusion = Conclusion {
                         host: h,
-                        status: Status::Failed,
-                        message: why.into(),
+                        status,
+                        message,
                         release: Some(release.clone()),
-                        discard: Some(release.release.clone()),
-                        records: vec![self.deploy_entry(Outcome::Aborted, None, "interrupted")],
+                        // A host whose lock is lost refuses to remove anything: the next
+                        // deploy's cleanup does.
+                        discard: (!lost_here).then(|| release.release.clone()),
+                        records: vec![self.deploy_entry(Outcome::Aborted, None, &record)],
                         prune: false,
                     };
                     self.conclude(conclusion, out);
                 }
-                Plan::Revert { .. } => self.conclude_bare(
-                    h,
-                    Status::Failed,
-                    "interrupted before the switch: nothing switched",
-                    out,
-                ),
+                Plan::Revert { .. } => self.conclude_bare(h, status, message, out),
             }
         }
         self.finish(out);
     }
+}
 
-    fn lock_lost(&mut self, h: HostId, out: &mut Vec<Action>) {
-        if self.hosts.get(h).and_then(|host| host.lock.as_ref()) == Some(&Lock::Taken) {
-            out.push(Action::Note(
-                h,
-                "lock",
-                "the deploy lock was broken by someone else".into(),
-            ));
-        }
-    }
+/// Why a rollout stops before its switch.
+#[derive(Debug, Clone, Copy)]
+enum Stop {
+    Interrupted,
+    /// The lock on this host was broken.
+    LockLost(HostId),
 }

@@ -1,16 +1,20 @@
 //! The revert's rules once every lock is taken: every host must be set up, have the release
 //! `N` deploys back along its history, and still hold it; every host must name the same one
-//! (hosts that disagree would split the fleet). Then every host switches at once and its
-//! agent runs the target's apps; a host whose switch or apps fail goes back to what it served,
-//! and so do the hosts that succeeded: a revert moves every host or none.
+//! (hosts that disagree would split the fleet). A rollout that was interrupted half-way counts
+//! as done on every host, so the hosts it reached and those it did not agree again: `revert 1`
+//! after a deploy that died after its canary brings every host back to the release before it.
+//! Then every host switches at once and its agent runs the target's apps; a host whose switch
+//! or apps fail goes back to what it served, and so do the hosts that succeeded — each one's
+//! agent running that release again: a revert moves every host or none.
 
 use std::collections::BTreeMap;
 
 use super::{Action, Busy, Conclusion, Entry, HostId, Phase, Plan, ReleaseVars, Rollout, Undo};
 use crate::deploy::error::HostError;
-use crate::deploy::history::{self, Action as RecordAction, Outcome};
+use crate::deploy::history::{self, Action as RecordAction, Outcome, Record};
 use crate::deploy::host_state::HostState;
 use crate::deploy::report::Status;
+use crate::deploy::rollout_record::RolloutRecord;
 
 /// What the hosts' states say about a revert of `steps`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,6 +90,33 @@ pub fn verdict(
     }
 }
 
+/// `state`'s history as if `interrupted` had finished on that host too: a deploy that did not
+/// switch it is added, a revert that did not switch it is added. So the next revert counts
+/// from the same place on every host.
+pub fn as_if_finished(state: &HostState, interrupted: &RolloutRecord) -> HostState {
+    let mut state = state.clone();
+    if state.current.as_deref() == Some(interrupted.release.as_str()) {
+        return state;
+    }
+    state.history.push(Record {
+        id: interrupted.id.clone(),
+        action: if interrupted.action == "revert" {
+            RecordAction::Revert
+        } else {
+            RecordAction::Deploy
+        },
+        release: interrupted.release.clone(),
+        previous: state.current.clone(),
+        sha: String::new(),
+        git_ref: String::new(),
+        who: interrupted.who.clone(),
+        when: interrupted.started.clone(),
+        outcome: Outcome::Success,
+        message: Some("interrupted".into()),
+    });
+    state
+}
+
 impl Rollout {
     fn steps(&self) -> usize {
         match self.cfg.plan {
@@ -105,20 +136,44 @@ impl Rollout {
         }
         match result {
             Ok(state) => {
-                self.hosts[h].previous = state.current.clone();
-                self.hosts[h].state = Some(state);
+                let host = &mut self.hosts[h];
+                host.previous = state.current.clone();
+                host.current = state.current.clone();
+                host.last_rollout = state.interrupted().cloned();
+                host.state = Some(state);
+            }
+            Err(HostError::LockLost) => {
+                self.lock_lost(h, out);
+                return;
             }
             Err(e) => self.hosts[h].unread = Some(e),
         }
         if self.any_busy() {
             return;
         }
-        let connected = self.connected();
-        let states: Vec<(HostId, &str, Result<&HostState, &HostError>)> = connected
+        self.notice_interrupted(out);
+        // The latest rollout that never finished counts as done everywhere.
+        let interrupted = self
+            .hosts
             .iter()
-            .filter_map(|h| {
-                let host = &self.hosts[*h];
-                let state = match (&host.state, &host.unread) {
+            .filter_map(|host| host.last_rollout.as_ref())
+            .max_by(|a, b| a.started.cmp(&b.started))
+            .cloned();
+        let connected = self.connected();
+        let effective: Vec<(HostId, Option<HostState>)> = connected
+            .iter()
+            .map(|h| {
+                let state = self.hosts[*h].state.as_ref().map(|s| match &interrupted {
+                    Some(r) => as_if_finished(s, r),
+                    None => s.clone(),
+                });
+                (*h, state)
+            })
+            .collect();
+        let states: Vec<(HostId, &str, Result<&HostState, &HostError>)> = effective
+            .iter()
+            .filter_map(|(h, state)| {
+                let state = match (state, &self.hosts[*h].unread) {
                     (Some(state), _) => Ok(state),
                     (None, Some(e)) => Err(e),
                     (None, None) => return None,
@@ -148,13 +203,38 @@ impl Rollout {
                     "reverting {} to release {target}",
                     self.cfg.env
                 )));
-                self.phase = Phase::Switching(0);
-                for h in connected {
-                    self.set_busy(h, Busy::Switching);
-                    out.push(Action::Switch(h, target.clone()));
-                }
-                self.target = Some(target);
+                self.target = Some(target.clone());
+                self.begin(connected, target, out);
             }
+        }
+    }
+
+    /// The rollout record is on every host: every host switches to the target.
+    pub(super) fn begun_revert(&mut self, out: &mut Vec<Action>) {
+        let hosts: Vec<HostId> = self
+            .connected()
+            .into_iter()
+            .filter(|h| !self.hosts[*h].concluded)
+            .collect();
+        if hosts.len() < self.connected().len() {
+            // A host could not begin: none moves.
+            for h in hosts {
+                self.conclude_bare(
+                    h,
+                    Status::Aborted,
+                    "not reverted: another host cannot revert",
+                    out,
+                );
+            }
+            self.finish(out);
+            return;
+        }
+        self.phase = Phase::Switching(0);
+        let target = self.target();
+        for h in hosts {
+            self.set_busy(h, Busy::Switching);
+            let entry = self.revert_entry(h, Outcome::Success, None);
+            out.push(Action::Switch(h, target.clone(), entry));
         }
     }
 
@@ -162,18 +242,21 @@ impl Rollout {
         self.target.clone().unwrap_or_default()
     }
 
-    /// What `h`'s history says about the target: the variables its apps get.
-    fn target_vars(&self, h: HostId) -> ReleaseVars {
-        let target = self.target();
+    /// What `h`'s history says about `release`: the variables its apps get.
+    fn vars_of(&self, h: HostId, release: &str) -> ReleaseVars {
         let record = self.hosts[h]
             .state
             .as_ref()
-            .and_then(|s| history::latest_for(&s.history, &target));
+            .and_then(|s| history::latest_for(&s.history, release));
         ReleaseVars {
             sha: record.map(|r| r.sha.clone()).filter(|s| !s.is_empty()),
-            git_ref: record.map(|r| r.git_ref.clone()),
-            release: target,
+            git_ref: record.map(|r| r.git_ref.clone()).filter(|s| !s.is_empty()),
+            release: release.to_string(),
         }
+    }
+
+    fn target_vars(&self, h: HostId) -> ReleaseVars {
+        self.vars_of(h, &self.target())
     }
 
     fn revert_entry(&self, h: HostId, outcome: Outcome, message: Option<String>) -> Entry {
@@ -186,6 +269,20 @@ impl Rollout {
             git_ref: vars.git_ref.unwrap_or_default(),
             outcome,
             message,
+        }
+    }
+
+    /// The record of `h` going back to `previous`, written by the switch back itself.
+    fn revert_back_entry(&self, h: HostId, previous: &str, why: &str) -> Entry {
+        let vars = self.vars_of(h, previous);
+        Entry {
+            action: RecordAction::Revert,
+            release: previous.to_string(),
+            previous: Some(self.target()),
+            sha: vars.sha.unwrap_or_default(),
+            git_ref: vars.git_ref.unwrap_or_default(),
+            outcome: Outcome::Success,
+            message: Some(why.to_string()),
         }
     }
 
@@ -204,6 +301,9 @@ impl Rollout {
     }
 
     pub(super) fn revert_switch_failed(&mut self, h: HostId, e: HostError, out: &mut Vec<Action>) {
+        if matches!(e, HostError::LockLost) {
+            self.lock_lost(h, out);
+        }
         self.hosts[h].failed = true;
         self.revert_failed_here(h, e.status(), e.to_string(), out);
     }
@@ -221,7 +321,8 @@ impl Rollout {
             Some(previous) => {
                 self.hosts[h].undo = Some(Undo::RevertFailed(e.to_string()));
                 self.set_busy(h, Busy::SwitchingBack);
-                out.push(Action::SwitchBack(h, previous));
+                let entry = self.revert_back_entry(h, &previous, &format!("switched back: {e}"));
+                out.push(Action::SwitchBack(h, previous, entry));
             }
             None => self.revert_failed_here(h, Status::Failed, e.to_string(), out),
         }
@@ -249,40 +350,18 @@ impl Rollout {
     }
 
     pub(super) fn revert_switched_back(&mut self, h: HostId, out: &mut Vec<Action>) {
-        match self.hosts[h].undo.clone() {
-            Some(Undo::RevertFailed(error)) => {
-                match (self.cfg.agents, self.hosts[h].previous.clone()) {
-                    (true, Some(previous)) => {
-                        self.set_busy(h, Busy::ApplyingBack);
-                        out.push(Action::ApplyBack {
-                            host: h,
-                            release: previous,
-                            vars: self.target_vars(h),
-                        });
-                    }
-                    _ => self.revert_failed_here(h, Status::Failed, error, out),
-                }
-            }
-            Some(Undo::OthersFailed(previous)) => {
-                let mut back = self.revert_entry(h, Outcome::Success, None);
-                back.previous = Some(back.release.clone());
-                back.release = previous.clone();
-                back.sha = String::new();
-                back.git_ref = String::new();
-                back.message = Some("switched back: another host failed to revert".into());
-                let c = Conclusion {
+        match (self.cfg.agents, self.hosts[h].previous.clone()) {
+            // Back on what it served: its agent runs that again (with its own variables).
+            (true, Some(previous)) => {
+                self.set_busy(h, Busy::ApplyingBack);
+                let vars = self.vars_of(h, &previous);
+                out.push(Action::ApplyBack {
                     host: h,
-                    status: Status::RolledBack,
-                    message: format!("switched back to {previous}: another host failed to revert"),
-                    release: Some(self.target_vars(h)),
-                    discard: None,
-                    records: vec![self.revert_entry(h, Outcome::Success, None), back],
-                    prune: false,
-                };
-                self.conclude(c, out);
-                self.revert_check(out);
+                    release: previous,
+                    vars,
+                });
             }
-            _ => self.revert_check(out),
+            _ => self.revert_undone(h, None, out),
         }
     }
 
@@ -292,18 +371,64 @@ impl Rollout {
         e: HostError,
         out: &mut Vec<Action>,
     ) {
+        if matches!(e, HostError::LockLost) {
+            self.lock_lost(h, out);
+        }
+        self.revert_undone(h, Some(e), out);
+    }
+
+    pub(super) fn revert_applied_back(
+        &mut self,
+        h: HostId,
+        result: Result<String, HostError>,
+        out: &mut Vec<Action>,
+    ) {
+        match result {
+            Ok(done) => out.push(Action::Note(h, "reload apps", done)),
+            Err(e) => {
+                let previous = self.hosts[h].previous.clone().unwrap_or_default();
+                out.push(Action::Note(
+                    h,
+                    "switch back",
+                    format!("apps of {previous}: {e}"),
+                ));
+            }
+        }
+        self.revert_undone(h, None, out);
+    }
+
+    /// `h` went back (or could not: `failed` says why): conclude it.
+    fn revert_undone(&mut self, h: HostId, failed: Option<HostError>, out: &mut Vec<Action>) {
+        let previous = self.hosts[h].previous.clone().unwrap_or_default();
         match self.hosts[h].undo.clone() {
             Some(Undo::RevertFailed(error)) => {
+                let error = match failed {
+                    None => error,
+                    Some(e) => format!("{error}; could not switch back to {previous}: {e}"),
+                };
                 self.revert_failed_here(h, Status::Failed, error, out)
             }
-            Some(Undo::OthersFailed(previous)) => {
+            Some(Undo::OthersFailed(_)) => {
+                let (status, message) = match failed {
+                    None => (
+                        Status::RolledBack,
+                        format!("switched back to {previous}: another host failed to revert"),
+                    ),
+                    Some(e) => (
+                        Status::Failed,
+                        format!(
+                            "serving {} still: could not switch back to {previous}: {e}",
+                            self.target()
+                        ),
+                    ),
+                };
                 let c = Conclusion {
                     host: h,
-                    status: Status::RolledBack,
-                    message: format!("could not switch back to {previous}: {e}"),
+                    status,
+                    message,
                     release: Some(self.target_vars(h)),
                     discard: None,
-                    records: vec![self.revert_entry(h, Outcome::Success, None)],
+                    records: Vec::new(),
                     prune: false,
                 };
                 self.conclude(c, out);
@@ -313,18 +438,9 @@ impl Rollout {
         }
     }
 
-    pub(super) fn revert_applied_back(&mut self, h: HostId, out: &mut Vec<Action>) {
-        match self.hosts[h].undo.clone() {
-            Some(Undo::RevertFailed(error)) => {
-                self.revert_failed_here(h, Status::Failed, error, out)
-            }
-            _ => self.revert_check(out),
-        }
-    }
-
     /// Once every host answered: done when none failed; otherwise the hosts that switched go
     /// back to what they served.
-    fn revert_check(&mut self, out: &mut Vec<Action>) {
+    pub(super) fn revert_check(&mut self, out: &mut Vec<Action>) {
         if self.any_busy() {
             return;
         }
@@ -350,7 +466,12 @@ impl Rollout {
                 (true, Some(previous)) => {
                     self.hosts[h].undo = Some(Undo::OthersFailed(previous.clone()));
                     self.set_busy(h, Busy::SwitchingBack);
-                    out.push(Action::SwitchBack(h, previous));
+                    let entry = self.revert_back_entry(
+                        h,
+                        &previous,
+                        "switched back: another host failed to revert",
+                    );
+                    out.push(Action::SwitchBack(h, previous, entry));
                 }
                 _ => {
                     let c = Conclusion {
@@ -359,7 +480,7 @@ impl Rollout {
                         message: format!("reverted to {target}"),
                         release: Some(self.target_vars(h)),
                         discard: None,
-                        records: vec![self.revert_entry(h, Outcome::Success, None)],
+                        records: Vec::new(),
                         prune: false,
                     };
                     self.conclude(c, out);

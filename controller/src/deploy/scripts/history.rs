@@ -1,28 +1,25 @@
-//! Appending to `.pmfleet/history.jsonl`, and pruning old releases after a successful switch.
+//! Appending to `.pmfleet/history.jsonl` (whole lines, a torn last line ended first), and
+//! pruning the releases the controller chose.
 
 use crate::shell::Script;
 
 /// Appends one JSON line `$1` to the history.
-const RECORD: &str = host_script!(
-    r#"printf '%s\n' "$1" >> "$p/.pmfleet/history.jsonl"
+const RECORD: &str = host_script!(concat!(
+    append_fn!(),
+    r#"append "$p/.pmfleet/history.jsonl" "$1"
 "#
-);
+));
 
-/// Appends history line `$1`, then removes complete releases beyond the newest `$2`, except
-/// the ones named after it; prints the releases removed.
-const RECORD_AND_PRUNE: &str = host_script!(
-    r#"printf '%s\n' "$1" >> "$p/.pmfleet/history.jsonl"
-keep=$2; shift 2
-ls -1 "$p/releases" | sort -r | {
-  n=0
-  while IFS= read -r r; do
-    [ -f "$p/.pmfleet/prepared/$r" ] || continue
-    n=$((n + 1)); [ "$n" -le "$keep" ] && continue
-    for k; do [ "$r" = "$k" ] && continue 2; done
-    rm -rf "$p/releases/$r" "$p/.pmfleet/prepared/$r"
-    printf '%s\n' "$r"
-  done
-}
+/// Removes the complete releases named (never the current one); prints those removed. Only
+/// while the run holds the lock.
+const PRUNE: &str = owned_script!(
+    r#"cur=$(readlink "$p/current" 2>/dev/null || true)
+for r; do
+  [ "releases/$r" = "$cur" ] && continue
+  [ -f "$p/.pmfleet/prepared/$r" ] || continue
+  rm -rf "$p/releases/$r" "$p/.pmfleet/prepared/$r"
+  printf '%s\n' "$r"
+done
 "#
 );
 
@@ -30,10 +27,47 @@ pub fn record(root: &str, json_line: &str) -> Script {
     Script::new(RECORD).arg(root).arg(json_line)
 }
 
-pub fn record_and_prune(root: &str, json_line: &str, keep: usize, protect: &[String]) -> Script {
-    Script::new(RECORD_AND_PRUNE)
+pub fn prune(root: &str, run: &str, releases: &[String]) -> Script {
+    Script::new(PRUNE)
         .arg(root)
-        .arg(json_line)
-        .arg(keep.to_string())
-        .args(protect.iter().cloned())
+        .arg(run)
+        .args(releases.iter().cloned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::deploy::history;
+    use crate::deploy::scripts::testing::Host;
+
+    #[test]
+    fn a_torn_history_line_never_swallows_the_next_record() {
+        let host = Host::set_up();
+        let good = r#"{"id":"a","action":"deploy","release":"r1","sha":"1","ref":"main","who":"t","when":"w","outcome":"success"}"#;
+        let next = good.replace("r1", "r2");
+        // A writer died half-way through its line.
+        std::fs::write(host.history(), format!("{good}\n{{\"id\":\"tor")).unwrap();
+        host.run(&record(&host.root(), &next));
+        let text = std::fs::read_to_string(host.history()).unwrap();
+        let releases: Vec<String> = history::parse(&text)
+            .into_iter()
+            .map(|r| r.release)
+            .collect();
+        assert_eq!(releases, ["r1", "r2"], "{text}");
+        assert!(text.ends_with('\n'));
+    }
+
+    #[test]
+    fn prune_removes_only_what_it_is_told_and_never_current() {
+        let host = Host::set_up();
+        for r in ["r1", "r2", "r3"] {
+            host.release(r);
+        }
+        host.current("r1");
+        host.lock_for("run");
+        let pruned = host.run(&prune(&host.root(), "run", &["r1".into(), "r2".into()]));
+        assert_eq!(pruned, "r2\n");
+        assert!(host.has_release("r1") && host.has_release("r3"));
+        assert!(!host.has_release("r2"));
+    }
 }

@@ -1,17 +1,54 @@
 //! Running the ecosystem file's hooks and `exec` commands on a host, through a login shell.
+//!
+//! A hook of a run runs in a process group of its own (a new session, `setsid`), whose id it
+//! writes to `.pmfleet/hooks/<run>.pid`; a run that stops (Ctrl-C, a lost lock) ends that
+//! group with a second command ([`end_hooks`]) and waits for it before giving back its lock,
+//! locally and over SSH alike.
 
 use crate::shell::Script;
 
 /// Runs hook `$2` in `<root>/$1` (`$1` = `-`: in the login directory; a missing directory
 /// falls back to the root) through the user's login shell, with `SHARED` and the `K=V`
-/// pairs that follow in its environment.
+/// pairs that follow in its environment. `$3` is the run's id: the hook runs in its own
+/// process group, named in `.pmfleet/hooks/$3.pid` while it runs (`-`: no run, as in `setup`).
 const RUN_HOOK: &str = host_script!(
-    r#"d=$1; h=$2; shift 2
+    r#"d=$1; h=$2; run=$3; shift 3
 if [ "$d" != "-" ]; then
   if [ -d "$p/$d" ]; then cd "$p/$d"; else cd "$p"; fi
 fi
 export SHARED="$p/shared" PMFLEET_DEPLOY_PATH="$p"
-exec env "$@" "${SHELL:-/bin/sh}" -l -c "$h"
+if [ "$run" = "-" ] || ! command -v setsid >/dev/null 2>&1; then
+  exec env "$@" "${SHELL:-/bin/sh}" -l -c "$h"
+fi
+g="$p/.pmfleet/hooks"; mkdir -p "$g"; g="$g/$run.pid"
+setsid -w sh -c 'echo "$$" > "$0"; exec "$@"' "$g" env "$@" "${SHELL:-/bin/sh}" -l -c "$h" &
+c=$!
+set +e
+wait "$c"; rc=$?
+set -e
+rm -f "$g"
+exit "$rc"
+"#
+);
+
+/// Ends the hook run `$1` has running, if any: SIGTERM to its process group, SIGKILL after
+/// 10 s; returns once the group is gone. Prints `ended` when there was one.
+const END_HOOKS: &str = host_script!(
+    r#"f="$p/.pmfleet/hooks/$1.pid"
+[ -f "$f" ] || exit 0
+g=$(cat "$f" 2>/dev/null || true)
+case $g in ''|*[!0-9]*) rm -f "$f"; exit 0 ;; esac
+gone() { ! kill -0 -"$g" 2>/dev/null; }
+if ! gone; then
+  kill -TERM -"$g" 2>/dev/null || true
+  i=0; while ! gone && [ "$i" -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+  if ! gone; then
+    kill -KILL -"$g" 2>/dev/null || true
+    i=0; while ! gone && [ "$i" -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+  fi
+  echo "ended"
+fi
+rm -f "$f"
 "#
 );
 
@@ -35,7 +72,15 @@ pub enum HookDir<'a> {
     Release(&'a str),
 }
 
-pub fn run_hook(root: &str, dir: HookDir<'_>, hook: &str, env: &[(String, String)]) -> Script {
+/// `run`: the id of the run the hook belongs to, so it can be ended (`None`: not ended by
+/// anyone, as in `setup`).
+pub fn run_hook(
+    root: &str,
+    dir: HookDir<'_>,
+    hook: &str,
+    env: &[(String, String)],
+    run: Option<&str>,
+) -> Script {
     let dir = match dir {
         HookDir::Login => "-".to_string(),
         HookDir::Root => ".".to_string(),
@@ -46,9 +91,54 @@ pub fn run_hook(root: &str, dir: HookDir<'_>, hook: &str, env: &[(String, String
         .arg(root)
         .arg(dir)
         .arg(hook)
+        .arg(run.unwrap_or("-"))
         .args(env.iter().map(|(k, v)| format!("{k}={v}")))
+}
+
+pub fn end_hooks(root: &str, run: &str) -> Script {
+    Script::new(END_HOOKS).arg(root).arg(run)
 }
 
 pub fn exec(root: &str, command: &str) -> Script {
     Script::new(EXEC).arg(root).arg(command)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::deploy::scripts::testing::Host;
+
+    #[test]
+    fn a_hook_runs_in_its_own_group_and_is_ended_with_it() {
+        let host = Host::set_up();
+        let marker = host.path().join("hook.pid");
+        // The hook and a child of it, both waiting forever.
+        let hook = format!("echo $$ > {}; sleep 1000 & sleep 1000", marker.display());
+        let mut running = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(run_hook(&host.root(), HookDir::Root, &hook, &[], Some("run")).render())
+            .spawn()
+            .unwrap();
+        let pid_file = host.path().join(".pmfleet/hooks/run.pid");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while !(pid_file.exists() && marker.exists()) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the hook never started"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let group: i32 = std::fs::read_to_string(&pid_file)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        assert_eq!(host.run(&end_hooks(&host.root(), "run")), "ended\n");
+        let alive = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(group), None).is_ok();
+        assert!(!alive, "the hook's group is gone once end_hooks returns");
+        let status = running.wait().unwrap();
+        assert!(!status.success());
+        assert!(!pid_file.exists());
+        assert_eq!(host.run(&end_hooks(&host.root(), "run")), "");
+    }
 }

@@ -2,6 +2,8 @@
 //! shared paths, marking a release complete, switching `current`, and cleaning up after a
 //! deploy that died.
 
+use pmfleet_shared::protocol::PreparedRelease;
+
 use crate::shell::Script;
 
 /// Creates the layout; prints the expanded root.
@@ -50,14 +52,44 @@ tar -x -C "$r"
 
 /// Links `shared/<x>` into release `$1`: the next `$2` names are directories, the rest files.
 /// The links are relative (`../../shared/x`), so they hold wherever the root is mounted.
+///
+/// Nothing outside the deploy root is ever created or replaced: every directory on the way to
+/// `<x>`, in the release (whose symlinks come from the repository) and in `shared/`, must
+/// resolve inside the release or `shared/` respectively, and a shared file that is a dangling
+/// symlink is refused; the script says which path leads where.
 const LINK_SHARED: &str = host_script!(
     r#"r="$p/releases/$1"; n=$2; shift 2; i=0
+CDPATH=
+rr=$(cd -P "$r" && pwd); sr=$(cd -P "$p/shared" && pwd)
+# inside BASE REAL REL: every existing directory on the way to BASE/REL resolves inside REAL.
+inside() {
+  cur=$1; rest=$3
+  while :; do
+    case $rest in */*) part=${rest%%/*}; rest=${rest#*/} ;; *) return 0 ;; esac
+    cur="$cur/$part"
+    if [ -L "$cur" ] || [ -e "$cur" ]; then
+      real=$(cd -P "$cur" 2>/dev/null && pwd) || {
+        echo "shared path $x: $cur is not a directory: refusing to link it" >&2; return 1
+      }
+      case "$real/" in
+        "$2"/*) ;;
+        *) echo "shared path $x: $cur is a symlink leading outside $1 (to $real): refusing to link it" >&2; return 1 ;;
+      esac
+    fi
+  done
+}
 for x; do
   i=$((i + 1)); s="$p/shared/$x"; t="$r/$x"
+  inside "$p/shared" "$sr" "$x" || exit 1
+  inside "$r" "$rr" "$x" || exit 1
   if [ "$i" -le "$n" ]; then
     mkdir -p "$s"
   else
-    mkdir -p "$(dirname "$s")"; [ -e "$s" ] || : > "$s"
+    mkdir -p "$(dirname "$s")"
+    if [ -L "$s" ] && [ ! -e "$s" ]; then
+      echo "shared path $x: shared/$x is a symlink to a missing file: refusing to create it" >&2; exit 1
+    fi
+    [ -e "$s" ] || : > "$s"
   fi
   up=../..; rest=$x
   while case $rest in */*) true ;; *) false ;; esac; do rest=${rest#*/}; up=$up/..; done
@@ -66,18 +98,32 @@ done
 "#
 );
 
-/// Marks release `$1` as complete (fetched, linked, built); prints `ecosystem=<name>` for the
-/// first of the file names that follow that the release holds.
-const MARK_PREPARED: &str = host_script!(
-    r#"r="$p/releases/$1"; shift
+/// Marks release `$1` as complete (fetched, linked, built): its marker holds `$2`, the apps'
+/// environment as JSON (mode 0600, written whole); prints `ecosystem=<name>` for the first of
+/// the file names that follow that the release holds. Only while the run holds the lock: a
+/// run whose lock was broken during its build never gets a release ready to switch to.
+const MARK_PREPARED: &str = owned_script!(
+    r#"r="$p/releases/$1"; m="$p/.pmfleet/prepared/$1"; t="$p/.pmfleet/prepared/.$1.tmp"; j=$2; shift 2
 [ -d "$r" ]
-: > "$p/.pmfleet/prepared/${r##*/}"
+( umask 077; printf '%s\n' "$j" > "$t" )
+mv -f "$t" "$m"
 for f; do if [ -f "$r/$f" ]; then echo "ecosystem=$f"; exit 0; fi; done
 "#
 );
 
-/// Removes release `$1`, unless it is current.
-const DISCARD: &str = host_script!(
+/// Gives release `$1`'s marker the environment `$2` (JSON) when it holds none — a release
+/// prepared by an older pmfleet, whose markers were empty. A marker that has one is kept.
+const FILL_MARKER: &str = host_script!(
+    r#"m="$p/.pmfleet/prepared/$1"; t="$p/.pmfleet/prepared/.$1.tmp"
+if [ -f "$m" ] && [ ! -s "$m" ]; then
+  ( umask 077; printf '%s\n' "$2" > "$t" )
+  mv -f "$t" "$m"
+fi
+"#
+);
+
+/// Removes release `$1`, unless it is current (only while the run holds the lock).
+const DISCARD: &str = owned_script!(
     r#"if [ "$(readlink "$p/current" 2>/dev/null || true)" = "releases/$1" ]; then
   echo "release $1 is current: not removing it" >&2; exit 1
 fi
@@ -85,21 +131,27 @@ rm -rf "$p/releases/$1" "$p/.pmfleet/prepared/$1"
 "#
 );
 
-/// Points `current` at release `$1` by renaming a fresh symlink over it; prints the old target.
-const SWITCH: &str = host_script!(
+/// Points `current` at release `$1` by renaming a fresh symlink over it, and records the
+/// switch (history line `$2`) in the same step; prints the old target. Only while the run
+/// holds the lock.
+const SWITCH: &str = owned_script!(concat!(
+    append_fn!(),
     r#"[ -d "$p/releases/$1" ] && [ -f "$p/.pmfleet/prepared/$1" ] || {
   echo "release $1 is not complete on this host" >&2; exit 1
 }
-readlink "$p/current" 2>/dev/null || true
+old=$(readlink "$p/current" 2>/dev/null || true)
 ln -sfn "releases/$1" "$p/.pmfleet/current.new"
 mv -T "$p/.pmfleet/current.new" "$p/current"
+append "$p/.pmfleet/history.jsonl" "$2" || echo "could not record the switch in the history" >&2
+printf '%s\n' "$old"
 "#
-);
+));
 
 /// Prints `NOSETUP` if the layout is missing; otherwise prints `root=<expanded root>` and
-/// removes what a deploy killed half-way left behind: release directories never marked complete (except the current one) and markers
-/// without a directory. Prints what it removed.
-const CLEANUP: &str = host_script!(
+/// removes what a deploy killed half-way left behind: release directories never marked
+/// complete (except the current one) and markers without a directory. Prints what it removed.
+/// Only while the run holds the lock (never another run's release in the making).
+const CLEANUP: &str = owned_script!(
     r#"[ -d "$p/releases" ] && [ -d "$p/.pmfleet/prepared" ] || { echo "NOSETUP"; exit 0; }
 echo "root=$p"
 cur=$(readlink "$p/current" 2>/dev/null || true)
@@ -118,8 +170,9 @@ rm -f "$p"/releases/*.tar
 "#
 );
 
-/// Prints the host's state: `setup=`, `current=`, `release=`/`incomplete=` lines, then the
-/// history after a `--history--` line.
+/// Prints the host's state: `setup=`, `current=`, `release=`/`incomplete=` lines, the lock
+/// after `--lock--`, the last rollout's record after `--rollout--`, then the history after a
+/// `--history--` line.
 const STATE: &str = host_script!(
     r#"if [ -d "$p/releases" ] && [ -d "$p/.pmfleet" ]; then echo "setup=yes"; else echo "setup=no"; exit 0; fi
 echo "root=$p"
@@ -129,6 +182,10 @@ for d in "$p"/releases/*; do
   r=${d##*/}
   if [ -f "$p/.pmfleet/prepared/$r" ]; then echo "release=$r"; else echo "incomplete=$r"; fi
 done
+echo "--lock--"
+cat "$p/.pmfleet/lock" 2>/dev/null || true
+echo "--rollout--"
+cat "$p/.pmfleet/rollout.json" 2>/dev/null || true
 echo "--history--"
 [ ! -f "$p/.pmfleet/history.jsonl" ] || tail -n 5000 "$p/.pmfleet/history.jsonl"
 "#
@@ -173,23 +230,44 @@ fn normalize(relative: &str) -> String {
         .join("/")
 }
 
-pub fn mark_prepared(root: &str, release: &str) -> Script {
+/// `MARK_PREPARED`, the marker holding `prepared` (what the agent runs the release with).
+pub fn mark_prepared(root: &str, run: &str, release: &str, prepared: &PreparedRelease) -> Script {
     Script::new(MARK_PREPARED)
         .arg(root)
+        .arg(run)
         .arg(release)
+        .arg(marker_json(prepared))
         .args(pmfleet_shared::ecosystem::DISCOVERY_ORDER)
 }
 
-pub fn discard(root: &str, release: &str) -> Script {
-    Script::new(DISCARD).arg(root).arg(release)
+/// `FILL_MARKER`: give an empty marker (left by an older pmfleet) `prepared`.
+pub fn fill_marker(root: &str, release: &str, prepared: &PreparedRelease) -> Script {
+    Script::new(FILL_MARKER)
+        .arg(root)
+        .arg(release)
+        .arg(marker_json(prepared))
 }
 
-pub fn switch(root: &str, release: &str) -> Script {
-    Script::new(SWITCH).arg(root).arg(release)
+fn marker_json(prepared: &PreparedRelease) -> String {
+    // A map of strings always serializes; one line, as the scripts write it.
+    serde_json::to_string(prepared).unwrap_or_default()
 }
 
-pub fn cleanup(root: &str) -> Script {
-    Script::new(CLEANUP).arg(root)
+pub fn discard(root: &str, run: &str, release: &str) -> Script {
+    Script::new(DISCARD).arg(root).arg(run).arg(release)
+}
+
+/// Switches to `release` and appends `history_line` (the switch's record) in one step.
+pub fn switch(root: &str, run: &str, release: &str, history_line: &str) -> Script {
+    Script::new(SWITCH)
+        .arg(root)
+        .arg(run)
+        .arg(release)
+        .arg(history_line)
+}
+
+pub fn cleanup(root: &str, run: &str) -> Script {
+    Script::new(CLEANUP).arg(root).arg(run)
 }
 
 pub fn state(root: &str) -> Script {
@@ -199,7 +277,8 @@ pub fn state(root: &str) -> Script {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::shell::Script;
+    use crate::deploy::scripts::LOCK_LOST_STATUS;
+    use crate::deploy::scripts::testing::Host;
 
     #[test]
     fn shared_paths_are_normalized() {
@@ -209,35 +288,145 @@ mod tests {
 
     #[test]
     fn shared_links_are_relative_and_resolve() {
-        let tmp = tempfile::tempdir().unwrap();
-        let root = tmp.path().display().to_string();
-        let run = |script: Script| {
-            let out = std::process::Command::new("sh")
-                .arg("-c")
-                .arg(script.render())
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        };
-        run(setup_dirs(&root));
-        std::fs::create_dir_all(tmp.path().join("releases/r1")).unwrap();
-        run(link_shared(
+        let host = Host::set_up();
+        let root = host.root();
+        std::fs::create_dir_all(host.path().join("releases/r1")).unwrap();
+        host.run(&link_shared(
             &root,
             "r1",
             &["logs".into()],
             &["config//.env".into()],
         ));
-        let link = tmp.path().join("releases/r1/config/.env");
+        let link = host.path().join("releases/r1/config/.env");
         assert_eq!(
             std::fs::read_link(&link).unwrap(),
             std::path::Path::new("../../../shared/config/.env")
         );
-        std::fs::write(tmp.path().join("shared/config/.env"), "X=1").unwrap();
+        std::fs::write(host.path().join("shared/config/.env"), "X=1").unwrap();
         assert_eq!(std::fs::read_to_string(link).unwrap(), "X=1");
-        assert!(tmp.path().join("releases/r1/logs").is_dir());
+        assert!(host.path().join("releases/r1/logs").is_dir());
+    }
+
+    #[test]
+    fn a_symlink_in_the_release_never_leads_shared_paths_outside_the_root() {
+        let host = Host::set_up();
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join(".env"), "precious").unwrap();
+        let release = host.path().join("releases/r1");
+        std::fs::create_dir_all(&release).unwrap();
+        // As committed in the repository: `config` -> a directory elsewhere on the host.
+        std::os::unix::fs::symlink(outside.path(), release.join("config")).unwrap();
+        for (dirs, files) in [
+            (vec![], vec!["config/.env".to_string()]),
+            (vec!["config/logs".to_string()], vec![]),
+        ] {
+            let (_, stderr) = host.fails(&link_shared(&host.root(), "r1", &dirs, &files));
+            assert!(stderr.contains("leading outside"), "{stderr}");
+            assert!(
+                stderr.contains(&outside.path().display().to_string()),
+                "{stderr}"
+            );
+        }
+        assert_eq!(
+            std::fs::read_to_string(outside.path().join(".env")).unwrap(),
+            "precious"
+        );
+        assert!(!outside.path().join("logs").exists());
+        // A symlink that stays inside the release is fine.
+        std::fs::remove_file(release.join("config")).unwrap();
+        std::fs::create_dir_all(release.join("conf.d")).unwrap();
+        std::os::unix::fs::symlink("conf.d", release.join("config")).unwrap();
+        host.run(&link_shared(
+            &host.root(),
+            "r1",
+            &[],
+            &["config/.env".into()],
+        ));
+        assert!(release.join("conf.d/.env").is_symlink());
+    }
+
+    #[test]
+    fn a_symlink_in_shared_never_creates_a_file_outside_the_root() {
+        let host = Host::set_up();
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(host.path().join("releases/r1")).unwrap();
+        std::os::unix::fs::symlink(outside.path(), host.path().join("shared/config")).unwrap();
+        let (_, stderr) = host.fails(&link_shared(
+            &host.root(),
+            "r1",
+            &[],
+            &["config/.env".into()],
+        ));
+        assert!(stderr.contains("leading outside"), "{stderr}");
+        assert!(!outside.path().join(".env").exists());
+        std::fs::remove_file(host.path().join("shared/config")).unwrap();
+        std::os::unix::fs::symlink(
+            outside.path().join("missing"),
+            host.path().join("shared/.env"),
+        )
+        .unwrap();
+        let (_, stderr) = host.fails(&link_shared(&host.root(), "r1", &[], &[".env".into()]));
+        assert!(stderr.contains("missing file"), "{stderr}");
+        assert!(!outside.path().join("missing").exists());
+    }
+
+    #[test]
+    fn a_run_that_lost_its_lock_can_neither_switch_nor_remove_a_release() {
+        let host = Host::set_up();
+        host.release("r1");
+        host.release("r2");
+        host.current("r1");
+        std::fs::create_dir_all(host.path().join("releases/theirs")).unwrap();
+        // Another run broke this run's lock and holds it now.
+        host.lock_for("theirs");
+        for script in [
+            switch(&host.root(), "mine", "r2", "{}"),
+            discard(&host.root(), "mine", "r2"),
+            cleanup(&host.root(), "mine"),
+        ] {
+            let (status, stderr) = host.fails(&script);
+            assert_eq!(status, LOCK_LOST_STATUS, "{stderr}");
+            assert!(
+                stderr.contains("no longer holds the deploy lock"),
+                "{stderr}"
+            );
+        }
+        assert_eq!(host.current_target().as_deref(), Some("releases/r1"));
+        assert!(host.has_release("r2"));
+        assert!(
+            host.has_release("theirs"),
+            "another run's release in the making is kept"
+        );
+        assert!(!host.history().exists(), "nothing recorded");
+    }
+
+    #[test]
+    fn a_switch_is_recorded_in_the_same_step() {
+        let host = Host::set_up();
+        host.release("r1");
+        host.release("r2");
+        host.current("r1");
+        host.lock_for("mine");
+        let line = r#"{"id":"mine","release":"r2"}"#;
+        assert_eq!(
+            host.run(&switch(&host.root(), "mine", "r2", line)),
+            "releases/r1\n"
+        );
+        assert_eq!(host.current_target().as_deref(), Some("releases/r2"));
+        assert_eq!(
+            std::fs::read_to_string(host.history()).unwrap(),
+            format!("{line}\n")
+        );
+        // An incomplete release is never switched to, and nothing is recorded.
+        std::fs::create_dir_all(host.path().join("releases/r3")).unwrap();
+        let (_, stderr) = host.fails(&switch(&host.root(), "mine", "r3", "{}"));
+        assert!(stderr.contains("not complete"), "{stderr}");
+        assert_eq!(
+            std::fs::read_to_string(host.history())
+                .unwrap()
+                .lines()
+                .count(),
+            1
+        );
     }
 }

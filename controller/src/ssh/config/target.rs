@@ -226,6 +226,20 @@ impl Target {
                 }
                 Some(StrictHostKeyChecking::Yes) | None => false,
             };
+        // Learning into a file that keeps nothing is accepting any key, every time.
+        if accept_new_host_keys && let Some(sink) = known_hosts.first().filter(|f| keeps_nothing(f))
+        {
+            let setting = match options.strict_host_key_checking {
+                _ if settings.accept_new_host_keys => "--accept-new-host-key",
+                Some(StrictHostKeyChecking::No) => "StrictHostKeyChecking=no",
+                _ => "StrictHostKeyChecking=accept-new",
+            };
+            return Err(SshError::BlindHostKeys {
+                host: spec.host.clone(),
+                setting: setting.to_string(),
+                known_hosts: sink.clone(),
+            });
+        }
 
         Ok(Target {
             alias: spec.host.clone(),
@@ -240,4 +254,12 @@ impl Target {
             jump: jump.map(Box::new),
         })
     }
+}
+
+/// Whether `path` is a file that keeps nothing written to it: `/dev/null`, or any character
+/// device.
+fn keeps_nothing(path: &Path) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    path == Path::new("/dev/null")
+        || std::fs::metadata(path).is_ok_and(|m| m.file_type().is_char_device())
 }

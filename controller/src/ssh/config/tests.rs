@@ -370,3 +370,63 @@ fn jump_entries_parse_like_openssh() {
         assert!(parse_jump(bad).is_err(), "{bad}");
     }
 }
+
+#[test]
+fn learning_host_keys_into_dev_null_is_refused() {
+    let home = tempfile::tempdir().unwrap();
+    let settings = ClientSettings {
+        home: home.path().to_path_buf(),
+        ..ClientSettings::default()
+    };
+    let with = |options: &[&str]| {
+        let mut s = spec("h");
+        s.ssh_options = strings(options);
+        s
+    };
+    // (ssh_options, --accept-new-host-key, refused naming)
+    let table: [(&[&str], bool, Option<&str>); 6] = [
+        (
+            &["StrictHostKeyChecking=no", "UserKnownHostsFile=/dev/null"],
+            false,
+            Some("StrictHostKeyChecking=no"),
+        ),
+        (
+            &[
+                "StrictHostKeyChecking=accept-new",
+                "UserKnownHostsFile /dev/null",
+            ],
+            false,
+            Some("StrictHostKeyChecking=accept-new"),
+        ),
+        (
+            &["UserKnownHostsFile=/dev/null"],
+            true,
+            Some("--accept-new-host-key"),
+        ),
+        // Checking against /dev/null only refuses every host: not blind, left alone.
+        (&["UserKnownHostsFile=/dev/null"], false, None),
+        (&["StrictHostKeyChecking=no"], false, None),
+        (
+            &["StrictHostKeyChecking=no", "UserKnownHostsFile=~/kh"],
+            false,
+            None,
+        ),
+    ];
+    for (options, flag, refused) in table {
+        let settings = ClientSettings {
+            accept_new_host_keys: flag,
+            ..settings.clone()
+        };
+        let got = Target::resolve(&with(options), &settings, Some("me"));
+        match (refused, got) {
+            (None, Ok(_)) => {}
+            (Some(setting), Err(e @ SshError::BlindHostKeys { .. })) => {
+                let message = e.to_string();
+                assert!(message.contains(setting), "{options:?}: {message}");
+                assert!(message.contains("--accept-new-host-key"), "{message}");
+                assert!(message.contains("/dev/null"), "{message}");
+            }
+            (want, got) => panic!("{options:?} {flag}: {got:?}, expected {want:?}"),
+        }
+    }
+}

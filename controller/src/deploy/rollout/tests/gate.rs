@@ -1,7 +1,33 @@
-//! Connecting and locking: the hosts that could not be reached, held locks, `--lock-wait`,
-//! interrupts before any lock.
+//! Connecting, locking and beginning: the hosts that could not be reached, locks taken host by
+//! host in one order, held locks, `--lock-wait`, interrupts and lost locks before the switch,
+//! and the rollout that was interrupted before this one.
 
 use super::*;
+
+fn lost_rollout() -> RolloutRecord {
+    RolloutRecord {
+        id: "dead".into(),
+        action: "deploy".into(),
+        who: "alice@laptop".into(),
+        started: "2026-11-24T06:15:30Z".into(),
+        release: "r9".into(),
+        hosts: labels(2),
+        previous: Some("r1".into()),
+        state: "running".into(),
+        finished: None,
+    }
+}
+
+fn begun_after(h: HostId, current: &str, last: Option<RolloutRecord>) -> Event {
+    Event::Begun(
+        h,
+        Box::new(Begun {
+            current: Some(current.into()),
+            serving: None,
+            last,
+        }),
+    )
+}
 
 pub(super) fn rows() -> Vec<Row> {
     vec![
@@ -13,11 +39,11 @@ pub(super) fn rows() -> Vec<Row> {
             &[],
         ),
         row(
-            "every host connected: take every lock",
+            "every host connected: the first lock in host order",
             all(2),
             connected(1),
             Event::Connected(1),
-            &["lock 0,1"],
+            &["lock 0"],
         ),
         row(
             "a connect answer twice changes nothing",
@@ -45,7 +71,7 @@ pub(super) fn rows() -> Vec<Row> {
             Event::NotConnected(2, refused_tcp()),
             &[
                 "2 unreachable: cannot connect to root@h:22: connection refused",
-                "lock 0,1",
+                "lock 0",
             ],
         ),
         row(
@@ -81,36 +107,65 @@ pub(super) fn rows() -> Vec<Row> {
             ],
         ),
         row(
-            "locks answered in part: wait for the rest",
-            all(2),
-            and(connected(2), [Event::LockTaken(0)]),
+            "a lock taken: the next host in order",
+            all(3),
+            connected(3),
             Event::LockTaken(0),
+            &["lock 1"],
+        ),
+        row(
+            "the lock order is by host name, not by the file's order",
+            {
+                let mut cfg = all(3);
+                cfg.labels = vec!["web-c".into(), "web-a".into(), "web-b".into()];
+                cfg
+            },
+            connected(2),
+            Event::Connected(2),
+            &["lock 1"],
+        ),
+        row(
+            "an answer for a host not asked changes nothing",
+            all(2),
+            connected(2),
+            Event::LockTaken(1),
             &[],
         ),
         row(
-            "every lock taken: hold them and prepare everywhere",
+            "every lock taken: hold them and begin the rollout",
             all(2),
             and(connected(2), [Event::LockTaken(0)]),
             Event::LockTaken(1),
-            &["hold 0,1", "prepare 0,1 r2"],
+            &["hold 0,1", "begin 0,1 r2"],
         ),
         row(
             "a revert reads every host's state once locked",
             revert(2, false),
-            and(connected(2), [Event::LockTaken(1)]),
-            Event::LockTaken(0),
+            and(connected(2), [Event::LockTaken(0)]),
+            Event::LockTaken(1),
             &["hold 0,1", "read 0,1"],
         ),
         row(
-            "a held lock: the taken ones are given back, the holder is named",
+            "a held lock: the ones taken are given back, the holder named, the rest never asked",
             all(3),
-            and(connected(3), [Event::LockTaken(0), Event::LockTaken(2)]),
+            and(connected(3), [Event::LockTaken(0)]),
             Event::LockRefused(1, held(3)),
             &[
-                "unlock 0,2",
+                "unlock 0",
                 &format!("0 aborted: {NOT_LOCKED}"),
                 &format!("1 lock held: {HELD}"),
                 &format!("2 aborted: {NOT_LOCKED}"),
+                "finish",
+            ],
+        ),
+        row(
+            "the first host refused: nothing to give back",
+            all(2),
+            connected(2),
+            Event::LockRefused(0, held(3)),
+            &[
+                &format!("0 lock held: {HELD}"),
+                &format!("1 aborted: {NOT_LOCKED}"),
                 "finish",
             ],
         ),
@@ -121,6 +176,31 @@ pub(super) fn rows() -> Vec<Row> {
             Event::LockRefused(0, held(99)),
             &[
                 "0 lock held: locked by alice@laptop (deploy d1, since t, pid 7); its last heartbeat was 99s ago, so that deploy looks dead: break the lock with `pmfleet deploy prod unlock`",
+                "finish",
+            ],
+        ),
+        row(
+            "a lock whose holder died on this machine is dead at once",
+            all(1),
+            connected(1),
+            Event::LockRefused(
+                0,
+                Refusal::Held {
+                    holder: Some(Holder {
+                        holder: "alice@laptop".into(),
+                        deploy_id: "d1".into(),
+                        action: "deploy".into(),
+                        since: "t".into(),
+                        pid: 7,
+                        machine: "laptop".into(),
+                    }),
+                    heartbeat_age: 2,
+                    alive_here: Some(false),
+                    env: "prod".into(),
+                },
+            ),
+            &[
+                "0 lock held: locked by alice@laptop (deploy d1, since t, pid 7 on laptop), whose process (pid 7 on this machine) is gone, so that deploy is dead: break the lock with `pmfleet deploy prod unlock`",
                 "finish",
             ],
         ),
@@ -163,23 +243,24 @@ pub(super) fn rows() -> Vec<Row> {
         row(
             "--lock-wait does not wait for a host that is not set up",
             waiting(all(2)),
-            and(connected(2), [Event::LockRefused(0, held(3))]),
+            and(connected(2), [Event::LockTaken(0)]),
             Event::LockRefused(1, Refusal::NotSetUp { env: "prod".into() }),
             &[
-                &format!("0 lock held: {HELD}"),
+                "unlock 0",
+                &format!("0 aborted: {NOT_LOCKED}"),
                 "1 failed: not set up: run `pmfleet deploy prod setup` first",
                 "finish",
             ],
         ),
         row(
-            "--lock-wait: after the pause, every lock is asked again",
+            "--lock-wait: after the pause, the locks are asked again from the first",
             waiting(all(2)),
             and(
                 connected(2),
                 [Event::LockTaken(0), Event::LockRefused(1, held(3))],
             ),
             Event::LockRetry,
-            &["lock 0,1"],
+            &["lock 0"],
         ),
         row(
             "--lock-wait ran out: the holder is named",
@@ -203,12 +284,13 @@ pub(super) fn rows() -> Vec<Row> {
             &["cancel", &format!("0 lock held: {HELD}"), "finish"],
         ),
         row(
-            "interrupted while locking: once locked, nothing is prepared",
+            "interrupted while locking: once locked, nothing begins",
             all(2),
             and(connected(2), [Event::Interrupted, Event::LockTaken(0)]),
             Event::LockTaken(1),
             &[
                 "hold 0,1",
+                "end-hooks 0,1",
                 "cancel",
                 &format!("0 failed: {INTERRUPTED} +discard r2 +rec aborted r2 \"interrupted\""),
                 &format!("1 failed: {INTERRUPTED} +discard r2 +rec aborted r2 \"interrupted\""),
@@ -222,6 +304,105 @@ pub(super) fn rows() -> Vec<Row> {
             and(connected(1), [Event::LockRefused(0, held(3))]),
             Event::LockTaken(0),
             &[],
+        ),
+        row(
+            "begun hosts wait for the others",
+            all(2),
+            locked(2),
+            begun_on(0),
+            &[],
+        ),
+        row(
+            "begun everywhere: prepare everywhere",
+            all(2),
+            and(locked(2), [begun_on(0)]),
+            begun_on(1),
+            &["prepare 0,1 r2"],
+        ),
+        row(
+            "a rollout that never finished is named, with what each host serves",
+            all(2),
+            and(locked(2), [begun_after(0, "r9", Some(lost_rollout()))]),
+            begun_after(1, "r1", Some(lost_rollout())),
+            &[
+                "info: rollout dead (deploy of r9 by alice@laptop, started 2026-11-24T06:15:30Z) was interrupted: h0 serves r9; h1 serves r1",
+                "prepare 0,1 r2",
+            ],
+        ),
+        row(
+            "a rollout that finished is not named",
+            all(1),
+            locked(1),
+            begun_after(
+                0,
+                "r9",
+                Some(RolloutRecord {
+                    state: "finished".into(),
+                    ..lost_rollout()
+                }),
+            ),
+            &["prepare 0 r2"],
+        ),
+        row(
+            "a host that cannot write the rollout record fails, within max_fail",
+            deploy(2, Batch::All, 1, false),
+            and(locked(2), [begun_on(0)]),
+            Event::BeginFailed(1, boom()),
+            &[
+                "1 failed: could not write the rollout record: boom +rec failed r2",
+                "prepare 0 r2",
+            ],
+        ),
+        row(
+            "a lock broken before the switch stops the rollout: nothing switches",
+            all(2),
+            and(begun(2), [prep(0)]),
+            Event::LockLost(1),
+            &[
+                "note 1 lock: the deploy lock was broken by someone else: this run stops",
+                "end-hooks 0,1",
+                "cancel",
+                "0 aborted: stopped before any switch: the deploy lock on h1 was broken by someone else +discard r2 +rec aborted r2 \"the deploy lock of another host was broken\"",
+                "1 lock held: the deploy lock on this host was broken by someone else: stopped before any switch +rec aborted r2 \"the deploy lock was broken by someone else\"",
+                "end 0",
+                "unlock 0",
+                "finish",
+            ],
+        ),
+        row(
+            "a step that finds the lock gone stops the rollout the same way",
+            all(2),
+            and(begun(2), [prep(0)]),
+            Event::PrepareFailed(
+                1,
+                StepFailure {
+                    step: Step::Check,
+                    error: HostError::LockLost,
+                },
+            ),
+            &[
+                "note 1 lock: the deploy lock was broken by someone else: this run stops",
+                "end-hooks 0,1",
+                "cancel",
+                "0 aborted: stopped before any switch: the deploy lock on h1 was broken by someone else +discard r2 +rec aborted r2 \"the deploy lock of another host was broken\"",
+                "1 lock held: the deploy lock on this host was broken by someone else: stopped before any switch +rec aborted r2 \"the deploy lock was broken by someone else\"",
+                "end 0",
+                "unlock 0",
+                "finish",
+            ],
+        ),
+        row(
+            "a lock broken while beginning stops the rollout",
+            all(1),
+            locked(1),
+            Event::BeginFailed(0, HostError::LockLost),
+            &[
+                "note 0 lock: the deploy lock was broken by someone else: this run stops",
+                "end-hooks 0",
+                "cancel",
+                "0 lock held: the deploy lock on this host was broken by someone else: stopped before any switch +rec aborted r2 \"the deploy lock was broken by someone else\"",
+                "finish",
+            ],
         ),
     ]
 }

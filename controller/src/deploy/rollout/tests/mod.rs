@@ -16,6 +16,7 @@ use crate::deploy::lock::Holder;
 use crate::ssh::SshError;
 use crate::transport::TransportError;
 
+mod details;
 mod gate;
 mod prepare;
 mod revert;
@@ -30,18 +31,24 @@ fn hosts(list: &[HostId]) -> String {
         .join(",")
 }
 
-/// One action in a few words: `lock 0,1`, `switch 0 r2`, `apply 0 r1 as r2` (the apps of r1
-/// told they are r2), `0 failed: why +discard r2 +rec failed r2<-r1 "other message" +prune`.
+/// One action in a few words: `lock 0,1`, `switch 0 r2`, `back 0 r1: why` (its history
+/// record's message), `apply 0 r1 as r2` (the apps of r1 told they are r2),
+/// `0 failed: why +discard r2 +rec failed r2<-r1 "other message" +prune`.
 fn show(action: &Action) -> String {
     match action {
         Action::TakeLock(h) => format!("lock {}", hosts(h)),
         Action::HoldLock(h) => format!("hold {}", hosts(h)),
         Action::WaitForLock => "wait".into(),
         Action::ReleaseLock(h) => format!("unlock {}", hosts(h)),
+        Action::Begin(h, r) => format!("begin {} {r}", hosts(h)),
+        Action::End(h) => format!("end {}", hosts(h)),
+        Action::EndHooks(h) => format!("end-hooks {}", hosts(h)),
         Action::Prepare(h, r) => format!("prepare {} {r}", hosts(h)),
         Action::ReadState(h) => format!("read {}", hosts(h)),
-        Action::Switch(h, r) => format!("switch {h} {r}"),
-        Action::SwitchBack(h, r) => format!("back {h} {r}"),
+        Action::Switch(h, r, _) => format!("switch {h} {r}"),
+        Action::SwitchBack(h, r, e) => {
+            format!("back {h} {r}: {}", e.message.as_deref().unwrap_or(""))
+        }
         Action::Apply {
             host,
             release,
@@ -197,8 +204,10 @@ fn held(age: u64) -> Refusal {
             action: "deploy".into(),
             since: "t".into(),
             pid: 7,
+            machine: String::new(),
         }),
         heartbeat_age: age,
+        alive_here: None,
         env: "prod".into(),
     }
 }
@@ -213,12 +222,35 @@ fn locked(n: usize) -> Vec<Event> {
     events
 }
 
+/// What a host serving r1 says as the rollout begins.
+fn begun_on(h: HostId) -> Event {
+    Event::Begun(
+        h,
+        Box::new(Begun {
+            current: Some("r1".into()),
+            serving: Some(ReleaseVars {
+                release: "r1".into(),
+                sha: Some("sha-r1".into()),
+                git_ref: Some("main".into()),
+            }),
+            last: None,
+        }),
+    )
+}
+
+/// Connected, locked and begun.
+fn begun(n: usize) -> Vec<Event> {
+    let mut events = locked(n);
+    events.extend((0..n).map(begun_on));
+    events
+}
+
 fn prep(h: HostId) -> Event {
     Event::Prepared(h, Prepared { has_apps: true })
 }
 
 fn prepared(n: usize) -> Vec<Event> {
-    let mut events = locked(n);
+    let mut events = begun(n);
     events.extend((0..n).map(prep));
     events
 }
@@ -255,6 +287,8 @@ fn host_state(line: &[&str], releases: &[&str]) -> HostState {
         current: line.last().map(|r| r.to_string()),
         releases: releases.iter().map(|r| r.to_string()).collect(),
         incomplete: Vec::new(),
+        lock: None,
+        rollout: None,
         history: line
             .iter()
             .map(|r| record_of(RecordAction::Deploy, r, Outcome::Success))
@@ -266,13 +300,27 @@ fn st(h: HostId, state: HostState) -> Event {
     Event::StateRead(h, Box::new(state))
 }
 
-/// Revert of 2 hosts, both having deployed r1 then r2: after reading, every host goes to r1.
+/// What a host says as a revert's rollout begins.
+fn revert_begun(h: HostId) -> Event {
+    Event::Begun(
+        h,
+        Box::new(Begun {
+            current: Some("r2".into()),
+            serving: None,
+            last: None,
+        }),
+    )
+}
+
+/// Revert of 2 hosts, both having deployed r1 then r2: read, begun, about to switch to r1.
 fn read_two() -> Vec<Event> {
     and(
         locked(2),
         [
             st(0, host_state(&["r1", "r2"], &["r1", "r2"])),
             st(1, host_state(&["r1", "r2"], &["r1", "r2"])),
+            revert_begun(0),
+            revert_begun(1),
         ],
     )
 }
@@ -302,8 +350,6 @@ const NOT_LOCKED: &str = "not deployed: another host is locked or not set up";
 const INTERRUPTED: &str =
     "interrupted before the switch: nothing switched, the new release was removed";
 const HELD: &str = "locked by alice@laptop (deploy d1, since t, pid 7) (heartbeat 3s ago): wait for it, or pass --lock-wait 5m";
-const STOPPED: &str = "not switched: the rollout stopped";
-const BACK_1_OF_0: &str = "switched back: 1 host(s) failed and max_fail is 0";
 
 #[test]
 fn the_rollout_table() {
@@ -333,152 +379,4 @@ fn the_rollout_table() {
         failures.join("\n")
     );
     assert!(count > 60, "{count} rows");
-}
-
-// ---- details the notation leaves out ------------------------------------------------------
-
-#[test]
-fn a_revert_tells_the_apps_the_target_s_own_sha_and_ref() {
-    let mut machine = Rollout::new(revert(1, true));
-    for event in and(locked(1), [st(0, host_state(&["r1", "r2"], &["r1", "r2"]))]) {
-        machine.handle(event);
-    }
-    let actions = machine.handle(Event::Switched(0, Some("r2".into())));
-    assert_eq!(
-        actions,
-        vec![Action::Apply {
-            host: 0,
-            release: "r1".into(),
-            vars: ReleaseVars {
-                release: "r1".into(),
-                sha: Some("sha-r1".into()),
-                git_ref: Some("main".into()),
-            },
-        }]
-    );
-    let actions = machine.handle(Event::Applied(0, "ok".into()));
-    let Some(Action::Conclude(c)) = actions.get(1) else {
-        panic!("{actions:?}");
-    };
-    assert_eq!(c.records[0].sha, "sha-r1");
-    assert_eq!(
-        c.release.as_ref().and_then(|r| r.sha.as_deref()),
-        Some("sha-r1")
-    );
-}
-
-#[test]
-fn a_deploy_records_its_sha_and_ref() {
-    let mut machine = Rollout::new(all(1));
-    for event in prepared(1) {
-        machine.handle(event);
-    }
-    let actions = machine.handle(sw(0));
-    let Some(Action::Conclude(c)) = actions.first() else {
-        panic!("{actions:?}");
-    };
-    let entry = &c.records[0];
-    assert_eq!(
-        (entry.sha.as_str(), entry.git_ref.as_str()),
-        ("2".repeat(40).as_str(), "main")
-    );
-    assert_eq!(entry.message, None);
-}
-
-#[test]
-fn nothing_happens_after_the_end() {
-    let mut machine = Rollout::new(all(1));
-    machine.handle(Event::NotConnected(0, refused_tcp()));
-    assert!(machine.is_done());
-    for event in [
-        Event::Connected(0),
-        Event::LockTaken(0),
-        prep(0),
-        sw(0),
-        Event::Interrupted,
-    ] {
-        assert_eq!(machine.handle(event), vec![]);
-    }
-}
-
-#[test]
-fn batch_sizes() {
-    for (batch, hosts, size) in [
-        (Batch::All, 5, 5),
-        (Batch::Count(2), 5, 2),
-        (Batch::Count(9), 5, 5),
-        (Batch::Percent(25), 5, 2),
-        (Batch::Percent(1), 5, 1),
-        (Batch::Percent(100), 3, 3),
-        (Batch::All, 0, 1),
-    ] {
-        assert_eq!(batch_size(batch, hosts), size, "{batch:?} of {hosts}");
-    }
-}
-
-#[test]
-fn revert_verdicts() {
-    let agree = host_state(&["r1", "r2", "r3"], &["r1", "r2", "r3"]);
-    let short = host_state(&["r3"], &["r3"]);
-    let err = boom();
-    type Case<'a> = (Vec<Result<&'a HostState, &'a HostError>>, usize, Verdict);
-    let cases: Vec<Case> = vec![
-        (
-            vec![Ok(&agree), Ok(&agree)],
-            1,
-            Verdict::Target("r2".into()),
-        ),
-        (
-            vec![Ok(&agree), Ok(&agree)],
-            2,
-            Verdict::Target("r1".into()),
-        ),
-        (
-            vec![Ok(&agree)],
-            3,
-            Verdict::Problems(vec![(
-                0,
-                Status::Failed,
-                "cannot revert 3: this host has only 2 deploy(s) to go back through".into(),
-            )]),
-        ),
-        (
-            vec![Ok(&agree), Ok(&short)],
-            1,
-            Verdict::Problems(vec![(
-                1,
-                Status::Failed,
-                "cannot revert 1: this host has only 0 deploy(s) to go back through".into(),
-            )]),
-        ),
-        (
-            vec![Ok(&agree), Err(&err)],
-            1,
-            Verdict::Problems(vec![(1, Status::Failed, "boom".into())]),
-        ),
-        (vec![], 1, Verdict::Problems(vec![])),
-    ];
-    for (states, steps, expected) in cases {
-        let labelled: Vec<(HostId, &str, Result<&HostState, &HostError>)> = states
-            .into_iter()
-            .enumerate()
-            .map(|(h, s)| (h, "h", s))
-            .collect();
-        assert_eq!(verdict(&labelled, steps, "prod", 5), expected);
-    }
-}
-
-#[test]
-fn errors_keep_their_cause() {
-    assert_eq!(dropped().status(), Status::Unreachable);
-    assert_eq!(refused_tcp().status(), Status::Unreachable);
-    assert_eq!(key_refused().status(), Status::Failed);
-    assert_eq!(boom().status(), Status::Failed);
-    assert_eq!(not_ready().status(), Status::Failed);
-    let local = HostError::transport(TransportError::Local(std::io::Error::other("no sh")));
-    assert_eq!(local.status(), Status::Failed);
-    let lost = Arc::new(SshError::NoExitStatus {
-        destination: "d".into(),
-    });
-    assert!(lost.is_dropped());
 }

@@ -20,8 +20,9 @@ pub(super) fn rows() -> Vec<Row> {
             and(prepared(2), [sw(0)]),
             sw(1),
             &[
-                "0 ok: now serving r2 +rec success r2<-r1 +prune",
-                "1 ok: now serving r2 +rec success r2<-r1 +prune",
+                "0 ok: now serving r2 +prune",
+                "1 ok: now serving r2 +prune",
+                "end 0,1",
                 "unlock 0,1",
                 "finish",
             ],
@@ -31,11 +32,7 @@ pub(super) fn rows() -> Vec<Row> {
             all(1),
             prepared(1),
             Event::Switched(0, None),
-            &[
-                "0 ok: now serving r2 +rec success r2 +prune",
-                "unlock 0",
-                "finish",
-            ],
+            &["0 ok: now serving r2 +prune", "end 0", "unlock 0", "finish"],
         ),
         row(
             "batch 1: the canary switched, the next batch goes",
@@ -50,9 +47,10 @@ pub(super) fn rows() -> Vec<Row> {
             and(prepared(3), [sw(0), sw(1)]),
             sw(2),
             &[
-                "0 ok: now serving r2 +rec success r2<-r1 +prune",
-                "1 ok: now serving r2 +rec success r2<-r1 +prune",
-                "2 ok: now serving r2 +rec success r2<-r1 +prune",
+                "0 ok: now serving r2 +prune",
+                "1 ok: now serving r2 +prune",
+                "2 ok: now serving r2 +prune",
+                "end 0,1,2",
                 "unlock 0,1,2",
                 "finish",
             ],
@@ -64,8 +62,8 @@ pub(super) fn rows() -> Vec<Row> {
             Event::SwitchFailed(1, boom()),
             &[
                 "1 failed: switch: boom +discard r2 +rec failed r2",
-                &format!("2 aborted: {STOPPED} +discard r2 +rec aborted r2"),
-                "back 0 r1",
+                "2 aborted: not switched: the rollout stopped +discard r2 +rec aborted r2",
+                "back 0 r1: switched back: 1 host(s) failed and max_fail is 0",
             ],
         ),
         row(
@@ -74,7 +72,8 @@ pub(super) fn rows() -> Vec<Row> {
             and(prepared(3), [sw(0), Event::SwitchFailed(1, boom())]),
             Event::SwitchedBack(0),
             &[
-                &format!("0 rolled back: {BACK_1_OF_0} +rec rolled-back r2<-r1"),
+                "0 rolled back: switched back: 1 host(s) failed and max_fail is 0 +rec rolled-back r2<-r1",
+                "end 0,1,2",
                 "unlock 0,1,2",
                 "finish",
             ],
@@ -86,7 +85,8 @@ pub(super) fn rows() -> Vec<Row> {
             Event::SwitchBackFailed(0, boom()),
             &[
                 "note 0 switch back: failed: boom",
-                &format!("0 rolled back: {BACK_1_OF_0} +rec rolled-back r2<-r1"),
+                "0 failed: serving r2 still: could not switch back to r1 after the rollout stopped: boom",
+                "end 0,1,2",
                 "unlock 0,1,2",
                 "finish",
             ],
@@ -98,8 +98,9 @@ pub(super) fn rows() -> Vec<Row> {
             Event::SwitchFailed(1, boom()),
             &[
                 "1 failed: switch: boom +discard r2 +rec failed r2",
-                &format!("2 aborted: {STOPPED} +discard r2 +rec aborted r2"),
-                &format!("0 rolled back: {BACK_1_OF_0} +rec rolled-back r2"),
+                "2 aborted: not switched: the rollout stopped +discard r2 +rec aborted r2",
+                "0 rolled back: switched back: 1 host(s) failed and max_fail is 0 +rec rolled-back r2",
+                "end 0,1,2",
                 "unlock 0,1,2",
                 "finish",
             ],
@@ -109,7 +110,10 @@ pub(super) fn rows() -> Vec<Row> {
             all(3),
             and(prepared(3), [sw(0), Event::SwitchFailed(1, boom())]),
             sw(2),
-            &["back 0 r1", "back 2 r1"],
+            &[
+                "back 0 r1: switched back: 1 host(s) failed and max_fail is 0",
+                "back 2 r1: switched back: 1 host(s) failed and max_fail is 0",
+            ],
         ),
         row(
             "a failed switch within max_fail: the rollout goes on",
@@ -128,7 +132,8 @@ pub(super) fn rows() -> Vec<Row> {
             Event::SwitchFailed(1, dropped()),
             &[
                 "1 unreachable: switch: connection to root@h:22 lost: gone +discard r2 +rec failed r2",
-                "0 ok: now serving r2 +rec success r2<-r1 +prune",
+                "0 ok: now serving r2 +prune",
+                "end 0,1",
                 "unlock 0,1",
                 "finish",
             ],
@@ -154,7 +159,7 @@ pub(super) fn rows() -> Vec<Row> {
             all(2),
             prepared(2),
             Event::LockLost(1),
-            &["note 1 lock: the deploy lock was broken by someone else"],
+            &["note 1 lock: the deploy lock was broken by someone else: this run stops"],
         ),
         row(
             "a lost lock on a host never locked is ignored",
@@ -181,14 +186,12 @@ pub(super) fn rows() -> Vec<Row> {
         row(
             "a release without an ecosystem file has no apps to run",
             agents(1, Batch::All, 0),
-            and(
-                locked(1),
-                [Event::Prepared(0, Prepared { has_apps: false })],
-            ),
+            and(begun(1), [Event::Prepared(0, Prepared { has_apps: false })]),
             sw(0),
             &[
                 "note 0 reload apps: this release has no ecosystem file: no apps for the agent to run",
-                "0 ok: now serving r2 +rec success r2<-r1 +prune",
+                "0 ok: now serving r2 +prune",
+                "end 0",
                 "unlock 0",
                 "finish",
             ],
@@ -200,7 +203,8 @@ pub(super) fn rows() -> Vec<Row> {
             Event::Applied(0, "web reloaded".into()),
             &[
                 "note 0 reload apps: web reloaded",
-                "0 ok: now serving r2 +rec success r2<-r1 +prune",
+                "0 ok: now serving r2 +prune",
+                "end 0",
                 "unlock 0",
                 "finish",
             ],
@@ -210,7 +214,7 @@ pub(super) fn rows() -> Vec<Row> {
             agents(2, Batch::All, 0),
             and(prepared(2), [sw(0)]),
             Event::ApplyFailed(0, not_ready()),
-            &["back 0 r1"],
+            &["back 0 r1: switched back: apps not ready: web: never ready"],
         ),
         row(
             "apps not ready on a first deploy: nothing to go back to",
@@ -218,7 +222,7 @@ pub(super) fn rows() -> Vec<Row> {
             and(prepared(2), [Event::Switched(0, None)]),
             Event::ApplyFailed(0, not_ready()),
             &[
-                "0 rolled back: apps not ready: web: never ready; no previous release to go back to +discard r2 +rec rolled-back r2",
+                "0 failed: apps not ready: web: never ready; no previous release to go back to +rec failed r2",
             ],
         ),
         row(
@@ -226,7 +230,7 @@ pub(super) fn rows() -> Vec<Row> {
             agents(2, Batch::All, 0),
             and(prepared(2), [sw(0), Event::ApplyFailed(0, not_ready())]),
             Event::SwitchedBack(0),
-            &["apply-back 0 r1 as r2"],
+            &["apply-back 0 r1"],
         ),
         row(
             "apps back on the previous release: rolled back, the release removed",
@@ -245,7 +249,8 @@ pub(super) fn rows() -> Vec<Row> {
             &[
                 "note 0 reload apps: web reloaded",
                 "0 rolled back: apps not ready: web: never ready; switched back to r1 +discard r2 +rec rolled-back r2<-r1",
-                "1 ok: now serving r2 +rec success r2<-r1 +prune",
+                "1 ok: now serving r2 +prune",
+                "end 0,1",
                 "unlock 0,1",
                 "finish",
             ],
@@ -265,6 +270,7 @@ pub(super) fn rows() -> Vec<Row> {
             &[
                 "note 0 switch back: apps of r1: apps not ready: web: never ready",
                 "0 rolled back: apps not ready: web: never ready; switched back to r1 +discard r2 +rec rolled-back r2<-r1",
+                "end 0",
                 "unlock 0",
                 "finish",
             ],
@@ -276,7 +282,8 @@ pub(super) fn rows() -> Vec<Row> {
             Event::SwitchBackFailed(0, boom()),
             &[
                 "note 0 switch back: failed: boom",
-                "0 rolled back: apps not ready: web: never ready; switched back to r1 +discard r2 +rec rolled-back r2<-r1",
+                "0 failed: apps not ready: web: never ready; could not switch back to r1: boom +rec failed r2",
+                "end 0",
                 "unlock 0",
                 "finish",
             ],
@@ -296,8 +303,9 @@ pub(super) fn rows() -> Vec<Row> {
             &[
                 "note 0 reload apps: web reloaded",
                 "0 rolled back: apps not ready: web: never ready; switched back to r1 +discard r2 +rec rolled-back r2<-r1",
-                &format!("1 aborted: {STOPPED} +discard r2 +rec aborted r2"),
-                &format!("2 aborted: {STOPPED} +discard r2 +rec aborted r2"),
+                "1 aborted: not switched: the rollout stopped +discard r2 +rec aborted r2",
+                "2 aborted: not switched: the rollout stopped +discard r2 +rec aborted r2",
+                "end 0,1,2",
                 "unlock 0,1,2",
                 "finish",
             ],
@@ -332,7 +340,7 @@ pub(super) fn rows() -> Vec<Row> {
                 ],
             ),
             Event::SwitchedBack(0),
-            &["apply-back 0 r1 as r2"],
+            &["apply-back 0 r1"],
         ),
         row(
             "stopped with agents: the canary concluded once its apps are back",
@@ -349,7 +357,8 @@ pub(super) fn rows() -> Vec<Row> {
             Event::AppliedBack(0, "web reloaded".into()),
             &[
                 "note 0 reload apps: web reloaded",
-                &format!("0 rolled back: {BACK_1_OF_0} +rec rolled-back r2<-r1"),
+                "0 rolled back: switched back: 1 host(s) failed and max_fail is 0 +rec rolled-back r2<-r1",
+                "end 0,1,2",
                 "unlock 0,1,2",
                 "finish",
             ],

@@ -16,13 +16,20 @@ use crate::deploy::history::Outcome;
 use crate::deploy::report::{Exit, HostReport, exit_for};
 use crate::output::Output;
 
+mod guarantees;
+
 fn run(cancel: CancellationToken) -> Run {
-    let holder = crate::deploy::lock::Holder::new("tester", "this-run", "deploy");
+    run_as("this-run", cancel)
+}
+
+fn run_as(id: &str, cancel: CancellationToken) -> Run {
+    let holder = crate::deploy::lock::Holder::new("tester", id, "deploy");
     Run {
         out: Arc::new(Output::capturing()),
         cancel,
         lock_wait: None,
-        deploy_id: "this-run".into(),
+        deploy_id: id.into(),
+        action: "deploy".into(),
         who: "tester".into(),
         lock_content: serde_json::to_string(&holder).unwrap_or_default(),
         env: "prod".into(),
@@ -186,9 +193,18 @@ async fn a_failed_switch_sends_the_canary_back_and_the_rest_never_moves() {
         assert_eq!(current(host).as_deref(), Some("r1"));
         assert_eq!(running(host).as_deref(), Some("r1"));
     }
+    // The canary's switch and its switch back recorded themselves; its line ends on r1 again.
     assert_eq!(
         outcomes(&hosts[0]),
-        vec![("r2".into(), Outcome::RolledBack)]
+        vec![
+            ("r2".into(), Outcome::Success),
+            ("r1".into(), Outcome::Success),
+            ("r2".into(), Outcome::RolledBack)
+        ]
+    );
+    assert_eq!(
+        crate::deploy::history::release_line(&hosts[0].disk().history),
+        ["r1"]
     );
     assert_eq!(outcomes(&hosts[2]), vec![("r2".into(), Outcome::Aborted)]);
     assert!(!hosts[2].disk().releases.contains("r2"));
@@ -341,12 +357,16 @@ async fn a_revert_needs_the_target_everywhere() {
 
 #[tokio::test]
 async fn a_history_that_cannot_be_written_is_shown_not_fatal() {
-    let hosts = vec![Arc::new(Double::serving(&["r1"]).fail(Op::Record))];
+    let hosts = vec![Arc::new(
+        Double::serving(&["r1"])
+            .fail(Op::Record)
+            .fail(Op::Prepare(Step::PostDeploy)),
+    )];
     let out = Arc::new(Output::capturing());
     let mut run = run(CancellationToken::new());
     run.out = out.clone();
     let reports = go_with(deploy_cfg(1, Batch::All, 0), &hosts, &run).await;
-    assert_eq!(statuses(&reports), vec![Status::Ok]);
+    assert_eq!(statuses(&reports), vec![Status::Failed]);
     assert!(
         out.captured().contains("could not record history"),
         "{}",

@@ -1,0 +1,245 @@
+//! Who may ask what: every request is checked against where it came from and, over mutual
+//! TLS, against the role its client certificate carries (see
+//! [`pmfleet_shared::tls::Role`]). The decision is one pure function over a table, tested
+//! row by row; the session asks it before every request.
+//!
+//! | request | `read` | `deploy` | `admin` | local socket |
+//! |---|---|---|---|---|
+//! | `ping`, `status`, `list`, `show`, `logs`, `events` | yes | yes | yes | yes |
+//! | `apply_release`, `reload`, `restart` | | yes | yes | yes |
+//! | `stop`, `delete`, `scale`, `flush`, `reload_logs`, `save`, `resurrect` | | | yes | yes |
+//! | `start`, `apply_dir`, `kill`, `reload_tls`, `upgrade` | | | | yes |
+//!
+//! The last row is the local socket's alone, whatever the role: `start` and `apply_dir` take
+//! a directory, a command or an environment from their frame; `kill` would end the daemon
+//! with nothing to start it again; `reload_tls` and `upgrade` change the agent itself, which
+//! is the host's business (setup does them over SSH). A remote `apply_release` names a
+//! release SSH put on the host and nothing else ([`super::release_gate`]).
+
+use pmfleet_shared::protocol::{ApiError, ErrorKind, Request};
+use pmfleet_shared::tls::Role;
+
+/// Which endpoint a request arrived on, and with what authority.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// The control socket: the agent's own user on this host. Everything is accepted.
+    Local,
+    /// A client with a fleet certificate, over mutual TLS, and the role it carries.
+    Remote(Role),
+}
+
+/// What a request needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Need {
+    /// A remote client of any role.
+    Role(Role),
+    /// The local socket only.
+    Local,
+}
+
+/// What `req` needs (the table in the module documentation).
+pub fn need(req: &Request) -> Need {
+    match req {
+        Request::Ping
+        | Request::Status
+        | Request::List
+        | Request::Show { .. }
+        | Request::Logs { .. }
+        | Request::Events { .. } => Need::Role(Role::Read),
+        Request::ApplyRelease(_) | Request::Reload { .. } | Request::Restart { .. } => {
+            Need::Role(Role::Deploy)
+        }
+        Request::Stop { .. }
+        | Request::Delete { .. }
+        | Request::Scale { .. }
+        | Request::Flush { .. }
+        | Request::ReloadLogs
+        | Request::Save
+        | Request::Resurrect => Need::Role(Role::Admin),
+        Request::Start(_)
+        | Request::ApplyDir(_)
+        | Request::Kill
+        | Request::ReloadTls
+        | Request::Upgrade { .. } => Need::Local,
+    }
+}
+
+/// The request's name on the wire, for messages.
+pub fn op(req: &Request) -> &'static str {
+    match req {
+        Request::Ping => "ping",
+        Request::Start(_) => "start",
+        Request::Stop { .. } => "stop",
+        Request::Restart { .. } => "restart",
+        Request::Reload { .. } => "reload",
+        Request::Delete { .. } => "delete",
+        Request::Scale { .. } => "scale",
+        Request::List => "list",
+        Request::Show { .. } => "show",
+        Request::Logs { .. } => "logs",
+        Request::Events { .. } => "events",
+        Request::Flush { .. } => "flush",
+        Request::ReloadLogs => "reload_logs",
+        Request::Save => "save",
+        Request::Resurrect => "resurrect",
+        Request::Kill => "kill",
+        Request::Status => "status",
+        Request::ApplyRelease(_) => "apply_release",
+        Request::ApplyDir(_) => "apply_dir",
+        Request::ReloadTls => "reload_tls",
+        Request::Upgrade { .. } => "upgrade",
+    }
+}
+
+impl Origin {
+    /// Refuse what this origin may not ask (a `forbidden` error saying why and what would).
+    pub fn check(self, req: &Request) -> Result<(), ApiError> {
+        let role = match self {
+            Origin::Local => return Ok(()),
+            Origin::Remote(role) => role,
+        };
+        let op = op(req);
+        let message = match need(req) {
+            Need::Role(needed) if role >= needed => return Ok(()),
+            Need::Role(needed) => format!(
+                "`{op}` needs a certificate with the `{needed}` role (or `admin`); this one's role is `{role}` (see `pmfleet ca issue --role`)"
+            ),
+            Need::Local => format!(
+                "`{op}` is accepted on the agent's local socket only (run `pmfleet-agent` on the host)"
+            ),
+        };
+        Err(ApiError {
+            kind: ErrorKind::Forbidden,
+            message,
+        })
+    }
+
+    /// Whether answers to this origin must have their env values redacted: every remote one.
+    pub fn redacts(self) -> bool {
+        matches!(self, Origin::Remote(_))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pmfleet_shared::protocol::{
+        ApplyDir, ApplyRelease, ScaleTo, ScriptStart, StartRequest, StartSource, Target,
+    };
+
+    /// One request of every kind, so the table below cannot miss one.
+    fn every_request() -> Vec<Request> {
+        let all = || Target::All;
+        vec![
+            Request::Ping,
+            Request::Start(Box::new(StartRequest {
+                source: StartSource::Script(ScriptStart::default()),
+                env_name: None,
+                cwd: "/".into(),
+                env: Default::default(),
+                only: None,
+            })),
+            Request::Stop { target: all() },
+            Request::Restart { target: all() },
+            Request::Reload { target: all() },
+            Request::Delete { target: all() },
+            Request::Scale {
+                app: "api".into(),
+                to: ScaleTo::Up(1),
+            },
+            Request::List,
+            Request::Show { app: "api".into() },
+            Request::Logs {
+                app: None,
+                lines: 10,
+                follow: true,
+            },
+            Request::Events { app: None },
+            Request::Flush { app: None },
+            Request::ReloadLogs,
+            Request::Save,
+            Request::Resurrect,
+            Request::Kill,
+            Request::Status,
+            Request::ApplyRelease(Box::new(ApplyRelease {
+                root: "/srv/app".into(),
+                release: "1".into(),
+                timeout_ms: 0,
+            })),
+            Request::ApplyDir(Box::new(ApplyDir {
+                release_dir: "/tmp/evil".into(),
+                ecosystem: None,
+                env_name: None,
+                env: Default::default(),
+                timeout_ms: 0,
+            })),
+            Request::ReloadTls,
+            Request::Upgrade {
+                binary: "/tmp/pmfleet-agent".into(),
+                handover: 1,
+            },
+        ]
+    }
+
+    #[test]
+    fn every_role_may_do_exactly_its_share() {
+        // op: allowed for (read, deploy, admin)
+        let table = [
+            ("ping", [true, true, true]),
+            ("status", [true, true, true]),
+            ("list", [true, true, true]),
+            ("show", [true, true, true]),
+            ("logs", [true, true, true]),
+            ("events", [true, true, true]),
+            ("apply_release", [false, true, true]),
+            ("reload", [false, true, true]),
+            ("restart", [false, true, true]),
+            ("stop", [false, false, true]),
+            ("delete", [false, false, true]),
+            ("scale", [false, false, true]),
+            ("flush", [false, false, true]),
+            ("reload_logs", [false, false, true]),
+            ("save", [false, false, true]),
+            ("resurrect", [false, false, true]),
+            ("start", [false, false, false]),
+            ("apply_dir", [false, false, false]),
+            ("kill", [false, false, false]),
+            ("reload_tls", [false, false, false]),
+            ("upgrade", [false, false, false]),
+        ];
+        let requests = every_request();
+        assert_eq!(requests.len(), table.len());
+        for req in &requests {
+            let op = op(req);
+            let (_, allowed) = table
+                .iter()
+                .find(|(name, _)| *name == op)
+                .unwrap_or_else(|| panic!("{op} is not in the table"));
+            assert!(Origin::Local.check(req).is_ok(), "{op}: local");
+            for (role, allowed) in Role::ALL.into_iter().zip(allowed) {
+                let got = Origin::Remote(role).check(req);
+                assert_eq!(got.is_ok(), *allowed, "{op} as {role}: {got:?}");
+                if let Err(e) = got {
+                    assert_eq!(e.kind, ErrorKind::Forbidden);
+                    assert!(e.message.contains(op), "{}", e.message);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn refusals_say_what_would_be_accepted() {
+        let stop = Request::Stop {
+            target: Target::All,
+        };
+        let e = Origin::Remote(Role::Deploy).check(&stop).unwrap_err();
+        assert!(e.message.contains("`admin` role"), "{}", e.message);
+        assert!(e.message.contains("role is `deploy`"), "{}", e.message);
+        let e = Origin::Remote(Role::Admin)
+            .check(&Request::Kill)
+            .unwrap_err();
+        assert!(e.message.contains("local socket only"), "{}", e.message);
+        assert!(Origin::Remote(Role::Read).redacts());
+        assert!(!Origin::Local.redacts());
+    }
+}

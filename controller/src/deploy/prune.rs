@@ -1,0 +1,149 @@
+//! Which old releases go after a deploy: the newest `keep_releases` stay, counted along the
+//! release line of the history (the order they were switched to, reverts included), not by
+//! their names, which come from the clocks of whichever controllers made them. The current
+//! release, the one `revert 1` goes back to, and every release an app still runs from always
+//! stay; when the agent cannot say which those are, nothing goes.
+
+use super::host_state::HostState;
+
+/// The complete releases to remove from a host in `state`, keeping `keep` and every release
+/// in `in_use`.
+pub fn prune_plan(state: &HostState, keep: usize, in_use: &[String]) -> Vec<String> {
+    let line = state.line();
+    let mut protected: Vec<&str> = in_use.iter().map(String::as_str).collect();
+    protected.extend(state.current.as_deref());
+    if let Some(target) = line.len().checked_sub(2).and_then(|i| line.get(i)) {
+        protected.push(target);
+    }
+    // Newest first: the release line from its end, then releases never switched to (failed
+    // or rolled back), which are the first to go.
+    let mut order: Vec<&str> = line
+        .iter()
+        .rev()
+        .map(String::as_str)
+        .filter(|r| state.releases.iter().any(|c| c == r))
+        .collect();
+    let mut others: Vec<&str> = state
+        .releases
+        .iter()
+        .map(String::as_str)
+        .filter(|r| !order.contains(r))
+        .collect();
+    others.sort_unstable_by(|a, b| b.cmp(a));
+    order.extend(others);
+    order
+        .into_iter()
+        .skip(keep.max(1))
+        .filter(|r| !protected.contains(r))
+        .map(str::to_string)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::deploy::history::{Action, Outcome, Record};
+
+    fn record(action: Action, release: &str) -> Record {
+        Record {
+            id: "x".into(),
+            action,
+            release: release.into(),
+            previous: None,
+            sha: String::new(),
+            git_ref: String::new(),
+            who: "t".into(),
+            when: "t".into(),
+            outcome: Outcome::Success,
+            message: None,
+        }
+    }
+
+    fn state(deploys: &[&str], releases: &[&str], current: &str) -> HostState {
+        HostState {
+            setup: true,
+            current: Some(current.into()),
+            releases: releases.iter().map(|r| r.to_string()).collect(),
+            history: deploys.iter().map(|r| record(Action::Deploy, r)).collect(),
+            ..HostState::default()
+        }
+    }
+
+    #[test]
+    fn prune_keeps_the_revert_target_whatever_the_release_names() {
+        // A controller whose clock ran ahead made `2099…` first; two deploys followed.
+        let s = state(
+            &[
+                "20991231-000000-000",
+                "20261201-000000-000",
+                "20261202-000000-000",
+            ],
+            &[
+                "20261201-000000-000",
+                "20261202-000000-000",
+                "20991231-000000-000",
+            ],
+            "20261202-000000-000",
+        );
+        assert_eq!(prune_plan(&s, 2, &[]), ["20991231-000000-000"]);
+    }
+
+    #[test]
+    fn prune_table() {
+        let cases: Vec<(HostState, usize, Vec<String>, Vec<&str>)> = vec![
+            (
+                state(&["a", "b", "c", "d"], &["a", "b", "c", "d"], "d"),
+                2,
+                vec![],
+                vec!["b", "a"],
+            ),
+            (
+                state(&["a", "b", "c", "d"], &["a", "b", "c", "d"], "d"),
+                9,
+                vec![],
+                vec![],
+            ),
+            // keep 1 still keeps what `revert 1` needs.
+            (
+                state(&["a", "b", "c"], &["a", "b", "c"], "c"),
+                1,
+                vec![],
+                vec!["a"],
+            ),
+            // An app still running from `a` keeps it.
+            (
+                state(&["a", "b", "c", "d"], &["a", "b", "c", "d"], "d"),
+                2,
+                vec!["a".into()],
+                vec!["b"],
+            ),
+            // A release never switched to goes first.
+            (
+                state(&["a", "c"], &["a", "b", "c"], "c"),
+                2,
+                vec![],
+                vec!["b"],
+            ),
+            // After a revert to `b`, `c` and `d` left the line: they go before `a`.
+            (
+                HostState {
+                    history: vec![
+                        record(Action::Deploy, "a"),
+                        record(Action::Deploy, "b"),
+                        record(Action::Deploy, "c"),
+                        record(Action::Deploy, "d"),
+                        record(Action::Revert, "b"),
+                    ],
+                    ..state(&[], &["a", "b", "c", "d"], "b")
+                },
+                2,
+                vec![],
+                vec!["d", "c"],
+            ),
+            (state(&[], &[], "a"), 2, vec![], vec![]),
+        ];
+        for (s, keep, in_use, expected) in cases {
+            assert_eq!(prune_plan(&s, keep, &in_use), expected, "{s:?} keep {keep}");
+        }
+    }
+}
