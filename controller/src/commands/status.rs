@@ -41,7 +41,7 @@ pub struct StatusArgs {
     /// How long to wait for each host.
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
     pub timeout: Duration,
-    /// Every column (agent version, release, mode, errors in the table); the default table
+    /// Every column (agent version, release id, errors in the table); the default table
     /// fits 100 columns.
     #[arg(long)]
     pub wide: bool,
@@ -296,7 +296,7 @@ pub fn render(hosts: &[HostStatus], wide: bool, palette: Palette) -> String {
     if wide {
         return render_wide(hosts, palette);
     }
-    let mut rows: Vec<[String; 9]> = Vec::new();
+    let mut rows: Vec<[String; 10]> = Vec::new();
     let mut tones = Vec::new();
     let mut notes = String::new();
     let dash = || "-".to_string();
@@ -306,6 +306,7 @@ pub fn render(hosts: &[HostStatus], wide: bool, palette: Palette) -> String {
             rows.push([
                 h.env.clone(),
                 h.host.clone(),
+                dash(),
                 dash(),
                 state.to_string(),
                 dash(),
@@ -324,7 +325,7 @@ pub fn render(hosts: &[HostStatus], wide: bool, palette: Palette) -> String {
         };
         let apps = app_rows(agent);
         if apps.is_empty() {
-            let mut row: [String; 9] = Default::default();
+            let mut row: [String; 10] = Default::default();
             row[0] = h.env.clone();
             row[1] = h.host.clone();
             row[2] = "(no apps)".into();
@@ -337,6 +338,7 @@ pub fn render(hosts: &[HostStatus], wide: bool, palette: Palette) -> String {
                 h.env.clone(),
                 h.host.clone(),
                 app.name.clone(),
+                app.mode.clone(),
                 format!("{}/{} {word}", app.online, app.total),
                 app.cpu_percent
                     .map(|c| format!("{c:.0}%"))
@@ -353,7 +355,7 @@ pub fn render(hosts: &[HostStatus], wide: bool, palette: Palette) -> String {
         }
     }
     let headers = [
-        "ENV", "HOST", "APP", "STATUS", "CPU", "MEM", "↺", "UPTIME", "SHA",
+        "ENV", "HOST", "APP", "MODE", "STATUS", "CPU", "MEM", "↺", "UPTIME", "SHA",
     ];
     let rows = display::fit(&headers, &rows, WIDTH, &[0, 1, 2]);
     let mut out = palette.rows(&table(&headers, &rows), &tones);
@@ -569,7 +571,7 @@ mod tests {
     fn wide_has_every_column() {
         let text = render(&fleet(), true, Palette::plain());
         let header = text.lines().next().unwrap();
-        for column in ["AGENT", "RELEASE", "MODE", "RESTARTS"] {
+        for column in ["AGENT", "RELEASE", "RESTARTS"] {
             assert!(header.contains(column), "{header}");
         }
         assert!(
