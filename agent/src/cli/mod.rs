@@ -13,9 +13,7 @@ use clap::{Parser, Subcommand};
 use pmfleet_shared::cli::colour::Palette;
 use pmfleet_shared::cli::docs::Shell;
 use pmfleet_shared::cli::error;
-use pmfleet_shared::protocol::{
-    ApplyDir, OnRunning, ProcessInfo, Request, Response, ScaleTo, Target,
-};
+use pmfleet_shared::protocol::{ApplyDir, OnRunning, Request, Response, ScaleTo};
 
 mod autostart;
 mod daemon_ctl;
@@ -30,6 +28,7 @@ mod startup;
 pub mod targets;
 mod tls;
 mod upgrade;
+mod verbs;
 
 pub use start::{StartArgs, StartOrArgs};
 pub use tls::TlsCommand;
@@ -253,8 +252,9 @@ impl Command {
         }
     }
 
-    /// Whether the command only reads, so a closed stdout may end it at once
-    /// ([`pmfleet_shared::cli::pipe`]). The daemon and a container's `run` never end that way.
+    /// Whether a closed stdout may end the command at once ([`pmfleet_shared::cli::pipe`]):
+    /// every verb prints after the daemon answered (or, for `logs` and `events`, only reads),
+    /// so nothing is cut short; the daemon and a container's `run` never end that way.
     pub fn ends_on_closed_stdout(&self) -> bool {
         !matches!(self, Command::Daemon { .. } | Command::Run(_))
     }
@@ -378,18 +378,24 @@ pub async fn run(command: Command, home: &AgentHome) -> anyhow::Result<ExitCode>
                 }
             };
         }
-        Command::Start(a) => return start(home, *a).await,
-        Command::StartOrRestart(a) => return start_or(home, a, OnRunning::Restart).await,
+        Command::Start(a) => return verbs::start(home, *a).await,
+        Command::StartOrRestart(a) => return verbs::start_or(home, a, OnRunning::Restart).await,
         Command::StartOrReload(a) | Command::StartOrGracefulReload(a) => {
-            return start_or(home, a, OnRunning::Reload).await;
+            return verbs::start_or(home, a, OnRunning::Reload).await;
         }
-        Command::Stop(t) => return act(home, t, |target| Request::Stop { target }).await,
-        Command::Restart(t) => return act(home, t, |target| Request::Restart { target }).await,
-        Command::Reload(t) => return act(home, t, |target| Request::Reload { target }).await,
-        Command::Delete(t) => return act(home, t, |target| Request::Delete { target }).await,
+        Command::Stop(t) => return verbs::act(home, t, |target| Request::Stop { target }).await,
+        Command::Restart(t) => {
+            return verbs::act(home, t, |target| Request::Restart { target }).await;
+        }
+        Command::Reload(t) => {
+            return verbs::act(home, t, |target| Request::Reload { target }).await;
+        }
+        Command::Delete(t) => {
+            return verbs::act(home, t, |target| Request::Delete { target }).await;
+        }
         Command::Scale { app, count } => Request::Scale { app, to: count },
         Command::List { json } => {
-            let procs = match list(home).await? {
+            let procs = match verbs::list(home).await? {
                 Ok(p) => p,
                 Err(resp) => return Ok(print::response(resp, json)),
             };
@@ -400,10 +406,10 @@ pub async fn run(command: Command, home: &AgentHome) -> anyhow::Result<ExitCode>
             }
             return Ok(ExitCode::SUCCESS);
         }
-        Command::Jlist => return jlist(home, false).await,
-        Command::Prettylist => return jlist(home, true).await,
+        Command::Jlist => return verbs::jlist(home, false).await,
+        Command::Prettylist => return verbs::jlist(home, true).await,
         Command::Show { app, json } => {
-            let app = match app_name(home, &app).await? {
+            let app = match verbs::app_name(home, &app).await? {
                 Ok(name) => name,
                 Err(message) => {
                     error::report(json, "not_found", &message);
@@ -425,7 +431,7 @@ pub async fn run(command: Command, home: &AgentHome) -> anyhow::Result<ExitCode>
         }
         Command::Env { id, json } => return environ::run(home, &id, json).await,
         Command::Pid { app } => {
-            let procs = match list(home).await? {
+            let procs = match verbs::list(home).await? {
                 Ok(p) => p,
                 Err(resp) => return Ok(print::response(resp, false)),
             };
@@ -442,7 +448,7 @@ pub async fn run(command: Command, home: &AgentHome) -> anyhow::Result<ExitCode>
         Command::Logs(a) => {
             let app = match a.app.as_deref() {
                 None | Some("all") => None,
-                Some(word) => match app_name(home, word).await? {
+                Some(word) => match verbs::app_name(home, word).await? {
                     Ok(name) => Some(name),
                     Err(message) => {
                         error::report(a.json, "not_found", &message);
@@ -461,220 +467,6 @@ pub async fn run(command: Command, home: &AgentHome) -> anyhow::Result<ExitCode>
     let mut c = Client::connect(home, true).await?;
     let resp = c.request(&req).await?;
     Ok(print::response(resp, false))
-}
-
-/// Every instance the agent runs, or the agent's error answer.
-async fn list(home: &AgentHome) -> anyhow::Result<Result<Vec<ProcessInfo>, Response>> {
-    let mut c = Client::connect(home, true).await?;
-    Ok(match c.request(&Request::List).await? {
-        Response::Processes { processes } => Ok(processes),
-        other => Err(other),
-    })
-}
-
-/// An app's name from a word that may be its id.
-async fn app_name(home: &AgentHome, word: &str) -> anyhow::Result<Result<String, String>> {
-    let Ok(id) = word.parse::<u32>() else {
-        return Ok(Ok(word.to_owned()));
-    };
-    let procs = list(home).await?.unwrap_or_default();
-    Ok(match procs.iter().find(|p| p.id == id) {
-        Some(p) => Ok(p.name.clone()),
-        None if procs.iter().any(|p| p.name == word) => Ok(word.to_owned()),
-        None => Err(format!(
-            "no process with id {id} (see `pmfleet-agent list`)"
-        )),
-    })
-}
-
-/// The app names of an ecosystem file, after `--only`.
-fn file_apps(word: &str, only: Option<&str>) -> Result<Vec<String>, String> {
-    let path = std::env::current_dir()
-        .map_err(|e| e.to_string())?
-        .join(word);
-    let eco = pmfleet_shared::ecosystem::load(&path).map_err(|e| e.to_string())?;
-    Ok(eco
-        .apps
-        .into_iter()
-        .map(|a| a.name)
-        .filter(|n| only.is_none_or(|o| o.split([',', ' ']).any(|x| x == n)))
-        .collect())
-}
-
-/// `stop`, `restart`, `reload`, `delete`: one request per app the words name; fails when one
-/// of them does.
-async fn act(
-    home: &AgentHome,
-    t: Targets,
-    request: impl Fn(Target) -> Request,
-) -> anyhow::Result<ExitCode> {
-    let procs = match list(home).await? {
-        Ok(p) => p,
-        Err(resp) => return Ok(print::response(resp, false)),
-    };
-    let only = t.only.as_deref();
-    let resolved = match targets::resolve(&t.targets, &procs, is_ecosystem, |w| file_apps(w, only))
-    {
-        Ok(r) => r,
-        Err(message) => {
-            error::report(false, "not_found", &message);
-            return Ok(ExitCode::FAILURE);
-        }
-    };
-    for note in &resolved.notes {
-        eprintln!("note: {note}");
-    }
-    let mut code = ExitCode::SUCCESS;
-    for target in resolved.targets {
-        let mut c = Client::connect(home, true).await?;
-        if print::response(c.request(&request(target)).await?, false) != ExitCode::SUCCESS {
-            code = ExitCode::FAILURE;
-        }
-    }
-    Ok(code)
-}
-
-/// `start`: each word in turn ([`start::classify`]); none means this directory's file.
-async fn start(home: &AgentHome, a: StartArgs) -> anyhow::Result<ExitCode> {
-    let words = if a.targets.is_empty() {
-        let cwd = std::env::current_dir().context("cannot read the current directory")?;
-        let found = pmfleet_shared::ecosystem::locate(&cwd).map_err(|e| anyhow::anyhow!("{e}"))?;
-        vec![found.display().to_string()]
-    } else {
-        a.targets.clone()
-    };
-    let procs = list(home).await?.unwrap_or_default();
-    let cwd = std::env::current_dir().context("cannot read the current directory")?;
-    let mut code = ExitCode::SUCCESS;
-    for word in &words {
-        let known = procs
-            .iter()
-            .any(|p| p.name == *word || p.namespace == *word || word.parse() == Ok(p.id));
-        let what = start::classify(word, is_ecosystem(word), known, cwd.join(word).is_file());
-        let ok = match what {
-            start::StartWord::Ecosystem(path) => {
-                let flags = a.script_flags();
-                if !flags.is_empty() {
-                    eprintln!(
-                        "warning: {} set a script's settings; with an ecosystem file they are ignored (write them in the file)",
-                        flags.join(", ")
-                    );
-                }
-                let checked =
-                    start::check_file(&cwd.join(path), a.env_name.as_deref(), a.only.as_deref())?;
-                let req = start::file_request(
-                    checked_with_warnings(checked),
-                    a.env_name.clone(),
-                    a.only.clone(),
-                    OnRunning::Restart,
-                )?;
-                send_start(home, req).await?
-            }
-            start::StartWord::Known(_) => {
-                let t = Targets {
-                    targets: vec![word.clone()],
-                    only: None,
-                };
-                act(home, t, |target| Request::Restart { target }).await? == ExitCode::SUCCESS
-            }
-            script @ (start::StartWord::Script(_) | start::StartWord::Command(_)) => {
-                let s = start::script_start(&script, &a)?;
-                send_start(home, start::script_request(s, a.env_name.clone())?).await?
-            }
-        };
-        if !ok {
-            code = ExitCode::FAILURE;
-        }
-    }
-    Ok(code)
-}
-
-/// `startOrRestart` / `startOrReload`.
-async fn start_or(
-    home: &AgentHome,
-    a: StartOrArgs,
-    running: OnRunning,
-) -> anyhow::Result<ExitCode> {
-    let cwd = std::env::current_dir().context("cannot read the current directory")?;
-    let path = match &a.file {
-        Some(f) => cwd.join(f),
-        None => pmfleet_shared::ecosystem::locate(&cwd).map_err(|e| anyhow::anyhow!("{e}"))?,
-    };
-    let checked = start::check_file(&path, a.env_name.as_deref(), a.only.as_deref())?;
-    let req = start::file_request(checked_with_warnings(checked), a.env_name, a.only, running)?;
-    Ok(if send_start(home, req).await? {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
-}
-
-/// Prints the warnings of a checked file (the file's own are printed with the agent's answer).
-fn checked_with_warnings(checked: start::Checked) -> start::Checked {
-    let palette = Palette::stdout();
-    for w in &checked.warnings {
-        eprintln!(
-            "{}",
-            palette.paint(
-                &format!("warning: {w}"),
-                pmfleet_shared::cli::colour::Tone::Warn
-            )
-        );
-    }
-    checked
-}
-
-/// Sends one start request and prints the answer; whether it succeeded.
-async fn send_start(
-    home: &AgentHome,
-    req: pmfleet_shared::protocol::StartRequest,
-) -> anyhow::Result<bool> {
-    let honours_autostart = matches!(
-        req.source,
-        pmfleet_shared::protocol::StartSource::Ecosystem { .. }
-    );
-    let mut c = Client::connect(home, true).await?;
-    let resp = match c.request(&Request::Start(Box::new(req))).await? {
-        Response::Done { messages } if honours_autostart => Response::Done {
-            messages: messages
-                .into_iter()
-                .filter(|m| !start::is_autostart_warning(m))
-                .collect(),
-        },
-        other => other,
-    };
-    Ok(print::response(resp, false) == ExitCode::SUCCESS)
-}
-
-/// `jlist` / `prettylist`.
-async fn jlist(home: &AgentHome, pretty: bool) -> anyhow::Result<ExitCode> {
-    let procs = match list(home).await? {
-        Ok(p) => p,
-        Err(resp) => return Ok(print::response(resp, true)),
-    };
-    let mut details = BTreeMap::new();
-    let mut c = Client::connect(home, true).await?;
-    for p in &procs {
-        if !details.contains_key(&p.name)
-            && let Response::App { app } = c
-                .request(&Request::Show {
-                    app: p.name.clone(),
-                })
-                .await?
-        {
-            details.insert(p.name.clone(), *app);
-        }
-    }
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(0));
-    let value = jlist::list(&procs, &details, now_ms);
-    if pretty {
-        println!("{}", serde_json::to_string_pretty(&value)?);
-    } else {
-        println!("{value}");
-    }
-    Ok(ExitCode::SUCCESS)
 }
 
 #[cfg(test)]
