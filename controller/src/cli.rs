@@ -49,6 +49,11 @@ impl Command {
         match self {
             Command::Deploy(a) => a.json,
             Command::Status(a) => a.json,
+            Command::Events(a) => a.json,
+            Command::Ca(a) => matches!(
+                a.command,
+                crate::commands::ca::CaCommand::List { json: true }
+            ),
             _ => false,
         }
     }

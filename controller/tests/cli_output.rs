@@ -138,7 +138,8 @@ fn status_piped_into_head_ends_quietly() {
 #[test]
 fn with_json_errors_are_json_too() {
     let m = Machine::new();
-    let cases: [(&[&str], &str, i32); 4] = [
+    let cases: [(&[&str], &str, i32); 5] = [
+        (&["events", "nosuchenv", "--json"], "bad_config", 2),
         (
             &["status", "--json", "--file", "missing.json"],
             "bad_config",
@@ -161,6 +162,14 @@ fn with_json_errors_are_json_too() {
         assert_eq!(v["event"], "error", "{v}");
         assert_eq!(v["kind"], kind, "{args:?}: {v}");
     }
+    let out = m
+        .command(&["ca", "list", "--json"], "project")
+        .env("PMFLEET_CA_DIR", m.path("no-ca-here"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "{out:?}");
+    let v: Value = serde_json::from_str(text(&out.stdout).trim()).unwrap();
+    assert_eq!(v["event"], "error", "{v}");
 }
 
 #[test]
