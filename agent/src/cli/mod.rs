@@ -56,9 +56,10 @@ pub enum Command {
         #[arg(long, value_name = "ADDR:PORT")]
         tls_listen: Option<String>,
     },
-    /// Run the apps of an ecosystem file in the foreground, as a container's entrypoint (PM2's
-    /// `pm2-runtime`): every app's log lines on stdout/stderr, SIGTERM/SIGINT stop the apps
-    /// gracefully, orphans are reaped, and the exit code says how the apps ended.
+    /// Run the apps of an ecosystem file in the foreground: a container's entrypoint.
+    ///
+    /// PM2's `pm2-runtime`: every app's log lines on stdout/stderr, SIGTERM/SIGINT stop the
+    /// apps gracefully, orphans are reaped, and the exit code says how the apps ended.
     Run(crate::run::RunArgs),
     /// Start the daemon unless it runs, and check that it answers.
     Ping,
@@ -99,34 +100,42 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Start every app of an ecosystem file, a script, or a command; a name or id the agent
-    /// knows is restarted (as in PM2). An app already running is restarted with the new spec.
+    /// Start the apps of an ecosystem file, a script, or a command.
+    ///
+    /// A name or id the agent knows is restarted (as in PM2). An app already running is
+    /// restarted with the new spec.
     Start(Box<StartArgs>),
-    /// Start the apps of an ecosystem file that do not run, restart those that do (with the
-    /// file's spec).
+    /// Start the apps of a file that do not run, restart those that do (with the file's spec).
     #[command(name = "startOrRestart", alias = "start-or-restart")]
     StartOrRestart(StartOrArgs),
-    /// Start the apps of an ecosystem file that do not run, reload those that do: a rolling,
-    /// zero-downtime reload to the file's spec in cluster mode, a restart in fork mode (as
-    /// PM2's reload). What PM2 users put in `post-deploy`; with pmfleet's agents a deploy
-    /// reloads the apps itself.
+    /// Start the apps of a file that do not run, reload those that do (zero downtime).
+    ///
+    /// A rolling reload to the file's spec in cluster mode, a restart in fork mode (as PM2's
+    /// reload). What PM2 users put in `post-deploy`; with pmfleet's agents a deploy reloads
+    /// the apps itself.
     #[command(name = "startOrReload", alias = "start-or-reload")]
     StartOrReload(StartOrArgs),
     /// The same as `startOrReload` (PM2 keeps both names).
     #[command(name = "startOrGracefulReload", alias = "start-or-graceful-reload")]
     StartOrGracefulReload(StartOrArgs),
-    /// Stop apps: their kill signal, then SIGKILL after kill_timeout. Names, ids, namespaces,
-    /// ecosystem files or `all`; an id stops its whole app (PM2 stops that one instance).
+    /// Stop apps: their kill signal, then SIGKILL after kill_timeout.
+    ///
+    /// Names, ids, namespaces, ecosystem files or `all`. Unlike PM2, an id stops its whole app
+    /// (PM2 stops that one instance): pmfleet acts on apps.
     Stop(Targets),
-    /// Stop then start apps (names, ids, namespaces, files or `all`; an id restarts its whole
-    /// app). With downtime: use `reload`.
+    /// Stop then start apps (with downtime: use `reload`).
+    ///
+    /// Names, ids, namespaces, files or `all`; unlike PM2, an id restarts its whole app.
     Restart(Targets),
-    /// Zero-downtime rolling restart of apps (names, ids, namespaces, files or `all`), each
-    /// new instance ready before an old one stops; a plain restart in fork mode. Unlike PM2,
-    /// a new instance that never becomes ready fails the reload and the old ones keep serving.
+    /// Zero-downtime rolling restart of apps; a plain restart in fork mode.
+    ///
+    /// Names, ids, namespaces, files or `all`. Each new instance is ready before an old one
+    /// stops. Unlike PM2, a new instance that never becomes ready fails the reload and the old
+    /// ones keep serving.
     Reload(Targets),
-    /// Stop apps and forget them (names, ids, namespaces, files or `all`; an id deletes its
-    /// whole app).
+    /// Stop apps and forget them.
+    ///
+    /// Names, ids, namespaces, files or `all`; unlike PM2, an id deletes its whole app.
     #[command(alias = "del")]
     Delete(Targets),
     /// Change the number of instances: N, +N, -N or max.
@@ -141,13 +150,15 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// The process list as JSON in the shape `pm2 jlist` prints (the fields pmfleet has);
-    /// `list --json` is pmfleet's own shape.
+    /// The process list as JSON, in the shape `pm2 jlist` prints.
+    ///
+    /// The fields pmfleet has; `list --json` is pmfleet's own shape.
     Jlist,
     /// `jlist`, indented.
     Prettylist,
-    /// One app's resolved spec, instances and log files (by name or id). Prints pmfleet's
-    /// fields, not PM2's.
+    /// One app's resolved spec, instances and log files (by name or id).
+    ///
+    /// Prints pmfleet's fields, not PM2's.
     #[command(alias = "describe", alias = "desc", alias = "info")]
     Show {
         #[arg(value_name = "APP|ID")]
@@ -155,8 +166,10 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// The environment of one instance, as its process has it (`/proc/<pid>/environ`). PM2
-    /// prints its process metadata too; that is in `jlist`.
+    /// The environment of one instance, as its process has it.
+    ///
+    /// Read from `/proc/<pid>/environ`. PM2 prints its process metadata too; that is in
+    /// `jlist`.
     Env {
         #[arg(value_name = "ID")]
         id: String,
@@ -165,8 +178,9 @@ pub enum Command {
     },
     /// The pids of an app's instances (of every app without one), one per line.
     Pid { app: Option<String> },
-    /// Print the last lines of the logs, then stream every new line until Ctrl-C, as PM2
-    /// does (`--nostream` prints and exits).
+    /// Print the last lines of the logs, then stream new ones until Ctrl-C (as PM2).
+    ///
+    /// `--nostream` prints the last lines and exits.
     Logs(logs::LogsArgs),
     /// Print lifecycle events (started, exited, reloads, releases…) as they happen, until
     /// Ctrl-C: `HH:MM:SS app[instance] kind message`.
@@ -187,8 +201,9 @@ pub enum Command {
     Save,
     /// Start the apps saved by `save`.
     Resurrect,
-    /// Write a commented ecosystem.config.js here (`init simple`: one app). Unlike PM2's, it
-    /// never replaces an existing file unless --force.
+    /// Write a commented ecosystem.config.js here (`init simple`: one app).
+    ///
+    /// Unlike PM2's, it never replaces an existing file unless --force.
     #[command(alias = "ecosystem")]
     Init {
         /// `simple` for a one-app file.
@@ -196,8 +211,10 @@ pub enum Command {
         #[arg(long)]
         force: bool,
     },
-    /// Print a systemd unit that starts the agent at boot as you, with your PATH (so node from
-    /// nvm is found); with --install (as root), install and enable it. PM2's installs at once.
+    /// Print a systemd unit that starts the agent at boot as you, with your PATH.
+    ///
+    /// Your PATH, so node from nvm is found at boot. With --install (as root), install and
+    /// enable it; PM2's `startup` installs at once.
     Startup {
         #[arg(long)]
         install: bool,
@@ -212,8 +229,9 @@ pub enum Command {
         #[arg(long, value_name = "PATH")]
         binary: Option<PathBuf>,
     },
-    /// Print the shell completion script (`pmfleet-agent completions bash >
-    /// /etc/bash_completion.d/pmfleet-agent`).
+    /// Print the shell completion script.
+    ///
+    /// `pmfleet-agent completions bash > /etc/bash_completion.d/pmfleet-agent`.
     Completions { shell: Shell },
     /// Write the man pages (pmfleet-agent.1, pmfleet-agent-start.1, …) into a directory.
     Man {
