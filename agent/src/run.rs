@@ -14,8 +14,8 @@
 //!
 //! Cluster mode, reloads (`pmfleet-agent reload` from `docker exec`, which reaches this
 //! daemon through the home's socket) and the restart policy work as usual. A container starts
-//! from its image, so the home's saved process list and log files are not taken over: `run`
-//! starts with the file's apps only.
+//! from its image, so the home's saved process list and log files are not taken over (they
+//! are moved aside): `run` starts with the file's apps only.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -209,7 +209,7 @@ async fn drive(args: RunArgs, home: AgentHome, out: Out) -> Result<u8, String> {
             pid.map_or("unknown".into(), |p| p.to_string())
         ));
     }
-    start_afresh(&home);
+    start_afresh(&home, out);
 
     let shutdown = CancellationToken::new();
     let daemon = tokio::spawn(run_with(
@@ -231,16 +231,31 @@ async fn drive(args: RunArgs, home: AgentHome, out: Out) -> Result<u8, String> {
 }
 
 /// The home's saved process list and old log files belong to another life of the
-/// container: forget them, so only the file's apps run and only their lines are printed.
-fn start_afresh(home: &AgentHome) {
-    let _ = std::fs::remove_file(home.state_file());
-    let _ = std::fs::remove_file(home.state_backup());
-    if let Ok(entries) = std::fs::read_dir(home.logs_dir()) {
-        for e in entries.flatten() {
-            if e.path().is_file() {
-                let _ = std::fs::remove_file(e.path());
-            }
+/// container (or to the host's own agent): they are moved aside, one generation kept as
+/// `state.json.before-run` and `logs.before-run/`, so only the file's apps run, only their
+/// lines are printed, and nothing is lost. What was moved is said.
+fn start_afresh(home: &AgentHome, out: Out) {
+    let aside = |path: std::path::PathBuf| {
+        let mut to = path.clone().into_os_string();
+        to.push(".before-run");
+        let to = std::path::PathBuf::from(to);
+        if !path.exists() {
+            return None;
         }
+        let _ = std::fs::remove_dir_all(&to);
+        let _ = std::fs::remove_file(&to);
+        std::fs::rename(&path, &to).ok().map(|()| to)
+    };
+    let moved: Vec<String> = [home.state_file(), home.state_backup(), home.logs_dir()]
+        .into_iter()
+        .filter_map(aside)
+        .map(|p| p.display().to_string())
+        .collect();
+    if !moved.is_empty() {
+        out.agent(&format!(
+            "starting afresh: the home's earlier process list and logs are kept as {}",
+            moved.join(", ")
+        ));
     }
 }
 

@@ -246,15 +246,22 @@ fn when_the_apps_are_gone_the_exit_code_says_how_and_json_lines_say_who() {
         "{err}"
     );
 
-    // Nothing it can start: exit 2, said why.
+    // Nothing it can start: exit 2, said why. What the first run left in the home is moved
+    // aside, not lost.
     agent.write(
         "broken.json",
         r#"{"apps": [{"name": "x", "script": "missing.sh"}]}"#,
     );
     let out = agent.run(&["run", "broken.json"]);
     assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("missing.sh"), "{err}");
+    assert!(err.contains("starting afresh"), "{err}");
+    let kept = agent.home.path().join("logs.before-run/job-out.log");
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("missing.sh"),
-        "{out:?}"
+        std::fs::read_to_string(&kept).is_ok_and(|t| t.contains("done")),
+        "the first run's log is kept in {}",
+        kept.display()
     );
+    assert!(agent.home.path().join("state.json.before-run").is_file());
 }
