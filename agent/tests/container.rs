@@ -146,7 +146,8 @@ fn as_pid_1_it_reaps_orphans_logs_every_app_and_stops_gracefully_on_sigterm() {
         ),
     );
     let mut cmd = Command::new("unshare");
-    cmd.args(["--pid", "--fork", "--mount-proc"])
+    // --kill-child: if the test fails half-way, dropping `unshare` ends the namespace too.
+    cmd.args(["--pid", "--fork", "--mount-proc", "--kill-child"])
         .arg(agent.binary())
         .args(["run", "ecosystem.json"])
         .env("PMFLEET_AGENT_HOME", agent.home.path())
