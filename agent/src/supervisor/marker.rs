@@ -1,6 +1,6 @@
 //! The mark every instance carries in its environment, `PMFLEET_AGENT_MARK=<home>:<spawn>`,
 //! which the processes it starts inherit like any other variable. `<home>` names the agent
-//! home (a hash of its canonical path), `<spawn>` this one spawn (the daemon's pid, when its
+//! home (a key kept in it, see [`home_key`]), `<spawn>` this one spawn (the daemon's pid, when its
 //! binary started, a counter), so no two processes ever spawned by any daemon carry the same
 //! mark.
 //!
@@ -16,18 +16,50 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// The variable's name.
 pub const MARK_VAR: &str = "PMFLEET_AGENT_MARK";
 
-/// The `<home>` part of the marks of the agent whose home is `root`: 16 hex digits of the
-/// FNV-1a hash of its canonical path (the path itself when it cannot be resolved). Written out
-/// here rather than taken from std's hasher, whose output may change between Rust releases —
-/// and a daemon must recognise the marks of the binary it replaced.
+/// The file in the agent home holding its key.
+const KEY_FILE: &str = "home-id";
+
+/// The `<home>` part of the marks of the agent whose home is `root`: 16 hex digits made at
+/// random the first time and kept in `<home>/home-id`. Not derived from the home's path: hosts
+/// that share one process table (containers, the test hosts of one machine, two users' homes
+/// bind-mounted at the same path) would then share a key, and one daemon would end another's
+/// apps. A daemon that replaces itself in place, or restarts, finds the same key again.
 pub fn home_key(root: &Path) -> String {
-    let path = std::fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in path.as_os_str().as_encoded_bytes() {
-        hash ^= u64::from(*byte);
-        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    let path = root.join(KEY_FILE);
+    if let Some(key) = read_key(&path) {
+        return key;
     }
-    format!("{hash:016x}")
+    // Only the daemon asks, and one daemon of a home runs at a time (the home's lock): a
+    // missing or damaged file is simply written anew.
+    let fresh = random_key();
+    if let Err(e) = crate::home::write_atomic(&path, fresh.as_bytes()) {
+        tracing::warn!("cannot keep the home's key in {}: {e}", path.display());
+    }
+    fresh
+}
+
+fn read_key(path: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let key = text.trim();
+    (key.len() == 16 && key.bytes().all(|b| b.is_ascii_hexdigit())).then(|| key.to_string())
+}
+
+/// 64 random bits as 16 hex digits, from the kernel's random source (`/dev/urandom`; the
+/// clock and the pid stand in only if it cannot be read).
+fn random_key() -> String {
+    use std::io::Read;
+    let mut bytes = [0u8; 8];
+    let read = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes));
+    let value = match read {
+        Ok(()) => u64::from_le_bytes(bytes),
+        Err(_) => {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64);
+            now ^ u64::from(std::process::id()).rotate_left(32)
+        }
+    };
+    format!("{value:016x}")
 }
 
 /// A new mark for one spawn by this daemon in the home `key`.
@@ -60,21 +92,31 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let key = home_key(dir.path());
         assert_eq!(key.len(), 16);
-        assert_eq!(key, home_key(&dir.path().join(".")), "canonical path");
-        assert_ne!(key, home_key(&dir.path().join("other")));
+        assert_eq!(key, home_key(dir.path()), "kept in the home");
+        let other = tempfile::tempdir().unwrap();
+        assert_ne!(key, home_key(other.path()), "another home, another key");
         let (a, b) = (new_mark(&key), new_mark(&key));
         assert_ne!(a, b);
         assert!(of_home(&a, &key));
         assert!(!of_home(&a, "0123456789abcdef"));
         assert!(!of_home("no-colon", &key));
-        // Stable across releases: the hash is spelled out, not std's.
-        assert_eq!(home_key(Path::new("/nonexistent/pmfleet")), {
-            let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-            for b in b"/nonexistent/pmfleet" {
-                h = (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3);
-            }
-            format!("{h:016x}")
-        });
+    }
+
+    #[test]
+    fn homes_at_the_same_path_in_two_mount_namespaces_get_two_keys() {
+        // What two hosts sharing one process table see: the same path, each its own file.
+        let dir = tempfile::tempdir().unwrap();
+        let key = home_key(dir.path());
+        std::fs::remove_file(dir.path().join(KEY_FILE)).unwrap();
+        assert_ne!(key, home_key(dir.path()));
+        std::fs::write(dir.path().join(KEY_FILE), "not a key\n").unwrap();
+        let fresh = home_key(dir.path());
+        assert_eq!(fresh.len(), 16);
+        assert_eq!(
+            fresh,
+            home_key(dir.path()),
+            "a damaged key is replaced, then kept"
+        );
     }
 
     #[test]
