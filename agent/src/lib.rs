@@ -9,7 +9,8 @@
 //!   re-executing itself into a new binary without stopping its apps; [`daemon_lock`]: the
 //!   home's lock, the only thing that says whether an agent runs there; [`pidfd`]: signals
 //!   that reach the checked process or nobody.
-//! - [`client`] and [`cli`]: the `pmfleet-agent` verbs, talking to the daemon.
+//! - [`client`] and [`cli`]: the `pmfleet-agent` verbs, talking to the daemon; [`run`]: the
+//!   container mode, the daemon in the foreground as PID 1 with every app's lines on stdout.
 //! - [`logs`], [`metrics`]: log files and /proc sampling.
 
 pub mod api;
@@ -22,6 +23,7 @@ pub mod identity;
 pub mod logs;
 pub mod metrics;
 pub mod pidfd;
+pub mod run;
 pub mod startup;
 pub mod supervisor;
 pub mod upgrade;

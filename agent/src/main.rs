@@ -5,10 +5,18 @@ use std::process::ExitCode;
 use clap::Parser;
 use pmfleet_agent::cli::{Cli, Command};
 use pmfleet_agent::home::AgentHome;
+use pmfleet_shared::cli::error;
 use tokio_util::sync::CancellationToken;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return error::usage(e),
+    };
+    if cli.command.ends_on_closed_stdout() {
+        pmfleet_shared::cli::pipe::end_quietly_on_closed_stdout();
+    }
+    let json = cli.command.json();
     let daemon = match &cli.command {
         Command::Daemon { tls_listen } => Some(pmfleet_agent::daemon::DaemonOptions {
             tls_listen: tls_listen.clone(),
@@ -35,7 +43,7 @@ fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
+            error::report(json, "internal", &format!("cannot start the runtime: {e}"));
             return ExitCode::FAILURE;
         }
     };
@@ -63,10 +71,13 @@ fn main() -> ExitCode {
                 }
             };
         }
+        if let Command::Run(args) = cli.command {
+            return pmfleet_agent::run::run(args, home).await;
+        }
         match pmfleet_agent::cli::run(cli.command, &home).await {
             Ok(code) => code,
             Err(e) => {
-                eprintln!("error: {e:#}");
+                error::report(json, "failed", &format!("{e:#}"));
                 ExitCode::FAILURE
             }
         }

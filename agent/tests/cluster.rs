@@ -89,10 +89,10 @@ fn port_comes_from_the_start_commands_environment_and_scale_follows() {
     assert!(get(port).unwrap().starts_with("pid="));
 
     // Logs: every instance's stdout went to a file `logs` reads back.
-    let logs = agent.ok(&["logs", "server", "--lines", "5"]);
+    let logs = agent.ok(&["logs", "server", "--lines", "5", "--nostream"]);
     assert!(logs.contains("node listening pid="), "{logs}");
     agent.ok(&["flush"]);
-    let logs = agent.ok(&["logs", "server", "--lines", "5"]);
+    let logs = agent.ok(&["logs", "server", "--lines", "5", "--nostream"]);
     assert!(!logs.contains("node listening"), "{logs}");
     agent.ok(&["reload-logs"]);
 

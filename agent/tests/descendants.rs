@@ -107,8 +107,10 @@ fn orphans_are_reaped_when_the_agent_is_pid_1() {
             .spawn()
             .unwrap(),
     );
+    // Its socket answers, and it has written its pid (a moment after it began to listen).
     wait_until(Duration::from_secs(15), "the daemon answers", || {
         std::os::unix::net::UnixStream::connect(home.join("agent.sock")).is_ok()
+            && home.join("agent.pid").exists()
     });
     let daemon = children(namespace.0.id());
     assert_eq!(daemon.len(), 1, "unshare runs the daemon: {daemon:?}");

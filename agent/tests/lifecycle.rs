@@ -49,7 +49,7 @@ fn crash_loop_ends_errored() {
         status(&agent, "crash") == "errored"
     });
     assert_eq!(agent.procs("crash")[0]["restarts"], 3);
-    let logs = agent.ok(&["logs", "crash", "--lines", "10"]);
+    let logs = agent.ok(&["logs", "crash", "--lines", "10", "--nostream"]);
     assert!(logs.contains("boom"), "{logs}");
 }
 

@@ -34,6 +34,46 @@ pub enum Command {
     Events(crate::commands::events::EventsArgs),
     /// Check the ecosystem file and print its environments and apps as pmfleet reads them, touching no host.
     Config(crate::commands::config::ConfigArgs),
+    /// Print the shell completion script (`pmfleet completions bash > /etc/bash_completion.d/pmfleet`).
+    Completions {
+        shell: pmfleet_shared::cli::docs::Shell,
+    },
+    /// Write the man pages (pmfleet.1, pmfleet-deploy.1, …) into a directory.
+    Man {
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+    },
+}
+
+impl Command {
+    /// Whether the command's output is JSON (its errors are then JSON too).
+    pub fn json(&self) -> bool {
+        match self {
+            Command::Deploy(a) => a.json,
+            Command::Status(a) => a.json,
+            Command::Events(a) => a.json,
+            Command::Config(a) => a.json,
+            Command::Ca(a) => matches!(
+                a.command,
+                crate::commands::ca::CaCommand::List { json: true }
+            ),
+            _ => false,
+        }
+    }
+
+    /// Whether the command only reads, so a closed stdout (`pmfleet status | head`) may end
+    /// it at once; a deploy or an app command must never stop half-way for that.
+    pub fn ends_on_closed_stdout(&self) -> bool {
+        matches!(
+            self,
+            Command::Status(_)
+                | Command::Config(_)
+                | Command::Logs(_)
+                | Command::Events(_)
+                | Command::Completions { .. }
+                | Command::Man { .. }
+        )
+    }
 }
 
 const DEPLOY_HELP: &str = "Commands:

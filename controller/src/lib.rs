@@ -6,13 +6,15 @@
 //! - [`agent`]: talking to the agents (mutual TLS, setup, apply-release).
 //! - [`ssh`]: the russh client; [`transport`]: SSH or local execution behind one type.
 //! - [`shell`]: the only place values are quoted for a shell.
-//! - [`output`]: progress, plain lines, JSON, summary tables.
+//! - [`output`]: progress, plain lines, JSON, summary tables; [`last_ecosystem`]: the file
+//!   a command last used, for `status` outside the project directory.
 
 pub mod agent;
 pub mod cli;
 pub mod commands;
 pub mod concurrent;
 pub mod deploy;
+pub mod last_ecosystem;
 pub mod output;
 pub mod pki;
 pub mod shell;
@@ -31,5 +33,23 @@ pub async fn run(cli: cli::Cli) -> Exit {
         cli::Command::Logs(args) => commands::logs::run(args).await,
         cli::Command::Events(args) => commands::events::run(args).await,
         cli::Command::Config(args) => commands::config::run(args),
+        cli::Command::Completions { shell } => {
+            let cmd = <cli::Cli as clap::CommandFactory>::command();
+            pmfleet_shared::cli::docs::completions(cmd, shell, &mut std::io::stdout());
+            Exit::Success
+        }
+        cli::Command::Man { dir } => {
+            let cmd = <cli::Cli as clap::CommandFactory>::command();
+            match pmfleet_shared::cli::docs::man_pages(cmd, &dir) {
+                Ok(_) => {
+                    eprintln!("{}", pmfleet_shared::cli::docs::install_hint(&dir));
+                    Exit::Success
+                }
+                Err(e) => {
+                    eprintln!("error: cannot write man pages into {}: {e}", dir.display());
+                    Exit::Failed
+                }
+            }
+        }
     }
 }

@@ -1,9 +1,19 @@
+//! `pmfleet`: parse, set up tracing, hand over to the library, map the outcome to an exit code.
+
 use std::process::ExitCode;
 
 use clap::Parser;
+use pmfleet_shared::cli::error;
 
 fn main() -> ExitCode {
-    let cli = pmfleet::cli::Cli::parse();
+    let cli = match pmfleet::cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return error::usage(e),
+    };
+    if cli.command.ends_on_closed_stdout() {
+        pmfleet_shared::cli::pipe::end_quietly_on_closed_stdout();
+    }
+    let json = cli.command.json();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("PMFLEET_LOG")
@@ -15,7 +25,11 @@ fn main() -> ExitCode {
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            error::report(
+                json,
+                "internal",
+                &format!("cannot start the async runtime: {e}"),
+            );
             return ExitCode::from(1);
         }
     };

@@ -63,9 +63,71 @@ pub fn seconds(d: Duration) -> String {
     format!("{:.1}s", d.as_secs_f64())
 }
 
+/// Shortens the cells of the `shrinkable` columns (widest first, never below 6 characters)
+/// until [`table`] of `headers` and `rows` is at most `max` characters wide; a shortened cell
+/// ends in `…`. What cannot be made to fit is left as narrow as the rule allows.
+pub fn fit<const N: usize>(
+    headers: &[&str; N],
+    rows: &[[String; N]],
+    max: usize,
+    shrinkable: &[usize],
+) -> Vec<[String; N]> {
+    const NARROWEST: usize = 6;
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let total = |w: &[usize]| w.iter().sum::<usize>() + 2 * N.saturating_sub(1);
+    while total(&widths) > max {
+        let widest = shrinkable
+            .iter()
+            .copied()
+            .filter(|&c| widths.get(c).is_some_and(|w| *w > NARROWEST))
+            .max_by_key(|&c| widths.get(c).copied().unwrap_or(0));
+        match widest.and_then(|c| widths.get_mut(c)) {
+            Some(w) => *w -= 1,
+            None => break,
+        }
+    }
+    rows.iter()
+        .map(|row| {
+            let mut row = row.clone();
+            for (cell, w) in row.iter_mut().zip(&widths) {
+                if cell.chars().count() > *w {
+                    let kept: String = cell.chars().take(w.saturating_sub(1)).collect();
+                    *cell = format!("{kept}…");
+                }
+            }
+            row
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fit_shortens_the_widest_shrinkable_column_first() {
+        let headers = ["HOST", "APP", "STATUS"];
+        let rows = [[
+            "a-very-long-host-name.example.com".to_string(),
+            "api".to_string(),
+            "online".to_string(),
+        ]];
+        let fitted = fit(&headers, &rows, 30, &[0, 1]);
+        let text = table(&headers, &fitted);
+        assert!(text.lines().all(|l| l.chars().count() <= 30), "{text}");
+        assert!(fitted[0][0].ends_with('…'), "{fitted:?}");
+        assert_eq!(fitted[0][1], "api");
+        // Already narrow enough: untouched.
+        assert_eq!(fit(&headers, &rows, 100, &[0, 1]), rows.to_vec());
+        // Only so narrow: a column is never cut below six characters.
+        let tiny = fit(&headers, &rows, 5, &[0]);
+        assert_eq!(tiny[0][0].chars().count(), 6);
+    }
 
     #[test]
     fn table_aligns_columns() {

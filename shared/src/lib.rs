@@ -4,7 +4,8 @@
 //!   tree and validated into checked types. Only checked types leave this crate.
 //! - [`protocol`]: the agent's length-prefixed JSON frames; [`tls`]: the mutual-TLS setup.
 //! - [`units`]: durations and sizes as written (`2s`, `150M`); [`display`]: tables, sizes and
-//!   uptimes as both command lines print them.
+//!   uptimes as both command lines print them; [`cli`]: what both command lines do alike at
+//!   their edge (colour, JSON errors, a closed stdout, completions and man pages).
 
 // File input never panics the reader: no unwrap/expect/indexing outside tests.
 #![cfg_attr(
@@ -12,6 +13,7 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
 )]
 
+pub mod cli;
 pub mod display;
 pub mod ecosystem;
 pub mod protocol;

@@ -1,21 +1,37 @@
 //! The `pmfleet-agent` command line: PM2's verbs, each one request to the daemon (started on
 //! first use) and its answer printed. This is the binary's edge, so errors here are `anyhow`.
+//!
+//! Where a verb means something else than in PM2, its help says so; docs/migrating-from-pm2.md
+//! lists every PM2 command.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::{Parser, Subcommand};
-use pmfleet_shared::display;
-use pmfleet_shared::protocol::{
-    AgentEvent, AppDetail, ApplyDir, ApplyReport, ProcessInfo, Request, Response, ScaleTo,
-    ScriptStart, StartRequest, StartSource, Target,
-};
+use pmfleet_shared::cli::colour::Palette;
+use pmfleet_shared::cli::docs::Shell;
+use pmfleet_shared::cli::error;
+use pmfleet_shared::protocol::{ApplyDir, OnRunning, Request, Response, ScaleTo};
 
+mod autostart;
 mod daemon_ctl;
+mod environ;
+mod events;
+mod init;
+mod jlist;
+pub mod logs;
+mod print;
+pub mod start;
+mod startup;
+pub mod targets;
+mod tls;
 mod upgrade;
+mod verbs;
+
+pub use start::{StartArgs, StartOrArgs};
+pub use tls::TlsCommand;
 
 use crate::client::{Client, ClientError};
 use crate::home::AgentHome;
@@ -24,7 +40,8 @@ use crate::home::AgentHome;
 #[command(
     name = "pmfleet-agent",
     version,
-    about = "Keeps this host's apps running: fork or cluster mode, zero-downtime reloads, logs, restarts"
+    about = "Keeps this host's apps running: fork or cluster mode, zero-downtime reloads, logs, restarts",
+    after_help = "PM2's verbs work as in PM2 (ids, several apps, `all`); where one differs its help says how."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -39,6 +56,11 @@ pub enum Command {
         #[arg(long, value_name = "ADDR:PORT")]
         tls_listen: Option<String>,
     },
+    /// Run the apps of an ecosystem file in the foreground: a container's entrypoint.
+    ///
+    /// PM2's `pm2-runtime`: every app's log lines on stdout/stderr, SIGTERM/SIGINT stop the
+    /// apps gracefully, orphans are reaped, and the exit code says how the apps ended.
+    Run(crate::run::RunArgs),
     /// Start the daemon unless it runs, and check that it answers.
     Ping,
     /// Whether a daemon runs in this agent home (it holds the home's lock): exit 0 when one
@@ -78,17 +100,44 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Start every app of an ecosystem file, or one script or command.
+    /// Start the apps of an ecosystem file, a script, or a command.
+    ///
+    /// A name or id the agent knows is restarted (as in PM2). An app already running is
+    /// restarted with the new spec.
     Start(Box<StartArgs>),
-    /// Stop an app (or `all`): its kill signal, then SIGKILL after kill_timeout.
-    Stop { target: String },
-    /// Stop then start an app (or `all`).
-    Restart { target: String },
-    /// Zero-downtime rolling restart of an app (or `all`); a plain restart in fork mode.
-    Reload { target: String },
-    /// Stop an app (or `all`) and forget it.
+    /// Start the apps of a file that do not run, restart those that do (with the file's spec).
+    #[command(name = "startOrRestart", alias = "start-or-restart")]
+    StartOrRestart(StartOrArgs),
+    /// Start the apps of a file that do not run, reload those that do (zero downtime).
+    ///
+    /// A rolling reload to the file's spec in cluster mode, a restart in fork mode (as PM2's
+    /// reload). What PM2 users put in `post-deploy`; with pmfleet's agents a deploy reloads
+    /// the apps itself.
+    #[command(name = "startOrReload", alias = "start-or-reload")]
+    StartOrReload(StartOrArgs),
+    /// The same as `startOrReload` (PM2 keeps both names).
+    #[command(name = "startOrGracefulReload", alias = "start-or-graceful-reload")]
+    StartOrGracefulReload(StartOrArgs),
+    /// Stop apps: their kill signal, then SIGKILL after kill_timeout.
+    ///
+    /// Names, ids, namespaces, ecosystem files or `all`. Unlike PM2, an id stops its whole app
+    /// (PM2 stops that one instance): pmfleet acts on apps.
+    Stop(Targets),
+    /// Stop then start apps (with downtime: use `reload`).
+    ///
+    /// Names, ids, namespaces, files or `all`; unlike PM2, an id restarts its whole app.
+    Restart(Targets),
+    /// Zero-downtime rolling restart of apps; a plain restart in fork mode.
+    ///
+    /// Names, ids, namespaces, files or `all`. Each new instance is ready before an old one
+    /// stops. Unlike PM2, a new instance that never becomes ready fails the reload and the old
+    /// ones keep serving.
+    Reload(Targets),
+    /// Stop apps and forget them.
+    ///
+    /// Names, ids, namespaces, files or `all`; unlike PM2, an id deletes its whole app.
     #[command(alias = "del")]
-    Delete { target: String },
+    Delete(Targets),
     /// Change the number of instances: N, +N, -N or max.
     Scale {
         app: String,
@@ -96,26 +145,43 @@ pub enum Command {
         count: ScaleTo,
     },
     /// Every instance: id, name, mode, pid, uptime, restarts, status, CPU, memory.
-    #[command(alias = "ls", alias = "status")]
+    #[command(alias = "ls", alias = "status", alias = "l", alias = "ps")]
     List {
         #[arg(long)]
         json: bool,
     },
-    /// One app's resolved spec, instances and log files.
-    #[command(alias = "describe")]
+    /// The process list as JSON, in the shape `pm2 jlist` prints.
+    ///
+    /// The fields pmfleet has; `list --json` is pmfleet's own shape.
+    Jlist,
+    /// `jlist`, indented.
+    Prettylist,
+    /// One app's resolved spec, instances and log files (by name or id).
+    ///
+    /// Prints pmfleet's fields, not PM2's.
+    #[command(alias = "describe", alias = "desc", alias = "info")]
     Show {
+        #[arg(value_name = "APP|ID")]
         app: String,
         #[arg(long)]
         json: bool,
     },
-    /// Print the last lines of the logs, and with --follow every new line.
-    Logs {
-        app: Option<String>,
-        #[arg(long, default_value_t = 15)]
-        lines: usize,
-        #[arg(short, long)]
-        follow: bool,
+    /// The environment of one instance, as its process has it.
+    ///
+    /// Read from `/proc/<pid>/environ`. PM2 prints its process metadata too; that is in
+    /// `jlist`.
+    Env {
+        #[arg(value_name = "ID")]
+        id: String,
+        #[arg(long)]
+        json: bool,
     },
+    /// The pids of an app's instances (of every app without one), one per line.
+    Pid { app: Option<String> },
+    /// Print the last lines of the logs, then stream new ones until Ctrl-C (as PM2).
+    ///
+    /// `--nostream` prints the last lines and exits.
+    Logs(logs::LogsArgs),
     /// Print lifecycle events (started, exited, reloads, releases…) as they happen, until
     /// Ctrl-C: `HH:MM:SS app[instance] kind message`.
     Events {
@@ -128,18 +194,32 @@ pub enum Command {
     /// Empty the log files of an app (or of every app).
     Flush { app: Option<String> },
     /// Reopen every log file (after an external logrotate).
+    #[command(alias = "reloadLogs")]
     ReloadLogs,
     /// Save the process list for `resurrect`.
     #[command(alias = "dump")]
     Save,
     /// Start the apps saved by `save`.
     Resurrect,
-    /// Print a systemd unit that starts the agent at boot (and, with --install, install it).
+    /// Write a commented ecosystem.config.js here (`init simple`: one app).
+    ///
+    /// Unlike PM2's, it never replaces an existing file unless --force.
+    #[command(alias = "ecosystem")]
+    Init {
+        /// `simple` for a one-app file.
+        mode: Option<String>,
+        #[arg(long)]
+        force: bool,
+    },
+    /// Print a systemd unit that starts the agent at boot as you, with your PATH.
+    ///
+    /// Your PATH, so node from nvm is found at boot. With --install (as root), install and
+    /// enable it; PM2's `startup` installs at once.
     Startup {
         #[arg(long)]
         install: bool,
     },
-    /// Stop every app and the daemon.
+    /// Stop every app and the daemon, and empty the process list.
     Kill,
     /// Make the running daemon become this binary (or --binary) without stopping any app:
     /// it keeps its pid, its apps' processes, sockets and logs. Exit code 3: the running
@@ -149,58 +229,53 @@ pub enum Command {
         #[arg(long, value_name = "PATH")]
         binary: Option<PathBuf>,
     },
+    /// Print the shell completion script.
+    ///
+    /// `pmfleet-agent completions bash > /etc/bash_completion.d/pmfleet-agent`.
+    Completions { shell: Shell },
+    /// Write the man pages (pmfleet-agent.1, pmfleet-agent-start.1, …) into a directory.
+    Man {
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+    },
 }
 
+/// The apps a verb acts on.
 #[derive(Debug, clap::Args)]
-pub struct StartArgs {
-    /// An ecosystem file (`*.config.js`, `.json`, `.yaml`), a script, or a command.
-    pub target: String,
-    /// `env_<name>` blocks to apply.
-    #[arg(long = "env")]
-    pub env_name: Option<String>,
-    /// Only these apps of the ecosystem file (comma-separated).
+pub struct Targets {
+    /// App names, ids, namespaces, ecosystem files, or `all`.
+    #[arg(required = true, value_name = "APP|ID|NAMESPACE|FILE|all")]
+    pub targets: Vec<String>,
+    /// With an ecosystem file: only these of its apps (comma-separated).
     #[arg(long)]
     pub only: Option<String>,
-    #[arg(long)]
-    pub name: Option<String>,
-    /// Cluster mode with N instances: N, max (one per CPU), 0, or -N (CPUs minus N).
-    #[arg(short = 'i', long = "instances", allow_hyphen_values = true)]
-    pub instances: Option<String>,
-    /// `none` executes the script itself.
-    #[arg(long)]
-    pub interpreter: Option<String>,
-    /// The port the agent binds and shares between instances (default: $PORT).
-    #[arg(long)]
-    pub port: Option<u16>,
-    /// A reload waits for READY=1 on NOTIFY_SOCKET.
-    #[arg(long)]
-    pub wait_ready: bool,
-    /// Readiness probe for reloads: an HTTP path (`/health`) or `tcp`.
-    #[arg(long)]
-    pub healthcheck: Option<String>,
-    /// Milliseconds a new instance has to become ready.
-    #[arg(long)]
-    pub listen_timeout: Option<u64>,
-    /// Milliseconds between the kill signal and SIGKILL.
-    #[arg(long)]
-    pub kill_timeout: Option<u64>,
-    /// Restart an instance whose memory passes this (e.g. 200M, 1G).
-    #[arg(long, value_parser = parse_size)]
-    pub max_memory_restart: Option<u64>,
-    /// Restart when files in the working directory change.
-    #[arg(long)]
-    pub watch: bool,
-    /// Restart on a schedule (a cron pattern; a rolling reload in cluster mode).
-    #[arg(long, short = 'c', value_name = "CRON")]
-    pub cron_restart: Option<String>,
-    #[arg(long)]
-    pub merge_logs: bool,
-    /// Prefix log lines with a timestamp.
-    #[arg(long)]
-    pub time: bool,
-    /// Arguments for the app, after `--`.
-    #[arg(last = true)]
-    pub args: Vec<String>,
+}
+
+impl Command {
+    /// Whether the command's output is JSON (its errors are then JSON too).
+    pub fn json(&self) -> bool {
+        match self {
+            Command::DaemonStatus { json }
+            | Command::Version { json }
+            | Command::Apply { json, .. }
+            | Command::List { json }
+            | Command::Show { json, .. }
+            | Command::Env { json, .. }
+            | Command::Events { json, .. } => *json,
+            Command::Logs(a) => a.json,
+            Command::Run(a) => a.json,
+            Command::Tls(TlsCommand::Status { json }) => *json,
+            Command::Jlist | Command::Prettylist => true,
+            _ => false,
+        }
+    }
+
+    /// Whether a closed stdout may end the command at once ([`pmfleet_shared::cli::pipe`]):
+    /// every verb prints after the daemon answered (or, for `logs` and `events`, only reads),
+    /// so nothing is cut short; the daemon and a container's `run` never end that way.
+    pub fn ends_on_closed_stdout(&self) -> bool {
+        !matches!(self, Command::Daemon { .. } | Command::Run(_))
+    }
 }
 
 /// `200M`, `1G`, `512K`, `1048576` (bytes; see [`pmfleet_shared::units`]).
@@ -227,30 +302,11 @@ fn is_ecosystem(target: &str) -> bool {
         .any(|ext| name.ends_with(ext))
 }
 
-/// `pmfleet-agent tls …`.
-#[derive(Debug, Subcommand)]
-pub enum TlsCommand {
-    /// Make a new key (tls/agent.key in the agent home, mode 0600) and print a certificate
-    /// signing request for it; the key never leaves the host.
-    Request {
-        /// A host name or IP address the certificate must name (repeat for several).
-        #[arg(long = "san", required = true, value_name = "NAME")]
-        sans: Vec<String>,
-    },
-    /// Whether mutual TLS is configured: listen address, certificate names and expiry.
-    #[command(alias = "show")]
-    Status {
-        #[arg(long)]
-        json: bool,
-    },
-    /// Make the running daemon read the TLS files again (renewed certificate, CRL, address).
-    Reload,
-}
-
-/// Run one CLI command (every verb but `daemon`, which `main` runs itself).
+/// Run one CLI command (every verb but `daemon` and `run`, which `main` runs itself).
 pub async fn run(command: Command, home: &AgentHome) -> anyhow::Result<ExitCode> {
+    let palette = Palette::stdout();
     let req = match command {
-        Command::Daemon { .. } => bail!("`daemon` is run by main"),
+        Command::Daemon { .. } | Command::Run(_) => anyhow::bail!("run by main"),
         Command::Version { json } => {
             let version = env!("CARGO_PKG_VERSION");
             if json {
@@ -260,7 +316,7 @@ pub async fn run(command: Command, home: &AgentHome) -> anyhow::Result<ExitCode>
             }
             return Ok(ExitCode::SUCCESS);
         }
-        Command::Tls(cmd) => return tls(cmd, home).await,
+        Command::Tls(cmd) => return tls::run(cmd, home).await,
         Command::Upgrade { binary } => return upgrade::run(home, binary).await,
         Command::Ping => Request::Ping,
         Command::DaemonStatus { json } => return daemon_ctl::status(home, json),
@@ -290,7 +346,7 @@ pub async fn run(command: Command, home: &AgentHome) -> anyhow::Result<ExitCode>
                     if json {
                         println!("{}", serde_json::to_string_pretty(&report)?);
                     } else {
-                        print_report(&report);
+                        print::report(&report);
                     }
                     Ok(if report.ok() {
                         ExitCode::SUCCESS
@@ -298,10 +354,25 @@ pub async fn run(command: Command, home: &AgentHome) -> anyhow::Result<ExitCode>
                         ExitCode::FAILURE
                     })
                 }
-                other => Ok(print_response(other)),
+                other => Ok(print::response(other, json)),
             };
         }
-        Command::Startup { install } => return startup(install, home),
+        Command::Startup { install } => return startup::run(install, home),
+        Command::Init { mode, force } => return init::run(mode.as_deref(), force),
+        Command::Completions { shell } => {
+            pmfleet_shared::cli::docs::completions(
+                <Cli as clap::CommandFactory>::command(),
+                shell,
+                &mut std::io::stdout(),
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
+        Command::Man { dir } => {
+            pmfleet_shared::cli::docs::man_pages(<Cli as clap::CommandFactory>::command(), &dir)
+                .with_context(|| format!("cannot write man pages into {}", dir.display()))?;
+            eprintln!("{}", pmfleet_shared::cli::docs::install_hint(&dir));
+            return Ok(ExitCode::SUCCESS);
+        }
         Command::Kill => {
             return match Client::connect(home, false).await {
                 Err(ClientError::NotRunning) => {
@@ -321,73 +392,91 @@ pub async fn run(command: Command, home: &AgentHome) -> anyhow::Result<ExitCode>
                     {
                         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
                     }
-                    Ok(print_response(resp))
+                    Ok(print::response(resp, false))
                 }
             };
         }
-        Command::Start(a) => Request::Start(Box::new(start_request(*a)?)),
-        Command::Stop { target } => Request::Stop {
-            target: Target::parse(&target),
-        },
-        Command::Restart { target } => Request::Restart {
-            target: Target::parse(&target),
-        },
-        Command::Reload { target } => Request::Reload {
-            target: Target::parse(&target),
-        },
-        Command::Delete { target } => Request::Delete {
-            target: Target::parse(&target),
-        },
+        Command::Start(a) => return verbs::start(home, *a).await,
+        Command::StartOrRestart(a) => return verbs::start_or(home, a, OnRunning::Restart).await,
+        Command::StartOrReload(a) | Command::StartOrGracefulReload(a) => {
+            return verbs::start_or(home, a, OnRunning::Reload).await;
+        }
+        Command::Stop(t) => return verbs::act(home, t, |target| Request::Stop { target }).await,
+        Command::Restart(t) => {
+            return verbs::act(home, t, |target| Request::Restart { target }).await;
+        }
+        Command::Reload(t) => {
+            return verbs::act(home, t, |target| Request::Reload { target }).await;
+        }
+        Command::Delete(t) => {
+            return verbs::act(home, t, |target| Request::Delete { target }).await;
+        }
         Command::Scale { app, count } => Request::Scale { app, to: count },
         Command::List { json } => {
-            let mut c = Client::connect(home, true).await?;
-            return match c.request(&Request::List).await? {
-                Response::Processes { processes } => {
-                    if json {
-                        println!("{}", serde_json::to_string_pretty(&processes)?);
-                    } else {
-                        print_table(&processes);
-                    }
-                    Ok(ExitCode::SUCCESS)
-                }
-                other => Ok(print_response(other)),
+            let procs = match verbs::list(home).await? {
+                Ok(p) => p,
+                Err(resp) => return Ok(print::response(resp, json)),
             };
+            if json {
+                println!("{}", serde_json::to_string_pretty(&procs)?);
+            } else {
+                print!("{}", print::table(&procs, palette));
+            }
+            return Ok(ExitCode::SUCCESS);
         }
+        Command::Jlist => return verbs::jlist(home, false).await,
+        Command::Prettylist => return verbs::jlist(home, true).await,
         Command::Show { app, json } => {
+            let app = match verbs::app_name(home, &app).await? {
+                Ok(name) => name,
+                Err(message) => {
+                    error::report(json, "not_found", &message);
+                    return Ok(ExitCode::FAILURE);
+                }
+            };
             let mut c = Client::connect(home, true).await?;
             return match c.request(&Request::Show { app }).await? {
                 Response::App { app } => {
                     if json {
                         println!("{}", serde_json::to_string_pretty(&app)?);
                     } else {
-                        print_detail(&app);
+                        print!("{}", print::detail(&app, palette));
                     }
                     Ok(ExitCode::SUCCESS)
                 }
-                other => Ok(print_response(other)),
+                other => Ok(print::response(other, json)),
             };
         }
-        Command::Logs { app, lines, follow } => {
-            let mut c = Client::connect(home, true).await?;
-            let mut resp = c.request(&Request::Logs { app, lines, follow }).await?;
-            let mut stdout = std::io::stdout();
-            loop {
-                match resp {
-                    Response::Log(l) => {
-                        let file = l.file.strip_suffix(".log").unwrap_or(&l.file);
-                        let _ = writeln!(stdout, "{file} | {}", l.line);
-                        let _ = stdout.flush();
-                    }
-                    Response::End => return Ok(ExitCode::SUCCESS),
-                    other => return Ok(print_response(other)),
+        Command::Env { id, json } => return environ::run(home, &id, json).await,
+        Command::Pid { app } => {
+            let procs = match verbs::list(home).await? {
+                Ok(p) => p,
+                Err(resp) => return Ok(print::response(resp, false)),
+            };
+            for p in procs
+                .iter()
+                .filter(|p| app.as_ref().is_none_or(|a| *a == p.name))
+            {
+                if let Some(pid) = p.pid {
+                    println!("{pid}");
                 }
-                resp = match c.next().await? {
-                    Some(r) => r,
-                    None => return Ok(ExitCode::SUCCESS),
-                };
             }
+            return Ok(ExitCode::SUCCESS);
         }
-        Command::Events { app, json } => return events(home, app, json).await,
+        Command::Logs(a) => {
+            let app = match a.app.as_deref() {
+                None | Some("all") => None,
+                Some(word) => match verbs::app_name(home, word).await? {
+                    Ok(name) => Some(name),
+                    Err(message) => {
+                        error::report(a.json, "not_found", &message);
+                        return Ok(ExitCode::FAILURE);
+                    }
+                },
+            };
+            return logs::run(home, a, app).await;
+        }
+        Command::Events { app, json } => return events::run(home, app, json).await,
         Command::Flush { app } => Request::Flush { app },
         Command::ReloadLogs => Request::ReloadLogs,
         Command::Save => Request::Save,
@@ -395,311 +484,7 @@ pub async fn run(command: Command, home: &AgentHome) -> anyhow::Result<ExitCode>
     };
     let mut c = Client::connect(home, true).await?;
     let resp = c.request(&req).await?;
-    Ok(print_response(resp))
-}
-
-/// `events`: subscribe, then print each event as it comes until the agent ends the stream
-/// (or Ctrl-C, or stdout closes).
-async fn events(home: &AgentHome, app: Option<String>, json: bool) -> anyhow::Result<ExitCode> {
-    let mut c = Client::connect(home, true).await?;
-    let mut resp = c.request(&Request::Events { app }).await?;
-    let mut stdout = std::io::stdout();
-    let mut clock = crate::logs::Stamp::new("HH:mm:ss");
-    loop {
-        match resp {
-            // The subscription is live: every event from here on is printed.
-            Response::Done { messages } => {
-                for m in messages {
-                    eprintln!("{m} (Ctrl-C to stop)");
-                }
-            }
-            Response::Event(ev) => {
-                let line = if json {
-                    serde_json::to_string(&ev)?
-                } else {
-                    event_line(&ev, &mut clock)
-                };
-                if writeln!(stdout, "{line}")
-                    .and_then(|()| stdout.flush())
-                    .is_err()
-                {
-                    return Ok(ExitCode::SUCCESS);
-                }
-            }
-            Response::End => return Ok(ExitCode::SUCCESS),
-            other => return Ok(print_response(other)),
-        }
-        resp = match c.next().await? {
-            Some(r) => r,
-            None => return Ok(ExitCode::SUCCESS),
-        };
-    }
-}
-
-/// `14:03:07 api[1] exited killed by signal 9 (SIGKILL) after 81 s (pid 4242)`.
-fn event_line(ev: &AgentEvent, clock: &mut crate::logs::Stamp) -> String {
-    let mut who = ev.app.clone();
-    if let Some(i) = ev.instance {
-        who.push_str(&format!("[{i}]"));
-    }
-    let mut line = format!(
-        "{} {who} {} {}",
-        clock.format_unix_ms(ev.at_ms),
-        ev.kind,
-        ev.message
-    );
-    if let Some(pid) = ev.pid {
-        line.push_str(&format!(" (pid {pid})"));
-    }
-    line
-}
-
-fn start_request(a: StartArgs) -> anyhow::Result<StartRequest> {
-    let cwd = std::env::current_dir().context("cannot read the current directory")?;
-    let env: BTreeMap<String, String> = std::env::vars().collect();
-    let source = if is_ecosystem(&a.target) {
-        let path = cwd.join(&a.target);
-        if !path.is_file() {
-            bail!("ecosystem file {} does not exist", path.display());
-        }
-        StartSource::Ecosystem { path }
-    } else {
-        StartSource::Script(ScriptStart {
-            script: a.target,
-            name: a.name,
-            instances: a.instances,
-            args: a.args,
-            interpreter: a.interpreter,
-            port: a.port,
-            wait_ready: a.wait_ready,
-            healthcheck: a.healthcheck,
-            listen_timeout_ms: a.listen_timeout,
-            kill_timeout_ms: a.kill_timeout,
-            max_memory_restart: a.max_memory_restart,
-            watch: a.watch,
-            merge_logs: a.merge_logs,
-            time: a.time,
-            cron_restart: a.cron_restart,
-        })
-    };
-    Ok(StartRequest {
-        source,
-        env_name: a.env_name,
-        cwd,
-        env,
-        only: a.only,
-    })
-}
-
-fn print_response(resp: Response) -> ExitCode {
-    match resp {
-        Response::Done { messages } => {
-            for m in messages {
-                println!("{m}");
-            }
-            ExitCode::SUCCESS
-        }
-        Response::Error(e) => {
-            eprintln!("error: {}", e.message);
-            ExitCode::FAILURE
-        }
-        Response::Pong { version, pid, .. } => {
-            println!("agent {version} running as pid {pid}");
-            ExitCode::SUCCESS
-        }
-        other => {
-            eprintln!("error: unexpected answer from the agent: {other:?}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-fn print_report(report: &ApplyReport) {
-    for w in &report.warnings {
-        println!("warning: {w}");
-    }
-    for a in &report.apps {
-        if a.ok {
-            println!("{}", a.message);
-        } else {
-            eprintln!("error: {}", a.message);
-        }
-    }
-}
-
-async fn tls(cmd: TlsCommand, home: &AgentHome) -> anyhow::Result<ExitCode> {
-    match cmd {
-        TlsCommand::Request { sans } => {
-            let csr = crate::identity::request(home, &sans)?;
-            print!("{csr}");
-            eprintln!(
-                "# wrote a new key to {}; install the certificate signed for this request as {}",
-                home.tls_key().display(),
-                home.tls_cert().display()
-            );
-            Ok(ExitCode::SUCCESS)
-        }
-        TlsCommand::Status { json } => {
-            let st = crate::identity::status(home);
-            if json {
-                println!("{}", serde_json::to_string_pretty(&st)?);
-                return Ok(ExitCode::SUCCESS);
-            }
-            let state = match (st.configured, st.ok) {
-                (false, _) => "not configured",
-                (true, true) => "configured",
-                (true, false) => "configured, but not usable",
-            };
-            println!("mutual TLS   {state} ({})", st.dir.display());
-            if let Some(e) = &st.error {
-                println!("error        {e}");
-            }
-            if let Some(l) = &st.listen {
-                println!("listen       {l}");
-            }
-            println!("key          {}", if st.key { "agent.key" } else { "none" });
-            if !st.sans.is_empty() {
-                println!("names        {}", st.sans.join(", "));
-            }
-            if let (Some(until), Some(days)) = (&st.not_after, st.expires_in_days) {
-                println!("valid until  {until} ({days} days)");
-            }
-            if let Some(fp) = &st.fingerprint {
-                println!("fingerprint  {fp}");
-            }
-            println!("revocations  {}", if st.crl { "crl.pem" } else { "none" });
-            Ok(if st.configured && !st.ok {
-                ExitCode::FAILURE
-            } else {
-                ExitCode::SUCCESS
-            })
-        }
-        TlsCommand::Reload => {
-            let mut c = Client::connect(home, true).await?;
-            let resp = c.request(&Request::ReloadTls).await?;
-            Ok(print_response(resp))
-        }
-    }
-}
-
-fn print_table(procs: &[ProcessInfo]) {
-    let header = [
-        "id", "name", "mode", "pid", "uptime", "↺", "status", "cpu", "mem",
-    ];
-    let rows: Vec<[String; 9]> = procs
-        .iter()
-        .map(|p| {
-            [
-                p.id.to_string(),
-                p.name.clone(),
-                p.mode.to_string(),
-                p.pid.map_or("-".into(), |p| p.to_string()),
-                p.uptime_ms.map_or("-".into(), display::uptime),
-                p.restarts.to_string(),
-                p.status.to_string(),
-                p.cpu_percent.map_or("-".into(), |c| format!("{c:.0}%")),
-                p.rss_bytes.map_or("-".into(), display::bytes),
-            ]
-        })
-        .collect();
-    print!("{}", display::table(&header, &rows));
-    if procs.is_empty() {
-        println!("(no apps)");
-    }
-}
-
-fn print_detail(d: &AppDetail) {
-    let s = &d.spec;
-    let cmd = std::iter::once(s.program.as_str()).chain(s.program_args.iter().map(String::as_str));
-    println!("name            {}", s.name);
-    println!("namespace       {}", s.namespace);
-    println!("mode            {}", s.exec_mode);
-    println!("command         {}", cmd.collect::<Vec<_>>().join(" "));
-    println!("cwd             {}", s.cwd.display());
-    println!("instances       {}", d.processes.len());
-    if let Some(p) = s.port {
-        println!("port            {p}");
-    }
-    println!(
-        "kill            {} after {} ms SIGKILL",
-        s.kill_signal, s.kill_timeout_ms
-    );
-    println!(
-        "restarts        autorestart {}, max {}, min uptime {} ms",
-        s.autorestart, s.max_restarts, s.min_uptime_ms
-    );
-    if let Some(m) = s.max_memory_restart {
-        println!("memory limit    {}", display::bytes(m));
-    }
-    if !s.watch.is_empty() {
-        let w: Vec<_> = s.watch.iter().map(|p| p.display().to_string()).collect();
-        println!("watch           {}", w.join(", "));
-    }
-    if let Some(cron) = &s.cron_restart {
-        println!("cron_restart    {cron}");
-    }
-    let logs = |v: &[PathBuf]| {
-        v.iter()
-            .map(|p| p.display().to_string())
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    println!("out log         {}", logs(&d.out_logs));
-    println!("err log         {}", logs(&d.err_logs));
-    println!();
-    print_table(&d.processes);
-}
-
-fn startup(install: bool, home: &AgentHome) -> anyhow::Result<ExitCode> {
-    let exe = std::env::current_exe().context("cannot find the agent binary")?;
-    let user = nix::unistd::User::from_uid(nix::unistd::getuid())
-        .ok()
-        .flatten()
-        .map(|u| u.name)
-        .or_else(|| std::env::var("USER").ok())
-        .unwrap_or_else(|| "root".into());
-    let unit = crate::startup::unit(&exe, &user, home.root());
-    if !install {
-        // The unit alone on stdout, so `pmfleet-agent startup | sudo tee <path>` installs it.
-        print!("{unit}");
-        let path = crate::startup::UNIT_PATH;
-        eprintln!(
-            "# To start the agent at boot (or run `pmfleet-agent startup --install` as root):"
-        );
-        eprintln!("#   pmfleet-agent startup | sudo tee {path} > /dev/null");
-        eprintln!("#   sudo systemctl daemon-reload && sudo systemctl enable pmfleet-agent");
-        eprintln!("# Then hand the running apps over from this on-demand agent to systemd's:");
-        eprintln!(
-            "#   pmfleet-agent save && pmfleet-agent kill && sudo systemctl start pmfleet-agent && pmfleet-agent resurrect"
-        );
-        return Ok(ExitCode::SUCCESS);
-    }
-    if !crate::startup::systemd_running() {
-        eprintln!(
-            "error: systemd is not running here (no /run/systemd/system); nothing was installed"
-        );
-        eprintln!("run `pmfleet-agent daemon` from this host's init system instead");
-        return Ok(ExitCode::FAILURE);
-    }
-    std::fs::write(crate::startup::UNIT_PATH, unit)
-        .with_context(|| format!("cannot write {} (run as root)", crate::startup::UNIT_PATH))?;
-    for args in [&["daemon-reload"][..], &["enable", "pmfleet-agent"][..]] {
-        let status = std::process::Command::new("systemctl")
-            .args(args)
-            .status()
-            .context("cannot run systemctl")?;
-        if !status.success() {
-            bail!("systemctl {} failed ({status})", args.join(" "));
-        }
-    }
-    println!(
-        "installed {} and enabled pmfleet-agent: the agent starts at boot",
-        crate::startup::UNIT_PATH
-    );
-    println!(
-        "to hand over now: pmfleet-agent save && pmfleet-agent kill && systemctl start pmfleet-agent && pmfleet-agent resurrect"
-    );
-    Ok(ExitCode::SUCCESS)
+    Ok(print::response(resp, false))
 }
 
 #[cfg(test)]
@@ -726,46 +511,137 @@ mod tests {
         assert!(!is_ecosystem("worker.py"));
     }
 
+    fn parse(args: &[&str]) -> Command {
+        let mut all = vec!["pmfleet-agent"];
+        all.extend_from_slice(args);
+        Cli::try_parse_from(all)
+            .unwrap_or_else(|e| panic!("{args:?}: {e}"))
+            .command
+    }
+
     #[test]
     fn verbs_parse() {
-        Cli::try_parse_from([
-            "pmfleet-agent",
-            "start",
-            "server.js",
-            "-i",
-            "max",
-            "--name",
-            "api",
-        ])
-        .unwrap();
-        Cli::try_parse_from(["pmfleet-agent", "scale", "api", "-1"]).unwrap();
-        Cli::try_parse_from(["pmfleet-agent", "scale", "api", "+2"]).unwrap();
-        Cli::try_parse_from(["pmfleet-agent", "start", "app.js", "-i", "-1"]).unwrap();
-        Cli::try_parse_from(["pmfleet-agent", "logs", "api", "--lines", "50", "--follow"]).unwrap();
-        Cli::try_parse_from(["pmfleet-agent", "start", "w.py", "--", "--flag", "x"]).unwrap();
-        Cli::try_parse_from(["pmfleet-agent", "daemon", "--tls-listen", "127.0.0.1:7677"]).unwrap();
-        Cli::try_parse_from([
-            "pmfleet-agent",
-            "tls",
-            "request",
-            "--san",
-            "web1",
-            "--san",
-            "10.0.0.7",
-        ])
-        .unwrap();
+        parse(&["start", "server.js", "-i", "max", "--name", "api"]);
+        parse(&["scale", "api", "-1"]);
+        parse(&["scale", "api", "+2"]);
+        parse(&["start", "app.js", "-i", "-1"]);
+        parse(&["logs", "api", "--lines", "50", "--follow"]);
+        parse(&["start", "w.py", "--", "--flag", "x"]);
+        parse(&["daemon", "--tls-listen", "127.0.0.1:7677"]);
+        parse(&["tls", "request", "--san", "web1", "--san", "10.0.0.7"]);
         assert!(Cli::try_parse_from(["pmfleet-agent", "tls", "request"]).is_err());
-        Cli::try_parse_from(["pmfleet-agent", "tls", "status", "--json"]).unwrap();
-        Cli::try_parse_from(["pmfleet-agent", "version"]).unwrap();
-        Cli::try_parse_from(["pmfleet-agent", "events"]).unwrap();
-        Cli::try_parse_from(["pmfleet-agent", "events", "api", "--json"]).unwrap();
-        Cli::try_parse_from([
-            "pmfleet-agent",
-            "apply",
-            "/srv/app/releases/3",
+        parse(&["tls", "status", "--json"]);
+        parse(&["version"]);
+        parse(&["events"]);
+        parse(&["events", "api", "--json"]);
+        parse(&["apply", "/srv/app/releases/3", "--env", "prod"]);
+    }
+
+    #[test]
+    fn pm2s_everyday_command_lines_parse() {
+        let Command::Stop(t) = parse(&["stop", "0"]) else {
+            panic!()
+        };
+        assert_eq!(t.targets, ["0"]);
+        let Command::Restart(t) = parse(&["restart", "api", "worker"]) else {
+            panic!()
+        };
+        assert_eq!(t.targets, ["api", "worker"]);
+        let Command::Start(a) = parse(&["start", "npm", "--", "start"]) else {
+            panic!()
+        };
+        assert_eq!(
+            (a.targets.as_slice(), a.args.as_slice()),
+            (&["npm".to_string()][..], &["start".to_string()][..])
+        );
+        let Command::Start(a) = parse(&[
+            "start",
+            "app.js",
+            "--watch",
+            "--max-memory-restart",
+            "200M",
+            "--no-autorestart",
+            "--time",
+            "--log-date-format",
+            "YYYY-MM-DD",
+            "--merge-logs",
+            "-o",
+            "out.log",
+            "-e",
+            "err.log",
+            "--interpreter",
+            "node",
+            "--node-args",
+            "--inspect",
+        ]) else {
+            panic!()
+        };
+        assert!(a.watch && a.no_autorestart && a.time && a.merge_logs);
+        assert_eq!(a.max_memory_restart, Some(200 << 20));
+        assert_eq!(a.node_args.as_deref(), Some("--inspect"));
+        let Command::Start(a) = parse(&[
+            "start",
+            "ecosystem.config.js",
+            "--only",
+            "a,b",
             "--env",
-            "prod",
-        ])
-        .unwrap();
+            "production",
+        ]) else {
+            panic!()
+        };
+        assert_eq!(a.only.as_deref(), Some("a,b"));
+        assert!(matches!(
+            parse(&[
+                "startOrReload",
+                "ecosystem.config.js",
+                "--env",
+                "production"
+            ]),
+            Command::StartOrReload(_)
+        ));
+        assert!(matches!(
+            parse(&["startOrRestart", "e.json"]),
+            Command::StartOrRestart(_)
+        ));
+        assert!(matches!(
+            parse(&["startOrGracefulReload", "e.json"]),
+            Command::StartOrGracefulReload(_)
+        ));
+        assert!(matches!(parse(&["jlist"]), Command::Jlist));
+        assert!(matches!(parse(&["prettylist"]), Command::Prettylist));
+        assert!(matches!(parse(&["describe", "0"]), Command::Show { .. }));
+        assert!(matches!(parse(&["env", "0"]), Command::Env { .. }));
+        assert!(matches!(parse(&["init"]), Command::Init { .. }));
+        assert!(matches!(parse(&["reloadLogs"]), Command::ReloadLogs));
+        let Command::Logs(l) = parse(&["logs", "--nostream"]) else {
+            panic!()
+        };
+        assert!(l.nostream);
+        assert!(matches!(
+            parse(&["completions", "bash"]),
+            Command::Completions { .. }
+        ));
+        assert!(matches!(
+            parse(&["man", "--dir", "/tmp/m"]),
+            Command::Man { .. }
+        ));
+        assert!(matches!(
+            parse(&["run", "ecosystem.config.js", "--env", "production"]),
+            Command::Run(_)
+        ));
+        assert!(
+            Cli::try_parse_from(["pmfleet-agent", "stop"]).is_err(),
+            "stop needs a target"
+        );
+    }
+
+    #[test]
+    fn json_commands_and_read_only_commands_are_known() {
+        assert!(parse(&["list", "--json"]).json());
+        assert!(parse(&["jlist"]).json());
+        assert!(!parse(&["list"]).json());
+        assert!(parse(&["list"]).ends_on_closed_stdout());
+        assert!(!parse(&["daemon"]).ends_on_closed_stdout());
+        assert!(!parse(&["run", "e.json"]).ends_on_closed_stdout());
     }
 }

@@ -18,6 +18,9 @@
 //! daemon's children are reaped without touching its own (`reaper`). Every task runs on one
 //! [`TaskTracker`] and ends on its cancel token.
 //!
+//! `start_modes` holds PM2's variants of `start`: `autostart: false` apps added stopped,
+//! `startOrReload`.
+//!
 //! Status changes, reloads and releases are also published as [`events`], for subscribers
 //! ([`Supervisor::subscribe`]).
 
@@ -46,6 +49,7 @@ mod restore;
 mod scaling;
 mod slots;
 pub mod spec;
+mod start_modes;
 mod verbs;
 mod views;
 pub mod watch;

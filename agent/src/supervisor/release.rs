@@ -28,7 +28,7 @@ use super::{Inner, Supervisor, SupervisorError, spec};
 
 /// The end of an apply's time budget.
 #[derive(Debug, Clone, Copy)]
-struct Deadline {
+pub(super) struct Deadline {
     at: Instant,
     timeout_ms: u64,
 }
@@ -140,7 +140,7 @@ impl Supervisor {
     }
 
     /// One app of a release: what was done ([`apply_plan::plan`]), and whether it worked.
-    async fn apply_app(
+    pub(super) async fn apply_app(
         &self,
         spec: AppSpec,
         deadline: Option<Deadline>,
@@ -367,7 +367,7 @@ impl Inner {
     }
 
     /// Slots `0..count` exist (new ones with fresh ids) and no other.
-    fn ensure_slots(&self, app: &AppRuntime, count: u32) {
+    pub(super) fn ensure_slots(&self, app: &AppRuntime, count: u32) {
         let mut slots = lock(&app.slots);
         slots.retain(|k, _| *k < count);
         for slot in 0..count {

@@ -292,6 +292,28 @@ pub fn app_from_script(s: &ScriptStart) -> Result<App, SpecError> {
     }
     app.merge_logs |= s.merge_logs;
     app.time |= s.time;
+    app.autorestart &= !s.no_autorestart;
+    if s.log_date_format.is_some() {
+        app.log_date_format = s.log_date_format.clone();
+    }
+    if s.out_file.is_some() {
+        app.out_file = s.out_file.clone();
+    }
+    if s.error_file.is_some() {
+        app.error_file = s.error_file.clone();
+    }
+    if !s.interpreter_args.is_empty() {
+        app.interpreter_args = s.interpreter_args.clone();
+    }
+    if let Some(n) = s.max_restarts {
+        app.max_restarts = n;
+    }
+    if let Some(ms) = s.restart_delay_ms {
+        app.restart_delay = std::time::Duration::from_millis(ms);
+    }
+    if let Some(ns) = &s.namespace {
+        app.namespace = ns.clone();
+    }
     Ok(app)
 }
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use pmfleet_shared::protocol::{
-    AppSpec, EventKind, ExecModeSpec, ScaleTo, StartRequest, StartSource, Target,
+    AppSpec, EventKind, ExecModeSpec, OnRunning, ScaleTo, StartRequest, StartSource, Target,
 };
 
 use super::app::{AppRuntime, lock};
@@ -20,13 +20,24 @@ impl Supervisor {
     /// `start`: every app of an ecosystem file, or one script.
     pub async fn start_apps(&self, req: StartRequest) -> Result<Messages, SupervisorError> {
         let (specs, warnings) = self.resolve(&req)?;
+        let (running, idle) = match &req.source {
+            StartSource::Ecosystem { running, idle, .. } => (*running, idle.as_slice()),
+            StartSource::Script(_) => (OnRunning::Restart, &[][..]),
+        };
         let mut done: Vec<String> = warnings
             .into_iter()
             .map(|w| format!("warning: {w}"))
             .collect();
         let mut failed = Vec::new();
         for spec in specs {
-            match self.start_one(spec).await {
+            let result = if idle.contains(&spec.name) && !self.knows(&spec.name) {
+                Ok(self.add_stopped(spec))
+            } else if running == OnRunning::Reload {
+                self.start_or_reload(spec).await
+            } else {
+                self.start_one(spec).await
+            };
+            match result {
                 Ok(m) => done.extend(m),
                 Err(e) => failed.push(e.to_string()),
             }
@@ -52,7 +63,7 @@ impl Supervisor {
                     Vec::new(),
                 ))
             }
-            StartSource::Ecosystem { path } => {
+            StartSource::Ecosystem { path, .. } => {
                 let path = req.cwd.join(path);
                 let eco = pmfleet_shared::ecosystem::load(&path)
                     .map_err(|e| SupervisorError::Ecosystem(format!("{e}")))?;

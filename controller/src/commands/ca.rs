@@ -106,6 +106,7 @@ pub async fn run(args: CaArgs) -> Exit {
             }
         };
     }
+    let json = matches!(args.command, CaCommand::List { json: true });
     let result = dir.and_then(|dir| match args.command {
         CaCommand::Init => init(&dir),
         CaCommand::Issue {
@@ -121,7 +122,8 @@ pub async fn run(args: CaArgs) -> Exit {
     match result {
         Ok(()) => Exit::Success,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            let kind = if e.is_usage() { "usage" } else { "failed" };
+            pmfleet_shared::cli::error::report(json, kind, &format!("{e:#}"));
             if e.is_usage() {
                 Exit::BadConfig
             } else {

@@ -4,10 +4,12 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use pmfleet_shared::cli::error;
 use pmfleet_shared::ecosystem;
 
 use crate::cli::{DeployArgs, Verb, parse_words};
 use crate::deploy::{self, Context, Exit, HostReport, Which};
+use crate::last_ecosystem;
 use crate::output::{Mode, Output};
 use crate::ssh::{ClientSettings, Connector};
 
@@ -15,7 +17,7 @@ pub async fn run(args: DeployArgs) -> Exit {
     let command = match parse_words(&args.words, ecosystem::looks_like_ecosystem_file) {
         Ok(c) => c,
         Err(message) => {
-            eprintln!("error: {message}");
+            error::report(args.json, "usage", &message);
             return Exit::BadConfig;
         }
     };
@@ -23,17 +25,19 @@ pub async fn run(args: DeployArgs) -> Exit {
     let eco = match ecosystem::load_from(command.file.as_deref(), &cwd) {
         Ok(eco) => eco,
         Err(message) => {
-            eprintln!("error: {message}");
+            error::report(args.json, "bad_config", &message.to_string());
             return Exit::BadConfig;
         }
     };
+    // So that `pmfleet status` run elsewhere asks about this fleet.
+    last_ecosystem::remember(&last_ecosystem::memo_path(), &eco.source);
     for warning in &eco.warnings {
         eprintln!("warning: {warning}");
     }
     let env = match eco.environment(&command.env) {
         Ok(env) => env.clone(),
         Err(e) => {
-            eprintln!("error: {e}");
+            error::report(args.json, "bad_config", &e.to_string());
             return Exit::BadConfig;
         }
     };

@@ -26,7 +26,7 @@ pub async fn run(args: EventsArgs) -> Exit {
         match agents::env_and_app(&args.words, "usage: pmfleet events <env> [app] [--json]") {
             Ok(v) => v,
             Err(message) => {
-                eprintln!("error: {message}");
+                pmfleet_shared::cli::error::report(args.json, "bad_config", &message.to_string());
                 return Exit::BadConfig;
             }
         };

@@ -1,6 +1,7 @@
 //! `pmfleet status [file] [env…]`: every host of the environments asked concurrently; one
 //! table of hosts and apps. Unreachable hosts are shown, never hidden, and make the exit code
-//! non-zero, as does an errored app.
+//! non-zero, as does an errored app. The default table fits 100 columns (`--wide` has every
+//! column), and outside the project directory the last ecosystem file used is asked about.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -12,11 +13,15 @@ use pmfleet_shared::ecosystem;
 use pmfleet_shared::protocol::{AgentStatus, ExecModeSpec, Request, Response, Status};
 use serde::Serialize;
 
+use pmfleet_shared::cli::colour::{Palette, Tone};
+use pmfleet_shared::cli::error;
+
 use crate::agent::AgentClient;
 use crate::agent::targets::{self as agents, AgentTarget};
 use crate::cli::parse_duration;
 use crate::deploy::Exit;
 use crate::deploy::revision::short_sha;
+use crate::last_ecosystem;
 use crate::output::table;
 
 #[derive(Debug, Args)]
@@ -36,7 +41,17 @@ pub struct StatusArgs {
     /// How long to wait for each host.
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
     pub timeout: Duration,
+    /// Every column (agent version, release id, errors in the table); the default table
+    /// fits 100 columns.
+    #[arg(long)]
+    pub wide: bool,
+    /// The ecosystem file (default: the one here, else the last one a command used).
+    #[arg(long, value_name = "FILE")]
+    pub file: Option<PathBuf>,
 }
+
+/// How wide the default table may be.
+pub const WIDTH: usize = 100;
 
 /// What one host said (or why it said nothing).
 #[derive(Debug, Clone, Serialize)]
@@ -72,32 +87,38 @@ pub struct AppRow {
 
 pub async fn run(args: StatusArgs) -> Exit {
     let (file, envs) = split_words(&args.words);
+    let file = args.file.clone().or(file);
+    let fail = |message: &str| {
+        error::report(args.json, "bad_config", message);
+        Exit::BadConfig
+    };
     let cwd = std::env::current_dir().unwrap_or_else(|_| ".".into());
-    let eco = match ecosystem::load_from(file.as_deref(), &cwd) {
-        Ok(eco) => eco,
-        Err(message) => {
-            eprintln!("error: {message}");
-            return Exit::BadConfig;
+    let memo = last_ecosystem::memo_path();
+    let eco = match last_ecosystem::load(file.as_deref(), &cwd, &memo) {
+        Ok((eco, None)) => eco,
+        Ok((eco, Some(last))) => {
+            if !args.json {
+                eprintln!(
+                    "using {} (the last ecosystem file used; --file names another)",
+                    last.display()
+                );
+            }
+            eco
         }
+        Err(message) => return fail(&message.to_string()),
     };
     let targets = match agents::targets(&eco, &envs) {
         Ok(t) => t,
-        Err(message) => {
-            eprintln!("error: {message}");
-            return Exit::BadConfig;
-        }
+        Err(message) => return fail(&message.to_string()),
     };
     if targets.is_empty() {
-        eprintln!("error: no host runs a pmfleet agent in these environments (`agent: false`?)");
-        return Exit::BadConfig;
+        return fail("no host runs a pmfleet agent in these environments (`agent: false`?)");
     }
     let client = match agents::client(args.timeout) {
         Ok(c) => c,
-        Err(message) => {
-            eprintln!("error: {message}");
-            return Exit::BadConfig;
-        }
+        Err(message) => return fail(&message.to_string()),
     };
+    let palette = Palette::stdout();
     loop {
         let hosts = ask_all(&client, &targets).await;
         let exit = exit_for(&hosts);
@@ -110,7 +131,7 @@ pub async fn run(args: StatusArgs) -> Exit {
             if args.watch {
                 print!("\x1b[H\x1b[2J");
             }
-            print!("{}", render(&hosts));
+            print!("{}", render(&hosts, args.wide, palette));
         }
         for warning in expiry_warnings(&hosts) {
             eprintln!("warning: {warning}");
@@ -268,9 +289,97 @@ fn json(hosts: &[HostStatus]) -> serde_json::Value {
     )
 }
 
-/// The fleet table.
-pub fn render(hosts: &[HostStatus]) -> String {
+/// The fleet table: by default one narrow row per host and app (fitting [`WIDTH`]) and the
+/// errors of unreachable hosts below it; `wide`, every column. Rows of errored apps and
+/// unreachable hosts stand out in colour, stopped or partly online apps too.
+pub fn render(hosts: &[HostStatus], wide: bool, palette: Palette) -> String {
+    if wide {
+        return render_wide(hosts, palette);
+    }
+    let mut rows: Vec<[String; 10]> = Vec::new();
+    let mut tones = Vec::new();
+    let mut notes = String::new();
+    let dash = || "-".to_string();
+    for h in hosts {
+        let Some(agent) = &h.agent else {
+            let state = if h.reachable { "error" } else { "unreachable" };
+            rows.push([
+                h.env.clone(),
+                h.host.clone(),
+                dash(),
+                dash(),
+                state.to_string(),
+                dash(),
+                dash(),
+                dash(),
+                dash(),
+                dash(),
+            ]);
+            tones.push(Some(Tone::Bad));
+            notes.push_str(&format!(
+                "{}: {state}: {}\n",
+                h.host,
+                h.error.as_deref().unwrap_or("no answer")
+            ));
+            continue;
+        };
+        let apps = app_rows(agent);
+        if apps.is_empty() {
+            let mut row: [String; 10] = Default::default();
+            row[0] = h.env.clone();
+            row[1] = h.host.clone();
+            row[2] = "(no apps)".into();
+            rows.push(row);
+            tones.push(None);
+        }
+        for app in apps {
+            let (word, tone) = health(&app);
+            rows.push([
+                h.env.clone(),
+                h.host.clone(),
+                app.name.clone(),
+                app.mode.clone(),
+                format!("{}/{} {word}", app.online, app.total),
+                app.cpu_percent
+                    .map(|c| format!("{c:.0}%"))
+                    .unwrap_or_else(dash),
+                app.rss_bytes.map(display::bytes).unwrap_or_else(dash),
+                app.restarts.to_string(),
+                app.uptime_ms.map(display::uptime).unwrap_or_else(dash),
+                app.sha
+                    .as_deref()
+                    .map(|s| short_sha(s).to_string())
+                    .unwrap_or_else(dash),
+            ]);
+            tones.push(tone);
+        }
+    }
+    let headers = [
+        "ENV", "HOST", "APP", "MODE", "STATUS", "CPU", "MEM", "↺", "UPTIME", "SHA",
+    ];
+    let rows = display::fit(&headers, &rows, WIDTH, &[0, 1, 2]);
+    let mut out = palette.rows(&table(&headers, &rows), &tones);
+    out.push_str(&notes);
+    out
+}
+
+/// What an app's instances add up to, and whether its row should stand out.
+fn health(app: &AppRow) -> (&'static str, Option<Tone>) {
+    if app.total > 0 && app.online == app.total {
+        ("online", None)
+    } else if app.errored > 0 {
+        ("errored", Some(Tone::Bad))
+    } else if app.online == 0 {
+        ("stopped", Some(Tone::Warn))
+    } else {
+        ("degraded", Some(Tone::Warn))
+    }
+}
+
+/// `--wide`: every column, errors in the last.
+fn render_wide(hosts: &[HostStatus], palette: Palette) -> String {
     let mut rows: Vec<[String; 12]> = Vec::new();
+    let mut tones = Vec::new();
     for h in hosts {
         let Some(agent) = &h.agent else {
             let state = if h.reachable { "error" } else { "unreachable" };
@@ -280,6 +389,7 @@ pub fn render(hosts: &[HostStatus]) -> String {
                 (2, state.to_string()),
                 (11, h.error.clone().unwrap_or_default()),
             ]));
+            tones.push(Some(Tone::Bad));
             continue;
         };
         let version = format!("agent {}", agent.version);
@@ -291,9 +401,11 @@ pub fn render(hosts: &[HostStatus]) -> String {
                 (2, version.clone()),
                 (5, "(no apps)".to_string()),
             ]));
+            tones.push(None);
         }
         let dash = || "-".to_string();
         for app in apps {
+            tones.push(health(&app).1);
             rows.push([
                 h.env.clone(),
                 h.host.clone(),
@@ -315,13 +427,14 @@ pub fn render(hosts: &[HostStatus]) -> String {
             ]);
         }
     }
-    table(
+    let t = table(
         &[
             "ENV", "HOST", "AGENT", "RELEASE", "SHA", "APP", "MODE", "ONLINE", "CPU", "MEM",
             "RESTARTS", "UPTIME",
         ],
         &rows,
-    )
+    );
+    palette.rows(&t, &tones)
 }
 
 /// A table row with only the given columns filled.
@@ -357,12 +470,134 @@ mod tests {
             agent: None,
             cert_expires_in_days: None,
         }];
-        let text = render(&hosts);
+        let text = render(&hosts, false, Palette::plain());
         assert!(
             text.contains("web1") && text.contains("unreachable"),
             "{text}"
         );
         assert_eq!(exit_for(&hosts), Exit::Unreachable);
+    }
+
+    fn agent_with(apps: &[(&str, Status, u32)]) -> AgentStatus {
+        use pmfleet_shared::protocol::ProcessInfo;
+        let mut processes = Vec::new();
+        let mut id = 0;
+        for (name, status, n) in apps {
+            for i in 0..*n {
+                processes.push(ProcessInfo {
+                    id,
+                    name: name.to_string(),
+                    namespace: "default".into(),
+                    mode: ExecModeSpec::Cluster,
+                    instance: i,
+                    pid: Some(100 + id),
+                    status: *status,
+                    uptime_ms: Some(3_600_000),
+                    restarts: 2,
+                    cpu_percent: Some(1.5),
+                    rss_bytes: Some(80 << 20),
+                    release: Some("20260101-120000".into()),
+                    sha: Some("0123456789abcdef0123456789abcdef01234567".into()),
+                });
+                id += 1;
+            }
+        }
+        AgentStatus {
+            version: "0.1.0".into(),
+            hostname: "h".into(),
+            uptime_secs: 5,
+            release: None,
+            processes,
+        }
+    }
+
+    fn fleet() -> Vec<HostStatus> {
+        let host = |env: &str, name: &str, agent: Option<AgentStatus>| HostStatus {
+            env: env.into(),
+            host: name.into(),
+            reachable: agent.is_some(),
+            error: agent
+                .is_none()
+                .then(|| "connection refused (os error 111)".into()),
+            agent,
+            cert_expires_in_days: None,
+        };
+        vec![
+            host(
+                "production-eu-west",
+                "web-frontend-01.eu-west-1.compute.internal:7677",
+                Some(agent_with(&[
+                    ("checkout-api-service", Status::Online, 4),
+                    ("background-worker", Status::Errored, 2),
+                ])),
+            ),
+            host(
+                "production-eu-west",
+                "web2.example.com",
+                Some(agent_with(&[("api", Status::Stopped, 1)])),
+            ),
+            host("staging", "10.0.0.9", None),
+        ]
+    }
+
+    #[test]
+    fn the_default_table_fits_100_columns_one_row_per_app_and_host() {
+        let text = render(&fleet(), false, Palette::plain());
+        let table: Vec<&str> = text.lines().take(5).collect();
+        for line in &table {
+            assert!(
+                line.chars().count() <= WIDTH,
+                "{} wide: {line}",
+                line.chars().count()
+            );
+        }
+        // A header, three apps (instances folded), the unreachable host; its error below.
+        assert_eq!(text.lines().count(), 6, "{text}");
+        assert!(table[1].contains("0/2 errored"), "{text}");
+        assert!(table[2].contains("4/4 online"), "{text}");
+        assert!(table[3].contains("0/1 stopped"), "{text}");
+        assert!(table[4].contains("unreachable"), "{text}");
+        assert!(
+            text.contains("10.0.0.9: unreachable: connection refused"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("agent 0.1.0"),
+            "the agent version is for --wide: {text}"
+        );
+    }
+
+    #[test]
+    fn wide_has_every_column() {
+        let text = render(&fleet(), true, Palette::plain());
+        let header = text.lines().next().unwrap();
+        for column in ["AGENT", "RELEASE", "RESTARTS"] {
+            assert!(header.contains(column), "{header}");
+        }
+        assert!(
+            text.contains("20260101-120000") && text.contains("connection refused"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn errored_and_stopped_rows_stand_out_in_colour_only() {
+        let plain = render(&fleet(), false, Palette::plain());
+        assert!(!plain.contains('\x1b'));
+        let coloured = render(&fleet(), false, Palette { enabled: true });
+        let lines: Vec<&str> = coloured.lines().collect();
+        assert!(
+            lines[1].starts_with("\x1b[1;31m"),
+            "errored: {:?}",
+            lines[1]
+        );
+        assert!(!lines[2].contains('\x1b'), "online: {:?}", lines[2]);
+        assert!(lines[3].starts_with("\x1b[33m"), "stopped: {:?}", lines[3]);
+        assert!(
+            lines[4].starts_with("\x1b[1;31m"),
+            "unreachable: {:?}",
+            lines[4]
+        );
     }
 
     #[test]

@@ -263,11 +263,44 @@ pub struct StartRequest {
     pub only: Option<String>,
 }
 
+/// [`StartSource::Ecosystem`]'s `running`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnRunning {
+    /// Stop it and start it with the new spec.
+    #[default]
+    Restart,
+    /// Cluster mode: replace its instances one at a time with the new spec, each ready before
+    /// the old one stops; fork mode has no rolling reload and restarts.
+    Reload,
+}
+
+impl OnRunning {
+    fn is_restart(&self) -> bool {
+        *self == OnRunning::Restart
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
+// One per `start`: the size of the script variant costs nothing worth a box (and a box would
+// change every caller that builds one).
+#[allow(clippy::large_enum_variant)]
 pub enum StartSource {
     /// An ecosystem file (JSON, YAML or JavaScript), read by the agent.
-    Ecosystem { path: PathBuf },
+    Ecosystem {
+        path: PathBuf,
+        /// What happens to an app of the file that the agent already runs: restarted with the
+        /// new spec (`start`, `startOrRestart`), or rolled to it without downtime
+        /// (`startOrReload`).
+        #[serde(default, skip_serializing_if = "OnRunning::is_restart")]
+        running: OnRunning,
+        /// Apps of the file to add without starting them (`autostart: false`): listed as
+        /// stopped until `start <app>` or `restart <app>`. An app the agent already knows is
+        /// treated as `running` says.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        idle: Vec<String>,
+    },
     /// One script or command, with the CLI's options.
     Script(ScriptStart),
 }
@@ -293,6 +326,30 @@ pub struct ScriptStart {
     /// `--cron-restart`: a cron pattern.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cron_restart: Option<String>,
+    /// `--no-autorestart`: an exit is final.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub no_autorestart: bool,
+    /// `--log-date-format`: prefix each log line with a timestamp in this format.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_date_format: Option<String>,
+    /// `-o/--output`: the stdout log file (relative to `cwd`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub out_file: Option<PathBuf>,
+    /// `-e/--error`: the stderr log file (relative to `cwd`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_file: Option<PathBuf>,
+    /// `--node-args` / `--interpreter-args`: words given to the interpreter, before the script.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub interpreter_args: Vec<String>,
+    /// `--max-restarts`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_restarts: Option<u32>,
+    /// `--restart-delay`, in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart_delay_ms: Option<u64>,
+    /// `--namespace`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
 }
 
 /// Which apps a verb applies to.

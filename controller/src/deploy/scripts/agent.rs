@@ -104,7 +104,8 @@ const AGENT_START: &str = host_script!(
     r#"b="$p/bin/pmfleet-agent"
 if [ "$2" = 1 ]; then PMFLEET_AGENT_HOME="$p" "$b" stop-daemon > /dev/null; fi
 if [ "$1" = systemd ]; then
-  PMFLEET_AGENT_HOME="$p" "$b" startup --install
+  # Through a login shell, so the unit records the profile's PATH (nvm, asdf) for the apps.
+  PMFLEET_AGENT_HOME="$p" "${SHELL:-/bin/sh}" -l -c '"$0" startup --install' "$b"
   systemctl restart pmfleet-agent
 else
   PMFLEET_AGENT_HOME="$p" "${SHELL:-/bin/sh}" -l -c '"$0" ping' "$b" > /dev/null
