@@ -271,7 +271,8 @@ fn status_says_when_current_is_not_the_release_the_apps_run() {
         .cloned()
         .unwrap_or_else(|| panic!("an at_odds finding: {hosts}"));
     assert_eq!(at_odds["current"], new.as_str());
-    assert_eq!(at_odds["running"][0][0], old.as_str());
+    assert_eq!(at_odds["running"][0]["release"], old.as_str());
+    assert_eq!(at_odds["running"][0]["apps"], json!(["web"]));
     assert_eq!(
         at_odds["converge"]["command"],
         "pmfleet deploy production revert 1"

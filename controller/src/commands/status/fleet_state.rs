@@ -110,6 +110,13 @@ pub struct Serving {
     pub hosts: Vec<String>,
 }
 
+/// A release a host's apps run, and which apps.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Running {
+    pub release: String,
+    pub apps: Vec<String>,
+}
+
 /// The command that brings every host of the environment to one release.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Converge {
@@ -160,7 +167,7 @@ pub enum Finding {
         host: String,
         current: Option<String>,
         /// The releases its apps run, with the apps.
-        running: Vec<(String, Vec<String>)>,
+        running: Vec<Running>,
         converge: Converge,
         message: String,
     },
@@ -266,7 +273,14 @@ pub fn findings(env: &str, hosts: &[HostView]) -> Vec<Finding> {
         out.push(Finding::AtOdds {
             host: h.host.clone(),
             current: h.current.clone(),
-            running: h.running.clone(),
+            running: h
+                .running
+                .iter()
+                .map(|(release, apps)| Running {
+                    release: release.clone(),
+                    apps: apps.clone(),
+                })
+                .collect(),
             converge: converge.clone(),
             message: format!(
                 "{}: current is {current} but the apps run {}",
