@@ -3,16 +3,16 @@
 //! non-zero, as does an errored app. The default table fits 100 columns (`--wide` has every
 //! column), and outside the project directory the last ecosystem file used is asked about.
 //!
-//! Below the table, per environment ([`fleet_state`]): a rollout that began and never
-//! finished, a fleet split across releases, a host whose `current` is not what its apps run,
-//! and the command that converges it. Any of them makes the exit code 1.
+//! The table itself is drawn by `table`. Below it, per environment ([`fleet_state`]): a
+//! rollout that began and never finished, a fleet split across releases, a host whose
+//! `current` is not what its apps run, and the command that converges it. Any of them makes
+//! the exit code 1.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
-use pmfleet_shared::display;
 use pmfleet_shared::ecosystem;
 use pmfleet_shared::protocol::{AgentStatus, ExecModeSpec, LockSeen, Request, Response, Status};
 use serde::Serialize;
@@ -21,6 +21,9 @@ use pmfleet_shared::cli::colour::{Palette, Tone};
 use pmfleet_shared::cli::error;
 
 pub mod fleet_state;
+mod table;
+
+pub use table::render;
 
 use fleet_state::{Finding, HostView};
 
@@ -29,9 +32,7 @@ use crate::agent::targets::{self as agents, AgentTarget};
 use crate::cli::parse_duration;
 use crate::deploy::Exit;
 use crate::deploy::lock;
-use crate::deploy::revision::short_sha;
 use crate::last_ecosystem;
-use crate::output::table;
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {
@@ -395,168 +396,10 @@ fn json(hosts: &[HostStatus], fleet: &[(String, Vec<Finding>)]) -> serde_json::V
     )
 }
 
-/// The fleet table: by default one narrow row per host and app (fitting [`WIDTH`]) and the
-/// errors of unreachable hosts below it; `wide`, every column. Rows of errored apps and
-/// unreachable hosts stand out in colour, stopped or partly online apps too.
-pub fn render(hosts: &[HostStatus], wide: bool, palette: Palette) -> String {
-    if wide {
-        return render_wide(hosts, palette);
-    }
-    let mut rows: Vec<[String; 10]> = Vec::new();
-    let mut tones = Vec::new();
-    let mut notes = String::new();
-    let dash = || "-".to_string();
-    for h in hosts {
-        let Some(agent) = &h.agent else {
-            let state = if h.reachable { "error" } else { "unreachable" };
-            rows.push([
-                h.env.clone(),
-                h.host.clone(),
-                dash(),
-                dash(),
-                state.to_string(),
-                dash(),
-                dash(),
-                dash(),
-                dash(),
-                dash(),
-            ]);
-            tones.push(Some(Tone::Bad));
-            notes.push_str(&format!(
-                "{}: {state}: {}\n",
-                h.host,
-                h.error.as_deref().unwrap_or("no answer")
-            ));
-            continue;
-        };
-        let apps = app_rows(agent);
-        if apps.is_empty() {
-            let mut row: [String; 10] = Default::default();
-            row[0] = h.env.clone();
-            row[1] = h.host.clone();
-            row[2] = "(no apps)".into();
-            rows.push(row);
-            tones.push(None);
-        }
-        for app in apps {
-            let (word, tone) = health(&app);
-            rows.push([
-                h.env.clone(),
-                h.host.clone(),
-                app.name.clone(),
-                app.mode.clone(),
-                format!("{}/{} {word}", app.online, app.total),
-                app.cpu_percent
-                    .map(|c| format!("{c:.0}%"))
-                    .unwrap_or_else(dash),
-                app.rss_bytes.map(display::bytes).unwrap_or_else(dash),
-                app.restarts.to_string(),
-                app.uptime_ms.map(display::uptime).unwrap_or_else(dash),
-                app.sha
-                    .as_deref()
-                    .map(|s| short_sha(s).to_string())
-                    .unwrap_or_else(dash),
-            ]);
-            tones.push(tone);
-        }
-    }
-    let headers = [
-        "ENV", "HOST", "APP", "MODE", "STATUS", "CPU", "MEM", "↺", "UPTIME", "SHA",
-    ];
-    let rows = display::fit(&headers, &rows, WIDTH, &[0, 1, 2]);
-    let mut out = palette.rows(&table(&headers, &rows), &tones);
-    out.push_str(&notes);
-    out
-}
-
-/// What an app's instances add up to, and whether its row should stand out.
-fn health(app: &AppRow) -> (&'static str, Option<Tone>) {
-    if app.total > 0 && app.online == app.total {
-        ("online", None)
-    } else if app.errored > 0 {
-        ("errored", Some(Tone::Bad))
-    } else if app.online == 0 {
-        ("stopped", Some(Tone::Warn))
-    } else {
-        ("degraded", Some(Tone::Warn))
-    }
-}
-
-/// `--wide`: every column, errors in the last.
-fn render_wide(hosts: &[HostStatus], palette: Palette) -> String {
-    let mut rows: Vec<[String; 12]> = Vec::new();
-    let mut tones = Vec::new();
-    for h in hosts {
-        let Some(agent) = &h.agent else {
-            let state = if h.reachable { "error" } else { "unreachable" };
-            rows.push(row_with([
-                (0, h.env.clone()),
-                (1, h.host.clone()),
-                (2, state.to_string()),
-                (11, h.error.clone().unwrap_or_default()),
-            ]));
-            tones.push(Some(Tone::Bad));
-            continue;
-        };
-        let version = format!("agent {}", agent.version);
-        let apps = app_rows(agent);
-        if apps.is_empty() {
-            rows.push(row_with([
-                (0, h.env.clone()),
-                (1, h.host.clone()),
-                (2, version.clone()),
-                (5, "(no apps)".to_string()),
-            ]));
-            tones.push(None);
-        }
-        let dash = || "-".to_string();
-        for app in apps {
-            tones.push(health(&app).1);
-            rows.push([
-                h.env.clone(),
-                h.host.clone(),
-                version.clone(),
-                app.release.clone().unwrap_or_else(dash),
-                app.sha
-                    .as_deref()
-                    .map(|s| short_sha(s).to_string())
-                    .unwrap_or_else(dash),
-                app.name.clone(),
-                app.mode.clone(),
-                format!("{}/{}", app.online, app.total),
-                app.cpu_percent
-                    .map(|c| format!("{c:.1}%"))
-                    .unwrap_or_else(dash),
-                app.rss_bytes.map(display::bytes).unwrap_or_else(dash),
-                app.restarts.to_string(),
-                app.uptime_ms.map(display::uptime).unwrap_or_else(dash),
-            ]);
-        }
-    }
-    let t = table(
-        &[
-            "ENV", "HOST", "AGENT", "RELEASE", "SHA", "APP", "MODE", "ONLINE", "CPU", "MEM",
-            "RESTARTS", "UPTIME",
-        ],
-        &rows,
-    );
-    palette.rows(&t, &tones)
-}
-
-/// A table row with only the given columns filled.
-fn row_with<const N: usize>(cells: [(usize, String); N]) -> [String; 12] {
-    let mut row: [String; 12] = Default::default();
-    for (column, text) in cells {
-        if let Some(cell) = row.get_mut(column) {
-            *cell = text;
-        }
-    }
-    row
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use pmfleet_shared::display;
 
     #[test]
     fn durations_and_sizes_read_well() {
