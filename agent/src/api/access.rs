@@ -26,6 +26,10 @@ pub enum Origin {
     Local,
     /// A client with a fleet certificate, over mutual TLS, and the role it carries.
     Remote(Role),
+    /// A client whose fleet certificate carries no role (made by a pmfleet from before
+    /// roles): it may do what `read` may, and a refusal says how to give the controller's
+    /// certificate its `admin` role (`pmfleet ca init` again).
+    Unmarked,
 }
 
 /// What a request needs.
@@ -97,10 +101,14 @@ impl Origin {
         let role = match self {
             Origin::Local => return Ok(()),
             Origin::Remote(role) => role,
+            Origin::Unmarked => Role::Read,
         };
         let op = op(req);
         let message = match need(req) {
             Need::Role(needed) if role >= needed => return Ok(()),
+            Need::Role(needed) if self == Origin::Unmarked => format!(
+                "`{op}` needs a certificate with the `{needed}` role (or `admin`); this one carries no role (a pmfleet from before certificate roles made it), so it counts as `read`: on the controller machine that holds the fleet CA, run `pmfleet ca init` again, which gives the controller's certificate the `admin` role (a CI runner gets a new one from `pmfleet ca issue NAME`)"
+            ),
             Need::Role(needed) => format!(
                 "`{op}` needs a certificate with the `{needed}` role (or `admin`); this one's role is `{role}` (see `pmfleet ca issue --role`)"
             ),
@@ -116,7 +124,12 @@ impl Origin {
 
     /// Whether answers to this origin must have their env values redacted: every remote one.
     pub fn redacts(self) -> bool {
-        matches!(self, Origin::Remote(_))
+        matches!(self, Origin::Remote(_) | Origin::Unmarked)
+    }
+
+    /// The origin of a remote client whose certificate names `role` (or none).
+    pub fn remote(role: Option<Role>) -> Origin {
+        role.map_or(Origin::Unmarked, Origin::Remote)
     }
 }
 
@@ -216,6 +229,12 @@ mod tests {
                 .find(|(name, _)| *name == op)
                 .unwrap_or_else(|| panic!("{op} is not in the table"));
             assert!(Origin::Local.check(req).is_ok(), "{op}: local");
+            let unmarked = Origin::Unmarked.check(req);
+            assert_eq!(
+                unmarked.is_ok(),
+                allowed[0],
+                "{op} without a role: {unmarked:?}"
+            );
             for (role, allowed) in Role::ALL.into_iter().zip(allowed) {
                 let got = Origin::Remote(role).check(req);
                 assert_eq!(got.is_ok(), *allowed, "{op} as {role}: {got:?}");
@@ -240,6 +259,34 @@ mod tests {
             .unwrap_err();
         assert!(e.message.contains("local socket only"), "{}", e.message);
         assert!(Origin::Remote(Role::Read).redacts());
+        assert!(Origin::Unmarked.redacts());
         assert!(!Origin::Local.redacts());
+    }
+
+    #[test]
+    fn a_certificate_without_a_role_is_told_to_run_ca_init_again() {
+        assert_eq!(Origin::remote(None), Origin::Unmarked);
+        assert_eq!(
+            Origin::remote(Some(Role::Deploy)),
+            Origin::Remote(Role::Deploy)
+        );
+        let apply = Request::ApplyRelease(Box::new(ApplyRelease {
+            root: "/srv/app".into(),
+            release: "1".into(),
+            timeout_ms: 0,
+        }));
+        let e = Origin::Unmarked.check(&apply).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Forbidden);
+        for said in [
+            "carries no role",
+            "counts as `read`",
+            "run `pmfleet ca init` again",
+        ] {
+            assert!(e.message.contains(said), "{said}: {}", e.message);
+        }
+        // A certificate with the `read` role is not told so: it was made that way.
+        let e = Origin::Remote(Role::Read).check(&apply).unwrap_err();
+        assert!(!e.message.contains("ca init"), "{}", e.message);
+        assert!(Origin::Unmarked.check(&Request::Status).is_ok());
     }
 }

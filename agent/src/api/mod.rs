@@ -7,11 +7,14 @@
 //! - [`access`]: which request each origin (and each certificate role) may send.
 //! - [`admission`]: the connection slots of the TLS endpoint (handshakes, sessions).
 //! - [`release_gate`]: what a remote `apply_release` may name (a release SSH put on the host).
+//! - [`deploy_roots`]: what `status` says about each deploy root (`current`, the rollout
+//!   record, the lock, which release each app runs), read from what SSH wrote.
 //! - `session`: one connection's request loop and the streamed `logs` and `events`, shared by
 //!   both.
 
 pub mod access;
 pub mod admission;
+pub mod deploy_roots;
 pub mod local;
 pub mod release_gate;
 mod session;
@@ -48,7 +51,12 @@ pub async fn dispatch(sup: &Supervisor, req: Request) -> Response {
         Request::List => Response::Processes {
             processes: sup.list(),
         },
-        Request::Status => Response::Status(sup.status()),
+        Request::Status => {
+            let mut status = sup.status();
+            let apps = deploy_roots::apps_of_supervisor(sup);
+            status.roots = deploy_roots::read(sup.home().root(), &apps);
+            Response::Status(status)
+        }
         Request::ApplyRelease(r) => match release_gate::resolve(sup.home().root(), &r) {
             Ok(dir) => applied(sup.apply_release(dir).await),
             Err(refused) => {

@@ -208,18 +208,19 @@ async fn serve_authenticated(
             return;
         }
     };
-    if !lock(&slots.sessions).take(role == Role::Admin) {
+    let shown = role.map_or_else(|| "none (counts as read)".to_string(), |r| r.to_string());
+    if !lock(&slots.sessions).take(role == Some(Role::Admin)) {
         let message = format!(
             "the agent serves as many connections as it takes ({}); try again shortly",
             lock(&slots.sessions).in_use()
         );
-        tracing::warn!(%peer, %role, "mutual TLS: {message}");
+        tracing::warn!(%peer, role = %shown, "mutual TLS: {message}");
         refuse(stream, session, ErrorKind::Busy, message).await;
         return;
     }
-    tracing::debug!(%peer, %role, "mutual TLS: client accepted");
+    tracing::debug!(%peer, role = %shown, "mutual TLS: client accepted");
     let session = Session {
-        origin: Origin::Remote(role),
+        origin: Origin::remote(role),
         ..session.clone()
     };
     if let Err(e) = session.serve(stream).await {
@@ -228,19 +229,16 @@ async fn serve_authenticated(
     lock(&slots.sessions).give_back();
 }
 
-/// The role of the verified client certificate: `read` when it names none.
-fn peer_role(stream: &TlsStream<TcpStream>) -> Result<Role, String> {
+/// The role of the verified client certificate, `None` when it names none (it then counts
+/// as `read`, see [`Origin::Unmarked`]).
+fn peer_role(stream: &TlsStream<TcpStream>) -> Result<Option<Role>, String> {
     let cert = stream
         .get_ref()
         .1
         .peer_certificates()
         .and_then(|chain| chain.first())
         .ok_or("no client certificate")?;
-    match pmfleet_shared::tls::role_of(cert) {
-        Ok(Some(role)) => Ok(role),
-        Ok(None) => Ok(Role::Read),
-        Err(e) => Err(format!("the client certificate's role: {e}")),
-    }
+    pmfleet_shared::tls::role_of(cert).map_err(|e| format!("the client certificate's role: {e}"))
 }
 
 /// Answer with one error and end the connection (the client reads it as the answer to its

@@ -57,7 +57,8 @@ fn time_left(deadline: Option<Deadline>, app: &str) -> Result<Option<Duration>, 
 }
 
 impl Supervisor {
-    /// `status`: version, host, uptime, the release last applied and every instance.
+    /// `status`: version, host, uptime, the release last applied, every instance, and whether
+    /// an `apply_release` is under way.
     pub fn status(&self) -> AgentStatus {
         AgentStatus {
             version: env!("CARGO_PKG_VERSION").to_string(),
@@ -68,6 +69,9 @@ impl Supervisor {
             uptime_secs: self.inner.started.elapsed().as_secs(),
             release: lock(&self.inner.release).clone(),
             processes: self.list(),
+            // Filled by the API, which reads the deploy roots SSH registered.
+            roots: Vec::new(),
+            applying: self.inner.apply_lock.try_lock().is_err(),
         }
     }
 

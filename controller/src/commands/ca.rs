@@ -10,7 +10,7 @@ use crate::deploy::Exit;
 use crate::output::table;
 use crate::pki::{
     self, CA_CERT_FILE, CA_KEY_FILE, CLIENTS_DIR, CONTROLLER_CERT_FILE, CONTROLLER_KEY_FILE,
-    CRL_FILE, Ca, PkiError,
+    CRL_FILE, Ca, ControllerCert, PkiError,
 };
 use pmfleet_shared::tls::Role;
 
@@ -44,7 +44,8 @@ Examples:
 
 #[derive(Debug, Subcommand)]
 pub enum CaCommand {
-    /// Make the fleet CA and this machine's controller certificate.
+    /// Make the fleet CA and this machine's controller certificate; on an existing CA,
+    /// give a controller certificate made before roles the `admin` role.
     Init,
     /// Issue a client certificate, e.g. for a CI runner.
     Issue {
@@ -134,6 +135,9 @@ pub async fn run(args: CaArgs) -> Exit {
 }
 
 fn init(dir: &Path) -> Result<(), PkiError> {
+    if dir.join(CA_KEY_FILE).exists() && dir.join(CA_CERT_FILE).exists() {
+        return init_again(dir);
+    }
     let ca = Ca::init(dir)?;
     let at = |file: &str| dir.join(file).display().to_string();
     println!("Made the fleet CA in {}", dir.display());
@@ -153,6 +157,26 @@ fn init(dir: &Path) -> Result<(), PkiError> {
     println!("  {:<22}{}", "revocation list", at(CRL_FILE));
     println!("Next: `pmfleet ca issue <name>` for each CI runner that talks to agents.");
     Ok(())
+}
+
+/// `ca init` on an existing CA: a controller certificate from before roles (which agents
+/// count as `read`) is re-issued with `admin`, saying so in one line; anything else is
+/// refused as before, and nothing is touched.
+fn init_again(dir: &Path) -> Result<(), PkiError> {
+    let ca = Ca::load(dir)?;
+    match ca.readmit_controller()? {
+        ControllerCert::Reissued(record) => {
+            println!(
+                "The controller certificate {} had no role (made before roles; agents count it as `read`): re-issued it with the `admin` role (serial {}); the CA and every other certificate are unchanged.",
+                dir.join(CONTROLLER_CERT_FILE).display(),
+                record.serial
+            );
+            Ok(())
+        }
+        ControllerCert::HasRole(_) | ControllerCert::Missing => Err(PkiError::AlreadyExists {
+            dir: dir.to_path_buf(),
+        }),
+    }
 }
 
 fn issue(

@@ -2,7 +2,8 @@
 //! the controller machine.
 //!
 //! `pmfleet ca init` makes it (ECDSA P-256) together with this machine's client certificate
-//! (role `admin`); agents get server certificates for their host's names by sending a CSR
+//! (role `admin`; run on an existing CA, it re-issues a controller certificate from before
+//! roles with `admin`, see [`ControllerCert`]); agents get server certificates for their host's names by sending a CSR
 //! (their key is made on the host and stays there, see [`pmfleet_shared::tls::make_csr`]); CI
 //! runners get client certificates from `pmfleet ca issue`, with the role it is given
 //! ([`Role`]: written in the certificate's subject, checked by the agent on every request).
@@ -19,10 +20,12 @@
 //! | `issued.jsonl` | 0600 | one line per certificate issued ([`IssuedCert`]) |
 //! | `clients/<name>/` | 0700 | what `pmfleet ca issue` wrote, unless `--out` said otherwise |
 
+mod controller_cert;
 mod files;
 mod identity;
 mod index;
 
+pub use controller_cert::ControllerCert;
 pub use identity::ClientIdentity;
 pub use index::{CertKind, CertStatus, IssuedCert};
 
@@ -139,6 +142,11 @@ pub enum PkiError {
     PartialEnv { missing: String, set: String },
     #[error("both {var} and {var}_FILE are set: keep one")]
     Ambiguous { var: &'static str },
+    #[error("{}: the certificate's role: {source}", path.display())]
+    BadRole {
+        path: PathBuf,
+        source: pmfleet_shared::tls::RoleError,
+    },
 }
 
 impl PkiError {

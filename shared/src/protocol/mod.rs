@@ -13,15 +13,18 @@
 //!
 //! The controller's side of a deploy is [`Request::ApplyRelease`] (start or reload every app of
 //! a release's ecosystem file, waiting for readiness) and of `pmfleet status`,
-//! [`Request::Status`] (everything the fleet table needs in one round trip). `docs/protocol.md`
+//! [`Request::Status`] (everything the fleet table needs in one round trip, and each deploy
+//! root's `current`, rollout record and lock, [`DeployRoot`]). `docs/protocol.md`
 //! describes every message with a JSON example, and which ones a remote client may send.
 
 mod app;
+mod deploy_root;
 mod event;
 mod frame;
 mod io;
 
 pub use app::*;
+pub use deploy_root::*;
 pub use event::*;
 pub use frame::*;
 pub use io::*;
@@ -247,6 +250,15 @@ pub struct AgentStatus {
     /// Every instance, as [`Request::List`] answers: instances online/total per app, CPU,
     /// memory, restarts and uptime are all derived from these.
     pub processes: Vec<ProcessInfo>,
+    /// Every deploy root `setup` registered on the host: where `current` points, the rollout
+    /// record and the lock as the host holds them, and which release each app of the root
+    /// runs. Empty from an agent older than this field, or one set up for no root.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub roots: Vec<DeployRoot>,
+    /// An `apply_release` is under way: the apps are moving to a release, so what they run
+    /// and where `current` points may differ for that one step.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub applying: bool,
 }
 
 /// `start`: an ecosystem file or a single script, plus what the client's shell knew.
@@ -606,10 +618,19 @@ mod tests {
             uptime_secs: 5,
             release: None,
             processes: Vec::new(),
+            roots: Vec::new(),
+            applying: false,
         });
         let json = serde_json::to_value(&st).unwrap();
         assert_eq!(json["type"], "status");
+        assert!(json.get("roots").is_none() && json.get("applying").is_none());
         assert_eq!(serde_json::from_value::<Response>(json).unwrap(), st);
+        // An agent older than the deploy roots answers without them.
+        let older: Response = serde_json::from_str(
+            r#"{"type":"status","version":"0.1.0","hostname":"web1","uptime_secs":5,"processes":[]}"#,
+        )
+        .unwrap();
+        assert_eq!(older, st);
 
         let forbidden = serde_json::to_value(ErrorKind::Forbidden).unwrap();
         assert_eq!(forbidden, "forbidden");

@@ -2,27 +2,37 @@
 //! table of hosts and apps. Unreachable hosts are shown, never hidden, and make the exit code
 //! non-zero, as does an errored app. The default table fits 100 columns (`--wide` has every
 //! column), and outside the project directory the last ecosystem file used is asked about.
+//!
+//! The table itself is drawn by `table`. Below it, per environment ([`fleet_state`]): a
+//! rollout that began and never finished, a fleet split across releases, a host whose
+//! `current` is not what its apps run, and the command that converges it. Any of them makes
+//! the exit code 1.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
-use pmfleet_shared::display;
 use pmfleet_shared::ecosystem;
-use pmfleet_shared::protocol::{AgentStatus, ExecModeSpec, Request, Response, Status};
+use pmfleet_shared::protocol::{AgentStatus, ExecModeSpec, LockSeen, Request, Response, Status};
 use serde::Serialize;
 
 use pmfleet_shared::cli::colour::{Palette, Tone};
 use pmfleet_shared::cli::error;
 
+pub mod fleet_state;
+mod table;
+
+pub use table::render;
+
+use fleet_state::{Finding, HostView};
+
 use crate::agent::AgentClient;
 use crate::agent::targets::{self as agents, AgentTarget};
 use crate::cli::parse_duration;
 use crate::deploy::Exit;
-use crate::deploy::revision::short_sha;
+use crate::deploy::lock;
 use crate::last_ecosystem;
-use crate::output::table;
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {
@@ -118,20 +128,27 @@ pub async fn run(args: StatusArgs) -> Exit {
         Ok(c) => c,
         Err(message) => return fail(&message.to_string()),
     };
+    let paths: BTreeMap<String, String> = eco
+        .deploy
+        .iter()
+        .map(|(name, env)| (name.clone(), env.path.clone()))
+        .collect();
     let palette = Palette::stdout();
     loop {
         let hosts = ask_all(&client, &targets).await;
-        let exit = exit_for(&hosts);
+        let fleet = fleet_findings(&hosts, &paths, lock_alive);
+        let exit = exit_with(exit_for(&hosts), &fleet);
         if args.json {
             println!(
                 "{}",
-                serde_json::to_string_pretty(&json(&hosts)).unwrap_or_default()
+                serde_json::to_string_pretty(&json(&hosts, &fleet)).unwrap_or_default()
             );
         } else {
             if args.watch {
                 print!("\x1b[H\x1b[2J");
             }
             print!("{}", render(&hosts, args.wide, palette));
+            print!("{}", render_fleet(&fleet, palette));
         }
         for warning in expiry_warnings(&hosts) {
             eprintln!("warning: {warning}");
@@ -257,6 +274,83 @@ pub fn app_rows(status: &AgentStatus) -> Vec<AppRow> {
     rows.into_values().collect()
 }
 
+/// What status says about each environment's releases ([`fleet_state::findings`]), in the
+/// order the environments' hosts came: the hosts that answered, each through the deploy root
+/// that is its environment's `path` (`paths`: environment → path).
+pub fn fleet_findings(
+    hosts: &[HostStatus],
+    paths: &BTreeMap<String, String>,
+    lock_alive: impl Fn(&LockSeen) -> bool,
+) -> Vec<(String, Vec<Finding>)> {
+    let mut views: Vec<(String, Vec<HostView>)> = Vec::new();
+    for h in hosts {
+        let Some(agent) = &h.agent else { continue };
+        let Some(root) = paths
+            .get(&h.env)
+            .and_then(|path| fleet_state::root_for(&agent.roots, path))
+        else {
+            continue;
+        };
+        let view = HostView::of(&h.host, root, agent.applying, &lock_alive);
+        match views.iter_mut().find(|(env, _)| *env == h.env) {
+            Some((_, list)) => list.push(view),
+            None => views.push((h.env.clone(), vec![view])),
+        }
+    }
+    views
+        .into_iter()
+        .map(|(env, hosts)| {
+            let found = fleet_state::findings(&env, &hosts);
+            (env, found)
+        })
+        .filter(|(_, found)| !found.is_empty())
+        .collect()
+}
+
+/// Whether a lock's holder looks alive from here: its heartbeat is fresh and, when it ran on
+/// this machine, its process is still there ([`lock::liveness`]).
+pub fn lock_alive(seen: &LockSeen) -> bool {
+    let holder = lock::Holder {
+        holder: seen.holder.clone(),
+        deploy_id: seen.deploy_id.clone(),
+        action: seen.action.clone(),
+        since: seen.since.clone(),
+        pid: seen.pid,
+        machine: seen.machine.clone(),
+    };
+    lock::liveness(seen.heartbeat_age_secs, holder.alive_here()) == lock::Liveness::Alive
+}
+
+/// The findings below the table: each environment's, then the command that converges it.
+pub fn render_fleet(fleet: &[(String, Vec<Finding>)], palette: Palette) -> String {
+    let mut out = String::new();
+    for (env, found) in fleet {
+        for finding in found {
+            let tone = if finding.fails() {
+                Tone::Bad
+            } else {
+                Tone::Warn
+            };
+            out.push_str(&palette.paint(&format!("{env}: {}", finding.message()), tone));
+            out.push('\n');
+        }
+        if let Some(converge) = found.iter().find_map(Finding::converge) {
+            out.push_str(&format!("  to converge: {}\n", converge.text()));
+        }
+    }
+    out
+}
+
+/// The exit code once the fleet's findings are in: an unreachable host still says so (3);
+/// otherwise an interrupted rollout, a split fleet or a host at odds with itself is a failure.
+fn exit_with(exit: Exit, fleet: &[(String, Vec<Finding>)]) -> Exit {
+    let fails = fleet.iter().flat_map(|(_, f)| f).any(Finding::fails);
+    match exit {
+        Exit::Success if fails => Exit::Failed,
+        other => other,
+    }
+}
+
 fn exit_for(hosts: &[HostStatus]) -> Exit {
     let errored = hosts
         .iter()
@@ -271,7 +365,10 @@ fn exit_for(hosts: &[HostStatus]) -> Exit {
     }
 }
 
-fn json(hosts: &[HostStatus]) -> serde_json::Value {
+/// One object per host; each carries its apps and what status says about its environment's
+/// releases that concerns it (`findings`, the same objects for every host of an environment
+/// but a host's own disagreement).
+fn json(hosts: &[HostStatus], fleet: &[(String, Vec<Finding>)]) -> serde_json::Value {
     serde_json::Value::Array(
         hosts
             .iter()
@@ -282,6 +379,16 @@ fn json(hosts: &[HostStatus]) -> serde_json::Value {
                         "apps".into(),
                         serde_json::to_value(app_rows(agent)).unwrap_or_default(),
                     );
+                    let findings: Vec<&Finding> = fleet
+                        .iter()
+                        .filter(|(env, _)| *env == h.env)
+                        .flat_map(|(_, found)| found)
+                        .filter(|f| f.concerns(&h.host))
+                        .collect();
+                    obj.insert(
+                        "findings".into(),
+                        serde_json::to_value(findings).unwrap_or_default(),
+                    );
                 }
                 value
             })
@@ -289,168 +396,10 @@ fn json(hosts: &[HostStatus]) -> serde_json::Value {
     )
 }
 
-/// The fleet table: by default one narrow row per host and app (fitting [`WIDTH`]) and the
-/// errors of unreachable hosts below it; `wide`, every column. Rows of errored apps and
-/// unreachable hosts stand out in colour, stopped or partly online apps too.
-pub fn render(hosts: &[HostStatus], wide: bool, palette: Palette) -> String {
-    if wide {
-        return render_wide(hosts, palette);
-    }
-    let mut rows: Vec<[String; 10]> = Vec::new();
-    let mut tones = Vec::new();
-    let mut notes = String::new();
-    let dash = || "-".to_string();
-    for h in hosts {
-        let Some(agent) = &h.agent else {
-            let state = if h.reachable { "error" } else { "unreachable" };
-            rows.push([
-                h.env.clone(),
-                h.host.clone(),
-                dash(),
-                dash(),
-                state.to_string(),
-                dash(),
-                dash(),
-                dash(),
-                dash(),
-                dash(),
-            ]);
-            tones.push(Some(Tone::Bad));
-            notes.push_str(&format!(
-                "{}: {state}: {}\n",
-                h.host,
-                h.error.as_deref().unwrap_or("no answer")
-            ));
-            continue;
-        };
-        let apps = app_rows(agent);
-        if apps.is_empty() {
-            let mut row: [String; 10] = Default::default();
-            row[0] = h.env.clone();
-            row[1] = h.host.clone();
-            row[2] = "(no apps)".into();
-            rows.push(row);
-            tones.push(None);
-        }
-        for app in apps {
-            let (word, tone) = health(&app);
-            rows.push([
-                h.env.clone(),
-                h.host.clone(),
-                app.name.clone(),
-                app.mode.clone(),
-                format!("{}/{} {word}", app.online, app.total),
-                app.cpu_percent
-                    .map(|c| format!("{c:.0}%"))
-                    .unwrap_or_else(dash),
-                app.rss_bytes.map(display::bytes).unwrap_or_else(dash),
-                app.restarts.to_string(),
-                app.uptime_ms.map(display::uptime).unwrap_or_else(dash),
-                app.sha
-                    .as_deref()
-                    .map(|s| short_sha(s).to_string())
-                    .unwrap_or_else(dash),
-            ]);
-            tones.push(tone);
-        }
-    }
-    let headers = [
-        "ENV", "HOST", "APP", "MODE", "STATUS", "CPU", "MEM", "↺", "UPTIME", "SHA",
-    ];
-    let rows = display::fit(&headers, &rows, WIDTH, &[0, 1, 2]);
-    let mut out = palette.rows(&table(&headers, &rows), &tones);
-    out.push_str(&notes);
-    out
-}
-
-/// What an app's instances add up to, and whether its row should stand out.
-fn health(app: &AppRow) -> (&'static str, Option<Tone>) {
-    if app.total > 0 && app.online == app.total {
-        ("online", None)
-    } else if app.errored > 0 {
-        ("errored", Some(Tone::Bad))
-    } else if app.online == 0 {
-        ("stopped", Some(Tone::Warn))
-    } else {
-        ("degraded", Some(Tone::Warn))
-    }
-}
-
-/// `--wide`: every column, errors in the last.
-fn render_wide(hosts: &[HostStatus], palette: Palette) -> String {
-    let mut rows: Vec<[String; 12]> = Vec::new();
-    let mut tones = Vec::new();
-    for h in hosts {
-        let Some(agent) = &h.agent else {
-            let state = if h.reachable { "error" } else { "unreachable" };
-            rows.push(row_with([
-                (0, h.env.clone()),
-                (1, h.host.clone()),
-                (2, state.to_string()),
-                (11, h.error.clone().unwrap_or_default()),
-            ]));
-            tones.push(Some(Tone::Bad));
-            continue;
-        };
-        let version = format!("agent {}", agent.version);
-        let apps = app_rows(agent);
-        if apps.is_empty() {
-            rows.push(row_with([
-                (0, h.env.clone()),
-                (1, h.host.clone()),
-                (2, version.clone()),
-                (5, "(no apps)".to_string()),
-            ]));
-            tones.push(None);
-        }
-        let dash = || "-".to_string();
-        for app in apps {
-            tones.push(health(&app).1);
-            rows.push([
-                h.env.clone(),
-                h.host.clone(),
-                version.clone(),
-                app.release.clone().unwrap_or_else(dash),
-                app.sha
-                    .as_deref()
-                    .map(|s| short_sha(s).to_string())
-                    .unwrap_or_else(dash),
-                app.name.clone(),
-                app.mode.clone(),
-                format!("{}/{}", app.online, app.total),
-                app.cpu_percent
-                    .map(|c| format!("{c:.1}%"))
-                    .unwrap_or_else(dash),
-                app.rss_bytes.map(display::bytes).unwrap_or_else(dash),
-                app.restarts.to_string(),
-                app.uptime_ms.map(display::uptime).unwrap_or_else(dash),
-            ]);
-        }
-    }
-    let t = table(
-        &[
-            "ENV", "HOST", "AGENT", "RELEASE", "SHA", "APP", "MODE", "ONLINE", "CPU", "MEM",
-            "RESTARTS", "UPTIME",
-        ],
-        &rows,
-    );
-    palette.rows(&t, &tones)
-}
-
-/// A table row with only the given columns filled.
-fn row_with<const N: usize>(cells: [(usize, String); N]) -> [String; 12] {
-    let mut row: [String; 12] = Default::default();
-    for (column, text) in cells {
-        if let Some(cell) = row.get_mut(column) {
-            *cell = text;
-        }
-    }
-    row
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use pmfleet_shared::display;
 
     #[test]
     fn durations_and_sizes_read_well() {
@@ -508,6 +457,8 @@ mod tests {
             uptime_secs: 5,
             release: None,
             processes,
+            roots: Vec::new(),
+            applying: false,
         }
     }
 
@@ -598,6 +549,81 @@ mod tests {
             "unreachable: {:?}",
             lines[4]
         );
+    }
+
+    /// Three hosts of one environment, the controller killed after the first switched: the
+    /// notice below the table, the command, the exit code, and the JSON.
+    #[test]
+    fn an_interrupted_rollout_is_said_below_the_table_and_fails_the_exit_code() {
+        use pmfleet_shared::protocol::{DeployRoot, RolloutSeen, RootApp};
+        let record = RolloutSeen {
+            id: "dead".into(),
+            action: "deploy".into(),
+            who: "alice@laptop".into(),
+            started: "2026-11-24T06:15:30Z".into(),
+            release: "r2".into(),
+            state: "running".into(),
+            ..RolloutSeen::default()
+        };
+        let host = |name: &str, current: &str| {
+            let mut agent = agent_with(&[("web", Status::Online, 2)]);
+            agent.roots = vec![
+                DeployRoot {
+                    path: "/srv/other".into(),
+                    ..DeployRoot::default()
+                },
+                DeployRoot {
+                    path: "/srv/app".into(),
+                    current: Some(current.into()),
+                    rollout: Some(record.clone()),
+                    lock: Some(LockSeen {
+                        deploy_id: "dead".into(),
+                        ..LockSeen::default()
+                    }),
+                    apps: vec![RootApp {
+                        name: "web".into(),
+                        release: Some(current.into()),
+                        online: 2,
+                        total: 2,
+                    }],
+                    ..DeployRoot::default()
+                },
+            ];
+            HostStatus {
+                env: "production".into(),
+                host: name.into(),
+                reachable: true,
+                error: None,
+                agent: Some(agent),
+                cert_expires_in_days: None,
+            }
+        };
+        let hosts = vec![host("web1", "r2"), host("web2", "r1"), host("web3", "r1")];
+        let paths = BTreeMap::from([("production".to_string(), "/srv/app/".to_string())]);
+        let dead = fleet_findings(&hosts, &paths, |_| false);
+        let text = render_fleet(&dead, Palette::plain());
+        assert_eq!(
+            text,
+            "production: rollout dead (deploy of r2 by alice@laptop, started 2026-11-24T06:15:30Z) was interrupted: web1 serves r2; web2, web3 serve r1\n  to converge: `pmfleet deploy production unlock` (the run's lock is still there), then `pmfleet deploy production`\n"
+        );
+        assert_eq!(exit_with(exit_for(&hosts), &dead), Exit::Failed);
+        let json = json(&hosts, &dead);
+        let finding = &json[1]["findings"][0];
+        assert_eq!(finding["kind"], "interrupted_rollout");
+        assert_eq!(finding["rollout"]["who"], "alice@laptop");
+        assert_eq!(finding["serving"][1]["hosts"][1], "web3");
+        assert_eq!(finding["converge"]["command"], "pmfleet deploy production");
+        assert_eq!(json[0]["agent"]["roots"][1]["current"], "r2");
+
+        // Its run alive: said, not a failure.
+        let live = fleet_findings(&hosts, &paths, |_| true);
+        assert!(render_fleet(&live, Palette::plain()).contains("is in progress"));
+        assert_eq!(exit_with(exit_for(&hosts), &live), Exit::Success);
+        // An environment whose path is no root of the agents: nothing to say.
+        let elsewhere = BTreeMap::from([("production".to_string(), "/srv/x".to_string())]);
+        assert!(fleet_findings(&hosts, &elsewhere, |_| false).is_empty());
+        // An unreachable host keeps its own exit code.
+        assert_eq!(exit_with(Exit::Unreachable, &dead), Exit::Unreachable);
     }
 
     #[test]
