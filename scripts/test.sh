@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every check and test of the workspace, installing first what cargo cannot:
 # OpenSSH's sshd (the e2e tests start real sshd hosts), git, util-linux's unshare, Node.js
-# and Python (sample apps). Needs root for apt-get and for the per-host mount namespaces.
+# and Python (sample apps), and PM2 7 from npm (the suite that checks pmfleet reads ecosystem
+# files as PM2 does). Needs root for apt-get and for the per-host mount namespaces.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,6 +12,7 @@ command -v ssh-keygen >/dev/null || missing+=(openssh-client)
 command -v git >/dev/null || missing+=(git)
 command -v unshare >/dev/null || missing+=(util-linux)
 command -v node >/dev/null || missing+=(nodejs)
+command -v npm >/dev/null || missing+=(npm)
 command -v python3 >/dev/null || missing+=(python3)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}"
@@ -22,6 +24,13 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 mkdir -p /run/sshd
+
+# PM2 7 from npm, which the differential suite (tests/tests/pm2_differential.rs) compares
+# pmfleet with: installed once into target/test-tools, never globally.
+if [ ! -x target/test-tools/node_modules/.bin/pm2 ]; then
+  echo "installing pm2@7 into target/test-tools"
+  npm install --no-audit --no-fund --loglevel=error --prefix target/test-tools pm2@7 >/dev/null
+fi
 
 scripts/check-deps.sh
 cargo fmt --all --check

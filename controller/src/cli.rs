@@ -32,6 +32,8 @@ pub enum Command {
     Logs(crate::commands::logs::LogsArgs),
     /// The agents' lifecycle events from every host of an environment, as they happen.
     Events(crate::commands::events::EventsArgs),
+    /// Check the ecosystem file and print its environments and apps as pmfleet reads them, touching no host.
+    Config(crate::commands::config::ConfigArgs),
     /// Print the shell completion script (`pmfleet completions bash > /etc/bash_completion.d/pmfleet`).
     Completions {
         shell: pmfleet_shared::cli::docs::Shell,
@@ -50,6 +52,7 @@ impl Command {
             Command::Deploy(a) => a.json,
             Command::Status(a) => a.json,
             Command::Events(a) => a.json,
+            Command::Config(a) => a.json,
             Command::Ca(a) => matches!(
                 a.command,
                 crate::commands::ca::CaCommand::List { json: true }
@@ -64,6 +67,7 @@ impl Command {
         matches!(
             self,
             Command::Status(_)
+                | Command::Config(_)
                 | Command::Logs(_)
                 | Command::Events(_)
                 | Command::Completions { .. }

@@ -32,6 +32,7 @@ pub async fn run(cli: cli::Cli) -> Exit {
         cli::Command::App(args) => commands::app::run(args).await,
         cli::Command::Logs(args) => commands::logs::run(args).await,
         cli::Command::Events(args) => commands::events::run(args).await,
+        cli::Command::Config(args) => commands::config::run(args),
         cli::Command::Completions { shell } => {
             let cmd = <cli::Cli as clap::CommandFactory>::command();
             pmfleet_shared::cli::docs::completions(cmd, shell, &mut std::io::stdout());

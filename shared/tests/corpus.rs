@@ -300,8 +300,15 @@ const fn js(field: &'static str, says: &'static str) -> Diag {
 }
 
 enum Expect {
-    /// Loading fails with exactly these errors, in this order.
+    /// Loading fails with exactly these errors, in this order (the apps' and the file's:
+    /// problems in a `deploy` environment are the environment's, see `Broken`).
     Errors(&'static [Diag]),
+    /// The file loads (the apps can start), with one warning naming `env`, and asking for
+    /// `deploy.<env>` fails with exactly these errors.
+    Broken {
+        env: &'static str,
+        errors: &'static [Diag],
+    },
     /// Loading succeeds with exactly these warnings.
     Warnings(&'static [Diag]),
     /// node could not evaluate the file; stderr says this.
@@ -319,79 +326,90 @@ const INVALID: &[(&str, Expect)] = &[
         "bad_env_key.json",
         Expect::Errors(&[
             d(
-                "apps[0].env.BAD-NAME",
+                "apps[0].env[\"\"]",
                 (5, 35),
-                "`BAD-NAME` is not a valid environment variable name",
+                "an environment variable needs a name",
             ),
             d(
-                "apps[0].env_production.1ST",
+                "apps[0].env_production[\"A=B\"]",
                 (6, 27),
-                "`1ST` is not a valid environment variable name",
+                "`A=B` is not a valid environment variable name",
             ),
         ]),
     ),
     (
         "bad_port.json",
-        Expect::Errors(&[d(
-            "deploy.production.port",
-            (5, 15),
-            "expected a port number (1-65535), found \"abc\"",
-        )]),
+        Expect::Broken {
+            env: "production",
+            errors: &[d(
+                "deploy.production.port",
+                (5, 15),
+                "expected a port number (1-65535), found \"abc\"",
+            )],
+        },
     ),
     (
         "bad_values.config.js",
         Expect::Errors(&[
             js("apps[0].port", "found \"http\""),
             js("apps[0].exec_mode", "did you mean `cluster`?"),
-            js("deploy.production.max_fail", "found -1"),
         ]),
+    ),
+    (
+        "broken_environment.yml",
+        Expect::Broken {
+            env: "production",
+            errors: &[
+                d("deploy.production.host[0]", (4, 9), "use `port: 422`"),
+                d("deploy.production.host[1]", (5, 9), "use `port: 2222`"),
+                d("deploy.production.host[2]", (6, 9), "starts with `-`"),
+                d("deploy.production.host[3].port", (7, 29), "found 70000"),
+                d(
+                    "deploy.production.ref",
+                    (8, 10),
+                    "expected a string, found an array",
+                ),
+                d("deploy.production.path", (10, 11), "must be absolute"),
+                d("deploy.production.env.NESTED", (13, 15), "found an object"),
+                d("deploy.production.keep_releases", (14, 20), "found 0"),
+                d("deploy.production.batch", (15, 12), "found \"150%\""),
+            ],
+        },
     ),
     (
         "duplicates.yml",
-        Expect::Errors(&[
-            d("apps[1].name", (4, 11), "two apps are named `api`"),
-            d(
-                "deploy.production.host",
-                (9, 5),
-                "`host` is given twice (first at 8:5)",
-            ),
-        ]),
+        Expect::Errors(&[d("apps[1].name", (4, 11), "two apps are named `api`")]),
     ),
     (
         "host_dash.json",
-        Expect::Errors(&[
-            d("deploy.production.user", (4, 15), "starts with `-`"),
-            d("deploy.production.host[1]", (5, 24), "starts with `-`"),
-            d(
-                "deploy.production.host[2]",
-                (5, 55),
-                "set `user: \"deploy\"`",
-            ),
-            d("deploy.production.host[3]", (5, 70), "contains a space"),
-            d("deploy.production.ref", (6, 14), "starts with `-`"),
-            d("deploy.production.repo", (7, 15), "starts with `-`"),
-        ]),
+        Expect::Broken {
+            env: "production",
+            errors: &[
+                d("deploy.production.user", (4, 15), "starts with `-`"),
+                d("deploy.production.host[1]", (5, 24), "starts with `-`"),
+                d(
+                    "deploy.production.host[2]",
+                    (5, 55),
+                    "set `user: \"deploy\"`",
+                ),
+                d("deploy.production.host[3]", (5, 70), "contains a space"),
+                d("deploy.production.ref", (6, 14), "starts with `-`"),
+                d("deploy.production.repo", (7, 15), "starts with `-`"),
+            ],
+        },
     ),
     (
         "many_errors.json",
         Expect::Errors(&[
-            d("apps[0].instances", (3, 43), "found \"lots\""),
-            d("apps[0].max_memory_restart", (3, 73), "found \"1T\""),
-            d("apps[1].kill_signal", (4, 40), "did you mean `SIGTERM`?"),
+            d("apps[0].instances", (3, 43), "found an array"),
+            d("apps[0].max_memory_restart", (3, 70), "found \"1T\""),
             d("apps[1]", (4, 5), "missing required key `script`"),
-            d("deploy.production.host[1].port", (8, 50), "found 70000"),
-            d("deploy.production.path", (11, 15), "must be absolute"),
-            d("deploy.production.keep_releases", (12, 24), "found 0"),
-            d("deploy.production.batch", (13, 16), "found \"150%\""),
+            d("apps[1].kill_signal", (4, 40), "did you mean `SIGTERM`?"),
         ]),
     ),
     (
         "missing_required.json",
-        Expect::Errors(&[
-            d("apps[0]", (3, 5), "missing required key `script`"),
-            d("deploy.production", (6, 19), "missing required key `repo`"),
-            d("deploy.production", (6, 19), "missing required key `path`"),
-        ]),
+        Expect::Errors(&[d("apps[0]", (3, 5), "missing required key `script`")]),
     ),
     (
         "not_an_object.mjs",
@@ -415,23 +433,26 @@ const INVALID: &[(&str, Expect)] = &[
     ),
     (
         "relative_path.yml",
-        Expect::Errors(&[
-            d(
-                "deploy.production.path",
-                (6, 11),
-                "path must be absolute or start with `~/`, found \"var/www/shop\"",
-            ),
-            d(
-                "deploy.production.shared_dirs[1]",
-                (9, 9),
-                "must be relative, not absolute",
-            ),
-            d(
-                "deploy.production.shared_dirs[2]",
-                (10, 9),
-                "must not contain `..`",
-            ),
-        ]),
+        Expect::Broken {
+            env: "production",
+            errors: &[
+                d(
+                    "deploy.production.path",
+                    (6, 11),
+                    "path must be absolute or start with `~/`, found \"var/www/shop\"",
+                ),
+                d(
+                    "deploy.production.shared_dirs[1]",
+                    (9, 9),
+                    "must be relative, not absolute",
+                ),
+                d(
+                    "deploy.production.shared_dirs[2]",
+                    (10, 9),
+                    "must not contain `..`",
+                ),
+            ],
+        },
     ),
     ("syntax_error.config.js", Expect::NodeFailed("SyntaxError")),
     (
@@ -452,7 +473,7 @@ const INVALID: &[(&str, Expect)] = &[
     ),
     (
         "unknown_keys.yml",
-        Expect::Errors(&[
+        Expect::Warnings(&[
             d("apps[0].isntances", (3, 5), "did you mean `instances`?"),
             d(
                 "deploy.production.post_deploy",
@@ -476,13 +497,6 @@ const INVALID: &[(&str, Expect)] = &[
                 "expected an object, found \"production\"",
             ),
             d("apps[0].watch", (5, 12), "found 3"),
-            d("deploy.production.host", (8, 11), "found 42"),
-            d(
-                "deploy.production.ref",
-                (9, 10),
-                "expected a string, found an array",
-            ),
-            d("deploy.production.env.NESTED", (14, 9), "found an object"),
         ]),
     ),
 ];
@@ -539,6 +553,22 @@ fn invalid_corpus() {
                 assert_eq!(text.lines().count(), diagnostics.len() + 1, "{text}");
             }
             (Expect::Warnings(want), Ok(e)) => check(name, Severity::Warning, &e.warnings, want),
+            (Expect::Broken { env, errors }, Ok(e)) => {
+                assert!(e.deploy.is_empty(), "{name}");
+                assert_eq!(e.warnings.len(), 1, "{name}: {:#?}", e.warnings);
+                let w = &e.warnings[0];
+                assert_eq!(w.field, format!("deploy.{env}"), "{name}: {w}");
+                assert!(w.message.contains("cannot be used"), "{name}: {w}");
+                assert_eq!(e.errors().len(), errors.len(), "{name}");
+                match e.environment(env) {
+                    Err(LoadError::Invalid { diagnostics, .. }) => {
+                        let got: Vec<Diagnostic> =
+                            diagnostics.into_iter().filter(|d| d.is_error()).collect();
+                        check(name, Severity::Error, &got, errors);
+                    }
+                    other => panic!("{name}: {other:?}"),
+                }
+            }
             (Expect::NodeFailed(says), Err(LoadError::NodeFailed { path, stderr })) => {
                 assert!(path.ends_with(name));
                 assert!(stderr.contains(says), "{name}: {stderr}");

@@ -2,6 +2,7 @@
 
 pub mod app;
 pub mod ca;
+pub mod config;
 pub mod deploy;
 pub mod events;
 pub mod logs;

@@ -1,5 +1,10 @@
 //! Validation of `deploy.<env>` blocks into [`DeployEnv`].
 //!
+//! Each environment is checked on its own: one that has problems is set aside with them
+//! ([`DeployRead::broken`]) and stops only the commands that use it, so a template
+//! `deploy.production` never stands in the way of `pmfleet-agent start` or of
+//! `pmfleet deploy staging`.
+//!
 //! Values that end up on a remote shell or filesystem (host, user, path, ref, repo, env) are
 //! checked only for what can never be valid there; quoting them is the controller's job.
 
@@ -7,8 +12,10 @@ use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
 
 use super::diagnostic::{FieldPath, Report};
-use super::fields::{self, KeyDef, KeyWalk, Schema};
-use super::model::{AgentSettings, Batch, DeployEnv, FetchMode, Hooks, HostSpec};
+use super::fields::{self, EnvBlock};
+use super::hosts::{HostEntry, placeholder, read_hosts, user_name};
+use super::keys::{self, KeyDef, Schema};
+use super::model::{AgentSettings, Batch, DeployEnv, Diagnostic, FetchMode, Hooks, HostSpec};
 use super::value::{Kind, Value};
 
 /// Defaults of pmfleet's own deploy settings.
@@ -54,15 +61,6 @@ static DEPLOY_SCHEMA: Schema = Schema {
     ],
 };
 
-static HOST_SCHEMA: Schema = Schema {
-    keys: &[
-        KeyDef::new("host"),
-        KeyDef::new("port"),
-        KeyDef::new("user"),
-    ],
-    unimplemented: &[],
-};
-
 const REQUIRED: [(&str, &str); 4] = [
     (
         "host",
@@ -79,21 +77,45 @@ const REQUIRED: [(&str, &str); 4] = [
     ("ref", "the git ref to deploy, e.g. \"origin/main\""),
 ];
 
-/// Reads the whole `deploy` object; environments with errors are left out (and reported).
-pub(crate) fn read_deploy(
-    r: &mut Report,
-    v: &Value,
-    base_dir: &Path,
-) -> BTreeMap<String, DeployEnv> {
+/// What `deploy` held: the environments that can be used, and the others with their problems.
+#[derive(Debug, Default)]
+pub(crate) struct DeployRead {
+    pub envs: BTreeMap<String, DeployEnv>,
+    /// Environments with errors, each with every diagnostic found in it.
+    pub broken: BTreeMap<String, Vec<Diagnostic>>,
+    /// Problems with `deploy` itself.
+    pub errors: Vec<Diagnostic>,
+    /// Every environment's `env` block that could be read, also of a broken environment (PM2
+    /// merges it into the apps' environment with `--env`, whatever else the block says).
+    pub env_blocks: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+/// Reads the whole `deploy` object. Warnings of usable environments go to `r`; everything
+/// else is kept in the [`DeployRead`].
+pub(crate) fn read_deploy(r: &mut Report, v: &Value, base_dir: &Path) -> DeployRead {
     let f = FieldPath::root().key("deploy");
-    let mut out = BTreeMap::new();
-    let Some(entries) = fields::object(r, v, &f) else {
+    let mut out = DeployRead::default();
+    let mut top = r.sibling();
+    let Some(entries) = fields::object(&mut top, v, &f) else {
+        if matches!(v.kind, Kind::Seq(_)) {
+            // Replace the bare "expected an object" with what to write instead.
+            top = r.sibling();
+            top.expected(
+                v,
+                &f,
+                "an object of environments",
+                Some("write `deploy: { production: { host, repo, path, ref, ... } }`: one object per environment, named".to_owned()),
+            );
+        }
+        out.errors = top.into_diagnostics();
+        deploy_unusable(r, v, &f, &out.errors);
         return out;
     };
     for entry in entries {
         let field = f.key(&entry.key);
-        if out.contains_key(&entry.key) {
-            r.error_at(
+        let mut env_report = r.sibling();
+        if out.envs.contains_key(&entry.key) || out.broken.contains_key(&entry.key) {
+            top.error_at(
                 entry.key_pos,
                 &field,
                 format!("environment `{}` is defined twice", entry.key),
@@ -102,7 +124,7 @@ pub(crate) fn read_deploy(
             continue;
         }
         if !valid_env_name(&entry.key) {
-            r.error_at(
+            env_report.error_at(
                 entry.key_pos,
                 &field,
                 format!(
@@ -111,13 +133,77 @@ pub(crate) fn read_deploy(
                 ),
                 Some("use letters, digits, `-`, `_` or `.`, e.g. `production`".to_owned()),
             );
+            out.broken
+                .insert(entry.key.clone(), env_report.into_diagnostics());
             continue;
         }
-        if let Some(env) = read_env(r, &entry.key, &entry.value, &field, base_dir) {
-            out.insert(entry.key.clone(), env);
+        let (env, env_block) =
+            read_env(&mut env_report, &entry.key, &entry.value, &field, base_dir);
+        if let Some(block) = env_block {
+            out.env_blocks.insert(entry.key.clone(), block);
+        }
+        match env {
+            Some(env) if !env_report.has_errors() => {
+                r.extend(env_report.into_diagnostics());
+                out.envs.insert(entry.key.clone(), env);
+            }
+            _ => {
+                let diagnostics = env_report.into_diagnostics();
+                r.warning_at(
+                    entry.key_pos,
+                    &field,
+                    unusable(&format!("environment `{}`", entry.key), &diagnostics),
+                    Some(format!(
+                        "only a command that uses `{}` stops on this; `pmfleet config {} {}` lists every problem",
+                        entry.key,
+                        r.file().display(),
+                        entry.key
+                    )),
+                );
+                out.broken.insert(entry.key.clone(), diagnostics);
+            }
         }
     }
+    let top = top.into_diagnostics();
+    let (errors, warnings): (Vec<_>, Vec<_>) = top.into_iter().partition(Diagnostic::is_error);
+    r.extend(warnings);
+    deploy_unusable(r, v, &f, &errors);
+    out.errors = errors;
     out
+}
+
+/// The warning for problems with `deploy` itself, if there are any.
+fn deploy_unusable(r: &mut Report, v: &Value, f: &FieldPath, errors: &[Diagnostic]) {
+    if !errors.is_empty() {
+        r.warning_at(
+            v.pos,
+            f,
+            unusable("`deploy`", errors),
+            Some("the apps are not affected; `pmfleet config` lists every problem".to_owned()),
+        );
+    }
+}
+
+/// "environment `x` cannot be used: <the first error> (and N more)".
+fn unusable(what: &str, diagnostics: &[Diagnostic]) -> String {
+    let errors: Vec<&Diagnostic> = diagnostics.iter().filter(|d| d.is_error()).collect();
+    let first = errors.first().map_or_else(String::new, |d| {
+        let at = d
+            .location
+            .map(|(l, c)| format!("{l}:{c}: "))
+            .unwrap_or_default();
+        let field = if d.field.is_empty() {
+            String::new()
+        } else {
+            format!("{}: ", d.field)
+        };
+        format!(": {at}{field}{}", d.message)
+    });
+    let more = match errors.len() {
+        0 | 1 => String::new(),
+        n => format!(" (and {} more)", n - 1),
+    };
+    format!("{what} cannot be used{first}{more}")
 }
 
 /// Environment names are typed on the command line and written into history records.
@@ -129,16 +215,18 @@ fn valid_env_name(name: &str) -> bool {
             .all(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
+/// One environment, and its `env` block when that could be read.
 fn read_env(
     r: &mut Report,
     name: &str,
     v: &Value,
     f: &FieldPath,
     base_dir: &Path,
-) -> Option<DeployEnv> {
-    let entries = fields::object(r, v, f)?;
-    let mut walk = KeyWalk::new();
-    let mut ok = true;
+) -> (Option<DeployEnv>, Option<BTreeMap<String, String>>) {
+    let Some(entries) = fields::object(r, v, f) else {
+        return (None, None);
+    };
+    let before = r.error_count();
     // `None` once a value was reported, so missing-key errors are not doubled.
     let mut hosts: Option<Vec<HostEntry>> = None;
     let mut user = None;
@@ -150,6 +238,7 @@ fn read_env(
     let mut path = None;
     let mut hooks = Hooks::default();
     let mut env = BTreeMap::new();
+    let mut env_block = None;
     let mut keep_releases = DEFAULT_KEEP_RELEASES;
     let mut shared_dirs = Vec::new();
     let mut shared_files = Vec::new();
@@ -158,16 +247,12 @@ fn read_env(
     let mut max_fail = 0usize;
     let mut agent = Some(AgentSettings::default());
 
-    for entry in entries {
+    let selected = keys::select(r, &DEPLOY_SCHEMA, entries, f);
+    for (canonical, entry) in &selected.entries {
         let field = f.key(&entry.key);
-        let before = r.error_count();
-        let Some(canonical) = walk.accept(r, &DEPLOY_SCHEMA, entry, &field) else {
-            ok &= r.error_count() == before;
-            continue;
-        };
         let value = &entry.value;
-        match canonical {
-            "user" => user = fields::word(r, value, &field, "user name"),
+        match *canonical {
+            "user" => user = user_name(r, value, &field),
             "host" => hosts = read_hosts(r, value, &field),
             "port" => port = fields::port(r, value, &field),
             "key" => key = fields::text(r, value, &field).map(|k| key_path(&k, base_dir)),
@@ -180,7 +265,10 @@ fn read_env(
             "pre-deploy-local" => hooks.pre_deploy_local = read_hook(r, value, &field),
             "pre-deploy" => hooks.pre_deploy = read_hook(r, value, &field),
             "post-deploy" => hooks.post_deploy = read_hook(r, value, &field),
-            "env" => env = fields::env_map(r, value, &field).unwrap_or_default(),
+            "env" => {
+                env_block = fields::env_map(r, value, &field, EnvBlock::Deploy);
+                env = env_block.clone().unwrap_or_default();
+            }
             "keep_releases" => {
                 keep_releases =
                     fields::int_in(r, value, &field, 1, 10_000, "a positive number of releases")
@@ -206,24 +294,22 @@ fn read_env(
             }
             _ => {}
         }
-        if r.error_count() > before {
-            ok = false;
-        }
     }
 
     for (required, example) in REQUIRED {
-        if !walk.has(required) {
+        if !selected.has(required) {
             r.error(
                 v,
                 f,
                 format!("missing required key `{required}`"),
                 Some(format!("add `{required}`: {example}")),
             );
-            ok = false;
         }
     }
 
-    let hosts = hosts?;
+    let Some(hosts) = hosts else {
+        return (None, env_block);
+    };
     let mut resolved: Vec<HostSpec> = Vec::with_capacity(hosts.len());
     for (i, h) in hosts.into_iter().enumerate() {
         let spec = HostSpec {
@@ -238,22 +324,24 @@ fn read_env(
                 format!("host `{}` is listed twice", spec.host),
                 None,
             );
-            ok = false;
         }
         resolved.push(spec);
     }
 
-    if !ok {
-        return None;
+    if r.error_count() > before {
+        return (None, env_block);
     }
-    Some(DeployEnv {
+    let (Some(git_ref), Some(repo), Some(path)) = (git_ref, repo, path) else {
+        return (None, env_block);
+    };
+    let env = DeployEnv {
         name: name.to_owned(),
         hosts: resolved,
         key,
         ssh_options,
-        git_ref: git_ref?,
-        repo: repo?,
-        path: path?,
+        git_ref,
+        repo,
+        path,
         hooks,
         env,
         keep_releases,
@@ -263,7 +351,8 @@ fn read_env(
         batch,
         max_fail,
         agent,
-    })
+    };
+    (Some(env), env_block)
 }
 
 static AGENT_SCHEMA: Schema = Schema {
@@ -282,10 +371,9 @@ fn read_agent(r: &mut Report, v: &Value, f: &FieldPath) -> Option<AgentSettings>
         Kind::Bool(false) => None,
         Kind::Map(entries) => {
             let mut settings = AgentSettings::default();
-            let mut walk = KeyWalk::new();
-            for entry in entries {
+            for (key, entry) in keys::select(r, &AGENT_SCHEMA, entries, f).entries {
                 let field = f.key(&entry.key);
-                match walk.accept(r, &AGENT_SCHEMA, entry, &field) {
+                match Some(key) {
                     Some("port") => {
                         if let Some(port) = fields::port(r, &entry.value, &field) {
                             settings.port = port;
@@ -321,143 +409,6 @@ fn read_agent(r: &mut Report, v: &Value, f: &FieldPath) -> Option<AgentSettings>
             None
         }
     }
-}
-
-struct HostEntry {
-    host: String,
-    port: Option<u16>,
-    user: Option<String>,
-}
-
-/// `host`: a string, an array of strings, or an array of `{host, port, user}` objects.
-fn read_hosts(r: &mut Report, v: &Value, f: &FieldPath) -> Option<Vec<HostEntry>> {
-    match &v.kind {
-        Kind::Str(_) => Some(vec![HostEntry {
-            host: host_name(r, v, f)?,
-            port: None,
-            user: None,
-        }]),
-        Kind::Seq(items) => {
-            if items.is_empty() {
-                r.error(
-                    v,
-                    f,
-                    "the host list is empty",
-                    Some("list at least one host".to_owned()),
-                );
-                return None;
-            }
-            let mut out = Vec::with_capacity(items.len());
-            let mut ok = true;
-            for (i, item) in items.iter().enumerate() {
-                let field = f.index(i);
-                let host = match &item.kind {
-                    Kind::Str(_) => host_name(r, item, &field).map(|host| HostEntry {
-                        host,
-                        port: None,
-                        user: None,
-                    }),
-                    Kind::Map(_) => read_host_object(r, item, &field),
-                    _ => {
-                        r.expected(
-                            item,
-                            &field,
-                            "a host name or a {host, port, user} object",
-                            None,
-                        );
-                        None
-                    }
-                };
-                match host {
-                    Some(h) => out.push(h),
-                    None => ok = false,
-                }
-            }
-            ok.then_some(out)
-        }
-        _ => {
-            r.expected(
-                v,
-                f,
-                "a host name, an array of host names, or an array of {host, port, user} objects",
-                None,
-            );
-            None
-        }
-    }
-}
-
-fn read_host_object(r: &mut Report, v: &Value, f: &FieldPath) -> Option<HostEntry> {
-    let entries = fields::object(r, v, f)?;
-    let mut walk = KeyWalk::new();
-    let mut ok = true;
-    let (mut host, mut port, mut user) = (None, None, None);
-    for entry in entries {
-        let field = f.key(&entry.key);
-        let before = r.error_count();
-        let Some(canonical) = walk.accept(r, &HOST_SCHEMA, entry, &field) else {
-            ok &= r.error_count() == before;
-            continue;
-        };
-        match canonical {
-            "host" => {
-                host = host_name(r, &entry.value, &field);
-                ok &= host.is_some();
-            }
-            "port" => {
-                port = fields::port(r, &entry.value, &field);
-                ok &= port.is_some();
-            }
-            "user" => {
-                user = fields::word(r, &entry.value, &field, "user name");
-                ok &= user.is_some();
-            }
-            _ => {}
-        }
-    }
-    if !walk.has("host") {
-        r.error(v, f, "missing required key `host`", None);
-        return None;
-    }
-    if !ok {
-        return None;
-    }
-    Some(HostEntry {
-        host: host?,
-        port,
-        user,
-    })
-}
-
-/// A host name, address or ssh alias. `user@host` and `host:port` are refused: PM2 does not
-/// read them either, and they would hide a `user`/`port` setting.
-fn host_name(r: &mut Report, v: &Value, f: &FieldPath) -> Option<String> {
-    let host = fields::word(r, v, f, "host")?;
-    if let Some((user, rest)) = host.split_once('@') {
-        r.error(
-            v,
-            f,
-            format!("host {} includes a user name", v.describe()),
-            Some(format!(
-                "write the host as \"{rest}\" and set `user: \"{user}\"`"
-            )),
-        );
-        return None;
-    }
-    if host.matches(':').count() == 1
-        && let Some((name, port)) = host.split_once(':')
-    {
-        r.error(
-            v,
-            f,
-            format!("host {} includes a port", v.describe()),
-            Some(format!(
-                "write the host as \"{name}\" and set `port: {port}` (on the environment or in a {{host, port}} entry)"
-            )),
-        );
-        return None;
-    }
-    Some(host)
 }
 
 /// `key`: `~/` expands to this user's home, a relative path is taken from the ecosystem
@@ -532,6 +483,9 @@ fn read_ref(r: &mut Report, v: &Value, f: &FieldPath) -> Option<String> {
 }
 
 fn read_repo(r: &mut Report, v: &Value, f: &FieldPath) -> Option<String> {
+    if placeholder(r, v, f) {
+        return None;
+    }
     let repo = fields::string(r, v, f)?;
     if repo.trim().is_empty() {
         r.error(v, f, "repo must not be empty", None);
@@ -559,6 +513,9 @@ fn read_repo(r: &mut Report, v: &Value, f: &FieldPath) -> Option<String> {
 
 /// `path`: absolute on the host, or under the login user's home (`~`, `~/…`).
 fn read_path(r: &mut Report, v: &Value, f: &FieldPath) -> Option<String> {
+    if placeholder(r, v, f) {
+        return None;
+    }
     let path = fields::string(r, v, f)?;
     if let Some(c) = path.chars().find(|c| matches!(c, '\0' | '\n' | '\r')) {
         r.error(
@@ -758,6 +715,19 @@ mod tests {
         BTreeMap<String, DeployEnv>,
         Vec<crate::ecosystem::Diagnostic>,
     ) {
+        let (read, summary) = read_all(text);
+        let mut diags = read.errors.clone();
+        diags.extend(read.broken.values().flatten().cloned());
+        diags.extend(
+            summary
+                .into_iter()
+                .filter(|d| !d.message.contains("cannot be used")),
+        );
+        (read.envs, diags)
+    }
+
+    /// What `read_deploy` keeps, and what it reports.
+    fn read_all(text: &str) -> (DeployRead, Vec<crate::ecosystem::Diagnostic>) {
         let v = json::parse(text).unwrap();
         let mut r = Report::new(Path::new("e.json"));
         let out = read_deploy(&mut r, &v, Path::new("/proj"));
@@ -888,6 +858,7 @@ mod tests {
         assert_eq!(
             fields,
             vec![
+                "deploy.p.post_deploy",
                 "deploy.p.host[0]",
                 "deploy.p.host[1]",
                 "deploy.p.host[2]",
@@ -896,7 +867,6 @@ mod tests {
                 "deploy.p.path",
                 "deploy.p.ref",
                 "deploy.p.repo",
-                "deploy.p.post_deploy",
                 "deploy.p.env.BAD-NAME",
                 "deploy.p.shared_dirs[0]",
                 "deploy.p.shared_dirs[1]",
@@ -904,11 +874,12 @@ mod tests {
             "{diags:#?}"
         );
         assert_eq!(
-            diags[8].hint.as_deref(),
+            diags[0].hint.as_deref(),
             Some("did you mean `post-deploy`?")
         );
+        assert!(!diags[0].is_error(), "an unknown key is a warning");
         assert!(
-            diags[1]
+            diags[2]
                 .hint
                 .as_deref()
                 .unwrap()
@@ -995,6 +966,80 @@ mod tests {
         ));
         assert_eq!(diags.len(), 1);
         assert!(diags[0].message.contains("given twice"));
+    }
+
+    #[test]
+    fn a_pm2_init_template_names_its_placeholders() {
+        let (read, _) = read_all(
+            r#"{"production": {"user": "SSH_USERNAME", "host": "SSH_HOSTMACHINE", "ref": "origin/master",
+                "repo": "GIT_REPOSITORY", "path": "DESTINATION_PATH", "pre-setup": ""}}"#,
+        );
+        let diags = &read.broken["production"];
+        let fields: Vec<&str> = diags.iter().map(|d| d.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            vec![
+                "deploy.production.user",
+                "deploy.production.host",
+                "deploy.production.repo",
+                "deploy.production.path"
+            ]
+        );
+        assert!(diags.iter().all(|d| d.message.contains("placeholder")));
+        assert_eq!(
+            diags[1].hint.as_deref(),
+            Some("replace it with the host to deploy to")
+        );
+    }
+
+    #[test]
+    fn ssh_options_in_a_host_say_which_key_to_use() {
+        for (host, port) in [
+            ("web1 -p 422", "422"),
+            ("-p 2222 web2", "2222"),
+            ("web3 -p2200", "2200"),
+        ] {
+            let (read, _) = read_all(&format!(r#"{{"p": {{"host": "{host}", {MINIMAL}}}}}"#));
+            let d = &read.broken["p"][0];
+            assert_eq!(
+                d.hint
+                    .as_deref()
+                    .map(|h| h.starts_with(&format!("use `port: {port}`"))),
+                Some(true),
+                "{host}: {d}"
+            );
+        }
+        let (read, _) = read_all(&format!(
+            r#"{{"p": {{"host": "-oProxyCommand=x", {MINIMAL}}}}}"#
+        ));
+        assert!(read.broken["p"][0].message.contains("starts with `-`"));
+    }
+
+    #[test]
+    fn an_environment_with_problems_is_set_aside_with_them() {
+        let (read, summary) = read_all(&format!(
+            r#"{{"bad": {{"host": "a", "port": "x", "hots": "b"}}, "good": {{"host": "a", "bogus": 1, {MINIMAL}}}}}"#
+        ));
+        assert_eq!(read.envs.keys().collect::<Vec<_>>(), vec!["good"]);
+        let bad = &read.broken["bad"];
+        assert_eq!(bad.iter().filter(|d| d.is_error()).count(), 4, "{bad:#?}");
+        assert_eq!(
+            bad.iter().filter(|d| !d.is_error()).count(),
+            1,
+            "the warning stays with it"
+        );
+        assert_eq!(summary.len(), 2, "{summary:#?}");
+        assert!(
+            summary[0]
+                .message
+                .starts_with("environment `bad` cannot be used: 1:")
+        );
+        assert!(
+            summary[0].message.ends_with("(and 3 more)"),
+            "{}",
+            summary[0].message
+        );
+        assert_eq!(summary[1].field, "deploy.good.bogus");
     }
 
     #[test]

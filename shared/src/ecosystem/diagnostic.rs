@@ -89,6 +89,21 @@ impl Report {
         }
     }
 
+    /// The file, as the diagnostics name it.
+    pub fn file(&self) -> &Path {
+        &self.file
+    }
+
+    /// An empty report for the same file, to collect one part's problems apart.
+    pub fn sibling(&self) -> Report {
+        Report::new(&self.file)
+    }
+
+    /// Takes diagnostics collected elsewhere (by a [`Report::sibling`]).
+    pub fn extend(&mut self, diagnostics: impl IntoIterator<Item = Diagnostic>) {
+        self.diagnostics.extend(diagnostics);
+    }
+
     pub fn push(
         &mut self,
         severity: Severity,
@@ -126,6 +141,17 @@ impl Report {
         hint: Option<String>,
     ) {
         self.push(Severity::Error, pos, field, message.into(), hint);
+    }
+
+    /// A warning about `value` (reported at its position).
+    pub fn warning(
+        &mut self,
+        value: &Value,
+        field: &FieldPath,
+        message: impl Into<String>,
+        hint: Option<String>,
+    ) {
+        self.push(Severity::Warning, value.pos, field, message.into(), hint);
     }
 
     pub fn warning_at(

@@ -1,13 +1,12 @@
-//! Typed reads of single values (a port, a duration, a list of strings, an env block), and the
-//! bookkeeping of an object's keys (duplicates, aliases, unknown and unimplemented keys).
-//! Each read reports what is wrong and returns `None`, so validation can go on and find the
-//! next problem.
+//! Typed reads of single values (a port, a duration, a list of strings, an env block). Each
+//! read reports what is wrong and returns `None`, so validation can go on and find the next
+//! problem. Which keys of an object count is [`super::keys`]' job.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
-use super::diagnostic::{FieldPath, Report, suggestion_hint};
-use super::value::{Entry, Kind, Pos, Value};
+use super::diagnostic::{FieldPath, Report};
+use super::value::{Entry, Kind, Value};
 use crate::units::{self, Bare};
 
 pub(crate) fn object<'v>(r: &mut Report, v: &'v Value, f: &FieldPath) -> Option<&'v [Entry]> {
@@ -207,7 +206,8 @@ pub(crate) fn env_string(v: &Value) -> Option<String> {
     }
 }
 
-fn js_number(x: f64) -> String {
+/// A number as JavaScript's `String(x)` prints it.
+pub(crate) fn js_number(x: f64) -> String {
     if x.is_nan() {
         "NaN".to_owned()
     } else if x.is_infinite() {
@@ -217,34 +217,64 @@ fn js_number(x: f64) -> String {
     }
 }
 
+/// A name a shell can read (`[A-Za-z_][A-Za-z0-9_]*`).
 pub(crate) fn is_env_name(name: &str) -> bool {
     let mut chars = name.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
-/// An `env` block: names like shell variables, values strings (numbers and booleans
-/// converted), no NUL anywhere.
+/// A name a process environment can hold: not empty, no `=` and no NUL (`MY-VAR` and
+/// `my.var` are fine: PM2 passes them, and programs read them, though a shell cannot).
+pub(crate) fn is_process_env_name(name: &str) -> bool {
+    !name.is_empty() && !name.contains(['=', '\0'])
+}
+
+/// Which `env` block is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum EnvBlock {
+    /// An app's `env` / `env_<name>`: what PM2 hands the process. Any name a process
+    /// environment holds; an object, array or `null` value becomes its JSON text, as PM2
+    /// writes it.
+    App,
+    /// `deploy.<env>.env`: also exported to every hook by a shell, so names are shell names
+    /// and values scalars.
+    Deploy,
+}
+
+/// An `env` block (see [`EnvBlock`]); numbers and booleans become strings as JavaScript
+/// prints them; no NUL anywhere.
 pub(crate) fn env_map(
     r: &mut Report,
     v: &Value,
     f: &FieldPath,
+    block: EnvBlock,
 ) -> Option<BTreeMap<String, String>> {
     let entries = object(r, v, f)?;
     let mut out = BTreeMap::new();
     let mut ok = true;
     for entry in entries {
         let field = f.key(&entry.key);
-        if !is_env_name(&entry.key) {
-            r.error_at(
-                entry.key_pos,
-                &field,
+        let name_ok = match block {
+            EnvBlock::App => is_process_env_name(&entry.key),
+            EnvBlock::Deploy => is_env_name(&entry.key),
+        };
+        if !name_ok {
+            let hint = match block {
+                EnvBlock::App => "a name must not be empty or contain `=`",
+                EnvBlock::Deploy => {
+                    "the deploy environment is exported to the hooks by a shell: names are letters, digits and `_`, and do not start with a digit (e.g. `NODE_ENV`)"
+                }
+            };
+            let message = if entry.key.is_empty() {
+                "an environment variable needs a name".to_owned()
+            } else {
                 format!(
                     "`{}` is not a valid environment variable name",
                     entry.key.escape_debug()
-                ),
-                Some("names are letters, digits and `_`, and do not start with a digit (e.g. `NODE_ENV`)".to_owned()),
-            );
+                )
+            };
+            r.error_at(entry.key_pos, &field, message, Some(hint.to_owned()));
             ok = false;
             continue;
         }
@@ -258,7 +288,12 @@ pub(crate) fn env_map(
             ok = false;
             continue;
         }
-        match env_string(&entry.value) {
+        let text = match (block, env_string(&entry.value)) {
+            (_, Some(s)) => Some(s),
+            (EnvBlock::App, None) => Some(entry.value.to_json()),
+            (EnvBlock::Deploy, None) => None,
+        };
+        match text {
             Some(s) if s.contains('\0') => {
                 r.error(
                     &entry.value,
@@ -283,129 +318,6 @@ pub(crate) fn env_map(
         }
     }
     ok.then_some(out)
-}
-
-/// One key an object accepts: its canonical name, and the other spellings PM2 accepts.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct KeyDef {
-    pub name: &'static str,
-    pub aliases: &'static [&'static str],
-}
-
-impl KeyDef {
-    pub const fn new(name: &'static str) -> KeyDef {
-        KeyDef { name, aliases: &[] }
-    }
-
-    pub const fn with_aliases(name: &'static str, aliases: &'static [&'static str]) -> KeyDef {
-        KeyDef { name, aliases }
-    }
-}
-
-/// What an object accepts: the keys pmfleet reads, and the PM2 keys it knows but does not
-/// implement (with a note on what pmfleet does instead).
-#[derive(Debug)]
-pub(crate) struct Schema {
-    pub keys: &'static [KeyDef],
-    pub unimplemented: &'static [(&'static str, &'static str)],
-}
-
-impl Schema {
-    /// The canonical name for a key as written, if pmfleet reads it.
-    pub fn canonical(&self, key: &str) -> Option<&'static str> {
-        self.keys
-            .iter()
-            .find(|k| k.name == key || k.aliases.contains(&key))
-            .map(|k| k.name)
-    }
-
-    fn all_names(&self) -> impl Iterator<Item = &'static str> + '_ {
-        self.keys
-            .iter()
-            .flat_map(|k| std::iter::once(k.name).chain(k.aliases.iter().copied()))
-    }
-}
-
-/// Walks one object's keys: reports keys given twice (also under two spellings), warns
-/// about PM2 keys pmfleet ignores, and rejects unknown keys with a suggestion.
-#[derive(Debug)]
-pub(crate) struct KeyWalk {
-    seen: HashMap<&'static str, (String, Option<Pos>)>,
-}
-
-impl KeyWalk {
-    pub fn new() -> KeyWalk {
-        KeyWalk {
-            seen: HashMap::new(),
-        }
-    }
-
-    /// The canonical key for `entry`, or `None` when it was reported (duplicate, unknown,
-    /// unimplemented) and should be skipped.
-    pub fn accept(
-        &mut self,
-        r: &mut Report,
-        schema: &Schema,
-        entry: &Entry,
-        field: &FieldPath,
-    ) -> Option<&'static str> {
-        if let Some(name) = schema.canonical(&entry.key) {
-            if let Some((first, first_pos)) = self.seen.get(name) {
-                let at = first_pos
-                    .map(|p| format!(" (first at {p})"))
-                    .unwrap_or_default();
-                let message = if *first == entry.key {
-                    format!("`{}` is given twice{at}", entry.key)
-                } else {
-                    format!(
-                        "`{}` repeats `{first}`{at}: they are the same setting",
-                        entry.key
-                    )
-                };
-                r.error_at(
-                    entry.key_pos,
-                    field,
-                    message,
-                    Some("keep one of them".to_owned()),
-                );
-                return None;
-            }
-            self.seen.insert(name, (entry.key.clone(), entry.key_pos));
-            return Some(name);
-        }
-        unknown_key(r, schema, entry, field);
-        None
-    }
-
-    pub fn has(&self, name: &str) -> bool {
-        self.seen.contains_key(name)
-    }
-}
-
-/// Reports a key the schema does not read: a warning for a PM2 key pmfleet does not
-/// implement, an error with "did you mean" for anything else.
-pub(crate) fn unknown_key(r: &mut Report, schema: &Schema, entry: &Entry, field: &FieldPath) {
-    if let Some((name, note)) = schema
-        .unimplemented
-        .iter()
-        .find(|(name, _)| *name == entry.key)
-    {
-        r.warning_at(
-            entry.key_pos,
-            field,
-            format!("`{name}` is a PM2 setting that pmfleet does not implement; it is ignored"),
-            (!note.is_empty()).then(|| (*note).to_owned()),
-        );
-        return;
-    }
-    let hint = suggestion_hint(&entry.key, schema.all_names())
-        .or_else(|| suggestion_hint(&entry.key, schema.unimplemented.iter().map(|(n, _)| *n)));
-    r.error_at(
-        entry.key_pos,
-        field,
-        format!("unknown key `{}`", entry.key.escape_debug()),
-        hint,
-    );
 }
 
 /// Text that goes to a remote host as a single word (a host or user name, a ref): not
@@ -451,6 +363,7 @@ pub(crate) fn describe_bad_char(c: char) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ecosystem::value::Pos;
     use std::path::Path;
 
     fn v(kind: Kind) -> Value {
@@ -547,7 +460,7 @@ mod tests {
             entry("_X1", s("a;b $(c)")),
         ]));
         let mut r = report();
-        let env = env_map(&mut r, &good, &f).unwrap();
+        let env = env_map(&mut r, &good, &f, EnvBlock::Deploy).unwrap();
         assert_eq!(env["PORT"], "3000");
         assert_eq!(env["RATIO"], "0.5");
         assert_eq!(env["DEBUG"], "false");
@@ -558,7 +471,7 @@ mod tests {
             entry("OK", v(Kind::Null)),
             entry("NUL", s("a\0b")),
         ]));
-        assert!(env_map(&mut r, &bad, &f).is_none());
+        assert!(env_map(&mut r, &bad, &f, EnvBlock::Deploy).is_none());
         let d = r.into_diagnostics();
         assert_eq!(d.len(), 4);
         assert_eq!(d[0].field, "env.MY-VAR");
@@ -566,6 +479,24 @@ mod tests {
             d[0].message
                 .contains("not a valid environment variable name")
         );
+        // An app's own env takes what a process environment holds, as PM2 passes it.
+        let mut r = report();
+        let env = env_map(&mut r, &bad, &f, EnvBlock::App);
+        let d = r.into_diagnostics();
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert!(d[0].message.contains("NUL"));
+        assert!(env.is_none());
+        let app = v(Kind::Map(vec![
+            entry("MY-VAR", s("x")),
+            entry("1X", v(Kind::Seq(vec![v(Kind::Int(1))]))),
+            entry("OK", v(Kind::Null)),
+        ]));
+        let mut r = report();
+        let env = env_map(&mut r, &app, &f, EnvBlock::App).unwrap();
+        assert_eq!(env["MY-VAR"], "x");
+        assert_eq!(env["1X"], "[1]");
+        assert_eq!(env["OK"], "null");
+        assert!(r.into_diagnostics().is_empty());
     }
 
     #[test]

@@ -175,7 +175,12 @@ pub(crate) fn export_json(path: &Path, options: &NodeOptions) -> Result<String, 
             stderr: if err.trim().is_empty() {
                 format!("node exited with {status}")
             } else {
-                without_node_internals(&err)
+                let mut said = without_node_internals(&err);
+                if let Some(hint) = missing_module_hint(&err, &absolute) {
+                    said.push_str("\nhint: ");
+                    said.push_str(&hint);
+                }
+                said
             },
         }),
         Some(_) => String::from_utf8(out).map_err(|_| LoadError::NodeFailed {
@@ -183,6 +188,33 @@ pub(crate) fn export_json(path: &Path, options: &NodeOptions) -> Result<String, 
             stderr: "node printed output that is not UTF-8".to_owned(),
         }),
     }
+}
+
+/// What to do when the file `require`s (or imports) a package that is not installed: run
+/// `npm install` where the nearest `package.json` is (the file's own directory when there is
+/// none). A missing relative module (`./settings`) is a file to create instead.
+fn missing_module_hint(stderr: &str, file: &Path) -> Option<String> {
+    let module = stderr
+        .split("Cannot find module '")
+        .nth(1)
+        .or_else(|| stderr.split("Cannot find package '").nth(1))?
+        .split('\'')
+        .next()?;
+    let dir = file.parent()?;
+    if module.starts_with('.') || module.starts_with('/') {
+        return Some(format!(
+            "the file requires {module}, which does not exist (relative to {})",
+            dir.display()
+        ));
+    }
+    let project = dir
+        .ancestors()
+        .find(|d| d.join("package.json").is_file())
+        .unwrap_or(dir);
+    Some(format!(
+        "the file requires `{module}`, which is not installed: run `npm install` in {}",
+        project.display()
+    ))
 }
 
 /// Drops the stack frames inside node itself (`at … (node:internal/…)`), which say nothing
@@ -267,6 +299,43 @@ mod tests {
         match export_json(&js, &NodeOptions::default()) {
             Err(LoadError::NodeFailed { stderr, .. }) => {
                 assert!(stderr.contains("must export an object"), "{stderr}")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_missing_package_says_where_to_run_npm_install() {
+        let dir = tempfile::tempdir().unwrap();
+        let project = dir.path().join("app");
+        std::fs::create_dir_all(project.join("config")).unwrap();
+        std::fs::write(project.join("package.json"), "{}").unwrap();
+        let js = write(
+            &project.join("config"),
+            "ecosystem.config.js",
+            "require('dotenv-not-installed-here'); module.exports = { apps: [] };",
+        );
+        match export_json(&js, &NodeOptions::default()) {
+            Err(LoadError::NodeFailed { stderr, .. }) => {
+                let want = format!(
+                    "hint: the file requires `dotenv-not-installed-here`, which is not installed: run `npm install` in {}",
+                    project.display()
+                );
+                assert!(stderr.contains(&want), "{stderr}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let js = write(
+            dir.path(),
+            "relative.config.js",
+            "require('./settings'); module.exports = {};",
+        );
+        match export_json(&js, &NodeOptions::default()) {
+            Err(LoadError::NodeFailed { stderr, .. }) => {
+                assert!(
+                    stderr.contains("hint: the file requires ./settings, which does not exist"),
+                    "{stderr}"
+                );
             }
             other => panic!("{other:?}"),
         }

@@ -1,23 +1,38 @@
 //! From a file (or text) to a checked [`Ecosystem`]: read the format into the value tree,
 //! validate the top level, `apps` and `deploy`, and collect every problem on the way.
+//!
+//! Problems in the apps (or the file's syntax) stop loading: every command needs the apps or
+//! runs on a host whose agent does. Problems in a `deploy` environment stop only what uses
+//! that environment: the file loads, the environment is set aside with its problems
+//! ([`Ecosystem::broken_environments`]), and a warning names it.
 
 use std::path::{Path, PathBuf};
 
-use super::app::read_apps;
-use super::deploy::read_deploy;
+use super::app::{attach_deploy_env, read_apps};
+use super::deploy::{DeployRead, read_deploy};
 use super::diagnostic::{FieldPath, Report, did_you_mean};
 use super::discover::{Format, locate};
 use super::error::LoadError;
-use super::fields::{KeyDef, KeyWalk, Schema};
 use super::javascript::{self, NodeOptions};
-use super::model::{DeployEnv, Ecosystem, Severity};
-use super::value::{Kind, SyntaxError, Value};
+use super::keys::{self, KeyDef, Schema};
+use super::model::{DeployEnv, Diagnostic, Ecosystem, Severity};
+use super::value::{Entry, Kind, SyntaxError, Value};
 use super::{json, yaml};
 
 static TOP_SCHEMA: Schema = Schema {
-    keys: &[KeyDef::new("apps"), KeyDef::new("deploy")],
-    unimplemented: &[],
+    // PM2 takes `apps`, else `pm2` (`API._startJson`).
+    keys: &[
+        KeyDef::spelled("apps", &["apps", "pm2"]),
+        KeyDef::new("deploy"),
+    ],
+    unimplemented: &[(
+        "static",
+        "PM2's static file server; serve the files from an app of your own",
+    )],
 };
+
+/// The keys that make an object without `apps` a single app, as PM2 reads such a file.
+const SCRIPT_KEYS: [&str; 4] = ["script", "cmd", "command", "exec"];
 
 /// Reads and validates the ecosystem file at `path`, choosing the format from its extension
 /// (`.json`, `.yml`/`.yaml`, `.js`/`.cjs`/`.mjs`; any other name is read as JSON when it
@@ -84,26 +99,46 @@ pub fn parse_str(text: &str, format: Format, source: &Path) -> Result<Ecosystem,
             v
         }),
     };
-    let root = match parsed {
+    let mut root = match parsed {
         Ok(root) => root,
         Err(e) => return Err(syntax_error(e, format, source)),
     };
     let absolute = std::path::absolute(source).unwrap_or_else(|_| source.to_path_buf());
     let base_dir = absolute.parent().map(Path::to_path_buf).unwrap_or_default();
     let mut report = Report::new(source);
-    let (apps, deploy) = read_root(&mut report, &root, &base_dir);
-    if report.has_errors() {
+    if format == Format::Json {
+        keys::last_key_wins(&mut report, &mut root, &FieldPath::root());
+    }
+    let (mut apps, mut deploy) = read_root(&mut report, &root, &base_dir);
+    attach_deploy_env(&mut apps, &deploy.env_blocks);
+    let has_errors = report.has_errors();
+    let diagnostics = in_file_order(report.into_diagnostics());
+    if has_errors {
         return Err(LoadError::Invalid {
             file: source.to_path_buf(),
-            diagnostics: report.into_diagnostics(),
+            diagnostics,
         });
+    }
+    for problems in deploy.broken.values_mut() {
+        *problems = in_file_order(std::mem::take(problems));
     }
     Ok(Ecosystem {
         source: absolute,
         apps,
-        deploy,
-        warnings: report.into_diagnostics(),
+        deploy: deploy.envs,
+        warnings: diagnostics,
+        broken_environments: deploy.broken,
+        deploy_errors: deploy.errors,
     })
+}
+
+/// Problems in the order of the file when they all have a position (they are found in the
+/// order keys are sorted out, not the order they are written).
+fn in_file_order(mut diagnostics: Vec<Diagnostic>) -> Vec<Diagnostic> {
+    if diagnostics.iter().all(|d| d.location.is_some()) {
+        diagnostics.sort_by_key(|d| d.location);
+    }
+    diagnostics
 }
 
 fn syntax_error(e: SyntaxError, format: Format, source: &Path) -> LoadError {
@@ -117,7 +152,7 @@ fn syntax_error(e: SyntaxError, format: Format, source: &Path) -> LoadError {
     };
     LoadError::Invalid {
         file: source.to_path_buf(),
-        diagnostics: vec![super::model::Diagnostic {
+        diagnostics: vec![Diagnostic {
             severity: Severity::Error,
             file: source.to_path_buf(),
             location,
@@ -128,46 +163,49 @@ fn syntax_error(e: SyntaxError, format: Format, source: &Path) -> LoadError {
     }
 }
 
-type Root = (
-    Vec<super::model::App>,
-    std::collections::BTreeMap<String, DeployEnv>,
-);
+type Root = (Vec<super::model::App>, DeployRead);
 
-/// The top level: `{apps, deploy}`, or, as PM2 also accepts, an array of apps or a single
-/// app object. Top-level keys starting with `x-` are skipped: they hold YAML anchors.
+/// The top level: `{apps, deploy}`, or, as PM2 also accepts, an array of apps, `pm2` for
+/// `apps`, or a single app object (one with `script` and no `apps`). Top-level keys starting
+/// with `x-` are skipped: they hold YAML anchors.
 fn read_root(r: &mut Report, root: &Value, base_dir: &Path) -> Root {
     let top = FieldPath::root();
     let mut apps = Vec::new();
-    let mut deploy = Default::default();
+    let mut deploy = DeployRead::default();
     match &root.kind {
-        Kind::Seq(_) => apps = read_apps(r, root),
+        Kind::Seq(_) => apps = read_apps(r, root, &top),
         Kind::Map(entries) => {
-            if root.get("script").is_some()
-                && root.get("apps").is_none()
-                && root.get("deploy").is_none()
-            {
-                return (read_apps(r, root), deploy);
-            }
-            let mut walk = KeyWalk::new();
-            for entry in entries {
-                if entry.key.starts_with("x-") {
-                    // A place for YAML anchors (`x-common: &common`), as in docker compose.
-                    continue;
+            let has = |key: &str| entries.iter().any(|e| e.key == key);
+            if !has("apps") && !has("pm2") && SCRIPT_KEYS.iter().any(|k| has(k)) {
+                // A file that is one app; it may still carry `deploy`, as PM2 allows.
+                let app_entries: Vec<Entry> = entries
+                    .iter()
+                    .filter(|e| e.key != "deploy")
+                    .cloned()
+                    .collect();
+                let app = Value::new(Kind::Map(app_entries), root.pos);
+                apps = read_apps(r, &app, &top);
+                if let Some(entry) = entries.iter().find(|e| e.key == "deploy") {
+                    deploy = read_deploy(r, &entry.value, base_dir);
                 }
-                let field = top.key(&entry.key);
-                match walk.accept(r, &TOP_SCHEMA, entry, &field) {
-                    Some("apps") => apps = read_apps(r, &entry.value),
-                    Some("deploy") => deploy = read_deploy(r, &entry.value, base_dir),
-                    _ => {}
+            } else {
+                let kept = entries.iter().filter(|e| !e.key.starts_with("x-"));
+                let selected = keys::select(r, &TOP_SCHEMA, kept, &top);
+                for (key, entry) in &selected.entries {
+                    match *key {
+                        "apps" => apps = read_apps(r, &entry.value, &top.key(&entry.key)),
+                        "deploy" => deploy = read_deploy(r, &entry.value, base_dir),
+                        _ => {}
+                    }
                 }
-            }
-            if !walk.has("apps") && !walk.has("deploy") && !r.has_errors() {
-                r.error(
-                    root,
-                    &top,
-                    "the file defines neither `apps` nor `deploy`",
-                    Some("an ecosystem file looks like { \"apps\": [...], \"deploy\": { \"production\": {...} } }".to_owned()),
-                );
+                if !selected.has("apps") && !selected.has("deploy") && !r.has_errors() {
+                    r.error(
+                        root,
+                        &top,
+                        "the file defines neither `apps` nor `deploy`",
+                        Some("an ecosystem file looks like { \"apps\": [...], \"deploy\": { \"production\": {...} } }".to_owned()),
+                    );
+                }
             }
         }
         Kind::Null => r.error(
@@ -194,10 +232,17 @@ fn unique_prefix_match<'a>(name: &str, known: &'a [String]) -> Option<&'a str> {
 }
 
 impl Ecosystem {
-    /// `deploy.<name>`, or an error naming the environments that exist.
+    /// `deploy.<name>`, or why it cannot be used: its own problems (a broken environment), a
+    /// problem with `deploy` itself, or an error naming the environments that exist.
     pub fn environment(&self, name: &str) -> Result<&DeployEnv, LoadError> {
+        if let Some(diagnostics) = self.broken_environments.get(name) {
+            return Err(self.invalid(diagnostics));
+        }
+        if !self.deploy_errors.is_empty() {
+            return Err(self.invalid(&self.deploy_errors));
+        }
         self.deploy.get(name).ok_or_else(|| {
-            let known: Vec<String> = self.deploy.keys().cloned().collect();
+            let known = self.environment_names();
             let suggestion = did_you_mean(name, known.iter().map(String::as_str))
                 .or_else(|| unique_prefix_match(name, &known))
                 .map(str::to_owned);
@@ -207,6 +252,38 @@ impl Ecosystem {
                 suggestion,
             }
         })
+    }
+
+    /// Every environment the file defines, usable or not, in order.
+    pub fn environment_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .deploy
+            .keys()
+            .chain(self.broken_environments.keys())
+            .cloned()
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// Every error that keeps part of the file from being used (broken environments, a bad
+    /// `deploy`), for a command that checks the whole file.
+    pub fn errors(&self) -> Vec<&Diagnostic> {
+        self.deploy_errors
+            .iter()
+            .chain(self.broken_environments.values().flatten())
+            .filter(|d| d.is_error())
+            .collect()
+    }
+
+    fn invalid(&self, diagnostics: &[Diagnostic]) -> LoadError {
+        LoadError::Invalid {
+            file: diagnostics
+                .first()
+                .map(|d| d.file.clone())
+                .unwrap_or_else(|| self.source.clone()),
+            diagnostics: diagnostics.to_vec(),
+        }
     }
 
     /// The app named `name`.
@@ -268,12 +345,99 @@ mod tests {
     }
 
     #[test]
-    fn unknown_top_level_key() {
-        let d = invalid(r#"{"apps": [], "deploi": {}}"#, Format::Json);
+    fn unknown_top_level_key_is_a_warning() {
+        let e = parse_str(
+            r#"{"apps": [], "deploi": {}}"#,
+            Format::Json,
+            Path::new("e.json"),
+        )
+        .unwrap();
+        let d = &e.warnings;
         assert_eq!(d.len(), 1);
         assert_eq!(d[0].field, "deploi");
         assert_eq!(d[0].location, Some((1, 14)));
         assert_eq!(d[0].hint.as_deref(), Some("did you mean `deploy`?"));
+    }
+
+    #[test]
+    fn pm2_key_for_apps_and_a_single_app_with_deploy() {
+        let e = parse_str(
+            r#"{pm2: [{script: 'a.js'}]}"#,
+            Format::Json,
+            Path::new("e.json"),
+        )
+        .unwrap();
+        assert_eq!(e.apps[0].name, "a");
+        let text = r#"{script: 'a.js', deploy: {production: {host: 'h', repo: 'r', path: '/p', ref: 'main', env: {A: '1'}}}}"#;
+        let e = parse_str(text, Format::Json, Path::new("e.json")).unwrap();
+        assert!(e.warnings.is_empty(), "{:?}", e.warnings);
+        assert_eq!(e.apps.len(), 1);
+        assert_eq!(e.environment("production").unwrap().hosts[0].host, "h");
+        assert_eq!(e.apps[0].resolved_env(None, Some("production"))["A"], "1");
+    }
+
+    #[test]
+    fn a_broken_environment_stops_only_what_uses_it() {
+        let text = r#"{
+  "apps": [{"script": "a.js"}],
+  "deploy": {
+    "production": {"host": "SSH_HOSTMACHINE", "repo": "GIT_REPOSITORY", "path": "DESTINATION_PATH", "ref": "origin/master", "env": {"A": "1"}},
+    "staging": {"host": "s", "repo": "r", "path": "/p", "ref": "main"}
+  }
+}"#;
+        let e = parse_str(text, Format::Json, Path::new("e.json")).unwrap();
+        assert_eq!(e.apps.len(), 1);
+        assert!(e.environment("staging").is_ok());
+        assert_eq!(e.environment_names(), vec!["production", "staging"]);
+        assert_eq!(e.warnings.len(), 1, "{:#?}", e.warnings);
+        let w = &e.warnings[0];
+        assert_eq!(w.field, "deploy.production");
+        assert_eq!(w.location, Some((4, 5)));
+        assert!(
+            w.message
+                .starts_with("environment `production` cannot be used: 4:"),
+            "{w}"
+        );
+        match e.environment("production") {
+            Err(LoadError::Invalid { diagnostics, .. }) => {
+                let fields: Vec<&str> = diagnostics.iter().map(|d| d.field.as_str()).collect();
+                assert_eq!(
+                    fields,
+                    vec![
+                        "deploy.production.host",
+                        "deploy.production.repo",
+                        "deploy.production.path"
+                    ]
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(e.errors().len(), 3);
+        assert_eq!(
+            e.apps[0].resolved_env(None, Some("production"))["A"],
+            "1",
+            "PM2 merges a broken environment's env too"
+        );
+    }
+
+    #[test]
+    fn deploy_written_as_a_list() {
+        let text = "apps:\n  - script: a.js\ndeploy:\n  - production\n";
+        let e = parse_str(text, Format::Yaml, Path::new("e.yml")).unwrap();
+        assert_eq!(e.apps.len(), 1);
+        assert_eq!(e.warnings.len(), 1);
+        assert!(e.warnings[0].message.starts_with("`deploy` cannot be used"));
+        match e.environment("production") {
+            Err(LoadError::Invalid { diagnostics, .. }) => {
+                assert!(
+                    diagnostics[0]
+                        .message
+                        .contains("expected an object of environments")
+                );
+                assert_eq!(diagnostics[0].location, Some((4, 3)));
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
@@ -298,7 +462,7 @@ mod tests {
     #[test]
     fn syntax_errors_are_diagnostics_with_positions() {
         let d = invalid(
-            "{\n  \"apps\": [\n    {\"script\": \"a.js\",}\n  ]\n}",
+            "{\n  \"apps\": [\n    {\"script\": \"a.js\" \"x\"}\n  ]\n}",
             Format::Json,
         );
         assert_eq!(d.len(), 1);

@@ -9,14 +9,19 @@
 //! - [`Ecosystem::environment`] picks a `deploy.<env>` block.
 
 mod app;
+mod app_values;
 mod cron;
+mod defaults;
 mod deploy;
 mod diagnostic;
 mod discover;
 mod error;
 mod fields;
+mod hosts;
+mod interpreter;
 mod javascript;
 mod json;
+mod keys;
 mod load;
 mod model;
 mod value;
@@ -24,10 +29,13 @@ mod words;
 mod yaml;
 
 pub use cron::{CalendarTime, CronSchedule};
+pub use defaults::TIME_FORMAT;
 pub use deploy::DEFAULT_KEEP_RELEASES;
 pub use diagnostic::did_you_mean;
 pub use discover::{DISCOVERY_ORDER, Format, discover, locate, looks_like_ecosystem_file};
 pub use error::LoadError;
+pub use interpreter::{interpreter_for, is_node};
 pub use javascript::NodeOptions;
 pub use load::{load, load_from, load_with_node, parse_str};
 pub use model::*;
+pub use words::split_args;

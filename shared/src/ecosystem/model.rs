@@ -13,8 +13,16 @@ pub struct Ecosystem {
     pub apps: Vec<App>,
     /// `deploy.<env>`, by environment name.
     pub deploy: BTreeMap<String, DeployEnv>,
-    /// Problems that did not stop loading: PM2 keys pmfleet does not implement, and the like.
+    /// Problems that did not stop loading: unknown keys, PM2 keys pmfleet does not implement,
+    /// spellings given together, and one line for each environment that cannot be used.
     pub warnings: Vec<Diagnostic>,
+    /// `deploy.<env>` blocks that cannot be used, each with every problem found in it. They
+    /// stop only the commands that use them ([`Ecosystem::environment`]); starting the apps,
+    /// or deploying another environment, goes on.
+    pub broken_environments: BTreeMap<String, Vec<Diagnostic>>,
+    /// Problems with `deploy` itself (not an object, a name given twice): no environment can
+    /// be used, the apps still can.
+    pub deploy_errors: Vec<Diagnostic>,
 }
 
 /// One `deploy.<env>` block.
@@ -130,6 +138,9 @@ pub struct App {
     pub env: BTreeMap<String, String>,
     /// `env_<name>` blocks, by `<name>`.
     pub env_by_name: BTreeMap<String, BTreeMap<String, String>>,
+    /// `deploy.<name>.env` of the same file, by `<name>`: the lowest layer of the app's
+    /// environment when it runs with `--env <name>`, as `pm2 start --env <name>` merges it.
+    pub deploy_env_by_name: BTreeMap<String, BTreeMap<String, String>>,
     pub port: Option<u16>,
     /// `max_memory_restart`, in bytes.
     pub max_memory_restart: Option<u64>,
@@ -164,13 +175,17 @@ pub struct App {
     pub cron_restart: Option<String>,
     /// Default `default`.
     pub namespace: String,
+    /// `append_env_to_name`: with `--env <name>` the app runs as `<app>-<name>` (see
+    /// [`App::name_for`]).
+    pub append_env_to_name: bool,
     /// Ours: an HTTP path (`/health`) or `tcp` probed for readiness.
     pub healthcheck: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Interpreter {
-    /// Chosen from the script's extension, as PM2 does (`.js` → node, `.py` → python3 …).
+    /// Chosen from the script's extension, as PM2 does (`.js` → node, `.py` → python …; see
+    /// [`interpreter_for`](super::interpreter_for)).
     Auto,
     /// `interpreter: "none"`: execute the script itself.
     None,

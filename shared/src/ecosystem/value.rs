@@ -72,6 +72,7 @@ impl Value {
         }
     }
 
+    #[cfg(test)]
     pub fn as_map(&self) -> Option<&[Entry]> {
         match &self.kind {
             Kind::Map(entries) => Some(entries),
@@ -80,6 +81,7 @@ impl Value {
     }
 
     /// The first entry named `key`, if this is a mapping that has one.
+    #[cfg(test)]
     pub fn get(&self, key: &str) -> Option<&Entry> {
         self.as_map()?.iter().find(|e| e.key == key)
     }
@@ -99,6 +101,47 @@ impl Value {
         }
     }
 
+    /// The value as JavaScript's `JSON.stringify` writes it (PM2 turns an object in `env` into
+    /// this text).
+    pub fn to_json(&self) -> String {
+        let mut out = String::new();
+        self.write_json(&mut out);
+        out
+    }
+
+    fn write_json(&self, out: &mut String) {
+        match &self.kind {
+            Kind::Null => out.push_str("null"),
+            Kind::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+            Kind::Int(i) => out.push_str(&i.to_string()),
+            Kind::Float(x) if x.is_finite() => out.push_str(&x.to_string()),
+            Kind::Float(_) => out.push_str("null"),
+            Kind::Str(s) => json_string(s, out),
+            Kind::Seq(items) => {
+                out.push('[');
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    item.write_json(out);
+                }
+                out.push(']');
+            }
+            Kind::Map(entries) => {
+                out.push('{');
+                for (i, entry) in entries.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    json_string(&entry.key, out);
+                    out.push(':');
+                    entry.value.write_json(out);
+                }
+                out.push('}');
+            }
+        }
+    }
+
     /// How the value reads in a "found …" message: the value itself for scalars, the type
     /// for collections.
     pub fn describe(&self) -> String {
@@ -112,6 +155,25 @@ impl Value {
             Kind::Map(_) => "an object".to_owned(),
         }
     }
+}
+
+/// `s` as a JSON string, escaped as `JSON.stringify` escapes it.
+fn json_string(s: &str, out: &mut String) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
 }
 
 /// `s` in double quotes with control characters escaped, cut after 60 characters so a
@@ -142,6 +204,22 @@ mod tests {
         assert_eq!(Value::new(Kind::Seq(vec![]), None).describe(), "an array");
         assert_eq!(Value::new(Kind::Map(vec![]), None).describe(), "an object");
         assert_eq!(Value::new(Kind::Int(-3), None).describe(), "-3");
+    }
+
+    #[test]
+    fn json_text_is_what_json_stringify_writes() {
+        let v = crate::ecosystem::json::parse(
+            r#"{a: [1, 1.5, true, null, 'q"\\'], "b c": {}, n: NaN}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            v.to_json(),
+            r#"{"a":[1,1.5,true,null,"q\"\\"],"b c":{},"n":null}"#
+        );
+        assert_eq!(
+            Value::new(Kind::Str("a\nb\u{1}".into()), None).to_json(),
+            r#""a\nb\u0001""#
+        );
     }
 
     #[test]

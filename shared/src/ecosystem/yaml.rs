@@ -63,6 +63,8 @@ fn syntax_error(pos: Pos, info: &str) -> SyntaxError {
         Some("YAML indents with spaces, not tabs".to_owned())
     } else if info.contains("mapping values are not allowed") {
         Some("a value that contains `: ` must be quoted".to_owned())
+    } else if info.contains("did not find expected key") || info.contains("bad indentation") {
+        Some("this line is not indented like the keys above it: keys of one mapping start in the same column".to_owned())
     } else {
         None
     };

@@ -1,0 +1,3 @@
+export default {
+  apps: [{ name: 'esm', script: 'sleep.js', instances: 2, exec_mode: 'fork', env: { MODULE: 'esm' } }],
+};

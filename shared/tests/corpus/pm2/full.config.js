@@ -1,0 +1,40 @@
+module.exports = {
+  apps: [
+    {
+      name: 'shop-api',
+      script: 'sleep.js',
+      instances: 2,
+      exec_mode: 'cluster',
+      port: __PORT1__,
+      max_memory_restart: '300M',
+      min_uptime: '5s',
+      kill_timeout: 8000,
+      listen_timeout: 10000,
+      merge_logs: true,
+      env: { NODE_ENV: 'development', WORKERS: 2 },
+      env_production: { NODE_ENV: 'production', SENTRY: true },
+    },
+    {
+      name: 'shop-worker',
+      script: 'worker.py',
+      max_restarts: 5,
+      restart_delay: 1000,
+      exp_backoff_restart_delay: 100,
+      cron_restart: '0 4 * * *',
+      watch: ['src'],
+      ignore_watch: ['src/tmp'],
+      namespace: 'jobs',
+    },
+  ],
+  deploy: {
+    production: {
+      user: 'deploy',
+      host: ['web1.example.com', { host: 'web2.example.com', port: 2222 }],
+      ref: 'origin/main',
+      repo: 'git@example.com:acme/shop.git',
+      path: '/var/www/shop',
+      'post-deploy': 'npm ci && npm run build',
+      env: { REGION: 'eu-west-1' },
+    },
+  },
+};

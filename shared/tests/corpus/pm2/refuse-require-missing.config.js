@@ -1,0 +1,2 @@
+const settings = require('ecosystem-settings-that-are-not-installed');
+module.exports = { apps: [{ name: 'needs-module', script: 'sleep.js', env: settings }] };
