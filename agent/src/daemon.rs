@@ -161,6 +161,11 @@ pub async fn run_with(
         tasks.clone(),
         reloads,
     ));
+    tasks.spawn(crate::api::metrics_http::endpoint(
+        home.root().to_path_buf(),
+        sup.clone(),
+        shutdown.clone(),
+    ));
     // SIGHUP reopens the log files and re-reads the TLS files, as for most daemons.
     if let Some(mut hup) = hup {
         let (sup, shutdown, tls) = (sup.clone(), shutdown.clone(), tls.clone());

@@ -11,13 +11,17 @@
 //!   that reach the checked process or nobody.
 //! - [`client`] and [`cli`]: the `pmfleet-agent` verbs, talking to the daemon; [`run`]: the
 //!   container mode, the daemon in the foreground as PID 1 with every app's lines on stdout.
-//! - [`logs`], [`metrics`]: log files and /proc sampling.
+//! - [`logs`], [`metrics`]: log files and /proc sampling; [`exposition`]: the Prometheus text
+//!   the metrics endpoint serves; [`app_metrics`]: the apps' own metrics (a StatsD-style
+//!   socket, their endpoints read).
 
 pub mod api;
+pub mod app_metrics;
 pub mod cli;
 pub mod client;
 pub mod daemon;
 pub mod daemon_lock;
+pub mod exposition;
 pub mod home;
 pub mod identity;
 pub mod logs;

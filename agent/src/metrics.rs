@@ -25,6 +25,9 @@ pub struct Sample {
     pub cpu_percent: f32,
     /// Resident memory of the tree, in bytes.
     pub rss_bytes: u64,
+    /// CPU time of the tree so far (its processes' own and their reaped children's), in
+    /// seconds: the counter the metrics endpoint exports.
+    pub cpu_seconds: f64,
 }
 
 /// Samples process trees, remembering each root's CPU time so the next sample can give the
@@ -105,6 +108,7 @@ impl Sampler {
         Some(Sample {
             cpu_percent,
             rss_bytes: rss_pages.saturating_mul(self.page_size),
+            cpu_seconds: ticks as f64 / self.ticks_per_second,
         })
     }
 
@@ -118,6 +122,17 @@ impl Sampler {
 /// A pid and its start time together name one process, even after the pid is reused.
 pub fn process_start_time(pid: u32) -> Option<u64> {
     Stat::read(pid).map(|s| s.start_time)
+}
+
+/// The parent of `pid`; `None` when it is gone.
+pub fn parent(pid: u32) -> Option<u32> {
+    Stat::read(pid).map(|s| s.ppid)
+}
+
+/// The resident memory of this process (the agent itself), in bytes.
+pub fn own_rss_bytes() -> Option<u64> {
+    let stat = Stat::read(std::process::id())?;
+    Some(stat.rss_pages.saturating_mul(procfs::page_size()))
 }
 
 /// `pid` followed by all of its descendants (breadth first); empty when `pid` is gone.

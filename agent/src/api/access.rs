@@ -5,7 +5,7 @@
 //!
 //! | request | `read` | `deploy` | `admin` | local socket |
 //! |---|---|---|---|---|
-//! | `ping`, `status`, `list`, `show`, `logs`, `events` | yes | yes | yes | yes |
+//! | `ping`, `status`, `metrics`, `list`, `show`, `logs`, `events` | yes | yes | yes | yes |
 //! | `apply_release`, `reload`, `restart` | | yes | yes | yes |
 //! | `stop`, `delete`, `scale`, `flush`, `reload_logs`, `save`, `resurrect` | | | yes | yes |
 //! | `start`, `apply_dir`, `kill`, `reload_tls`, `upgrade` | | | | yes |
@@ -46,6 +46,7 @@ pub fn need(req: &Request) -> Need {
     match req {
         Request::Ping
         | Request::Status
+        | Request::Metrics
         | Request::List
         | Request::Show { .. }
         | Request::Logs { .. }
@@ -88,6 +89,7 @@ pub fn op(req: &Request) -> &'static str {
         Request::Resurrect => "resurrect",
         Request::Kill => "kill",
         Request::Status => "status",
+        Request::Metrics => "metrics",
         Request::ApplyRelease(_) => "apply_release",
         Request::ApplyDir(_) => "apply_dir",
         Request::ReloadTls => "reload_tls",
@@ -174,6 +176,7 @@ mod tests {
             Request::Resurrect,
             Request::Kill,
             Request::Status,
+            Request::Metrics,
             Request::ApplyRelease(Box::new(ApplyRelease {
                 root: "/srv/app".into(),
                 release: "1".into(),
@@ -200,6 +203,7 @@ mod tests {
         let table = [
             ("ping", [true, true, true]),
             ("status", [true, true, true]),
+            ("metrics", [true, true, true]),
             ("list", [true, true, true]),
             ("show", [true, true, true]),
             ("logs", [true, true, true]),

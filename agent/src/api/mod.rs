@@ -5,6 +5,8 @@
 //! - [`local`]: the Unix socket in the agent home (mode 0600), for the agent's own CLI.
 //! - [`tls`]: the mutual-TLS TCP endpoint, for the controller.
 //! - [`access`]: which request each origin (and each certificate role) may send.
+//! - [`metrics_http`]: the metrics endpoint for Prometheus (`GET /metrics`), on a loopback
+//!   port or the mutual-TLS port, as `<home>/metrics` says.
 //! - [`admission`]: the connection slots of the TLS endpoint (handshakes, sessions).
 //! - [`release_gate`]: what a remote `apply_release` may name (a release SSH put on the host).
 //! - [`deploy_roots`]: what `status` says about each deploy root (`current`, the rollout
@@ -16,6 +18,7 @@ pub mod access;
 pub mod admission;
 pub mod deploy_roots;
 pub mod local;
+pub mod metrics_http;
 pub mod release_gate;
 mod session;
 pub mod tls;
@@ -55,8 +58,12 @@ pub async fn dispatch(sup: &Supervisor, req: Request) -> Response {
             let mut status = sup.status();
             let apps = deploy_roots::apps_of_supervisor(sup);
             status.roots = deploy_roots::read(sup.home().root(), &apps);
+            status.host = Some(sup.host_load());
             Response::Status(status)
         }
+        Request::Metrics => Response::Metrics {
+            text: sup.exposition(),
+        },
         Request::ApplyRelease(r) => match release_gate::resolve(sup.home().root(), &r) {
             Ok(dir) => applied(sup.apply_release(dir).await),
             Err(refused) => {

@@ -170,7 +170,7 @@ pub async fn run(listener: TcpListener, endpoint: Endpoint, stop: Stop) {
         let (session, slots) = (session.clone(), slots.clone());
         endpoint.tasks.spawn(async move {
             let handshake = tokio::select! {
-                r = pmfleet_shared::tls::accept_with_timeout(&acceptor, tcp, limits.handshake) => r,
+                r = pmfleet_shared::tls::accept_alpn_with_timeout(&acceptor, tcp, limits.handshake, &[pmfleet_shared::tls::HTTP_ALPN]) => r,
                 _ = evict.cancelled() => {
                     lock(&slots.handshakes).done(ticket);
                     tracing::debug!(%peer, "mutual TLS: handshake ended to make room for a newer one");
@@ -186,7 +186,12 @@ pub async fn run(listener: TcpListener, endpoint: Endpoint, stop: Stop) {
                     return;
                 }
             };
-            serve_authenticated(&session, &slots, &mut stream, peer).await;
+            if stream.get_ref().1.alpn_protocol() == Some(pmfleet_shared::tls::HTTP_ALPN) {
+                // Offered only when metrics are served here (`super::metrics_http`).
+                serve_metrics(&session, &slots, &mut stream, peer).await;
+            } else {
+                serve_authenticated(&session, &slots, &mut stream, peer).await;
+            }
             let _ = tokio::time::timeout(CLOSE_TIMEOUT, stream.shutdown()).await;
         });
     }
@@ -225,6 +230,35 @@ async fn serve_authenticated(
     };
     if let Err(e) = session.serve(stream).await {
         tracing::info!(%peer, "mutual TLS: connection ended: {e}");
+    }
+    lock(&slots.sessions).give_back();
+}
+
+/// A scraper past the handshake (it chose `http/1.1`): any fleet certificate may read the
+/// metrics (a `read` request); it takes a session slot for the one answer.
+async fn serve_metrics(
+    session: &Session,
+    slots: &Slots,
+    stream: &mut TlsStream<TcpStream>,
+    peer: SocketAddr,
+) {
+    let role = match peer_role(stream) {
+        Ok(role) => role,
+        Err(message) => {
+            tracing::warn!(%peer, "metrics over mutual TLS: refused: {message}");
+            return;
+        }
+    };
+    if let Err(refused) = Origin::remote(role).check(&pmfleet_shared::protocol::Request::Metrics) {
+        tracing::warn!(%peer, "metrics over mutual TLS: {}", refused.message);
+        return;
+    }
+    if !lock(&slots.sessions).take(role == Some(Role::Admin)) {
+        tracing::warn!(%peer, "metrics over mutual TLS: every session slot is taken");
+        return;
+    }
+    if let Err(e) = super::metrics_http::answer(stream, &session.sup).await {
+        tracing::debug!(%peer, "metrics over mutual TLS: {e}");
     }
     lock(&slots.sessions).give_back();
 }
@@ -357,6 +391,17 @@ async fn apply(ctx: Ctx<'_>, running: &mut Option<Running>) -> Result<Vec<String
         }
         Err(e) => return Err(kept(format!("mutual TLS: {e}"))),
     };
+    let mut id = id;
+    if super::metrics_http::MetricsListen::of_home(home.root())
+        == Ok(super::metrics_http::MetricsListen::Tls)
+    {
+        // Scrapers speak HTTP/1.1: offer it beside the frame protocol.
+        let mut config = (*id.config).clone();
+        config
+            .alpn_protocols
+            .push(pmfleet_shared::tls::HTTP_ALPN.to_vec());
+        id.config = Arc::new(config);
+    }
     let crl = if id.crl { ", with a CRL" } else { "" };
     if let Some(r) = running.as_ref().filter(|r| r.listen == id.listen) {
         r.config.send_replace(id.config);

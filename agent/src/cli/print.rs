@@ -165,6 +165,7 @@ mod tests {
             rss_bytes: None,
             release: None,
             sha: None,
+            extra: Default::default(),
         }
     }
 

@@ -37,6 +37,7 @@ mod instance;
 mod lifecycle;
 mod marker;
 mod monitor;
+mod observe;
 pub mod persist;
 pub mod process;
 pub mod readiness;
@@ -98,6 +99,8 @@ pub(crate) struct Inner {
     persist_lock: Mutex<()>,
     /// The latest CPU/RSS sample of every running pid.
     samples: Mutex<HashMap<u32, Sample>>,
+    /// The apps' own metrics, by instance (`observe`).
+    app_metrics: crate::app_metrics::Store,
     cpus: u32,
     /// When the daemon started, for `status`.
     started: std::time::Instant,
@@ -129,6 +132,7 @@ impl Supervisor {
     fn run(inner: Arc<Inner>) -> Supervisor {
         inner.tasks.spawn(persist::persister(inner.clone()));
         inner.tasks.spawn(monitor::monitor(inner.clone()));
+        observe::spawn(&inner);
         inner.mark_dirty();
         Supervisor { inner }
     }
@@ -158,6 +162,7 @@ impl Inner {
             persist_lock: Mutex::new(()),
             closing: Default::default(),
             samples: Mutex::new(HashMap::new()),
+            app_metrics: Default::default(),
             cpus: cpu_count(),
             started: std::time::Instant::now(),
             apply_lock: tokio::sync::Mutex::new(()),

@@ -115,6 +115,7 @@ fn instance_env(spec: &AppSpec, launch: &Launch<'_>) -> Vec<(String, String)> {
         }
     }
     env.insert(super::marker::MARK_VAR.into(), launch.mark.to_string());
+    crate::app_metrics::add_env(&mut env, spec, launch.slot);
     env.remove("NOTIFY_SOCKET");
     env.remove("PMFLEET_READY_SOCKET");
     if let Some(n) = launch.notify {

@@ -72,6 +72,8 @@ impl Supervisor {
             // Filled by the API, which reads the deploy roots SSH registered.
             roots: Vec::new(),
             applying: self.inner.apply_lock.try_lock().is_err(),
+            // Filled by the API, which reads it for `status` only.
+            host: None,
         }
     }
 

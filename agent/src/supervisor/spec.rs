@@ -178,6 +178,7 @@ pub fn resolve(
         increment_var: app.increment_var.clone(),
         healthcheck: app.healthcheck.clone(),
         cron_restart: app.cron_restart.clone(),
+        metrics: app.metrics.clone(),
         env,
         cwd,
         name,

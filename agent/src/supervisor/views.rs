@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 
-use pmfleet_shared::protocol::{AppDetail, ProcessInfo, Target};
+use pmfleet_shared::protocol::{AppDetail, InstanceExtra, ProcessInfo, Target};
 
 use super::app::{AppRuntime, lock};
 use super::{Inner, Supervisor, SupervisorError};
@@ -67,6 +67,11 @@ impl Inner {
                     rss_bytes: sample.map(|s| s.rss_bytes),
                     release: spec.env.get("PMFLEET_RELEASE").cloned(),
                     sha: spec.env.get("PMFLEET_SHA").cloned(),
+                    extra: InstanceExtra {
+                        cpu_seconds: sample.map(|s| s.cpu_seconds),
+                        git_ref: spec.env.get("PMFLEET_REF").cloned(),
+                        app_metrics: self.app_metrics.of(&app.name, *slot),
+                    },
                 }
             })
             .collect()

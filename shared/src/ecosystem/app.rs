@@ -79,6 +79,7 @@ static APP_SCHEMA: Schema = Schema {
         KeyDef::new("append_env_to_name"),
         KeyDef::new("execute_command"),
         KeyDef::new("healthcheck"),
+        KeyDef::new("metrics"),
     ],
     unimplemented: &[
         (
@@ -356,6 +357,7 @@ fn read_key<'v>(
             written.execute_command = fields::boolean(r, value, field).unwrap_or(false)
         }
         "healthcheck" => app.healthcheck = read_healthcheck(r, value, field),
+        "metrics" => app.metrics = super::app_values::read_metrics(r, value, field),
         _ => {}
     }
 }

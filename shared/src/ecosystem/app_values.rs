@@ -243,6 +243,63 @@ pub(crate) fn read_healthcheck(r: &mut Report, v: &Value, f: &FieldPath) -> Opti
     None
 }
 
+/// `metrics`: the path of the app's own metrics endpoint on its `port` (`"/metrics"`), or
+/// `{ "path": "/metrics", "port": 9464 }` — one port per instance, instance N on 9464 + N.
+pub(crate) fn read_metrics(
+    r: &mut Report,
+    v: &Value,
+    f: &FieldPath,
+) -> Option<crate::protocol::MetricsEndpoint> {
+    let hint = || {
+        Some("the agent reads the app's Prometheus text there every few seconds: \"/metrics\" on the app's `port`, or { \"path\": \"/metrics\", \"port\": 9464 } (instance N on 9464 + N)".to_owned())
+    };
+    let good_path =
+        |p: &str| p.starts_with('/') && !p.chars().any(|c| c.is_whitespace() || c.is_control());
+    match &v.kind {
+        Kind::Str(s) if good_path(s) => Some(crate::protocol::MetricsEndpoint {
+            path: s.clone(),
+            port: None,
+        }),
+        Kind::Map(entries) => {
+            let mut out = crate::protocol::MetricsEndpoint {
+                path: "/metrics".into(),
+                port: None,
+            };
+            for entry in entries {
+                let field = f.key(&entry.key);
+                match entry.key.as_str() {
+                    "path" => match entry.value.as_str() {
+                        Some(p) if good_path(p) => out.path = p.to_string(),
+                        _ => r.expected(
+                            &entry.value,
+                            &field,
+                            "an HTTP path such as \"/metrics\"",
+                            hint(),
+                        ),
+                    },
+                    "port" => out.port = fields::port(r, &entry.value, &field),
+                    other => r.error(
+                        &entry.value,
+                        &field,
+                        format!("unknown key `{other}` in `metrics`"),
+                        hint(),
+                    ),
+                }
+            }
+            Some(out)
+        }
+        _ => {
+            r.expected(
+                v,
+                f,
+                "an HTTP path such as \"/metrics\", or { \"path\", \"port\" }",
+                hint(),
+            );
+            None
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -180,6 +180,8 @@ pub struct App {
     pub append_env_to_name: bool,
     /// Ours: an HTTP path (`/health`) or `tcp` probed for readiness.
     pub healthcheck: Option<String>,
+    /// Ours: the app's own metrics endpoint, which the agent reads (PM2's custom metrics).
+    pub metrics: Option<crate::protocol::MetricsEndpoint>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

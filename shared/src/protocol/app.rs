@@ -91,6 +91,21 @@ pub struct AppSpec {
     /// on that schedule.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cron_restart: Option<String>,
+    /// The app's own metrics endpoint, read by the agent every few seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<MetricsEndpoint>,
+}
+
+/// `metrics`: where the agent reads an app's own Prometheus text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MetricsEndpoint {
+    /// The HTTP path, e.g. `/metrics`.
+    pub path: String,
+    /// A port of the endpoint's own, instance N listening on `port + N` (it finds its port in
+    /// `PMFLEET_METRICS_PORT`); `None`: the app's `port` (in cluster mode, whichever instance
+    /// takes the connection answers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
 }
 
 /// What an env value reads as in an answer to a remote client.

@@ -22,12 +22,14 @@ mod deploy_root;
 mod event;
 mod frame;
 mod io;
+mod observe;
 
 pub use app::*;
 pub use deploy_root::*;
 pub use event::*;
 pub use frame::*;
 pub use io::*;
+pub use observe::*;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -91,6 +93,9 @@ pub enum Request {
     /// The agent as a whole: version, host, uptime and every instance, in one answer
     /// ([`Response::Status`]).
     Status,
+    /// The agent's metrics in the Prometheus text format ([`Response::Metrics`]): what its
+    /// metrics endpoint serves to a scraper. Read-only.
+    Metrics,
     /// Run a release the deploy put on the host: start or rolling-reload every app of its
     /// ecosystem file, waiting until each is ready ([`Response::Applied`]). It names a deploy
     /// root the agent was set up for and a release id, nothing else: the directory, the
@@ -250,6 +255,10 @@ pub struct AgentStatus {
     /// Every instance, as [`Request::List`] answers: instances online/total per app, CPU,
     /// memory, restarts and uptime are all derived from these.
     pub processes: Vec<ProcessInfo>,
+    /// The host's load, memory and disk, for `monit`'s host bar and the dashboard. `None`
+    /// from an agent older than this field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<HostLoad>,
     /// Every deploy root `setup` registered on the host: where `current` points, the rollout
     /// record and the lock as the host holds them, and which release each app of the root
     /// runs. Empty from an agent older than this field, or one set up for no root.
@@ -457,6 +466,10 @@ pub enum Response {
     Applied(ApplyReport),
     /// One event of an `events` stream ([`Request::Events`]).
     Event(AgentEvent),
+    /// The answer to [`Request::Metrics`]: the Prometheus text exposition format.
+    Metrics {
+        text: String,
+    },
 }
 
 impl Response {
@@ -530,6 +543,10 @@ pub struct ProcessInfo {
     pub release: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sha: Option<String>,
+    /// What the instance's own code measures (its metrics endpoint, or the lines it sends to
+    /// the agent's metrics socket), by name; empty when it reports none. See [`InstanceExtra`].
+    #[serde(default, flatten)]
+    pub extra: InstanceExtra,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -620,6 +637,7 @@ mod tests {
             processes: Vec::new(),
             roots: Vec::new(),
             applying: false,
+            host: None,
         });
         let json = serde_json::to_value(&st).unwrap();
         assert_eq!(json["type"], "status");

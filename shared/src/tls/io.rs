@@ -37,6 +37,20 @@ pub async fn accept_with_timeout<IO>(
 where
     IO: AsyncRead + AsyncWrite + Unpin,
 {
+    accept_alpn_with_timeout(acceptor, stream, timeout, &[]).await
+}
+
+/// [`accept_with_timeout`], also accepting a client that negotiated one of `also` (the
+/// agent's metrics endpoint offers `http/1.1` to scrapers on its mutual-TLS port).
+pub async fn accept_alpn_with_timeout<IO>(
+    acceptor: &TlsAcceptor,
+    stream: IO,
+    timeout: Duration,
+    also: &[&[u8]],
+) -> Result<server::TlsStream<IO>, TlsError>
+where
+    IO: AsyncRead + AsyncWrite + Unpin,
+{
     let tls = tokio::time::timeout(timeout, acceptor.accept(stream))
         .await
         .map_err(|_| TlsError::Timeout {
@@ -44,7 +58,8 @@ where
             after: timeout,
         })?
         .map_err(TlsError::Handshake)?;
-    if tls.get_ref().1.alpn_protocol() != Some(ALPN) {
+    let chosen = tls.get_ref().1.alpn_protocol();
+    if chosen != Some(ALPN) && !chosen.is_some_and(|c| also.contains(&c)) {
         return Err(TlsError::Alpn);
     }
     Ok(tls)

@@ -23,7 +23,7 @@ mod role;
 
 pub use csr::{fingerprint_sha256, make_csr, server_name};
 pub use expiry::{days_left, not_after_unix};
-pub use io::{Phase, accept_with_timeout, connect_with_timeout};
+pub use io::{Phase, accept_alpn_with_timeout, accept_with_timeout, connect_with_timeout};
 pub use pem::{certs_from_pem, crls_from_pem, key_from_pem, read_pem_file};
 pub use role::{ROLE_UNIT_PREFIX, Role, RoleError, role_of};
 
@@ -45,6 +45,10 @@ pub const DEFAULT_AGENT_PORT: u16 = 7677;
 
 /// The ALPN protocol id both sides insist on.
 pub const ALPN: &[u8] = b"pmfleet/1";
+
+/// The ALPN protocol id of HTTP/1.1: what a metrics scraper offers on the agent's mutual-TLS
+/// port when the agent serves its metrics there.
+pub const HTTP_ALPN: &[u8] = b"http/1.1";
 
 /// What can go wrong while loading TLS material or setting up a connection.
 #[derive(Debug, thiserror::Error)]

@@ -447,6 +447,7 @@ mod tests {
                     rss_bytes: Some(80 << 20),
                     release: Some("20260101-120000".into()),
                     sha: Some("0123456789abcdef0123456789abcdef01234567".into()),
+                    extra: Default::default(),
                 });
                 id += 1;
             }
@@ -459,6 +460,7 @@ mod tests {
             processes,
             roots: Vec::new(),
             applying: false,
+            host: None,
         }
     }
 

@@ -36,6 +36,7 @@ fn host(
             vec![(runs.to_string(), vec!["web".to_string()])]
         },
         applying: false,
+        host: None,
     }
 }
 
