@@ -19,11 +19,17 @@ pub fn get(port: u16) -> Result<String, String> {
 
 /// One `GET /` on a new connection to `host:port`; the body of a 200 answer.
 pub fn get_from(host: &str, port: u16) -> Result<String, String> {
+    get_path(host, port, "/")
+}
+
+/// One `GET path` (with its query) on a new connection to `host:port`; the body of a 200
+/// answer.
+pub fn get_path(host: &str, port: u16, path: &str) -> Result<String, String> {
     let mut s = TcpStream::connect((host, port)).map_err(|e| e.to_string())?;
     s.set_read_timeout(Some(READ_TIMEOUT))
         .map_err(|e| e.to_string())?;
-    s.write_all(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
-        .map_err(|e| e.to_string())?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    s.write_all(request.as_bytes()).map_err(|e| e.to_string())?;
     let mut buf = String::new();
     s.read_to_string(&mut buf).map_err(|e| e.to_string())?;
     if !buf.starts_with("HTTP/1.1 200") {

@@ -24,14 +24,31 @@ pub mod procs;
 pub mod project;
 pub mod sshd;
 pub mod tls;
+pub mod tools;
 pub mod wait;
 
 pub use agent::AgentHome;
-pub use http::{answering_pids, get, get_from};
+pub use http::{answering_pids, get, get_from, get_path};
 pub use load::{Load, LoadReport};
 pub use net::free_port;
 pub use procs::{pid_alive, processes_with};
 pub use wait::{wait_for, wait_until};
+
+/// Skips the calling test, with a printed line, when the program at `$path` (installed by
+/// `scripts/test.sh` from Debian package `$package`) is missing; under `CI=true` the test
+/// fails instead.
+#[macro_export]
+macro_rules! require_tool {
+    ($path:expr, $package:expr) => {
+        if let Some(why) = $crate::tools::missing($path, $package) {
+            if $crate::sshd::in_ci() {
+                panic!("{why} (CI=true: this test must run; see the README's test command)");
+            }
+            eprintln!("skipped: {why}");
+            return;
+        }
+    };
+}
 
 /// Skips the calling test, with a printed line, when this machine cannot run real sshd hosts
 /// ([`sshd::sshd_available`]); under `CI=true` the test fails instead, so a CI run can never

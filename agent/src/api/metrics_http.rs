@@ -17,7 +17,6 @@
 //! HTTP/1.1 is written by hand here, one GET per connection: the agent must stay small, and
 //! a web framework for one read-only path would be most of its binary.
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -29,8 +28,6 @@ use crate::supervisor::Supervisor;
 
 /// The file in the agent home that says where metrics are served.
 pub const SETTINGS_FILE: &str = "metrics";
-/// The port a bare `on` or `local` means.
-pub const DEFAULT_PORT: u16 = 9209;
 /// How long a scraper may take to send its request.
 const READ_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long writing the answer may take.
@@ -42,57 +39,14 @@ const MAX_CONNECTIONS: usize = 16;
 /// How often the settings file is looked at.
 const WATCH_EVERY: Duration = Duration::from_secs(2);
 
-/// Where the metrics endpoint listens.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MetricsListen {
-    Off,
-    Local(SocketAddr),
-    Tls,
-}
+pub use pmfleet_shared::ecosystem::MetricsListen;
 
-impl MetricsListen {
-    /// Read the settings file's text; an error says what is accepted.
-    pub fn parse(text: &str) -> Result<MetricsListen, String> {
-        let text = text.trim();
-        let bad = || {
-            format!(
-                "`{text}`: expected `off`, `tls`, a loopback address with a port (127.0.0.1:{DEFAULT_PORT}) or a port"
-            )
-        };
-        match text {
-            "" | "off" | "false" => return Ok(MetricsListen::Off),
-            "tls" => return Ok(MetricsListen::Tls),
-            "on" | "local" | "true" => {
-                return Ok(MetricsListen::Local(SocketAddr::from((
-                    [127, 0, 0, 1],
-                    DEFAULT_PORT,
-                ))));
-            }
-            _ => {}
-        }
-        if let Ok(port) = text.parse::<u16>() {
-            return Ok(MetricsListen::Local(SocketAddr::from((
-                [127, 0, 0, 1],
-                port,
-            ))));
-        }
-        let text_addr = text.replacen("localhost:", "127.0.0.1:", 1);
-        let addr: SocketAddr = text_addr.parse().map_err(|_| bad())?;
-        if !addr.ip().is_loopback() {
-            return Err(format!(
-                "`{text}`: plain HTTP metrics listen on a loopback address only; `tls` serves them to scrapers with a fleet certificate on the mutual-TLS port"
-            ));
-        }
-        Ok(MetricsListen::Local(addr))
-    }
-
-    /// What the file in `home` says (`off` when there is none; an unreadable one is said).
-    pub fn of_home(home: &Path) -> Result<MetricsListen, String> {
-        match std::fs::read_to_string(home.join(SETTINGS_FILE)) {
-            Ok(text) => MetricsListen::parse(&text),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(MetricsListen::Off),
-            Err(e) => Err(e.to_string()),
-        }
+/// What the file in `home` says (`off` when there is none; an unreadable one is said).
+pub fn of_home(home: &Path) -> Result<MetricsListen, String> {
+    match std::fs::read_to_string(home.join(SETTINGS_FILE)) {
+        Ok(text) => MetricsListen::parse(&text),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(MetricsListen::Off),
+        Err(e) => Err(e.to_string()),
     }
 }
 
@@ -216,7 +170,7 @@ pub async fn endpoint(home: PathBuf, sup: Supervisor, shutdown: CancellationToke
     let mut serving: Option<(MetricsListen, CancellationToken)> = None;
     let mut said: Option<Result<MetricsListen, String>> = None;
     loop {
-        let wanted = MetricsListen::of_home(&home);
+        let wanted = of_home(&home);
         if said.as_ref() != Some(&wanted) {
             said = Some(wanted.clone());
             let listen = match wanted {
@@ -271,30 +225,6 @@ async fn start(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn where_the_settings_say_metrics_are_served() {
-        let local = |s: &str| Ok(MetricsListen::Local(s.parse().unwrap()));
-        let table: [(&str, Result<MetricsListen, String>); 10] = [
-            ("", Ok(MetricsListen::Off)),
-            ("off\n", Ok(MetricsListen::Off)),
-            ("tls", Ok(MetricsListen::Tls)),
-            ("on", local("127.0.0.1:9209")),
-            ("9300", local("127.0.0.1:9300")),
-            ("127.0.0.2:9300", local("127.0.0.2:9300")),
-            ("localhost:9300", local("127.0.0.1:9300")),
-            ("[::1]:9300", local("[::1]:9300")),
-            ("0.0.0.0:9300", Err("loopback address only".into())),
-            ("sometimes", Err("expected `off`, `tls`".into())),
-        ];
-        for (text, want) in table {
-            match (MetricsListen::parse(text), want) {
-                (Ok(got), Ok(want)) => assert_eq!(got, want, "{text:?}"),
-                (Err(got), Err(want)) => assert!(got.contains(&want), "{text:?}: {got}"),
-                (got, want) => panic!("{text:?}: {got:?}, wanted {want:?}"),
-            }
-        }
-    }
 
     #[test]
     fn requests_are_routed() {

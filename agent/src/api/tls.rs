@@ -392,9 +392,7 @@ async fn apply(ctx: Ctx<'_>, running: &mut Option<Running>) -> Result<Vec<String
         Err(e) => return Err(kept(format!("mutual TLS: {e}"))),
     };
     let mut id = id;
-    if super::metrics_http::MetricsListen::of_home(home.root())
-        == Ok(super::metrics_http::MetricsListen::Tls)
-    {
+    if super::metrics_http::of_home(home.root()) == Ok(super::metrics_http::MetricsListen::Tls) {
         // Scrapers speak HTTP/1.1: offer it beside the frame protocol.
         let mut config = (*id.config).clone();
         config

@@ -158,6 +158,10 @@ pub async fn provision(
         .run(&scripts::agent_roots(home, root))
         .await
         .map_err(|e| format!("registering the deploy root {root}: {e}"))?;
+    member
+        .run(&scripts::agent_metrics(home, &settings.metrics.file_text()))
+        .await
+        .map_err(|e| format!("setting where the agent serves its metrics: {e}"))?;
 
     let sans = vec![member.host.clone()];
     let listen = listen_address(&member.host, settings);

@@ -547,6 +547,41 @@ mod tests {
     }
 
     #[test]
+    fn metrics_name_the_apps_own_endpoint() {
+        use crate::protocol::MetricsEndpoint;
+        let endpoint = |path: &str, port| {
+            Some(MetricsEndpoint {
+                path: path.into(),
+                port,
+            })
+        };
+        let table = [
+            (r#""/metrics""#, endpoint("/metrics", None), 0),
+            (r#"{"port": 9464}"#, endpoint("/metrics", Some(9464)), 0),
+            (
+                r#"{"path": "/m", "port": "9464"}"#,
+                endpoint("/m", Some(9464)),
+                0,
+            ),
+            (r#""metrics""#, None, 1),
+            (r#"{"path": "no slash"}"#, None, 1),
+            (r#"{"pth": "/m"}"#, None, 1),
+            ("true", None, 1),
+        ];
+        for (value, want, errors) in table {
+            let (apps, diags) = read(&format!(
+                r#"[{{"name": "api", "script": "a.js", "metrics": {value}}}]"#
+            ));
+            assert_eq!(diags.len(), errors, "{value}: {diags:?}");
+            if errors == 0 {
+                assert_eq!(apps[0].metrics, want, "{value}");
+            } else {
+                assert!(diags[0].field.starts_with("apps[0].metrics"), "{diags:?}");
+            }
+        }
+    }
+
+    #[test]
     fn exec_mode_is_decided_as_pm2_decides_it() {
         // (keys, mode): PM2 7's `determineExecMode` for the same app.
         let cases = [

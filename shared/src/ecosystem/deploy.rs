@@ -360,6 +360,7 @@ static AGENT_SCHEMA: Schema = Schema {
         KeyDef::new("port"),
         KeyDef::new("home"),
         KeyDef::new("bind"),
+        KeyDef::new("metrics"),
     ],
     unimplemented: &[],
 };
@@ -394,6 +395,11 @@ fn read_agent(r: &mut Report, v: &Value, f: &FieldPath) -> Option<AgentSettings>
                             Some("\"host\": apps listen on the host's own address; \"all\": on every interface".to_owned()),
                         ),
                     },
+                    Some("metrics") => {
+                        if let Some(m) = read_agent_metrics(r, &entry.value, &field) {
+                            settings.metrics = m;
+                        }
+                    }
                     _ => {}
                 }
             }
@@ -405,6 +411,38 @@ fn read_agent(r: &mut Report, v: &Value, f: &FieldPath) -> Option<AgentSettings>
                 f,
                 "true, false or { \"port\": 7677, \"home\": \"~/.pmfleet-agent\" }",
                 Some("`agent: false` deploys without the pmfleet agent (restart the apps from `post-deploy`)".to_owned()),
+            );
+            None
+        }
+    }
+}
+
+/// `agent.metrics`: `false`, `true` (127.0.0.1:9209), a port, a loopback `"ADDR:PORT"`, or
+/// `"tls"`.
+fn read_agent_metrics(r: &mut Report, v: &Value, f: &FieldPath) -> Option<super::MetricsListen> {
+    let text = match &v.kind {
+        Kind::Bool(true) => "on".to_string(),
+        Kind::Bool(false) => "off".to_string(),
+        Kind::Int(n) => n.to_string(),
+        Kind::Str(s) if !s.trim().is_empty() => s.clone(),
+        _ => {
+            r.expected(
+                v,
+                f,
+                "false, true, a port, \"127.0.0.1:PORT\" or \"tls\"",
+                None,
+            );
+            return None;
+        }
+    };
+    match super::MetricsListen::parse(&text) {
+        Ok(m) => Some(m),
+        Err(message) => {
+            r.error(
+                v,
+                f,
+                message,
+                Some("`true` serves http://127.0.0.1:9209/metrics on each host; `\"tls\"` serves them on the agent's mutual-TLS port to scrapers with a fleet certificate".to_owned()),
             );
             None
         }
@@ -736,6 +774,42 @@ mod tests {
 
     const MINIMAL: &str =
         r#""repo": "git@example.com:a/b.git", "path": "/srv/app", "ref": "origin/main""#;
+
+    #[test]
+    fn agent_metrics_say_where_prometheus_reads_each_agent() {
+        use crate::ecosystem::MetricsListen;
+        let local = |a: &str| Some(MetricsListen::Local(a.parse().unwrap()));
+        let table = [
+            ("false", Some(MetricsListen::Off)),
+            ("true", local("127.0.0.1:9209")),
+            ("9300", local("127.0.0.1:9300")),
+            (r#""127.0.0.1:9301""#, local("127.0.0.1:9301")),
+            (r#""tls""#, Some(MetricsListen::Tls)),
+            (r#""0.0.0.0:9300""#, None),
+            ("[1]", None),
+        ];
+        for (value, want) in table {
+            let (envs, diags) = read(&format!(
+                r#"{{"p": {{"host": "a", "agent": {{"metrics": {value}}}, {MINIMAL}}}}}"#
+            ));
+            match want {
+                Some(want) => {
+                    assert!(diags.is_empty(), "{value}: {diags:?}");
+                    let agent = envs["p"].agent.as_ref().unwrap();
+                    assert_eq!(agent.metrics, want, "{value}");
+                }
+                None => {
+                    assert_eq!(diags.len(), 1, "{value}: {diags:?}");
+                    assert_eq!(diags[0].field, "deploy.p.agent.metrics", "{value}");
+                }
+            }
+        }
+        let (envs, _) = read(&format!(r#"{{"p": {{"host": "a", {MINIMAL}}}}}"#));
+        assert_eq!(
+            envs["p"].agent.as_ref().unwrap().metrics,
+            MetricsListen::Off
+        );
+    }
 
     #[test]
     fn minimal_environment_gets_defaults() {

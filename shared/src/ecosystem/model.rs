@@ -72,6 +72,8 @@ pub struct AgentSettings {
     /// `bind: "host"`: cluster-mode apps listen on the host's own address (the `host` entry,
     /// when it is an IP address) instead of every interface (`bind: "all"`, the default).
     pub bind_host: bool,
+    /// `metrics`: where the agent serves its Prometheus metrics (default: nowhere).
+    pub metrics: super::MetricsListen,
 }
 
 impl Default for AgentSettings {
@@ -80,6 +82,7 @@ impl Default for AgentSettings {
             port: 7677,
             home: "~/.pmfleet-agent".to_string(),
             bind_host: false,
+            metrics: super::MetricsListen::Off,
         }
     }
 }

@@ -80,6 +80,17 @@ grep -qxF "$r" "$p/roots" || printf '%s\n' "$r" >> "$p/roots"
 "#
 );
 
+/// Writes where the agent serves its metrics (`$1`: `off`, `tls` or a loopback `ADDR:PORT`)
+/// into `<home>/metrics`, which the daemon follows.
+const AGENT_METRICS: &str = host_script!(
+    r#"mkdir -p "$p"
+chmod 700 "$p"
+umask 077
+printf '%s\n' "$1" > "$p/.metrics.new"
+mv -f "$p/.metrics.new" "$p/metrics"
+"#
+);
+
 /// Installs the fleet's revocation list `$1` (empty: none) as `<home>/tls/crl.pem`,
 /// atomically; with `$2` = 1 the running daemon reads its TLS files again, so the revocations
 /// apply to the next connection.
@@ -146,6 +157,11 @@ pub fn agent_crl(home: &str, crl: &str, reload: bool) -> Script {
 /// `AGENT_ROOTS`: register the deploy root `root` with the agent of `home`.
 pub fn agent_roots(home: &str, root: &str) -> Script {
     Script::new(AGENT_ROOTS).arg(home).arg(root)
+}
+
+/// `AGENT_METRICS`: where the agent of `home` serves its metrics.
+pub fn agent_metrics(home: &str, listen: &str) -> Script {
+    Script::new(AGENT_METRICS).arg(home).arg(listen)
 }
 
 pub fn agent_csr(home: &str, sans: &[String]) -> Script {
