@@ -32,6 +32,8 @@ pub enum Command {
     Logs(crate::commands::logs::LogsArgs),
     /// The agents' lifecycle events from every host of an environment, as they happen.
     Events(crate::commands::events::EventsArgs),
+    /// PM2's monit for the whole fleet: every host's apps live in the terminal, their logs, reload/restart/stop.
+    Monit(crate::commands::monit::MonitArgs),
     /// Check the ecosystem file and print its environments and apps as pmfleet reads them, touching no host.
     Config(crate::commands::config::ConfigArgs),
     /// Print the shell completion script (`pmfleet completions bash > /etc/bash_completion.d/pmfleet`).

@@ -6,6 +6,7 @@
 //! - [`units`]: durations and sizes as written (`2s`, `150M`); [`display`]: tables, sizes and
 //!   uptimes as both command lines print them; [`cli`]: what both command lines do alike at
 //!   their edge (colour, JSON errors, a closed stdout, completions and man pages).
+//! - [`monit`]: the live terminal view of hosts and apps both command lines open.
 
 // File input never panics the reader: no unwrap/expect/indexing outside tests.
 #![cfg_attr(
@@ -16,6 +17,7 @@
 pub mod cli;
 pub mod display;
 pub mod ecosystem;
+pub mod monit;
 pub mod protocol;
 pub mod tls;
 pub mod units;

@@ -21,6 +21,7 @@ mod events;
 mod init;
 mod jlist;
 pub mod logs;
+mod monit;
 mod print;
 pub mod start;
 mod startup;
@@ -181,6 +182,9 @@ pub enum Command {
     ///
     /// `--nostream` prints the last lines and exits.
     Logs(logs::LogsArgs),
+    /// PM2's monit: this host's apps live in the terminal (CPU, memory, logs, settings, their
+    /// own metrics), with restart, reload and stop.
+    Monit,
     /// Print lifecycle events (started, exited, reloads, releases…) as they happen, until
     /// Ctrl-C: `HH:MM:SS app[instance] kind message`.
     Events {
@@ -424,6 +428,7 @@ pub async fn run(command: Command, home: &AgentHome) -> anyhow::Result<ExitCode>
             return Ok(ExitCode::SUCCESS);
         }
         Command::Jlist => return verbs::jlist(home, false).await,
+        Command::Monit => return monit::run(home).await,
         Command::Prettylist => return verbs::jlist(home, true).await,
         Command::Show { app, json } => {
             let app = match verbs::app_name(home, &app).await? {

@@ -142,6 +142,15 @@ impl AgentClient {
         }
     }
 
+    /// A connection kept open for several requests, one after another (the agent serves
+    /// requests on a connection until it has been idle for its read timeout).
+    pub async fn session(&self, host: &str, port: u16) -> Result<AgentSession, AgentError> {
+        Ok(AgentSession {
+            stream: self.connect(host, port).await?,
+            timeout: self.timeout,
+        })
+    }
+
     async fn connect(
         &self,
         host: &str,
@@ -149,6 +158,27 @@ impl AgentClient {
     ) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, AgentError> {
         let name = tls::server_name(host)?;
         Ok(tls::connect_with_timeout(&self.connector, (host, port), name, self.timeout).await?)
+    }
+}
+
+/// One kept connection to an agent ([`AgentClient::session`]).
+pub struct AgentSession {
+    stream: tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
+    timeout: Duration,
+}
+
+impl AgentSession {
+    /// Send `request` and read its answer within the client's timeout; an `Error` answer
+    /// becomes [`AgentError::Refused`]. After an error the session should be dropped.
+    pub async fn ask(&mut self, request: &Request) -> Result<Response, AgentError> {
+        protocol::write_frame(&mut self.stream, request).await?;
+        let response = tokio::time::timeout(self.timeout, read_answer(&mut self.stream))
+            .await
+            .map_err(|_| AgentError::Timeout(self.timeout))??;
+        match response {
+            Response::Error(e) => Err(AgentError::Refused(e.message)),
+            other => Ok(other),
+        }
     }
 }
 

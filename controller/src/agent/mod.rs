@@ -5,6 +5,7 @@
 pub mod apply;
 pub mod client;
 pub mod provision;
+pub mod sessions;
 pub mod targets;
 
 pub use client::{AgentClient, AgentError};

@@ -6,4 +6,5 @@ pub mod config;
 pub mod deploy;
 pub mod events;
 pub mod logs;
+pub mod monit;
 pub mod status;

@@ -163,7 +163,7 @@ pub async fn run(args: StatusArgs) -> Exit {
     }
 }
 
-fn split_words(words: &[String]) -> (Option<PathBuf>, Vec<String>) {
+pub(crate) fn split_words(words: &[String]) -> (Option<PathBuf>, Vec<String>) {
     match words.first() {
         Some(first) if ecosystem::looks_like_ecosystem_file(first) => (
             Some(PathBuf::from(first)),
