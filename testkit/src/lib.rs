@@ -3,7 +3,8 @@
 //! ([`git_repo`]), a user's project running the real `pmfleet` binary ([`project`]), an agent
 //! home with its daemon ([`agent`]), app instances started by hand the way the agent starts them
 //! ([`instance`]), a test CA and a mutual-TLS client ([`tls`]), HTTP requests and a load
-//! generator that counts every failed request ([`http`], [`load`]), free ports and who holds
+//! generator that counts every failed request ([`http`], [`load`]), a real terminal for the
+//! full-screen views ([`tmux`]), free ports and who holds
 //! which connection ([`net`]), processes and their open files ([`procs`]), and waiting on a
 //! condition instead of sleeping ([`wait`]).
 //!
@@ -24,6 +25,7 @@ pub mod procs;
 pub mod project;
 pub mod sshd;
 pub mod tls;
+pub mod tmux;
 pub mod tools;
 pub mod wait;
 

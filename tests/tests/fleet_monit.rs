@@ -1,0 +1,230 @@
+//! `pmfleet monit` in a real terminal (tmux): two real sshd hosts set up and deployed by
+//! `pmfleet`, each with its agent. The test reads the process list, the host bar, the
+//! selected app's metadata and logs off the screen; pauses one agent (SIGSTOP) and sees that
+//! host shown as unreachable while the other keeps answering; filters to the other host,
+//! cancels a stop, reloads its app through the confirmation and reads the new instances'
+//! pids on screen; lets the paused agent go and sees it come back by itself; `l` and `q`.
+
+use std::process::Command;
+use std::time::Duration;
+
+use pmfleet_testkit::git_repo::GitRepo;
+use pmfleet_testkit::project::{Project, Run};
+use pmfleet_testkit::sshd::{Fleet, SshHost};
+use pmfleet_testkit::tmux::{TMUX, Tmux};
+use pmfleet_testkit::{free_port, require_sshd, require_tool};
+use serde_json::json;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+const SERVER_JS: &str = r#"const http = require("http");
+http.createServer((req, res) => res.end(`pid ${process.pid}\n`)).listen(process.env.PORT);
+console.log(`listening as pid ${process.pid}`);
+"#;
+
+fn ok(run: &Run) {
+    assert_eq!(run.code, 0, "pmfleet failed:\n{}", run.all());
+}
+
+/// The shell line that runs `cmd` as it is set up (directory, environment, arguments).
+fn shell_line(cmd: &Command) -> String {
+    let q = |s: &std::ffi::OsStr| format!("'{}'", s.to_string_lossy().replace('\'', r"'\''"));
+    let mut line = String::new();
+    if let Some(dir) = cmd.get_current_dir() {
+        line.push_str(&format!("cd {} && ", q(dir.as_os_str())));
+    }
+    line.push_str("env");
+    // `env` takes its removals before its assignments.
+    for (key, value) in cmd.get_envs() {
+        if value.is_none() {
+            line.push_str(&format!(" -u {}", key.to_string_lossy()));
+        }
+    }
+    for (key, value) in cmd.get_envs() {
+        if let Some(v) = value {
+            line.push_str(&format!(" {}={}", key.to_string_lossy(), q(v)));
+        }
+    }
+    line.push(' ');
+    line.push_str(&q(cmd.get_program()));
+    for arg in cmd.get_args() {
+        line.push(' ');
+        line.push_str(&q(arg));
+    }
+    line
+}
+
+/// The process list's part of each screen line (the list is the first bordered panel).
+fn list_part(line: &str) -> &str {
+    line.split('│').nth(1).unwrap_or_default()
+}
+
+/// The pids the process list shows for `app` on `host`, by screen order.
+fn pids_on_screen(screen: &str, host: &str, app: &str) -> Vec<u32> {
+    screen
+        .lines()
+        .map(list_part)
+        .filter(|row| {
+            let words: Vec<&str> = row.split_whitespace().collect();
+            words.iter().any(|w| w.trim_start_matches('▶') == host) && words.contains(&app)
+        })
+        .filter_map(|row| row.split_whitespace().last()?.parse().ok())
+        .collect()
+}
+
+/// The agent daemon's pid on `host`.
+fn agent_pid(host: &SshHost) -> i32 {
+    let path = host.home().join(".pmfleet-agent/agent.pid");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    text.trim().parse().expect("agent.pid holds a pid")
+}
+
+/// A process this test stopped with SIGSTOP; continued (SIGCONT) when dropped.
+struct Paused(i32);
+
+impl Paused {
+    fn new(pid: i32) -> Paused {
+        // SAFETY: kill has no memory-safety preconditions; the pid is this test's agent.
+        unsafe { libc::kill(pid, libc::SIGSTOP) };
+        Paused(pid)
+    }
+}
+
+impl Drop for Paused {
+    fn drop(&mut self) {
+        // SAFETY: as above.
+        unsafe { libc::kill(self.0, libc::SIGCONT) };
+    }
+}
+
+#[test]
+fn monit_shows_the_fleet_and_reloads_the_selected_app_through_a_confirmation() {
+    require_sshd!();
+    require_tool!(TMUX, "tmux");
+    let fleet = Fleet::start(2);
+    let (app_port, agent_port) = (free_port(), free_port());
+    let repo = GitRepo::new();
+    repo.write("server.js", SERVER_JS);
+    repo.commit_file(
+        "ecosystem.json",
+        &json!({"apps": [{
+            "name": "web", "script": "server.js", "instances": 2, "exec_mode": "cluster",
+            "listen_timeout": 5000, "env": {"PORT": app_port}
+        }]})
+        .to_string(),
+        "web app",
+    );
+    let project = Project::new(fleet.home.path());
+    let hosts: Vec<_> = fleet
+        .hosts
+        .iter()
+        .map(|h| json!({"host": h.address(), "port": h.port(), "user": "root"}))
+        .collect();
+    project.write_ecosystem(&json!({"deploy": {"production": {
+        "host": hosts, "ref": "main", "repo": repo.url(), "path": "/srv/app", "fetch": "push",
+        "agent": {"port": agent_port, "bind": "host"},
+    }}}));
+    ok(&project.pmfleet(&["ca", "init"]));
+    ok(&project.pmfleet(&["deploy", "production", "setup"]));
+    ok(&project.pmfleet(&["deploy", "production"]));
+    let (first, second) = (fleet.hosts[0].address(), fleet.hosts[1].address());
+
+    let mut monit = project.command(&["monit", "production"]);
+    monit.env_remove("CI");
+    let term = Tmux::start(&shell_line(&monit), 200, 50);
+
+    // Every host's instances, with the host bar and the first instance's metadata and logs.
+    let screen = term.wait_screen(WAIT, "both hosts' instances online", |s| {
+        s.contains("hosts 2/2 answering")
+            && pids_on_screen(s, first, "web").len() == 2
+            && pids_on_screen(s, second, "web").len() == 2
+            && s.matches("online").count() >= 4
+    });
+    for label in [
+        "HOST", "STATUS", "CPU", "MEM", "UPTIME", " load ", " mem ", " disk ",
+    ] {
+        assert!(screen.contains(label), "{label} missing:\n{screen}");
+    }
+    let screen = term.wait_screen(WAIT, "the selected app's metadata and logs", |s| {
+        s.contains("app         web [0]")
+            && s.contains("exec mode   cluster")
+            && s.contains(&format!("logs: web on {first}"))
+            && s.contains("listening as pid")
+    });
+    assert!(screen.contains(&repo.head()[..12]), "the SHA:\n{screen}");
+    assert!(screen.contains("by tester"), "who deployed:\n{screen}");
+    let before_first = pids_on_screen(&screen, first, "web");
+    std::fs::write(
+        pmfleet_testkit::tools::artifacts_dir("monit").join("fleet.txt"),
+        &screen,
+    )
+    .expect("artifact");
+
+    // One agent stops answering: its host is shown unreachable; the other keeps answering.
+    let paused = Paused::new(agent_pid(&fleet.hosts[0]));
+    term.wait_screen(WAIT, "the paused host unreachable", |s| {
+        s.contains("hosts 1/2 answering") && s.contains("unreachable")
+    });
+
+    // Select the other host's app with the filter.
+    term.keys(&["/"]);
+    term.type_text(second);
+    term.keys(&["Enter"]);
+    let screen = term.wait_screen(WAIT, "only the second host", |s| {
+        s.contains(&format!("filter: {second}"))
+            && pids_on_screen(s, first, "web").is_empty()
+            && pids_on_screen(s, second, "web").len() == 2
+            && s.contains(&format!("logs: web on {second}"))
+    });
+    let before = pids_on_screen(&screen, second, "web");
+
+    // `s` asks first; anything but `y` cancels.
+    term.keys(&["s"]);
+    term.wait_screen(WAIT, "the stop confirmation", |s| {
+        s.contains(&format!("stop web on {second}? [y/N]"))
+    });
+    term.keys(&["n"]);
+    term.wait_screen(WAIT, "the stop cancelled", |s| s.contains("cancelled"));
+
+    // `R` reloads after `y`: new instances, their pids on screen.
+    term.keys(&["R"]);
+    term.wait_screen(WAIT, "the reload confirmation", |s| {
+        s.contains(&format!("reload web on {second}? [y/N]"))
+    });
+    term.keys(&["y"]);
+    let screen = term.wait_screen(WAIT, "the reloaded instances", |s| {
+        let now = pids_on_screen(s, second, "web");
+        s.contains(&format!("reload web on {second}: "))
+            && !s.contains("failed")
+            && now.len() == 2
+            && now.iter().all(|p| !before.contains(p))
+            && s.matches("online").count() >= 2
+    });
+    assert!(!screen.contains("cancelled"), "{screen}");
+    let artifacts = pmfleet_testkit::tools::artifacts_dir("monit");
+    std::fs::write(artifacts.join("after-reload.txt"), &screen).expect("artifact");
+
+    // The paused agent comes back by itself, its app untouched by the reload.
+    drop(paused);
+    term.keys(&["/", "Escape"]);
+    let screen = term.wait_screen(WAIT, "both hosts answering again", |s| {
+        s.contains("hosts 2/2 answering") && pids_on_screen(s, first, "web").len() == 2
+    });
+    assert_eq!(
+        pids_on_screen(&screen, first, "web"),
+        before_first,
+        "{screen}"
+    );
+
+    // `l`: the logs full screen, and back; `q` quits.
+    term.keys(&["l"]);
+    term.wait_screen(WAIT, "the full-screen logs", |s| {
+        s.contains("logs: web on") && !s.contains(" processes ")
+    });
+    term.keys(&["l"]);
+    term.wait_screen(WAIT, "the process list again", |s| {
+        s.contains(" processes ")
+    });
+    term.keys(&["q"]);
+    term.wait_screen(WAIT, "monit to quit", |s| s.contains("[exited with 0]"));
+}
