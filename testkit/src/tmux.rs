@@ -3,7 +3,8 @@
 //! command in a window of a fixed size. The test types with [`Tmux::keys`] (tmux's
 //! `send-keys` names: `Down`, `Enter`, `Escape`, or text) and reads what is drawn with
 //! [`Tmux::screen`] (`capture-pane`), waiting for what it expects with [`Tmux::wait_screen`].
-//! Dropping it ends that server and the command. Needs `/usr/bin/tmux`
+//! [`shell_line`] turns a prepared [`Command`] into the line tmux runs. Dropping it ends
+//! that server and the command. Needs `/usr/bin/tmux`
 //! ([`crate::require_tool!`]).
 
 use std::path::PathBuf;
@@ -103,4 +104,32 @@ impl Drop for Tmux {
             .arg("kill-server")
             .output();
     }
+}
+
+/// The shell line that runs `cmd` as it is set up (directory, environment, arguments).
+pub fn shell_line(cmd: &Command) -> String {
+    let q = |s: &std::ffi::OsStr| format!("'{}'", s.to_string_lossy().replace('\'', r"'\''"));
+    let mut line = String::new();
+    if let Some(dir) = cmd.get_current_dir() {
+        line.push_str(&format!("cd {} && ", q(dir.as_os_str())));
+    }
+    line.push_str("env");
+    // `env` takes its removals before its assignments.
+    for (key, value) in cmd.get_envs() {
+        if value.is_none() {
+            line.push_str(&format!(" -u {}", key.to_string_lossy()));
+        }
+    }
+    for (key, value) in cmd.get_envs() {
+        if let Some(v) = value {
+            line.push_str(&format!(" {}={}", key.to_string_lossy(), q(v)));
+        }
+    }
+    line.push(' ');
+    line.push_str(&q(cmd.get_program()));
+    for arg in cmd.get_args() {
+        line.push(' ');
+        line.push_str(&q(arg));
+    }
+    line
 }

@@ -5,13 +5,12 @@
 //! cancels a stop, reloads its app through the confirmation and reads the new instances'
 //! pids on screen; lets the paused agent go and sees it come back by itself; `l` and `q`.
 
-use std::process::Command;
 use std::time::Duration;
 
 use pmfleet_testkit::git_repo::GitRepo;
 use pmfleet_testkit::project::{Project, Run};
 use pmfleet_testkit::sshd::{Fleet, SshHost};
-use pmfleet_testkit::tmux::{TMUX, Tmux};
+use pmfleet_testkit::tmux::{TMUX, Tmux, shell_line};
 use pmfleet_testkit::{free_port, require_sshd, require_tool};
 use serde_json::json;
 
@@ -24,34 +23,6 @@ console.log(`listening as pid ${process.pid}`);
 
 fn ok(run: &Run) {
     assert_eq!(run.code, 0, "pmfleet failed:\n{}", run.all());
-}
-
-/// The shell line that runs `cmd` as it is set up (directory, environment, arguments).
-fn shell_line(cmd: &Command) -> String {
-    let q = |s: &std::ffi::OsStr| format!("'{}'", s.to_string_lossy().replace('\'', r"'\''"));
-    let mut line = String::new();
-    if let Some(dir) = cmd.get_current_dir() {
-        line.push_str(&format!("cd {} && ", q(dir.as_os_str())));
-    }
-    line.push_str("env");
-    // `env` takes its removals before its assignments.
-    for (key, value) in cmd.get_envs() {
-        if value.is_none() {
-            line.push_str(&format!(" -u {}", key.to_string_lossy()));
-        }
-    }
-    for (key, value) in cmd.get_envs() {
-        if let Some(v) = value {
-            line.push_str(&format!(" {}={}", key.to_string_lossy(), q(v)));
-        }
-    }
-    line.push(' ');
-    line.push_str(&q(cmd.get_program()));
-    for arg in cmd.get_args() {
-        line.push(' ');
-        line.push_str(&q(arg));
-    }
-    line
 }
 
 /// The process list's part of each screen line (the list is the first bordered panel).
