@@ -70,10 +70,13 @@ pub enum Update {
     Set(f64),
 }
 
+/// Each instance's values, by (app, instance) then metric key.
+type Values = HashMap<(String, u32), BTreeMap<String, f64>>;
+
 /// The latest values of every instance, by (app, instance) then metric key.
 #[derive(Debug, Clone, Default)]
 pub struct Store {
-    values: Arc<Mutex<HashMap<(String, u32), BTreeMap<String, f64>>>>,
+    values: Arc<Mutex<Values>>,
 }
 
 impl Store {

@@ -90,14 +90,13 @@ impl Source for Local {
             let mut next = client.request(&request).await.map_err(|e| e.to_string())?;
             loop {
                 match next {
-                    Response::Log(l) => {
+                    Response::Log(l)
                         if lines
                             .send(format!("{} | {}", l.file, l.line))
                             .await
-                            .is_err()
-                        {
-                            return Ok(());
-                        }
+                            .is_err() =>
+                    {
+                        return Ok(());
                     }
                     Response::Error(e) => return Err(e.message),
                     Response::End => return Ok(()),

@@ -146,6 +146,8 @@ pub fn host_load(home: &std::path::Path) -> HostLoad {
     let (memory_total_bytes, memory_available_bytes) = procfs::Meminfo::current()
         .map(|m| (m.mem_total, m.mem_available.unwrap_or(m.mem_free)))
         .unwrap_or((0, 0));
+    // The block counts are narrower than u64 on some targets.
+    #[allow(clippy::unnecessary_cast)]
     let (disk_total_bytes, disk_available_bytes) = nix::sys::statvfs::statvfs(home)
         .map(|s| {
             let unit = s.fragment_size() as u64;

@@ -4,7 +4,7 @@
 //!
 //! - [`model`]: what is shown and what each key does — pure, table-tested;
 //! - [`view`]: drawing it with ratatui;
-//! - [`run`]: the terminal, one polling task per host under a deadline, the keys, and the
+//! - [`mod@run`]: the terminal, one polling task per host under a deadline, the keys, and the
 //!   [`Source`] each command line implements.
 
 pub mod model;

@@ -64,7 +64,7 @@ impl Default for Options {
 enum Msg {
     Status(usize, Result<AgentStatus, String>),
     Acted(String, Result<Vec<String>, String>),
-    Described(usize, Result<AppSpec, String>),
+    Described(usize, Result<Box<AppSpec>, String>),
     Log(u64, String),
     Key(Key),
     Redraw,
@@ -135,7 +135,7 @@ pub async fn run(
             }
             Msg::Described(host, Ok(spec)) => {
                 dirty = true;
-                monit.described(host, spec);
+                monit.described(host, *spec);
                 Vec::new()
             }
             Msg::Described(_, Err(_)) => Vec::new(),
@@ -171,7 +171,7 @@ pub async fn run(
                 Effect::Describe { host, app } => {
                     let (source, tx) = (source.clone(), tx.clone());
                     tasks.push(tokio::spawn(async move {
-                        let spec = source.describe(host, app).await;
+                        let spec = source.describe(host, app).await.map(Box::new);
                         let _ = tx.send(Msg::Described(host, spec)).await;
                     }));
                 }

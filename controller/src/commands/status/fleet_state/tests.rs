@@ -36,7 +36,6 @@ fn host(
             vec![(runs.to_string(), vec!["web".to_string()])]
         },
         applying: false,
-        host: None,
     }
 }
 
