@@ -66,3 +66,4 @@ echo; echo "== pmfleet status"
 sleep 1.5   # the agent samples CPU and memory once a second
 "$pmfleet" status
 echo; echo "== done: the deploy root is $work/srv/app"
+echo "== watch it live (q quits): cd $project && PMFLEET_CA_DIR=$PMFLEET_CA_DIR XDG_CACHE_HOME=$XDG_CACHE_HOME $pmfleet monit production"

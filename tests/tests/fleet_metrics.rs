@@ -299,3 +299,66 @@ fn plain_http_metrics_are_refused_on_anything_but_loopback() {
     });
     assert!(log.contains("metrics"), "{log}");
 }
+
+/// The Grafana dashboard in examples/, as a person imports it.
+const DASHBOARD: &str = include_str!("../../examples/grafana/pmfleet.json");
+
+#[test]
+fn every_query_of_the_grafana_dashboard_answers_from_a_real_prometheus() {
+    require_tool!("/usr/bin/prometheus", "prometheus");
+    let metrics_port = free_port();
+    let fleet = LocalFleet::start(1, Some(&format!("127.0.0.1:{metrics_port}")));
+    let agent = &fleet.agents[0];
+    let node_port = free_port();
+    agent.write("counter.js", NODE_APP);
+    agent.write(
+        "ecosystem.json",
+        &json!({"apps": [
+            {"name": "node", "script": "counter.js", "instances": 2, "exec_mode": "cluster",
+             "port": node_port, "env": {"PORT": node_port}},
+        ]})
+        .to_string(),
+    );
+    agent.ok(&["start", "ecosystem.json"]);
+    agent.home.wait_online("node", 2);
+    get_path("127.0.0.1", node_port, "/bump").expect("bump node");
+    let prometheus = Prometheus::start(json!([
+        {"job_name": "agent", "static_configs": [{"targets": [format!("127.0.0.1:{metrics_port}")]}]},
+    ]));
+
+    let dashboard: Value = serde_json::from_str(DASHBOARD).expect("the dashboard is JSON");
+    let variables = dashboard["templating"]["list"]
+        .as_array()
+        .expect("variables");
+    let host = variables
+        .iter()
+        .find(|v| v["name"] == "host")
+        .expect("a host variable");
+    assert_eq!(
+        host["definition"], "label_values(pmfleet_agent_info, host)",
+        "{host}"
+    );
+    prometheus.wait("pmfleet_agent_info", "the host variable's values", |s| {
+        s.len() == 1 && s[0].0["host"].is_string()
+    });
+
+    let panels = dashboard["panels"].as_array().expect("panels");
+    let mut queries = Vec::new();
+    for panel in panels {
+        let title = panel["title"].as_str().expect("a title");
+        assert_eq!(panel["datasource"]["uid"], "${datasource}", "{title}");
+        for target in panel["targets"].as_array().expect("targets") {
+            assert_eq!(target["datasource"]["uid"], "${datasource}", "{title}");
+            queries.push((title, target["expr"].as_str().expect("an expr")));
+        }
+    }
+    assert!(queries.len() >= panels.len(), "{queries:?}");
+    // Grafana's variables as "All" and a one-minute rate window.
+    for (title, expr) in queries {
+        let promql = expr
+            .replace("$__rate_interval", "1m")
+            .replace("$host", ".*");
+        assert!(!promql.contains('$'), "{title}: {promql}");
+        prometheus.wait(&promql, &format!("{title}: {promql}"), |s| !s.is_empty());
+    }
+}
