@@ -4,6 +4,7 @@
 //! host shown as unreachable while the other keeps answering; filters to the other host,
 //! cancels a stop, reloads its app through the confirmation and reads the new instances'
 //! pids on screen; lets the paused agent go and sees it come back by itself; `l` and `q`.
+//! With a `read` certificate, the same screen shows the fleet and the agents refuse a reload.
 
 use std::time::Duration;
 
@@ -198,4 +199,53 @@ fn monit_shows_the_fleet_and_reloads_the_selected_app_through_a_confirmation() {
     });
     term.keys(&["q"]);
     term.wait_screen(WAIT, "monit to quit", |s| s.contains("[exited with 0]"));
+    drop(term);
+
+    // With a `read` certificate monit watches, and the agents refuse its reload.
+    let viewer = project.path().join("viewer");
+    let viewer_dir = viewer.display().to_string();
+    ok(&project.pmfleet(&[
+        "ca",
+        "issue",
+        "viewer",
+        "--role",
+        "read",
+        "--out",
+        &viewer_dir,
+    ]));
+    let mut monit = project.command(&["monit", "production"]);
+    monit
+        .env_remove("CI")
+        .env("PMFLEET_TLS_CA_FILE", viewer.join("ca.pem"))
+        .env("PMFLEET_TLS_CERT_FILE", viewer.join("cert.pem"))
+        .env("PMFLEET_TLS_KEY_FILE", viewer.join("key.pem"));
+    let term = Tmux::start(&shell_line(&monit), 200, 50);
+    let screen = term.wait_screen(WAIT, "the fleet, seen with a read certificate", |s| {
+        s.contains("hosts 2/2 answering") && pids_on_screen(s, second, "web").len() == 2
+    });
+    let before = pids_on_screen(&screen, second, "web");
+    term.keys(&["/"]);
+    term.type_text(second);
+    term.keys(&["Enter", "R"]);
+    term.wait_screen(WAIT, "the reload confirmation", |s| {
+        s.contains(&format!("reload web on {second}? [y/N]"))
+    });
+    term.keys(&["y"]);
+    let screen = term.wait_screen(WAIT, "the reload refused", |s| {
+        s.contains(&format!("reload web on {second} failed: "))
+    });
+    let refusal = screen
+        .lines()
+        .find(|l| l.contains("failed: "))
+        .unwrap_or_default();
+    std::fs::write(
+        pmfleet_testkit::tools::artifacts_dir("monit").join("read-refused.txt"),
+        &screen,
+    )
+    .expect("artifact");
+    assert!(
+        refusal.contains("`read`"),
+        "the refusal names the role: {refusal}"
+    );
+    assert_eq!(pids_on_screen(&screen, second, "web"), before, "{screen}");
 }
