@@ -2,8 +2,8 @@
 # Runs every check and test of the workspace, installing first what cargo cannot:
 # OpenSSH's sshd (the e2e tests start real sshd hosts), git, util-linux's unshare, Node.js
 # and Python (sample apps), Prometheus (scrapes the agents' metrics), tmux (drives `monit` as a
-# terminal would), and PM2 7 from npm (the suite that checks pmfleet reads ecosystem files as
-# PM2 does). Needs root for apt-get and for the per-host mount namespaces.
+# terminal would), Chromium and its WebDriver (load the dashboard headless), and PM2 7 from
+# npm (the suite that checks pmfleet reads ecosystem files as PM2 does). Needs root for apt-get and for the per-host mount namespaces.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,6 +17,8 @@ command -v npm >/dev/null || missing+=(npm)
 command -v python3 >/dev/null || missing+=(python3)
 [ -x /usr/bin/prometheus ] || missing+=(prometheus)
 command -v tmux >/dev/null || missing+=(tmux)
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+[ -x /usr/bin/chromedriver ] || missing+=(chromium-driver)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}"
   if [ "$(id -u)" != 0 ]; then

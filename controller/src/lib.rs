@@ -30,6 +30,7 @@ pub async fn run(cli: cli::Cli) -> Exit {
         cli::Command::Ca(args) => commands::ca::run(args).await,
         cli::Command::Status(args) => commands::status::run(args).await,
         cli::Command::Monit(args) => commands::monit::run(args).await,
+        cli::Command::Dashboard(args) => commands::dashboard::run(args).await,
         cli::Command::App(args) => commands::app::run(args).await,
         cli::Command::Logs(args) => commands::logs::run(args).await,
         cli::Command::Events(args) => commands::events::run(args).await,

@@ -4,7 +4,7 @@
 //! home with its daemon ([`agent`]), app instances started by hand the way the agent starts them
 //! ([`instance`]), a test CA and a mutual-TLS client ([`tls`]), HTTP requests and a load
 //! generator that counts every failed request ([`http`], [`load`]), a real terminal for the
-//! full-screen views ([`tmux`]), free ports and who holds
+//! full-screen views ([`tmux`]), a headless browser for the web views ([`webdriver`]), free ports and who holds
 //! which connection ([`net`]), processes and their open files ([`procs`]), and waiting on a
 //! condition instead of sleeping ([`wait`]).
 //!
@@ -28,6 +28,7 @@ pub mod tls;
 pub mod tmux;
 pub mod tools;
 pub mod wait;
+pub mod webdriver;
 
 pub use agent::AgentHome;
 pub use http::{answering_pids, get, get_from, get_path};

@@ -3,6 +3,7 @@
 pub mod app;
 pub mod ca;
 pub mod config;
+pub mod dashboard;
 pub mod deploy;
 pub mod events;
 pub mod logs;

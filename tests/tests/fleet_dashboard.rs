@@ -1,0 +1,300 @@
+//! `pmfleet dashboard` in a real browser (headless Chromium through chromium-driver): two
+//! real sshd hosts set up and deployed by `pmfleet`, each with its agent. Without the token
+//! nothing is served and a forged action is refused; with it the fleet page shows every host
+//! and app with its state, the app page streams a line an app wrote, a reload and a scale
+//! from the page (after their confirmation) give new instances, the deploy history names who
+//! deployed, a paused agent shows as unreachable, and a restarted dashboard still charts the
+//! samples it kept. Screenshots are left in target/test-artifacts/dashboard.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Stdio};
+use std::time::Duration;
+
+use pmfleet_testkit::git_repo::GitRepo;
+use pmfleet_testkit::project::{Project, Run};
+use pmfleet_testkit::sshd::{Fleet, SshHost};
+use pmfleet_testkit::webdriver::{Browser, CHROMEDRIVER, CHROMIUM, http};
+use pmfleet_testkit::{
+    free_port, get_path, require_sshd, require_tool, tools, wait_for, wait_until,
+};
+use serde_json::json;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+const SERVER_JS: &str = r#"const http = require("http");
+http.createServer((req, res) => {
+  console.log(`said ${req.url}`);
+  res.end(`pid ${process.pid}\n`);
+}).listen(process.env.PORT);
+"#;
+
+fn ok(run: &Run) {
+    assert_eq!(run.code, 0, "pmfleet failed:\n{}", run.all());
+}
+
+fn agent_pid(host: &SshHost) -> i32 {
+    let path = host.home().join(".pmfleet-agent/agent.pid");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    text.trim().parse().expect("agent.pid holds a pid")
+}
+
+/// A process this test stopped with SIGSTOP; continued (SIGCONT) when dropped.
+struct Paused(i32);
+
+impl Paused {
+    fn new(pid: i32) -> Paused {
+        // SAFETY: kill has no memory-safety preconditions; the pid is this test's agent.
+        unsafe { libc::kill(pid, libc::SIGSTOP) };
+        Paused(pid)
+    }
+}
+
+impl Drop for Paused {
+    fn drop(&mut self) {
+        // SAFETY: as above.
+        unsafe { libc::kill(self.0, libc::SIGCONT) };
+    }
+}
+
+/// The dashboard process and its stdout; killed on drop.
+struct Dashboard(
+    Child,
+    #[allow(dead_code)] BufReader<std::process::ChildStdout>,
+);
+
+impl Drop for Dashboard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The pids the page's instance table shows for `host`.
+fn pids_in(source: &str, host: &str) -> Vec<u32> {
+    source
+        .split(&format!(r#"<tr data-host="{host}""#))
+        .skip(1)
+        .filter_map(|row| {
+            let after = row.split(r#"class="pid">"#).nth(1)?;
+            after.split('<').next()?.parse().ok()
+        })
+        .collect()
+}
+
+/// `pmfleet dashboard production` on a free port with the history in `db`: the process, its
+/// port and its token (from the address it prints).
+fn start_dashboard(project: &Project, db: &std::path::Path) -> (Dashboard, u16, String) {
+    let mut child = project
+        .command(&[
+            "dashboard",
+            "production",
+            "--listen",
+            "127.0.0.1:0",
+            "--refresh",
+            "1s",
+            "--db",
+            &db.display().to_string(),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start the dashboard");
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut first_line = String::new();
+    stdout
+        .read_line(&mut first_line)
+        .expect("the dashboard's address");
+    let dashboard = Dashboard(child, stdout);
+    let url = first_line
+        .trim()
+        .strip_prefix("pmfleet dashboard: ")
+        .unwrap_or_else(|| panic!("{first_line}"))
+        .to_string();
+    let token = url.split("?token=").nth(1).expect("a token").to_string();
+    let port: u16 = url
+        .trim_start_matches("http://127.0.0.1:")
+        .split('/')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("a port");
+    (dashboard, port, token)
+}
+
+#[test]
+fn the_dashboard_shows_the_fleet_streams_logs_and_reloads_from_the_page() {
+    require_sshd!();
+    require_tool!(CHROMEDRIVER, "chromium-driver");
+    require_tool!(CHROMIUM, "chromium");
+    let fleet = Fleet::start(2);
+    let (app_port, agent_port) = (free_port(), free_port());
+    let repo = GitRepo::new();
+    repo.write("server.js", SERVER_JS);
+    repo.commit_file(
+        "ecosystem.json",
+        &json!({"apps": [{
+            "name": "web", "script": "server.js", "instances": 2, "exec_mode": "cluster",
+            "listen_timeout": 5000, "env": {"PORT": app_port}
+        }]})
+        .to_string(),
+        "web app",
+    );
+    let project = Project::new(fleet.home.path());
+    let hosts: Vec<_> = fleet
+        .hosts
+        .iter()
+        .map(|h| json!({"host": h.address(), "port": h.port(), "user": "root"}))
+        .collect();
+    project.write_ecosystem(&json!({"deploy": {"production": {
+        "host": hosts, "ref": "main", "repo": repo.url(), "path": "/srv/app", "fetch": "push",
+        "agent": {"port": agent_port, "bind": "host"},
+    }}}));
+    ok(&project.pmfleet(&["ca", "init"]));
+    ok(&project.pmfleet(&["deploy", "production", "setup"]));
+    ok(&project.pmfleet(&["deploy", "production"]));
+    let (first, second) = (fleet.hosts[0].address(), fleet.hosts[1].address());
+
+    let db = project.path().join("dashboard.sqlite");
+    let (dashboard, port, token) = start_dashboard(&project, &db);
+    let url = format!("http://127.0.0.1:{port}/?token={token}");
+
+    // Nothing without the token; an action without the page's CSRF token is refused.
+    let (status, _) = http(port, "GET", "/", &[], "").expect("GET /");
+    assert_eq!(status, 401);
+    let (status, _) = http(port, "GET", "/?token=wrong", &[], "").expect("GET /");
+    assert_eq!(status, 401);
+    let bearer = format!("Bearer {token}");
+    let form = [
+        ("Authorization", bearer.as_str()),
+        ("Content-Type", "application/x-www-form-urlencoded"),
+    ];
+    let (status, _) =
+        http(port, "POST", "/action", &form, "host=1&app=web&verb=stop").expect("POST");
+    assert_eq!(status, 403, "an action without the CSRF token");
+    let (status, _) = http(
+        port,
+        "POST",
+        "/action",
+        &form,
+        "host=1&app=web&verb=stop&csrf=guess",
+    )
+    .expect("POST");
+    assert_eq!(status, 403, "an action with a wrong CSRF token");
+
+    let browser = Browser::start();
+    let artifacts = tools::artifacts_dir("dashboard");
+    browser.goto(&url);
+    assert!(
+        !browser.url().contains("token="),
+        "the token leaves the address: {}",
+        browser.url()
+    );
+    wait_until(WAIT, "every host's app online on the fleet page", || {
+        browser.goto(&format!("http://127.0.0.1:{port}/"));
+        let s = browser.source();
+        [first, second].iter().all(|h| {
+            s.split(&format!(r#"<tr data-host="{h}">"#))
+                .nth(1)
+                .and_then(|row| row.split("</tr>").next())
+                .is_some_and(|row| row.contains(r#"data-app="web" data-state="online">online 2/2"#))
+        })
+    });
+    browser.screenshot(&artifacts.join("fleet.png"));
+
+    // The app page streams a line the app writes.
+    browser.goto(&format!("http://127.0.0.1:{port}/app/web"));
+    let marker = format!("/hello-{}", std::process::id());
+    wait_until(WAIT, "the app's line streamed to the page", || {
+        let _ = get_path(second, app_port, &marker);
+        browser
+            .text("#logs-1")
+            .is_some_and(|t| t.contains(&format!("said {marker}")))
+    });
+    let before = wait_for(WAIT, "the second host's pids on the page", || {
+        let pids = pids_in(&browser.source(), second);
+        (pids.len() == 2).then_some(pids)
+    });
+    let first_before = pids_in(&browser.source(), first);
+
+    // Reload from the page: its confirmation first, then new instances.
+    browser.click("#reload-1");
+    let asked = wait_for(WAIT, "the confirmation", || browser.dialog());
+    assert_eq!(asked, format!("reload web on {second}?"));
+    browser.accept_dialog();
+    let message =
+        pmfleet_testkit::wait::poll_for(WAIT, "the reload's outcome", || browser.text("#message"))
+            .unwrap_or_else(|e| panic!("{e}: at {}\n{}", browser.url(), browser.source()));
+    assert!(
+        message.starts_with(&format!("reload web on {second}: ")) && !message.contains("failed"),
+        "{message}"
+    );
+    wait_until(WAIT, "new instances on the page", || {
+        let now = pids_in(&browser.source(), second);
+        now.len() == 2 && now.iter().all(|p| !before.contains(p))
+    });
+    assert_eq!(
+        pids_in(&browser.source(), first),
+        first_before,
+        "the other host untouched"
+    );
+    browser.screenshot(&artifacts.join("app.png"));
+
+    // Scale from the page: three instances on the first host.
+    browser.type_into("#instances-0", "3");
+    browser.click("#scale-0");
+    let asked = wait_for(WAIT, "the scale confirmation", || browser.dialog());
+    assert_eq!(asked, format!("scale web on {first}?"));
+    browser.accept_dialog();
+    wait_until(
+        WAIT,
+        "three instances of the first host on the page",
+        || {
+            browser
+                .text("#message")
+                .is_some_and(|m| m.starts_with(&format!("scale web on {first}: ")))
+                && pids_in(&browser.source(), first).len() == 3
+        },
+    );
+
+    // The deploy history: the deploy `pmfleet deploy` made, by whom, on both hosts.
+    browser.goto(&format!("http://127.0.0.1:{port}/history"));
+    let history = browser.text("table.history").unwrap_or_default();
+    assert!(
+        history.contains("deploy") && history.contains("tester"),
+        "{history}"
+    );
+    assert!(
+        history.contains(first) && history.contains(second),
+        "{history}"
+    );
+    assert!(history.contains("finished"), "{history}");
+
+    // A host that stops answering is shown as unreachable.
+    let paused = Paused::new(agent_pid(&fleet.hosts[0]));
+    wait_until(WAIT, "the paused host unreachable", || {
+        browser.goto(&format!("http://127.0.0.1:{port}/"));
+        browser.source().contains(r#"data-state="unreachable""#)
+    });
+    browser.screenshot(&artifacts.join("unreachable.png"));
+    drop(paused);
+    drop(browser);
+    drop(dashboard);
+
+    // Started again on the same history, the charts still show what came before.
+    let (dashboard, port, token) = start_dashboard(&project, &db);
+    let (status, page) = http(
+        port,
+        "GET",
+        "/app/web",
+        &[("Authorization", &format!("Bearer {token}"))],
+        "",
+    )
+    .expect("GET /app/web");
+    assert_eq!(status, 200, "{page}");
+    let points = page
+        .split(r#"points=""#)
+        .nth(1)
+        .and_then(|p| p.split('"').next())
+        .map_or(0, |p| p.split_whitespace().count());
+    assert!(points >= 3, "the chart kept {points} samples:\n{page}");
+    drop(dashboard);
+}
