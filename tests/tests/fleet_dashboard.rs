@@ -268,6 +268,19 @@ fn the_dashboard_shows_the_fleet_streams_logs_and_reloads_from_the_page() {
     );
     assert!(history.contains("finished"), "{history}");
 
+    // A host: its figures, its deploy root with the last rollout, its apps.
+    browser.goto(&format!("http://127.0.0.1:{port}/host/1"));
+    let host_page = browser.source();
+    for want in [
+        "id=\"load\"",
+        "/srv/app",
+        "deploy of ",
+        "by tester",
+        "href=\"/app/web\"",
+    ] {
+        assert!(host_page.contains(want), "{want} missing:\n{host_page}");
+    }
+
     // A host that stops answering is shown as unreachable.
     let paused = Paused::new(agent_pid(&fleet.hosts[0]));
     wait_until(WAIT, "the paused host unreachable", || {
