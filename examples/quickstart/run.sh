@@ -67,3 +67,4 @@ sleep 1.5   # the agent samples CPU and memory once a second
 "$pmfleet" status
 echo; echo "== done: the deploy root is $work/srv/app"
 echo "== watch it live (q quits): cd $project && PMFLEET_CA_DIR=$PMFLEET_CA_DIR XDG_CACHE_HOME=$XDG_CACHE_HOME $pmfleet monit production"
+echo "== or in a browser: the same, with \`$pmfleet dashboard production\`, then open the http://127.0.0.1:7700/?token=... address it prints"
