@@ -2,7 +2,8 @@
 //! every instance finds in `PMFLEET_METRICS_SOCKET`. An app connects, writes StatsD-style
 //! lines ([`super::statsd`]) and may stay connected. Who sent a line is the connecting
 //! process (the kernel's peer credentials), mapped to the instance whose process tree holds
-//! it; a connection from a process that is no instance is closed.
+//! it; a connection from a process that is no instance (nor becomes one within a minute:
+//! a reload's new instance connects before it counts) is closed.
 //!
 //! Bounded like every other way in: a cap on connections, on the length of a line, and on
 //! the keys an instance may create ([`super::Store`]).
@@ -21,6 +22,9 @@ use super::{Store, statsd};
 pub const MAX_CONNECTIONS: usize = 256;
 /// The longest line read; a longer one ends the connection.
 pub const MAX_LINE: usize = 1024;
+/// How long a connection may send lines before its sender is an instance the supervisor
+/// knows (its lines are dropped until then); past that it is closed.
+const ADOPT_WITHIN: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Which instance a pid belongs to: (app, instance), or `None`.
 pub type Resolve = Arc<dyn Fn(u32) -> Option<(String, u32)> + Send + Sync>;
@@ -82,10 +86,10 @@ async fn connection(stream: UnixStream, store: &Store, resolve: &Resolve) {
     else {
         return;
     };
-    let Some((app, instance)) = resolve(pid) else {
-        tracing::debug!(pid, "metrics socket: pid {pid} is no instance's; closed");
-        return;
-    };
+    // A new instance connects as it starts, before a reload or a release counts it as one
+    // of the app's: it is looked up again at each line until it is, for a while.
+    let connected = std::time::Instant::now();
+    let mut owner = resolve(pid);
     let mut reader = BufReader::with_capacity(MAX_LINE, stream);
     let mut line = Vec::with_capacity(128);
     loop {
@@ -98,13 +102,23 @@ async fn connection(stream: UnixStream, store: &Store, resolve: &Resolve) {
         if !line.ends_with(b"\n") && line.len() >= MAX_LINE {
             return;
         }
+        if owner.is_none() {
+            owner = resolve(pid);
+        }
+        let Some((app, instance)) = &owner else {
+            if connected.elapsed() > ADOPT_WITHIN {
+                tracing::debug!(pid, "metrics socket: pid {pid} is no instance's; closed");
+                return;
+            }
+            continue;
+        };
         let Ok(text) = std::str::from_utf8(&line) else {
             continue;
         };
         // A datagram-style sender may put several metrics in one write.
         for part in text.split('\n') {
             if let Some(parsed) = statsd::parse(part) {
-                store.update(&app, instance, &parsed.name, parsed.update);
+                store.update(app, *instance, &parsed.name, parsed.update);
             }
         }
     }
