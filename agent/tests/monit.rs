@@ -1,6 +1,6 @@
 //! `pmfleet-agent monit` in a real terminal (tmux), against a real daemon over its local
-//! socket: both apps on screen, the selection moved with ↓ to the second one (its metadata
-//! and log lines follow), a restart and a stop through the confirmation, each read back on
+//! socket: both apps on screen, the selection moved with ↓ to the second one (its metadata,
+//! its own gauge sent as a StatsD line, and its log lines follow), a restart and a stop through the confirmation, each read back on
 //! screen and in `list`, and `q`.
 
 use std::time::Duration;
@@ -11,6 +11,13 @@ use pmfleet_testkit::{AgentHome, require_tool, wait_until};
 const WAIT: Duration = Duration::from_secs(30);
 
 const TICK: &str = "echo \"started as $$\"; while true; do sleep 0.2; done\n";
+
+/// A worker that reports a gauge of its own on the agent's metrics socket.
+const WORKER: &str = r#"console.log(`started as ${process.pid}`);
+const m = require("net").createConnection(process.env.PMFLEET_METRICS_SOCKET, () => m.write("queue_depth:5|g\n"));
+m.on("error", (e) => console.error("metrics socket: " + e));
+setInterval(() => {}, 1000);
+"#;
 
 /// The screen rows of the process list naming `app` (the list is the first bordered panel).
 fn rows<'a>(screen: &'a str, app: &str) -> Vec<&'a str> {
@@ -27,7 +34,8 @@ fn agent_monit_restarts_and_stops_the_selected_app_after_a_confirmation() {
     let agent = AgentHome::new();
     agent.write("tick.sh", TICK);
     agent.ok(&["start", "tick.sh", "--name", "api"]);
-    agent.ok(&["start", "tick.sh", "--name", "worker"]);
+    agent.write("worker.js", WORKER);
+    agent.ok(&["start", "worker.js", "--name", "worker"]);
     agent.wait_online("api", 1);
     agent.wait_online("worker", 1);
     let before = agent.pids("worker");
@@ -44,10 +52,12 @@ fn agent_monit_restarts_and_stops_the_selected_app_after_a_confirmation() {
 
     // ↓ selects the second app: its metadata and its log lines follow.
     term.keys(&["Down"]);
-    term.wait_screen(WAIT, "worker selected", |s| {
+    term.wait_screen(WAIT, "worker selected, with its own gauge", |s| {
         s.contains("app         worker [0]")
             && s.contains("logs: worker on")
             && s.contains(&format!("started as {}", before[0]))
+            && s.contains("app metrics")
+            && s.contains("queue_depth 5")
     });
 
     term.keys(&["r"]);

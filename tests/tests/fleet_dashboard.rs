@@ -22,8 +22,11 @@ use serde_json::json;
 const WAIT: Duration = Duration::from_secs(30);
 
 const SERVER_JS: &str = r#"const http = require("http");
+const metrics = require("net").createConnection(process.env.PMFLEET_METRICS_SOCKET);
+metrics.on("error", (e) => console.error("metrics socket: " + e));
 http.createServer((req, res) => {
   console.log(`said ${req.url}`);
+  metrics.write("greetings:1|c\n");
   res.end(`pid ${process.pid}\n`);
 }).listen(process.env.PORT);
 "#;
@@ -120,6 +123,13 @@ fn start_dashboard(project: &Project, db: &std::path::Path) -> (Dashboard, u16, 
     (dashboard, port, token)
 }
 
+fn before_pid(browser: &Browser, host: &str) -> u32 {
+    pids_in(&browser.source(), host)
+        .first()
+        .copied()
+        .unwrap_or(0)
+}
+
 #[test]
 fn the_dashboard_shows_the_fleet_streams_logs_and_reloads_from_the_page() {
     require_sshd!();
@@ -208,6 +218,12 @@ fn the_dashboard_shows_the_fleet_streams_logs_and_reloads_from_the_page() {
         browser
             .text("#logs-1")
             .is_some_and(|t| t.contains(&format!("said {marker}")))
+    });
+    // The app's own counter, from the StatsD line it sent, beside its instance.
+    wait_until(WAIT, "the app's own counter on the page", || {
+        browser
+            .text("#instances")
+            .is_some_and(|t| t.contains("greetings="))
     });
     let before = wait_for(WAIT, "the second host's pids on the page", || {
         let pids = pids_in(&browser.source(), second);

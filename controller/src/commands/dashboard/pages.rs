@@ -160,14 +160,14 @@ pub fn fleet(hosts: &[HostState]) -> String {
 /// The instances of `app` on every host, as a table (also served alone, to refresh it).
 pub fn instances(app: &str, hosts: &[HostState]) -> String {
     let mut t = String::from(
-        "<table><tr><th>host</th><th>#</th><th>status</th><th>CPU</th><th>memory</th><th>restarts</th><th>uptime</th><th>pid</th><th>release</th></tr>",
+        "<table><tr><th>host</th><th>#</th><th>status</th><th>CPU</th><th>memory</th><th>restarts</th><th>uptime</th><th>pid</th><th>release</th><th>its own metrics</th></tr>",
     );
     for h in hosts {
         let Some(Ok(status)) = &h.answer else {
             if let Some(Err(e)) = &h.answer {
                 let _ = write!(
                     t,
-                    r#"<tr class="down"><td>{}</td><td colspan="8">unreachable: {}</td></tr>"#,
+                    r#"<tr class="down"><td>{}</td><td colspan="9">unreachable: {}</td></tr>"#,
                     escape(&h.label),
                     escape(e)
                 );
@@ -182,7 +182,7 @@ pub fn instances(app: &str, hosts: &[HostState]) -> String {
             };
             let _ = write!(
                 t,
-                r#"<tr data-host="{}" data-instance="{}"><td>{}</td><td>{}</td><td class="{class}">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class="pid">{}</td><td>{}</td></tr>"#,
+                r#"<tr data-host="{}" data-instance="{}"><td>{}</td><td>{}</td><td class="{class}">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class="pid">{}</td><td>{}</td><td class="metrics">{}</td></tr>"#,
                 escape(&h.label),
                 p.instance,
                 escape(&h.label),
@@ -194,11 +194,22 @@ pub fn instances(app: &str, hosts: &[HostState]) -> String {
                 p.uptime_ms.map_or("-".into(), display::uptime),
                 p.pid.map_or("-".into(), |p| p.to_string()),
                 escape(p.release.as_deref().unwrap_or("-")),
+                escape(&own_metrics(p)),
             );
         }
     }
     t.push_str("</table>");
     t
+}
+
+/// The app's own metrics of an instance, as `name=value` pairs.
+pub fn own_metrics(p: &ProcessInfo) -> String {
+    p.extra
+        .app_metrics
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// An app: its instances, its actions per host, charts from `samples`, live logs.
