@@ -123,13 +123,6 @@ fn start_dashboard(project: &Project, db: &std::path::Path) -> (Dashboard, u16, 
     (dashboard, port, token)
 }
 
-fn before_pid(browser: &Browser, host: &str) -> u32 {
-    pids_in(&browser.source(), host)
-        .first()
-        .copied()
-        .unwrap_or(0)
-}
-
 #[test]
 fn the_dashboard_shows_the_fleet_streams_logs_and_reloads_from_the_page() {
     require_sshd!();
