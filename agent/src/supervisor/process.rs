@@ -20,6 +20,18 @@ use tokio::process::{Child, Command};
 
 use super::ready::NotifySocket;
 
+/// The port an instance answers its health check on, alone: the Node preload serves the app
+/// there, any other program in cluster mode listens on it itself.
+pub const PROBE_PORT_VAR: &str = "PMFLEET_PROBE_PORT";
+
+/// A free port on the loopback address, for an instance's own health checks.
+pub fn free_probe_port() -> Option<u16> {
+    std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0))
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .ok()
+}
+
 /// A signal name as written in an ecosystem file: `SIGINT`, `INT`, `sigterm` or `15`.
 pub fn parse_signal(name: &str) -> Option<Signal> {
     if let Ok(n) = name.parse::<i32>() {
@@ -50,6 +62,8 @@ pub struct Launch<'a> {
     pub preload: Option<&'a Path>,
     /// This spawn's mark (`PMFLEET_AGENT_MARK`), inherited by everything it starts.
     pub mark: &'a str,
+    /// The port this instance answers its health check on (`PMFLEET_PROBE_PORT`).
+    pub probe_port: Option<u16>,
 }
 
 /// Spawn one instance: its own session, stdout/stderr piped, the socket on fd 3.
@@ -115,6 +129,14 @@ fn instance_env(spec: &AppSpec, launch: &Launch<'_>) -> Vec<(String, String)> {
         }
     }
     env.insert(super::marker::MARK_VAR.into(), launch.mark.to_string());
+    match launch.probe_port {
+        Some(port) => {
+            env.insert(PROBE_PORT_VAR.into(), port.to_string());
+        }
+        None => {
+            env.remove(PROBE_PORT_VAR);
+        }
+    }
     env.remove("NOTIFY_SOCKET");
     env.remove("PMFLEET_READY_SOCKET");
     if let Some(n) = launch.notify {
@@ -259,6 +281,7 @@ mod tests {
             notify: None,
             preload: Some(preload),
             mark: "0123456789abcdef:1.2.3",
+            probe_port: Some(4100),
         };
         let env: std::collections::BTreeMap<_, _> =
             instance_env(&spec, &launch).into_iter().collect();
@@ -268,6 +291,7 @@ mod tests {
         assert_eq!(env["LISTEN_FDS"], "1");
         assert_eq!(env["LISTEN_FDNAMES"], "server");
         assert_eq!(env["PMFLEET_AGENT_MARK"], "0123456789abcdef:1.2.3");
+        assert_eq!(env["PMFLEET_PROBE_PORT"], "4100");
         assert!(
             !env.contains_key("LISTEN_PID"),
             "the shell sets the child's own pid"
@@ -284,6 +308,7 @@ mod tests {
             notify: None,
             preload: None,
             mark: "0123456789abcdef:1.2.4",
+            probe_port: None,
         };
         let env: std::collections::BTreeMap<_, _> =
             instance_env(&spec, &fork).into_iter().collect();

@@ -255,6 +255,7 @@ impl Inner {
         deadline: Option<Deadline>,
     ) -> Result<(), SupervisorError> {
         self.bind_listener(app)?;
+        self.resume_maintenance(app);
         app.running.store(true, Ordering::SeqCst);
         let count = app.count();
         self.ensure_slots(app, count);

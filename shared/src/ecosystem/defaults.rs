@@ -52,6 +52,7 @@ impl Default for App {
             namespace: "default".to_owned(),
             append_env_to_name: false,
             healthcheck: None,
+            deploy_timeout: None,
         }
     }
 }

@@ -36,6 +36,7 @@ static DEPLOY_SCHEMA: Schema = Schema {
         KeyDef::new("pre-deploy-local"),
         KeyDef::new("pre-deploy"),
         KeyDef::new("post-deploy"),
+        KeyDef::new("release"),
         KeyDef::new("env"),
         KeyDef::new("keep_releases"),
         KeyDef::new("shared_dirs"),
@@ -44,6 +45,7 @@ static DEPLOY_SCHEMA: Schema = Schema {
         KeyDef::new("batch"),
         KeyDef::new("max_fail"),
         KeyDef::new("agent"),
+        KeyDef::new("watch_period"),
     ],
     unimplemented: &[
         (
@@ -246,6 +248,7 @@ fn read_env(
     let mut batch = Batch::default();
     let mut max_fail = 0usize;
     let mut agent = Some(AgentSettings::default());
+    let mut watch_period = std::time::Duration::ZERO;
 
     let selected = keys::select(r, &DEPLOY_SCHEMA, entries, f);
     for (canonical, entry) in &selected.entries {
@@ -265,6 +268,8 @@ fn read_env(
             "pre-deploy-local" => hooks.pre_deploy_local = read_hook(r, value, &field),
             "pre-deploy" => hooks.pre_deploy = read_hook(r, value, &field),
             "post-deploy" => hooks.post_deploy = read_hook(r, value, &field),
+            "release" => hooks.release = read_hook(r, value, &field),
+            "watch_period" => watch_period = fields::duration(r, value, &field).unwrap_or_default(),
             "env" => {
                 env_block = fields::env_map(r, value, &field, EnvBlock::Deploy);
                 env = env_block.clone().unwrap_or_default();
@@ -310,6 +315,7 @@ fn read_env(
     let Some(hosts) = hosts else {
         return (None, env_block);
     };
+    let primary = read_primary(r, v, f, &hosts);
     let mut resolved: Vec<HostSpec> = Vec::with_capacity(hosts.len());
     for (i, h) in hosts.into_iter().enumerate() {
         let spec = HostSpec {
@@ -351,8 +357,34 @@ fn read_env(
         batch,
         max_fail,
         agent,
+        watch_period,
+        primary,
     };
     (Some(env), env_block)
+}
+
+/// The host marked `primary: true`, if one is; two are an error.
+fn read_primary(r: &mut Report, v: &Value, f: &FieldPath, hosts: &[HostEntry]) -> Option<usize> {
+    let marked: Vec<usize> = (0..hosts.len())
+        .filter(|i| hosts.get(*i).is_some_and(|h| h.primary))
+        .collect();
+    if marked.len() > 1 {
+        let names: Vec<&str> = marked
+            .iter()
+            .filter_map(|i| hosts.get(*i).map(|h| h.host.as_str()))
+            .collect();
+        r.error(
+            v,
+            &f.key("host"),
+            format!(
+                "{} hosts are marked `primary` ({}): the `release` step runs on one",
+                marked.len(),
+                names.join(", ")
+            ),
+            Some("keep `primary: true` on one host".to_owned()),
+        );
+    }
+    marked.first().copied()
 }
 
 static AGENT_SCHEMA: Schema = Schema {
@@ -758,6 +790,31 @@ mod tests {
         assert_eq!(env.batch, Batch::All);
         assert_eq!(env.max_fail, 0);
         assert_eq!(env.hooks, Hooks::default());
+    }
+
+    #[test]
+    fn the_rollout_rails_are_read() {
+        let (envs, diags) = read(&format!(
+            r#"{{"p": {{"host": ["a", {{"host": "b", "primary": true}}], "watch_period": "30s", "release": "./migrate", {MINIMAL}}}}}"#
+        ));
+        assert!(diags.is_empty(), "{diags:?}");
+        let env = &envs["p"];
+        assert_eq!(env.watch_period, std::time::Duration::from_secs(30));
+        assert_eq!(env.hooks.release.as_deref(), Some("./migrate"));
+        assert_eq!(env.primary, Some(1));
+        let (envs, _) = read(&format!(r#"{{"p": {{"host": "a", {MINIMAL}}}}}"#));
+        assert_eq!(envs["p"].watch_period, std::time::Duration::ZERO);
+        assert_eq!(envs["p"].primary, None);
+        let (envs, diags) = read(&format!(
+            r#"{{"p": {{"host": [{{"host": "a", "primary": true}}, {{"host": "b", "primary": true}}], {MINIMAL}}}}}"#
+        ));
+        assert!(envs.is_empty());
+        assert!(
+            diags
+                .iter()
+                .any(|d| d.message.contains("2 hosts are marked `primary` (a, b)")),
+            "{diags:?}"
+        );
     }
 
     #[test]

@@ -17,6 +17,7 @@ mod diagnostic;
 mod discover;
 mod error;
 mod fields;
+mod health;
 mod hosts;
 mod interpreter;
 mod javascript;

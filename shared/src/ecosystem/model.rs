@@ -60,6 +60,13 @@ pub struct DeployEnv {
     /// The pmfleet agent on each host (ours; default on). `None`: `agent: false`, the hosts run
     /// no agent and the apps are restarted by `post-deploy`, as with PM2.
     pub agent: Option<AgentSettings>,
+    /// How long the agents keep watching a batch after it switched — probing every new
+    /// instance, counting crashes and restarts — before the next batch goes (ours; Nomad's
+    /// `min_healthy_time`; default 0: no window).
+    pub watch_period: Duration,
+    /// The host marked `primary: true`, by its index in `hosts`: where the `release` step runs
+    /// (default: the first host).
+    pub primary: Option<usize>,
 }
 
 /// `agent: { port, home }`.
@@ -102,6 +109,9 @@ pub struct Hooks {
     pub pre_deploy_local: Option<String>,
     pub pre_deploy: Option<String>,
     pub post_deploy: Option<String>,
+    /// Ours (Fly's `release_command`): run once, on one host, after every host prepared the
+    /// release and before any switches (migrations).
+    pub release: Option<String>,
 }
 
 /// How a release's code reaches a host.
@@ -178,8 +188,12 @@ pub struct App {
     /// `append_env_to_name`: with `--env <name>` the app runs as `<app>-<name>` (see
     /// [`App::name_for`]).
     pub append_env_to_name: bool,
-    /// Ours: an HTTP path (`/health`) or `tcp` probed for readiness.
-    pub healthcheck: Option<String>,
+    /// Ours: the health gate of every new instance, and what the watch window after a
+    /// deploy keeps probing ([`crate::protocol::HealthCheck`]).
+    pub healthcheck: Option<crate::protocol::HealthCheck>,
+    /// Ours (Kamal's name): how long a new instance may take to pass its gate; `None`:
+    /// `listen_timeout`.
+    pub deploy_timeout: Option<Duration>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
