@@ -23,6 +23,7 @@ mod event;
 mod frame;
 mod health;
 mod io;
+mod pending;
 
 pub use app::*;
 pub use deploy_root::*;
@@ -30,6 +31,7 @@ pub use event::*;
 pub use frame::*;
 pub use health::*;
 pub use io::*;
+pub use pending::*;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
