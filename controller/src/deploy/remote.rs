@@ -7,14 +7,14 @@ use std::sync::{Arc, Mutex};
 
 use pmfleet_shared::ecosystem::DeployEnv;
 
-use super::error::{HostError, StepFailure};
+use super::error::{HostError, Step, StepFailure};
 use super::fleet::Member;
 use super::history::{self, Record};
 use super::host_state::HostState;
 use super::lock::Acquire;
 use super::prepare::{self, NewRelease};
 use super::prune::prune_plan;
-use super::rollout::{Begun, Heartbeat, Prepared, Pruned, ReleaseVars, RolloutHost};
+use super::rollout::{Begun, Confirmed, Heartbeat, Prepared, Pruned, ReleaseVars, RolloutHost};
 use super::rollout_record::RolloutRecord;
 use super::scripts;
 use crate::agent::apply::Agents;
@@ -197,12 +197,17 @@ impl RolloutHost for Remote {
     }
 
     async fn switch(&self, release: &str, record: &Record) -> Result<Option<String>, HostError> {
+        // A deploy's switch on a host with an agent is pending until the rollout confirms it;
+        // a switch back or a revert is not.
+        let pending = (self.settings.agents.is_some() && record.action == history::Action::Deploy)
+            .then_some(pmfleet_shared::protocol::QUIET_SECS);
         let captured = self
             .owned(&scripts::switch(
                 self.path(),
                 self.run_id(),
                 release,
                 &json_line(record),
+                pending,
             ))
             .await?;
         Ok(captured
@@ -222,6 +227,48 @@ impl RolloutHost for Remote {
         Ok(agents
             .apply(&self.member, &self.root(), release, name, &env)
             .await?)
+    }
+
+    async fn run_release(&self, release: &str) -> Result<String, StepFailure> {
+        let (Some(hook), Some(new)) = (&self.settings.env.hooks.release, &self.settings.release)
+        else {
+            return Ok(String::new());
+        };
+        let script = scripts::run_hook(
+            self.path(),
+            scripts::HookDir::Release(release),
+            hook,
+            &new.hook_env,
+            Some(self.run_id()),
+        );
+        self.member
+            .run_visible(&self.settings.out, "release", &script)
+            .await
+            .map_err(StepFailure::new(Step::Release))?;
+        Ok("ran once, here".to_string())
+    }
+
+    async fn watch(&self, release: &str) -> Result<String, HostError> {
+        let Some(agents) = &self.settings.agents else {
+            return Ok(String::new());
+        };
+        let period = self.settings.env.watch_period;
+        Ok(agents
+            .watch(
+                &self.member,
+                &self.root(),
+                release,
+                &self.settings.env.name,
+                period,
+            )
+            .await?)
+    }
+
+    async fn confirm(&self, release: &str) -> Result<Confirmed, HostError> {
+        let captured = self
+            .owned(&scripts::confirm(self.path(), self.run_id(), release))
+            .await?;
+        Ok(parse_confirmed(&captured.stdout))
     }
 
     async fn discard(&self, release: &str) -> Result<(), HostError> {
@@ -262,6 +309,23 @@ impl RolloutHost for Remote {
             .await?;
         Ok(Pruned::Removed(captured.stdout.lines().count()))
     }
+}
+
+/// The `confirm` script's output: `KEPT`, or `WENT-BACK <current>` and the agent's record.
+fn parse_confirmed(stdout: &str) -> Confirmed {
+    let (first, rest) = stdout.split_once('\n').unwrap_or((stdout, ""));
+    let Some(now) = first.trim().strip_prefix("WENT-BACK") else {
+        return Confirmed::Kept;
+    };
+    let why = serde_json::from_str::<pmfleet_shared::protocol::AutoReverted>(rest.trim())
+        .map(|r| format!("went back to {} by itself: {}", r.to, r.why))
+        .unwrap_or_else(|_| {
+            format!(
+                "current is {} now: the host went back by itself",
+                now.trim()
+            )
+        });
+    Confirmed::WentBack(why)
 }
 
 /// The `begin` script's output: `current=…`, the record it replaced, the end of the history.

@@ -13,7 +13,7 @@ use super::remote::{self, Settings};
 use super::report::{HostReport, Status};
 use super::revision::{RepoCache, Revision};
 use super::rollout::driver::{Run, drive};
-use super::rollout::{Config, Plan, ReleaseVars, Rollout};
+use super::rollout::{Config, Plan, Rails, ReleaseVars, Rollout};
 use super::{Context, archive, new_release_id};
 use crate::agent::apply::Agents;
 
@@ -119,6 +119,12 @@ async fn run(
             release: vars,
             batch: env.batch,
             max_fail: env.max_fail,
+            rails: Rails {
+                release_step: env.hooks.release.is_some(),
+                primary: env.primary,
+                watch: settings.agents.is_some() && !env.watch_period.is_zero(),
+                confirm: settings.agents.is_some(),
+            },
         },
         env: env.name.clone(),
         labels: env.hosts.iter().map(fleet::label).collect(),

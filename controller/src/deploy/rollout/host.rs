@@ -49,6 +49,15 @@ pub enum Heartbeat {
     Lost,
 }
 
+/// What confirming a rollout on a host found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Confirmed {
+    /// The host keeps the release.
+    Kept,
+    /// The host had already gone back by itself; why.
+    WentBack(String),
+}
+
 /// One host, as the rollout drives it.
 pub trait RolloutHost: Send + Sync + 'static {
     /// Tries to take the deploy lock, writing `content` (the holder) into it.
@@ -96,6 +105,19 @@ pub trait RolloutHost: Send + Sync + 'static {
         release: &str,
         vars: &ReleaseVars,
     ) -> impl Future<Output = Result<String, HostError>> + Send;
+
+    /// Runs the `release` step (migrations) in release `release`, before any host switched.
+    fn run_release(
+        &self,
+        release: &str,
+    ) -> impl Future<Output = Result<String, StepFailure>> + Send;
+
+    /// Has the host's agent watch the apps of `release` through the watch window; `Ok` says
+    /// they stayed healthy, an error what went wrong.
+    fn watch(&self, release: &str) -> impl Future<Output = Result<String, HostError>> + Send;
+
+    /// Confirms the rollout: the host keeps `release` for good (its pending record goes).
+    fn confirm(&self, release: &str) -> impl Future<Output = Result<Confirmed, HostError>> + Send;
 
     /// Removes `release` (never the current one).
     fn discard(&self, release: &str) -> impl Future<Output = Result<(), HostError>> + Send;

@@ -46,6 +46,7 @@ fn deploy_cfg(n: usize, batch: Batch, max_fail: usize) -> Config {
             },
             batch,
             max_fail,
+            rails: Rails::default(),
         },
         env: "prod".into(),
         labels: (0..n).map(|i| format!("h{i}")).collect(),

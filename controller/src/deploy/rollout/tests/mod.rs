@@ -59,6 +59,10 @@ fn show(action: &Action) -> String {
             release,
             vars,
         } => format!("apply-back {host} {release}{}", as_vars(release, vars)),
+        Action::RunRelease(h, r) => format!("release {h} {r}"),
+        Action::Watch(h, r) => format!("watch {h} {r}"),
+        Action::StopWatching(h) => format!("stop-watching {}", hosts(h)),
+        Action::Confirm(h) => format!("confirm {}", hosts(h)),
         Action::Cancel => "cancel".into(),
         Action::Info(m) => format!("info: {m}"),
         Action::Note(h, step, text) => format!("note {h} {step}: {text}"),
@@ -123,6 +127,7 @@ fn deploy(n: usize, batch: Batch, max_fail: usize, agents: bool) -> Config {
             },
             batch,
             max_fail,
+            rails: Rails::default(),
         },
         env: "prod".into(),
         labels: labels(n),
@@ -130,6 +135,15 @@ fn deploy(n: usize, batch: Batch, max_fail: usize, agents: bool) -> Config {
         lock_wait: false,
         keep_releases: 5,
     }
+}
+
+/// A deploy with agents and `rails`.
+fn railed(n: usize, batch: Batch, max_fail: usize, rails: Rails) -> Config {
+    let mut cfg = deploy(n, batch, max_fail, true);
+    if let Plan::Deploy { rails: r, .. } = &mut cfg.plan {
+        *r = rails;
+    }
+    cfg
 }
 
 fn all(n: usize) -> Config {
