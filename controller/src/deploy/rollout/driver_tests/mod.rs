@@ -17,6 +17,7 @@ use crate::deploy::report::{Exit, HostReport, exit_for};
 use crate::output::Output;
 
 mod guarantees;
+mod rails;
 
 fn run(cancel: CancellationToken) -> Run {
     run_as("this-run", cancel)

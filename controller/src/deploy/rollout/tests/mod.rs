@@ -19,6 +19,7 @@ use crate::transport::TransportError;
 mod details;
 mod gate;
 mod prepare;
+mod rails;
 mod revert;
 mod switch;
 
@@ -371,6 +372,7 @@ fn the_rollout_table() {
     rows.extend(prepare::rows());
     rows.extend(switch::rows());
     rows.extend(revert::rows());
+    rows.extend(rails::rows());
     let count = rows.len();
     let mut failures = Vec::new();
     for row in rows {
