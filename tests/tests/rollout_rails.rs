@@ -1,8 +1,9 @@
 //! The rollout rails against real sshd hosts, real agents and a real Node app under HTTP
 //! load: a release whose own instances never pass their health check is never left serving,
 //! a crash inside the watch window of the last batch sends the whole fleet back, the
-//! `release` step runs once and a failing one switches nothing, and a controller killed after
-//! a switch is undone by the hosts themselves.
+//! `release` step runs once and a failing one switches nothing, a controller killed after a
+//! switch is undone by the hosts themselves, and maintenance mode answers new connections with
+//! a 503 page while deploys go on underneath.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -393,4 +394,94 @@ fn a_controller_killed_after_the_first_batch_switched_is_undone_by_the_hosts_the
         "the host recorded why:\n{history}"
     );
     eprintln!("controller killed to host 0 back on its release: {back_after:?}");
+}
+
+/// One GET on a new connection: the status, the head (lower case) and the body; `Err` when
+/// the connection failed or no complete answer came.
+fn fetch(addr: SocketAddr, path: &str) -> Result<(u16, String, String), String> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2))
+        .map_err(|e| e.to_string())?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok();
+    stream
+        .write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .map_err(|e| e.to_string())?;
+    let mut text = String::new();
+    stream
+        .read_to_string(&mut text)
+        .map_err(|e| e.to_string())?;
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .ok_or(format!("no head: {text:?}"))?;
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or(format!("no status: {head:?}"))?;
+    Ok((status, head.to_ascii_lowercase(), body.to_string()))
+}
+
+#[test]
+fn maintenance_answers_new_connections_with_503_while_a_deploy_goes_on_underneath() {
+    require_sshd!();
+    let f = Rails::start(1, json!({}));
+    let addr = f.addr(&f.hosts()[0]);
+    // A client on new connections the whole time: every request gets an answer, 200 or 503.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let client = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut seen: std::collections::BTreeMap<u16, u64> = Default::default();
+            let mut errors = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                match fetch(addr, "/") {
+                    Ok((status, _, _)) => *seen.entry(status).or_default() += 1,
+                    Err(e) => errors.push(e),
+                }
+            }
+            (seen, errors)
+        })
+    };
+    ok(&f.project.pmfleet(&[
+        "app",
+        "production",
+        "maintenance",
+        "on",
+        "--message",
+        "Back at <five>",
+    ]));
+    let (status, head, body) = fetch(addr, "/").unwrap();
+    assert_eq!(status, 503, "{head}\n{body}");
+    assert!(head.contains("retry-after:"), "{head}");
+    assert!(
+        body.contains("Back at &lt;five&gt;"),
+        "the message, escaped: {body}"
+    );
+    // The health path is excepted: it reaches an instance.
+    let (status, _, body) = fetch(addr, "/health").unwrap();
+    assert_eq!((status, body.trim()), (200, "ok"));
+
+    // A deploy underneath: the new instances pass their gate, new connections still get 503.
+    f.repo.commit_file("VERSION", "2\n", "version 2");
+    ok(&f.project.pmfleet(&["deploy", "production"]));
+    assert_eq!(fetch(addr, "/").unwrap().0, 503);
+
+    ok(&f
+        .project
+        .pmfleet(&["app", "production", "maintenance", "off"]));
+    let (status, _, body) = fetch(addr, "/").unwrap();
+    assert_eq!(status, 200);
+    assert!(body.contains("version 2"), "{body}");
+
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (seen, errors) = client.join().unwrap();
+    assert!(errors.is_empty(), "every request was answered: {errors:?}");
+    assert!(
+        seen.keys().all(|s| *s == 200 || *s == 503),
+        "only 200 and 503: {seen:?}"
+    );
+    assert!(seen.get(&503).is_some_and(|n| *n > 0) && seen.get(&200).is_some_and(|n| *n > 0));
+    eprintln!("answers on new connections through maintenance on, a deploy, off: {seen:?}");
 }

@@ -1,12 +1,14 @@
 //! `pmfleet app [file] <env> <reload|restart|stop|start|delete|scale> <app> [N]`: one app
-//! command sent to every host of the environment at once, with each host's outcome.
+//! command sent to every host of the environment at once, with each host's outcome; and
+//! `pmfleet app <env> maintenance on [--message TEXT] | off [app]`: the agents answer new
+//! connections to the apps' shared sockets with a 503 page while on.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
 use pmfleet_shared::ecosystem;
-use pmfleet_shared::protocol::{Request, Response, ScaleTo, Target};
+use pmfleet_shared::protocol::{MaintenanceRequest, Request, Response, ScaleTo, Target};
 
 use crate::agent::targets as agents;
 use crate::cli::parse_duration;
@@ -19,9 +21,12 @@ pub struct AppArgs {
     #[arg(
         required = true,
         value_name = "ARGS",
-        help = "[ECOSYSTEM_FILE] ENVIRONMENT VERB APP [N]  (VERB: reload, restart, stop, start, delete, scale)"
+        help = "[ECOSYSTEM_FILE] ENVIRONMENT VERB APP [N]  (VERB: reload, restart, stop, start, delete, scale), or ENVIRONMENT maintenance on|off [APP]"
     )]
     pub words: Vec<String>,
+    /// `maintenance on`: the text of the 503 page (HTML-escaped).
+    #[arg(long, value_name = "TEXT")]
+    pub message: Option<String>,
     /// How long each host may take (a reload waits for the new instances to be ready).
     #[arg(long, value_name = "DURATION", default_value = "120s", value_parser = parse_duration)]
     pub timeout: Duration,
@@ -36,7 +41,7 @@ pub struct AppCommand {
     pub verb: String,
 }
 
-pub fn parse(words: &[String]) -> Result<AppCommand, String> {
+pub fn parse(words: &[String], message: Option<&str>) -> Result<AppCommand, String> {
     let mut rest: Vec<&str> = words.iter().map(String::as_str).collect();
     let file = match rest.first() {
         Some(first) if ecosystem::looks_like_ecosystem_file(first) => {
@@ -44,7 +49,35 @@ pub fn parse(words: &[String]) -> Result<AppCommand, String> {
         }
         _ => None,
     };
-    let usage = "usage: pmfleet app <env> <reload|restart|stop|start|delete|scale> <app|all> [N]";
+    let usage = "usage: pmfleet app <env> <reload|restart|stop|start|delete|scale> <app|all> [N], or pmfleet app <env> maintenance on|off [app]";
+    if let [env, "maintenance", switch, more @ ..] = rest.as_slice() {
+        let on = match *switch {
+            "on" => true,
+            "off" => false,
+            other => return Err(format!("`maintenance {other}`: on or off; {usage}")),
+        };
+        let target = match more {
+            [] => Target::All,
+            [app] => Target::parse(app),
+            _ => return Err(usage.to_string()),
+        };
+        if !on && message.is_some() {
+            return Err("`--message` goes with `maintenance on`".into());
+        }
+        return Ok(AppCommand {
+            file,
+            env: env.to_string(),
+            request: Request::Maintenance(Box::new(MaintenanceRequest {
+                target,
+                on,
+                message: message.map(str::to_string),
+            })),
+            verb: format!("maintenance {switch}"),
+        });
+    }
+    if message.is_some() {
+        return Err("`--message` goes with `maintenance on`".into());
+    }
     let (env, verb, app) = match rest.as_slice() {
         [env, verb, app, ..] => (*env, *verb, *app),
         _ => return Err(usage.to_string()),
@@ -76,7 +109,7 @@ pub fn parse(words: &[String]) -> Result<AppCommand, String> {
 }
 
 pub async fn run(args: AppArgs) -> Exit {
-    let command = match parse(&args.words) {
+    let command = match parse(&args.words, args.message.as_deref()) {
         Ok(c) => c,
         Err(message) => {
             eprintln!("error: {message}");
@@ -136,14 +169,14 @@ mod tests {
 
     #[test]
     fn app_words() {
-        let c = parse(&words("production reload api")).unwrap();
+        let c = parse(&words("production reload api"), None).unwrap();
         assert_eq!(
             c.request,
             Request::Reload {
                 target: Target::App("api".into())
             }
         );
-        let c = parse(&words("production scale api +2")).unwrap();
+        let c = parse(&words("production scale api +2"), None).unwrap();
         assert_eq!(
             c.request,
             Request::Scale {
@@ -151,16 +184,42 @@ mod tests {
                 to: ScaleTo::Up(2)
             }
         );
-        let c = parse(&words("production restart all")).unwrap();
+        let c = parse(&words("production restart all"), None).unwrap();
         assert_eq!(
             c.request,
             Request::Restart {
                 target: Target::All
             }
         );
-        assert!(parse(&words("production scale api")).is_err());
-        assert!(parse(&words("production frob api")).is_err());
-        assert!(parse(&words("production reload")).is_err());
-        assert!(parse(&words("production reload api 3")).is_err());
+        assert!(parse(&words("production scale api"), None).is_err());
+        assert!(parse(&words("production frob api"), None).is_err());
+        assert!(parse(&words("production reload"), None).is_err());
+        assert!(parse(&words("production reload api 3"), None).is_err());
+    }
+
+    #[test]
+    fn maintenance_words() {
+        let c = parse(&words("production maintenance on"), Some("back at 5")).unwrap();
+        assert_eq!(
+            c.request,
+            Request::Maintenance(Box::new(MaintenanceRequest {
+                target: Target::All,
+                on: true,
+                message: Some("back at 5".into()),
+            }))
+        );
+        let c = parse(&words("production maintenance off api"), None).unwrap();
+        assert_eq!(
+            c.request,
+            Request::Maintenance(Box::new(MaintenanceRequest {
+                target: Target::App("api".into()),
+                on: false,
+                message: None,
+            }))
+        );
+        assert!(parse(&words("production maintenance"), None).is_err());
+        assert!(parse(&words("production maintenance maybe"), None).is_err());
+        assert!(parse(&words("production maintenance off"), Some("x")).is_err());
+        assert!(parse(&words("production reload api"), Some("x")).is_err());
     }
 }

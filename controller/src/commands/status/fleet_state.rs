@@ -253,8 +253,8 @@ impl Finding {
 /// What to say about environment `env`, whose hosts' agents described its deploy root as
 /// `hosts` (hosts that did not answer are left out).
 pub fn findings(env: &str, hosts: &[HostView]) -> Vec<Finding> {
-    let mut out = on_their_own(hosts);
-    out.extend(releases(env, hosts));
+    let mut out = releases(env, hosts);
+    out.extend(on_their_own(hosts));
     out
 }
 

@@ -295,15 +295,17 @@ fn status_names_a_pending_switch_and_a_host_that_went_back_by_itself() {
         apps_back: true,
     });
     let found = findings("production", &[web1, web2]);
-    let said = said(&found);
+    // After what the releases say (the interrupted rollout): what the hosts do by themselves.
+    let found = &found[found.len() - 2..];
+    let said = said(found);
     assert_eq!(
-        said[..2],
+        said,
         [
             "pending: web1: r2 is pending (rollout dead): goes back to r1 by itself in 12 s unless its rollout is confirmed",
             "auto-reverted: web2: went back from r2 to r1 by itself at 2026-11-24T06:16:10Z: rollout dead was not confirmed: its controller sent no heartbeat for 31 s",
         ],
         "{said:#?}"
     );
-    assert!(found[..2].iter().all(|f| !f.fails()));
+    assert!(found.iter().all(|f| !f.fails()));
     assert!(found[1].concerns("web2") && !found[1].concerns("web1"));
 }
