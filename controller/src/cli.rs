@@ -85,7 +85,8 @@ const DEPLOY_HELP: &str = "Commands:
   previous         the release `revert 1` would go to
   exec <CMD>       run CMD in `current` on every host
   ref <REF>        deploy REF instead of the file's `ref`
-  unlock           break a deploy lock whose holder died
+  lock             hold the environment on purpose (a freeze; --message says why)
+  unlock           release a manual lock, or break one whose holder died
 
 Examples:
   pmfleet deploy production setup
@@ -115,6 +116,10 @@ pub struct DeployArgs {
     #[arg(long)]
     pub force: bool,
 
+    /// With `lock`: why the environment is held, shown to everyone it refuses.
+    #[arg(long, value_name = "TEXT")]
+    pub message: Option<String>,
+
     /// With `setup`: replace an installed agent whose binary differs from this `pmfleet-agent`;
     /// the running agent becomes the new binary in place, its apps keep running.
     #[arg(long)]
@@ -143,6 +148,7 @@ pub enum Verb {
     Current,
     Previous,
     Exec(String),
+    Lock,
     Unlock,
 }
 
@@ -202,6 +208,7 @@ pub fn parse_words(
         Some("list") => no_arg(Verb::List, "list")?,
         Some("current") | Some("curr") => no_arg(Verb::Current, "current")?,
         Some("previous") | Some("prev") => no_arg(Verb::Previous, "previous")?,
+        Some("lock") => no_arg(Verb::Lock, "lock")?,
         Some("unlock") => no_arg(Verb::Unlock, "unlock")?,
         Some("exec") | Some("run") => Verb::Exec(
             arg.ok_or("`exec` needs a command: pmfleet deploy <env> exec \"uptime\"")?
@@ -215,7 +222,7 @@ pub fn parse_words(
         },
         Some(other) => {
             return Err(format!(
-                "unknown deploy command `{other}`; expected setup, update, revert [N], list, current, previous, exec <cmd>, ref <ref> or unlock"
+                "unknown deploy command `{other}`; expected setup, update, revert [N], list, current, previous, exec <cmd>, ref <ref>, lock or unlock"
             ));
         }
     };

@@ -485,3 +485,47 @@ fn maintenance_answers_new_connections_with_503_while_a_deploy_goes_on_underneat
     assert!(seen.get(&503).is_some_and(|n| *n > 0) && seen.get(&200).is_some_and(|n| *n > 0));
     eprintln!("answers on new connections through maintenance on, a deploy, off: {seen:?}");
 }
+
+#[test]
+fn a_manual_lock_refuses_every_deploy_with_its_message_and_lock_wait_does_not_wait_for_it() {
+    require_sshd!();
+    let f = Rails::start(2, json!({}));
+    let why = "release freeze until Monday";
+    ok(&f
+        .project
+        .pmfleet(&["deploy", "production", "lock", "--message", why]));
+    f.repo.commit_file("VERSION", "2\n", "version 2");
+    let run = f.project.pmfleet(&["deploy", "production"]);
+    assert_eq!(run.code, 4, "{}", run.all());
+    assert!(
+        run.stdout.contains("locked on purpose by tester")
+            && run.stdout.contains(why)
+            && run.stdout.contains("pmfleet deploy production unlock"),
+        "who and why:\n{}",
+        run.all()
+    );
+    let started = Instant::now();
+    let run = f
+        .project
+        .pmfleet(&["deploy", "production", "--lock-wait", "5m"]);
+    assert_eq!(run.code, 4, "{}", run.all());
+    assert!(run.stdout.contains(why), "{}", run.all());
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "--lock-wait did not wait for the freeze: {:?}",
+        started.elapsed()
+    );
+    let run = f.project.pmfleet(&["deploy", "production", "revert"]);
+    assert_eq!(run.code, 4, "a revert is refused too:\n{}", run.all());
+    f.wait_serving("1");
+
+    let run = f.project.pmfleet(&["deploy", "production", "unlock"]);
+    ok(&run);
+    assert!(
+        run.stdout.contains("released the manual lock"),
+        "{}",
+        run.all()
+    );
+    ok(&f.project.pmfleet(&["deploy", "production"]));
+    f.wait_serving("2");
+}

@@ -15,6 +15,10 @@ use crate::ssh::{ClientSettings, Connector};
 
 pub async fn run(args: DeployArgs) -> Exit {
     let command = match parse_words(&args.words, ecosystem::looks_like_ecosystem_file) {
+        Ok(c) if args.message.is_some() && c.verb != Verb::Lock => {
+            error::report(args.json, "usage", "`--message` goes with `lock`");
+            return Exit::BadConfig;
+        }
         Ok(c) => c,
         Err(message) => {
             error::report(args.json, "usage", &message);
@@ -83,6 +87,11 @@ pub async fn run(args: DeployArgs) -> Exit {
             false,
         ),
         Verb::Exec(cmd) => ("exec", deploy::exec(&ctx, &env, cmd).await, true),
+        Verb::Lock => (
+            "lock",
+            deploy::lock(&ctx, &env, args.message.as_deref()).await,
+            true,
+        ),
         Verb::Unlock => ("unlock", deploy::unlock(&ctx, &env, args.force).await, true),
     };
     let exit = deploy::report::exit_for(&reports);

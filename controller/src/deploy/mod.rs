@@ -25,7 +25,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use inspect::{Which, exec, list, show_release, unlock};
+pub use inspect::{Which, exec, list, lock, show_release, unlock};
 pub use report::{Exit, HostReport, Status};
 pub use revert::revert;
 pub use setup::setup;

@@ -113,6 +113,12 @@ pub struct LockSeen {
     /// Seconds since the holder last touched the file.
     #[serde(default)]
     pub heartbeat_age_secs: u64,
+    /// A lock taken on purpose (`pmfleet deploy ENV lock`): a freeze, with no heartbeat.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub manual: bool,
+    /// Why it was taken.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
     /// Why its content could not be read (the lock is held all the same).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,

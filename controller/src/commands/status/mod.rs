@@ -317,7 +317,13 @@ pub fn lock_alive(seen: &LockSeen) -> bool {
         since: seen.since.clone(),
         pid: seen.pid,
         machine: seen.machine.clone(),
+        manual: seen.manual,
+        message: seen.message.clone(),
     };
+    if holder.manual {
+        // A freeze sends no heartbeat: it stays until someone unlocks it.
+        return true;
+    }
     lock::liveness(seen.heartbeat_age_secs, holder.alive_here()) == lock::Liveness::Alive
 }
 

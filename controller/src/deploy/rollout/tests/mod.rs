@@ -211,6 +211,19 @@ fn hook_failed(step: Step) -> StepFailure {
     }
 }
 
+/// A manual lock (a freeze) by alice, with why.
+fn frozen() -> Refusal {
+    Refusal::Held {
+        holder: Some(Holder {
+            since: "t".into(),
+            ..Holder::manual("alice@laptop", "f1", Some("release freeze"))
+        }),
+        heartbeat_age: 3600,
+        alive_here: None,
+        env: "prod".into(),
+    }
+}
+
 fn held(age: u64) -> Refusal {
     Refusal::Held {
         holder: Some(Holder {
@@ -220,6 +233,7 @@ fn held(age: u64) -> Refusal {
             since: "t".into(),
             pid: 7,
             machine: String::new(),
+            ..Holder::default()
         }),
         heartbeat_age: age,
         alive_here: None,
