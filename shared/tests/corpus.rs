@@ -74,7 +74,10 @@ fn full_file_apps() {
     assert_eq!(api.kill_timeout, Duration::from_secs(8));
     assert_eq!(api.listen_timeout, Duration::from_secs(10));
     assert!(api.wait_ready);
-    assert_eq!(api.healthcheck.as_deref(), Some("/health"));
+    assert_eq!(
+        api.healthcheck,
+        Some(pmfleet_shared::protocol::HealthCheck::legacy("/health"))
+    );
     assert_eq!(api.stop_exit_codes, vec![0]);
     assert_eq!(api.out_file.as_deref(), Some(Path::new("logs/api.out.log")));
     assert_eq!(

@@ -3,7 +3,7 @@
 //!
 //! Every second the agent looks at each deploy root `setup` registered for a pending record
 //! (`<root>/.pmfleet/pending`, written over SSH by the switch, removed when the controller
-//! confirms the whole rollout; [`pmfleet_shared::protocol::Pending`]). [`decide`] says whether
+//! confirms the whole rollout; [`pmfleet_shared::protocol::Pending`]). [`decide()`] says whether
 //! to wait (the run that switched still sends heartbeats on its deploy lock, or the quiet time
 //! since its last sign of life is not over, or a manual lock freezes the environment) or to go
 //! back. Going back takes the deploy lock for itself (breaking the dead run's lock only if it
