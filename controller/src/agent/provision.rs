@@ -25,7 +25,7 @@ use crate::deploy::fleet::{Fleet, Member, each};
 use crate::deploy::report::{HostReport, Status};
 use crate::deploy::scripts;
 use crate::output::Output;
-use crate::pki::{self, Ca, ClientIdentity, IssuedCert};
+use crate::pki::{self, Ca, ClientIdentity, IssuedCert, PkiError};
 use crate::ssh::Connector;
 use crate::transport::SharedBytes;
 
@@ -40,22 +40,38 @@ pub struct Kit {
     pub upgrade: bool,
 }
 
+/// What this machine lacks to set up agents; said once for the whole fleet.
+#[derive(Debug, thiserror::Error)]
+pub enum KitError {
+    #[error(
+        "{0}\n  hint: run `pmfleet ca init` once on this machine, or set `agent: false` in the environment to deploy without the agent"
+    )]
+    Ca(PkiError),
+    #[error(transparent)]
+    Identity(PkiError),
+    #[error("the controller's TLS identity cannot be used: {0}")]
+    Tls(#[from] pmfleet_shared::tls::TlsError),
+    #[error(
+        "cannot read the agent binary {}: {source}\n  hint: build it (`cargo build --release -p pmfleet-agent`) next to `pmfleet`, or set PMFLEET_AGENT_BIN",
+        path.display()
+    )]
+    Binary {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
 impl Kit {
     /// Loads the fleet CA and the agent binary; the errors say what to do.
-    pub fn load(upgrade: bool) -> Result<Kit, String> {
-        let dir = pki::default_dir().map_err(|e| e.to_string())?;
-        let ca = Ca::load(&dir).map_err(|e| {
-            format!("{e}\n  hint: run `pmfleet ca init` once on this machine, or set `agent: false` in the environment to deploy without the agent")
-        })?;
-        let identity = ClientIdentity::from_env_or_dir(&dir).map_err(|e| e.to_string())?;
-        let client =
-            AgentClient::new(&identity, Duration::from_secs(10)).map_err(|e| e.to_string())?;
+    pub fn load(upgrade: bool) -> Result<Kit, KitError> {
+        let dir = pki::default_dir().map_err(KitError::Ca)?;
+        let ca = Ca::load(&dir).map_err(KitError::Ca)?;
+        let identity = ClientIdentity::from_env_or_dir(&dir).map_err(KitError::Identity)?;
+        let client = AgentClient::new(&identity, Duration::from_secs(10))?;
         let path = agent_binary_path();
-        let binary = std::fs::read(&path).map_err(|e| {
-            format!(
-                "cannot read the agent binary {}: {e}\n  hint: build it (`cargo build --release -p pmfleet-agent`) next to `pmfleet`, or set PMFLEET_AGENT_BIN",
-                path.display()
-            )
+        let binary = std::fs::read(&path).map_err(|source| KitError::Binary {
+            path: path.clone(),
+            source,
         })?;
         let binary_sum = sha256_hex(&binary);
         Ok(Kit {

@@ -11,7 +11,7 @@ use super::error::{HostError, Step, StepFailure};
 use super::fleet::Member;
 use super::revision::Revision;
 use super::rollout::Prepared;
-use super::scripts::{self, HookDir};
+use super::scripts::{self, HookDir, Pm2};
 use crate::output::Output;
 use crate::transport::SharedBytes;
 
@@ -63,7 +63,14 @@ pub async fn prepare(
     }
     if let Some(hook) = &env.hooks.pre_deploy {
         out.step(host, "pre-deploy");
-        let script = scripts::run_hook(root, HookDir::Current, hook, &release.hook_env, Some(run));
+        let script = scripts::run_hook(
+            root,
+            HookDir::Current,
+            hook,
+            &release.hook_env,
+            Some(run),
+            Pm2::for_env(env),
+        );
         member
             .run_visible(out, "pre-deploy", &script)
             .await
@@ -127,6 +134,7 @@ async fn build(
             hook,
             &release.hook_env,
             Some(run),
+            Pm2::for_env(env),
         );
         member
             .run_visible(out, "post-deploy", &script)

@@ -36,6 +36,7 @@ static DEPLOY_SCHEMA: Schema = Schema {
         KeyDef::new("pre-deploy-local"),
         KeyDef::new("pre-deploy"),
         KeyDef::new("post-deploy"),
+        KeyDef::new("published"),
         KeyDef::new("env"),
         KeyDef::new("keep_releases"),
         KeyDef::new("shared_dirs"),
@@ -246,8 +247,11 @@ fn read_env(
     let mut batch = Batch::default();
     let mut max_fail = 0usize;
     let mut agent = Some(AgentSettings::default());
+    let mut published_at = None;
 
     let selected = keys::select(r, &DEPLOY_SCHEMA, entries, f);
+    // The hooks run on the hosts, for the PM2 check.
+    let mut host_hooks = Vec::new();
     for (canonical, entry) in &selected.entries {
         let field = f.key(&entry.key);
         let value = &entry.value;
@@ -265,6 +269,10 @@ fn read_env(
             "pre-deploy-local" => hooks.pre_deploy_local = read_hook(r, value, &field),
             "pre-deploy" => hooks.pre_deploy = read_hook(r, value, &field),
             "post-deploy" => hooks.post_deploy = read_hook(r, value, &field),
+            "published" => {
+                hooks.published = read_hook(r, value, &field);
+                published_at = Some((value, field.clone()));
+            }
             "env" => {
                 env_block = fields::env_map(r, value, &field, EnvBlock::Deploy);
                 env = env_block.clone().unwrap_or_default();
@@ -294,6 +302,29 @@ fn read_env(
             }
             _ => {}
         }
+        let on_host = match *canonical {
+            "pre-setup" => &hooks.pre_setup,
+            "post-setup" => &hooks.post_setup,
+            "pre-deploy" => &hooks.pre_deploy,
+            "post-deploy" => &hooks.post_deploy,
+            "published" => &hooks.published,
+            _ => &None,
+        };
+        if let Some(command) = on_host {
+            host_hooks.push((field.clone(), value, command.clone()));
+        }
+    }
+
+    super::pm2_calls::check(r, &host_hooks, agent.is_some());
+    if let (Some(_), Some((value, field))) = (&agent, published_at)
+        && hooks.published.is_some()
+    {
+        r.error(
+            value,
+            &field,
+            "`published` is for `agent: false` environments: with the agent, the agent itself moves the apps to the new release once it is `current`",
+            Some("remove `published`, or set `agent: false` to run the apps yourself (with PM2, say) from it".to_owned()),
+        );
     }
 
     for (required, example) in REQUIRED {

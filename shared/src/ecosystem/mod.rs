@@ -24,6 +24,7 @@ mod json;
 mod keys;
 mod load;
 mod model;
+mod pm2_calls;
 mod value;
 mod words;
 mod yaml;

@@ -102,6 +102,9 @@ pub struct Hooks {
     pub pre_deploy_local: Option<String>,
     pub pre_deploy: Option<String>,
     pub post_deploy: Option<String>,
+    /// `agent: false` only: runs in `current` once the host switched to a release (forward,
+    /// back or by revert), Capistrano's `deploy:published`; PM2-run apps move there.
+    pub published: Option<String>,
 }
 
 /// How a release's code reaches a host.
