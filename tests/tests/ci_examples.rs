@@ -9,18 +9,13 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use pmfleet_testkit::assets::VERSION_SERVER_JS;
 use pmfleet_testkit::git_repo::GitRepo;
 use pmfleet_testkit::project::{Project, Run};
 use pmfleet_testkit::sshd::Fleet;
 use pmfleet_testkit::{free_port, get_from, require_sshd, wait_until};
 use saphyr::{LoadableYamlNode, Yaml};
 use serde_json::json;
-
-const SERVER_JS: &str = r#"const http = require("http");
-const fs = require("fs");
-const version = fs.readFileSync(__dirname + "/VERSION", "utf8").trim();
-http.createServer((req, res) => res.end(`version ${version}\n`)).listen(process.env.PORT);
-"#;
 
 fn ok(run: &Run) {
     assert_eq!(run.code, 0, "pmfleet failed:\n{}", run.all());
@@ -64,10 +59,9 @@ struct Setting {
 impl Setting {
     fn new() -> Setting {
         let fleet = Fleet::start(1);
-        let host = &fleet.hosts[0];
         let app_port = free_port();
         let repo = GitRepo::new();
-        repo.write("server.js", SERVER_JS);
+        repo.write("server.js", VERSION_SERVER_JS);
         repo.write(
             "ecosystem.json",
             &json!({"apps": [{"name": "web", "script": "server.js", "env": {"PORT": app_port}}]})
@@ -76,7 +70,7 @@ impl Setting {
         repo.commit_file("VERSION", "1\n", "web app");
         let project = Project::new(fleet.home.path());
         project.write_ecosystem(&json!({"deploy": {"production": {
-            "host": [{"host": host.address(), "port": host.port(), "user": "root"}],
+            "host": fleet.hosts_json(),
             "ref": "main", "repo": repo.url(), "path": "/srv/app", "fetch": "push",
             "agent": {"port": free_port(), "bind": "host"},
         }}}));

@@ -8,17 +8,11 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use pmfleet_testkit::assets::VERSION_SERVER_JS;
 use pmfleet_testkit::git_repo::GitRepo;
 use pmfleet_testkit::project::{Project, Run};
 use pmfleet_testkit::sshd::Fleet;
 use pmfleet_testkit::{free_port, get_from, require_sshd, wait_until};
-
-/// A Node app answering with the VERSION file of its release.
-const SERVER_JS: &str = r#"const http = require("http");
-const fs = require("fs");
-const version = fs.readFileSync(__dirname + "/VERSION", "utf8").trim();
-http.createServer((req, res) => res.end(`version ${version}\n`)).listen(process.env.PORT);
-"#;
 
 /// A PM2 user's `ecosystem.config.js`: the app (with `app_keys`), and `deploy`.
 fn ecosystem_js(app_port: u16, app_keys: &str, deploy: &str) -> String {
@@ -54,7 +48,7 @@ fn a_post_deploy_calling_pm2_reload_deploys_with_the_agent_and_says_what_it_did_
         free_port()
     );
     let file = ecosystem_js(app_port, "", &deploy);
-    repo.write("server.js", SERVER_JS);
+    repo.write("server.js", VERSION_SERVER_JS);
     repo.write("ecosystem.config.js", &file);
     repo.commit_file("VERSION", "1\n", "web app");
     let project = Project::new(fleet.home.path());
@@ -162,7 +156,7 @@ fn published_moves_pm2_run_apps_to_every_release_and_back_with_one_that_did_not_
     );
     let cwd = format!("cwd: {:?}", format!("{}/current", root.display()));
     let file = ecosystem_js(app_port, &cwd, &deploy);
-    repo.write("server.js", SERVER_JS);
+    repo.write("server.js", VERSION_SERVER_JS);
     repo.write("ecosystem.config.js", &file);
     repo.commit_file("VERSION", "1\n", "web app");
     std::fs::write(project.path().join("ecosystem.config.js"), &file).unwrap();

@@ -15,7 +15,9 @@ use super::diagnostic::{FieldPath, Report};
 use super::fields::{self, EnvBlock};
 use super::hosts::{HostEntry, placeholder, read_hosts, user_name};
 use super::keys::{self, KeyDef, Schema};
-use super::model::{AgentSettings, Batch, DeployEnv, Diagnostic, FetchMode, Hooks, HostSpec};
+use super::model::{
+    AgentSettings, AgentVia, Batch, DeployEnv, Diagnostic, FetchMode, Hooks, HostSpec,
+};
 use super::value::{Kind, Value};
 
 /// Defaults of pmfleet's own deploy settings.
@@ -391,6 +393,7 @@ static AGENT_SCHEMA: Schema = Schema {
         KeyDef::new("port"),
         KeyDef::new("home"),
         KeyDef::new("bind"),
+        KeyDef::new("via"),
     ],
     unimplemented: &[],
 };
@@ -415,6 +418,16 @@ fn read_agent(r: &mut Report, v: &Value, f: &FieldPath) -> Option<AgentSettings>
                             settings.home = home;
                         }
                     }
+                    Some("via") => match entry.value.as_str() {
+                        Some("tls") => settings.via = AgentVia::Direct,
+                        Some("ssh") => settings.via = AgentVia::Ssh,
+                        _ => r.expected(
+                            &entry.value,
+                            &field,
+                            "\"tls\" or \"ssh\"",
+                            Some("\"tls\": the controller dials the agent's port; \"ssh\": through the SSH connection, the agent listening on the host's loopback only".to_owned()),
+                        ),
+                    },
                     Some("bind") => match entry.value.as_str() {
                         Some("host") => settings.bind_host = true,
                         Some("all") => settings.bind_host = false,

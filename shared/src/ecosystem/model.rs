@@ -72,6 +72,19 @@ pub struct AgentSettings {
     /// `bind: "host"`: cluster-mode apps listen on the host's own address (the `host` entry,
     /// when it is an IP address) instead of every interface (`bind: "all"`, the default).
     pub bind_host: bool,
+    /// `via`: how the controller reaches the agent's mutual-TLS port.
+    pub via: AgentVia,
+}
+
+/// How the controller reaches an agent; mutual TLS, with its roles, either way.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum AgentVia {
+    /// `via: "tls"` (the default): dialled directly on the host's address.
+    #[default]
+    Direct,
+    /// `via: "ssh"`: the agent listens on the host's loopback only, and the controller
+    /// reaches it through a channel forwarded over its SSH connection to the host.
+    Ssh,
 }
 
 impl Default for AgentSettings {
@@ -80,6 +93,7 @@ impl Default for AgentSettings {
             port: 7677,
             home: "~/.pmfleet-agent".to_string(),
             bind_host: false,
+            via: AgentVia::Direct,
         }
     }
 }
