@@ -1,6 +1,7 @@
 //! What every pmfleet test crate and the benchmarks share, in one place: real OpenSSH `sshd`
 //! hosts and the controller's client home ([`sshd`], [`client_home`]), real git repositories
-//! ([`git_repo`]), a user's project running the real `pmfleet` binary ([`project`]), an agent
+//! ([`git_repo`]), a user's project running the real `pmfleet` binary ([`project`]) and what
+//! its deploys leave on the hosts ([`deployed`]), an agent
 //! home with its daemon ([`agent`]), app instances started by hand the way the agent starts them
 //! ([`instance`]), a test CA and a mutual-TLS client ([`tls`]), HTTP requests and a load
 //! generator that counts every failed request ([`http`], [`load`]), free ports and who holds
@@ -15,6 +16,7 @@ pub mod agent;
 pub mod assets;
 pub mod binaries;
 pub mod client_home;
+pub mod deployed;
 pub mod git_repo;
 pub mod http;
 pub mod instance;

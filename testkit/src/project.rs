@@ -25,6 +25,12 @@ impl Run {
     }
 }
 
+/// Fails the test, with everything `run` printed, unless it exited 0.
+#[track_caller]
+pub fn ok(run: &Run) {
+    assert_eq!(run.code, 0, "pmfleet failed:\n{}", run.all());
+}
+
 pub struct Project {
     dir: TempDir,
     home: PathBuf,

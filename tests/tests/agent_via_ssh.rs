@@ -7,14 +7,10 @@ use std::time::Duration;
 
 use pmfleet_testkit::assets::VERSION_SERVER_JS;
 use pmfleet_testkit::git_repo::GitRepo;
-use pmfleet_testkit::project::{Project, Run};
+use pmfleet_testkit::project::{Project, Run, ok};
 use pmfleet_testkit::sshd::Fleet;
 use pmfleet_testkit::{free_port, get_from, require_sshd, wait_until};
 use serde_json::{Value, json};
-
-fn ok(run: &Run) {
-    assert_eq!(run.code, 0, "pmfleet failed:\n{}", run.all());
-}
 
 /// The hosts `status --json` saw answering, and the apps each runs.
 fn answering(run: &Run) -> Vec<(String, usize)> {

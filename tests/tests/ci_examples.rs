@@ -11,15 +11,11 @@ use std::time::Duration;
 
 use pmfleet_testkit::assets::VERSION_SERVER_JS;
 use pmfleet_testkit::git_repo::GitRepo;
-use pmfleet_testkit::project::{Project, Run};
+use pmfleet_testkit::project::{Project, Run, ok};
 use pmfleet_testkit::sshd::Fleet;
 use pmfleet_testkit::{free_port, get_from, require_sshd, wait_until};
 use saphyr::{LoadableYamlNode, Yaml};
 use serde_json::json;
-
-fn ok(run: &Run) {
-    assert_eq!(run.code, 0, "pmfleet failed:\n{}", run.all());
-}
 
 fn example(name: &str) -> Yaml<'static> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use pmfleet_testkit::assets::VERSION_SERVER_JS;
 use pmfleet_testkit::git_repo::GitRepo;
-use pmfleet_testkit::project::{Project, Run};
+use pmfleet_testkit::project::{Project, ok};
 use pmfleet_testkit::sshd::Fleet;
 use pmfleet_testkit::{free_port, get_from, require_sshd, wait_until};
 
@@ -23,10 +23,6 @@ fn ecosystem_js(app_port: u16, app_keys: &str, deploy: &str) -> String {
 }};
 "#
     )
-}
-
-fn ok(run: &Run) {
-    assert_eq!(run.code, 0, "pmfleet failed:\n{}", run.all());
 }
 
 #[test]

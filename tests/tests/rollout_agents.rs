@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use pmfleet_testkit::git_repo::GitRepo;
-use pmfleet_testkit::project::{Project, Run};
+use pmfleet_testkit::project::{Project, ok};
 use pmfleet_testkit::sshd::{Fleet, SshHost};
 use pmfleet_testkit::{free_port, get_from, require_sshd, wait_until};
 use serde_json::{Value, json};
@@ -33,10 +33,6 @@ struct AgentFleet {
     repo: GitRepo,
     project: Project,
     app_port: u16,
-}
-
-fn ok(run: &Run) {
-    assert_eq!(run.code, 0, "pmfleet failed:\n{}", run.all());
 }
 
 impl AgentFleet {

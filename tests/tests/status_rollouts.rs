@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use pmfleet_testkit::git_repo::GitRepo;
-use pmfleet_testkit::project::{Project, Run};
+use pmfleet_testkit::project::{Project, Run, ok};
 use pmfleet_testkit::sshd::{Fleet, SshHost};
 use pmfleet_testkit::{free_port, get_from, require_sshd, wait_until};
 use serde_json::{Value, json};
@@ -21,10 +21,6 @@ const hold = "/srv/hold-" + version;
 const serve = () => http.createServer((q, s) => s.end(`version ${version}\n`)).listen(process.env.PORT);
 (function wait() { if (fs.existsSync(hold)) setTimeout(wait, 50); else serve(); })();
 "#;
-
-fn ok(run: &Run) {
-    assert_eq!(run.code, 0, "pmfleet failed:\n{}", run.all());
-}
 
 fn current_release(host: &SshHost) -> Option<String> {
     std::fs::read_link(host.root().join("app/current"))
