@@ -147,11 +147,7 @@ fn setup_provisions_agents_and_deploys_reload_the_apps() {
     let agent_port = free_port();
     let repo = app_repo(app_port);
     let project = Project::new(fleet.home.path());
-    let hosts: Vec<Value> = fleet
-        .hosts
-        .iter()
-        .map(|h| json!({"host": h.address(), "port": h.port(), "user": "root"}))
-        .collect();
+    let hosts = fleet.hosts_json();
     let ecosystem = |agent_port: u16| {
         project.write_ecosystem(&json!({"deploy": {"production": {
             "host": hosts, "ref": "main", "repo": repo.url(), "path": "/srv/app", "fetch": "push",

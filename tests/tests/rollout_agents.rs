@@ -45,11 +45,7 @@ impl AgentFleet {
         repo.write("ecosystem.json", &ecosystem_file(app_port));
         repo.commit_file("VERSION", "1\n", "web app");
         let project = Project::new(fleet.home.path());
-        let hosts: Vec<Value> = fleet
-            .hosts
-            .iter()
-            .map(|h| json!({"host": h.address(), "port": h.port(), "user": "root"}))
-            .collect();
+        let hosts = fleet.hosts_json();
         let mut env = json!({
             "host": hosts, "ref": "main", "repo": repo.url(), "path": "/srv/app", "fetch": "push",
             "agent": {"port": free_port(), "bind": "host"},

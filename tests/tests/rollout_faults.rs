@@ -9,6 +9,7 @@ use pmfleet_testkit::deployed::{
     ROOT, current_release, ecosystem, on_host, releases, served_version,
 };
 use pmfleet_testkit::git_repo::GitRepo;
+use pmfleet_testkit::procs::app_processes;
 use pmfleet_testkit::project::{Project, ok};
 use pmfleet_testkit::sshd::{Fleet, SshHost};
 use pmfleet_testkit::{free_port, require_sshd, wait_until};
@@ -111,31 +112,6 @@ fn http_get(host: &str, port: u16) -> String {
         .to_string()
 }
 
-/// Every process of this test's app, on every host: found by the port in its environment
-/// (and, with `release`, started for that release).
-fn app_processes(port: u16) -> usize {
-    processes_of(port, None)
-}
-
-fn processes_of(port: u16, release: Option<&str>) -> usize {
-    let needle = format!("PORT={port}");
-    let wanted = release.map(|r| format!("PMFLEET_RELEASE={r}"));
-    std::fs::read_dir("/proc")
-        .into_iter()
-        .flatten()
-        .filter_map(Result::ok)
-        .filter(|e| e.file_name().to_string_lossy().parse::<u32>().is_ok())
-        .filter(|e| {
-            let environ = std::fs::read(e.path().join("environ")).unwrap_or_default();
-            let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
-            let has = |n: &str| environ.split(|b| *b == 0).any(|v| v == n.as_bytes());
-            has(&needle)
-                && wanted.as_deref().is_none_or(has)
-                && String::from_utf8_lossy(&cmdline).contains("server.js")
-        })
-        .count()
-}
-
 struct Suite {
     fleet: Fleet,
     repo: GitRepo,
@@ -151,11 +127,7 @@ impl Suite {
     }
 
     fn write_ecosystem(&self, extra: Value) {
-        let hosts: Vec<Value> = self
-            .hosts()
-            .iter()
-            .map(|h| json!({"host": h.address(), "port": h.port(), "user": "root"}))
-            .collect();
+        let hosts = self.fleet.hosts_json();
         let mut env = json!({
             "host": hosts, "ref": "main", "repo": self.repo.url(), "path": ROOT, "fetch": "push",
             "post-deploy": GATED_POST_DEPLOY, "keep_releases": 2,
@@ -204,7 +176,7 @@ impl Suite {
         wait_until(
             Duration::from_secs(60),
             &format!("the app runs exactly {expected} instances"),
-            || app_processes(self.port) == expected,
+            || app_processes(self.port, None) == expected,
         );
         versions
     }
@@ -335,7 +307,7 @@ fn a_controller_killed_at_any_rollout_step_leaves_every_host_serving_a_complete_
     s.kill_deploy_when(|s| {
         current_release(&s.hosts()[0])
             .filter(|r| *r != r_old)
-            .is_some_and(|r| processes_of(s.port, Some(&r)) > 0)
+            .is_some_and(|r| app_processes(s.port, Some(&r)) > 0)
     });
     for host in s.hosts() {
         std::fs::remove_file(host.root().join(format!("hold-{next}"))).unwrap();
@@ -377,7 +349,7 @@ fn a_controller_killed_at_any_rollout_step_leaves_every_host_serving_a_complete_
                 .first()
                 .cloned()
                 .flatten()
-                .is_some_and(|r| processes_of(s.port, Some(&r)) >= s.hosts().len())
+                .is_some_and(|r| app_processes(s.port, Some(&r)) >= s.hosts().len())
     });
     for host in s.hosts() {
         std::fs::remove_file(host.root().join(format!("hold-{next}"))).unwrap();
