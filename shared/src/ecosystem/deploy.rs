@@ -36,6 +36,7 @@ static DEPLOY_SCHEMA: Schema = Schema {
         KeyDef::new("pre-deploy-local"),
         KeyDef::new("pre-deploy"),
         KeyDef::new("post-deploy"),
+        KeyDef::new("on-failure"),
         KeyDef::new("env"),
         KeyDef::new("keep_releases"),
         KeyDef::new("shared_dirs"),
@@ -44,6 +45,7 @@ static DEPLOY_SCHEMA: Schema = Schema {
         KeyDef::new("batch"),
         KeyDef::new("max_fail"),
         KeyDef::new("agent"),
+        KeyDef::new("notify"),
     ],
     unimplemented: &[
         (
@@ -246,6 +248,7 @@ fn read_env(
     let mut batch = Batch::default();
     let mut max_fail = 0usize;
     let mut agent = Some(AgentSettings::default());
+    let mut notify = Vec::new();
 
     let selected = keys::select(r, &DEPLOY_SCHEMA, entries, f);
     for (canonical, entry) in &selected.entries {
@@ -265,6 +268,8 @@ fn read_env(
             "pre-deploy-local" => hooks.pre_deploy_local = read_hook(r, value, &field),
             "pre-deploy" => hooks.pre_deploy = read_hook(r, value, &field),
             "post-deploy" => hooks.post_deploy = read_hook(r, value, &field),
+            "on-failure" => hooks.on_failure = read_hook(r, value, &field),
+            "notify" => notify = super::notify::read_notify(r, value, &field),
             "env" => {
                 env_block = fields::env_map(r, value, &field, EnvBlock::Deploy);
                 env = env_block.clone().unwrap_or_default();
@@ -351,6 +356,7 @@ fn read_env(
         batch,
         max_fail,
         agent,
+        notify,
     };
     (Some(env), env_block)
 }

@@ -23,6 +23,16 @@ done
 "#
 );
 
+/// Prints the history file (nothing when there is none yet).
+const READ_HISTORY: &str = host_script!(
+    r#"cat "$p/.pmfleet/history.jsonl" 2>/dev/null || true
+"#
+);
+
+pub fn read_history(root: &str) -> Script {
+    Script::new(READ_HISTORY).arg(root)
+}
+
 pub fn record(root: &str, json_line: &str) -> Script {
     Script::new(RECORD).arg(root).arg(json_line)
 }

@@ -11,8 +11,16 @@ use crate::shell::Script;
 /// falls back to the root) through the user's login shell, with `SHARED` and the `K=V`
 /// pairs that follow in its environment. `$3` is the run's id: the hook runs in its own
 /// process group, named in `.pmfleet/hooks/$3.pid` while it runs (`-`: no run, as in `setup`).
+/// `$4` = `1`: stdin holds `export NAME='value'` lines (the hook's secrets, quoted by
+/// [`crate::shell::quote`]), read before the hook starts — so secret values reach its
+/// environment without ever being on a command line.
 const RUN_HOOK: &str = host_script!(
-    r#"d=$1; h=$2; run=$3; shift 3
+    r#"d=$1; h=$2; run=$3; s=$4; shift 4
+if [ "$s" = 1 ]; then
+  secrets=$(cat)
+  eval "$secrets"
+  unset secrets
+fi
 if [ "$d" != "-" ]; then
   if [ -d "$p/$d" ]; then cd "$p/$d"; else cd "$p"; fi
 fi
@@ -81,6 +89,41 @@ pub fn run_hook(
     env: &[(String, String)],
     run: Option<&str>,
 ) -> Script {
+    hook_script(root, dir, hook, env, run, false)
+}
+
+/// [`run_hook`] for a hook that also gets `secrets` in its environment: the script, and what
+/// to stream into its stdin ([`secret_exports`]).
+pub fn run_hook_with_secrets(
+    root: &str,
+    dir: HookDir<'_>,
+    hook: &str,
+    env: &[(String, String)],
+    secrets: &[(String, String)],
+    run: Option<&str>,
+) -> (Script, Vec<u8>) {
+    let script = hook_script(root, dir, hook, env, run, true);
+    (script, secret_exports(secrets))
+}
+
+/// `export NAME='value'` lines, each value quoted as one shell word.
+pub fn secret_exports(secrets: &[(String, String)]) -> Vec<u8> {
+    let mut out = String::new();
+    for (name, value) in secrets {
+        // Names were checked as shell names when the secrets files were read.
+        out.push_str(&format!("export {name}={}\n", crate::shell::quote(value)));
+    }
+    out.into_bytes()
+}
+
+fn hook_script(
+    root: &str,
+    dir: HookDir<'_>,
+    hook: &str,
+    env: &[(String, String)],
+    run: Option<&str>,
+    secrets: bool,
+) -> Script {
     let dir = match dir {
         HookDir::Login => "-".to_string(),
         HookDir::Root => ".".to_string(),
@@ -92,6 +135,7 @@ pub fn run_hook(
         .arg(dir)
         .arg(hook)
         .arg(run.unwrap_or("-"))
+        .arg(if secrets { "1" } else { "0" })
         .args(env.iter().map(|(k, v)| format!("{k}={v}")))
 }
 
