@@ -15,9 +15,7 @@ root="${1:-$(dirname "$0")/..}"
 cd "$root"
 
 # Declared for a member that adds its use in a change of its own; each with its reason.
-pending_workspace=(
-  "procfs: the agent's metrics are moving to it from hand-written /proc parsing"
-)
+pending_workspace=()
 
 # The dependency names of the `[section]` tables matched by $2 in manifest $1.
 deps_of() {

@@ -334,7 +334,7 @@ async fn supervise(
         .map_err(|e| e.to_string())?
     {
         Response::Done { messages } => {
-            for m in messages.iter().filter(|m| !start::is_autostart_warning(m)) {
+            for m in &messages {
                 out.agent(m);
             }
         }

@@ -5,37 +5,12 @@
 //! `agent_scripts.rs`.)
 
 use std::path::Path;
-use std::process::{Child, Command, Output};
+use std::process::Output;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use pmfleet_testkit::{AgentHome, pid_alive, wait_until};
-
-/// A live process that is not the agent, killed when the test ends.
-struct Stranger(Child);
-
-impl Stranger {
-    fn start() -> Stranger {
-        Stranger(Command::new("sleep").arg("1000").spawn().unwrap())
-    }
-
-    fn pid(&self) -> u32 {
-        self.0.id()
-    }
-
-    /// Alive, and not even signalled: `sleep` dies of SIGTERM, so being alive is the proof.
-    fn untouched(&mut self) -> bool {
-        self.0.try_wait().unwrap().is_none()
-    }
-}
-
-impl Drop for Stranger {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use pmfleet_testkit::{AgentHome, Stranger, pid_alive, wait_until};
 
 fn stale_pid_file(agent: &AgentHome, pid: u32) {
     std::fs::write(agent.home.path().join("agent.pid"), format!("{pid}\n")).unwrap();

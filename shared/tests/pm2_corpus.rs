@@ -140,6 +140,7 @@ fn app_fields(a: &App) -> Vec<(String, String)> {
             opt(a.max_memory_restart.map(|b| b.to_string())),
         ),
         ("autorestart".to_owned(), a.autorestart.to_string()),
+        ("autostart".to_owned(), a.autostart.to_string()),
         ("max_restarts".to_owned(), a.max_restarts.to_string()),
         ("min_uptime".to_owned(), ms(a.min_uptime)),
         ("restart_delay".to_owned(), ms(a.restart_delay)),
@@ -494,10 +495,7 @@ const EXPECT: &[(&str, Expect)] = &[
     ),
     (
         "key-autostart.json",
-        Expect::Loads {
-            values: &[("apps[0].name", "later")],
-            warnings: &["`autostart` is a PM2 setting that pmfleet does not implement"],
-        },
+        loads(&[("apps[0].name", "later"), ("apps[0].autostart", "false")]),
     ),
     (
         "key-cron.config.js",

@@ -30,7 +30,7 @@ pub use agent::AgentHome;
 pub use http::{answering_pids, get, get_from};
 pub use load::{Load, LoadReport};
 pub use net::free_port;
-pub use procs::{pid_alive, processes_with};
+pub use procs::{Stranger, pid_alive, processes_with};
 pub use wait::{wait_for, wait_until};
 
 /// Skips the calling test, with a printed line, when this machine cannot run real sshd hosts

@@ -131,6 +131,36 @@ pub fn socket_inodes(pid: u32) -> Vec<u64> {
         .collect()
 }
 
+/// A live process that is not the agent (a `sleep`), for tests that check something is never
+/// taken for the agent nor signalled; killed when dropped.
+pub struct Stranger(std::process::Child);
+
+impl Stranger {
+    pub fn start() -> Stranger {
+        let child = std::process::Command::new("sleep")
+            .arg("1000")
+            .spawn()
+            .expect("start a sleep");
+        Stranger(child)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.0.id()
+    }
+
+    /// Alive, and not even signalled: `sleep` dies of SIGTERM, so being alive is the proof.
+    pub fn untouched(&mut self) -> bool {
+        matches!(self.0.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Stranger {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,35 +3,10 @@
 //! process that has nothing to do with the agent is never taken for it, nor signalled. The
 //! scripts run here as the `localhost` transport runs them, against the real agent binary.
 
-use std::process::{Child, Command, Output};
+use std::process::{Command, Output};
 
 use pmfleet_testkit::binaries::agent_bin;
-use pmfleet_testkit::{AgentHome, pid_alive};
-
-/// A live process that is not the agent, killed when the test ends.
-struct Stranger(Child);
-
-impl Stranger {
-    fn start() -> Stranger {
-        Stranger(Command::new("sleep").arg("1000").spawn().unwrap())
-    }
-
-    fn pid(&self) -> u32 {
-        self.0.id()
-    }
-
-    /// Alive, and not even signalled: `sleep` dies of SIGTERM, so being alive is the proof.
-    fn untouched(&mut self) -> bool {
-        self.0.try_wait().unwrap().is_none()
-    }
-}
-
-impl Drop for Stranger {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use pmfleet_testkit::{AgentHome, Stranger, pid_alive};
 
 fn stale_pid_file(agent: &AgentHome, pid: u32) {
     std::fs::write(agent.home.path().join("agent.pid"), format!("{pid}\n")).unwrap();

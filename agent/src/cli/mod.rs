@@ -15,7 +15,6 @@ use pmfleet_shared::cli::docs::Shell;
 use pmfleet_shared::cli::error;
 use pmfleet_shared::protocol::{ApplyDir, OnRunning, Request, Response, ScaleTo};
 
-mod autostart;
 mod daemon_ctl;
 mod environ;
 mod events;

@@ -256,11 +256,11 @@ pub fn check_file(
         warnings.push(w);
     }
     let selected = |name: &str| only.is_none_or(|o| o.split([',', ' ']).any(|n| n == name));
-    let idle = super::autostart::disabled(&eco)
-        .map_err(|e| warnings.push(format!("`autostart` is not honoured: {e}")))
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|n| selected(n))
+    let idle = eco
+        .apps
+        .iter()
+        .filter(|a| !a.autostart && selected(&a.name))
+        .map(|a| a.name.clone())
         .collect();
     Ok(Checked {
         path: path.to_path_buf(),
@@ -277,6 +277,7 @@ pub fn unknown_env(eco: &Ecosystem, env: &str) -> Option<String> {
         .iter()
         .flat_map(|a| a.env_by_name.keys().map(String::as_str))
         .chain(eco.deploy.keys().map(String::as_str))
+        .chain(eco.broken_environments.keys().map(String::as_str))
         .collect();
     known.sort_unstable();
     known.dedup();
@@ -335,10 +336,6 @@ fn client_env() -> BTreeMap<String, String> {
 
 /// Whether a daemon message is the loader's "`autostart` is not implemented" warning, which
 /// this command answers itself.
-pub fn is_autostart_warning(message: &str) -> bool {
-    message.contains("`autostart` is a PM2 setting")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,9 +9,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use pmfleet_shared::cli::colour::{Palette, Tone};
 use pmfleet_shared::cli::error;
-use pmfleet_shared::protocol::{
-    OnRunning, ProcessInfo, Request, Response, StartRequest, StartSource, Target,
-};
+use pmfleet_shared::protocol::{OnRunning, ProcessInfo, Request, Response, StartRequest, Target};
 
 use super::{
     StartArgs, StartOrArgs, Targets, is_ecosystem, jlist as pm2_shape, print, start, targets,
@@ -179,17 +177,8 @@ fn checked_with_warnings(checked: start::Checked) -> start::Checked {
 
 /// Sends one start request and prints the answer; whether it succeeded.
 async fn send_start(home: &AgentHome, req: StartRequest) -> anyhow::Result<bool> {
-    let honours_autostart = matches!(req.source, StartSource::Ecosystem { .. });
     let mut c = Client::connect(home, true).await?;
-    let resp = match c.request(&Request::Start(Box::new(req))).await? {
-        Response::Done { messages } if honours_autostart => Response::Done {
-            messages: messages
-                .into_iter()
-                .filter(|m| !start::is_autostart_warning(m))
-                .collect(),
-        },
-        other => other,
-    };
+    let resp = c.request(&Request::Start(Box::new(req))).await?;
     Ok(print::response(resp, false) == ExitCode::SUCCESS)
 }
 

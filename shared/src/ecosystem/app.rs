@@ -43,6 +43,7 @@ static APP_SCHEMA: Schema = Schema {
         KeyDef::new("port"),
         KeyDef::new("max_memory_restart"),
         KeyDef::new("autorestart"),
+        KeyDef::new("autostart"),
         KeyDef::new("max_restarts"),
         KeyDef::new("min_uptime"),
         KeyDef::new("restart_delay"),
@@ -118,7 +119,6 @@ static APP_SCHEMA: Schema = Schema {
         ("watch_options", ""),
         ("vizion", ""),
         ("force", ""),
-        ("autostart", "every app in the file is started"),
         ("post_update", "use the deploy hooks (`post-deploy`)"),
         ("trace", ""),
         ("disable_trace", ""),
@@ -306,6 +306,7 @@ fn read_key<'v>(
         "port" => app.port = fields::port(r, value, field),
         "max_memory_restart" => app.max_memory_restart = fields::bytes(r, value, field),
         "autorestart" => set(&mut app.autorestart, fields::boolean(r, value, field)),
+        "autostart" => set(&mut app.autostart, fields::boolean(r, value, field)),
         "max_restarts" => set(
             &mut app.max_restarts,
             fields::int_in(

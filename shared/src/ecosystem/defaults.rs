@@ -30,6 +30,7 @@ impl Default for App {
             port: None,
             max_memory_restart: None,
             autorestart: true,
+            autostart: true,
             max_restarts: 16,
             min_uptime: Duration::from_millis(1000),
             restart_delay: Duration::ZERO,

@@ -151,6 +151,9 @@ pub struct App {
     /// `max_memory_restart`, in bytes.
     pub max_memory_restart: Option<u64>,
     pub autorestart: bool,
+    /// `autostart`: false adds the app to the list without starting it (PM2's meaning). Default
+    /// true.
+    pub autostart: bool,
     /// Default 16.
     pub max_restarts: u32,
     /// Default 1 s.
