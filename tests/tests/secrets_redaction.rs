@@ -5,7 +5,7 @@
 //! wrote is searched for the sentinels. The one place they may be is each host's one 0600
 //! secrets file; the apps prove they got the values without printing them.
 
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use pmfleet_testkit::git_repo::GitRepo;
@@ -180,6 +180,8 @@ fn secret_values_reach_the_apps_and_nothing_else_ever_holds_them() {
     ok(&listed);
     assert!(listed.stdout.contains("DB_PASSWORD"), "{}", listed.all());
     assert!(listed.stdout.contains("$CI_API_TOKEN"), "{}", listed.all());
+    assert!(listed.stdout.contains("$(printf"), "{}", listed.all());
+    assert!(listed.stdout.contains("secrets.production"), "{}", listed.all());
     ok(&pmfleet(&["secrets", "production", "--json"]));
     ok(&pmfleet(&["deploy", "production", "revert", "1"]));
     ok(&pmfleet(&["history", "production"]));
@@ -214,6 +216,8 @@ fn secret_values_reach_the_apps_and_nothing_else_ever_holds_them() {
         let file = h.root().join("app/.pmfleet/secrets");
         let meta = std::fs::metadata(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
         assert_eq!(meta.permissions().mode() & 0o777, 0o600, "{}", file.display());
+        // The deploy user (`root` here) owns it.
+        assert_eq!((meta.uid(), meta.gid()), (0, 0), "{}", file.display());
         let text = std::fs::read_to_string(&file).unwrap();
         assert!(text.contains(&db) && text.contains(&token), "{}", file.display());
         skip.push(file);
