@@ -83,7 +83,6 @@ impl Message {
             NotifyEvent::CrashLoop => "crash loop",
             NotifyEvent::Errored => "errored",
             NotifyEvent::MemoryRestart => "memory restart",
-            NotifyEvent::AutoRevert => "auto-revert",
         };
         let mut title = format!("{}: {what}", self.env);
         if let Some(app) = &self.app {

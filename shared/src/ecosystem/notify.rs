@@ -62,12 +62,10 @@ pub enum NotifyEvent {
     Errored,
     /// From the agents: an instance passed `max_memory_restart` and was restarted.
     MemoryRestart,
-    /// A host or the fleet went back to the release it served before, on its own.
-    AutoRevert,
 }
 
 impl NotifyEvent {
-    pub const ALL: [NotifyEvent; 10] = [
+    pub const ALL: [NotifyEvent; 9] = [
         NotifyEvent::DeployStarted,
         NotifyEvent::DeploySucceeded,
         NotifyEvent::DeployFailed,
@@ -77,7 +75,6 @@ impl NotifyEvent {
         NotifyEvent::CrashLoop,
         NotifyEvent::Errored,
         NotifyEvent::MemoryRestart,
-        NotifyEvent::AutoRevert,
     ];
 
     /// As written in the file and in messages.
@@ -92,7 +89,6 @@ impl NotifyEvent {
             NotifyEvent::CrashLoop => "crash_loop",
             NotifyEvent::Errored => "errored",
             NotifyEvent::MemoryRestart => "memory_restart",
-            NotifyEvent::AutoRevert => "auto_revert",
         }
     }
 
