@@ -41,8 +41,7 @@ fn project(home: &Path, extra_reference: bool) -> Project {
         "API_TOKEN=$CI_API_TOKEN\nLITERAL_ONE=\"prod-literal-value\"\n",
     )
     .unwrap();
-    std::fs::set_permissions(dir.join("secrets"), std::fs::Permissions::from_mode(0o600))
-        .unwrap();
+    std::fs::set_permissions(dir.join("secrets"), std::fs::Permissions::from_mode(0o600)).unwrap();
     // Readable by others: warned about.
     std::fs::set_permissions(
         dir.join("secrets.production"),

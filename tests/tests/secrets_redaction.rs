@@ -158,7 +158,9 @@ fn secret_values_reach_the_apps_and_nothing_else_ever_holds_them() {
     ok(&deploy);
     // The hooks got the value, and what they printed reached the output masked.
     assert!(
-        deploy.stdout.contains("post-deploy sees [secret API_TOKEN]"),
+        deploy
+            .stdout
+            .contains("post-deploy sees [secret API_TOKEN]"),
         "{}",
         deploy.all()
     );
@@ -181,7 +183,11 @@ fn secret_values_reach_the_apps_and_nothing_else_ever_holds_them() {
     assert!(listed.stdout.contains("DB_PASSWORD"), "{}", listed.all());
     assert!(listed.stdout.contains("$CI_API_TOKEN"), "{}", listed.all());
     assert!(listed.stdout.contains("$(printf"), "{}", listed.all());
-    assert!(listed.stdout.contains("secrets.production"), "{}", listed.all());
+    assert!(
+        listed.stdout.contains("secrets.production"),
+        "{}",
+        listed.all()
+    );
     ok(&pmfleet(&["secrets", "production", "--json"]));
     ok(&pmfleet(&["deploy", "production", "revert", "1"]));
     ok(&pmfleet(&["history", "production"]));
@@ -215,11 +221,20 @@ fn secret_values_reach_the_apps_and_nothing_else_ever_holds_them() {
     for h in &fleet.hosts {
         let file = h.root().join("app/.pmfleet/secrets");
         let meta = std::fs::metadata(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
-        assert_eq!(meta.permissions().mode() & 0o777, 0o600, "{}", file.display());
+        assert_eq!(
+            meta.permissions().mode() & 0o777,
+            0o600,
+            "{}",
+            file.display()
+        );
         // The deploy user (`root` here) owns it.
         assert_eq!((meta.uid(), meta.gid()), (0, 0), "{}", file.display());
         let text = std::fs::read_to_string(&file).unwrap();
-        assert!(text.contains(&db) && text.contains(&token), "{}", file.display());
+        assert!(
+            text.contains(&db) && text.contains(&token),
+            "{}",
+            file.display()
+        );
         skip.push(file);
     }
     let mut files = Vec::new();
