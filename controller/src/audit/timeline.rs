@@ -31,10 +31,15 @@ pub struct Entry {
     pub duration_ms: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub command: Option<String>,
-    /// Host → what its history says (its last record of the run).
+    /// Host → what its history says (its last record of the run), or what the controller saw
+    /// when the host's history has no record of it.
     pub hosts: BTreeMap<String, String>,
     /// Where the hosts disagree about this run.
     pub disagreements: Vec<String>,
+    /// Its place in the file it was first read from: runs started in the same second keep
+    /// the order they were written in.
+    #[serde(skip)]
+    order: usize,
 }
 
 /// A host's history, or why it could not be read.
@@ -85,7 +90,7 @@ pub fn merge(controller: &[AuditRecord], hosts: &[HostHistory], limit: usize) ->
                 continue;
             }
         };
-        for r in records {
+        for (order, r) in records.iter().enumerate() {
             let entry = entries.entry(r.id.clone()).or_insert_with(|| Entry {
                 id: r.id.clone(),
                 when: r.when.clone(),
@@ -99,6 +104,7 @@ pub fn merge(controller: &[AuditRecord], hosts: &[HostHistory], limit: usize) ->
                 command: None,
                 hosts: BTreeMap::new(),
                 disagreements: Vec::new(),
+                order,
             });
             if r.when < entry.when {
                 entry.when = r.when.clone();
@@ -113,7 +119,7 @@ pub fn merge(controller: &[AuditRecord], hosts: &[HostHistory], limit: usize) ->
             }
         }
     }
-    for c in controller {
+    for (order, c) in controller.iter().enumerate() {
         let entry = entries.entry(c.id.clone()).or_insert_with(|| Entry {
             id: c.id.clone(),
             when: c.started.clone(),
@@ -127,8 +133,10 @@ pub fn merge(controller: &[AuditRecord], hosts: &[HostHistory], limit: usize) ->
             command: None,
             hosts: BTreeMap::new(),
             disagreements: Vec::new(),
+            order,
         });
         entry.when = c.started.clone();
+        entry.order = order;
         entry.action = c.action.clone();
         entry.outcome = Some(c.outcome.clone());
         entry.duration_ms = Some(c.duration_ms);
@@ -149,6 +157,14 @@ pub fn merge(controller: &[AuditRecord], hosts: &[HostHistory], limit: usize) ->
                     ));
                 }
             }
+        }
+        // Hosts whose history says nothing of the run (an app action, an unreachable host):
+        // the controller's word.
+        for h in &c.hosts {
+            entry
+                .hosts
+                .entry(h.host.clone())
+                .or_insert_with(|| h.outcome.clone());
         }
     }
     for (id, by_host) in &said {
@@ -193,7 +209,7 @@ pub fn merge(controller: &[AuditRecord], hosts: &[HostHistory], limit: usize) ->
         }
     }
     let mut entries: Vec<Entry> = entries.into_values().collect();
-    entries.sort_by(|a, b| a.when.cmp(&b.when).then_with(|| a.id.cmp(&b.id)));
+    entries.sort_by(|a, b| a.when.cmp(&b.when).then_with(|| a.order.cmp(&b.order)));
     let skip = entries.len().saturating_sub(limit);
     Timeline {
         entries: entries.into_iter().skip(skip).collect(),
@@ -269,8 +285,19 @@ mod tests {
                 )]),
             ),
         ];
-        let t = merge(&[audit("a", &[("web1", "ok"), ("web2", "ok")])], &hosts, 10);
-        assert_eq!(t.entries.len(), 1);
+        let mut app = audit("z", &[("web1", "ok"), ("web2", "failed")]);
+        app.action = "app reload web".into();
+        app.started = "2026-01-01T00:01:00Z".into();
+        let t = merge(
+            &[audit("a", &[("web1", "ok"), ("web2", "ok")]), app],
+            &hosts,
+            10,
+        );
+        assert_eq!(t.entries.len(), 2);
+        let z = &t.entries[1];
+        assert_eq!(z.action, "app reload web");
+        assert_eq!(z.hosts["web2"], "failed", "the controller's word");
+        assert!(z.disagreements.is_empty(), "{:?}", z.disagreements);
         let e = &t.entries[0];
         assert_eq!(e.when, "2026-01-01T00:00:00Z");
         assert_eq!(e.outcome.as_deref(), Some("succeeded"));
