@@ -100,6 +100,14 @@ pub async fn run(args: HistoryArgs) -> Exit {
     }
 }
 
+/// `text` as it may reach a terminal: a history line is written by whoever could write the
+/// file, so control characters (escape sequences, carriage returns) become `?`.
+fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}
+
 /// The table, each run's disagreements under it, then the notes.
 pub fn render(t: &timeline::Timeline) -> String {
     let rows: Vec<[String; 8]> = t
@@ -128,6 +136,7 @@ pub fn render(t: &timeline::Timeline) -> String {
                     hosts.join(" ")
                 },
             ]
+            .map(|cell| printable(&cell))
         })
         .collect();
     let mut text = String::new();
@@ -149,12 +158,12 @@ pub fn render(t: &timeline::Timeline) -> String {
             text.push_str(line);
             text.push('\n');
             for d in &entry.disagreements {
-                text.push_str(&format!("  ! {d}\n"));
+                text.push_str(&format!("  ! {}\n", printable(d)));
             }
         }
     }
     for note in &t.notes {
-        text.push_str(&format!("! {note}\n"));
+        text.push_str(&format!("! {}\n", printable(note)));
     }
     text
 }
