@@ -1,9 +1,10 @@
 //! Secrets never leak, as a property: a real deploy to real sshd hosts with real agents, with
 //! sentinel secret values (from a `$(command)` and from the controller's environment), then
-//! every byte pmfleet printed — deploy in plain and `--json`, hook output, status, config,
-//! secrets, history, a revert, a failing deploy — and every file the controller and the agents
-//! wrote is searched for the sentinels. The one place they may be is each host's one 0600
-//! secrets file; the apps prove they got the values without printing them.
+//! every byte pmfleet printed — deploy live (in a pty), plain and `--json`, hook output,
+//! status, config, secrets, history, a revert, app commands, logs, the agents' events, a
+//! failing deploy — and every file the controller and the agents wrote is searched for the
+//! sentinels. The one place they may be is each host's one 0600 secrets file; the apps prove
+//! they got the values without printing them.
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -11,7 +12,7 @@ use std::path::{Path, PathBuf};
 use pmfleet_testkit::git_repo::GitRepo;
 use pmfleet_testkit::project::{Project, Run};
 use pmfleet_testkit::sshd::Fleet;
-use pmfleet_testkit::{free_port, get_from, require_sshd};
+use pmfleet_testkit::{free_port, get_from, require_sshd, wait_until};
 use serde_json::{Value, json};
 
 /// Answers whether it got the secret: `DB_PASSWORD` reversed must be `EXPECT_REVERSED`.
@@ -140,15 +141,15 @@ fn secret_values_reach_the_apps_and_nothing_else_ever_holds_them() {
             .unwrap();
     }
     let ci = [("CI_API_TOKEN", std::ffi::OsStr::new(&token))];
-    let mut printed: Vec<Run> = Vec::new();
-    let mut pmfleet = |args: &[&str]| -> Run {
+    let printed: std::cell::RefCell<Vec<Run>> = std::cell::RefCell::new(Vec::new());
+    let pmfleet = |args: &[&str]| -> Run {
         let run = project.pmfleet_with(args, &ci);
         let copy = Run {
             code: run.code,
             stdout: run.stdout.clone(),
             stderr: run.stderr.clone(),
         };
-        printed.push(run);
+        printed.borrow_mut().push(run);
         copy
     };
 
@@ -174,6 +175,42 @@ fn secret_values_reach_the_apps_and_nothing_else_ever_holds_them() {
         assert_eq!(answer, "secret delivered\n", "{}", h.address());
     }
     ok(&pmfleet(&["deploy", "production", "--json"]));
+    // Live output: a terminal (a pty from `script`), not CI.
+    let live = std::process::Command::new("script")
+        .arg("-qefc")
+        .arg(format!(
+            "{} deploy production",
+            pmfleet_testkit::binaries::pmfleet_bin().display()
+        ))
+        .arg("/dev/null")
+        .current_dir(project.path())
+        .env("HOME", fleet.home.path())
+        .env("XDG_CACHE_HOME", project.path().join(".cache"))
+        .env("PMFLEET_ACTOR", "tester")
+        .env("CI_API_TOKEN", &token)
+        .env("TERM", "xterm")
+        .env_remove("CI")
+        .env_remove("SSH_AUTH_SOCK")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run pmfleet in a pty");
+    let live = Run {
+        code: live.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&live.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&live.stderr).into_owned(),
+    };
+    ok(&live);
+    assert!(
+        !live.stdout.contains("pmfleet | "),
+        "a terminal gets live output, not plain lines:\n{}",
+        live.all()
+    );
+    assert!(
+        live.stdout.contains("post-deploy sees [secret API_TOKEN]"),
+        "{}",
+        live.all()
+    );
+    printed.borrow_mut().push(live);
     ok(&pmfleet(&["status"]));
     ok(&pmfleet(&["status", "--json"]));
     ok(&pmfleet(&["config", "production"]));
@@ -192,7 +229,43 @@ fn secret_values_reach_the_apps_and_nothing_else_ever_holds_them() {
     ok(&pmfleet(&["deploy", "production", "revert", "1"]));
     ok(&pmfleet(&["history", "production"]));
     ok(&pmfleet(&["history", "production", "--json"]));
-    ok(&pmfleet(&["app", "production", "reload", "web"]));
+    // The agents' events while the app reloads.
+    let mut events = project.spawn(&["events", "production"]);
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let reader = {
+        let seen = seen.clone();
+        let stdout = events.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                let mut seen = seen.lock().unwrap();
+                seen.push_str(&line);
+                seen.push('\n');
+            }
+        })
+    };
+    wait_until(
+        std::time::Duration::from_secs(60),
+        "pmfleet events to show the reload",
+        || {
+            ok(&pmfleet(&["app", "production", "reload", "web"]));
+            seen.lock().unwrap().contains("web")
+        },
+    );
+    let _ = events.kill();
+    let stderr = events
+        .wait_with_output()
+        .map(|o| o.stderr)
+        .unwrap_or_default();
+    let _ = reader.join();
+    printed.borrow_mut().push(Run {
+        code: 0,
+        stdout: seen.lock().unwrap().clone(),
+        stderr: String::from_utf8_lossy(&stderr).into_owned(),
+    });
     ok(&pmfleet(&["logs", "production", "web", "--lines", "50"]));
     // A failing deploy whose hook prints the secret on stderr.
     ecosystem("echo \"$API_TOKEN\" >&2; exit 3");
@@ -205,7 +278,7 @@ fn secret_values_reach_the_apps_and_nothing_else_ever_holds_them() {
     );
 
     let needles = [db.as_str(), token.as_str()];
-    for run in &printed {
+    for run in printed.borrow().iter() {
         for needle in needles {
             assert!(
                 !run.stdout.contains(needle) && !run.stderr.contains(needle),
