@@ -116,6 +116,9 @@ impl Notifier {
             let out = self.out.clone();
             let event = message.event.name();
             let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+            // A long-lived sender (`events --notify`) never reaches `finish`: what is done
+            // is let go of here.
+            while pending.try_join_next().is_some() {}
             pending.spawn(async move {
                 let sent = {
                     let target = target.clone();
