@@ -48,3 +48,44 @@ pub fn install_panic_hook() {
         eprintln!("pmfleet panicked{place}: {}", redact(&message));
     }));
 }
+
+#[cfg(test)]
+mod tests {
+    use std::process::Command;
+
+    /// Set (in small letters: not one of pmfleet's variables) for the copy of this test that
+    /// panics.
+    const CHILD: &str = "pmfleet_redaction_panic_child";
+
+    #[test]
+    fn a_panic_message_never_shows_a_secret() {
+        let value = "panic-sentinel-7f3a9c";
+        if std::env::var_os(CHILD).is_some() {
+            pmfleet_shared::redact::register("DB_PASSWORD", value);
+            super::install_panic_hook();
+            panic!("could not connect with {value}");
+        }
+        let out = Command::new(std::env::current_exe().expect("the test binary"))
+            .args([
+                "--exact",
+                "redaction::tests::a_panic_message_never_shows_a_secret",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(CHILD, "1")
+            .output()
+            .expect("run the panicking copy");
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!out.status.success(), "the copy panicked:\n{all}");
+        assert!(
+            all.contains("pmfleet panicked at")
+                && all.contains("could not connect with [secret DB_PASSWORD]"),
+            "{all}"
+        );
+        assert!(!all.contains(value), "{all}");
+    }
+}
