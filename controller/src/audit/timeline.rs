@@ -68,7 +68,6 @@ fn action_word(a: history::Action) -> &'static str {
         history::Action::Revert => "revert",
         history::Action::Setup => "setup",
         history::Action::Unlock => "unlock",
-        history::Action::Lock => "lock",
     }
 }
 

@@ -1,6 +1,7 @@
-//! `<path>/.pmfleet/history.jsonl`: one record per deploy or revert on a host (and one per
-//! `setup`, broken lock and manual lock, for the audit trail), and the "release line" replayed
-//! from it, which is what `revert N`, `current` and `previous` count on.
+//! `<path>/.pmfleet/history.jsonl`: one record per deploy or revert on a host (records of the
+//! same shape for each `setup` and broken lock go to `.pmfleet/audit.jsonl`, for the audit
+//! trail), and the "release line" replayed from it, which is what `revert N`, `current` and
+//! `previous` count on.
 
 use serde::{Deserialize, Serialize};
 
@@ -13,8 +14,6 @@ pub enum Action {
     Setup,
     /// `unlock` broke a lock on the host.
     Unlock,
-    /// The host's deploy lock was taken or given back by hand.
-    Lock,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -100,7 +99,7 @@ pub fn release_line(records: &[Record]) -> Vec<String> {
                     line.push(record.release.clone());
                 }
             }
-            Action::Setup | Action::Unlock | Action::Lock => {}
+            Action::Setup | Action::Unlock => {}
         }
     }
     line
@@ -197,7 +196,6 @@ mod tests {
                     rec(Deploy, "a", Success),
                     rec(Setup, "", Success),
                     rec(Unlock, "", Success),
-                    rec(Lock, "", Success),
                 ],
                 vec!["a"],
             ),

@@ -194,7 +194,9 @@ pub async fn unlock(ctx: &Context, env: &DeployEnv, force: bool) -> Vec<HostRepo
                     &report.message,
                 );
                 // Best effort: the lock is broken whether or not the record could be written.
-                let _ = m.run(&scripts::record(&root, &record.to_line())).await;
+                let _ = m
+                    .run(&scripts::record_event(&root, &record.to_line()))
+                    .await;
             }
             out.done(&m.label, report.status == Status::Ok, &report.message);
             report

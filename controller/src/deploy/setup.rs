@@ -97,7 +97,7 @@ pub async fn setup(ctx: &Context, env: &DeployEnv) -> Vec<HostReport> {
                 };
                 let record = Record::event(&run_id, Action::Setup, &who, outcome, &message);
                 // Best effort: a host that could not be set up may have nowhere to write it.
-                let _ = m.run(&scripts::record(root, &record.to_line())).await;
+                let _ = m.run(&scripts::record_event(root, &record.to_line())).await;
             }
             out.done(host, status == Status::Ok, &message);
             let mut report = HostReport::new(host, status, message);
