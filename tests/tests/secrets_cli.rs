@@ -117,3 +117,72 @@ fn secrets_exits_2_naming_a_secret_no_file_declares() {
     let doc: Value = serde_json::from_str(&json.stdout).expect("one JSON document");
     assert_eq!(doc["missing"].as_array().map(Vec::len), Some(1), "{doc}");
 }
+
+#[test]
+fn a_deploy_whose_secrets_cannot_be_resolved_stops_before_any_host_and_shows_no_value() {
+    let home = tempfile::tempdir().unwrap();
+    // The production hosts are this listener: it must never see a connection.
+    let hosts = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    hosts.set_nonblocking(true).unwrap();
+    let port = hosts.local_addr().unwrap().port();
+    let project = Project::new(home.path());
+    let write = |reference: &str| {
+        project.write_ecosystem(&json!({
+            "apps": [{"name": "web", "script": "server.js",
+                      "env": {"DB_PASSWORD": "secret:DB_PASSWORD", "OTHER": reference}}],
+            "deploy": {"production": {
+                "host": "127.0.0.1", "port": port, "ref": "main", "repo": "/nowhere",
+                "path": "/srv/app", "agent": false,
+            }}
+        }));
+    };
+    let dir = project.path().join(".pmfleet");
+    std::fs::create_dir_all(&dir).unwrap();
+    let secrets = |text: &str| std::fs::write(dir.join("secrets"), text).unwrap();
+
+    // `$NAME` unset in the controller's environment.
+    write("plain");
+    secrets("DB_PASSWORD=$CI_DB_PASSWORD\n");
+    let unset = project.pmfleet(&["deploy", "production"]);
+    assert_eq!(unset.code, 2, "{}", unset.all());
+    assert!(
+        unset.stderr.contains(".pmfleet/secrets:1")
+            && unset.stderr.contains("DB_PASSWORD")
+            && unset.stderr.contains("$CI_DB_PASSWORD"),
+        "{}",
+        unset.all()
+    );
+
+    // A failing `$(command)`: how it ended, never what it printed.
+    // (What it prints is not in its text, which may be shown.)
+    secrets("DB_PASSWORD=$(printf '%s%s' printed- sentinel-4411; exit 3)\n");
+    let failed = project.pmfleet(&["deploy", "production"]);
+    assert_eq!(failed.code, 2, "{}", failed.all());
+    assert!(failed.stderr.contains("DB_PASSWORD"), "{}", failed.all());
+    assert!(
+        !failed.all().contains("printed-sentinel-4411"),
+        "{}",
+        failed.all()
+    );
+
+    // A name no file declares.
+    secrets("DB_PASSWORD=long-enough-value\n");
+    write("secret:NOT_DECLARED");
+    let missing = project.pmfleet(&["deploy", "production"]);
+    assert_eq!(missing.code, 2, "{}", missing.all());
+    assert!(
+        missing.stderr.contains("NOT_DECLARED") && missing.stderr.contains("apps[0].env.OTHER"),
+        "{}",
+        missing.all()
+    );
+    assert!(
+        !missing.all().contains("long-enough-value"),
+        "{}",
+        missing.all()
+    );
+
+    match hosts.accept() {
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+        other => panic!("a host was contacted: {other:?}"),
+    }
+}
