@@ -550,6 +550,9 @@ fn a_webhook_that_is_down_or_never_answers_neither_fails_nor_holds_the_deploy() 
     );
     assert_eq!(slow.at("/slow").len(), 6, "3 attempts per message");
     assert_eq!(fast.at("/ok").len(), 4, "the good webhook still got both");
+    eprintln!(
+        "a deploy alone: {baseline:?}; with a webhook down and one never answering: {took:?}"
+    );
     // 3 attempts of 1 s and two pauses (0.5 s, 1 s), in parallel with the deploy.
     assert!(
         took < baseline + Duration::from_secs(12),
@@ -568,6 +571,7 @@ fn a_webhook_that_is_down_or_never_answers_neither_fails_nor_holds_the_deploy() 
         "{}",
         run.all()
     );
+    eprintln!("with a webhook slower than the wait at the end: {took:?}");
     assert!(
         took < baseline + Duration::from_secs(20 + 10),
         "took {took:?} (a deploy alone: {baseline:?})"
