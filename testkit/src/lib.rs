@@ -4,7 +4,7 @@
 //! home with its daemon ([`agent`]), app instances started by hand the way the agent starts them
 //! ([`instance`]), a test CA and a mutual-TLS client ([`tls`]), HTTP requests and a load
 //! generator that counts every failed request ([`http`], [`load`]), free ports and who holds
-//! which connection ([`net`]), processes and their open files ([`procs`]), and waiting on a
+//! which connection ([`net`]), PM2 itself ([`pm2`]), processes and their open files ([`procs`]), and waiting on a
 //! condition instead of sleeping ([`wait`]).
 //!
 //! It depends on neither the controller nor the agent crate (the agent's tests must not build
@@ -20,6 +20,7 @@ pub mod http;
 pub mod instance;
 pub mod load;
 pub mod net;
+pub mod pm2;
 pub mod procs;
 pub mod project;
 pub mod sshd;

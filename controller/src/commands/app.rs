@@ -100,7 +100,7 @@ pub async fn run(args: AppArgs) -> Exit {
         let wait = args.timeout;
         async move {
             let answer = client
-                .request(&target.host, target.port, &request, Some(wait))
+                .request(&target.host, target.port, &target.via, &request, Some(wait))
                 .await;
             (target, answer)
         }

@@ -11,7 +11,7 @@ use super::error::{HostError, Step, StepFailure};
 use super::fleet::Member;
 use super::revision::Revision;
 use super::rollout::Prepared;
-use super::scripts::{self, HookDir};
+use super::scripts::{self, HookDir, Pm2};
 use crate::output::Output;
 use crate::secrets::references::split_hook_env;
 use crate::transport::SharedBytes;
@@ -33,11 +33,13 @@ pub struct NewRelease {
     pub secrets: Arc<crate::secrets::Resolved>,
 }
 
-/// One hook of a release: its step name, where it runs, its command.
+/// One hook of a release: its step name, where it runs, its command, and whether a `pm2`
+/// in it is skipped.
 struct Hook<'a> {
     step: &'static str,
     dir: HookDir<'a>,
     command: &'a str,
+    pm2: Pm2,
 }
 
 /// Runs a hook of `release` on `member`, its secrets on stdin.
@@ -49,14 +51,19 @@ async fn hook(
     release: &NewRelease,
     run: &str,
 ) -> Result<(), HostError> {
-    let Hook { step, dir, command } = hook;
+    let Hook {
+        step,
+        dir,
+        command,
+        pm2,
+    } = hook;
     let (plain, hidden) = split_hook_env(&release.hook_env, &release.secrets);
     if hidden.is_empty() {
-        let script = scripts::run_hook(root, dir, command, &plain, Some(run));
+        let script = scripts::run_hook(root, dir, command, &plain, Some(run), pm2);
         return member.run_visible(out, step, &script).await;
     }
     let (script, input) =
-        scripts::run_hook_with_secrets(root, dir, command, &plain, &hidden, Some(run));
+        scripts::run_hook_with_secrets(root, dir, command, &plain, &hidden, Some(run), pm2);
     let stdin: crate::transport::Stdin = Box::new(std::io::Cursor::new(input));
     member
         .run_visible_with_stdin(out, step, &script, Some(stdin))
@@ -105,6 +112,7 @@ pub async fn prepare(
             step: "pre-deploy",
             dir: HookDir::Current,
             command: hook,
+            pm2: Pm2::for_env(env),
         };
         self::hook(member, out, pre, root, release, run)
             .await
@@ -166,6 +174,7 @@ async fn build(
             step: "post-deploy",
             dir: HookDir::Release(&release.id),
             command: hook,
+            pm2: Pm2::for_env(env),
         };
         self::hook(member, out, post, root, release, run)
             .await

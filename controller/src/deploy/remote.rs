@@ -113,6 +113,29 @@ pub fn app_env(env: &DeployEnv, vars: &ReleaseVars) -> BTreeMap<String, String> 
     map
 }
 
+impl Remote {
+    /// `agent: false`: the `published` hook, in `current` (now `vars.release`), with the
+    /// release's variables; it is what moves apps run by something else (PM2) there.
+    async fn published(&self, vars: &ReleaseVars) -> Result<String, HostError> {
+        let Some(hook) = &self.settings.env.hooks.published else {
+            return Ok(String::new());
+        };
+        let out = &self.settings.out;
+        out.step(&self.member.label, "published");
+        let env: Vec<(String, String)> = app_env(&self.settings.env, vars).into_iter().collect();
+        let script = scripts::run_hook(
+            self.path(),
+            scripts::HookDir::Current,
+            hook,
+            &env,
+            Some(self.run_id()),
+            scripts::Pm2::Real,
+        );
+        self.member.run_visible(out, "published", &script).await?;
+        Ok(format!("published: ran in release {}", vars.release))
+    }
+}
+
 fn json_line(record: &Record) -> String {
     serde_json::to_string(record).unwrap_or_default()
 }
@@ -177,7 +200,7 @@ impl RolloutHost for Remote {
         let Some(release) = &self.settings.release else {
             return Ok(Prepared { has_apps: false });
         };
-        let (prepared, root) = prepare::prepare(
+        let (mut prepared, root) = prepare::prepare(
             &self.member,
             &self.settings.env,
             release,
@@ -186,6 +209,10 @@ impl RolloutHost for Remote {
         )
         .await?;
         self.set_root(root);
+        // Without agents, what runs the apps once the release is current is `published`.
+        if self.settings.agents.is_none() {
+            prepared.has_apps = self.settings.env.hooks.published.is_some();
+        }
         Ok(prepared)
     }
 
@@ -215,7 +242,7 @@ impl RolloutHost for Remote {
 
     async fn apply(&self, release: &str, vars: &ReleaseVars) -> Result<String, HostError> {
         let Some(agents) = &self.settings.agents else {
-            return Ok(String::new());
+            return self.published(vars).await;
         };
         let env = app_env(&self.settings.env, vars);
         let name = &self.settings.env.name;
@@ -255,12 +282,22 @@ impl RolloutHost for Remote {
         let state = HostState::parse(&captured.stdout);
         let plan = prune_plan(&state, self.settings.env.keep_releases, &in_use);
         if plan.is_empty() {
-            return Ok(Pruned::Removed(0));
+            return Ok(Pruned::Removed {
+                count: 0,
+                in_use: Vec::new(),
+            });
         }
         let captured = self
             .owned(&scripts::prune(self.path(), self.run_id(), &plan))
             .await?;
-        Ok(Pruned::Removed(captured.stdout.lines().count()))
+        let lines = captured.stdout.lines();
+        let count = lines.clone().filter(|l| l.starts_with("removed ")).count();
+        let in_use = lines
+            .filter_map(|l| l.strip_prefix("in-use "))
+            .filter_map(|l| l.split_once(' '))
+            .map(|(r, pid)| (r.to_owned(), pid.to_owned()))
+            .collect();
+        Ok(Pruned::Removed { count, in_use })
     }
 }
 

@@ -11,27 +11,14 @@ use super::error::HostError;
 use super::fleet::{Fleet, each};
 use super::history::{Action, Outcome, Record};
 use super::report::{HostReport, Status};
-use super::scripts::{self, HookDir};
-use crate::agent::provision::{Kit, provision};
+use super::scripts::{self, HookDir, Pm2};
+use crate::agent::provision::{Kit, KitError, provision};
 
-pub async fn setup(ctx: &Context, env: &DeployEnv) -> Vec<HostReport> {
+/// Sets up every host; `Err` (said once, for the whole fleet) when what the agents need is
+/// missing on this machine: the fleet CA or the agent binary.
+pub async fn setup(ctx: &Context, env: &DeployEnv) -> Result<Vec<HostReport>, KitError> {
     let kit = match &env.agent {
-        Some(_) => match Kit::load(ctx.upgrade_agent) {
-            Ok(kit) => Some(Arc::new(kit)),
-            Err(message) => {
-                return env
-                    .hosts
-                    .iter()
-                    .map(|h| {
-                        HostReport::new(
-                            &super::fleet::label(h),
-                            Status::Failed,
-                            format!("agent: {message}"),
-                        )
-                    })
-                    .collect();
-            }
-        },
+        Some(_) => Some(Arc::new(Kit::load(ctx.upgrade_agent)?)),
         None => None,
     };
     let fleet = Fleet::connect(env, &ctx.connector, &ctx.out).await;
@@ -55,7 +42,14 @@ pub async fn setup(ctx: &Context, env: &DeployEnv) -> Vec<HostReport> {
             let result: Result<String, SetupError> = async {
                 if let Some(hook) = &env.hooks.pre_setup {
                     out.step(host, "pre-setup");
-                    let script = scripts::run_hook(root, HookDir::Login, hook, &hook_env, None);
+                    let script = scripts::run_hook(
+                        root,
+                        HookDir::Login,
+                        hook,
+                        &hook_env,
+                        None,
+                        Pm2::for_env(&env),
+                    );
                     m.run_visible(&out, "pre-setup", &script).await?;
                 }
                 out.step(host, "directories");
@@ -71,7 +65,14 @@ pub async fn setup(ctx: &Context, env: &DeployEnv) -> Vec<HostReport> {
                 }
                 if let Some(hook) = &env.hooks.post_setup {
                     out.step(host, "post-setup");
-                    let script = scripts::run_hook(root, HookDir::Root, hook, &hook_env, None);
+                    let script = scripts::run_hook(
+                        root,
+                        HookDir::Root,
+                        hook,
+                        &hook_env,
+                        None,
+                        Pm2::for_env(&env),
+                    );
                     m.run_visible(&out, "post-setup", &script).await?;
                 }
                 let mut message = format!("set up in {}", expanded.stdout.trim());
@@ -107,7 +108,7 @@ pub async fn setup(ctx: &Context, env: &DeployEnv) -> Vec<HostReport> {
     })
     .await;
     reports.extend(results);
-    reports
+    Ok(reports)
 }
 
 /// Why setting up one host failed.

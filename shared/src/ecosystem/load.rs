@@ -111,6 +111,7 @@ pub fn parse_str(text: &str, format: Format, source: &Path) -> Result<Ecosystem,
         keys::last_key_wins(&mut report, &mut root, &FieldPath::root());
     }
     let (mut apps, mut deploy, notify) = read_root(&mut report, &root, &base_dir);
+    super::pm2_calls::check_published_cwd(&mut report, &apps, &deploy.envs);
     attach_deploy_env(&mut apps, &deploy.env_blocks);
     let has_errors = report.has_errors();
     let diagnostics = in_file_order(report.into_diagnostics());

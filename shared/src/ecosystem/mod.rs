@@ -25,6 +25,7 @@ mod keys;
 mod load;
 mod model;
 mod notify;
+mod pm2_calls;
 mod value;
 mod words;
 mod yaml;

@@ -76,6 +76,19 @@ pub struct AgentSettings {
     /// `bind: "host"`: cluster-mode apps listen on the host's own address (the `host` entry,
     /// when it is an IP address) instead of every interface (`bind: "all"`, the default).
     pub bind_host: bool,
+    /// `via`: how the controller reaches the agent's mutual-TLS port.
+    pub via: AgentVia,
+}
+
+/// How the controller reaches an agent; mutual TLS, with its roles, either way.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum AgentVia {
+    /// `via: "tls"` (the default): dialled directly on the host's address.
+    #[default]
+    Direct,
+    /// `via: "ssh"`: the agent listens on the host's loopback only, and the controller
+    /// reaches it through a channel forwarded over its SSH connection to the host.
+    Ssh,
 }
 
 impl Default for AgentSettings {
@@ -84,6 +97,7 @@ impl Default for AgentSettings {
             port: 7677,
             home: "~/.pmfleet-agent".to_string(),
             bind_host: false,
+            via: AgentVia::Direct,
         }
     }
 }
@@ -108,6 +122,9 @@ pub struct Hooks {
     pub post_deploy: Option<String>,
     /// Ours: runs on the controller when a deploy or a revert fails.
     pub on_failure: Option<String>,
+    /// `agent: false` only: runs in `current` once the host switched to a release (forward,
+    /// back or by revert), Capistrano's `deploy:published`; PM2-run apps move there.
+    pub published: Option<String>,
 }
 
 /// How a release's code reaches a host.

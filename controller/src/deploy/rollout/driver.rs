@@ -412,9 +412,20 @@ impl<H: RolloutHost> Driver<'_, H> {
                 }
                 if c.prune {
                     match host.prune().await {
-                        Ok(Pruned::Removed(0)) => {}
-                        Ok(Pruned::Removed(pruned)) => {
-                            message = format!("{message} (pruned {pruned} old release(s))")
+                        Ok(Pruned::Removed { count, in_use }) => {
+                            for (release, pid) in &in_use {
+                                out.line(
+                                    &label,
+                                    "prune",
+                                    &format!(
+                                        "kept release {release}: process {pid} still runs in it \
+                                         (stop whatever runs it there and the next deploy prunes it)"
+                                    ),
+                                );
+                            }
+                            if count > 0 {
+                                message = format!("{message} (pruned {count} old release(s))");
+                            }
                         }
                         Ok(Pruned::Skipped(why)) => {
                             out.line(&label, "prune", &format!("nothing pruned: {why}"));

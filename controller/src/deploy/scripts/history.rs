@@ -18,15 +18,31 @@ const RECORD_EVENT: &str = host_script!(concat!(
 "#
 ));
 
-/// Removes the complete releases named (never the current one); prints those removed. Only
-/// while the run holds the lock.
+/// Removes the complete releases named (never the current one, never one a process still
+/// runs in or from: its working directory or executable inside the release, as far as
+/// `/proc` lets this user see); prints `removed <id>` or `in-use <id> <pid>`. Only while the
+/// run holds the lock.
 const PRUNE: &str = owned_script!(
     r#"cur=$(readlink "$p/current" 2>/dev/null || true)
+user_of() {
+  real=$(cd "$1" 2>/dev/null && pwd -P) || return 1
+  for d in /proc/[0-9]*; do
+    for link in "$d/cwd" "$d/exe"; do
+      t=$(readlink "$link" 2>/dev/null) || continue
+      case "$t" in "$real"|"$real"/*) printf '%s\n' "${d#/proc/}"; return 0 ;; esac
+    done
+  done
+  return 1
+}
 for r; do
   [ "releases/$r" = "$cur" ] && continue
   [ -f "$p/.pmfleet/prepared/$r" ] || continue
+  if pid=$(user_of "$p/releases/$r"); then
+    printf 'in-use %s %s\n' "$r" "$pid"
+    continue
+  fi
   rm -rf "$p/releases/$r" "$p/.pmfleet/prepared/$r"
-  printf '%s\n' "$r"
+  printf 'removed %s\n' "$r"
 done
 "#
 );
@@ -110,8 +126,35 @@ mod tests {
         host.current("r1");
         host.lock_for("run");
         let pruned = host.run(&prune(&host.root(), "run", &["r1".into(), "r2".into()]));
-        assert_eq!(pruned, "r2\n");
+        assert_eq!(pruned, "removed r2\n");
         assert!(host.has_release("r1") && host.has_release("r3"));
+        assert!(!host.has_release("r2"));
+    }
+
+    #[test]
+    fn prune_never_removes_a_release_a_process_still_runs_in() {
+        let host = Host::set_up();
+        for r in ["r1", "r2", "r3"] {
+            host.release(r);
+        }
+        host.current("r3");
+        host.lock_for("run");
+        // A process the agent does not know (PM2's, say) still working in r1.
+        let dir = std::path::Path::new(&host.root()).join("releases/r1");
+        let mut squatter = std::process::Command::new("sleep")
+            .arg("60")
+            .current_dir(&dir)
+            .spawn()
+            .unwrap();
+        let pruned = host.run(&prune(&host.root(), "run", &["r1".into(), "r2".into()]));
+        let _ = squatter.kill();
+        let _ = squatter.wait();
+        assert_eq!(
+            pruned,
+            format!("in-use r1 {}\nremoved r2\n", squatter.id()),
+            "{pruned}"
+        );
+        assert!(host.has_release("r1"));
         assert!(!host.has_release("r2"));
     }
 }
