@@ -129,6 +129,7 @@ async fn run(
             app_env,
             secrets: ctx.secrets.clone(),
         })),
+        secrets: ctx.secrets.clone(),
     });
     let machine = Rollout::new(Config {
         plan: Plan::Deploy {
