@@ -326,3 +326,48 @@ fn secret_values_reach_the_apps_and_nothing_else_ever_holds_them() {
         .expect("the agent's state file");
     assert!(state.contains("secret:DB_PASSWORD"), "{state}");
 }
+
+#[test]
+fn the_published_hook_of_a_fleet_without_agents_gets_the_values_and_prints_them_masked() {
+    require_sshd!();
+    let fleet = Fleet::start(1);
+    let token = sentinel("pub");
+    let repo = GitRepo::new();
+    repo.commit_file("app.sh", "echo app\n", "v1");
+    let project = Project::new(fleet.home.path());
+    project.write_ecosystem(&json!({
+        "apps": [{"name": "app", "script": "app.sh"}],
+        "deploy": {"production": {
+            "host": [{"host": fleet.hosts[0].address(), "port": fleet.hosts[0].port(), "user": "root"}],
+            "ref": "main", "repo": repo.url(), "path": "/srv/app", "agent": false,
+            "env": {"API_TOKEN": "secret:API_TOKEN"},
+            "published": "echo \"published sees $API_TOKEN\"; printf 'published length %s\\n' \"${#API_TOKEN}\"",
+        }}
+    }));
+    let dir = project.path().join(".pmfleet");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("secrets"), "API_TOKEN=$CI_API_TOKEN\n").unwrap();
+    let ci = [("CI_API_TOKEN", std::ffi::OsStr::new(&token))];
+    ok(&project.pmfleet_with(&["deploy", "production", "setup"], &ci));
+    let mut runs = Vec::new();
+    for args in [
+        &["deploy", "production"][..],
+        &["deploy", "production"][..],
+        &["deploy", "production", "revert", "1"][..],
+    ] {
+        let run = project.pmfleet_with(args, &ci);
+        ok(&run);
+        assert!(
+            run.stdout.contains("published sees [secret API_TOKEN]")
+                && run
+                    .stdout
+                    .contains(&format!("published length {}", token.len())),
+            "{}",
+            run.all()
+        );
+        runs.push(run);
+    }
+    for run in &runs {
+        assert!(!run.all().contains(&token), "{}", run.all());
+    }
+}
