@@ -314,6 +314,7 @@ fn every_request(agent: &Agent) -> Vec<(&'static str, Request)> {
                 env_name: None,
                 env: BTreeMap::new(),
                 timeout_ms: 5_000,
+                secrets_file: None,
             })),
         ),
         ("reload_tls", Request::ReloadTls),

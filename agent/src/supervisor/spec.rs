@@ -178,6 +178,7 @@ pub fn resolve(
         increment_var: app.increment_var.clone(),
         healthcheck: app.healthcheck.clone(),
         cron_restart: app.cron_restart.clone(),
+        secrets_file: None,
         env,
         cwd,
         name,

@@ -48,7 +48,7 @@ pub async fn run(args: DeployArgs) -> Exit {
         connect_timeout: args.connect_timeout,
         ..ClientSettings::default()
     };
-    let ctx = Context {
+    let mut ctx = Context {
         out: out.clone(),
         connector: Connector::new(settings),
         who: deploy::who(),
@@ -61,8 +61,30 @@ pub async fn run(args: DeployArgs) -> Exit {
         lock_wait: args.lock_wait,
         cancel: tokio_util::sync::CancellationToken::new(),
         upgrade_agent: args.upgrade_agent,
+        secrets: Default::default(),
+        on_started: None,
+        run_id: uuid::Uuid::new_v4().to_string(),
     };
     watch_interrupts(ctx.cancel.clone(), out.clone());
+    let asked_ref = match &command.verb {
+        Verb::Update { git_ref } => git_ref.clone().or_else(|| args.git_ref.clone()),
+        _ => None,
+    };
+    let reporting = match super::deploy_reporting::prepare(
+        &command.verb,
+        &eco,
+        &env,
+        &mut ctx,
+        asked_ref,
+    )
+    .await
+    {
+        Ok(r) => r,
+        Err(message) => {
+            error::report(args.json, "bad_config", &message);
+            return Exit::BadConfig;
+        }
+    };
 
     let (title, reports, summary) = match &command.verb {
         Verb::Setup => {
@@ -101,6 +123,7 @@ pub async fn run(args: DeployArgs) -> Exit {
         let rows: Vec<_> = reports.iter().map(HostReport::row).collect();
         out.summary(&format!("{title} {}: {}", env.name, verdict(exit)), &rows);
     }
+    reporting.conclude(&ctx, &env, &eco, &reports, exit).await;
     exit
 }
 

@@ -30,6 +30,8 @@ pub struct Settings {
     pub agents: Option<Agents>,
     /// A deploy's new release (none for a revert).
     pub release: Option<Arc<NewRelease>>,
+    /// The environment's secrets, for the `published` hook (on its stdin, as every hook's).
+    pub secrets: Arc<crate::secrets::Resolved>,
 }
 
 pub struct Remote {
@@ -123,15 +125,34 @@ impl Remote {
         let out = &self.settings.out;
         out.step(&self.member.label, "published");
         let env: Vec<(String, String)> = app_env(&self.settings.env, vars).into_iter().collect();
-        let script = scripts::run_hook(
-            self.path(),
-            scripts::HookDir::Current,
-            hook,
-            &env,
-            Some(self.run_id()),
-            scripts::Pm2::Real,
-        );
-        self.member.run_visible(out, "published", &script).await?;
+        // A `secret:NAME` value goes on the hook's stdin, never on its command line.
+        let (plain, hidden) =
+            crate::secrets::references::split_hook_env(&env, &self.settings.secrets);
+        if hidden.is_empty() {
+            let script = scripts::run_hook(
+                self.path(),
+                scripts::HookDir::Current,
+                hook,
+                &plain,
+                Some(self.run_id()),
+                scripts::Pm2::Real,
+            );
+            self.member.run_visible(out, "published", &script).await?;
+        } else {
+            let (script, input) = scripts::run_hook_with_secrets(
+                self.path(),
+                scripts::HookDir::Current,
+                hook,
+                &plain,
+                &hidden,
+                Some(self.run_id()),
+                scripts::Pm2::Real,
+            );
+            let stdin: crate::transport::Stdin = Box::new(std::io::Cursor::new(input));
+            self.member
+                .run_visible_with_stdin(out, "published", &script, Some(stdin))
+                .await?;
+        }
         Ok(format!("published: ran in release {}", vars.release))
     }
 }

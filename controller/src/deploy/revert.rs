@@ -34,6 +34,7 @@ pub async fn revert(ctx: &Context, env: &DeployEnv, n: usize) -> Vec<HostReport>
         out: out.clone(),
         agents,
         release: None,
+        secrets: ctx.secrets.clone(),
     });
     let machine = Rollout::new(Config {
         plan: Plan::Revert { steps: n },

@@ -9,6 +9,7 @@ use pmfleet_shared::ecosystem::{DeployEnv, FetchMode};
 use super::Context;
 use super::error::HostError;
 use super::fleet::{Fleet, each};
+use super::history::{Action, Outcome, Record};
 use super::report::{HostReport, Status};
 use super::scripts::{self, HookDir, Pm2};
 use crate::agent::provision::{Kit, KitError, provision};
@@ -33,6 +34,7 @@ pub async fn setup(ctx: &Context, env: &DeployEnv) -> Result<Vec<HostReport>, Ki
         let out = ctx.out.clone();
         let hook_env = hook_env.clone();
         let kit = kit.clone();
+        let (run_id, who) = (ctx.run_id.clone(), ctx.who.clone());
         async move {
             let started = Instant::now();
             let root = &env.path;
@@ -88,6 +90,16 @@ pub async fn setup(ctx: &Context, env: &DeployEnv) -> Result<Vec<HostReport>, Ki
                 Ok(message) => (Status::Ok, message),
                 Err(e) => (e.status(), e.to_string()),
             };
+            if status != Status::Unreachable {
+                let outcome = if status == Status::Ok {
+                    Outcome::Success
+                } else {
+                    Outcome::Failed
+                };
+                let record = Record::event(&run_id, Action::Setup, &who, outcome, &message);
+                // Best effort: a host that could not be set up may have nowhere to write it.
+                let _ = m.run(&scripts::record_event(root, &record.to_line())).await;
+            }
             out.done(host, status == Status::Ok, &message);
             let mut report = HostReport::new(host, status, message);
             report.elapsed = started.elapsed();

@@ -38,6 +38,7 @@ static DEPLOY_SCHEMA: Schema = Schema {
         KeyDef::new("pre-deploy-local"),
         KeyDef::new("pre-deploy"),
         KeyDef::new("post-deploy"),
+        KeyDef::new("on-failure"),
         KeyDef::new("published"),
         KeyDef::new("env"),
         KeyDef::new("keep_releases"),
@@ -47,6 +48,7 @@ static DEPLOY_SCHEMA: Schema = Schema {
         KeyDef::new("batch"),
         KeyDef::new("max_fail"),
         KeyDef::new("agent"),
+        KeyDef::new("notify"),
     ],
     unimplemented: &[
         (
@@ -249,6 +251,7 @@ fn read_env(
     let mut batch = Batch::default();
     let mut max_fail = 0usize;
     let mut agent = Some(AgentSettings::default());
+    let mut notify = Vec::new();
     let mut published_at = None;
 
     let selected = keys::select(r, &DEPLOY_SCHEMA, entries, f);
@@ -271,6 +274,8 @@ fn read_env(
             "pre-deploy-local" => hooks.pre_deploy_local = read_hook(r, value, &field),
             "pre-deploy" => hooks.pre_deploy = read_hook(r, value, &field),
             "post-deploy" => hooks.post_deploy = read_hook(r, value, &field),
+            "on-failure" => hooks.on_failure = read_hook(r, value, &field),
+            "notify" => notify = super::notify::read_notify(r, value, &field),
             "published" => {
                 hooks.published = read_hook(r, value, &field);
                 published_at = Some((value, field.clone()));
@@ -384,6 +389,7 @@ fn read_env(
         batch,
         max_fail,
         agent,
+        notify,
     };
     (Some(env), env_block)
 }

@@ -23,6 +23,8 @@ pub struct Ecosystem {
     /// Problems with `deploy` itself (not an object, a name given twice): no environment can
     /// be used, the apps still can.
     pub deploy_errors: Vec<Diagnostic>,
+    /// Top-level `notify` (ours): the webhooks every environment tells.
+    pub notify: Vec<super::NotifyTarget>,
 }
 
 /// One `deploy.<env>` block.
@@ -60,6 +62,8 @@ pub struct DeployEnv {
     /// The pmfleet agent on each host (ours; default on). `None`: `agent: false`, the hosts run
     /// no agent and the apps are restarted by `post-deploy`, as with PM2.
     pub agent: Option<AgentSettings>,
+    /// `notify` (ours): the webhooks this environment tells, besides the top-level ones.
+    pub notify: Vec<super::NotifyTarget>,
 }
 
 /// `agent: { port, home }`.
@@ -116,6 +120,8 @@ pub struct Hooks {
     pub pre_deploy_local: Option<String>,
     pub pre_deploy: Option<String>,
     pub post_deploy: Option<String>,
+    /// Ours: runs on the controller when a deploy or a revert fails.
+    pub on_failure: Option<String>,
     /// `agent: false` only: runs in `current` once the host switched to a release (forward,
     /// back or by revert), Capistrano's `deploy:published`; PM2-run apps move there.
     pub published: Option<String>,

@@ -59,9 +59,9 @@ pub struct Run {
 }
 
 impl Run {
-    /// A run of `action` (`deploy`, `revert`) for `ctx`, with a new id.
+    /// A run of `action` (`deploy`, `revert`) for `ctx`, with the command's id.
     pub fn new(ctx: &crate::deploy::Context, env: &str, action: &str) -> Run {
-        let deploy_id = uuid::Uuid::new_v4().to_string();
+        let deploy_id = ctx.run_id.clone();
         let holder = crate::deploy::lock::Holder::new(&ctx.who, &deploy_id, action);
         Run {
             out: ctx.out.clone(),

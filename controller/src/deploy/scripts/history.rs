@@ -1,5 +1,6 @@
-//! Appending to `.pmfleet/history.jsonl` (whole lines, a torn last line ended first), and
-//! pruning the releases the controller chose.
+//! Appending to `.pmfleet/history.jsonl` (whole lines, a torn last line ended first) and to
+//! `.pmfleet/audit.jsonl` (the host's record of what switches no release: setups, broken
+//! locks), reading both back, and pruning the releases the controller chose.
 
 use crate::shell::Script;
 
@@ -7,6 +8,13 @@ use crate::shell::Script;
 const RECORD: &str = host_script!(concat!(
     append_fn!(),
     r#"append "$p/.pmfleet/history.jsonl" "$1"
+"#
+));
+
+/// Appends one JSON line `$1` to the host's audit file.
+const RECORD_EVENT: &str = host_script!(concat!(
+    append_fn!(),
+    r#"append "$p/.pmfleet/audit.jsonl" "$1"
 "#
 ));
 
@@ -39,8 +47,28 @@ done
 "#
 );
 
+/// Prints the history file, then the audit file (nothing for one not there yet), each ended
+/// by a line break so a torn last line never runs into the next file's first.
+const READ_HISTORY: &str = host_script!(
+    r#"for f in "$p/.pmfleet/history.jsonl" "$p/.pmfleet/audit.jsonl"; do
+  [ -f "$f" ] || continue
+  cat "$f"; echo
+done
+"#
+);
+
+pub fn read_history(root: &str) -> Script {
+    Script::new(READ_HISTORY).arg(root)
+}
+
 pub fn record(root: &str, json_line: &str) -> Script {
     Script::new(RECORD).arg(root).arg(json_line)
+}
+
+/// A record of a setup or a broken lock: into `.pmfleet/audit.jsonl`, so `history.jsonl`
+/// stays one record per deploy and revert.
+pub fn record_event(root: &str, json_line: &str) -> Script {
+    Script::new(RECORD_EVENT).arg(root).arg(json_line)
 }
 
 pub fn prune(root: &str, run: &str, releases: &[String]) -> Script {
@@ -71,6 +99,22 @@ mod tests {
             .collect();
         assert_eq!(releases, ["r1", "r2"], "{text}");
         assert!(text.ends_with('\n'));
+    }
+
+    #[test]
+    fn events_go_to_the_audit_file_and_are_read_back_after_a_torn_history() {
+        let host = Host::set_up();
+        let deploy = r#"{"id":"a","action":"deploy","release":"r1","sha":"1","ref":"main","who":"t","when":"w","outcome":"success"}"#;
+        let setup = r#"{"id":"s","action":"setup","release":"","sha":"","ref":"","who":"t","when":"w","outcome":"success"}"#;
+        std::fs::write(host.history(), format!("{deploy}\n{{\"id\":\"tor")).unwrap();
+        host.run(&record_event(&host.root(), setup));
+        let history = std::fs::read_to_string(host.history()).unwrap();
+        assert!(!history.contains(r#""id":"s""#), "{history}");
+        let ids: Vec<String> = history::parse(&host.run(&read_history(&host.root())))
+            .into_iter()
+            .map(|r| r.id)
+            .collect();
+        assert_eq!(ids, ["a", "s"]);
     }
 
     #[test]

@@ -12,8 +12,16 @@ use crate::shell::Script;
 /// pairs that follow in its environment. `$3` is the run's id: the hook runs in its own
 /// process group, named in `.pmfleet/hooks/$3.pid` while it runs (`-`: no run, as in `setup`).
 /// `$4` = `skip-pm2`: a `pm2` first on the hook's PATH says what it skipped and succeeds.
+/// `$5` = `1`: stdin holds `export NAME='value'` lines (the hook's secrets, quoted by
+/// [`crate::shell::quote`]), read before the hook starts — so secret values reach its
+/// environment without ever being on a command line.
 const RUN_HOOK: &str = host_script!(
-    r#"d=$1; h=$2; run=$3; pm2=$4; shift 4
+    r#"d=$1; h=$2; run=$3; pm2=$4; s=$5; shift 5
+if [ "$s" = 1 ]; then
+  secrets=$(cat)
+  eval "$secrets"
+  unset secrets
+fi
 if [ "$d" != "-" ]; then
   if [ -d "$p/$d" ]; then cd "$p/$d"; else cd "$p"; fi
 fi
@@ -116,6 +124,43 @@ pub fn run_hook(
     run: Option<&str>,
     pm2: Pm2,
 ) -> Script {
+    hook_script(root, dir, hook, env, run, pm2, false)
+}
+
+/// [`run_hook`] for a hook that also gets `secrets` in its environment: the script, and what
+/// to stream into its stdin ([`secret_exports`]).
+pub fn run_hook_with_secrets(
+    root: &str,
+    dir: HookDir<'_>,
+    hook: &str,
+    env: &[(String, String)],
+    secrets: &[(String, String)],
+    run: Option<&str>,
+    pm2: Pm2,
+) -> (Script, Vec<u8>) {
+    let script = hook_script(root, dir, hook, env, run, pm2, true);
+    (script, secret_exports(secrets))
+}
+
+/// `export NAME='value'` lines, each value quoted as one shell word.
+pub fn secret_exports(secrets: &[(String, String)]) -> Vec<u8> {
+    let mut out = String::new();
+    for (name, value) in secrets {
+        // Names were checked as shell names when the secrets files were read.
+        out.push_str(&format!("export {name}={}\n", crate::shell::quote(value)));
+    }
+    out.into_bytes()
+}
+
+fn hook_script(
+    root: &str,
+    dir: HookDir<'_>,
+    hook: &str,
+    env: &[(String, String)],
+    run: Option<&str>,
+    pm2: Pm2,
+    secrets: bool,
+) -> Script {
     let dir = match dir {
         HookDir::Login => "-".to_string(),
         HookDir::Root => ".".to_string(),
@@ -131,6 +176,7 @@ pub fn run_hook(
             Pm2::Real => "-",
             Pm2::Skipped => "skip-pm2",
         })
+        .arg(if secrets { "1" } else { "0" })
         .args(env.iter().map(|(k, v)| format!("{k}={v}")))
 }
 
