@@ -34,6 +34,10 @@ pub enum Command {
     Events(crate::commands::events::EventsArgs),
     /// Check the ecosystem file and print its environments and apps as pmfleet reads them, touching no host.
     Config(crate::commands::config::ConfigArgs),
+    /// The names of an environment's secrets and where each comes from (never a value).
+    Secrets(crate::commands::secrets::SecretsArgs),
+    /// Who deployed what, when: the controller's records and every host's history in one timeline.
+    History(crate::commands::history::HistoryArgs),
     /// Print the shell completion script (`pmfleet completions bash > /etc/bash_completion.d/pmfleet`).
     Completions {
         shell: pmfleet_shared::cli::docs::Shell,
@@ -53,6 +57,8 @@ impl Command {
             Command::Status(a) => a.json,
             Command::Events(a) => a.json,
             Command::Config(a) => a.json,
+            Command::Secrets(a) => a.json,
+            Command::History(a) => a.json,
             Command::Ca(a) => matches!(
                 a.command,
                 crate::commands::ca::CaCommand::List { json: true }
@@ -68,6 +74,8 @@ impl Command {
             self,
             Command::Status(_)
                 | Command::Config(_)
+                | Command::Secrets(_)
+                | Command::History(_)
                 | Command::Logs(_)
                 | Command::Events(_)
                 | Command::Completions { .. }

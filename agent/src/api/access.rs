@@ -200,6 +200,7 @@ mod tests {
                 env_name: None,
                 env: Default::default(),
                 timeout_ms: 0,
+                secrets_file: None,
             })),
             Request::ReloadTls,
             Request::Upgrade {

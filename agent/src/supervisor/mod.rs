@@ -50,6 +50,7 @@ mod release_source;
 pub mod restart_policy;
 mod restore;
 mod scaling;
+mod secrets;
 mod slots;
 pub mod spec;
 mod start_modes;

@@ -68,6 +68,8 @@ pub struct Launch<'a> {
 
 /// Spawn one instance: its own session, stdout/stderr piped, the socket on fd 3.
 pub fn spawn(spec: &AppSpec, launch: Launch<'_>) -> std::io::Result<Child> {
+    let mut env = instance_env(spec, &launch);
+    super::secrets::fill(spec, &mut env)?;
     let mut cmd = match launch.listener {
         Some(_) => {
             let mut c = Command::new("/bin/sh");
@@ -81,7 +83,7 @@ pub fn spawn(spec: &AppSpec, launch: Launch<'_>) -> std::io::Result<Child> {
     cmd.args(&spec.program_args)
         .current_dir(&spec.cwd)
         .env_clear()
-        .envs(instance_env(spec, &launch))
+        .envs(env)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -101,8 +103,9 @@ pub fn spawn(spec: &AppSpec, launch: Launch<'_>) -> std::io::Result<Child> {
     Ok(child)
 }
 
-/// The instance's environment: the spec's, plus what PM2 and socket activation add.
-fn instance_env(spec: &AppSpec, launch: &Launch<'_>) -> Vec<(String, String)> {
+/// The instance's environment: the spec's, plus what PM2 and socket activation add (its
+/// secrets still named, see [`super::secrets::fill`]).
+fn instance_env(spec: &AppSpec, launch: &Launch<'_>) -> std::collections::BTreeMap<String, String> {
     let mut env = spec.env.clone();
     env.insert(spec.instance_var.clone(), launch.slot.to_string());
     env.insert("pm_id".into(), launch.id.to_string());
@@ -169,7 +172,7 @@ fn instance_env(spec: &AppSpec, launch: &Launch<'_>) -> Vec<(String, String)> {
             env.insert("PMFLEET_NOTIFY_ON_LISTEN".into(), "1".into());
         }
     }
-    env.into_iter().collect()
+    env
 }
 
 /// In the child, between fork and exec: a session of its own, default signal dispositions,

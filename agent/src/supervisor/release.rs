@@ -99,7 +99,10 @@ impl Supervisor {
         let mut errors = Vec::new();
         for app in &eco.apps {
             match spec::resolve(app, &dir, &env, req.env_name.as_deref()) {
-                Ok(s) => specs.push(s),
+                Ok(mut s) => {
+                    s.secrets_file = req.secrets_file.clone();
+                    specs.push(s);
+                }
                 Err(e) => errors.push(e.to_string()),
             }
         }

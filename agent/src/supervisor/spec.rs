@@ -179,6 +179,7 @@ pub fn resolve(
         healthcheck: app.healthcheck.clone(),
         deploy_timeout_ms: app.deploy_timeout.map(ms),
         cron_restart: app.cron_restart.clone(),
+        secrets_file: None,
         env,
         cwd,
         name,

@@ -16,6 +16,7 @@ use pmfleet_shared::protocol::{
 };
 
 use super::client::{AgentClient, AgentError};
+use super::route::Via;
 use crate::deploy::error::HostError;
 use crate::deploy::fleet::Member;
 use crate::deploy::scripts;
@@ -90,11 +91,22 @@ impl Agents {
         }))
     }
 
+    /// The path to `member`'s agent: through its SSH connection with `via: "ssh"`.
+    fn via(&self, member: &Member) -> Via {
+        Via::for_member(&self.settings, &member.host, &member.conn)
+    }
+
     /// The releases the apps on `member` run from; an error when the agent cannot say.
     pub async fn releases_in_use(&self, member: &Member) -> Result<Vec<String>, AgentError> {
         match self
             .client
-            .request(&member.host, self.settings.port, &Request::Status, None)
+            .request(
+                &member.host,
+                self.settings.port,
+                &self.via(member),
+                &Request::Status,
+                None,
+            )
             .await?
         {
             Response::Status(status) => {
@@ -137,6 +149,7 @@ impl Agents {
             .request(
                 &member.host,
                 self.settings.port,
+                &self.via(member),
                 &request,
                 Some(APPLY_TIMEOUT + Duration::from_secs(10)),
             )
@@ -200,6 +213,7 @@ impl Agents {
             .request(
                 &member.host,
                 self.settings.port,
+                &self.via(member),
                 &request,
                 Some(Duration::from_millis(period_ms) + Duration::from_secs(30)),
             )

@@ -1,16 +1,18 @@
 //! `pmfleet app [file] <env> <reload|restart|stop|start|delete|scale> <app> [N]`: one app
-//! command sent to every host of the environment at once, with each host's outcome; and
-//! `pmfleet app <env> maintenance on [--message TEXT] | off [app]`: the agents answer new
-//! connections to the apps' shared sockets with a 503 page while on.
+//! command sent to every host of the environment at once, with each host's outcome, and one
+//! record of it in the controller's audit trail ([`crate::audit`]); and `pmfleet app <env>
+//! maintenance on [--message TEXT] | off [app]`: the agents answer new connections to the
+//! apps' shared sockets with a 503 page while on.
 
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use clap::Args;
 use pmfleet_shared::ecosystem;
 use pmfleet_shared::protocol::{MaintenanceRequest, Request, Response, ScaleTo, Target};
 
 use crate::agent::targets as agents;
+use crate::audit::{self, AuditRecord, HostEntry};
 use crate::cli::parse_duration;
 use crate::deploy::Exit;
 use crate::output::table;
@@ -123,13 +125,15 @@ pub async fn run(args: AppArgs) -> Exit {
             return Exit::BadConfig;
         }
     };
+    let began = Instant::now();
+    let began_at = crate::deploy::now_rfc3339();
     let results = agents::each(&targets, |target| {
         let client = client.clone();
         let request = command.request.clone();
         let wait = args.timeout;
         async move {
             let answer = client
-                .request(&target.host, target.port, &request, Some(wait))
+                .request(&target.host, target.port, &target.via, &request, Some(wait))
                 .await;
             (target, answer)
         }
@@ -156,7 +160,67 @@ pub async fn run(args: AppArgs) -> Exit {
     }
     println!("{} {}:", command.verb, command.env);
     print!("{}", table(&["HOST", "OUTCOME", "MESSAGE"], &rows));
+    record(&command, &rows, exit, &began_at, began.elapsed());
     exit
+}
+
+/// Adds the command to the environment's audit trail; what cannot be written is one line on
+/// stderr, never a failed command.
+fn record(command: &AppCommand, rows: &[[String; 3]], exit: Exit, started: &str, took: Duration) {
+    let cwd = std::env::current_dir().unwrap_or_else(|_| ".".into());
+    let Ok(eco) = ecosystem::load_from(command.file.as_deref(), &cwd) else {
+        return;
+    };
+    let app = match &command.request {
+        Request::Reload { target }
+        | Request::Restart { target }
+        | Request::Stop { target }
+        | Request::Delete { target } => match target {
+            Target::App(name) => name.clone(),
+            Target::All => "all".to_owned(),
+        },
+        Request::Scale { app, .. } => app.clone(),
+        _ => String::new(),
+    };
+    let record = AuditRecord {
+        id: uuid::Uuid::new_v4().to_string(),
+        env: command.env.clone(),
+        ecosystem: eco.source.clone(),
+        action: format!("app {} {app}", command.verb),
+        command: audit::command_line(),
+        performer: crate::deploy::who(),
+        git_ref: None,
+        sha: None,
+        release: None,
+        hosts: rows
+            .iter()
+            .map(|[host, outcome, message]| HostEntry {
+                // Named as the hosts' own histories name them (`host:port` when a port is set).
+                host: eco
+                    .environment(&command.env)
+                    .ok()
+                    .and_then(|env| env.hosts.iter().find(|h| h.host == *host))
+                    .map_or_else(|| host.clone(), crate::deploy::fleet::label),
+                outcome: outcome.clone(),
+                message: crate::notify::message::one_line(message),
+            })
+            .collect(),
+        outcome: if exit == Exit::Success {
+            "succeeded"
+        } else {
+            "failed"
+        }
+        .to_owned(),
+        started: started.to_owned(),
+        duration_ms: u64::try_from(took.as_millis()).unwrap_or(u64::MAX),
+    };
+    let path = audit::path_for(&command.env);
+    if let Err(e) = audit::append(&path, &record) {
+        eprintln!(
+            "warning: could not add to the audit trail {}: {e}",
+            path.display()
+        );
+    }
 }
 
 #[cfg(test)]

@@ -250,11 +250,25 @@ pub async fn unlock(ctx: &Context, env: &DeployEnv, force: bool) -> Vec<HostRepo
     let results = each(&fleet.members, |m| {
         let root = env.path.clone();
         let out = ctx.out.clone();
+        let (run_id, who) = (ctx.run_id.clone(), ctx.who.clone());
         async move {
             let report = match unlock_one(&m, &root, force).await {
                 Ok((status, message)) => HostReport::new(&m.label, status, message),
                 Err(e) => HostReport::new(&m.label, e.status(), e.to_string()),
             };
+            if report.status == Status::Ok && report.message.starts_with("broke the lock") {
+                let record = crate::deploy::history::Record::event(
+                    &run_id,
+                    crate::deploy::history::Action::Unlock,
+                    &who,
+                    crate::deploy::history::Outcome::Success,
+                    &report.message,
+                );
+                // Best effort: the lock is broken whether or not the record could be written.
+                let _ = m
+                    .run(&scripts::record_event(&root, &record.to_line()))
+                    .await;
+            }
             out.done(&m.label, report.status == Status::Ok, &report.message);
             report
         }

@@ -30,6 +30,8 @@ pub struct Settings {
     pub agents: Option<Agents>,
     /// A deploy's new release (none for a revert).
     pub release: Option<Arc<NewRelease>>,
+    /// The environment's secrets, for the `published` hook (on its stdin, as every hook's).
+    pub secrets: Arc<crate::secrets::Resolved>,
 }
 
 pub struct Remote {
@@ -113,6 +115,48 @@ pub fn app_env(env: &DeployEnv, vars: &ReleaseVars) -> BTreeMap<String, String> 
     map
 }
 
+impl Remote {
+    /// `agent: false`: the `published` hook, in `current` (now `vars.release`), with the
+    /// release's variables; it is what moves apps run by something else (PM2) there.
+    async fn published(&self, vars: &ReleaseVars) -> Result<String, HostError> {
+        let Some(hook) = &self.settings.env.hooks.published else {
+            return Ok(String::new());
+        };
+        let out = &self.settings.out;
+        out.step(&self.member.label, "published");
+        let env: Vec<(String, String)> = app_env(&self.settings.env, vars).into_iter().collect();
+        // A `secret:NAME` value goes on the hook's stdin, never on its command line.
+        let (plain, hidden) =
+            crate::secrets::references::split_hook_env(&env, &self.settings.secrets);
+        if hidden.is_empty() {
+            let script = scripts::run_hook(
+                self.path(),
+                scripts::HookDir::Current,
+                hook,
+                &plain,
+                Some(self.run_id()),
+                scripts::Pm2::Real,
+            );
+            self.member.run_visible(out, "published", &script).await?;
+        } else {
+            let (script, input) = scripts::run_hook_with_secrets(
+                self.path(),
+                scripts::HookDir::Current,
+                hook,
+                &plain,
+                &hidden,
+                Some(self.run_id()),
+                scripts::Pm2::Real,
+            );
+            let stdin: crate::transport::Stdin = Box::new(std::io::Cursor::new(input));
+            self.member
+                .run_visible_with_stdin(out, "published", &script, Some(stdin))
+                .await?;
+        }
+        Ok(format!("published: ran in release {}", vars.release))
+    }
+}
+
 fn json_line(record: &Record) -> String {
     serde_json::to_string(record).unwrap_or_default()
 }
@@ -177,7 +221,7 @@ impl RolloutHost for Remote {
         let Some(release) = &self.settings.release else {
             return Ok(Prepared { has_apps: false });
         };
-        let (prepared, root) = prepare::prepare(
+        let (mut prepared, root) = prepare::prepare(
             &self.member,
             &self.settings.env,
             release,
@@ -186,6 +230,10 @@ impl RolloutHost for Remote {
         )
         .await?;
         self.set_root(root);
+        // Without agents, what runs the apps once the release is current is `published`.
+        if self.settings.agents.is_none() {
+            prepared.has_apps = self.settings.env.hooks.published.is_some();
+        }
         Ok(prepared)
     }
 
@@ -220,7 +268,7 @@ impl RolloutHost for Remote {
 
     async fn apply(&self, release: &str, vars: &ReleaseVars) -> Result<String, HostError> {
         let Some(agents) = &self.settings.agents else {
-            return Ok(String::new());
+            return self.published(vars).await;
         };
         let env = app_env(&self.settings.env, vars);
         let name = &self.settings.env.name;
@@ -234,17 +282,22 @@ impl RolloutHost for Remote {
         else {
             return Ok(String::new());
         };
-        let script = scripts::run_hook(
+        let step = prepare::Hook {
+            step: "release",
+            dir: scripts::HookDir::Release(release),
+            command: hook,
+            pm2: scripts::Pm2::for_env(&self.settings.env),
+        };
+        prepare::hook(
+            &self.member,
+            &self.settings.out,
+            step,
             self.path(),
-            scripts::HookDir::Release(release),
-            hook,
-            &new.hook_env,
-            Some(self.run_id()),
-        );
-        self.member
-            .run_visible(&self.settings.out, "release", &script)
-            .await
-            .map_err(StepFailure::new(Step::Release))?;
+            new,
+            self.run_id(),
+        )
+        .await
+        .map_err(StepFailure::new(Step::Release))?;
         Ok("ran once, here".to_string())
     }
 
@@ -302,12 +355,22 @@ impl RolloutHost for Remote {
         let state = HostState::parse(&captured.stdout);
         let plan = prune_plan(&state, self.settings.env.keep_releases, &in_use);
         if plan.is_empty() {
-            return Ok(Pruned::Removed(0));
+            return Ok(Pruned::Removed {
+                count: 0,
+                in_use: Vec::new(),
+            });
         }
         let captured = self
             .owned(&scripts::prune(self.path(), self.run_id(), &plan))
             .await?;
-        Ok(Pruned::Removed(captured.stdout.lines().count()))
+        let lines = captured.stdout.lines();
+        let count = lines.clone().filter(|l| l.starts_with("removed ")).count();
+        let in_use = lines
+            .filter_map(|l| l.strip_prefix("in-use "))
+            .filter_map(|l| l.split_once(' '))
+            .map(|(r, pid)| (r.to_owned(), pid.to_owned()))
+            .collect();
+        Ok(Pruned::Removed { count, in_use })
     }
 }
 

@@ -15,7 +15,9 @@ use super::diagnostic::{FieldPath, Report};
 use super::fields::{self, EnvBlock};
 use super::hosts::{HostEntry, placeholder, read_hosts, user_name};
 use super::keys::{self, KeyDef, Schema};
-use super::model::{AgentSettings, Batch, DeployEnv, Diagnostic, FetchMode, Hooks, HostSpec};
+use super::model::{
+    AgentSettings, AgentVia, Batch, DeployEnv, Diagnostic, FetchMode, Hooks, HostSpec,
+};
 use super::value::{Kind, Value};
 
 /// Defaults of pmfleet's own deploy settings.
@@ -37,6 +39,8 @@ static DEPLOY_SCHEMA: Schema = Schema {
         KeyDef::new("pre-deploy"),
         KeyDef::new("post-deploy"),
         KeyDef::new("release"),
+        KeyDef::new("on-failure"),
+        KeyDef::new("published"),
         KeyDef::new("env"),
         KeyDef::new("keep_releases"),
         KeyDef::new("shared_dirs"),
@@ -46,6 +50,7 @@ static DEPLOY_SCHEMA: Schema = Schema {
         KeyDef::new("max_fail"),
         KeyDef::new("agent"),
         KeyDef::new("watch_period"),
+        KeyDef::new("notify"),
     ],
     unimplemented: &[
         (
@@ -249,8 +254,12 @@ fn read_env(
     let mut max_fail = 0usize;
     let mut agent = Some(AgentSettings::default());
     let mut watch_period = std::time::Duration::ZERO;
+    let mut notify = Vec::new();
+    let mut published_at = None;
 
     let selected = keys::select(r, &DEPLOY_SCHEMA, entries, f);
+    // The hooks run on the hosts, for the PM2 check.
+    let mut host_hooks = Vec::new();
     for (canonical, entry) in &selected.entries {
         let field = f.key(&entry.key);
         let value = &entry.value;
@@ -270,6 +279,12 @@ fn read_env(
             "post-deploy" => hooks.post_deploy = read_hook(r, value, &field),
             "release" => hooks.release = read_hook(r, value, &field),
             "watch_period" => watch_period = fields::duration(r, value, &field).unwrap_or_default(),
+            "on-failure" => hooks.on_failure = read_hook(r, value, &field),
+            "notify" => notify = super::notify::read_notify(r, value, &field),
+            "published" => {
+                hooks.published = read_hook(r, value, &field);
+                published_at = Some((value, field.clone()));
+            }
             "env" => {
                 env_block = fields::env_map(r, value, &field, EnvBlock::Deploy);
                 env = env_block.clone().unwrap_or_default();
@@ -299,6 +314,29 @@ fn read_env(
             }
             _ => {}
         }
+        let on_host = match *canonical {
+            "pre-setup" => &hooks.pre_setup,
+            "post-setup" => &hooks.post_setup,
+            "pre-deploy" => &hooks.pre_deploy,
+            "post-deploy" => &hooks.post_deploy,
+            "published" => &hooks.published,
+            _ => &None,
+        };
+        if let Some(command) = on_host {
+            host_hooks.push((field.clone(), value, command.clone()));
+        }
+    }
+
+    super::pm2_calls::check(r, &host_hooks, agent.is_some());
+    if let (Some(_), Some((value, field))) = (&agent, published_at)
+        && hooks.published.is_some()
+    {
+        r.error(
+            value,
+            &field,
+            "`published` is for `agent: false` environments: with the agent, the agent itself moves the apps to the new release once it is `current`",
+            Some("remove `published`, or set `agent: false` to run the apps yourself (with PM2, say) from it".to_owned()),
+        );
     }
 
     for (required, example) in REQUIRED {
@@ -359,6 +397,7 @@ fn read_env(
         agent,
         watch_period,
         primary,
+        notify,
     };
     (Some(env), env_block)
 }
@@ -392,6 +431,7 @@ static AGENT_SCHEMA: Schema = Schema {
         KeyDef::new("port"),
         KeyDef::new("home"),
         KeyDef::new("bind"),
+        KeyDef::new("via"),
     ],
     unimplemented: &[],
 };
@@ -416,6 +456,16 @@ fn read_agent(r: &mut Report, v: &Value, f: &FieldPath) -> Option<AgentSettings>
                             settings.home = home;
                         }
                     }
+                    Some("via") => match entry.value.as_str() {
+                        Some("tls") => settings.via = AgentVia::Direct,
+                        Some("ssh") => settings.via = AgentVia::Ssh,
+                        _ => r.expected(
+                            &entry.value,
+                            &field,
+                            "\"tls\" or \"ssh\"",
+                            Some("\"tls\": the controller dials the agent's port; \"ssh\": through the SSH connection, the agent listening on the host's loopback only".to_owned()),
+                        ),
+                    },
                     Some("bind") => match entry.value.as_str() {
                         Some("host") => settings.bind_host = true,
                         Some("all") => settings.bind_host = false,

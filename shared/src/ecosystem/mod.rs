@@ -25,6 +25,8 @@ mod json;
 mod keys;
 mod load;
 mod model;
+mod notify;
+mod pm2_calls;
 mod value;
 mod words;
 mod yaml;
@@ -39,4 +41,7 @@ pub use interpreter::{interpreter_for, is_node};
 pub use javascript::NodeOptions;
 pub use load::{load, load_from, load_with_node, parse_str};
 pub use model::*;
+pub use notify::{
+    DEFAULT_TIMEOUT as DEFAULT_NOTIFY_TIMEOUT, NotifyEvent, NotifyFormat, NotifyTarget,
+};
 pub use words::split_args;

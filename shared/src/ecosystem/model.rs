@@ -23,6 +23,8 @@ pub struct Ecosystem {
     /// Problems with `deploy` itself (not an object, a name given twice): no environment can
     /// be used, the apps still can.
     pub deploy_errors: Vec<Diagnostic>,
+    /// Top-level `notify` (ours): the webhooks every environment tells.
+    pub notify: Vec<super::NotifyTarget>,
 }
 
 /// One `deploy.<env>` block.
@@ -67,6 +69,8 @@ pub struct DeployEnv {
     /// The host marked `primary: true`, by its index in `hosts`: where the `release` step runs
     /// (default: the first host).
     pub primary: Option<usize>,
+    /// `notify` (ours): the webhooks this environment tells, besides the top-level ones.
+    pub notify: Vec<super::NotifyTarget>,
 }
 
 /// `agent: { port, home }`.
@@ -79,6 +83,19 @@ pub struct AgentSettings {
     /// `bind: "host"`: cluster-mode apps listen on the host's own address (the `host` entry,
     /// when it is an IP address) instead of every interface (`bind: "all"`, the default).
     pub bind_host: bool,
+    /// `via`: how the controller reaches the agent's mutual-TLS port.
+    pub via: AgentVia,
+}
+
+/// How the controller reaches an agent; mutual TLS, with its roles, either way.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum AgentVia {
+    /// `via: "tls"` (the default): dialled directly on the host's address.
+    #[default]
+    Direct,
+    /// `via: "ssh"`: the agent listens on the host's loopback only, and the controller
+    /// reaches it through a channel forwarded over its SSH connection to the host.
+    Ssh,
 }
 
 impl Default for AgentSettings {
@@ -87,6 +104,7 @@ impl Default for AgentSettings {
             port: 7677,
             home: "~/.pmfleet-agent".to_string(),
             bind_host: false,
+            via: AgentVia::Direct,
         }
     }
 }
@@ -112,6 +130,11 @@ pub struct Hooks {
     /// Ours (Fly's `release_command`): run once, on one host, after every host prepared the
     /// release and before any switches (migrations).
     pub release: Option<String>,
+    /// Ours: runs on the controller when a deploy or a revert fails.
+    pub on_failure: Option<String>,
+    /// `agent: false` only: runs in `current` once the host switched to a release (forward,
+    /// back or by revert), Capistrano's `deploy:published`; PM2-run apps move there.
+    pub published: Option<String>,
 }
 
 /// How a release's code reaches a host.

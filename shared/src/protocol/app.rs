@@ -96,6 +96,11 @@ pub struct AppSpec {
     /// on that schedule.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cron_restart: Option<String>,
+    /// The deploy root's secrets file ([`crate::secrets::SECRETS_FILE`]) that `secret:NAME`
+    /// values of `env` are read from when an instance starts; `None`: such values are kept
+    /// as they are (an app started by hand). Only the reference is ever stored in the spec.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secrets_file: Option<PathBuf>,
 }
 
 /// What an env value reads as in an answer to a remote client.

@@ -223,6 +223,10 @@ pub struct ApplyDir {
     /// As [`ApplyRelease::timeout_ms`].
     #[serde(default)]
     pub timeout_ms: u64,
+    /// The deploy root's secrets file, set by the agent itself when it resolves a remote
+    /// [`ApplyRelease`]; never read from a frame.
+    #[serde(skip)]
+    pub secrets_file: Option<PathBuf>,
 }
 
 /// What the deploy writes over SSH into a release's completeness marker,

@@ -179,7 +179,13 @@ pub async fn ask_all(client: &AgentClient, targets: &[AgentTarget]) -> Vec<HostS
         let client = client.clone();
         async move {
             let answer = client
-                .request_with_cert(&target.host, target.port, &Request::Status, None)
+                .request_with_cert(
+                    &target.host,
+                    target.port,
+                    &target.via,
+                    &Request::Status,
+                    None,
+                )
                 .await;
             let host = target.label();
             let now = time::OffsetDateTime::now_utc().unix_timestamp();

@@ -402,6 +402,9 @@ impl RolloutHost for Double {
 
     async fn prune(&self) -> Result<Pruned, HostError> {
         self.owned()?;
-        Ok(Pruned::Removed(0))
+        Ok(Pruned::Removed {
+            count: 0,
+            in_use: Vec::new(),
+        })
     }
 }

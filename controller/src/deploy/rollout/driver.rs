@@ -61,9 +61,9 @@ pub struct Run {
 }
 
 impl Run {
-    /// A run of `action` (`deploy`, `revert`) for `ctx`, with a new id.
+    /// A run of `action` (`deploy`, `revert`) for `ctx`, with the command's id.
     pub fn new(ctx: &crate::deploy::Context, env: &str, action: &str) -> Run {
-        let deploy_id = uuid::Uuid::new_v4().to_string();
+        let deploy_id = ctx.run_id.clone();
         let holder = crate::deploy::lock::Holder::new(&ctx.who, &deploy_id, action);
         Run {
             out: ctx.out.clone(),
@@ -456,9 +456,20 @@ impl<H: RolloutHost> Driver<'_, H> {
                 }
                 if c.prune {
                     match host.prune().await {
-                        Ok(Pruned::Removed(0)) => {}
-                        Ok(Pruned::Removed(pruned)) => {
-                            message = format!("{message} (pruned {pruned} old release(s))")
+                        Ok(Pruned::Removed { count, in_use }) => {
+                            for (release, pid) in &in_use {
+                                out.line(
+                                    &label,
+                                    "prune",
+                                    &format!(
+                                        "kept release {release}: process {pid} still runs in it \
+                                         (stop whatever runs it there and the next deploy prunes it)"
+                                    ),
+                                );
+                            }
+                            if count > 0 {
+                                message = format!("{message} (pruned {count} old release(s))");
+                            }
                         }
                         Ok(Pruned::Skipped(why)) => {
                             out.line(&label, "prune", &format!("nothing pruned: {why}"));

@@ -16,7 +16,8 @@ use crate::deploy::rollout_record::RolloutRecord;
 /// What preparing a release left on a host.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Prepared {
-    /// The release holds an ecosystem file: the agent has apps to run from it.
+    /// Something runs the apps once the release is current: the release holds an ecosystem
+    /// file for the agent, or (`agent: false`) there is a `published` hook.
     pub has_apps: bool,
 }
 
@@ -34,8 +35,12 @@ pub struct Begun {
 /// What pruning did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Pruned {
-    /// This many old releases were removed.
-    Removed(usize),
+    /// This many old releases were removed; those kept because a process still runs in
+    /// them (release id, pid).
+    Removed {
+        count: usize,
+        in_use: Vec<(String, String)>,
+    },
     /// Nothing was removed, for this reason.
     Skipped(String),
 }

@@ -94,7 +94,8 @@ pub struct Config {
     pub env: String,
     /// Every host, as shown, in the environment's order.
     pub labels: Vec<String>,
-    /// The hosts run agents that must run the apps of the release switched to.
+    /// After a switch, each host must run the apps of the release switched to (its agent
+    /// does, or the `published` hook of an `agent: false` environment): an apply step.
     pub agents: bool,
     /// `--lock-wait`: a held lock is waited for rather than refused.
     pub lock_wait: bool,

@@ -105,6 +105,7 @@ fn record(e: &Entry) -> String {
     let action = match e.action {
         RecordAction::Deploy => "",
         RecordAction::Revert => "revert ",
+        RecordAction::Setup | RecordAction::Unlock => "other ",
     };
     match &e.previous {
         Some(p) => format!("{action}{outcome} {}<-{p}", e.release),
