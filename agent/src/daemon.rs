@@ -147,6 +147,7 @@ pub async fn run_with(
         None => (Supervisor::start(home.clone(), tasks.clone()).await, None),
     };
     tasks.spawn(crate::supervisor::reaper::run(shutdown.clone()));
+    tasks.spawn(crate::auto_revert::run(sup.clone(), shutdown.clone()));
     tracing::info!(home = %root, pid = std::process::id(), version = env!("CARGO_PKG_VERSION"), "agent running");
     let (tls, reloads) = crate::api::TlsControl::new();
     tasks.spawn(crate::api::tls::endpoint(

@@ -4,6 +4,8 @@
 //!   reloads, the restart policy, persistence. [`supervisor::Supervisor`] is its interface.
 //! - [`api`]: the protocol endpoints that call the supervisor: the local socket and the
 //!   controller's mutual-TLS endpoint.
+//! - [`auto_revert`]: a host going back by itself when its controller vanished before
+//!   confirming a rollout.
 //! - [`identity`]: the agent's TLS files in `<home>/tls` (`tls request`, `tls status`).
 //! - [`daemon`]: one daemon per agent home, `run_with(home, options, shutdown)`; [`upgrade`]: the daemon
 //!   re-executing itself into a new binary without stopping its apps; [`daemon_lock`]: the
@@ -17,6 +19,7 @@
 
 pub mod api;
 pub mod app_metrics;
+pub mod auto_revert;
 pub mod cli;
 pub mod client;
 pub mod daemon;

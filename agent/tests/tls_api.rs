@@ -359,6 +359,7 @@ fn a_bad_release_is_refused_whole_and_local_only_requests_are_forbidden() {
         env_name: None,
         env: BTreeMap::new(),
         timeout_ms: 10_000,
+        secrets_file: None,
     })));
     assert_eq!(e.kind, ErrorKind::Forbidden);
 

@@ -38,6 +38,10 @@ pub enum Command {
     Dashboard(crate::commands::dashboard::DashboardArgs),
     /// Check the ecosystem file and print its environments and apps as pmfleet reads them, touching no host.
     Config(crate::commands::config::ConfigArgs),
+    /// The names of an environment's secrets and where each comes from (never a value).
+    Secrets(crate::commands::secrets::SecretsArgs),
+    /// Who deployed what, when: the controller's records and every host's history in one timeline.
+    History(crate::commands::history::HistoryArgs),
     /// Print the shell completion script (`pmfleet completions bash > /etc/bash_completion.d/pmfleet`).
     Completions {
         shell: pmfleet_shared::cli::docs::Shell,
@@ -57,6 +61,8 @@ impl Command {
             Command::Status(a) => a.json,
             Command::Events(a) => a.json,
             Command::Config(a) => a.json,
+            Command::Secrets(a) => a.json,
+            Command::History(a) => a.json,
             Command::Ca(a) => matches!(
                 a.command,
                 crate::commands::ca::CaCommand::List { json: true }
@@ -72,6 +78,8 @@ impl Command {
             self,
             Command::Status(_)
                 | Command::Config(_)
+                | Command::Secrets(_)
+                | Command::History(_)
                 | Command::Logs(_)
                 | Command::Events(_)
                 | Command::Completions { .. }
@@ -89,7 +97,8 @@ const DEPLOY_HELP: &str = "Commands:
   previous         the release `revert 1` would go to
   exec <CMD>       run CMD in `current` on every host
   ref <REF>        deploy REF instead of the file's `ref`
-  unlock           break a deploy lock whose holder died
+  lock             hold the environment on purpose (a freeze; --message says why)
+  unlock           release a manual lock, or break one whose holder died
 
 Examples:
   pmfleet deploy production setup
@@ -119,6 +128,10 @@ pub struct DeployArgs {
     #[arg(long)]
     pub force: bool,
 
+    /// With `lock`: why the environment is held, shown to everyone it refuses.
+    #[arg(long, value_name = "TEXT")]
+    pub message: Option<String>,
+
     /// With `setup`: replace an installed agent whose binary differs from this `pmfleet-agent`;
     /// the running agent becomes the new binary in place, its apps keep running.
     #[arg(long)]
@@ -147,6 +160,7 @@ pub enum Verb {
     Current,
     Previous,
     Exec(String),
+    Lock,
     Unlock,
 }
 
@@ -206,6 +220,7 @@ pub fn parse_words(
         Some("list") => no_arg(Verb::List, "list")?,
         Some("current") | Some("curr") => no_arg(Verb::Current, "current")?,
         Some("previous") | Some("prev") => no_arg(Verb::Previous, "previous")?,
+        Some("lock") => no_arg(Verb::Lock, "lock")?,
         Some("unlock") => no_arg(Verb::Unlock, "unlock")?,
         Some("exec") | Some("run") => Verb::Exec(
             arg.ok_or("`exec` needs a command: pmfleet deploy <env> exec \"uptime\"")?
@@ -219,7 +234,7 @@ pub fn parse_words(
         },
         Some(other) => {
             return Err(format!(
-                "unknown deploy command `{other}`; expected setup, update, revert [N], list, current, previous, exec <cmd>, ref <ref> or unlock"
+                "unknown deploy command `{other}`; expected setup, update, revert [N], list, current, previous, exec <cmd>, ref <ref>, lock or unlock"
             ));
         }
     };

@@ -8,15 +8,22 @@
 //! - [`shell`]: the only place values are quoted for a shell.
 //! - [`output`]: progress, plain lines, JSON, summary tables; [`last_ecosystem`]: the file
 //!   a command last used, for `status` outside the project directory.
+//! - [`secrets`]: an environment's secrets files resolved on the controller; [`redaction`]:
+//!   masking them in logs and panics too; [`notify`]: webhooks told about runs and apps;
+//!   [`audit`]: the controller's record of every run, and `history` across hosts.
 
 pub mod agent;
+pub mod audit;
 pub mod cli;
 pub mod commands;
 pub mod concurrent;
 pub mod deploy;
 pub mod last_ecosystem;
+pub mod notify;
 pub mod output;
 pub mod pki;
+pub mod redaction;
+pub mod secrets;
 pub mod shell;
 pub mod ssh;
 pub mod transport;
@@ -35,6 +42,8 @@ pub async fn run(cli: cli::Cli) -> Exit {
         cli::Command::Logs(args) => commands::logs::run(args).await,
         cli::Command::Events(args) => commands::events::run(args).await,
         cli::Command::Config(args) => commands::config::run(args),
+        cli::Command::Secrets(args) => commands::secrets::run(args),
+        cli::Command::History(args) => commands::history::run(args).await,
         cli::Command::Completions { shell } => {
             let cmd = <cli::Cli as clap::CommandFactory>::command();
             pmfleet_shared::cli::docs::completions(cmd, shell, &mut std::io::stdout());

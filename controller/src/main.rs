@@ -14,12 +14,13 @@ fn main() -> ExitCode {
         pmfleet_shared::cli::pipe::end_quietly_on_closed_stdout();
     }
     let json = cli.command.json();
+    pmfleet::redaction::install_panic_hook();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("PMFLEET_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
-        .with_writer(std::io::stderr)
+        .with_writer(pmfleet::redaction::RedactedStderr)
         .with_target(false)
         .init();
     let runtime = match tokio::runtime::Runtime::new() {

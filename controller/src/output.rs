@@ -1,5 +1,8 @@
 //! What the user sees: live per-host progress on a terminal, plain `host | step | message`
 //! lines in a pipe or under `CI=true`, or one JSON object per line with `--json`.
+//!
+//! Every byte goes through [`redact`] on its way out (progress bars included), so a secret
+//! the run resolved is masked in whatever a host, a hook or an error says.
 
 use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
@@ -7,6 +10,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use pmfleet_shared::redact::redact;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -90,7 +94,7 @@ impl Output {
     /// A host starts a step.
     pub fn step(&self, host: &str, step: &str) {
         match self.mode {
-            Mode::Live => self.bar(host).set_message(step.to_string()),
+            Mode::Live => self.bar(host).set_message(redact(step).into_owned()),
             Mode::Plain => self.println(&format!("{host} | {step} | started")),
             Mode::Json => {
                 self.json(&serde_json::json!({"event": "step", "host": host, "step": step}))
@@ -118,7 +122,7 @@ impl Output {
                 } else {
                     console::style("✗").red()
                 };
-                bar.finish_with_message(format!("{mark} {message}"));
+                bar.finish_with_message(format!("{mark} {}", redact(message)));
             }
             Mode::Plain => self.println(&format!(
                 "{host} | {} | {message}",
@@ -182,7 +186,7 @@ impl Output {
     fn println(&self, line: &str) {
         match &self.multi {
             Some(multi) => {
-                let _ = multi.println(line);
+                let _ = multi.println(redact(line));
             }
             None => self.print(&format!("{line}\n")),
         }
@@ -193,6 +197,7 @@ impl Output {
     }
 
     fn print(&self, text: &str) {
+        let text = &*redact(text);
         match &self.captured {
             Some(captured) => captured
                 .lock()
@@ -206,7 +211,7 @@ impl Output {
         let mut bars = self.bars.lock().unwrap_or_else(|e| e.into_inner());
         bars.entry(host.to_string())
             .or_insert_with(|| {
-                let bar = ProgressBar::new_spinner().with_prefix(host.to_string());
+                let bar = ProgressBar::new_spinner().with_prefix(redact(host).into_owned());
                 bar.set_style(
                     ProgressStyle::with_template("{spinner:.cyan} {prefix:.bold} {wide_msg}")
                         .unwrap_or_else(|_| ProgressStyle::default_spinner()),

@@ -110,11 +110,12 @@ impl HostConn {
         })
     }
 
-    /// Runs a script, handing every complete output line to `on_line` as it arrives; the
-    /// last few lines are kept for the error message.
+    /// Runs a script with `stdin`, handing every complete output line to `on_line` as it
+    /// arrives; the last few lines are kept for the error message.
     pub async fn run_lines(
         &self,
         script: &Script,
+        stdin: Option<Stdin>,
         on_line: &mut (dyn FnMut(Stream, &str) + Send),
     ) -> Result<Captured, TransportError> {
         let mut pending = [Vec::new(), Vec::new()];
@@ -133,7 +134,7 @@ impl HostConn {
                     keep_tail(&mut tail, text);
                 }
             };
-            self.exec(&script.render(), None, &mut sink).await?
+            self.exec(&script.render(), stdin, &mut sink).await?
         };
         for (buf, stream) in pending.iter().zip([Stream::Stdout, Stream::Stderr]) {
             if !buf.is_empty() {

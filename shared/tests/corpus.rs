@@ -74,7 +74,10 @@ fn full_file_apps() {
     assert_eq!(api.kill_timeout, Duration::from_secs(8));
     assert_eq!(api.listen_timeout, Duration::from_secs(10));
     assert!(api.wait_ready);
-    assert_eq!(api.healthcheck.as_deref(), Some("/health"));
+    assert_eq!(
+        api.healthcheck,
+        Some(pmfleet_shared::protocol::HealthCheck::legacy("/health"))
+    );
     assert_eq!(api.stop_exit_codes, vec![0]);
     assert_eq!(api.out_file.as_deref(), Some(Path::new("logs/api.out.log")));
     assert_eq!(
@@ -416,6 +419,28 @@ const INVALID: &[(&str, Expect)] = &[
         Expect::NodeFailed("must export an object"),
     ),
     (
+        "pm2_in_hooks.json",
+        Expect::Warnings(&[
+            d(
+                "deploy.production.post-deploy",
+                (9, 22),
+                "move the PM2 call to `published`",
+            ),
+            js(
+                "deploy.production.published",
+                "give the app `cwd: \"/var/www/shop/current\"`",
+            ),
+        ]),
+    ),
+    (
+        "pm2_in_hooks.yml",
+        Expect::Warnings(&[d(
+            "deploy.production.post-deploy",
+            (11, 18),
+            "the hosts skip that call and say so",
+        )]),
+    ),
+    (
         "pm2_unimplemented.yml",
         Expect::Warnings(&[
             d(
@@ -430,6 +455,16 @@ const INVALID: &[(&str, Expect)] = &[
                 "`forward-agent` is a PM2 setting",
             ),
         ]),
+    ),
+    (
+        "published_with_agent.config.js",
+        Expect::Broken {
+            env: "production",
+            errors: &[js(
+                "deploy.production.published",
+                "`published` is for `agent: false` environments",
+            )],
+        },
     ),
     (
         "relative_path.yml",

@@ -1,5 +1,6 @@
 //! Files of the repository that tests run: the agent's sample apps (`agent/tests/apps/`), its
-//! fixtures (`agent/tests/fixtures/`) and the Node preload (`agent/preload/cluster.js`).
+//! fixtures (`agent/tests/fixtures/`) and the Node preload (`agent/preload/cluster.js`); and
+//! the app the deploy tests commit ([`VERSION_SERVER_JS`]).
 
 use std::path::{Path, PathBuf};
 
@@ -25,3 +26,11 @@ pub fn agent_fixture(name: &str) -> PathBuf {
 pub fn node_preload() -> PathBuf {
     workspace().join("agent/preload/cluster.js")
 }
+
+/// A Node app that answers every request with `version <the VERSION file of its release>` on
+/// `$PORT`: what the deploy tests commit next to a `VERSION` file, to see which release serves.
+pub const VERSION_SERVER_JS: &str = r#"const http = require("http");
+const fs = require("fs");
+const version = fs.readFileSync(__dirname + "/VERSION", "utf8").trim();
+http.createServer((req, res) => res.end(`version ${version}\n`)).listen(process.env.PORT);
+"#;

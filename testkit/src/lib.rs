@@ -1,11 +1,13 @@
 //! What every pmfleet test crate and the benchmarks share, in one place: real OpenSSH `sshd`
 //! hosts and the controller's client home ([`sshd`], [`client_home`]), real git repositories
-//! ([`git_repo`]), a user's project running the real `pmfleet` binary ([`project`]), an agent
+//! ([`git_repo`]), a user's project running the real `pmfleet` binary ([`project`]) and what
+//! its deploys leave on the hosts ([`deployed`]), an agent
 //! home with its daemon ([`agent`]), app instances started by hand the way the agent starts them
 //! ([`instance`]), a test CA and a mutual-TLS client ([`tls`]), HTTP requests and a load
 //! generator that counts every failed request ([`http`], [`load`]), a real terminal for the
-//! full-screen views ([`tmux`]), a headless browser for the web views ([`webdriver`]), free ports and who holds
-//! which connection ([`net`]), processes and their open files ([`procs`]), and waiting on a
+//! full-screen views ([`tmux`]), a headless browser for the web views ([`webdriver`]), free
+//! ports and who holds which connection ([`net`]), PM2 itself ([`pm2`]), processes and their
+//! open files ([`procs`]), and waiting on a
 //! condition instead of sleeping ([`wait`]).
 //!
 //! It depends on neither the controller nor the agent crate (the agent's tests must not build
@@ -16,11 +18,13 @@ pub mod agent;
 pub mod assets;
 pub mod binaries;
 pub mod client_home;
+pub mod deployed;
 pub mod git_repo;
 pub mod http;
 pub mod instance;
 pub mod load;
 pub mod net;
+pub mod pm2;
 pub mod procs;
 pub mod project;
 pub mod sshd;

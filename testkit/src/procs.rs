@@ -161,6 +161,26 @@ impl Drop for Stranger {
     }
 }
 
+/// How many processes of a test's app run on this machine (every test host shares it): found
+/// by `PORT=<port>` in their environment and `server.js` on their command line, and with
+/// `release`, `PMFLEET_RELEASE=<release>` too.
+pub fn app_processes(port: u16, release: Option<&str>) -> usize {
+    let port = format!("PORT={port}");
+    let release = release.map(|r| format!("PMFLEET_RELEASE={r}"));
+    all_pids()
+        .into_iter()
+        .filter(|pid| {
+            let dir = Path::new("/proc").join(pid.to_string());
+            let environ = std::fs::read(dir.join("environ")).unwrap_or_default();
+            let cmdline = std::fs::read(dir.join("cmdline")).unwrap_or_default();
+            let has = |n: &str| environ.split(|b| *b == 0).any(|v| v == n.as_bytes());
+            has(&port)
+                && release.as_deref().is_none_or(has)
+                && String::from_utf8_lossy(&cmdline).contains("server.js")
+        })
+        .count()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -25,6 +25,30 @@ impl Run {
     }
 }
 
+/// The real `pmfleet` with `$PMFLEET_CA_DIR` at `ca_dir` (and no `PMFLEET_TLS_*` identity
+/// from the test's own environment), in the test's working directory: the CA commands.
+pub fn pmfleet_with_ca(ca_dir: &Path, args: &[&str]) -> Run {
+    let out = Command::new(pmfleet_bin())
+        .args(args)
+        .env("PMFLEET_CA_DIR", ca_dir)
+        .env_remove("PMFLEET_TLS_CA")
+        .env_remove("PMFLEET_TLS_CERT")
+        .env_remove("PMFLEET_TLS_KEY")
+        .output()
+        .expect("run pmfleet");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Fails the test, with everything `run` printed, unless it exited 0.
+#[track_caller]
+pub fn ok(run: &Run) {
+    assert_eq!(run.code, 0, "pmfleet failed:\n{}", run.all());
+}
+
 pub struct Project {
     dir: TempDir,
     home: PathBuf,

@@ -381,6 +381,14 @@ impl Fleet {
         }
         Fleet { home, hosts }
     }
+
+    /// The hosts as an ecosystem file's `host` list: `{"host", "port", "user": "root"}` each.
+    pub fn hosts_json(&self) -> serde_json::Value {
+        self.hosts
+            .iter()
+            .map(|h| serde_json::json!({"host": h.address(), "port": h.port(), "user": "root"}))
+            .collect()
+    }
 }
 
 fn sshd_config(dir: &Path, address: &str, port: u16) -> String {

@@ -257,10 +257,20 @@ pub struct Conn {
     pub stream: tokio_rustls::client::TlsStream<TcpStream>,
 }
 
-/// Connect and finish the client's side of the handshake.
+/// Connect and finish the client's side of the handshake, checking the agent's certificate
+/// against `127.0.0.1`.
 pub async fn connect(addr: SocketAddr, config: Arc<ClientConfig>) -> Result<Conn, String> {
+    connect_as(addr, config, "127.0.0.1").await
+}
+
+/// Connect, checking the agent's certificate against `name`.
+pub async fn connect_as(
+    addr: SocketAddr,
+    config: Arc<ClientConfig>,
+    name: &str,
+) -> Result<Conn, String> {
     let connector = TlsConnector::from(config);
-    let name = pmfleet_shared::tls::server_name("127.0.0.1").unwrap();
+    let name = pmfleet_shared::tls::server_name(name).map_err(|e| e.to_string())?;
     let stream =
         pmfleet_shared::tls::connect_with_timeout(&connector, addr, name, Duration::from_secs(5))
             .await
@@ -271,8 +281,13 @@ pub async fn connect(addr: SocketAddr, config: Arc<ClientConfig>) -> Result<Conn
 impl Conn {
     pub async fn send(&mut self, req: &Request) -> Result<(), String> {
         let bytes = protocol::encode(req).map_err(|e| e.to_string())?;
+        self.send_bytes(&bytes).await
+    }
+
+    /// Bytes as they are: a frame of the test's own making.
+    pub async fn send_bytes(&mut self, bytes: &[u8]) -> Result<(), String> {
         self.stream
-            .write_all(&bytes)
+            .write_all(bytes)
             .await
             .map_err(|e| e.to_string())?;
         self.stream.flush().await.map_err(|e| e.to_string())

@@ -202,7 +202,13 @@ fn a_revoked_agent_is_not_talked_to() {
     let client = pmfleet::agent::AgentClient::new(&identity, Duration::from_secs(5)).unwrap();
     let port = agent.addr.port();
     let err = rt
-        .block_on(client.request("127.0.0.1", port, &Request::Status, None))
+        .block_on(client.request(
+            "127.0.0.1",
+            port,
+            &pmfleet::agent::Via::Direct,
+            &Request::Status,
+            None,
+        ))
         .expect_err("refused by the controller's client");
     assert!(err.to_string().contains("Revoked"), "{err}");
 }
@@ -308,6 +314,7 @@ fn every_request(agent: &Agent) -> Vec<(&'static str, Request)> {
                 env_name: None,
                 env: BTreeMap::new(),
                 timeout_ms: 5_000,
+                secrets_file: None,
             })),
         ),
         ("reload_tls", Request::ReloadTls),

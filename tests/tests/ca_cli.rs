@@ -3,31 +3,8 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::Command;
 
-use pmfleet_testkit::binaries::pmfleet_bin;
-
-struct Out {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-fn pmfleet(ca_dir: &Path, args: &[&str]) -> Out {
-    let out = Command::new(pmfleet_bin())
-        .args(args)
-        .env("PMFLEET_CA_DIR", ca_dir)
-        .env_remove("PMFLEET_TLS_CA")
-        .env_remove("PMFLEET_TLS_CERT")
-        .env_remove("PMFLEET_TLS_KEY")
-        .output()
-        .expect("run pmfleet");
-    Out {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
+use pmfleet_testkit::project::pmfleet_with_ca as pmfleet;
 
 fn mode(path: &Path) -> u32 {
     std::fs::metadata(path)

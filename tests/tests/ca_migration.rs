@@ -7,36 +7,14 @@
 mod agent_endpoint;
 
 use std::path::Path;
-use std::process::Command;
 
 use agent_endpoint::{Agent, Fleet, ask, runtime};
 use pmfleet::pki;
 use pmfleet_shared::protocol::{ApplyRelease, ErrorKind, Request, Response};
 use pmfleet_shared::tls::{self, Role};
-use pmfleet_testkit::binaries::pmfleet_bin;
 use rcgen::{CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, KeyPair};
 
-struct Out {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-fn pmfleet(ca_dir: &Path, args: &[&str]) -> Out {
-    let out = Command::new(pmfleet_bin())
-        .args(args)
-        .env("PMFLEET_CA_DIR", ca_dir)
-        .env_remove("PMFLEET_TLS_CA")
-        .env_remove("PMFLEET_TLS_CERT")
-        .env_remove("PMFLEET_TLS_KEY")
-        .output()
-        .expect("run pmfleet");
-    Out {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
+use pmfleet_testkit::project::pmfleet_with_ca as pmfleet;
 
 /// The controller certificate as a pmfleet from before roles wrote it: signed by the fleet
 /// CA, `CN=controller:…`, no role in its subject.

@@ -4,74 +4,16 @@
 use std::path::Path;
 use std::time::Duration;
 
+use pmfleet_testkit::deployed::{current_release, ecosystem, on_host, releases, served_version};
 use pmfleet_testkit::git_repo::GitRepo;
-use pmfleet_testkit::project::{Project, Run};
+use pmfleet_testkit::project::{Project, ok};
 use pmfleet_testkit::require_sshd;
 use pmfleet_testkit::sshd::{Fleet, SshHost};
 use pmfleet_testkit::wait_until;
 use serde_json::{Value, json};
 
-/// The deploy root as every host sees it.
-const ROOT: &str = "/srv/app";
 /// How long a deploy step a test waits for may take.
 const WAIT: Duration = Duration::from_secs(60);
-
-fn hosts_json(hosts: &[SshHost]) -> Value {
-    Value::Array(
-        hosts
-            .iter()
-            .map(|h| json!({"host": h.address(), "port": h.port(), "user": "root"}))
-            .collect(),
-    )
-}
-
-fn ecosystem(hosts: &[SshHost], repo: &GitRepo, extra: Value) -> Value {
-    let mut env = json!({
-        "host": hosts_json(hosts),
-        "ref": "origin/main",
-        "repo": repo.url(),
-        "path": ROOT,
-        "post-deploy": "./app.sh > built.txt",
-        // These tests are about the deploy itself; the agent has its own.
-        "agent": false,
-    });
-    if let (Some(env), Some(extra)) = (env.as_object_mut(), extra.as_object()) {
-        for (k, v) in extra {
-            env.insert(k.clone(), v.clone());
-        }
-    }
-    json!({"apps": [{"name": "app", "script": "app.sh"}], "deploy": {"production": env}})
-}
-
-/// The host's view of `/srv/app/<rel>`.
-fn on_host(host: &SshHost, rel: &str) -> std::path::PathBuf {
-    host.root().join("app").join(rel)
-}
-
-fn current_release(host: &SshHost) -> Option<String> {
-    std::fs::read_link(on_host(host, "current"))
-        .ok()
-        .and_then(|t| t.file_name().map(|n| n.to_string_lossy().into_owned()))
-}
-
-fn served_version(host: &SshHost) -> String {
-    std::fs::read_to_string(on_host(host, "current/VERSION"))
-        .unwrap_or_default()
-        .trim()
-        .to_string()
-}
-
-fn releases(host: &SshHost) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(on_host(host, "releases"))
-        .map(|d| {
-            d.filter_map(|e| e.ok())
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default();
-    names.sort();
-    names
-}
 
 /// A `post-deploy` that hangs (after touching `/srv/hanging`) while `/srv/hang` exists.
 const HANG_POST_DEPLOY: &str =
@@ -101,10 +43,6 @@ fn serving(n: usize, extra: Value) -> Serving {
         project,
         r1,
     }
-}
-
-fn ok(run: &Run) {
-    assert_eq!(run.code, 0, "pmfleet failed:\n{}", run.all());
 }
 
 /// Every host serves `version`, all from the same release.

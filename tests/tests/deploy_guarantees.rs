@@ -6,55 +6,16 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use pmfleet_testkit::deployed::{current_release, ecosystem, on_host, served_version};
 use pmfleet_testkit::git_repo::GitRepo;
-use pmfleet_testkit::project::{Project, Run};
+use pmfleet_testkit::project::{Project, ok};
 use pmfleet_testkit::sshd::{Fleet, SshHost};
 use pmfleet_testkit::{require_sshd, wait_until};
 use serde_json::{Value, json};
 
-const ROOT: &str = "/srv/app";
-
 /// A `post-deploy` that, once built, touches `/srv/waiting` and waits while `/srv/hold`
 /// exists, writing its own pid to `/srv/hook.pid`.
 const HOLD_POST_DEPLOY: &str = "./app.sh > built.txt; echo $$ > /srv/hook.pid; touch /srv/waiting; while [ -f /srv/hold ]; do sleep 0.05; done";
-
-fn ecosystem(hosts: &[SshHost], repo: &GitRepo, extra: Value) -> Value {
-    let hosts: Vec<Value> = hosts
-        .iter()
-        .map(|h| json!({"host": h.address(), "port": h.port(), "user": "root"}))
-        .collect();
-    let mut env = json!({
-        "host": hosts, "ref": "origin/main", "repo": repo.url(), "path": ROOT,
-        "post-deploy": "./app.sh > built.txt", "agent": false,
-    });
-    if let (Some(env), Some(extra)) = (env.as_object_mut(), extra.as_object()) {
-        for (k, v) in extra {
-            env.insert(k.clone(), v.clone());
-        }
-    }
-    json!({"apps": [{"name": "app", "script": "app.sh"}], "deploy": {"production": env}})
-}
-
-fn on_host(host: &SshHost, rel: &str) -> std::path::PathBuf {
-    host.root().join("app").join(rel)
-}
-
-fn current_release(host: &SshHost) -> Option<String> {
-    std::fs::read_link(on_host(host, "current"))
-        .ok()
-        .and_then(|t| t.file_name().map(|n| n.to_string_lossy().into_owned()))
-}
-
-fn served_version(host: &SshHost) -> String {
-    std::fs::read_to_string(on_host(host, "current/VERSION"))
-        .unwrap_or_default()
-        .trim()
-        .to_string()
-}
-
-fn ok(run: &Run) {
-    assert_eq!(run.code, 0, "pmfleet failed:\n{}", run.all());
-}
 
 fn assert_fleet_serves(hosts: &[SshHost], version: &str) -> String {
     let first = current_release(&hosts[0]).expect("current on host 0");

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 /// Names that look like variables but are none a person sets or sees.
-const NOT_VARIABLES: [(&str, &str); 7] = [
+const NOT_VARIABLES: [(&str, &str); 12] = [
     ("NODE_ENV", "an example value in templates and tests"),
     ("CARGO_PKG_VERSION", "read when compiling"),
     ("GIT_AUTHOR_NAME", "a test's commit"),
@@ -14,6 +14,11 @@ const NOT_VARIABLES: [(&str, &str); 7] = [
     ("GIT_COMMITTER_NAME", "a test's commit"),
     ("GIT_COMMITTER_EMAIL", "a test's commit"),
     ("INSTANCE_ID", "an instance_var in a test's ecosystem file"),
+    ("DB_PASSWORD", "a secret's name in examples and tests"),
+    ("API_TOKEN", "a secret's name in examples and tests"),
+    ("FROM_CMD", "a secret's name in a test"),
+    ("FROM_ENV", "a secret's name in a test"),
+    ("IN_DIR", "a secret's name in a test"),
 ];
 
 fn root() -> PathBuf {

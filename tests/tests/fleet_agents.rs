@@ -9,7 +9,7 @@ use std::time::Duration;
 use pmfleet_testkit::git_repo::GitRepo;
 use pmfleet_testkit::net::connected;
 use pmfleet_testkit::procs::open_descriptors;
-use pmfleet_testkit::project::{Project, Run};
+use pmfleet_testkit::project::{Project, Run, ok};
 use pmfleet_testkit::sshd::{Fleet, SshHost};
 use pmfleet_testkit::wait::poll_until;
 use pmfleet_testkit::{Load, free_port, get_from, require_sshd, wait_until};
@@ -42,10 +42,6 @@ fn app_repo(app_port: u16) -> GitRepo {
     );
     repo.commit_file("VERSION", "1\n", "web app");
     repo
-}
-
-fn ok(run: &Run) {
-    assert_eq!(run.code, 0, "pmfleet failed:\n{}", run.all());
 }
 
 /// Load on the app at `host:port`: one client, a new connection per request.
@@ -151,11 +147,7 @@ fn setup_provisions_agents_and_deploys_reload_the_apps() {
     let agent_port = free_port();
     let repo = app_repo(app_port);
     let project = Project::new(fleet.home.path());
-    let hosts: Vec<Value> = fleet
-        .hosts
-        .iter()
-        .map(|h| json!({"host": h.address(), "port": h.port(), "user": "root"}))
-        .collect();
+    let hosts = fleet.hosts_json();
     let ecosystem = |agent_port: u16| {
         project.write_ecosystem(&json!({"deploy": {"production": {
             "host": hosts, "ref": "main", "repo": repo.url(), "path": "/srv/app", "fetch": "push",

@@ -8,7 +8,7 @@ use std::ffi::OsStr;
 use std::path::PathBuf;
 
 use pmfleet::pki::{self, Ca};
-use pmfleet_testkit::project::{Project, Run};
+use pmfleet_testkit::project::{Project, Run, ok};
 use pmfleet_testkit::require_sshd;
 use pmfleet_testkit::sshd::Fleet;
 use serde_json::{Value, json};
@@ -18,10 +18,6 @@ fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("a free port")
-}
-
-fn ok(run: &Run) {
-    assert_eq!(run.code, 0, "pmfleet failed:\n{}", run.all());
 }
 
 /// One host with a certified agent (`ca init` + `setup` done).

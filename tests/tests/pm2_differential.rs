@@ -304,7 +304,7 @@ fn base_env(home: &Path) -> BTreeMap<String, String> {
 
 #[test]
 fn every_corpus_file_means_what_it_means_in_pm2() {
-    let pm2_bin = match pm2::find() {
+    let pm2_bin = match pmfleet_testkit::pm2::find() {
         Ok(bin) => bin,
         Err(why) if pmfleet_testkit::sshd::in_ci() => {
             panic!("{why} (CI=true: the PM2 comparison must run)")

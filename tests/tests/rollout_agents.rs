@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use pmfleet_testkit::git_repo::GitRepo;
-use pmfleet_testkit::project::{Project, Run};
+use pmfleet_testkit::project::{Project, ok};
 use pmfleet_testkit::sshd::{Fleet, SshHost};
 use pmfleet_testkit::{free_port, get_from, require_sshd, wait_until};
 use serde_json::{Value, json};
@@ -35,10 +35,6 @@ struct AgentFleet {
     app_port: u16,
 }
 
-fn ok(run: &Run) {
-    assert_eq!(run.code, 0, "pmfleet failed:\n{}", run.all());
-}
-
 impl AgentFleet {
     /// `n` hosts with agents, version 1 deployed and serving.
     fn start(n: usize, extra: Value) -> AgentFleet {
@@ -49,11 +45,7 @@ impl AgentFleet {
         repo.write("ecosystem.json", &ecosystem_file(app_port));
         repo.commit_file("VERSION", "1\n", "web app");
         let project = Project::new(fleet.home.path());
-        let hosts: Vec<Value> = fleet
-            .hosts
-            .iter()
-            .map(|h| json!({"host": h.address(), "port": h.port(), "user": "root"}))
-            .collect();
+        let hosts = fleet.hosts_json();
         let mut env = json!({
             "host": hosts, "ref": "main", "repo": repo.url(), "path": "/srv/app", "fetch": "push",
             "agent": {"port": free_port(), "bind": "host"},

@@ -5,73 +5,19 @@
 
 use std::time::{Duration, Instant};
 
+use pmfleet_testkit::deployed::{
+    ROOT, current_release, ecosystem, on_host, releases, served_version,
+};
 use pmfleet_testkit::git_repo::GitRepo;
-use pmfleet_testkit::project::{Project, Run};
+use pmfleet_testkit::procs::app_processes;
+use pmfleet_testkit::project::{Project, ok};
 use pmfleet_testkit::sshd::{Fleet, SshHost};
 use pmfleet_testkit::{free_port, require_sshd, wait_until};
 use serde_json::{Value, json};
 
-/// The deploy root as every host sees it.
-const ROOT: &str = "/srv/app";
-
 /// A `post-deploy` that hangs (after touching `/srv/hanging`) while `/srv/hang` exists.
 const HANG_POST_DEPLOY: &str =
     "./app.sh > built.txt; if [ -f /srv/hang ]; then touch /srv/hanging; sleep 60; fi";
-
-fn ecosystem(hosts: &[SshHost], repo: &GitRepo, extra: Value) -> Value {
-    let hosts: Vec<Value> = hosts
-        .iter()
-        .map(|h| json!({"host": h.address(), "port": h.port(), "user": "root"}))
-        .collect();
-    let mut env = json!({
-        "host": hosts,
-        "ref": "origin/main",
-        "repo": repo.url(),
-        "path": ROOT,
-        "post-deploy": "./app.sh > built.txt",
-        "agent": false,
-    });
-    if let (Some(env), Some(extra)) = (env.as_object_mut(), extra.as_object()) {
-        for (k, v) in extra {
-            env.insert(k.clone(), v.clone());
-        }
-    }
-    json!({"apps": [{"name": "app", "script": "app.sh"}], "deploy": {"production": env}})
-}
-
-/// The host's view of `/srv/app/<rel>`.
-fn on_host(host: &SshHost, rel: &str) -> std::path::PathBuf {
-    host.root().join("app").join(rel)
-}
-
-fn current_release(host: &SshHost) -> Option<String> {
-    std::fs::read_link(on_host(host, "current"))
-        .ok()
-        .and_then(|t| t.file_name().map(|n| n.to_string_lossy().into_owned()))
-}
-
-fn served_version(host: &SshHost) -> String {
-    std::fs::read_to_string(on_host(host, "current/VERSION"))
-        .unwrap_or_default()
-        .trim()
-        .to_string()
-}
-
-fn releases(host: &SshHost) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(on_host(host, "releases"))
-        .map(|d| {
-            d.filter_map(|e| e.ok())
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default();
-    names.sort();
-    names
-}
-
-fn ok(run: &Run) {
-    assert_eq!(run.code, 0, "pmfleet failed:\n{}", run.all());
-}
 
 /// Every host serves `version`, built, all from the same release.
 fn assert_fleet_serves(hosts: &[SshHost], version: &str) -> String {
@@ -166,31 +112,6 @@ fn http_get(host: &str, port: u16) -> String {
         .to_string()
 }
 
-/// Every process of this test's app, on every host: found by the port in its environment
-/// (and, with `release`, started for that release).
-fn app_processes(port: u16) -> usize {
-    processes_of(port, None)
-}
-
-fn processes_of(port: u16, release: Option<&str>) -> usize {
-    let needle = format!("PORT={port}");
-    let wanted = release.map(|r| format!("PMFLEET_RELEASE={r}"));
-    std::fs::read_dir("/proc")
-        .into_iter()
-        .flatten()
-        .filter_map(Result::ok)
-        .filter(|e| e.file_name().to_string_lossy().parse::<u32>().is_ok())
-        .filter(|e| {
-            let environ = std::fs::read(e.path().join("environ")).unwrap_or_default();
-            let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
-            let has = |n: &str| environ.split(|b| *b == 0).any(|v| v == n.as_bytes());
-            has(&needle)
-                && wanted.as_deref().is_none_or(has)
-                && String::from_utf8_lossy(&cmdline).contains("server.js")
-        })
-        .count()
-}
-
 struct Suite {
     fleet: Fleet,
     repo: GitRepo,
@@ -206,11 +127,7 @@ impl Suite {
     }
 
     fn write_ecosystem(&self, extra: Value) {
-        let hosts: Vec<Value> = self
-            .hosts()
-            .iter()
-            .map(|h| json!({"host": h.address(), "port": h.port(), "user": "root"}))
-            .collect();
+        let hosts = self.fleet.hosts_json();
         let mut env = json!({
             "host": hosts, "ref": "main", "repo": self.repo.url(), "path": ROOT, "fetch": "push",
             "post-deploy": GATED_POST_DEPLOY, "keep_releases": 2,
@@ -259,7 +176,7 @@ impl Suite {
         wait_until(
             Duration::from_secs(60),
             &format!("the app runs exactly {expected} instances"),
-            || app_processes(self.port) == expected,
+            || app_processes(self.port, None) == expected,
         );
         versions
     }
@@ -390,7 +307,7 @@ fn a_controller_killed_at_any_rollout_step_leaves_every_host_serving_a_complete_
     s.kill_deploy_when(|s| {
         current_release(&s.hosts()[0])
             .filter(|r| *r != r_old)
-            .is_some_and(|r| processes_of(s.port, Some(&r)) > 0)
+            .is_some_and(|r| app_processes(s.port, Some(&r)) > 0)
     });
     for host in s.hosts() {
         std::fs::remove_file(host.root().join(format!("hold-{next}"))).unwrap();
@@ -432,7 +349,7 @@ fn a_controller_killed_at_any_rollout_step_leaves_every_host_serving_a_complete_
                 .first()
                 .cloned()
                 .flatten()
-                .is_some_and(|r| processes_of(s.port, Some(&r)) >= s.hosts().len())
+                .is_some_and(|r| app_processes(s.port, Some(&r)) >= s.hosts().len())
     });
     for host in s.hosts() {
         std::fs::remove_file(host.root().join(format!("hold-{next}"))).unwrap();

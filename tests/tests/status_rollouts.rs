@@ -6,8 +6,10 @@
 
 use std::time::{Duration, Instant};
 
+use pmfleet_testkit::deployed::current_release;
 use pmfleet_testkit::git_repo::GitRepo;
-use pmfleet_testkit::project::{Project, Run};
+use pmfleet_testkit::procs::app_processes;
+use pmfleet_testkit::project::{Project, Run, ok};
 use pmfleet_testkit::sshd::{Fleet, SshHost};
 use pmfleet_testkit::{free_port, get_from, require_sshd, wait_until};
 use serde_json::{Value, json};
@@ -21,35 +23,6 @@ const hold = "/srv/hold-" + version;
 const serve = () => http.createServer((q, s) => s.end(`version ${version}\n`)).listen(process.env.PORT);
 (function wait() { if (fs.existsSync(hold)) setTimeout(wait, 50); else serve(); })();
 "#;
-
-fn ok(run: &Run) {
-    assert_eq!(run.code, 0, "pmfleet failed:\n{}", run.all());
-}
-
-fn current_release(host: &SshHost) -> Option<String> {
-    std::fs::read_link(host.root().join("app/current"))
-        .ok()
-        .and_then(|t| t.file_name().map(|n| n.to_string_lossy().into_owned()))
-}
-
-/// The processes of this test's app started for `release` (by the port and the release in
-/// their environment), on every host.
-fn processes_of(port: u16, release: &str) -> usize {
-    let port = format!("PORT={port}");
-    let release = format!("PMFLEET_RELEASE={release}");
-    std::fs::read_dir("/proc")
-        .into_iter()
-        .flatten()
-        .filter_map(Result::ok)
-        .filter(|e| e.file_name().to_string_lossy().parse::<u32>().is_ok())
-        .filter(|e| {
-            let environ = std::fs::read(e.path().join("environ")).unwrap_or_default();
-            let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
-            let has = |n: &str| environ.split(|b| *b == 0).any(|v| v == n.as_bytes());
-            has(&port) && has(&release) && String::from_utf8_lossy(&cmdline).contains("server.js")
-        })
-        .count()
-}
 
 struct Suite {
     fleet: Fleet,
@@ -73,13 +46,8 @@ impl Suite {
         );
         repo.commit_file("VERSION", "1\n", "web app");
         let project = Project::new(fleet.home.path());
-        let hosts: Vec<Value> = fleet
-            .hosts
-            .iter()
-            .map(|h| json!({"host": h.address(), "port": h.port(), "user": "root"}))
-            .collect();
         project.write_ecosystem(&json!({"deploy": {"production": {
-            "host": hosts, "ref": "main", "repo": repo.url(), "path": "/srv/app", "fetch": "push",
+            "host": fleet.hosts_json(), "ref": "main", "repo": repo.url(), "path": "/srv/app", "fetch": "push",
             "batch": 1, "agent": {"port": free_port(), "bind": "host"},
         }}}));
         ok(&project.pmfleet(&["ca", "init"]));
@@ -126,7 +94,7 @@ impl Suite {
             );
             assert!(Instant::now() < deadline, "host 0 never switched");
             if let Some(new) = current_release(&self.hosts()[0]).filter(|r| *r != old)
-                && processes_of(self.port, &new) > 0
+                && app_processes(self.port, Some(&new)) > 0
             {
                 break new;
             }
@@ -233,7 +201,7 @@ fn status_says_when_current_is_not_the_release_the_apps_run() {
     wait_until(
         Duration::from_secs(60),
         "the new release's instances are stopped",
-        || processes_of(s.port, &new) == 0,
+        || app_processes(s.port, Some(&new)) == 0,
     );
     s.wait_serving(host, "1");
     assert_eq!(current_release(host).as_deref(), Some(new.as_str()));

@@ -6,8 +6,8 @@
 //! | request | `read` | `deploy` | `admin` | local socket |
 //! |---|---|---|---|---|
 //! | `ping`, `status`, `metrics`, `list`, `show`, `logs`, `events` | yes | yes | yes | yes |
-//! | `apply_release`, `reload`, `restart` | | yes | yes | yes |
-//! | `stop`, `delete`, `scale`, `flush`, `reload_logs`, `save`, `resurrect` | | | yes | yes |
+//! | `apply_release`, `watch_release`, `reload`, `restart` | | yes | yes | yes |
+//! | `stop`, `delete`, `scale`, `flush`, `reload_logs`, `save`, `resurrect`, `maintenance` | | | yes | yes |
 //! | `start`, `apply_dir`, `kill`, `reload_tls`, `upgrade` | | | | yes |
 //!
 //! The last row is the local socket's alone, whatever the role: `start` and `apply_dir` take
@@ -51,16 +51,18 @@ pub fn need(req: &Request) -> Need {
         | Request::Show { .. }
         | Request::Logs { .. }
         | Request::Events { .. } => Need::Role(Role::Read),
-        Request::ApplyRelease(_) | Request::Reload { .. } | Request::Restart { .. } => {
-            Need::Role(Role::Deploy)
-        }
+        Request::ApplyRelease(_)
+        | Request::WatchRelease(_)
+        | Request::Reload { .. }
+        | Request::Restart { .. } => Need::Role(Role::Deploy),
         Request::Stop { .. }
         | Request::Delete { .. }
         | Request::Scale { .. }
         | Request::Flush { .. }
         | Request::ReloadLogs
         | Request::Save
-        | Request::Resurrect => Need::Role(Role::Admin),
+        | Request::Resurrect
+        | Request::Maintenance(_) => Need::Role(Role::Admin),
         Request::Start(_)
         | Request::ApplyDir(_)
         | Request::Kill
@@ -91,6 +93,8 @@ pub fn op(req: &Request) -> &'static str {
         Request::Status => "status",
         Request::Metrics => "metrics",
         Request::ApplyRelease(_) => "apply_release",
+        Request::WatchRelease(_) => "watch_release",
+        Request::Maintenance(_) => "maintenance",
         Request::ApplyDir(_) => "apply_dir",
         Request::ReloadTls => "reload_tls",
         Request::Upgrade { .. } => "upgrade",
@@ -139,7 +143,8 @@ impl Origin {
 mod tests {
     use super::*;
     use pmfleet_shared::protocol::{
-        ApplyDir, ApplyRelease, ScaleTo, ScriptStart, StartRequest, StartSource, Target,
+        ApplyDir, ApplyRelease, MaintenanceRequest, ScaleTo, ScriptStart, StartRequest,
+        StartSource, Target, WatchRelease,
     };
 
     /// One request of every kind, so the table below cannot miss one.
@@ -182,12 +187,23 @@ mod tests {
                 release: "1".into(),
                 timeout_ms: 0,
             })),
+            Request::WatchRelease(Box::new(WatchRelease {
+                root: "/srv/app".into(),
+                release: "1".into(),
+                period_ms: 1000,
+            })),
+            Request::Maintenance(Box::new(MaintenanceRequest {
+                target: all(),
+                on: true,
+                message: None,
+            })),
             Request::ApplyDir(Box::new(ApplyDir {
                 release_dir: "/tmp/evil".into(),
                 ecosystem: None,
                 env_name: None,
                 env: Default::default(),
                 timeout_ms: 0,
+                secrets_file: None,
             })),
             Request::ReloadTls,
             Request::Upgrade {
@@ -209,6 +225,8 @@ mod tests {
             ("logs", [true, true, true]),
             ("events", [true, true, true]),
             ("apply_release", [false, true, true]),
+            ("watch_release", [false, true, true]),
+            ("maintenance", [false, false, true]),
             ("reload", [false, true, true]),
             ("restart", [false, true, true]),
             ("stop", [false, false, true]),

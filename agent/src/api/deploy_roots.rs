@@ -1,7 +1,8 @@
 //! What `status` says about the deploy roots of this host ([`DeployRoot`]): for every root
 //! `setup` registered in `<agent home>/roots`, where `current` points, the rollout record and
-//! the deploy lock as the controller left them over SSH, and which release each app the agent
-//! runs from that root's releases is on.
+//! the deploy lock as the controller left them over SSH, which release each app the agent
+//! runs from that root's releases is on, and a switch not confirmed yet or undone by the host
+//! itself ([`crate::auto_revert`]).
 //!
 //! Only reading, and only for display: nothing read here is acted on. Every file is opened
 //! without following a link and without waiting (a FIFO in its place answers at once), must be
@@ -125,6 +126,7 @@ fn describe(root: &Path, apps: &[AppPaths]) -> DeployRoot {
             bases.push(real);
         }
     }
+    let (pending, pending_note, auto_reverted) = crate::auto_revert::describe(root);
     DeployRoot {
         path: root.to_path_buf(),
         current,
@@ -133,6 +135,9 @@ fn describe(root: &Path, apps: &[AppPaths]) -> DeployRoot {
         rollout_error,
         lock,
         apps: apps_of(&bases, apps),
+        pending,
+        pending_note,
+        auto_reverted,
     }
 }
 

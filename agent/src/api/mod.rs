@@ -71,6 +71,23 @@ pub async fn dispatch(sup: &Supervisor, req: Request) -> Response {
                 Response::Error(refused.to_api())
             }
         },
+        Request::WatchRelease(w) => {
+            let gate = pmfleet_shared::protocol::ApplyRelease {
+                root: w.root.clone(),
+                release: w.release.clone(),
+                timeout_ms: 0,
+            };
+            match release_gate::resolve(sup.home().root(), &gate) {
+                Ok(dir) => {
+                    let period = std::time::Duration::from_millis(
+                        w.period_ms.min(pmfleet_shared::protocol::MAX_WATCH_MS),
+                    );
+                    Response::Watched(sup.watch_release(&dir.release_dir, period).await)
+                }
+                Err(refused) => Response::Error(refused.to_api()),
+            }
+        }
+        Request::Maintenance(m) => done(sup.maintenance(&m).await),
         Request::ApplyDir(d) => applied(sup.apply_release(*d).await),
         Request::Show { app } => match sup.show(&app) {
             Ok(app) => Response::App { app: Box::new(app) },

@@ -8,7 +8,10 @@
 //! - `<root>/releases/<id>`: the release, a real directory directly inside `<root>/releases/`
 //!   (a symlink pointing elsewhere is refused); `id` is a plain name.
 //! - `<root>/.pmfleet/prepared/<id>`: the deploy's completeness marker, a regular file holding
-//!   the apps' environment ([`PreparedRelease`]).
+//!   the apps' environment ([`PreparedRelease`]), where a secret is only named
+//!   (`secret:NAME`).
+//! - `<root>/.pmfleet/secrets`: the values of those secrets (mode 0600), read by each
+//!   instance of the release as it starts ([`pmfleet_shared::secrets`]).
 //!
 //! [`resolve`] turns an accepted request into the [`ApplyDir`] the supervisor runs; the
 //! checks on names are pure functions, tested by tables.
@@ -153,6 +156,8 @@ pub fn resolve(agent_home: &Path, req: &ApplyRelease) -> Result<ApplyDir, GateEr
         env_name: Some(prepared.env_name),
         env: prepared.env,
         timeout_ms: req.timeout_ms,
+        // Read by each instance as it starts; only the path is kept in the spec.
+        secrets_file: Some(root.join(pmfleet_shared::secrets::SECRETS_FILE)),
     })
 }
 

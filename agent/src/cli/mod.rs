@@ -342,6 +342,7 @@ pub async fn run(command: Command, home: &AgentHome) -> anyhow::Result<ExitCode>
                 env_name,
                 env: BTreeMap::new(),
                 timeout_ms: timeout,
+                secrets_file: None,
             }));
             let mut c = Client::connect(home, true).await?;
             return match c.request(&req).await? {

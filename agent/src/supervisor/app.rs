@@ -41,6 +41,8 @@ pub(crate) struct AppRuntime {
     pub run_cancel: Mutex<CancellationToken>,
     /// Slots with a memory restart under way, so the monitor does not queue another.
     pub memory_restarts: Mutex<std::collections::BTreeSet<u32>>,
+    /// In maintenance: the agent answers its new connections ([`super::maintenance`]).
+    pub maintenance: Mutex<Option<super::maintenance::Maintenance>>,
 }
 
 /// Instance `index` of an app.
@@ -59,6 +61,9 @@ pub(crate) struct Runner {
     pub stop: CancellationToken,
     pub join: Option<JoinHandle<super::instance::RunnerEnd>>,
     pub view: Arc<Mutex<View>>,
+    /// The port the process answers its health check on (`PMFLEET_PROBE_PORT`), if it was
+    /// given one.
+    pub probe_port: Option<u16>,
 }
 
 /// What `list` shows of a runner's process.
@@ -94,6 +99,7 @@ impl AppRuntime {
             sinks: Mutex::new(BTreeMap::new()),
             run_cancel: Mutex::new(CancellationToken::new()),
             memory_restarts: Mutex::new(Default::default()),
+            maintenance: Mutex::new(None),
         }
     }
 

@@ -50,12 +50,14 @@ impl Inner {
 }
 
 /// Bind a cluster app's port once: SO_REUSEADDR (a restarted agent must not wait out
-/// TIME_WAIT), backlog 1024. On `address` when the home names one (`bind-address`), else on
+/// TIME_WAIT), SO_REUSEPORT (so maintenance mode can steer new connections to the agent's own
+/// listener in the same group, [`super::maintenance`]), backlog 1024. On `address` when the home names one (`bind-address`), else on
 /// all interfaces, dual-stack where IPv6 exists, like Node's `listen(PORT)`.
 pub(super) fn bind(address: Option<std::net::IpAddr>, port: u16) -> std::io::Result<Socket> {
     if let Some(ip) = address {
         let s = Socket::new(Domain::for_address((ip, port).into()), Type::STREAM, None)?;
         s.set_reuse_address(true)?;
+        s.set_reuse_port(true)?;
         s.bind(&std::net::SocketAddr::from((ip, port)).into())?;
         s.listen(1024)?;
         return Ok(s);
@@ -64,6 +66,7 @@ pub(super) fn bind(address: Option<std::net::IpAddr>, port: u16) -> std::io::Res
         let s = Socket::new(Domain::IPV6, Type::STREAM, None)?;
         s.set_only_v6(false)?;
         s.set_reuse_address(true)?;
+        s.set_reuse_port(true)?;
         s.bind(&std::net::SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, port)).into())?;
         Ok(s)
     };
@@ -73,6 +76,7 @@ pub(super) fn bind(address: Option<std::net::IpAddr>, port: u16) -> std::io::Res
         Err(_) => {
             let s = Socket::new(Domain::IPV4, Type::STREAM, None)?;
             s.set_reuse_address(true)?;
+            s.set_reuse_port(true)?;
             s.bind(&std::net::SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, port)).into())?;
             s
         }

@@ -29,12 +29,13 @@ pub enum SupervisorError {
         source: std::io::Error,
     },
     #[error(
-        "reload of `{app}` failed: the new instance {slot} {reason}; it was stopped and the old one keeps serving"
+        "reload of `{app}` failed: the new instance {slot} {reason}; it was stopped and the old one keeps serving{logs}"
     )]
     ReloadFailed {
         app: String,
         slot: u32,
         reason: NotReady,
+        logs: LastLines,
     },
     #[error(
         "reload of `{app}` failed: with every instance replaced, the app {reason}; {}",
@@ -45,11 +46,12 @@ pub enum SupervisorError {
         reason: NotReady,
         undone: bool,
     },
-    #[error("app `{app}`: instance {slot} {reason}; it was stopped")]
+    #[error("app `{app}`: instance {slot} {reason}; it was stopped{logs}")]
     StartFailed {
         app: String,
         slot: u32,
         reason: NotReady,
+        logs: LastLines,
     },
     #[error("app `{app}`: not applied, the release ran out of its {timeout_ms} ms")]
     OutOfTime { app: String, timeout_ms: u64 },
@@ -64,6 +66,27 @@ pub enum SupervisorError {
         done: Vec<String>,
         failed: Vec<String>,
     },
+}
+
+/// The last lines an instance wrote to its log files, shown when it failed its gate: what a
+/// person needs to see why, without logging in to the host.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LastLines(pub Vec<String>);
+
+/// How many lines of a failing instance's logs a message carries.
+pub const LAST_LINES: usize = 10;
+
+impl std::fmt::Display for LastLines {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.0.is_empty() {
+            return Ok(());
+        }
+        f.write_str("\n  its last log lines:")?;
+        for line in &self.0 {
+            write!(f, "\n    {line}")?;
+        }
+        Ok(())
+    }
 }
 
 impl SupervisorError {

@@ -245,6 +245,7 @@ impl Supervisor {
                             stop: CancellationToken::new(),
                             join: None,
                             view: Arc::new(std::sync::Mutex::new(view)),
+                            probe_port: None,
                         }),
                     },
                 );
@@ -271,6 +272,8 @@ impl Supervisor {
                         mark: p.mark,
                         outputs,
                         pumps: Default::default(),
+                        // Not handed over: its health is checked again by its next spawn.
+                        probe_port: None,
                     })
                 });
                 match adopted {
@@ -288,6 +291,7 @@ impl Supervisor {
             }
             if app.is_running() {
                 inner.arm(&app);
+                inner.resume_maintenance(&app);
             }
         }
         for (app, slot) in fresh {

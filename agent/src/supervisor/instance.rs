@@ -42,6 +42,8 @@ pub(crate) struct Proc {
     /// The tasks copying its stdout and stderr into the log files. Stopped for a handover,
     /// each returns the unfinished line it held.
     pub pumps: [Option<JoinHandle<Vec<u8>>>; 2],
+    /// Its own `PMFLEET_PROBE_PORT`, where its health check reaches it alone.
+    pub probe_port: Option<u16>,
 }
 
 /// How a runner task ended.
@@ -88,6 +90,7 @@ impl Inner {
         slot: u32,
         id: u32,
         notify: Option<&NotifySocket>,
+        probe_port: Option<u16>,
     ) -> std::io::Result<Proc> {
         let spec = app.spec();
         let listener = lock(&app.listener).as_ref().map(|s| s.as_raw_fd());
@@ -102,6 +105,7 @@ impl Inner {
             notify,
             preload,
             mark: &mark,
+            probe_port,
         };
         let mut child = spawn(&spec, launch)?;
         let pid = child.id().unwrap_or(0);
@@ -131,6 +135,7 @@ impl Inner {
             mark: Some(mark),
             outputs,
             pumps,
+            probe_port,
         })
     }
 
@@ -180,6 +185,7 @@ impl Inner {
         proc: Proc,
     ) -> Runner {
         let stop = self.tasks_cancel.child_token();
+        let probe_port = proc.probe_port;
         let view = Arc::new(Mutex::new(View {
             pid: Some(proc.pid),
             start_time: proc.start_time,
@@ -194,6 +200,7 @@ impl Inner {
             restarts,
             view: view.clone(),
             stop: stop.clone(),
+            probe_port,
         };
         let join = self.tasks.spawn(ctx.run(proc, self.handover_token()));
         self.mark_dirty();
@@ -201,6 +208,7 @@ impl Inner {
             stop,
             join: Some(join),
             view,
+            probe_port,
         }
     }
 }
@@ -213,6 +221,8 @@ struct RunnerCtx {
     restarts: Arc<AtomicU32>,
     view: Arc<Mutex<View>>,
     stop: CancellationToken,
+    /// The port its processes are told to answer health checks on; a restart keeps it.
+    probe_port: Option<u16>,
 }
 
 impl RunnerCtx {
@@ -272,7 +282,10 @@ impl RunnerCtx {
                     _ = handover.cancelled() => Event::HandoverAsked,
                 },
                 (State::Launching, _) => {
-                    match self.inner.launch(&self.app, self.slot, self.id, None) {
+                    match self
+                        .inner
+                        .launch(&self.app, self.slot, self.id, None, self.probe_port)
+                    {
                         Ok(p) => {
                             proc = Some(p);
                             Event::Launched

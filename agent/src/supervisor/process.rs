@@ -20,6 +20,18 @@ use tokio::process::{Child, Command};
 
 use super::ready::NotifySocket;
 
+/// The port an instance answers its health check on, alone: the Node preload serves the app
+/// there, any other program in cluster mode listens on it itself.
+pub const PROBE_PORT_VAR: &str = "PMFLEET_PROBE_PORT";
+
+/// A free port on the loopback address, for an instance's own health checks.
+pub fn free_probe_port() -> Option<u16> {
+    std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0))
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .ok()
+}
+
 /// A signal name as written in an ecosystem file: `SIGINT`, `INT`, `sigterm` or `15`.
 pub fn parse_signal(name: &str) -> Option<Signal> {
     if let Ok(n) = name.parse::<i32>() {
@@ -50,10 +62,14 @@ pub struct Launch<'a> {
     pub preload: Option<&'a Path>,
     /// This spawn's mark (`PMFLEET_AGENT_MARK`), inherited by everything it starts.
     pub mark: &'a str,
+    /// The port this instance answers its health check on (`PMFLEET_PROBE_PORT`).
+    pub probe_port: Option<u16>,
 }
 
 /// Spawn one instance: its own session, stdout/stderr piped, the socket on fd 3.
 pub fn spawn(spec: &AppSpec, launch: Launch<'_>) -> std::io::Result<Child> {
+    let mut env = instance_env(spec, &launch);
+    super::secrets::fill(spec, &mut env)?;
     let mut cmd = match launch.listener {
         Some(_) => {
             let mut c = Command::new("/bin/sh");
@@ -67,7 +83,7 @@ pub fn spawn(spec: &AppSpec, launch: Launch<'_>) -> std::io::Result<Child> {
     cmd.args(&spec.program_args)
         .current_dir(&spec.cwd)
         .env_clear()
-        .envs(instance_env(spec, &launch))
+        .envs(env)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -87,8 +103,9 @@ pub fn spawn(spec: &AppSpec, launch: Launch<'_>) -> std::io::Result<Child> {
     Ok(child)
 }
 
-/// The instance's environment: the spec's, plus what PM2 and socket activation add.
-fn instance_env(spec: &AppSpec, launch: &Launch<'_>) -> Vec<(String, String)> {
+/// The instance's environment: the spec's, plus what PM2 and socket activation add (its
+/// secrets still named, see [`super::secrets::fill`]).
+fn instance_env(spec: &AppSpec, launch: &Launch<'_>) -> std::collections::BTreeMap<String, String> {
     let mut env = spec.env.clone();
     env.insert(spec.instance_var.clone(), launch.slot.to_string());
     env.insert("pm_id".into(), launch.id.to_string());
@@ -116,6 +133,14 @@ fn instance_env(spec: &AppSpec, launch: &Launch<'_>) -> Vec<(String, String)> {
     }
     env.insert(super::marker::MARK_VAR.into(), launch.mark.to_string());
     crate::app_metrics::add_env(&mut env, spec, launch.slot);
+    match launch.probe_port {
+        Some(port) => {
+            env.insert(PROBE_PORT_VAR.into(), port.to_string());
+        }
+        None => {
+            env.remove(PROBE_PORT_VAR);
+        }
+    }
     env.remove("NOTIFY_SOCKET");
     env.remove("PMFLEET_READY_SOCKET");
     if let Some(n) = launch.notify {
@@ -148,7 +173,7 @@ fn instance_env(spec: &AppSpec, launch: &Launch<'_>) -> Vec<(String, String)> {
             env.insert("PMFLEET_NOTIFY_ON_LISTEN".into(), "1".into());
         }
     }
-    env.into_iter().collect()
+    env
 }
 
 /// In the child, between fork and exec: a session of its own, default signal dispositions,
@@ -260,6 +285,7 @@ mod tests {
             notify: None,
             preload: Some(preload),
             mark: "0123456789abcdef:1.2.3",
+            probe_port: Some(4100),
         };
         let env: std::collections::BTreeMap<_, _> =
             instance_env(&spec, &launch).into_iter().collect();
@@ -269,6 +295,7 @@ mod tests {
         assert_eq!(env["LISTEN_FDS"], "1");
         assert_eq!(env["LISTEN_FDNAMES"], "server");
         assert_eq!(env["PMFLEET_AGENT_MARK"], "0123456789abcdef:1.2.3");
+        assert_eq!(env["PMFLEET_PROBE_PORT"], "4100");
         assert!(
             !env.contains_key("LISTEN_PID"),
             "the shell sets the child's own pid"
@@ -285,6 +312,7 @@ mod tests {
             notify: None,
             preload: None,
             mark: "0123456789abcdef:1.2.4",
+            probe_port: None,
         };
         let env: std::collections::BTreeMap<_, _> =
             instance_env(&spec, &fork).into_iter().collect();

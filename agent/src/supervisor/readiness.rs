@@ -9,23 +9,26 @@
 //!   `process.send('ready')` through the Node preload;
 //! - the Node preload's `READY=1` once the app's `listen()` took the inherited socket (Node
 //!   apps in cluster mode with a socket);
-//! - a probe (`healthcheck` with a `port`) — but only where it reaches this instance alone:
-//!   when the app listens on its own port (fork mode, where the old process is stopped first).
-//!   In cluster mode the probe goes through the shared socket, which the agent itself holds and
-//!   the old instances answer on: it proves the app as a whole, so it is checked once every
-//!   old instance of a reload is gone ([`ReadinessPlan::app_probe`]), never as this instance's
-//!   signal;
+//! - its health gate (`healthcheck`), aimed at this instance alone ([`ProbeTarget`]): in fork
+//!   mode the app's own port, where the new process is the only one listening; in cluster mode
+//!   the instance's own `PMFLEET_PROBE_PORT` (the agent picks one per spawn; the Node preload
+//!   serves the app there, any other program listens on it itself), never the shared socket
+//!   the old instances answer on; a `command` probe is told that port and the instance's pid.
+//!   The bare string form of older files on a program that is not Node keeps its old meaning
+//!   in cluster mode: it is checked through the shared socket once every old instance of a
+//!   reload is gone ([`ReadinessPlan::app_probe`]), never as this instance's signal;
 //! - with no signal of its own: `NOTIFY_SOCKET` is still offered, and an sd_notify `READY=1`
 //!   sent unasked counts; without it the instance is ready when alive after `listen_timeout`,
 //!   which is said plainly in the reload's message ([`ReadinessPlan::per_instance`] is false).
 //!
-//! Whatever the signal, the instance must then stay up through its stability window
-//! (`min_uptime`, PM2's own measure of a stable run) before the old one is stopped: a release
-//! that answers once and dies is not ready.
+//! The whole gate has one deadline: `deploy_timeout` when the app sets it, else
+//! `listen_timeout`. Whatever the signal, the instance must then stay up through its
+//! stability window (`min_uptime`, PM2's own measure of a stable run) before the old one is
+//! stopped: a release that answers once and dies is not ready.
 
 use std::time::Duration;
 
-use pmfleet_shared::protocol::AppSpec;
+use pmfleet_shared::protocol::{AppSpec, HealthCheck};
 
 /// What the instance's own process reports, on the notify sockets bound for that spawn.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,12 +43,22 @@ pub enum OwnSignal {
     Offered,
 }
 
-/// A readiness probe of the app's port.
+/// Where a probe of one instance goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProbeTarget {
+    /// The app's own port on the host (fork mode).
+    AppPort(u16),
+    /// The instance's own `PMFLEET_PROBE_PORT` on the loopback address (cluster mode).
+    InstancePort,
+    /// A command, run in the release; no address.
+    Command,
+}
+
+/// A probe of one instance.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Probe {
-    pub port: u16,
-    /// `Some(path)`: HTTP GET expecting 2xx/3xx; `None`: a TCP connect.
-    pub http_path: Option<String>,
+    pub target: ProbeTarget,
+    pub check: HealthCheck,
 }
 
 /// The signals one spawn waits for, in order: its own signal, then the probe that reaches
@@ -53,13 +66,17 @@ pub struct Probe {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReadinessPlan {
     pub own: Option<OwnSignal>,
-    /// A probe that only this instance can answer (the app listens on its own port).
+    /// A probe that only this instance can answer.
     pub probe: Option<Probe>,
-    /// A probe through the shared socket: checked for the app as a whole once no old
-    /// instance is left to answer it.
-    pub app_probe: Option<Probe>,
+    /// A probe through the shared socket (the app's port): checked for the app as a whole
+    /// once no old instance is left to answer it.
+    pub app_probe: Option<(u16, HealthCheck)>,
+    /// The instance is given a port of its own (`PMFLEET_PROBE_PORT`).
+    pub probe_port: bool,
     /// How long the instance must stay up after it is ready.
     pub stable_for: Duration,
+    /// The deadline of the whole gate: `deploy_timeout`, else `listen_timeout`.
+    pub deadline: Duration,
 }
 
 impl ReadinessPlan {
@@ -86,40 +103,36 @@ pub fn plan(spec: &AppSpec, has_listener: bool) -> ReadinessPlan {
     } else {
         Some(OwnSignal::Offered)
     };
-    let probe = match (&spec.healthcheck, spec.port) {
-        (Some(hc), Some(port)) => Some(Probe {
-            port,
-            http_path: probe_kind(hc),
-        }),
-        _ => None,
+    let probe = |target| {
+        spec.healthcheck
+            .clone()
+            .map(|check| Probe { target, check })
     };
-    let (probe, app_probe) = if has_listener {
-        (None, probe)
-    } else {
-        (probe, None)
+    let (probe, app_probe, probe_port) = match &spec.healthcheck {
+        None => (None, None, false),
+        Some(hc) if !hc.is_network() => (probe(ProbeTarget::Command), None, has_listener),
+        Some(hc) if has_listener && hc.legacy && !spec.node => {
+            (None, spec.port.map(|p| (p, hc.clone())), false)
+        }
+        Some(_) if has_listener => (probe(ProbeTarget::InstancePort), None, true),
+        Some(_) => match spec.port {
+            Some(port) => (probe(ProbeTarget::AppPort(port)), None, false),
+            None => (None, None, false),
+        },
     };
     ReadinessPlan {
         own,
         probe,
         app_probe,
+        probe_port,
         stable_for: Duration::from_millis(spec.min_uptime_ms),
-    }
-}
-
-/// What `healthcheck` asks for: `tcp` (`None`) or an HTTP path.
-pub fn probe_kind(healthcheck: &str) -> Option<String> {
-    if healthcheck.eq_ignore_ascii_case("tcp") {
-        None
-    } else if healthcheck.starts_with('/') {
-        Some(healthcheck.to_string())
-    } else {
-        Some(format!("/{healthcheck}"))
+        deadline: Duration::from_millis(spec.deploy_timeout_ms.unwrap_or(spec.listen_timeout_ms)),
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use pmfleet_shared::protocol::ExecModeSpec;
+    use pmfleet_shared::protocol::{ExecModeSpec, Probe as Check};
 
     use super::*;
 
@@ -131,53 +144,83 @@ mod tests {
         s
     }
 
-    fn http(port: u16, path: &str) -> Option<Probe> {
-        Some(Probe {
-            port,
-            http_path: Some(path.to_string()),
+    fn legacy(text: &str) -> Option<HealthCheck> {
+        Some(HealthCheck::legacy(text))
+    }
+
+    fn object(check: Check) -> Option<HealthCheck> {
+        Some(HealthCheck {
+            probe: check,
+            interval_ms: 1000,
+            timeout_ms: 2000,
+            legacy: false,
         })
     }
 
-    fn tcp(port: u16) -> Option<Probe> {
-        Some(Probe {
-            port,
-            http_path: None,
+    fn http_object(path: &str) -> Option<HealthCheck> {
+        object(Check::Http {
+            path: path.into(),
+            status: None,
+            body: None,
+            host: None,
         })
+    }
+
+    fn command(c: &str) -> Option<HealthCheck> {
+        object(Check::Command { command: c.into() })
+    }
+
+    fn at(target: ProbeTarget, check: Option<HealthCheck>) -> Option<Probe> {
+        check.map(|check| Probe { target, check })
     }
 
     #[test]
     fn plans() {
         use OwnSignal::*;
-        type Row = (
-            &'static str,
-            AppSpec,
-            bool,
-            Option<OwnSignal>,
-            Option<Probe>,
-            Option<Probe>,
-        );
+        use ProbeTarget::*;
+        struct Row {
+            name: &'static str,
+            spec: AppSpec,
+            listener: bool,
+            own: Option<OwnSignal>,
+            probe: Option<Probe>,
+            app_probe: Option<(u16, HealthCheck)>,
+            probe_port: bool,
+        }
+        let row = |name, spec, listener, own, probe, app_probe, probe_port| Row {
+            name,
+            spec,
+            listener,
+            own,
+            probe,
+            app_probe,
+            probe_port,
+        };
         let cluster = |s: &mut AppSpec| {
             s.exec_mode = ExecModeSpec::Cluster;
             s.port = Some(3000);
         };
+        let tcp = || legacy("tcp");
         let rows: Vec<Row> = vec![
-            (
+            row(
                 "a plain fork app: alive after the timeout",
                 spec(|_| {}),
                 false,
                 Some(Offered),
                 None,
                 None,
+                false,
             ),
-            (
+            row(
                 "wait_ready: the app's own READY",
                 spec(|s| s.wait_ready = true),
                 false,
                 Some(AppReady),
                 None,
                 None,
+                false,
             ),
-            (
+            row(
                 "a Node app in cluster mode with the socket: the preload's listen signal",
                 spec(|s| {
                     s.node = true;
@@ -187,24 +230,27 @@ mod tests {
                 Some(NodeListen),
                 None,
                 None,
+                false,
             ),
-            (
+            row(
                 "a Node app without the socket: no listen signal",
                 spec(|s| s.node = true),
                 false,
                 Some(Offered),
                 None,
                 None,
+                false,
             ),
-            (
+            row(
                 "a non-Node app with the socket: no signal of its own",
                 spec(cluster),
                 true,
                 Some(Offered),
                 None,
                 None,
+                false,
             ),
-            (
+            row(
                 "wait_ready wins over the listen signal",
                 spec(|s| {
                     s.node = true;
@@ -215,123 +261,182 @@ mod tests {
                 Some(AppReady),
                 None,
                 None,
+                false,
             ),
-            (
+            row(
                 "fork mode: an HTTP healthcheck reaches this instance alone",
                 spec(|s| {
-                    s.healthcheck = Some("/health".into());
+                    s.healthcheck = legacy("/health");
                     s.port = Some(8080);
                 }),
                 false,
                 Some(Offered),
-                http(8080, "/health"),
+                at(AppPort(8080), legacy("/health")),
                 None,
-            ),
-            (
-                "a healthcheck path without its slash",
-                spec(|s| {
-                    s.healthcheck = Some("ready".into());
-                    s.port = Some(8080);
-                }),
                 false,
-                Some(Offered),
-                http(8080, "/ready"),
-                None,
             ),
-            (
+            row(
                 "fork mode: a TCP healthcheck",
                 spec(|s| {
-                    s.healthcheck = Some("TCP".into());
+                    s.healthcheck = tcp();
                     s.port = Some(8080);
                 }),
                 false,
                 Some(Offered),
-                tcp(8080),
+                at(AppPort(8080), tcp()),
                 None,
+                false,
             ),
-            (
-                "a healthcheck without a port is no probe",
-                spec(|s| s.healthcheck = Some("/health".into())),
+            row(
+                "fork mode: an HTTP object probes the app's port",
+                spec(|s| {
+                    s.healthcheck = http_object("/ready");
+                    s.port = Some(8080);
+                }),
+                false,
+                Some(Offered),
+                at(AppPort(8080), http_object("/ready")),
+                None,
+                false,
+            ),
+            row(
+                "a network healthcheck without a port is no probe",
+                spec(|s| s.healthcheck = legacy("/health")),
                 false,
                 Some(Offered),
                 None,
                 None,
+                false,
             ),
-            (
-                "cluster: the probe through the shared socket is for the app, not the instance",
+            row(
+                "fork mode: a command probe needs no port",
+                spec(|s| s.healthcheck = command("./check")),
+                false,
+                Some(Offered),
+                at(Command, command("./check")),
+                None,
+                false,
+            ),
+            row(
+                "cluster, not Node, the old string: through the shared socket, for the app",
                 spec(|s| {
                     cluster(s);
-                    s.healthcheck = Some("/health".into());
+                    s.healthcheck = legacy("/health");
                 }),
                 true,
                 Some(Offered),
                 None,
-                http(3000, "/health"),
+                Some((3000, HealthCheck::legacy("/health"))),
+                false,
             ),
-            (
-                "cluster: a TCP probe would reach the agent's own socket: for the app only",
+            row(
+                "cluster, not Node, the old tcp: the agent's own socket would answer: for the app",
                 spec(|s| {
                     cluster(s);
-                    s.healthcheck = Some("tcp".into());
+                    s.healthcheck = tcp();
                 }),
                 true,
                 Some(Offered),
                 None,
-                tcp(3000),
+                Some((3000, HealthCheck::legacy("tcp"))),
+                false,
             ),
-            (
-                "cluster Node: the listen signal, and the probe for the app",
+            row(
+                "cluster, not Node, an object: the instance's own port, which it must serve",
+                spec(|s| {
+                    cluster(s);
+                    s.healthcheck = http_object("/health");
+                }),
+                true,
+                Some(Offered),
+                at(InstancePort, http_object("/health")),
+                None,
+                true,
+            ),
+            row(
+                "cluster Node, the old string: the listen signal, then its own port (the preload serves it)",
                 spec(|s| {
                     s.node = true;
                     cluster(s);
-                    s.healthcheck = Some("/health".into());
+                    s.healthcheck = legacy("/health");
                 }),
                 true,
                 Some(NodeListen),
+                at(InstancePort, legacy("/health")),
                 None,
-                http(3000, "/health"),
+                true,
             ),
-            (
-                "cluster wait_ready: its own READY, and the probe for the app",
+            row(
+                "cluster Node, an object: its own port",
+                spec(|s| {
+                    s.node = true;
+                    cluster(s);
+                    s.healthcheck = http_object("/health");
+                }),
+                true,
+                Some(NodeListen),
+                at(InstancePort, http_object("/health")),
+                None,
+                true,
+            ),
+            row(
+                "cluster wait_ready with the old tcp, not Node: its own READY, the probe for the app",
                 spec(|s| {
                     s.wait_ready = true;
                     cluster(s);
-                    s.healthcheck = Some("tcp".into());
+                    s.healthcheck = tcp();
                 }),
                 true,
                 Some(AppReady),
                 None,
-                tcp(3000),
+                Some((3000, HealthCheck::legacy("tcp"))),
+                false,
             ),
-            (
+            row(
+                "cluster: a command probe, told the instance's own port",
+                spec(|s| {
+                    cluster(s);
+                    s.healthcheck = command("./check");
+                }),
+                true,
+                Some(Offered),
+                at(Command, command("./check")),
+                None,
+                true,
+            ),
+            row(
                 "fork wait_ready with a probe: both its own",
                 spec(|s| {
                     s.wait_ready = true;
                     s.port = Some(3000);
-                    s.healthcheck = Some("tcp".into());
+                    s.healthcheck = tcp();
                 }),
                 false,
                 Some(AppReady),
-                tcp(3000),
+                at(AppPort(3000), tcp()),
                 None,
+                false,
             ),
         ];
         let mut failures = Vec::new();
-        for (name, spec, has_listener, own, probe, app_probe) in rows {
-            let got = plan(&spec, has_listener);
+        for r in rows {
+            let got = plan(&r.spec, r.listener);
             let expected = ReadinessPlan {
-                own,
-                probe,
-                app_probe,
-                stable_for: Duration::from_millis(spec.min_uptime_ms),
+                own: r.own,
+                probe: r.probe,
+                app_probe: r.app_probe,
+                probe_port: r.probe_port,
+                stable_for: Duration::from_millis(r.spec.min_uptime_ms),
+                deadline: Duration::from_millis(r.spec.listen_timeout_ms),
             };
             if got != expected {
-                failures.push(format!("{name}: expected {expected:?}, got {got:?}"));
+                failures.push(format!("{}: expected {expected:?}, got {got:?}", r.name));
             }
             assert_eq!(
                 got.per_instance(),
                 matches!(got.own, Some(AppReady | NodeListen)) || got.probe.is_some(),
-                "{name}"
+                "{}",
+                r.name
             );
         }
         assert!(failures.is_empty(), "\n{}", failures.join("\n"));
@@ -342,5 +447,16 @@ mod tests {
         let s = spec(|s| s.min_uptime_ms = 5_000);
         assert_eq!(plan(&s, false).stable_for, Duration::from_secs(5));
         assert_eq!(plan(&s, true).stable_for, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn deploy_timeout_bounds_the_gate_instead_of_listen_timeout() {
+        let s = spec(|s| s.listen_timeout_ms = 3_000);
+        assert_eq!(plan(&s, false).deadline, Duration::from_secs(3));
+        let s = spec(|s| {
+            s.listen_timeout_ms = 3_000;
+            s.deploy_timeout_ms = Some(60_000);
+        });
+        assert_eq!(plan(&s, true).deadline, Duration::from_secs(60));
     }
 }

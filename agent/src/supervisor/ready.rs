@@ -5,16 +5,18 @@
 //! reports that `listen()` happened, a probe passes (`healthcheck`). With no signal at all,
 //! the instance must still be alive after `listen_timeout`.
 //!
-//! In cluster mode the probe goes through the shared socket, so it may be answered by any
-//! instance: it checks the app as a whole. That is why, for Node apps, the preload's
-//! per-process READY is awaited first.
+//! A probe is aimed at the instance alone ([`super::readiness`] decides where); when it
+//! never passes, the wait ends in [`NotReady::Timeout`] with what the last attempt said.
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{TcpStream, UnixDatagram, UnixListener};
+use pmfleet_shared::protocol::HealthCheck;
+use tokio::io::AsyncBufReadExt;
+use tokio::io::BufReader;
+use tokio::net::{UnixDatagram, UnixListener};
+
+use super::probe::{self, Aim};
 
 /// How one spawn proves it is ready: first `READY=1` (when `notify` is set), then a passing
 /// probe (when `probe` is set); with neither, being alive after the whole timeout.
@@ -24,21 +26,28 @@ pub struct Readiness {
     /// `READY=1` on `notify` is only offered: it proves readiness when it comes, and its
     /// absence is no failure (the instance is then ready when alive after the timeout).
     pub notify_offered: bool,
-    /// Where the app listens (`127.0.0.1:port` unless it is bound to one address):
-    /// `Some(path)` = HTTP GET expecting 2xx/3xx, `None` = TCP connect.
-    pub probe: Option<(SocketAddr, Option<String>)>,
+    /// The health check, and where it reaches this instance alone.
+    pub probe: Option<(Aim, HealthCheck)>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum NotReady {
     #[error("exited before becoming ready ({0})")]
     Exited(String),
-    #[error("not ready within {0:?}")]
-    Timeout(Duration),
+    #[error("not ready within {after:?}{}", last.as_deref().map(|l| format!(" (last probe: {l})")).unwrap_or_default())]
+    Timeout {
+        after: Duration,
+        /// What the last attempt of the health check said.
+        last: Option<String>,
+    },
     #[error("was ready but exited within its {window:?} stability window (min_uptime) ({status})")]
     Died { status: String, window: Duration },
-    #[error("answers no {probe} probe on port {port} now that it alone serves")]
-    AppProbe { probe: String, port: u16 },
+    #[error("answers no {probe} probe on port {port} now that it alone serves ({last})")]
+    AppProbe {
+        probe: String,
+        port: u16,
+        last: String,
+    },
 }
 
 /// The two readiness channels of one spawn, removed from the file system when dropped:
@@ -133,13 +142,18 @@ pub(crate) async fn wait_ready(
     let required = how.notify.as_ref().filter(|_| !how.notify_offered);
     let offered = how.notify.as_ref().filter(|_| how.notify_offered);
     let signalled = required.is_some() || how.probe.is_some();
+    let last = std::sync::Mutex::new(None::<String>);
     let signal = async {
         if let Some(n) = required {
             n.ready().await;
         }
-        if let Some((port, path)) = &how.probe {
-            while !probe(*port, path.as_deref()).await {
-                tokio::time::sleep(Duration::from_millis(100)).await;
+        if let Some((aim, check)) = &how.probe {
+            loop {
+                match probe::attempt(aim, check).await {
+                    Ok(()) => break,
+                    Err(why) => *super::app::lock(&last) = Some(why),
+                }
+                tokio::time::sleep(Duration::from_millis(check.interval_ms.max(10))).await;
             }
         }
         if !signalled {
@@ -157,7 +171,11 @@ pub(crate) async fn wait_ready(
             Err(e) => e.to_string(),
         })),
         _ = tokio::time::sleep(timeout) => {
-            if signalled { Err(NotReady::Timeout(timeout)) } else { Ok(Proof::AliveAfterTimeout) }
+            if signalled {
+                Err(NotReady::Timeout { after: timeout, last: super::app::lock(&last).take() })
+            } else {
+                Ok(Proof::AliveAfterTimeout)
+            }
         }
     }
 }
@@ -191,49 +209,25 @@ pub(crate) async fn stays_up(
     }
 }
 
-/// Probe `addr` until it passes or `timeout` runs out.
-pub async fn probe_until(addr: SocketAddr, http_path: Option<&str>, timeout: Duration) -> bool {
-    let attempts = async {
-        while !probe(addr, http_path).await {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    };
-    tokio::time::timeout(timeout, attempts).await.is_ok()
-}
-
-/// One probe, bounded by its own timeout: a TCP connect, or an HTTP GET answered 2xx/3xx.
-pub async fn probe(addr: SocketAddr, http_path: Option<&str>) -> bool {
-    let attempt = async {
-        let mut stream = TcpStream::connect(addr).await.ok()?;
-        let Some(path) = http_path else {
-            return Some(true);
+/// Attempt `check` at `aim` until it passes or `timeout` runs out; what the last attempt
+/// said when it never passed.
+pub async fn probe_until(aim: &Aim, check: &HealthCheck, timeout: Duration) -> Result<(), String> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let why = match probe::attempt(aim, check).await {
+            Ok(()) => return Ok(()),
+            Err(why) => why,
         };
-        let req = format!(
-            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: pmfleet-agent\r\nConnection: close\r\n\r\n"
-        );
-        stream.write_all(req.as_bytes()).await.ok()?;
-        let mut head = [0u8; 16];
-        let mut got = 0;
-        while got < 12 {
-            let n = stream.read(head.get_mut(got..)?).await.ok()?;
-            if n == 0 {
-                break;
-            }
-            got += n;
+        let pause = Duration::from_millis(check.interval_ms.max(10));
+        if tokio::time::Instant::now() + pause >= deadline {
+            return Err(why);
         }
-        // "HTTP/1.1 200 ..."
-        let status = std::str::from_utf8(head.get(9..12)?).ok()?;
-        Some(status.starts_with('2') || status.starts_with('3'))
-    };
-    matches!(
-        tokio::time::timeout(Duration::from_secs(2), attempt).await,
-        Ok(Some(true))
-    )
+        tokio::time::sleep(pause).await;
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::readiness::probe_kind;
     use super::*;
 
     #[tokio::test]
@@ -262,25 +256,5 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(2), sock.ready())
             .await
             .unwrap();
-    }
-
-    #[tokio::test]
-    async fn http_probe_wants_2xx_or_3xx() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let server = tokio::spawn(async move {
-            for status in ["200 OK", "503 Service Unavailable"] {
-                let (mut s, _) = listener.accept().await.unwrap();
-                let mut buf = [0u8; 1024];
-                let _ = s.read(&mut buf).await;
-                let resp = format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\n\r\n");
-                s.write_all(resp.as_bytes()).await.unwrap();
-            }
-        });
-        assert!(probe(addr, Some("/health")).await);
-        assert!(!probe(addr, Some("/health")).await);
-        server.await.unwrap();
-        assert_eq!(probe_kind("tcp"), None);
-        assert_eq!(probe_kind("health").as_deref(), Some("/health"));
     }
 }

@@ -101,7 +101,10 @@ impl Supervisor {
         let mut errors = Vec::new();
         for app in &eco.apps {
             match spec::resolve(app, &dir, &env, req.env_name.as_deref()) {
-                Ok(s) => specs.push(s),
+                Ok(mut s) => {
+                    s.secrets_file = req.secrets_file.clone();
+                    specs.push(s);
+                }
                 Err(e) => errors.push(e.to_string()),
             }
         }
@@ -257,6 +260,7 @@ impl Inner {
         deadline: Option<Deadline>,
     ) -> Result<(), SupervisorError> {
         self.bind_listener(app)?;
+        self.resume_maintenance(app);
         app.running.store(true, Ordering::SeqCst);
         let count = app.count();
         self.ensure_slots(app, count);

@@ -9,8 +9,10 @@ use std::time::Duration;
 use pmfleet_shared::protocol::{EventKind, ExecModeSpec};
 
 use super::app::{AppRuntime, Slot, lock};
+use super::error::{LAST_LINES, LastLines};
 use super::events::{self};
 use super::instance::{kill_signal, kill_timeout};
+use super::probe::{self, Aim};
 use super::process::{self};
 use super::readiness;
 use super::ready::{self, NotReady, NotifySocket, Proof, Readiness};
@@ -40,6 +42,7 @@ impl Inner {
                 return Err(e);
             }
         }
+        self.resume_maintenance(app);
         self.arm(app);
         Ok(())
     }
@@ -79,8 +82,13 @@ impl Inner {
             });
             (s.id, s.restarts.clone())
         };
+        let has_listener = lock(&app.listener).is_some();
+        let probe_port = readiness::plan(&app.spec(), has_listener)
+            .probe_port
+            .then(process::free_probe_port)
+            .flatten();
         let proc = self
-            .launch(app, slot, id, None)
+            .launch(app, slot, id, None, probe_port)
             .map_err(|source| SupervisorError::Spawn {
                 app: app.name.clone(),
                 program: app.spec().program,
@@ -119,6 +127,7 @@ impl Inner {
         for j in joins {
             let _ = j.await;
         }
+        self.pause_maintenance(app).await;
         *lock(&app.listener) = None;
         self.mark_dirty();
     }
@@ -190,24 +199,25 @@ impl Inner {
                 })?),
                 None => None,
             };
-        let probe = plan
-            .probe
-            .map(|p| (probe_address(app, p.port), p.http_path));
-        let readiness = Readiness {
+        let probe_port = plan.probe_port.then(process::free_probe_port).flatten();
+        let mut readiness = Readiness {
             notify,
             notify_offered: plan.own == Some(readiness::OwnSignal::Offered),
-            probe,
+            probe: None,
         };
         let notify = readiness.notify.as_ref();
-        let mut proc =
-            self.launch(app, slot, id, notify)
-                .map_err(|source| SupervisorError::Spawn {
-                    app: app.name.clone(),
-                    program: spec.program.clone(),
-                    source,
-                })?;
-        let timeout = Duration::from_millis(spec.listen_timeout_ms);
-        let timeout = cap.map_or(timeout, |c| c.min(timeout));
+        let mut proc = self
+            .launch(app, slot, id, notify, probe_port)
+            .map_err(|source| SupervisorError::Spawn {
+                app: app.name.clone(),
+                program: spec.program.clone(),
+                source,
+            })?;
+        readiness.probe = plan.probe.as_ref().and_then(|p| {
+            let aim = probe::aim_at(&spec, p.target, bound_ip(app), probe_port, proc.pid)?;
+            Some((aim, p.check.clone()))
+        });
+        let timeout = cap.map_or(plan.deadline, |c| c.min(plan.deadline));
         let waited = std::time::Instant::now();
         let ready = match ready::wait_ready(&readiness, &mut proc.child, timeout).await {
             Ok(proof) => ready::stays_up(&mut proc.child, proc.started, plan.stable_for)
@@ -226,6 +236,7 @@ impl Inner {
                     kill_timeout(&spec),
                 )
                 .await;
+                let logs = last_lines(app, &self.home, slot, &mut proc).await;
                 let why = format!("the new process {reason}; it was stopped");
                 self.emit(
                     &app.name,
@@ -236,8 +247,18 @@ impl Inner {
                 );
                 let app = app.name.clone();
                 return Err(match how {
-                    Replace::Reload => SupervisorError::ReloadFailed { app, slot, reason },
-                    Replace::Fresh => SupervisorError::StartFailed { app, slot, reason },
+                    Replace::Reload => SupervisorError::ReloadFailed {
+                        app,
+                        slot,
+                        reason,
+                        logs,
+                    },
+                    Replace::Fresh => SupervisorError::StartFailed {
+                        app,
+                        slot,
+                        reason,
+                        logs,
+                    },
                 });
             }
         };
@@ -321,17 +342,44 @@ pub(super) enum Replace {
     Fresh,
 }
 
-/// Where a probe of `port` goes: where the app's shared socket listens when it is bound to
-/// one address, else the loopback address.
-pub(super) fn probe_address(app: &AppRuntime, port: u16) -> std::net::SocketAddr {
-    let ip = lock(&app.listener)
+/// The one address the app's shared socket is bound to, if it is bound to one.
+pub(super) fn bound_ip(app: &AppRuntime) -> Option<std::net::IpAddr> {
+    lock(&app.listener)
         .as_ref()
         .and_then(|l| l.local_addr().ok())
         .and_then(|a| a.as_socket())
         .map(|a| a.ip())
         .filter(|ip| !ip.is_unspecified())
-        .unwrap_or(std::net::Ipv4Addr::LOCALHOST.into());
-    (ip, port).into()
+}
+
+/// The last lines a failed instance wrote: its output pumps are given a moment to write what
+/// it said last, then its log files are read from their end.
+async fn last_lines(
+    app: &AppRuntime,
+    home: &crate::home::AgentHome,
+    slot: u32,
+    proc: &mut super::instance::Proc,
+) -> LastLines {
+    for pump in proc.pumps.iter_mut().flatten() {
+        let _ = tokio::time::timeout(Duration::from_millis(500), pump).await;
+    }
+    log_tail(app, home, slot)
+}
+
+/// The last [`LAST_LINES`] lines of `slot`'s log files (out, then err).
+pub(super) fn log_tail(app: &AppRuntime, home: &crate::home::AgentHome, slot: u32) -> LastLines {
+    let (out, err) = app.log_paths(home.root(), slot);
+    let mut lines = Vec::new();
+    for path in [out, err] {
+        if lines.iter().any(|(p, _)| *p == path) {
+            continue;
+        }
+        let tail = crate::logs::tail(&path, LAST_LINES).unwrap_or_default();
+        lines.push((path, tail));
+    }
+    let mut all: Vec<String> = lines.into_iter().flat_map(|(_, t)| t).collect();
+    let skip = all.len().saturating_sub(LAST_LINES);
+    LastLines(all.drain(skip..).collect())
 }
 
 impl Inner {
@@ -340,20 +388,22 @@ impl Inner {
     pub(super) async fn check_app(&self, app: &AppRuntime) -> Result<(), NotReady> {
         let spec = app.spec();
         let has_listener = lock(&app.listener).is_some();
-        let Some(p) = readiness::plan(&spec, has_listener).app_probe else {
+        let plan = readiness::plan(&spec, has_listener);
+        let Some((port, check)) = plan.app_probe else {
             return Ok(());
         };
-        let addr = probe_address(app, p.port);
-        let timeout = Duration::from_millis(spec.listen_timeout_ms);
-        if ready::probe_until(addr, p.http_path.as_deref(), timeout).await {
-            return Ok(());
+        let addr = std::net::SocketAddr::new(
+            bound_ip(app).unwrap_or(std::net::Ipv4Addr::LOCALHOST.into()),
+            port,
+        );
+        match ready::probe_until(&Aim::Addr(addr), &check, plan.deadline).await {
+            Ok(()) => Ok(()),
+            Err(last) => Err(NotReady::AppProbe {
+                probe: check.describe(),
+                port,
+                last,
+            }),
         }
-        Err(NotReady::AppProbe {
-            probe: p
-                .http_path
-                .map_or("TCP".to_string(), |path| format!("HTTP GET {path}")),
-            port: p.port,
-        })
     }
 }
 

@@ -177,8 +177,10 @@ pub fn resolve(
         instance_var: app.instance_var.clone(),
         increment_var: app.increment_var.clone(),
         healthcheck: app.healthcheck.clone(),
+        deploy_timeout_ms: app.deploy_timeout.map(ms),
         cron_restart: app.cron_restart.clone(),
         metrics: app.metrics.clone(),
+        secrets_file: None,
         env,
         cwd,
         name,
@@ -269,8 +271,8 @@ pub fn app_from_script(s: &ScriptStart) -> Result<App, SpecError> {
         app.port = s.port;
     }
     app.wait_ready |= s.wait_ready;
-    if s.healthcheck.is_some() {
-        app.healthcheck = s.healthcheck.clone();
+    if let Some(check) = &s.healthcheck {
+        app.healthcheck = Some(pmfleet_shared::protocol::HealthCheck::legacy(check));
     }
     if let Some(ms) = s.listen_timeout_ms {
         app.listen_timeout = std::time::Duration::from_millis(ms);

@@ -8,6 +8,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use pmfleet_bench::{median, runs_and_sizes};
 use pmfleet_testkit::git_repo::GitRepo;
 use pmfleet_testkit::project::Project;
 use pmfleet_testkit::sshd::{Fleet, missing_sshd};
@@ -29,12 +30,7 @@ fn main() -> anyhow::Result<()> {
     if let Some(why) = missing_sshd() {
         bail!("cannot start sshd hosts: {why}");
     }
-    let mut args = std::env::args().skip(1);
-    let runs: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(3);
-    let sizes: Vec<usize> = args
-        .next()
-        .map(|list| list.split(',').filter_map(|n| n.parse().ok()).collect())
-        .unwrap_or_else(|| SIZES.to_vec());
+    let (runs, sizes) = runs_and_sizes(3, &SIZES);
     let mut rows = Vec::new();
     for &size in &sizes {
         for fetch in ["host", "push"] {
@@ -171,10 +167,4 @@ fn busy_seconds() -> f64 {
         .filter_map(|&i| ticks.get(i))
         .sum::<f64>()
         / 100.0
-}
-
-fn median(times: &[Duration]) -> Duration {
-    let mut sorted = times.to_vec();
-    sorted.sort();
-    sorted.get(sorted.len() / 2).copied().unwrap_or_default()
 }

@@ -11,9 +11,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use pmfleet_shared::ecosystem::AgentSettings;
-use pmfleet_shared::protocol::{ApplyRelease, PreparedRelease, Request, Response};
+use pmfleet_shared::protocol::{
+    ApplyRelease, MAX_WATCH_MS, PreparedRelease, Request, Response, WatchRelease,
+};
 
 use super::client::{AgentClient, AgentError};
+use super::route::Via;
 use crate::deploy::error::HostError;
 use crate::deploy::fleet::Member;
 use crate::deploy::scripts;
@@ -54,6 +57,10 @@ pub enum ApplyError {
     /// The apps that did not become ready, each with why.
     #[error("apps not ready: {}", .0.join("; "))]
     NotReady(Vec<String>),
+    /// The instances that failed inside the watch window, each with why (and its last log
+    /// lines).
+    #[error("unhealthy in the watch window: {}", .0.join("; "))]
+    Unhealthy(Vec<String>),
 }
 
 /// The agent of an environment's hosts.
@@ -84,11 +91,22 @@ impl Agents {
         }))
     }
 
+    /// The path to `member`'s agent: through its SSH connection with `via: "ssh"`.
+    fn via(&self, member: &Member) -> Via {
+        Via::for_member(&self.settings, &member.host, &member.conn)
+    }
+
     /// The releases the apps on `member` run from; an error when the agent cannot say.
     pub async fn releases_in_use(&self, member: &Member) -> Result<Vec<String>, AgentError> {
         match self
             .client
-            .request(&member.host, self.settings.port, &Request::Status, None)
+            .request(
+                &member.host,
+                self.settings.port,
+                &self.via(member),
+                &Request::Status,
+                None,
+            )
             .await?
         {
             Response::Status(status) => {
@@ -131,6 +149,7 @@ impl Agents {
             .request(
                 &member.host,
                 self.settings.port,
+                &self.via(member),
                 &request,
                 Some(APPLY_TIMEOUT + Duration::from_secs(10)),
             )
@@ -168,6 +187,63 @@ impl Agents {
         } else {
             names.join(", ")
         })
+    }
+}
+
+impl Agents {
+    /// Asks `member`'s agent to watch the apps of `<root>/releases/<release>` for `period`
+    /// (the watch window after a batch switched); `Ok` says they stayed healthy, `Err` what
+    /// went wrong first.
+    pub async fn watch(
+        &self,
+        member: &Member,
+        root: &str,
+        release: &str,
+        env_name: &str,
+        period: Duration,
+    ) -> Result<String, ApplyError> {
+        let period_ms = (period.as_millis() as u64).min(MAX_WATCH_MS);
+        let request = Request::WatchRelease(Box::new(WatchRelease {
+            root: root.into(),
+            release: release.to_string(),
+            period_ms,
+        }));
+        let answer = self
+            .client
+            .request(
+                &member.host,
+                self.settings.port,
+                &self.via(member),
+                &request,
+                Some(Duration::from_millis(period_ms) + Duration::from_secs(30)),
+            )
+            .await
+            .map_err(|e| {
+                if e.is_unreachable() {
+                    ApplyError::Unreachable {
+                        host: member.host.clone(),
+                        env: env_name.to_string(),
+                        source: Arc::new(e),
+                    }
+                } else {
+                    ApplyError::Agent(Arc::new(e))
+                }
+            })?;
+        let Response::Watched(report) = answer else {
+            return Err(ApplyError::UnexpectedAnswer(format!("{answer:?}")));
+        };
+        if !report.ok() {
+            return Err(ApplyError::Unhealthy(report.problems));
+        }
+        Ok(format!(
+            "{} healthy for {:.0} s",
+            if report.apps.is_empty() {
+                "no apps".to_string()
+            } else {
+                report.apps.join(", ")
+            },
+            report.watched_ms as f64 / 1000.0
+        ))
     }
 }
 

@@ -2,7 +2,8 @@
 //! responses for `logs --follow`), every phase under a deadline. The agent's certificate must
 //! chain to the fleet CA, name the host dialled and not be revoked (the client configuration
 //! carries the CA's `crl.pem`); when it will expire is handed back with the answer, for
-//! `status` to warn about.
+//! `status` to warn about. The TLS runs over a TCP connection to the host or over a channel
+//! of an SSH connection to it ([`Via`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,7 +13,14 @@ use pmfleet_shared::tls::{self, TlsError};
 use tokio::io::AsyncWriteExt;
 use tokio_rustls::TlsConnector;
 
+use super::route::{TunnelError, Via};
 use crate::pki::ClientIdentity;
+
+/// What the TLS of an agent connection runs over: TCP, or an SSH channel.
+trait Duplex: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Duplex for T {}
+
+type AgentStream = tokio_rustls::client::TlsStream<Box<dyn Duplex>>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
@@ -26,6 +34,8 @@ pub enum AgentError {
     Timeout(Duration),
     #[error("the agent refused: {0}")]
     Refused(String),
+    #[error("{0}")]
+    Tunnel(#[from] TunnelError),
 }
 
 impl AgentError {
@@ -47,6 +57,7 @@ impl AgentError {
             AgentError::Tls(TlsError::Connect(_))
                 | AgentError::Tls(TlsError::Timeout { .. })
                 | AgentError::Timeout(_)
+                | AgentError::Tunnel(TunnelError::Connect(_))
         )
     }
 }
@@ -74,17 +85,19 @@ impl AgentClient {
         }
     }
 
-    /// Sends one request to the agent at `host:port` and returns its answer; an `Error`
-    /// answer becomes [`AgentError::Refused`]. `wait` bounds the answer (apply-release waits
-    /// for apps to become ready); the connection itself is bounded by the client's timeout.
+    /// Sends one request to the agent at `host:port` (reached `via`) and returns its answer;
+    /// an `Error` answer becomes [`AgentError::Refused`]. `wait` bounds the answer
+    /// (apply-release waits for apps to become ready); the connection itself is bounded by
+    /// the client's timeout.
     pub async fn request(
         &self,
         host: &str,
         port: u16,
+        via: &Via,
         request: &Request,
         wait: Option<Duration>,
     ) -> Result<Response, AgentError> {
-        self.request_with_cert(host, port, request, wait)
+        self.request_with_cert(host, port, via, request, wait)
             .await
             .map(|(response, _)| response)
     }
@@ -95,10 +108,11 @@ impl AgentClient {
         &self,
         host: &str,
         port: u16,
+        via: &Via,
         request: &Request,
         wait: Option<Duration>,
     ) -> Result<(Response, Option<i64>), AgentError> {
-        let mut stream = self.connect(host, port).await?;
+        let mut stream = self.connect(host, port, via).await?;
         let not_after = stream
             .get_ref()
             .1
@@ -123,10 +137,11 @@ impl AgentClient {
         &self,
         host: &str,
         port: u16,
+        via: &Via,
         request: &Request,
         mut on_response: impl FnMut(Response) -> bool,
     ) -> Result<(), AgentError> {
-        let mut stream = self.connect(host, port).await?;
+        let mut stream = self.connect(host, port, via).await?;
         protocol::write_frame(&mut stream, request).await?;
         loop {
             let response = read_answer(&mut stream).await?;
@@ -144,26 +159,55 @@ impl AgentClient {
 
     /// A connection kept open for several requests, one after another (the agent serves
     /// requests on a connection until it has been idle for its read timeout).
-    pub async fn session(&self, host: &str, port: u16) -> Result<AgentSession, AgentError> {
+    pub async fn session(
+        &self,
+        host: &str,
+        port: u16,
+        via: &Via,
+    ) -> Result<AgentSession, AgentError> {
         Ok(AgentSession {
-            stream: self.connect(host, port).await?,
+            stream: self.connect(host, port, via).await?,
             timeout: self.timeout,
         })
     }
 
-    async fn connect(
-        &self,
-        host: &str,
-        port: u16,
-    ) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, AgentError> {
+    /// The TLS session with the agent at `host:port`, whose certificate must name `host`.
+    async fn connect(&self, host: &str, port: u16, via: &Via) -> Result<AgentStream, AgentError> {
         let name = tls::server_name(host)?;
-        Ok(tls::connect_with_timeout(&self.connector, (host, port), name, self.timeout).await?)
+        let started = tokio::time::Instant::now();
+        let stream: Box<dyn Duplex> = match via {
+            Via::Direct => {
+                let tcp = tokio::time::timeout(
+                    self.timeout,
+                    tokio::net::TcpStream::connect((host, port)),
+                )
+                .await
+                .map_err(|_| TlsError::Timeout {
+                    phase: tls::Phase::Connect,
+                    after: self.timeout,
+                })?
+                .map_err(TlsError::Connect)?;
+                let _ = tcp.set_nodelay(true);
+                Box::new(tcp)
+            }
+            Via::Ssh { tunnel, to } => {
+                let channel = tokio::time::timeout(self.timeout, tunnel.open(to, port))
+                    .await
+                    .map_err(|_| TlsError::Timeout {
+                        phase: tls::Phase::Connect,
+                        after: self.timeout,
+                    })??;
+                Box::new(channel)
+            }
+        };
+        let left = self.timeout.saturating_sub(started.elapsed());
+        Ok(tls::handshake_over(&self.connector, stream, name, left, self.timeout).await?)
     }
 }
 
 /// One kept connection to an agent ([`AgentClient::session`]).
 pub struct AgentSession {
-    stream: tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
+    stream: AgentStream,
     timeout: Duration,
 }
 

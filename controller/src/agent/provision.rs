@@ -15,17 +15,18 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use pmfleet_shared::ecosystem::{AgentSettings, DeployEnv};
+use pmfleet_shared::ecosystem::{AgentSettings, AgentVia, DeployEnv};
 use pmfleet_shared::protocol::{Request, Response};
 use serde::Deserialize;
 
 use super::client::AgentClient;
+use super::route::{Via, loopback_for};
 use crate::deploy::error::HostError;
 use crate::deploy::fleet::{Fleet, Member, each};
 use crate::deploy::report::{HostReport, Status};
 use crate::deploy::scripts;
 use crate::output::Output;
-use crate::pki::{self, Ca, ClientIdentity, IssuedCert};
+use crate::pki::{self, Ca, ClientIdentity, IssuedCert, PkiError};
 use crate::ssh::Connector;
 use crate::transport::SharedBytes;
 
@@ -40,22 +41,38 @@ pub struct Kit {
     pub upgrade: bool,
 }
 
+/// What this machine lacks to set up agents; said once for the whole fleet.
+#[derive(Debug, thiserror::Error)]
+pub enum KitError {
+    #[error(
+        "{0}\n  hint: run `pmfleet ca init` once on this machine, or set `agent: false` in the environment to deploy without the agent"
+    )]
+    Ca(PkiError),
+    #[error(transparent)]
+    Identity(PkiError),
+    #[error("the controller's TLS identity cannot be used: {0}")]
+    Tls(#[from] pmfleet_shared::tls::TlsError),
+    #[error(
+        "cannot read the agent binary {}: {source}\n  hint: build it (`cargo build --release -p pmfleet-agent`) next to `pmfleet`, or set PMFLEET_AGENT_BIN",
+        path.display()
+    )]
+    Binary {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
 impl Kit {
     /// Loads the fleet CA and the agent binary; the errors say what to do.
-    pub fn load(upgrade: bool) -> Result<Kit, String> {
-        let dir = pki::default_dir().map_err(|e| e.to_string())?;
-        let ca = Ca::load(&dir).map_err(|e| {
-            format!("{e}\n  hint: run `pmfleet ca init` once on this machine, or set `agent: false` in the environment to deploy without the agent")
-        })?;
-        let identity = ClientIdentity::from_env_or_dir(&dir).map_err(|e| e.to_string())?;
-        let client =
-            AgentClient::new(&identity, Duration::from_secs(10)).map_err(|e| e.to_string())?;
+    pub fn load(upgrade: bool) -> Result<Kit, KitError> {
+        let dir = pki::default_dir().map_err(KitError::Ca)?;
+        let ca = Ca::load(&dir).map_err(KitError::Ca)?;
+        let identity = ClientIdentity::from_env_or_dir(&dir).map_err(KitError::Identity)?;
+        let client = AgentClient::new(&identity, Duration::from_secs(10))?;
         let path = agent_binary_path();
-        let binary = std::fs::read(&path).map_err(|e| {
-            format!(
-                "cannot read the agent binary {}: {e}\n  hint: build it (`cargo build --release -p pmfleet-agent`) next to `pmfleet`, or set PMFLEET_AGENT_BIN",
-                path.display()
-            )
+        let binary = std::fs::read(&path).map_err(|source| KitError::Binary {
+            path: path.clone(),
+            source,
         })?;
         let binary_sum = sha256_hex(&binary);
         Ok(Kit {
@@ -87,22 +104,39 @@ fn sha256_hex(bytes: &[u8]) -> String {
         .collect()
 }
 
-/// The address the agent listens on: the host's own address when it is written as one (or
+/// The address the agent listens on: with `via: "ssh"`, the host's loopback
+/// ([`loopback_for`]); else the host's own address when it is written as one (or
 /// `localhost`), else every interface.
 pub fn listen_address(host: &str, settings: &AgentSettings) -> String {
-    let ip = if host == "localhost" {
-        Some("127.0.0.1".to_string())
+    let ip = if settings.via == AgentVia::Ssh && host != "localhost" {
+        Some(bracketed(&loopback_for(host)))
     } else {
-        host.parse::<std::net::IpAddr>().ok().map(|ip| match ip {
-            std::net::IpAddr::V6(v6) => format!("[{v6}]"),
-            v4 => v4.to_string(),
-        })
+        host_ip(host)
     };
     format!(
         "{}:{}",
         ip.unwrap_or_else(|| "0.0.0.0".into()),
         settings.port
     )
+}
+
+/// The host's address when it is written as one (`127.0.0.1` for `localhost`), bracketed
+/// when IPv6.
+fn host_ip(host: &str) -> Option<String> {
+    if host == "localhost" {
+        return Some("127.0.0.1".to_string());
+    }
+    host.parse::<std::net::IpAddr>()
+        .ok()
+        .map(|ip| bracketed(&ip.to_string()))
+}
+
+fn bracketed(ip: &str) -> String {
+    if ip.contains(':') {
+        format!("[{ip}]")
+    } else {
+        ip.to_owned()
+    }
 }
 
 /// Makes sure `member` runs a current, certified agent that knows the deploy root `root`
@@ -166,10 +200,8 @@ pub async fn provision(
     let sans = vec![member.host.clone()];
     let listen = listen_address(&member.host, settings);
     let bind_address = if settings.bind_host {
-        listen_address(&member.host, settings)
-            .rsplit_once(':')
-            .map(|(ip, _)| ip.trim_matches(['[', ']']).to_string())
-            .filter(|ip| ip != "0.0.0.0")
+        host_ip(&member.host)
+            .map(|ip| ip.trim_matches(['[', ']']).to_string())
             .unwrap_or_default()
     } else {
         String::new()
@@ -265,8 +297,13 @@ pub async fn provision(
             how = format!("{} reloaded, its apps untouched", changed.join(" and "));
         }
     }
-    let version = wait_for_agent(kit, &member.host, settings.port).await.map_err(|e| {
-        format!("the agent does not answer on {listen} over mutual TLS: {e} (see {home}/agent.log on the host; the controller must reach that port directly, even for a host behind a jump host)")
+    let via = Via::for_member(settings, &member.host, &member.conn);
+    let version = wait_for_agent(kit, &member.host, settings.port, &via).await.map_err(|e| {
+        let path = match via {
+            Via::Direct => "the controller must reach that port directly, even for a host behind a jump host, or set `agent.via: \"ssh\"`",
+            Via::Ssh { .. } => "reached through the SSH connection to the host",
+        };
+        format!("the agent does not answer on {listen} over mutual TLS: {e} (see {home}/agent.log on the host; {path})")
     })?;
     let upgrade_hint = if outdated {
         "; its binary differs from this pmfleet-agent: `setup --upgrade-agent` replaces it in place (its apps keep running)"
@@ -438,10 +475,14 @@ fn bind_changed(old: &str, new: &str) -> bool {
 }
 
 /// Polls the agent until it answers a ping (it may still be starting).
-async fn wait_for_agent(kit: &Kit, host: &str, port: u16) -> Result<String, String> {
+async fn wait_for_agent(kit: &Kit, host: &str, port: u16, via: &Via) -> Result<String, String> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
-        match kit.client.request(host, port, &Request::Ping, None).await {
+        match kit
+            .client
+            .request(host, port, via, &Request::Ping, None)
+            .await
+        {
             Ok(Response::Pong { version, .. }) => return Ok(version),
             Ok(other) => return Err(format!("unexpected answer {other:?}")),
             Err(e) if e.is_version_mismatch() => {
@@ -531,5 +572,23 @@ mod tests {
         assert_eq!(listen_address("localhost", &s), "127.0.0.1:7677");
         assert_eq!(listen_address("web1.example.com", &s), "0.0.0.0:7677");
         assert_eq!(listen_address("::1", &s), "[::1]:7677");
+    }
+
+    #[test]
+    fn an_agent_reached_through_ssh_listens_on_loopback_only() {
+        let s = AgentSettings {
+            via: AgentVia::Ssh,
+            ..AgentSettings::default()
+        };
+        for (host, want) in [
+            ("web1.example.com", "127.0.0.1:7677"),
+            ("10.0.0.5", "127.0.0.1:7677"),
+            ("2001:db8::5", "127.0.0.1:7677"),
+            ("127.0.0.3", "127.0.0.3:7677"),
+            ("::1", "[::1]:7677"),
+            ("localhost", "127.0.0.1:7677"),
+        ] {
+            assert_eq!(listen_address(host, &s), want, "{host}");
+        }
     }
 }

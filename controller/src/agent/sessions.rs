@@ -42,7 +42,11 @@ impl FleetSessions {
         let reused = conn.is_some();
         for attempt in 0..2 {
             if conn.is_none() {
-                *conn = Some(self.client.session(&target.host, target.port).await?);
+                *conn = Some(
+                    self.client
+                        .session(&target.host, target.port, &target.via)
+                        .await?,
+                );
             }
             let Some(session) = conn.as_mut() else {
                 continue;

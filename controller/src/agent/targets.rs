@@ -7,6 +7,7 @@ use std::time::Duration;
 use pmfleet_shared::ecosystem::{self, Ecosystem};
 
 use super::client::AgentClient;
+use super::route::Via;
 pub use crate::concurrent::each;
 use crate::pki::{self, ClientIdentity};
 
@@ -20,6 +21,8 @@ pub struct AgentTarget {
     /// `~/.ssh/config` alias, else the host as written.
     pub host: String,
     pub port: u16,
+    /// The path to it: direct, or through an SSH connection to the host made on first use.
+    pub via: Via,
 }
 
 impl AgentTarget {
@@ -37,6 +40,8 @@ pub fn targets(eco: &Ecosystem, envs: &[String]) -> Result<Vec<AgentTarget>, Str
         envs.iter().map(String::as_str).collect()
     };
     let home = crate::ssh::ClientSettings::default().home;
+    // One connector (its cap on concurrent handshakes) for every tunnel.
+    let connector = std::sync::OnceLock::new();
     let mut out: Vec<AgentTarget> = Vec::new();
     for name in chosen {
         let env = eco.environment(name).map_err(|e| e.to_string())?;
@@ -46,7 +51,7 @@ pub fn targets(eco: &Ecosystem, envs: &[String]) -> Result<Vec<AgentTarget>, Str
                 host: host.host.clone(),
                 port: host.port,
                 user: host.user.clone(),
-                identity: None,
+                identity: env.key.clone(),
                 ssh_options: env.ssh_options.clone(),
             };
             let target = AgentTarget {
@@ -58,6 +63,14 @@ pub fn targets(eco: &Ecosystem, envs: &[String]) -> Result<Vec<AgentTarget>, Str
                     crate::ssh::host_name(&spec, &home)
                 },
                 port: agent.port,
+                via: if Via::wanted(agent, &host.host) {
+                    let connector = connector.get_or_init(|| {
+                        crate::ssh::Connector::new(crate::ssh::ClientSettings::default())
+                    });
+                    Via::dialled(connector, spec.clone())
+                } else {
+                    Via::Direct
+                },
             };
             if !out
                 .iter()
@@ -123,10 +136,16 @@ pub async fn stream_all(
         async move {
             let host = target.label();
             let result = client
-                .stream(&target.host, target.port, &request, |response| {
-                    print(&host, response);
-                    true
-                })
+                .stream(
+                    &target.host,
+                    target.port,
+                    &target.via,
+                    &request,
+                    |response| {
+                        print(&host, response);
+                        true
+                    },
+                )
                 .await;
             (target, result)
         }

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 use pmfleet_shared::ecosystem::{
-    self, App, Batch, DeployEnv, Diagnostic, Ecosystem, ExecMode, FetchMode, Instances,
+    self, AgentVia, App, Batch, DeployEnv, Diagnostic, Ecosystem, ExecMode, FetchMode, Instances,
     Interpreter, LoadError, Watch,
 };
 use serde::Serialize;
@@ -110,7 +110,7 @@ pub struct EnvView {
     pub fetch: String,
     pub batch: String,
     pub max_fail: usize,
-    /// `none` for `agent: false`, else its port and home.
+    /// `none` for `agent: false`, else its port, home and how it is reached.
     pub agent: String,
 }
 
@@ -227,6 +227,7 @@ fn env_view(e: &DeployEnv) -> EnvView {
         ("post-setup", &e.hooks.post_setup),
         ("pre-deploy", &e.hooks.pre_deploy),
         ("post-deploy", &e.hooks.post_deploy),
+        ("published", &e.hooks.published),
     ]
     .into_iter()
     .filter_map(|(name, cmd)| cmd.as_ref().map(|c| (name.to_owned(), c.clone())))
@@ -264,7 +265,15 @@ fn env_view(e: &DeployEnv) -> EnvView {
         max_fail: e.max_fail,
         agent: match &e.agent {
             None => "none".to_owned(),
-            Some(a) => format!("port {}, home {}", a.port, a.home),
+            Some(a) => format!(
+                "port {}, home {}, reached {}",
+                a.port,
+                a.home,
+                match a.via {
+                    AgentVia::Direct => "directly",
+                    AgentVia::Ssh => "through SSH",
+                }
+            ),
         },
     }
 }

@@ -15,6 +15,10 @@ use crate::ssh::{ClientSettings, Connector};
 
 pub async fn run(args: DeployArgs) -> Exit {
     let command = match parse_words(&args.words, ecosystem::looks_like_ecosystem_file) {
+        Ok(c) if args.message.is_some() && c.verb != Verb::Lock => {
+            error::report(args.json, "usage", "`--message` goes with `lock`");
+            return Exit::BadConfig;
+        }
         Ok(c) => c,
         Err(message) => {
             error::report(args.json, "usage", &message);
@@ -48,7 +52,7 @@ pub async fn run(args: DeployArgs) -> Exit {
         connect_timeout: args.connect_timeout,
         ..ClientSettings::default()
     };
-    let ctx = Context {
+    let mut ctx = Context {
         out: out.clone(),
         connector: Connector::new(settings),
         who: deploy::who(),
@@ -61,11 +65,44 @@ pub async fn run(args: DeployArgs) -> Exit {
         lock_wait: args.lock_wait,
         cancel: tokio_util::sync::CancellationToken::new(),
         upgrade_agent: args.upgrade_agent,
+        secrets: Default::default(),
+        on_started: None,
+        run_id: uuid::Uuid::new_v4().to_string(),
     };
     watch_interrupts(ctx.cancel.clone(), out.clone());
+    let asked_ref = match &command.verb {
+        Verb::Update { git_ref } => git_ref.clone().or_else(|| args.git_ref.clone()),
+        _ => None,
+    };
+    let reporting = match super::deploy_reporting::prepare(
+        &command.verb,
+        &eco,
+        &env,
+        &mut ctx,
+        asked_ref,
+    )
+    .await
+    {
+        Ok(r) => r,
+        Err(message) => {
+            error::report(args.json, "bad_config", &message);
+            return Exit::BadConfig;
+        }
+    };
 
     let (title, reports, summary) = match &command.verb {
-        Verb::Setup => ("setup", deploy::setup(&ctx, &env).await, true),
+        Verb::Setup => {
+            if env.agent.is_some() && !args.json {
+                make_fleet_ca_on_a_terminal();
+            }
+            match deploy::setup(&ctx, &env).await {
+                Ok(reports) => ("setup", reports, true),
+                Err(e) => {
+                    error::report(args.json, "agent", &e.to_string());
+                    return Exit::Failed;
+                }
+            }
+        }
         Verb::Update { git_ref } => {
             let git_ref = git_ref.as_deref().or(args.git_ref.as_deref());
             ("deploy", deploy::update(&ctx, &env, git_ref).await, true)
@@ -83,6 +120,11 @@ pub async fn run(args: DeployArgs) -> Exit {
             false,
         ),
         Verb::Exec(cmd) => ("exec", deploy::exec(&ctx, &env, cmd).await, true),
+        Verb::Lock => (
+            "lock",
+            deploy::lock(&ctx, &env, args.message.as_deref()).await,
+            true,
+        ),
         Verb::Unlock => ("unlock", deploy::unlock(&ctx, &env, args.force).await, true),
     };
     let exit = deploy::report::exit_for(&reports);
@@ -90,7 +132,31 @@ pub async fn run(args: DeployArgs) -> Exit {
         let rows: Vec<_> = reports.iter().map(HostReport::row).collect();
         out.summary(&format!("{title} {}: {}", env.name, verdict(exit)), &rows);
     }
+    reporting.conclude(&ctx, &env, &eco, &reports, exit).await;
     exit
+}
+
+/// The first `setup` on a machine with no fleet CA, run by someone at a terminal (not CI):
+/// makes the CA, saying where, instead of failing. Elsewhere setup says, once, what to run.
+fn make_fleet_ca_on_a_terminal() {
+    use std::io::IsTerminal;
+    let interactive = std::io::stdin().is_terminal()
+        && std::io::stderr().is_terminal()
+        && std::env::var_os("CI").is_none();
+    let Ok(dir) = crate::pki::default_dir() else {
+        return;
+    };
+    if !interactive || dir.join(crate::pki::CA_CERT_FILE).exists() {
+        return;
+    }
+    match crate::pki::Ca::init(&dir) {
+        Ok(ca) => eprintln!(
+            "made the fleet CA in {} (fingerprint {}); its key never leaves this machine: back it up",
+            dir.display(),
+            ca.fingerprint()
+        ),
+        Err(e) => eprintln!("warning: could not make the fleet CA: {e}"),
+    }
 }
 
 /// First Ctrl-C or SIGTERM: stop safely (see [`Context::cancel`]); the second exits at once.

@@ -1,11 +1,19 @@
 //! `pmfleet events [file] <env> [app]`: the agents' lifecycle events (started, online, exited,
-//! restarting, errored, reloads, releases applied) from every host, as they happen.
+//! restarting, errored, reloads, releases applied) from every host, as they happen. With
+//! `--notify` it also tells the environment's webhooks about crash loops, errored instances
+//! and memory restarts (run it as a service next to the fleet): the agents never call out.
 
 use clap::Args;
 use pmfleet_shared::protocol::{Request, Response};
 
+use std::sync::Arc;
+
+use pmfleet_shared::ecosystem;
+
 use crate::agent::targets as agents;
 use crate::deploy::Exit;
+use crate::notify::{HostOutcome, Message, Notifier};
+use crate::output::Output;
 
 #[derive(Debug, Args)]
 pub struct EventsArgs {
@@ -19,6 +27,10 @@ pub struct EventsArgs {
     /// One JSON object per event.
     #[arg(long)]
     pub json: bool,
+    /// Also send crash loops, errored instances and memory restarts to the environment's
+    /// `notify` webhooks.
+    #[arg(long)]
+    pub notify: bool,
 }
 
 pub async fn run(args: EventsArgs) -> Exit {
@@ -31,6 +43,17 @@ pub async fn run(args: EventsArgs) -> Exit {
             }
         };
     let json = args.json;
+    let notifier = if args.notify {
+        match notifier(&args.words).await {
+            Ok(n) => Some(n),
+            Err(message) => {
+                pmfleet_shared::cli::error::report(args.json, "bad_config", &message);
+                return Exit::BadConfig;
+            }
+        }
+    } else {
+        None
+    };
     agents::stream_all(
         &targets,
         &client,
@@ -39,6 +62,19 @@ pub async fn run(args: EventsArgs) -> Exit {
             let Response::Event(event) = response else {
                 return;
             };
+            if let Some((n, env, who)) = &notifier
+                && let Some(kind) = crate::notify::message::from_agent_event(&event)
+            {
+                let mut m = Message::new(kind, env, who);
+                m.app = Some(event.app.clone());
+                m.hosts = vec![HostOutcome {
+                    host: host.to_owned(),
+                    outcome: kind.name().replace('_', " "),
+                }];
+                m.outcome = kind.name().replace('_', " ");
+                m.reason = Some(crate::notify::message::one_line(&event.message));
+                n.send(&m);
+            }
             if json {
                 let mut value = serde_json::to_value(&event).unwrap_or_default();
                 if let Some(obj) = value.as_object_mut() {
@@ -61,6 +97,50 @@ pub async fn run(args: EventsArgs) -> Exit {
         },
     )
     .await
+}
+
+/// The environment's notifier (a URL naming a secret resolves the secrets first), its name
+/// and who is watching.
+async fn notifier(words: &[String]) -> Result<(Arc<Notifier>, String, String), String> {
+    let mut words: Vec<&str> = words.iter().map(String::as_str).collect();
+    let file = match words.first() {
+        Some(first) if ecosystem::looks_like_ecosystem_file(first) => {
+            Some(std::path::PathBuf::from(words.remove(0)))
+        }
+        _ => None,
+    };
+    let env_name = words
+        .first()
+        .ok_or("usage: pmfleet events <env> --notify")?;
+    let cwd = std::env::current_dir().unwrap_or_else(|_| ".".into());
+    let eco = ecosystem::load_from(file.as_deref(), &cwd).map_err(|e| e.to_string())?;
+    let env = eco.environment(env_name).map_err(|e| e.to_string())?;
+    let needs_secrets = crate::notify::targets_of(&eco, env)
+        .iter()
+        .any(|(_, t)| pmfleet_shared::secrets::reference(&t.url).is_some());
+    let secrets = if needs_secrets {
+        let dir = eco
+            .source
+            .parent()
+            .map(std::path::Path::to_path_buf)
+            .unwrap_or(cwd);
+        Some(
+            crate::secrets::resolve(&dir, env_name)
+                .await
+                .map_err(|e| e.to_string())?
+                .0,
+        )
+    } else {
+        None
+    };
+    let out = Arc::new(Output::new(crate::output::Mode::Plain));
+    let n = Notifier::new(&eco, env, secrets.as_ref(), out)?;
+    if n.is_empty() {
+        return Err(format!(
+            "--notify: environment `{env_name}` has no `notify` webhook (nor does the file's top level)"
+        ));
+    }
+    Ok((Arc::new(n), env.name.clone(), crate::deploy::who()))
 }
 
 /// `HH:MM:SS` (UTC) of a Unix time in milliseconds.

@@ -120,6 +120,7 @@ impl Source for FleetSource {
                 .request(
                     &target.host,
                     target.port,
+                    &target.via,
                     &request,
                     Some(Duration::from_secs(120)),
                 )
@@ -154,13 +155,19 @@ impl Source for FleetSource {
             };
             sessions
                 .client
-                .stream(&target.host, target.port, &request, |r| match r {
-                    Response::Log(l) => {
-                        lines.try_send(format!("{} | {}", l.file, l.line)).is_ok()
-                            || !lines.is_closed()
-                    }
-                    _ => true,
-                })
+                .stream(
+                    &target.host,
+                    target.port,
+                    &target.via,
+                    &request,
+                    |r| match r {
+                        Response::Log(l) => {
+                            lines.try_send(format!("{} | {}", l.file, l.line)).is_ok()
+                                || !lines.is_closed()
+                        }
+                        _ => true,
+                    },
+                )
                 .await
                 .map_err(|e| e.to_string())
         })

@@ -94,6 +94,8 @@ pub enum Step {
     PostDeploy,
     /// The release is marked complete.
     Finish,
+    /// The `release` step, run once on one host before any switch.
+    Release,
 }
 
 impl Step {
@@ -105,6 +107,7 @@ impl Step {
             Step::LinkShared => "link shared",
             Step::PostDeploy => "post-deploy",
             Step::Finish => "finish",
+            Step::Release => "release",
         }
     }
 }

@@ -60,10 +60,21 @@ impl Member {
         step: &'static str,
         script: &Script,
     ) -> Result<(), HostError> {
+        self.run_visible_with_stdin(out, step, script, None).await
+    }
+
+    /// [`Member::run_visible`], with `stdin` streamed into the script (a hook's secrets).
+    pub async fn run_visible_with_stdin(
+        &self,
+        out: &Output,
+        step: &'static str,
+        script: &Script,
+        stdin: Option<crate::transport::Stdin>,
+    ) -> Result<(), HostError> {
         let label = self.label.clone();
         let captured = self
             .conn
-            .run_lines(script, &mut |_stream: Stream, line: &str| {
+            .run_lines(script, stdin, &mut |_stream: Stream, line: &str| {
                 out.line(&label, step, line)
             })
             .await

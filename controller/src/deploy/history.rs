@@ -1,5 +1,7 @@
-//! `<path>/.pmfleet/history.jsonl`: one record per deploy or revert on a host, and the
-//! "release line" replayed from it, which is what `revert N`, `current` and `previous` count on.
+//! `<path>/.pmfleet/history.jsonl`: one record per deploy or revert on a host (records of the
+//! same shape for each `setup` and broken lock go to `.pmfleet/audit.jsonl`, for the audit
+//! trail), and the "release line" replayed from it, which is what `revert N`, `current` and
+//! `previous` count on.
 
 use serde::{Deserialize, Serialize};
 
@@ -8,6 +10,10 @@ use serde::{Deserialize, Serialize};
 pub enum Action {
     Deploy,
     Revert,
+    /// `setup` ran on the host (no release: `release`, `sha` and `ref` are empty).
+    Setup,
+    /// `unlock` broke a lock on the host.
+    Unlock,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -44,6 +50,30 @@ pub struct Record {
     pub message: Option<String>,
 }
 
+impl Record {
+    /// A record of `action` that switches nothing (setup, unlock, lock).
+    pub fn event(id: &str, action: Action, who: &str, outcome: Outcome, message: &str) -> Record {
+        Record {
+            id: id.to_owned(),
+            action,
+            release: String::new(),
+            previous: None,
+            sha: String::new(),
+            git_ref: String::new(),
+            who: who.to_owned(),
+            when: super::now_rfc3339(),
+            outcome,
+            message: (!message.is_empty()).then(|| message.to_owned()),
+        }
+    }
+
+    /// The record as one line of the history file.
+    pub fn to_line(&self) -> String {
+        // Strings and enums always serialize.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
 /// Parses the history file, skipping lines it cannot read (a torn last line, say).
 pub fn parse(text: &str) -> Vec<Record> {
     text.lines()
@@ -69,6 +99,7 @@ pub fn release_line(records: &[Record]) -> Vec<String> {
                     line.push(record.release.clone());
                 }
             }
+            Action::Setup | Action::Unlock => {}
         }
     }
     line
@@ -159,6 +190,14 @@ mod tests {
                     rec(Revert, "a", RolledBack),
                 ],
                 vec!["a", "b"],
+            ),
+            (
+                vec![
+                    rec(Deploy, "a", Success),
+                    rec(Setup, "", Success),
+                    rec(Unlock, "", Success),
+                ],
+                vec!["a"],
             ),
         ];
         for (records, expected) in rows {

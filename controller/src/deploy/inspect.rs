@@ -1,5 +1,7 @@
-//! The read-only and maintenance verbs: `list`, `current`, `previous`, `exec`, `unlock`.
+//! The read-only and maintenance verbs: `list`, `current`, `previous`, `exec`, `lock`,
+//! `unlock`.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use pmfleet_shared::ecosystem::DeployEnv;
@@ -7,7 +9,7 @@ use pmfleet_shared::ecosystem::DeployEnv;
 use super::fleet::{Fleet, Member, each};
 use super::history;
 use super::host_state::HostState;
-use super::lock::{Acquire, Break, Holder, Liveness, describe, liveness};
+use super::lock::{Acquire, Break, Holder, Liveness, Refusal, describe, liveness};
 use super::report::{HostReport, Status};
 use super::revision::short_sha;
 use super::rollout_record::interrupted_notice;
@@ -170,8 +172,77 @@ pub async fn exec(ctx: &Context, env: &DeployEnv, command: &str) -> Vec<HostRepo
     reports
 }
 
+/// `lock`: holds the environment on purpose (a freeze): a manual lock with `message` on
+/// every host, taken one host at a time in the environment's order, or on none (the ones
+/// taken are given back at the first refusal). It has no heartbeat and never looks stale;
+/// every deploy and revert is refused with who and why, `--lock-wait` does not wait for it,
+/// the hosts' agents leave the environment alone, and `unlock` releases it.
+pub async fn lock(ctx: &Context, env: &DeployEnv, message: Option<&str>) -> Vec<HostReport> {
+    let fleet = Fleet::connect(env, &ctx.connector, &ctx.out).await;
+    let mut reports = fleet.not_connected.clone();
+    if !reports.is_empty() {
+        for m in &fleet.members {
+            reports.push(HostReport::new(
+                &m.label,
+                Status::Aborted,
+                "not locked: another host could not be reached",
+            ));
+        }
+        return reports;
+    }
+    let id = uuid::Uuid::new_v4().to_string();
+    let content =
+        serde_json::to_string(&Holder::manual(&ctx.who, &id, message)).unwrap_or_default();
+    let mut taken: Vec<&Arc<Member>> = Vec::new();
+    let mut refused: Option<(String, Status, String)> = None;
+    for m in &fleet.members {
+        let refusal = match m.run(&scripts::lock_acquire(&env.path, &content)).await {
+            Ok(c) => Refusal::from_acquire(Acquire::parse(&c.stdout), &env.name),
+            Err(e) => Some(Refusal::Failed(e)),
+        };
+        match refusal {
+            None => taken.push(m),
+            Some(r) => {
+                refused = Some((m.label.clone(), r.status(), r.to_string()));
+                break;
+            }
+        }
+    }
+    let Some((label, status, why)) = refused else {
+        let said = message.map(|m| format!(": \"{m}\"")).unwrap_or_default();
+        for m in &fleet.members {
+            let text = format!(
+                "locked on purpose{said}; `pmfleet deploy {} unlock` releases it",
+                env.name
+            );
+            ctx.out.done(&m.label, true, &text);
+            reports.push(HostReport::new(&m.label, Status::Ok, text));
+        }
+        return reports;
+    };
+    for m in &taken {
+        if let Err(e) = m.run(&scripts::lock_release(&env.path, &id)).await {
+            tracing::warn!("could not give back the lock on {}: {e}", m.label);
+        }
+    }
+    for m in &fleet.members {
+        let report = if m.label == label {
+            HostReport::new(&m.label, status, why.clone())
+        } else {
+            HostReport::new(
+                &m.label,
+                Status::Aborted,
+                format!("not locked: {label} refused the lock"),
+            )
+        };
+        ctx.out.done(&m.label, false, &report.message);
+        reports.push(report);
+    }
+    reports
+}
+
 /// `unlock`: breaks a lock whose holder stopped sending heartbeats or ran on this machine
-/// and is gone (or any lock with `force`). The lock is read first and broken only if it is
+/// and is gone, or a manual lock (or any lock with `force`). The lock is read first and broken only if it is
 /// still that one, so a newer holder's lock is never removed.
 pub async fn unlock(ctx: &Context, env: &DeployEnv, force: bool) -> Vec<HostReport> {
     let fleet = Fleet::connect(env, &ctx.connector, &ctx.out).await;
@@ -179,11 +250,25 @@ pub async fn unlock(ctx: &Context, env: &DeployEnv, force: bool) -> Vec<HostRepo
     let results = each(&fleet.members, |m| {
         let root = env.path.clone();
         let out = ctx.out.clone();
+        let (run_id, who) = (ctx.run_id.clone(), ctx.who.clone());
         async move {
             let report = match unlock_one(&m, &root, force).await {
                 Ok((status, message)) => HostReport::new(&m.label, status, message),
                 Err(e) => HostReport::new(&m.label, e.status(), e.to_string()),
             };
+            if report.status == Status::Ok && report.message.starts_with("broke the lock") {
+                let record = crate::deploy::history::Record::event(
+                    &run_id,
+                    crate::deploy::history::Action::Unlock,
+                    &who,
+                    crate::deploy::history::Outcome::Success,
+                    &report.message,
+                );
+                // Best effort: the lock is broken whether or not the record could be written.
+                let _ = m
+                    .run(&scripts::record_event(&root, &record.to_line()))
+                    .await;
+            }
             out.done(&m.label, report.status == Status::Ok, &report.message);
             report
         }
@@ -207,7 +292,8 @@ async fn unlock_one(
         return Ok((Status::Ok, "not locked".into()));
     };
     let live = liveness(age, holder.as_ref().and_then(Holder::alive_here));
-    if live == Liveness::Alive && !force {
+    let manual = holder.as_ref().is_some_and(|h| h.manual);
+    if live == Liveness::Alive && !force && !manual {
         return Ok((
             Status::LockHeld,
             format!(
@@ -223,6 +309,10 @@ async fn unlock_one(
         Break::Changed => (
             Status::LockHeld,
             "another run took the lock while it was being broken: left as it is".into(),
+        ),
+        Break::Broken { holder } if manual => (
+            Status::Ok,
+            format!("released the manual lock of {}", describe(holder.as_ref())),
         ),
         Break::Broken { holder } => {
             let why = match live {

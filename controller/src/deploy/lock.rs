@@ -18,7 +18,7 @@ pub const HEARTBEAT: Duration = Duration::from_secs(5);
 pub const STALE_AFTER: Duration = Duration::from_secs(30);
 
 /// What the lock file says.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Holder {
     pub holder: String,
     pub deploy_id: String,
@@ -29,6 +29,14 @@ pub struct Holder {
     /// The controller's host name (empty in locks written before it was recorded).
     #[serde(default)]
     pub machine: String,
+    /// A lock taken on purpose (`pmfleet deploy ENV lock`): a freeze, with no heartbeat,
+    /// never stale, never waited for; `unlock` releases it. Hosts' agents leave a frozen
+    /// environment alone.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub manual: bool,
+    /// Why it was taken (`--message`), shown to everyone it refuses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 impl Holder {
@@ -41,6 +49,17 @@ impl Holder {
             since: super::now_rfc3339(),
             pid: std::process::id(),
             machine: super::hostname().unwrap_or_default(),
+            manual: false,
+            message: None,
+        }
+    }
+
+    /// A manual lock (a freeze) by `who`, saying why.
+    pub fn manual(who: &str, deploy_id: &str, message: Option<&str>) -> Holder {
+        Holder {
+            manual: true,
+            message: message.map(str::to_string),
+            ..Holder::new(who, deploy_id, "lock")
         }
     }
 
@@ -195,9 +214,10 @@ impl Refusal {
         }
     }
 
-    /// Another run holds the lock: worth waiting for with `--lock-wait`.
+    /// Another run holds the lock: worth waiting for with `--lock-wait` (a manual lock is
+    /// not: it stays until someone unlocks it).
     pub fn is_held(&self) -> bool {
-        matches!(self, Refusal::Held { .. })
+        matches!(self, Refusal::Held { holder, .. } if !holder.as_ref().is_some_and(|h| h.manual))
     }
 
     pub fn status(&self) -> Status {
@@ -212,6 +232,20 @@ impl Refusal {
 impl std::fmt::Display for Refusal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
+            Refusal::Held {
+                holder: Some(h),
+                env,
+                ..
+            } if h.manual => write!(
+                f,
+                "locked on purpose by {} since {}{}: no deploy until `pmfleet deploy {env} unlock`",
+                h.holder,
+                h.since,
+                h.message
+                    .as_deref()
+                    .map(|m| format!(": \"{m}\""))
+                    .unwrap_or_default()
+            ),
             Refusal::Held {
                 holder,
                 heartbeat_age,
@@ -256,6 +290,7 @@ mod tests {
             since: "t".into(),
             pid,
             machine: machine.into(),
+            ..Holder::default()
         }
     }
 
@@ -331,5 +366,36 @@ mod tests {
             "{message}"
         );
         assert_eq!(refusal.status(), Status::LockHeld);
+    }
+
+    #[test]
+    fn a_manual_lock_is_a_freeze_never_waited_for_and_says_who_and_why() {
+        let mut h = Holder::manual("alice@laptop", "f1", Some("release freeze until Monday"));
+        h.since = "2026-11-24T06:00:00Z".into();
+        let text = serde_json::to_string(&h).unwrap();
+        assert!(text.contains("\"manual\":true"), "{text}");
+        let back: Holder = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, h);
+        // An old lock has neither field.
+        let old: Holder = serde_json::from_str(
+            r#"{"holder":"a","deploy_id":"d","action":"deploy","since":"t","pid":1}"#,
+        )
+        .unwrap();
+        assert!(!old.manual && old.message.is_none());
+        // An hour without a heartbeat: still a freeze, not a dead deploy.
+        let refusal = Refusal::from_acquire(
+            Acquire::Held {
+                holder: Some(h),
+                heartbeat_age: 3600,
+            },
+            "prod",
+        )
+        .unwrap();
+        assert!(!refusal.is_held(), "--lock-wait does not wait for a freeze");
+        assert_eq!(refusal.status(), Status::LockHeld);
+        assert_eq!(
+            refusal.to_string(),
+            "locked on purpose by alice@laptop since 2026-11-24T06:00:00Z: \"release freeze until Monday\": no deploy until `pmfleet deploy prod unlock`"
+        );
     }
 }

@@ -25,11 +25,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use inspect::{Which, exec, list, show_release, unlock};
+pub use inspect::{Which, exec, list, lock, show_release, unlock};
 pub use report::{Exit, HostReport, Status};
 pub use revert::revert;
 pub use setup::setup;
-pub use update::update;
+pub use update::{run_local_hook, update};
 
 use crate::output::Output;
 use crate::ssh::Connector;
@@ -51,7 +51,26 @@ pub struct Context {
     pub cancel: tokio_util::sync::CancellationToken,
     /// `setup --upgrade-agent`: replace agents whose binary differs from this one.
     pub upgrade_agent: bool,
+    /// The environment's secrets, resolved (empty when it has none, or for a verb that needs
+    /// none): written to each host by a deploy and given to its hooks.
+    pub secrets: Arc<crate::secrets::Resolved>,
+    /// Told once a deploy knows what it deploys (for the `deploy_started` notification).
+    pub on_started: Option<OnStarted>,
+    /// This command's id: a deploy's or revert's run id (in the lock and every history
+    /// record), and the id of the audit records of the other verbs.
+    pub run_id: String,
 }
+
+/// What a deploy deploys, once the ref is resolved.
+#[derive(Debug, Clone)]
+pub struct Started {
+    pub release: String,
+    pub sha: String,
+    pub git_ref: String,
+}
+
+/// A callback for [`Started`].
+pub type OnStarted = Arc<dyn Fn(&Started) + Send + Sync>;
 
 /// Who is deploying, as recorded in the lock and the history.
 pub fn who() -> String {

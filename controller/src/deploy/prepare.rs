@@ -11,8 +11,9 @@ use super::error::{HostError, Step, StepFailure};
 use super::fleet::Member;
 use super::revision::Revision;
 use super::rollout::Prepared;
-use super::scripts::{self, HookDir};
+use super::scripts::{self, HookDir, Pm2};
 use crate::output::Output;
+use crate::secrets::references::split_hook_env;
 use crate::transport::SharedBytes;
 
 /// What every host gets: the same release id and commit.
@@ -21,8 +22,52 @@ pub struct NewRelease {
     pub revision: Revision,
     /// The commit's tree as a tar, for `fetch: push`.
     pub archive: Option<Arc<Vec<u8>>>,
-    /// The hooks' environment: `deploy.<env>.env` and the `PMFLEET_*` variables.
+    /// The hooks' environment: `deploy.<env>.env` and the `PMFLEET_*` variables (a secret's
+    /// value given on the hook's stdin, see [`hook`]).
     pub hook_env: Vec<(String, String)>,
+    /// What the apps run with, in the release marker: `deploy.<env>.env` (secrets named,
+    /// not given) and `PMFLEET_ENV`, `PMFLEET_RELEASE`, `PMFLEET_SHA`, `PMFLEET_REF`.
+    pub app_env: Vec<(String, String)>,
+    /// The environment's secrets: written to `<root>/.pmfleet/secrets` before the release
+    /// is marked complete.
+    pub secrets: Arc<crate::secrets::Resolved>,
+}
+
+/// One hook of a release: its step name, where it runs, its command, and whether a `pm2`
+/// in it is skipped.
+pub(super) struct Hook<'a> {
+    pub step: &'static str,
+    pub dir: HookDir<'a>,
+    pub command: &'a str,
+    pub pm2: Pm2,
+}
+
+/// Runs a hook of `release` on `member`, its secrets on stdin.
+pub(super) async fn hook(
+    member: &Member,
+    out: &Output,
+    hook: Hook<'_>,
+    root: &str,
+    release: &NewRelease,
+    run: &str,
+) -> Result<(), HostError> {
+    let Hook {
+        step,
+        dir,
+        command,
+        pm2,
+    } = hook;
+    let (plain, hidden) = split_hook_env(&release.hook_env, &release.secrets);
+    if hidden.is_empty() {
+        let script = scripts::run_hook(root, dir, command, &plain, Some(run), pm2);
+        return member.run_visible(out, step, &script).await;
+    }
+    let (script, input) =
+        scripts::run_hook_with_secrets(root, dir, command, &plain, &hidden, Some(run), pm2);
+    let stdin: crate::transport::Stdin = Box::new(std::io::Cursor::new(input));
+    member
+        .run_visible_with_stdin(out, step, &script, Some(stdin))
+        .await
 }
 
 /// Prepares `release` on `member`; returns what it left and the deploy root with `~` expanded.
@@ -63,9 +108,13 @@ pub async fn prepare(
     }
     if let Some(hook) = &env.hooks.pre_deploy {
         out.step(host, "pre-deploy");
-        let script = scripts::run_hook(root, HookDir::Current, hook, &release.hook_env, Some(run));
-        member
-            .run_visible(out, "pre-deploy", &script)
+        let pre = Hook {
+            step: "pre-deploy",
+            dir: HookDir::Current,
+            command: hook,
+            pm2: Pm2::for_env(env),
+        };
+        self::hook(member, out, pre, root, release, run)
             .await
             .map_err(StepFailure::new(Step::PreDeploy))?;
     }
@@ -121,22 +170,27 @@ async fn build(
     }
     if let Some(hook) = &env.hooks.post_deploy {
         out.step(host, "post-deploy");
-        let script = scripts::run_hook(
-            root,
-            HookDir::Release(&release.id),
-            hook,
-            &release.hook_env,
-            Some(run),
-        );
-        member
-            .run_visible(out, "post-deploy", &script)
+        let post = Hook {
+            step: "post-deploy",
+            dir: HookDir::Release(&release.id),
+            command: hook,
+            pm2: Pm2::for_env(env),
+        };
+        self::hook(member, out, post, root, release, run)
             .await
             .map_err(StepFailure::new(Step::PostDeploy))?;
     }
+    // The secrets the apps name, over stdin into the one 0600 file of the deploy root.
+    let stdin: crate::transport::Stdin =
+        Box::new(std::io::Cursor::new(release.secrets.host_file()));
+    member
+        .run_with_stdin(&scripts::write_secrets(root, run), Some(stdin))
+        .await
+        .map_err(|e| StepFailure::new(Step::Finish)(e.lock_checked()))?;
     // What the agent runs the release's apps with, written here over SSH (never sent to it).
     let prepared = PreparedRelease {
         env_name: env.name.clone(),
-        env: release.hook_env.iter().cloned().collect(),
+        env: release.app_env.iter().cloned().collect(),
     };
     let marked = member
         .run(&scripts::mark_prepared(root, run, &release.id, &prepared))

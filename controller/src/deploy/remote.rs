@@ -7,14 +7,14 @@ use std::sync::{Arc, Mutex};
 
 use pmfleet_shared::ecosystem::DeployEnv;
 
-use super::error::{HostError, StepFailure};
+use super::error::{HostError, Step, StepFailure};
 use super::fleet::Member;
 use super::history::{self, Record};
 use super::host_state::HostState;
 use super::lock::Acquire;
 use super::prepare::{self, NewRelease};
 use super::prune::prune_plan;
-use super::rollout::{Begun, Heartbeat, Prepared, Pruned, ReleaseVars, RolloutHost};
+use super::rollout::{Begun, Confirmed, Heartbeat, Prepared, Pruned, ReleaseVars, RolloutHost};
 use super::rollout_record::RolloutRecord;
 use super::scripts;
 use crate::agent::apply::Agents;
@@ -30,6 +30,8 @@ pub struct Settings {
     pub agents: Option<Agents>,
     /// A deploy's new release (none for a revert).
     pub release: Option<Arc<NewRelease>>,
+    /// The environment's secrets, for the `published` hook (on its stdin, as every hook's).
+    pub secrets: Arc<crate::secrets::Resolved>,
 }
 
 pub struct Remote {
@@ -113,6 +115,48 @@ pub fn app_env(env: &DeployEnv, vars: &ReleaseVars) -> BTreeMap<String, String> 
     map
 }
 
+impl Remote {
+    /// `agent: false`: the `published` hook, in `current` (now `vars.release`), with the
+    /// release's variables; it is what moves apps run by something else (PM2) there.
+    async fn published(&self, vars: &ReleaseVars) -> Result<String, HostError> {
+        let Some(hook) = &self.settings.env.hooks.published else {
+            return Ok(String::new());
+        };
+        let out = &self.settings.out;
+        out.step(&self.member.label, "published");
+        let env: Vec<(String, String)> = app_env(&self.settings.env, vars).into_iter().collect();
+        // A `secret:NAME` value goes on the hook's stdin, never on its command line.
+        let (plain, hidden) =
+            crate::secrets::references::split_hook_env(&env, &self.settings.secrets);
+        if hidden.is_empty() {
+            let script = scripts::run_hook(
+                self.path(),
+                scripts::HookDir::Current,
+                hook,
+                &plain,
+                Some(self.run_id()),
+                scripts::Pm2::Real,
+            );
+            self.member.run_visible(out, "published", &script).await?;
+        } else {
+            let (script, input) = scripts::run_hook_with_secrets(
+                self.path(),
+                scripts::HookDir::Current,
+                hook,
+                &plain,
+                &hidden,
+                Some(self.run_id()),
+                scripts::Pm2::Real,
+            );
+            let stdin: crate::transport::Stdin = Box::new(std::io::Cursor::new(input));
+            self.member
+                .run_visible_with_stdin(out, "published", &script, Some(stdin))
+                .await?;
+        }
+        Ok(format!("published: ran in release {}", vars.release))
+    }
+}
+
 fn json_line(record: &Record) -> String {
     serde_json::to_string(record).unwrap_or_default()
 }
@@ -177,7 +221,7 @@ impl RolloutHost for Remote {
         let Some(release) = &self.settings.release else {
             return Ok(Prepared { has_apps: false });
         };
-        let (prepared, root) = prepare::prepare(
+        let (mut prepared, root) = prepare::prepare(
             &self.member,
             &self.settings.env,
             release,
@@ -186,6 +230,10 @@ impl RolloutHost for Remote {
         )
         .await?;
         self.set_root(root);
+        // Without agents, what runs the apps once the release is current is `published`.
+        if self.settings.agents.is_none() {
+            prepared.has_apps = self.settings.env.hooks.published.is_some();
+        }
         Ok(prepared)
     }
 
@@ -197,12 +245,17 @@ impl RolloutHost for Remote {
     }
 
     async fn switch(&self, release: &str, record: &Record) -> Result<Option<String>, HostError> {
+        // A deploy's switch on a host with an agent is pending until the rollout confirms it;
+        // a switch back or a revert is not.
+        let pending = (self.settings.agents.is_some() && record.action == history::Action::Deploy)
+            .then_some(pmfleet_shared::protocol::QUIET_SECS);
         let captured = self
             .owned(&scripts::switch(
                 self.path(),
                 self.run_id(),
                 release,
                 &json_line(record),
+                pending,
             ))
             .await?;
         Ok(captured
@@ -215,13 +268,60 @@ impl RolloutHost for Remote {
 
     async fn apply(&self, release: &str, vars: &ReleaseVars) -> Result<String, HostError> {
         let Some(agents) = &self.settings.agents else {
-            return Ok(String::new());
+            return self.published(vars).await;
         };
         let env = app_env(&self.settings.env, vars);
         let name = &self.settings.env.name;
         Ok(agents
             .apply(&self.member, &self.root(), release, name, &env)
             .await?)
+    }
+
+    async fn run_release(&self, release: &str) -> Result<String, StepFailure> {
+        let (Some(hook), Some(new)) = (&self.settings.env.hooks.release, &self.settings.release)
+        else {
+            return Ok(String::new());
+        };
+        let step = prepare::Hook {
+            step: "release",
+            dir: scripts::HookDir::Release(release),
+            command: hook,
+            pm2: scripts::Pm2::for_env(&self.settings.env),
+        };
+        prepare::hook(
+            &self.member,
+            &self.settings.out,
+            step,
+            self.path(),
+            new,
+            self.run_id(),
+        )
+        .await
+        .map_err(StepFailure::new(Step::Release))?;
+        Ok("ran once, here".to_string())
+    }
+
+    async fn watch(&self, release: &str) -> Result<String, HostError> {
+        let Some(agents) = &self.settings.agents else {
+            return Ok(String::new());
+        };
+        let period = self.settings.env.watch_period;
+        Ok(agents
+            .watch(
+                &self.member,
+                &self.root(),
+                release,
+                &self.settings.env.name,
+                period,
+            )
+            .await?)
+    }
+
+    async fn confirm(&self, release: &str) -> Result<Confirmed, HostError> {
+        let captured = self
+            .owned(&scripts::confirm(self.path(), self.run_id(), release))
+            .await?;
+        Ok(parse_confirmed(&captured.stdout))
     }
 
     async fn discard(&self, release: &str) -> Result<(), HostError> {
@@ -255,13 +355,40 @@ impl RolloutHost for Remote {
         let state = HostState::parse(&captured.stdout);
         let plan = prune_plan(&state, self.settings.env.keep_releases, &in_use);
         if plan.is_empty() {
-            return Ok(Pruned::Removed(0));
+            return Ok(Pruned::Removed {
+                count: 0,
+                in_use: Vec::new(),
+            });
         }
         let captured = self
             .owned(&scripts::prune(self.path(), self.run_id(), &plan))
             .await?;
-        Ok(Pruned::Removed(captured.stdout.lines().count()))
+        let lines = captured.stdout.lines();
+        let count = lines.clone().filter(|l| l.starts_with("removed ")).count();
+        let in_use = lines
+            .filter_map(|l| l.strip_prefix("in-use "))
+            .filter_map(|l| l.split_once(' '))
+            .map(|(r, pid)| (r.to_owned(), pid.to_owned()))
+            .collect();
+        Ok(Pruned::Removed { count, in_use })
     }
+}
+
+/// The `confirm` script's output: `KEPT`, or `WENT-BACK <current>` and the agent's record.
+fn parse_confirmed(stdout: &str) -> Confirmed {
+    let (first, rest) = stdout.split_once('\n').unwrap_or((stdout, ""));
+    let Some(now) = first.trim().strip_prefix("WENT-BACK") else {
+        return Confirmed::Kept;
+    };
+    let why = serde_json::from_str::<pmfleet_shared::protocol::AutoReverted>(rest.trim())
+        .map(|r| format!("went back to {} by itself: {}", r.to, r.why))
+        .unwrap_or_else(|_| {
+            format!(
+                "current is {} now: the host went back by itself",
+                now.trim()
+            )
+        });
+    Confirmed::WentBack(why)
 }
 
 /// The `begin` script's output: `current=…`, the record it replaced, the end of the history.

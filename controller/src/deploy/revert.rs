@@ -34,12 +34,15 @@ pub async fn revert(ctx: &Context, env: &DeployEnv, n: usize) -> Vec<HostReport>
         out: out.clone(),
         agents,
         release: None,
+        secrets: ctx.secrets.clone(),
     });
     let machine = Rollout::new(Config {
         plan: Plan::Revert { steps: n },
         env: env.name.clone(),
         labels: env.hosts.iter().map(fleet::label).collect(),
-        agents: settings.agents.is_some(),
+        // After each switch the host runs the apps of its new `current`: its agent does,
+        // or, without agents, the `published` hook.
+        agents: settings.agents.is_some() || env.hooks.published.is_some(),
         lock_wait: ctx.lock_wait.is_some(),
         keep_releases: env.keep_releases,
     });

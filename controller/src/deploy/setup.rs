@@ -9,28 +9,16 @@ use pmfleet_shared::ecosystem::{DeployEnv, FetchMode};
 use super::Context;
 use super::error::HostError;
 use super::fleet::{Fleet, each};
+use super::history::{Action, Outcome, Record};
 use super::report::{HostReport, Status};
-use super::scripts::{self, HookDir};
-use crate::agent::provision::{Kit, provision};
+use super::scripts::{self, HookDir, Pm2};
+use crate::agent::provision::{Kit, KitError, provision};
 
-pub async fn setup(ctx: &Context, env: &DeployEnv) -> Vec<HostReport> {
+/// Sets up every host; `Err` (said once, for the whole fleet) when what the agents need is
+/// missing on this machine: the fleet CA or the agent binary.
+pub async fn setup(ctx: &Context, env: &DeployEnv) -> Result<Vec<HostReport>, KitError> {
     let kit = match &env.agent {
-        Some(_) => match Kit::load(ctx.upgrade_agent) {
-            Ok(kit) => Some(Arc::new(kit)),
-            Err(message) => {
-                return env
-                    .hosts
-                    .iter()
-                    .map(|h| {
-                        HostReport::new(
-                            &super::fleet::label(h),
-                            Status::Failed,
-                            format!("agent: {message}"),
-                        )
-                    })
-                    .collect();
-            }
-        },
+        Some(_) => Some(Arc::new(Kit::load(ctx.upgrade_agent)?)),
         None => None,
     };
     let fleet = Fleet::connect(env, &ctx.connector, &ctx.out).await;
@@ -46,6 +34,7 @@ pub async fn setup(ctx: &Context, env: &DeployEnv) -> Vec<HostReport> {
         let out = ctx.out.clone();
         let hook_env = hook_env.clone();
         let kit = kit.clone();
+        let (run_id, who) = (ctx.run_id.clone(), ctx.who.clone());
         async move {
             let started = Instant::now();
             let root = &env.path;
@@ -53,7 +42,14 @@ pub async fn setup(ctx: &Context, env: &DeployEnv) -> Vec<HostReport> {
             let result: Result<String, SetupError> = async {
                 if let Some(hook) = &env.hooks.pre_setup {
                     out.step(host, "pre-setup");
-                    let script = scripts::run_hook(root, HookDir::Login, hook, &hook_env, None);
+                    let script = scripts::run_hook(
+                        root,
+                        HookDir::Login,
+                        hook,
+                        &hook_env,
+                        None,
+                        Pm2::for_env(&env),
+                    );
                     m.run_visible(&out, "pre-setup", &script).await?;
                 }
                 out.step(host, "directories");
@@ -69,7 +65,14 @@ pub async fn setup(ctx: &Context, env: &DeployEnv) -> Vec<HostReport> {
                 }
                 if let Some(hook) = &env.hooks.post_setup {
                     out.step(host, "post-setup");
-                    let script = scripts::run_hook(root, HookDir::Root, hook, &hook_env, None);
+                    let script = scripts::run_hook(
+                        root,
+                        HookDir::Root,
+                        hook,
+                        &hook_env,
+                        None,
+                        Pm2::for_env(&env),
+                    );
                     m.run_visible(&out, "post-setup", &script).await?;
                 }
                 let mut message = format!("set up in {}", expanded.stdout.trim());
@@ -87,6 +90,16 @@ pub async fn setup(ctx: &Context, env: &DeployEnv) -> Vec<HostReport> {
                 Ok(message) => (Status::Ok, message),
                 Err(e) => (e.status(), e.to_string()),
             };
+            if status != Status::Unreachable {
+                let outcome = if status == Status::Ok {
+                    Outcome::Success
+                } else {
+                    Outcome::Failed
+                };
+                let record = Record::event(&run_id, Action::Setup, &who, outcome, &message);
+                // Best effort: a host that could not be set up may have nowhere to write it.
+                let _ = m.run(&scripts::record_event(root, &record.to_line())).await;
+            }
             out.done(host, status == Status::Ok, &message);
             let mut report = HostReport::new(host, status, message);
             report.elapsed = started.elapsed();
@@ -95,7 +108,7 @@ pub async fn setup(ctx: &Context, env: &DeployEnv) -> Vec<HostReport> {
     })
     .await;
     reports.extend(results);
-    reports
+    Ok(reports)
 }
 
 /// Why setting up one host failed.

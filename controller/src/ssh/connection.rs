@@ -191,6 +191,26 @@ impl Connection {
         }
     }
 
+    /// A TCP connection from the host to `host:port` as the host sees it (its own loopback,
+    /// say), carried by a channel of this connection.
+    pub async fn forward(
+        &self,
+        host: &str,
+        port: u16,
+    ) -> Result<russh::ChannelStream<russh::client::Msg>, SshError> {
+        let channel = self
+            .inner
+            .handle
+            .channel_open_direct_tcpip(host.to_owned(), u32::from(port), "127.0.0.1", 0)
+            .await
+            .map_err(|e| SshError::Forward {
+                destination: self.inner.destination.clone(),
+                to: format!("{host}:{port}"),
+                message: e.to_string(),
+            })?;
+        Ok(channel.into_stream())
+    }
+
     /// "user@host:port", for messages.
     pub fn destination(&self) -> &str {
         &self.inner.destination

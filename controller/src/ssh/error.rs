@@ -118,6 +118,17 @@ pub enum SshError {
         message: String,
     },
 
+    /// The host would not forward a channel to a port of its own (`agent.via: "ssh"`).
+    #[error(
+        "{destination} would not forward a connection to {to}: {message} (its sshd must allow \
+         TCP forwarding: AllowTcpForwarding in sshd_config)"
+    )]
+    Forward {
+        destination: String,
+        to: String,
+        message: String,
+    },
+
     /// ~/.ssh/config or an `ssh_options` entry is invalid.
     #[error("{origin}: {message}")]
     Config { origin: String, message: String },

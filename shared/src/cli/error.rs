@@ -26,8 +26,9 @@ pub fn json_line(kind: &str, message: &str) -> String {
 }
 
 /// Prints an error for a person (`error: …` on stderr) or, with `json`, as [`json_line`]
-/// on stdout.
+/// on stdout; a registered secret is masked in either ([`crate::redact`]).
 pub fn report(json: bool, kind: &str, message: &str) {
+    let message = &*crate::redact::redact(message);
     if json {
         println!("{}", json_line(kind, message));
     } else {

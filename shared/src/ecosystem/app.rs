@@ -6,12 +6,13 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 
 use super::app_values::{
-    read_cron, read_exec_mode, read_exit_codes, read_healthcheck, read_instances, read_log_path,
-    read_name, read_signal, read_var_name, read_watch, read_words,
+    read_cron, read_exec_mode, read_exit_codes, read_instances, read_log_path, read_name,
+    read_signal, read_var_name, read_watch, read_words,
 };
 use super::defaults::{TIME_FORMAT, name_from_script};
 use super::diagnostic::{FieldPath, Report};
 use super::fields::{self, EnvBlock};
+use super::health::read_healthcheck;
 use super::keys::{self, KeyDef, Schema};
 use super::model::{App, ExecMode, Instances, Interpreter};
 use super::value::{Kind, Value};
@@ -81,6 +82,7 @@ static APP_SCHEMA: Schema = Schema {
         KeyDef::new("execute_command"),
         KeyDef::new("healthcheck"),
         KeyDef::new("metrics"),
+        KeyDef::new("deploy_timeout"),
     ],
     unimplemented: &[
         (
@@ -359,6 +361,7 @@ fn read_key<'v>(
         }
         "healthcheck" => app.healthcheck = read_healthcheck(r, value, field),
         "metrics" => app.metrics = super::app_values::read_metrics(r, value, field),
+        "deploy_timeout" => app.deploy_timeout = fields::duration(r, value, field),
         _ => {}
     }
 }
@@ -544,7 +547,10 @@ mod tests {
         assert_eq!(a.increment_var.as_deref(), Some("PORT"));
         assert_eq!(a.cron_restart.as_deref(), Some("0 3 * * *"));
         assert_eq!(a.namespace, "web");
-        assert_eq!(a.healthcheck.as_deref(), Some("/health"));
+        assert_eq!(
+            a.healthcheck,
+            Some(crate::protocol::HealthCheck::legacy("/health"))
+        );
     }
 
     #[test]

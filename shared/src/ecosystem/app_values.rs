@@ -1,7 +1,6 @@
 //! The values of an app's keys as PM2 takes them: a name, PM2's words of an `args` string, an
 //! instance count (`"max"`, `-1`, a string that is not a number), a mode, exit codes, a
-//! signal, watched paths, log paths (`NULL`), variable names with `-`, a cron pattern, a
-//! health check. Each reports what is wrong and returns `None`.
+//! signal, watched paths, log paths (`NULL`), variable names with `-`, a cron pattern. Each reports what is wrong and returns `None`.
 
 use std::path::PathBuf;
 
@@ -224,23 +223,6 @@ pub(crate) fn read_cron(r: &mut Report, v: &Value, f: &FieldPath) -> Option<Stri
             None
         }
     }
-}
-
-/// `healthcheck`: an HTTP path such as `/health`, or `tcp`.
-pub(crate) fn read_healthcheck(r: &mut Report, v: &Value, f: &FieldPath) -> Option<String> {
-    let check = fields::text(r, v, f)?;
-    if check == "tcp"
-        || (check.starts_with('/') && !check.chars().any(|c| c.is_whitespace() || c.is_control()))
-    {
-        return Some(check);
-    }
-    r.error(
-        v,
-        f,
-        format!("expected an HTTP path such as \"/health\" or \"tcp\", found {}", v.describe()),
-        Some("the agent probes the app's own port: a path is fetched over HTTP, \"tcp\" only connects".to_owned()),
-    );
-    None
 }
 
 /// `metrics`: the path of the app's own metrics endpoint on its `port` (`"/metrics"`), or

@@ -54,6 +54,7 @@ impl Default for App {
             append_env_to_name: false,
             healthcheck: None,
             metrics: None,
+            deploy_timeout: None,
         }
     }
 }

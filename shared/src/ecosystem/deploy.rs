@@ -15,7 +15,9 @@ use super::diagnostic::{FieldPath, Report};
 use super::fields::{self, EnvBlock};
 use super::hosts::{HostEntry, placeholder, read_hosts, user_name};
 use super::keys::{self, KeyDef, Schema};
-use super::model::{AgentSettings, Batch, DeployEnv, Diagnostic, FetchMode, Hooks, HostSpec};
+use super::model::{
+    AgentSettings, AgentVia, Batch, DeployEnv, Diagnostic, FetchMode, Hooks, HostSpec,
+};
 use super::value::{Kind, Value};
 
 /// Defaults of pmfleet's own deploy settings.
@@ -36,6 +38,9 @@ static DEPLOY_SCHEMA: Schema = Schema {
         KeyDef::new("pre-deploy-local"),
         KeyDef::new("pre-deploy"),
         KeyDef::new("post-deploy"),
+        KeyDef::new("release"),
+        KeyDef::new("on-failure"),
+        KeyDef::new("published"),
         KeyDef::new("env"),
         KeyDef::new("keep_releases"),
         KeyDef::new("shared_dirs"),
@@ -44,6 +49,8 @@ static DEPLOY_SCHEMA: Schema = Schema {
         KeyDef::new("batch"),
         KeyDef::new("max_fail"),
         KeyDef::new("agent"),
+        KeyDef::new("watch_period"),
+        KeyDef::new("notify"),
     ],
     unimplemented: &[
         (
@@ -246,8 +253,13 @@ fn read_env(
     let mut batch = Batch::default();
     let mut max_fail = 0usize;
     let mut agent = Some(AgentSettings::default());
+    let mut watch_period = std::time::Duration::ZERO;
+    let mut notify = Vec::new();
+    let mut published_at = None;
 
     let selected = keys::select(r, &DEPLOY_SCHEMA, entries, f);
+    // The hooks run on the hosts, for the PM2 check.
+    let mut host_hooks = Vec::new();
     for (canonical, entry) in &selected.entries {
         let field = f.key(&entry.key);
         let value = &entry.value;
@@ -265,6 +277,14 @@ fn read_env(
             "pre-deploy-local" => hooks.pre_deploy_local = read_hook(r, value, &field),
             "pre-deploy" => hooks.pre_deploy = read_hook(r, value, &field),
             "post-deploy" => hooks.post_deploy = read_hook(r, value, &field),
+            "release" => hooks.release = read_hook(r, value, &field),
+            "watch_period" => watch_period = fields::duration(r, value, &field).unwrap_or_default(),
+            "on-failure" => hooks.on_failure = read_hook(r, value, &field),
+            "notify" => notify = super::notify::read_notify(r, value, &field),
+            "published" => {
+                hooks.published = read_hook(r, value, &field);
+                published_at = Some((value, field.clone()));
+            }
             "env" => {
                 env_block = fields::env_map(r, value, &field, EnvBlock::Deploy);
                 env = env_block.clone().unwrap_or_default();
@@ -294,6 +314,29 @@ fn read_env(
             }
             _ => {}
         }
+        let on_host = match *canonical {
+            "pre-setup" => &hooks.pre_setup,
+            "post-setup" => &hooks.post_setup,
+            "pre-deploy" => &hooks.pre_deploy,
+            "post-deploy" => &hooks.post_deploy,
+            "published" => &hooks.published,
+            _ => &None,
+        };
+        if let Some(command) = on_host {
+            host_hooks.push((field.clone(), value, command.clone()));
+        }
+    }
+
+    super::pm2_calls::check(r, &host_hooks, agent.is_some());
+    if let (Some(_), Some((value, field))) = (&agent, published_at)
+        && hooks.published.is_some()
+    {
+        r.error(
+            value,
+            &field,
+            "`published` is for `agent: false` environments: with the agent, the agent itself moves the apps to the new release once it is `current`",
+            Some("remove `published`, or set `agent: false` to run the apps yourself (with PM2, say) from it".to_owned()),
+        );
     }
 
     for (required, example) in REQUIRED {
@@ -310,6 +353,7 @@ fn read_env(
     let Some(hosts) = hosts else {
         return (None, env_block);
     };
+    let primary = read_primary(r, v, f, &hosts);
     let mut resolved: Vec<HostSpec> = Vec::with_capacity(hosts.len());
     for (i, h) in hosts.into_iter().enumerate() {
         let spec = HostSpec {
@@ -351,8 +395,35 @@ fn read_env(
         batch,
         max_fail,
         agent,
+        watch_period,
+        primary,
+        notify,
     };
     (Some(env), env_block)
+}
+
+/// The host marked `primary: true`, if one is; two are an error.
+fn read_primary(r: &mut Report, v: &Value, f: &FieldPath, hosts: &[HostEntry]) -> Option<usize> {
+    let marked: Vec<usize> = (0..hosts.len())
+        .filter(|i| hosts.get(*i).is_some_and(|h| h.primary))
+        .collect();
+    if marked.len() > 1 {
+        let names: Vec<&str> = marked
+            .iter()
+            .filter_map(|i| hosts.get(*i).map(|h| h.host.as_str()))
+            .collect();
+        r.error(
+            v,
+            &f.key("host"),
+            format!(
+                "{} hosts are marked `primary` ({}): the `release` step runs on one",
+                marked.len(),
+                names.join(", ")
+            ),
+            Some("keep `primary: true` on one host".to_owned()),
+        );
+    }
+    marked.first().copied()
 }
 
 static AGENT_SCHEMA: Schema = Schema {
@@ -361,6 +432,7 @@ static AGENT_SCHEMA: Schema = Schema {
         KeyDef::new("home"),
         KeyDef::new("bind"),
         KeyDef::new("metrics"),
+        KeyDef::new("via"),
     ],
     unimplemented: &[],
 };
@@ -385,6 +457,16 @@ fn read_agent(r: &mut Report, v: &Value, f: &FieldPath) -> Option<AgentSettings>
                             settings.home = home;
                         }
                     }
+                    Some("via") => match entry.value.as_str() {
+                        Some("tls") => settings.via = AgentVia::Direct,
+                        Some("ssh") => settings.via = AgentVia::Ssh,
+                        _ => r.expected(
+                            &entry.value,
+                            &field,
+                            "\"tls\" or \"ssh\"",
+                            Some("\"tls\": the controller dials the agent's port; \"ssh\": through the SSH connection, the agent listening on the host's loopback only".to_owned()),
+                        ),
+                    },
                     Some("bind") => match entry.value.as_str() {
                         Some("host") => settings.bind_host = true,
                         Some("all") => settings.bind_host = false,
@@ -832,6 +914,31 @@ mod tests {
         assert_eq!(env.batch, Batch::All);
         assert_eq!(env.max_fail, 0);
         assert_eq!(env.hooks, Hooks::default());
+    }
+
+    #[test]
+    fn the_rollout_rails_are_read() {
+        let (envs, diags) = read(&format!(
+            r#"{{"p": {{"host": ["a", {{"host": "b", "primary": true}}], "watch_period": "30s", "release": "./migrate", {MINIMAL}}}}}"#
+        ));
+        assert!(diags.is_empty(), "{diags:?}");
+        let env = &envs["p"];
+        assert_eq!(env.watch_period, std::time::Duration::from_secs(30));
+        assert_eq!(env.hooks.release.as_deref(), Some("./migrate"));
+        assert_eq!(env.primary, Some(1));
+        let (envs, _) = read(&format!(r#"{{"p": {{"host": "a", {MINIMAL}}}}}"#));
+        assert_eq!(envs["p"].watch_period, std::time::Duration::ZERO);
+        assert_eq!(envs["p"].primary, None);
+        let (envs, diags) = read(&format!(
+            r#"{{"p": {{"host": [{{"host": "a", "primary": true}}, {{"host": "b", "primary": true}}], {MINIMAL}}}}}"#
+        ));
+        assert!(envs.is_empty());
+        assert!(
+            diags
+                .iter()
+                .any(|d| d.message.contains("2 hosts are marked `primary` (a, b)")),
+            "{diags:?}"
+        );
     }
 
     #[test]

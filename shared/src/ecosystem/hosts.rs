@@ -1,5 +1,5 @@
 //! The hosts of a `deploy.<env>` block: `host` as a name, a list of names, or a list of
-//! `{host, port, user}` objects, and the user names beside them — with what a PM2 file writes
+//! `{host, port, user, primary}` objects, and the user names beside them — with what a PM2 file writes
 //! there by mistake refused with the key to use instead (`user@host`, `host:port`,
 //! `host -p 422`, a leading `-`), and `pm2 init`'s placeholders named as such.
 
@@ -13,6 +13,7 @@ static HOST_SCHEMA: Schema = Schema {
         KeyDef::new("host"),
         KeyDef::new("port"),
         KeyDef::new("user"),
+        KeyDef::new("primary"),
     ],
     unimplemented: &[],
 };
@@ -22,6 +23,8 @@ pub(crate) struct HostEntry {
     pub host: String,
     pub port: Option<u16>,
     pub user: Option<String>,
+    /// `primary: true`: the `release` step runs here.
+    pub primary: bool,
 }
 
 /// `host`: a string, an array of strings, or an array of `{host, port, user}` objects.
@@ -31,6 +34,7 @@ pub(crate) fn read_hosts(r: &mut Report, v: &Value, f: &FieldPath) -> Option<Vec
             host: host_name(r, v, f)?,
             port: None,
             user: None,
+            primary: false,
         }]),
         Kind::Seq(items) => {
             if items.is_empty() {
@@ -51,6 +55,7 @@ pub(crate) fn read_hosts(r: &mut Report, v: &Value, f: &FieldPath) -> Option<Vec
                         host,
                         port: None,
                         user: None,
+                        primary: false,
                     }),
                     Kind::Map(_) => read_host_object(r, item, &field),
                     _ => {
@@ -85,7 +90,7 @@ pub(crate) fn read_hosts(r: &mut Report, v: &Value, f: &FieldPath) -> Option<Vec
 fn read_host_object(r: &mut Report, v: &Value, f: &FieldPath) -> Option<HostEntry> {
     let entries = fields::object(r, v, f)?;
     let before = r.error_count();
-    let (mut host, mut port, mut user) = (None, None, None);
+    let (mut host, mut port, mut user, mut primary) = (None, None, None, false);
     let selected = keys::select(r, &HOST_SCHEMA, entries, f);
     for (key, entry) in &selected.entries {
         let field = f.key(&entry.key);
@@ -93,6 +98,7 @@ fn read_host_object(r: &mut Report, v: &Value, f: &FieldPath) -> Option<HostEntr
             "host" => host = host_name(r, &entry.value, &field),
             "port" => port = fields::port(r, &entry.value, &field),
             "user" => user = user_name(r, &entry.value, &field),
+            "primary" => primary = fields::boolean(r, &entry.value, &field).unwrap_or(false),
             _ => {}
         }
     }
@@ -107,6 +113,7 @@ fn read_host_object(r: &mut Report, v: &Value, f: &FieldPath) -> Option<HostEntr
         host: host?,
         port,
         user,
+        primary,
     })
 }
 

@@ -24,6 +24,7 @@ static TOP_SCHEMA: Schema = Schema {
     keys: &[
         KeyDef::spelled("apps", &["apps", "pm2"]),
         KeyDef::new("deploy"),
+        KeyDef::new("notify"),
     ],
     unimplemented: &[(
         "static",
@@ -109,7 +110,8 @@ pub fn parse_str(text: &str, format: Format, source: &Path) -> Result<Ecosystem,
     if format == Format::Json {
         keys::last_key_wins(&mut report, &mut root, &FieldPath::root());
     }
-    let (mut apps, mut deploy) = read_root(&mut report, &root, &base_dir);
+    let (mut apps, mut deploy, notify) = read_root(&mut report, &root, &base_dir);
+    super::pm2_calls::check_published_cwd(&mut report, &apps, &deploy.envs);
     attach_deploy_env(&mut apps, &deploy.env_blocks);
     let has_errors = report.has_errors();
     let diagnostics = in_file_order(report.into_diagnostics());
@@ -129,6 +131,7 @@ pub fn parse_str(text: &str, format: Format, source: &Path) -> Result<Ecosystem,
         warnings: diagnostics,
         broken_environments: deploy.broken,
         deploy_errors: deploy.errors,
+        notify,
     })
 }
 
@@ -163,7 +166,11 @@ fn syntax_error(e: SyntaxError, format: Format, source: &Path) -> LoadError {
     }
 }
 
-type Root = (Vec<super::model::App>, DeployRead);
+type Root = (
+    Vec<super::model::App>,
+    DeployRead,
+    Vec<super::notify::NotifyTarget>,
+);
 
 /// The top level: `{apps, deploy}`, or, as PM2 also accepts, an array of apps, `pm2` for
 /// `apps`, or a single app object (one with `script` and no `apps`). Top-level keys starting
@@ -172,6 +179,7 @@ fn read_root(r: &mut Report, root: &Value, base_dir: &Path) -> Root {
     let top = FieldPath::root();
     let mut apps = Vec::new();
     let mut deploy = DeployRead::default();
+    let mut notify = Vec::new();
     match &root.kind {
         Kind::Seq(_) => apps = read_apps(r, root, &top),
         Kind::Map(entries) => {
@@ -195,6 +203,10 @@ fn read_root(r: &mut Report, root: &Value, base_dir: &Path) -> Root {
                     match *key {
                         "apps" => apps = read_apps(r, &entry.value, &top.key(&entry.key)),
                         "deploy" => deploy = read_deploy(r, &entry.value, base_dir),
+                        "notify" => {
+                            notify =
+                                super::notify::read_notify(r, &entry.value, &top.key(&entry.key))
+                        }
                         _ => {}
                     }
                 }
@@ -216,7 +228,7 @@ fn read_root(r: &mut Report, root: &Value, base_dir: &Path) -> Root {
         ),
         _ => r.expected(root, &top, "an object with `apps` and `deploy`", None),
     }
-    (apps, deploy)
+    (apps, deploy, notify)
 }
 
 /// `prod` → `production`: the one known name that starts with `name` (or that `name` starts

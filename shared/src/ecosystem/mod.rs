@@ -17,6 +17,7 @@ mod diagnostic;
 mod discover;
 mod error;
 mod fields;
+mod health;
 mod hosts;
 mod interpreter;
 mod javascript;
@@ -25,6 +26,8 @@ mod keys;
 mod load;
 mod metrics_listen;
 mod model;
+mod notify;
+mod pm2_calls;
 mod value;
 mod words;
 mod yaml;
@@ -40,4 +43,7 @@ pub use javascript::NodeOptions;
 pub use load::{load, load_from, load_with_node, parse_str};
 pub use metrics_listen::{DEFAULT_METRICS_PORT, MetricsListen};
 pub use model::*;
+pub use notify::{
+    DEFAULT_TIMEOUT as DEFAULT_NOTIFY_TIMEOUT, NotifyEvent, NotifyFormat, NotifyTarget,
+};
 pub use words::split_args;

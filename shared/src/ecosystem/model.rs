@@ -23,6 +23,8 @@ pub struct Ecosystem {
     /// Problems with `deploy` itself (not an object, a name given twice): no environment can
     /// be used, the apps still can.
     pub deploy_errors: Vec<Diagnostic>,
+    /// Top-level `notify` (ours): the webhooks every environment tells.
+    pub notify: Vec<super::NotifyTarget>,
 }
 
 /// One `deploy.<env>` block.
@@ -60,6 +62,15 @@ pub struct DeployEnv {
     /// The pmfleet agent on each host (ours; default on). `None`: `agent: false`, the hosts run
     /// no agent and the apps are restarted by `post-deploy`, as with PM2.
     pub agent: Option<AgentSettings>,
+    /// How long the agents keep watching a batch after it switched — probing every new
+    /// instance, counting crashes and restarts — before the next batch goes (ours; Nomad's
+    /// `min_healthy_time`; default 0: no window).
+    pub watch_period: Duration,
+    /// The host marked `primary: true`, by its index in `hosts`: where the `release` step runs
+    /// (default: the first host).
+    pub primary: Option<usize>,
+    /// `notify` (ours): the webhooks this environment tells, besides the top-level ones.
+    pub notify: Vec<super::NotifyTarget>,
 }
 
 /// `agent: { port, home }`.
@@ -74,6 +85,19 @@ pub struct AgentSettings {
     pub bind_host: bool,
     /// `metrics`: where the agent serves its Prometheus metrics (default: nowhere).
     pub metrics: super::MetricsListen,
+    /// `via`: how the controller reaches the agent's mutual-TLS port.
+    pub via: AgentVia,
+}
+
+/// How the controller reaches an agent; mutual TLS, with its roles, either way.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum AgentVia {
+    /// `via: "tls"` (the default): dialled directly on the host's address.
+    #[default]
+    Direct,
+    /// `via: "ssh"`: the agent listens on the host's loopback only, and the controller
+    /// reaches it through a channel forwarded over its SSH connection to the host.
+    Ssh,
 }
 
 impl Default for AgentSettings {
@@ -83,6 +107,7 @@ impl Default for AgentSettings {
             home: "~/.pmfleet-agent".to_string(),
             bind_host: false,
             metrics: super::MetricsListen::Off,
+            via: AgentVia::Direct,
         }
     }
 }
@@ -105,6 +130,14 @@ pub struct Hooks {
     pub pre_deploy_local: Option<String>,
     pub pre_deploy: Option<String>,
     pub post_deploy: Option<String>,
+    /// Ours (Fly's `release_command`): run once, on one host, after every host prepared the
+    /// release and before any switches (migrations).
+    pub release: Option<String>,
+    /// Ours: runs on the controller when a deploy or a revert fails.
+    pub on_failure: Option<String>,
+    /// `agent: false` only: runs in `current` once the host switched to a release (forward,
+    /// back or by revert), Capistrano's `deploy:published`; PM2-run apps move there.
+    pub published: Option<String>,
 }
 
 /// How a release's code reaches a host.
@@ -184,8 +217,12 @@ pub struct App {
     /// `append_env_to_name`: with `--env <name>` the app runs as `<app>-<name>` (see
     /// [`App::name_for`]).
     pub append_env_to_name: bool,
-    /// Ours: an HTTP path (`/health`) or `tcp` probed for readiness.
-    pub healthcheck: Option<String>,
+    /// Ours: the health gate of every new instance, and what the watch window after a
+    /// deploy keeps probing ([`crate::protocol::HealthCheck`]).
+    pub healthcheck: Option<crate::protocol::HealthCheck>,
+    /// Ours (Kamal's name): how long a new instance may take to pass its gate; `None`:
+    /// `listen_timeout`.
+    pub deploy_timeout: Option<Duration>,
     /// Ours: the app's own metrics endpoint, which the agent reads (PM2's custom metrics).
     pub metrics: Option<crate::protocol::MetricsEndpoint>,
 }

@@ -275,7 +275,7 @@ fn metadata(frame: &mut Frame<'_>, m: &Monit, area: Rect) {
                             spec.port.map_or("-".into(), |p| p.to_string()),
                         ));
                         let ready = match (&spec.healthcheck, spec.wait_ready) {
-                            (Some(h), _) => format!("probe {h}"),
+                            (Some(h), _) => format!("probe {}", h.describe()),
                             (None, true) => "wait_ready (READY=1)".into(),
                             (None, false) => {
                                 format!("listen_timeout {} ms", spec.listen_timeout_ms)

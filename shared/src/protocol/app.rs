@@ -85,12 +85,22 @@ pub struct AppSpec {
     pub time: bool,
     pub instance_var: String,
     pub increment_var: Option<String>,
-    /// `/path` (HTTP GET on 127.0.0.1:port) or `tcp`: the readiness probe for reloads.
-    pub healthcheck: Option<String>,
+    /// The app's health gate: what proves a new instance ready, and what the watch window
+    /// after a deploy keeps probing ([`super::HealthCheck`]).
+    pub healthcheck: Option<super::HealthCheck>,
+    /// `deploy_timeout`: how long a new instance may take to pass its gate (its readiness
+    /// signal and its health check); `None`: `listen_timeout`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deploy_timeout_ms: Option<u64>,
     /// A cron pattern ([`crate::ecosystem::CronSchedule`]): restart (reload in cluster mode)
     /// on that schedule.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cron_restart: Option<String>,
+    /// The deploy root's secrets file ([`crate::secrets::SECRETS_FILE`]) that `secret:NAME`
+    /// values of `env` are read from when an instance starts; `None`: such values are kept
+    /// as they are (an app started by hand). Only the reference is ever stored in the spec.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secrets_file: Option<PathBuf>,
     /// The app's own metrics endpoint, read by the agent every few seconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metrics: Option<MetricsEndpoint>,

@@ -42,6 +42,16 @@ pub struct DeployRoot {
     /// The apps the agent runs from this root's releases, by name.
     #[serde(default)]
     pub apps: Vec<RootApp>,
+    /// `<root>/.pmfleet/pending`: a switch its rollout has not confirmed yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending: Option<super::Pending>,
+    /// What the agent will do about it, in its words ("goes back to r1 by itself in 12 s
+    /// unless its rollout is confirmed").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_note: Option<String>,
+    /// `<root>/.pmfleet/auto-reverted`: the last time the host undid a rollout by itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto_reverted: Option<super::AutoReverted>,
 }
 
 /// The rollout record as the host holds it (the format is in docs/deploy.md): which rollout
@@ -103,6 +113,12 @@ pub struct LockSeen {
     /// Seconds since the holder last touched the file.
     #[serde(default)]
     pub heartbeat_age_secs: u64,
+    /// A lock taken on purpose (`pmfleet deploy ENV lock`): a freeze, with no heartbeat.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub manual: bool,
+    /// Why it was taken.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
     /// Why its content could not be read (the lock is held all the same).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,

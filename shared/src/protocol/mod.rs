@@ -21,15 +21,19 @@ mod app;
 mod deploy_root;
 mod event;
 mod frame;
+mod health;
 mod io;
 mod observe;
+mod pending;
 
 pub use app::*;
 pub use deploy_root::*;
 pub use event::*;
 pub use frame::*;
+pub use health::*;
 pub use io::*;
 pub use observe::*;
+pub use pending::*;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -102,6 +106,16 @@ pub enum Request {
     /// ecosystem file and the apps' environment all come from what the deploy wrote on the
     /// host over SSH ([`PreparedRelease`]).
     ApplyRelease(Box<ApplyRelease>),
+    /// Watch the apps of a release the deploy put on the host for a while after a batch
+    /// switched to it — their instances' health checks, crashes, restarts and memory
+    /// restarts — and answer once the window is over, or at the first problem
+    /// ([`Response::Watched`]). It names a deploy root and a release id, as
+    /// [`Request::ApplyRelease`] does, and changes nothing.
+    WatchRelease(Box<WatchRelease>),
+    /// Answer every new connection to the apps' shared sockets with `503 Service
+    /// Unavailable`, a page and `Retry-After` (`on`), or hand them to the apps again (off);
+    /// the apps keep running underneath, and deploys and reloads go on as usual.
+    Maintenance(Box<MaintenanceRequest>),
     /// [`Request::ApplyRelease`] for a directory, ecosystem file and environment of the
     /// caller's choosing: the agent's CLI (`pmfleet-agent apply`). Accepted on the local socket
     /// only.
@@ -147,6 +161,52 @@ pub struct ApplyRelease {
     pub timeout_ms: u64,
 }
 
+/// `watch_release`: the window after a batch switched.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WatchRelease {
+    /// As [`ApplyRelease::root`].
+    pub root: PathBuf,
+    /// As [`ApplyRelease::release`].
+    pub release: String,
+    /// How long to watch, in milliseconds (at most [`MAX_WATCH_MS`]).
+    pub period_ms: u64,
+}
+
+/// The longest watch window an agent keeps: one hour.
+pub const MAX_WATCH_MS: u64 = 3_600_000;
+
+/// The answer to [`Request::WatchRelease`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WatchReport {
+    /// The apps watched, by name.
+    pub apps: Vec<String>,
+    /// What went wrong in the window, one entry per instance that failed (empty: healthy
+    /// throughout).
+    #[serde(default)]
+    pub problems: Vec<String>,
+    /// How long it watched, in milliseconds.
+    pub watched_ms: u64,
+}
+
+impl WatchReport {
+    pub fn ok(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+/// `maintenance`: which apps, on or off, and the page's message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MaintenanceRequest {
+    pub target: Target,
+    pub on: bool,
+    /// Shown on the page (HTML-escaped; at most [`MAX_MAINTENANCE_MESSAGE`] bytes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// The longest maintenance message accepted.
+pub const MAX_MAINTENANCE_MESSAGE: usize = 2048;
+
 /// `apply_dir`: a release directory with an ecosystem file and an environment named by the
 /// caller — what [`ApplyRelease`] resolves to on the host, and what the agent's own CLI sends.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -168,6 +228,10 @@ pub struct ApplyDir {
     /// As [`ApplyRelease::timeout_ms`].
     #[serde(default)]
     pub timeout_ms: u64,
+    /// The deploy root's secrets file, set by the agent itself when it resolves a remote
+    /// [`ApplyRelease`]; never read from a frame.
+    #[serde(skip)]
+    pub secrets_file: Option<PathBuf>,
 }
 
 /// What the deploy writes over SSH into a release's completeness marker,
@@ -464,6 +528,7 @@ pub enum Response {
     Error(ApiError),
     Status(AgentStatus),
     Applied(ApplyReport),
+    Watched(WatchReport),
     /// One event of an `events` stream ([`Request::Events`]).
     Event(AgentEvent),
     /// The answer to [`Request::Metrics`]: the Prometheus text exposition format.

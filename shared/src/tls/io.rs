@@ -85,11 +85,27 @@ pub async fn connect_with_timeout<A: ToSocketAddrs>(
         })?
         .map_err(TlsError::Connect)?;
     let _ = tcp.set_nodelay(true);
-    let tls = tokio::time::timeout_at(deadline, connector.connect(server_name, tcp))
+    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+    handshake_over(connector, tcp, server_name, left, timeout).await
+}
+
+/// The client side of the handshake over a stream already open (a channel forwarded over
+/// SSH, say), within `within`; `budget` is the whole deadline, for the message.
+pub async fn handshake_over<S>(
+    connector: &TlsConnector,
+    stream: S,
+    server_name: ServerName<'static>,
+    within: Duration,
+    budget: Duration,
+) -> Result<client::TlsStream<S>, TlsError>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let tls = tokio::time::timeout(within, connector.connect(server_name, stream))
         .await
         .map_err(|_| TlsError::Timeout {
             phase: Phase::Handshake,
-            after: timeout,
+            after: budget,
         })?
         .map_err(TlsError::Handshake)?;
     if tls.get_ref().1.alpn_protocol() != Some(ALPN) {

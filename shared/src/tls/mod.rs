@@ -11,7 +11,7 @@
 //!   files or environment variables.
 //! - [`make_csr`]: what a host runs to get its certificate without its key leaving it.
 //! - [`Role`], [`role_of`]: what a client certificate allows (see the `role` module).
-//! - [`accept_with_timeout`], [`connect_with_timeout`]: handshakes with a deadline.
+//! - [`accept_with_timeout`], [`connect_with_timeout`], [`handshake_over`]: handshakes with a deadline.
 //!
 //! The frames carried inside the connection are [`crate::protocol`]'s.
 
@@ -23,7 +23,9 @@ mod role;
 
 pub use csr::{fingerprint_sha256, make_csr, server_name};
 pub use expiry::{days_left, not_after_unix};
-pub use io::{Phase, accept_alpn_with_timeout, accept_with_timeout, connect_with_timeout};
+pub use io::{
+    Phase, accept_alpn_with_timeout, accept_with_timeout, connect_with_timeout, handshake_over,
+};
 pub use pem::{certs_from_pem, crls_from_pem, key_from_pem, read_pem_file};
 pub use role::{ROLE_UNIT_PREFIX, Role, RoleError, role_of};
 

@@ -8,19 +8,16 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use pmfleet::pki::{self, Ca, ClientIdentity};
 use pmfleet_shared::protocol::{self, Request, Response};
 use pmfleet_shared::tls::{self, Role};
+use pmfleet_testkit::AgentHome;
 use rcgen::{CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, KeyPair};
 use rustls::{ClientConfig, RootCertStore};
 use tempfile::TempDir;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-use tokio_rustls::TlsConnector;
 
 /// The names in every test agent's certificate.
 pub const AGENT_SANS: [&str; 2] = ["127.0.0.1", "agent.test"];
@@ -139,12 +136,19 @@ pub fn ring() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-/// A real `pmfleet-agent` daemon serving mutual TLS on 127.0.0.1.
+/// A real `pmfleet-agent` daemon serving mutual TLS on 127.0.0.1: an [`AgentHome`] (its
+/// verbs, log and scratch directory; dropping it ends the daemon) and the endpoint's address.
 pub struct Agent {
-    pub home: TempDir,
-    /// A scratch directory for the test's releases and files.
-    pub work: TempDir,
+    daemon: AgentHome,
     pub addr: SocketAddr,
+}
+
+impl std::ops::Deref for Agent {
+    type Target = AgentHome;
+
+    fn deref(&self) -> &AgentHome {
+        &self.daemon
+    }
 }
 
 impl Agent {
@@ -173,15 +177,12 @@ impl Agent {
 
     /// A home with nothing in it yet, and a free port for the endpoint.
     pub fn bare() -> Agent {
-        let home = tempfile::tempdir().expect("home");
-        let work = tempfile::tempdir().expect("work");
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .map(|a| a.port())
             .expect("a free port");
         Agent {
-            home,
-            work,
+            daemon: AgentHome::with_binary(pmfleet_testkit::binaries::agent_bin()),
             addr: format!("127.0.0.1:{port}").parse().expect("addr"),
         }
     }
@@ -215,44 +216,12 @@ impl Agent {
         assert!(log.contains("serving mutual TLS on 127.0.0.1"), "{log}");
     }
 
-    pub fn command(&self) -> Command {
-        let mut c = Command::new(pmfleet_testkit::binaries::agent_bin());
-        c.env("PMFLEET_AGENT_HOME", self.home.path())
-            .current_dir(self.work.path());
-        c
-    }
-
-    pub fn run(&self, args: &[&str]) -> Output {
-        self.command()
-            .args(args)
-            .output()
-            .expect("run pmfleet-agent")
-    }
-
-    /// A verb that must succeed; its stdout.
-    pub fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "`pmfleet-agent {}` failed: {}\n{}\n--- agent log ---\n{}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr),
-            self.log()
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.home.path().join("agent.log")).unwrap_or_default()
+        self.daemon_log()
     }
 
     pub fn pid(&self) -> u32 {
-        std::fs::read_to_string(self.home.path().join("agent.pid"))
-            .expect("agent.pid")
-            .trim()
-            .parse()
-            .expect("a pid")
+        self.daemon_pid()
     }
 
     /// The daemon's resident memory, from /proc.
@@ -343,105 +312,10 @@ impl Agent {
     }
 }
 
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.run(&["kill"]);
-    }
-}
-
-pub fn wait_until(timeout: Duration, what: &str, mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !f() {
-        assert!(
-            start.elapsed() < timeout,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// A runtime for the blocking tests to drive async clients with.
-pub fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime")
-}
-
-/// One connection to the agent's endpoint, checking its certificate against `127.0.0.1`.
-pub struct Conn {
-    pub stream: tokio_rustls::client::TlsStream<TcpStream>,
-}
-
-pub async fn connect(addr: SocketAddr, config: Arc<ClientConfig>) -> Result<Conn, String> {
-    connect_as(addr, config, "127.0.0.1").await
-}
-
-/// Connect, checking the agent's certificate against `name`.
-pub async fn connect_as(
-    addr: SocketAddr,
-    config: Arc<ClientConfig>,
-    name: &str,
-) -> Result<Conn, String> {
-    let connector = TlsConnector::from(config);
-    let name = tls::server_name(name).map_err(|e| e.to_string())?;
-    let stream = tls::connect_with_timeout(&connector, addr, name, Duration::from_secs(5))
-        .await
-        .map_err(|e| e.to_string())?;
-    Ok(Conn { stream })
-}
-
-impl Conn {
-    pub async fn send(&mut self, req: &Request) -> Result<(), String> {
-        let bytes = protocol::encode(req).map_err(|e| e.to_string())?;
-        self.send_bytes(&bytes).await
-    }
-
-    pub async fn send_bytes(&mut self, bytes: &[u8]) -> Result<(), String> {
-        self.stream
-            .write_all(bytes)
-            .await
-            .map_err(|e| e.to_string())?;
-        self.stream.flush().await.map_err(|e| e.to_string())
-    }
-
-    /// The next frame; an error for a closed or refused connection.
-    pub async fn recv(&mut self, wait: Duration) -> Result<Response, String> {
-        let read = async {
-            let mut prefix = [0u8; 4];
-            self.stream
-                .read_exact(&mut prefix)
-                .await
-                .map_err(|e| e.to_string())?;
-            let len = protocol::frame_len(prefix).map_err(|e| e.to_string())?;
-            let mut body = vec![0u8; len as usize];
-            self.stream
-                .read_exact(&mut body)
-                .await
-                .map_err(|e| e.to_string())?;
-            protocol::decode(&body).map_err(|e| e.to_string())
-        };
-        tokio::time::timeout(wait, read)
-            .await
-            .map_err(|_| format!("no answer within {wait:?}"))?
-    }
-
-    pub async fn request(&mut self, req: &Request, wait: Duration) -> Result<Response, String> {
-        self.send(req).await?;
-        self.recv(wait).await
-    }
-}
-
-/// One request on a new connection, as the controller sends it.
-pub async fn request(
-    addr: SocketAddr,
-    config: Arc<ClientConfig>,
-    req: &Request,
-    wait: Duration,
-) -> Result<Response, String> {
-    connect(addr, config).await?.request(req, wait).await
-}
+// Each suite that includes this module uses some of these.
+#[allow(unused_imports)]
+pub use pmfleet_testkit::tls::{Conn, connect, connect_as, request, runtime};
+pub use pmfleet_testkit::wait_until;
 
 /// `ask` on a runtime of the caller's: the answer, or why there is none.
 pub fn ask(

@@ -18,27 +18,6 @@ use serde_json::{Value, json};
 
 use super::resolved::{Context, Fields, Outcome, as_text, set};
 
-/// The `pm2` to compare with: `$PMFLEET_PM2`, else the copy `scripts/test.sh` installs into
-/// `target/test-tools`, else `pm2` on PATH. `Err` says why there is none.
-pub fn find() -> Result<PathBuf, String> {
-    if let Some(path) = std::env::var_os("PMFLEET_PM2") {
-        return Ok(PathBuf::from(path));
-    }
-    let installed =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/test-tools/node_modules/.bin/pm2");
-    if installed.is_file() {
-        return Ok(installed);
-    }
-    std::env::var_os("PATH")
-        .iter()
-        .flat_map(std::env::split_paths)
-        .map(|dir| dir.join("pm2"))
-        .find(|p| p.is_file())
-        .ok_or_else(|| {
-            "PM2 is not installed: run ./scripts/test.sh, or `npm install --prefix target/test-tools pm2@7`".to_owned()
-        })
-}
-
 /// For each request line `{"file", "env", "only"}`: start, list, delete every app, then one
 /// `@@ {"error", "list"}` line. Anything PM2 prints itself goes elsewhere than `@@` lines; the
 /// driver's own stderr (each file it starts) goes to `driver.err` in the PM2 home.

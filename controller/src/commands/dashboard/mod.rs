@@ -373,12 +373,20 @@ async fn logs(State(shared): St, Path((host, app)): Path<(usize, String)>) -> Re
             follow: true,
         };
         let lines = tx.clone();
-        let streamed = client.stream(&target.host, target.port, &request, move |r| match r {
-            AgentResponse::Log(l) => {
-                lines.try_send(format!("{} | {}", l.file, l.line)).is_ok() || !lines.is_closed()
-            }
-            _ => true,
-        });
+        let streamed =
+            client.stream(
+                &target.host,
+                target.port,
+                &target.via,
+                &request,
+                move |r| match r {
+                    AgentResponse::Log(l) => {
+                        lines.try_send(format!("{} | {}", l.file, l.line)).is_ok()
+                            || !lines.is_closed()
+                    }
+                    _ => true,
+                },
+            );
         tokio::select! {
             r = streamed => {
                 if let Err(e) = r {
@@ -458,6 +466,7 @@ async fn action(State(shared): St, headers: HeaderMap, Form(form): Form<ActionFo
         .request(
             &target.host,
             target.port,
+            &target.via,
             &request,
             Some(Duration::from_secs(120)),
         )

@@ -234,6 +234,7 @@ mod tests {
                 rollout_error: None,
                 lock: None,
                 apps: Vec::new(),
+                ..Default::default()
             }],
             applying: false,
             host: None,

@@ -35,6 +35,10 @@ pub struct HostView {
     /// The agent is applying a release right now: `current` and the apps may differ for
     /// that one step.
     pub applying: bool,
+    /// A switch its rollout has not confirmed yet, and what the agent will do about it.
+    pub pending: Option<(pmfleet_shared::protocol::Pending, String)>,
+    /// The last time the host undid an unconfirmed rollout by itself.
+    pub auto_reverted: Option<pmfleet_shared::protocol::AutoReverted>,
 }
 
 impl HostView {
@@ -66,6 +70,16 @@ impl HostView {
                 .map(|l| (l.deploy_id.clone(), lock_alive(l))),
             running,
             applying,
+            pending: root.pending.clone().map(|p| {
+                let note = root.pending_note.clone().unwrap_or_else(|| {
+                    format!(
+                        "goes back to {} by itself unless its rollout is confirmed",
+                        p.previous
+                    )
+                });
+                (p, note)
+            }),
+            auto_reverted: root.auto_reverted.clone(),
         }
     }
 
@@ -171,12 +185,36 @@ pub enum Finding {
         converge: Converge,
         message: String,
     },
+    /// A host switched by a rollout that has not confirmed it yet: it goes back by itself if
+    /// that rollout falls silent.
+    Pending {
+        host: String,
+        release: String,
+        previous: String,
+        rollout: String,
+        message: String,
+    },
+    /// A host undid an unconfirmed rollout by itself (its last time).
+    AutoReverted {
+        host: String,
+        from: String,
+        to: String,
+        when: String,
+        why: String,
+        message: String,
+    },
 }
 
 impl Finding {
-    /// Whether it makes `status` exit non-zero: everything but a rollout in progress.
+    /// Whether it makes `status` exit non-zero: everything but a rollout in progress and what
+    /// a host's agent did or will do by itself (said so that nobody wonders).
     pub fn fails(&self) -> bool {
-        !matches!(self, Finding::RolloutInProgress { .. })
+        !matches!(
+            self,
+            Finding::RolloutInProgress { .. }
+                | Finding::Pending { .. }
+                | Finding::AutoReverted { .. }
+        )
     }
 
     pub fn message(&self) -> &str {
@@ -184,7 +222,9 @@ impl Finding {
             Finding::InterruptedRollout { message, .. }
             | Finding::RolloutInProgress { message, .. }
             | Finding::Split { message, .. }
-            | Finding::AtOdds { message, .. } => message,
+            | Finding::AtOdds { message, .. }
+            | Finding::Pending { message, .. }
+            | Finding::AutoReverted { message, .. } => message,
         }
     }
 
@@ -193,14 +233,18 @@ impl Finding {
             Finding::InterruptedRollout { converge, .. }
             | Finding::Split { converge, .. }
             | Finding::AtOdds { converge, .. } => Some(converge),
-            Finding::RolloutInProgress { .. } => None,
+            Finding::RolloutInProgress { .. }
+            | Finding::Pending { .. }
+            | Finding::AutoReverted { .. } => None,
         }
     }
 
     /// Whether it is about `host` (an environment-wide finding is about every host).
     pub fn concerns(&self, host: &str) -> bool {
         match self {
-            Finding::AtOdds { host: h, .. } => h == host,
+            Finding::AtOdds { host: h, .. }
+            | Finding::Pending { host: h, .. }
+            | Finding::AutoReverted { host: h, .. } => h == host,
             _ => true,
         }
     }
@@ -209,6 +253,52 @@ impl Finding {
 /// What to say about environment `env`, whose hosts' agents described its deploy root as
 /// `hosts` (hosts that did not answer are left out).
 pub fn findings(env: &str, hosts: &[HostView]) -> Vec<Finding> {
+    let mut out = releases(env, hosts);
+    out.extend(on_their_own(hosts));
+    out
+}
+
+/// What the hosts' agents did, or will do, by themselves: pending switches and the last
+/// auto-revert of each host.
+fn on_their_own(hosts: &[HostView]) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for h in hosts {
+        if let Some(r) = &h.auto_reverted {
+            let apps = if r.apps_back {
+                ""
+            } else {
+                " (its apps could not be started again)"
+            };
+            out.push(Finding::AutoReverted {
+                host: h.host.clone(),
+                from: r.from.clone(),
+                to: r.to.clone(),
+                when: r.when.clone(),
+                why: r.why.clone(),
+                message: format!(
+                    "{}: went back from {} to {} by itself at {}{apps}: {}",
+                    h.host, r.from, r.to, r.when, r.why
+                ),
+            });
+        }
+        if let Some((p, note)) = &h.pending {
+            out.push(Finding::Pending {
+                host: h.host.clone(),
+                release: p.release.clone(),
+                previous: p.previous.clone(),
+                rollout: p.rollout.clone(),
+                message: format!(
+                    "{}: {} is pending (rollout {}): {note}",
+                    h.host, p.release, p.rollout
+                ),
+            });
+        }
+    }
+    out
+}
+
+/// What the hosts' releases say: a rollout in progress or interrupted, a split, a host at odds.
+fn releases(env: &str, hosts: &[HostView]) -> Vec<Finding> {
     let serving = serving(hosts);
     let mut out = Vec::new();
     let mut in_progress = false;

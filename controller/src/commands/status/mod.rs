@@ -179,7 +179,13 @@ pub async fn ask_all(client: &AgentClient, targets: &[AgentTarget]) -> Vec<HostS
         let client = client.clone();
         async move {
             let answer = client
-                .request_with_cert(&target.host, target.port, &Request::Status, None)
+                .request_with_cert(
+                    &target.host,
+                    target.port,
+                    &target.via,
+                    &Request::Status,
+                    None,
+                )
                 .await;
             let host = target.label();
             let now = time::OffsetDateTime::now_utc().unix_timestamp();
@@ -317,7 +323,13 @@ pub fn lock_alive(seen: &LockSeen) -> bool {
         since: seen.since.clone(),
         pid: seen.pid,
         machine: seen.machine.clone(),
+        manual: seen.manual,
+        message: seen.message.clone(),
     };
+    if holder.manual {
+        // A freeze sends no heartbeat: it stays until someone unlocks it.
+        return true;
+    }
     lock::liveness(seen.heartbeat_age_secs, holder.alive_here()) == lock::Liveness::Alive
 }
 

@@ -7,7 +7,7 @@
 //! that goes back has its agent run the release it served, with that release's own
 //! `PMFLEET_RELEASE`/`PMFLEET_SHA`/`PMFLEET_REF`, so its kept instances are left alone.
 
-use super::{Action, Busy, Conclusion, Entry, HostId, Phase, Plan, Prepared, Rollout, Undo};
+use super::{Action, Busy, Conclusion, Entry, HostId, Phase, Plan, Prepared, Rails, Rollout, Undo};
 use crate::deploy::error::{HostError, StepFailure};
 use crate::deploy::history::{Action as RecordAction, Outcome};
 use crate::deploy::report::Status;
@@ -32,8 +32,17 @@ impl Rollout {
                 release,
                 batch,
                 max_fail,
+                ..
             } => Some((release, *batch, *max_fail)),
             Plan::Revert { .. } => None,
+        }
+    }
+
+    /// The deploy's rails (none for a revert).
+    pub(super) fn rails(&self) -> Rails {
+        match &self.cfg.plan {
+            Plan::Deploy { rails, .. } => *rails,
+            Plan::Revert { .. } => Rails::default(),
         }
     }
 
@@ -47,7 +56,7 @@ impl Rollout {
             })
     }
 
-    fn max_fail(&self) -> usize {
+    pub(super) fn max_fail(&self) -> usize {
         self.deploy_plan().map_or(0, |(_, _, m)| m)
     }
 
@@ -72,7 +81,7 @@ impl Rollout {
 
     /// The record of `h` going back to `previous`, written by the switch back itself: a
     /// revert to it, so the release line drops the release that did not stay.
-    fn back_entry(&self, h: HostId, previous: &str, why: &str) -> Entry {
+    pub(super) fn back_entry(&self, h: HostId, previous: &str, why: &str) -> Entry {
         let vars = self.serving_vars(h, previous);
         Entry {
             action: RecordAction::Revert,
@@ -100,7 +109,7 @@ impl Rollout {
 
     /// A host's end in this deploy: report `status`, remove the release when `discard`, and
     /// record `outcome` (unless the switch recorded it already).
-    fn deploy_conclusion(
+    pub(super) fn deploy_conclusion(
         &self,
         h: HostId,
         status: Status,
@@ -215,10 +224,14 @@ impl Rollout {
         let batch = self.deploy_plan().map_or(Batch::All, |(_, b, _)| b);
         let size = batch_size(batch, ready.len());
         self.batches = ready.chunks(size).map(<[HostId]>::to_vec).collect();
-        self.start_batch(0, out);
+        if self.rails().release_step {
+            self.run_release_step(&ready, out);
+        } else {
+            self.start_batch(0, out);
+        }
     }
 
-    fn start_batch(&mut self, index: usize, out: &mut Vec<Action>) {
+    pub(super) fn start_batch(&mut self, index: usize, out: &mut Vec<Action>) {
         let Some(batch) = self.batches.get(index).cloned() else {
             self.complete(out);
             return;
@@ -239,6 +252,13 @@ impl Rollout {
         out: &mut Vec<Action>,
     ) {
         self.hosts[h].previous = previous;
+        if self.phase == Phase::Undoing {
+            // The rollout stopped while this host switched: straight back.
+            self.hosts[h].switched = true;
+            self.send_back(h, self.stop_reason(), out);
+            self.after_host(out);
+            return;
+        }
         let has_apps = self.hosts[h].prepared.as_ref().is_some_and(|p| p.has_apps);
         if self.cfg.agents && has_apps {
             self.set_busy(h, Busy::Applying);
@@ -258,7 +278,7 @@ impl Rollout {
             ));
         }
         self.hosts[h].switched = true;
-        self.batch_check(out);
+        self.after_host(out);
     }
 
     pub(super) fn deploy_switch_failed(&mut self, h: HostId, e: HostError, out: &mut Vec<Action>) {
@@ -277,13 +297,20 @@ impl Rollout {
             &message,
         );
         self.conclude(c, out);
-        self.batch_check(out);
+        self.after_host(out);
     }
 
     pub(super) fn deploy_applied(&mut self, h: HostId, done: String, out: &mut Vec<Action>) {
         out.push(Action::Note(h, "reload apps", done));
         self.hosts[h].switched = true;
-        self.batch_check(out);
+        match self.phase {
+            Phase::Undoing => {
+                self.send_back(h, self.stop_reason(), out);
+                self.after_host(out);
+            }
+            _ if self.rails().watch => self.watch_host(h, out),
+            _ => self.after_host(out),
+        }
     }
 
     pub(super) fn deploy_apply_failed(&mut self, h: HostId, e: HostError, out: &mut Vec<Action>) {
@@ -307,7 +334,7 @@ impl Rollout {
                     &message,
                 );
                 self.conclude(c, out);
-                self.batch_check(out);
+                self.after_host(out);
             }
         }
     }
@@ -375,11 +402,29 @@ impl Rollout {
                     &message,
                 );
                 self.conclude(c, out);
-                self.batch_check(out);
             }
-            (Some(Undo::NotReady(message)), Some(e)) => {
-                // Still on the new release, whose apps are not ready: a failure, not a rollback.
-                self.failed += 1;
+            (Some(Undo::Unhealthy(message)), None) => {
+                let c = self.deploy_conclusion(
+                    h,
+                    Status::RolledBack,
+                    message.clone(),
+                    true,
+                    Outcome::RolledBack,
+                    &message,
+                );
+                self.conclude(c, out);
+            }
+            (Some(undo @ (Undo::NotReady(_) | Undo::Unhealthy(_))), Some(e)) => {
+                // Still on the new release, whose apps are not well: a failure, not a rollback.
+                let message = match undo {
+                    Undo::NotReady(message) => {
+                        self.failed += 1;
+                        message
+                    }
+                    // Counted when its window failed.
+                    Undo::Unhealthy(message) => message,
+                    _ => String::new(),
+                };
                 let message = message.replace(
                     &format!("; switched back to {previous}"),
                     &format!("; could not switch back to {previous}: {e}"),
@@ -393,7 +438,6 @@ impl Rollout {
                     &message,
                 );
                 self.conclude(c, out);
-                self.batch_check(out);
             }
             (Some(Undo::Stopped(why)), None) => {
                 let c = self.deploy_conclusion(
@@ -405,9 +449,6 @@ impl Rollout {
                     &why,
                 );
                 self.conclude(c, out);
-                if !self.any_busy() {
-                    self.finish(out);
-                }
             }
             (Some(Undo::Stopped(_)), Some(e)) => {
                 let message = format!(
@@ -419,11 +460,19 @@ impl Rollout {
                     ..self.deploy_conclusion(h, Status::Failed, message, false, Outcome::Failed, "")
                 };
                 self.conclude(c, out);
-                if !self.any_busy() {
-                    self.finish(out);
-                }
             }
-            _ => self.batch_check(out),
+            _ => {}
+        }
+        self.after_host(out);
+    }
+
+    /// A host is done with its step: the batch goes on, or (stopping) the run ends once no
+    /// host is busy.
+    pub(super) fn after_host(&mut self, out: &mut Vec<Action>) {
+        match self.phase {
+            Phase::Switching(_) => self.batch_check(out),
+            Phase::Undoing if !self.any_busy() => self.finish(out),
+            _ => {}
         }
     }
 
@@ -436,12 +485,36 @@ impl Rollout {
         if self.any_busy() {
             return;
         }
-        let max_fail = self.max_fail();
-        if self.failed <= max_fail && self.lost.is_empty() {
+        if self.failed <= self.max_fail() && self.lost.is_empty() {
             self.start_batch(index + 1, out);
-            return;
+        } else {
+            self.stop_switching(out);
         }
-        // Stopped: the hosts not reached never switch, the switched ones go back.
+    }
+
+    /// Why the switched hosts go back when the rollout stops.
+    pub(super) fn stop_reason(&self) -> String {
+        match self.lost.first() {
+            Some(l) => format!(
+                "switched back: the deploy lock on {} was broken by someone else",
+                self.cfg.labels[*l]
+            ),
+            None => format!(
+                "switched back: {} host(s) failed and max_fail is {}",
+                self.failed,
+                self.max_fail()
+            ),
+        }
+    }
+
+    /// The rollout stops: the hosts not reached never switch, the watches still running
+    /// end, and every host that switched in this rollout — the canary and earlier batches
+    /// too — goes back to the release it served. Hosts still busy go back when they answer.
+    pub(super) fn stop_switching(&mut self, out: &mut Vec<Action>) {
+        let index = match self.phase {
+            Phase::Switching(index) => index,
+            _ => self.batches.len(),
+        };
         self.phase = Phase::Undoing;
         let why = "not switched: the rollout stopped".to_string();
         let rest: Vec<HostId> = self
@@ -462,39 +535,20 @@ impl Rollout {
             );
             self.conclude(c, out);
         }
-        let back = match self.lost.first() {
-            Some(l) => format!(
-                "switched back: the deploy lock on {} was broken by someone else",
-                self.cfg.labels[*l]
-            ),
-            None => format!(
-                "switched back: {} host(s) failed and max_fail is {max_fail}",
-                self.failed
-            ),
-        };
+        let watching: Vec<HostId> = (0..self.hosts.len())
+            .filter(|h| self.hosts[*h].busy == Some(Busy::Watching))
+            .collect();
+        if !watching.is_empty() {
+            for h in &watching {
+                self.hosts[*h].busy = None;
+            }
+            out.push(Action::StopWatching(watching));
+        }
+        let back = self.stop_reason();
         let switched: Vec<HostId> = self.batches.iter().flatten().copied().collect();
         for h in switched {
-            if !self.hosts[h].switched || self.hosts[h].concluded {
-                continue;
-            }
-            match self.hosts[h].previous.clone() {
-                Some(previous) => {
-                    self.hosts[h].undo = Some(Undo::Stopped(back.clone()));
-                    self.set_busy(h, Busy::SwitchingBack);
-                    let entry = self.back_entry(h, &previous, &back);
-                    out.push(Action::SwitchBack(h, previous, entry));
-                }
-                None => {
-                    let c = self.deploy_conclusion(
-                        h,
-                        Status::RolledBack,
-                        back.clone(),
-                        false,
-                        Outcome::RolledBack,
-                        &back,
-                    );
-                    self.conclude(c, out);
-                }
+            if self.hosts[h].switched && !self.hosts[h].concluded && self.hosts[h].busy.is_none() {
+                self.send_back(h, back.clone(), out);
             }
         }
         if !self.any_busy() {
@@ -502,9 +556,43 @@ impl Rollout {
         }
     }
 
-    /// Every batch switched within `max_fail`: the switched hosts serve the release (their
-    /// switches recorded it); old releases are pruned.
+    /// `h` goes back because the rollout stopped (or, with no release to go back to, is
+    /// concluded as it is).
+    pub(super) fn send_back(&mut self, h: HostId, why: String, out: &mut Vec<Action>) {
+        match self.hosts[h].previous.clone() {
+            Some(previous) => {
+                self.hosts[h].undo = Some(Undo::Stopped(why.clone()));
+                self.set_busy(h, Busy::SwitchingBack);
+                let entry = self.back_entry(h, &previous, &why);
+                out.push(Action::SwitchBack(h, previous, entry));
+            }
+            None => {
+                let c = self.deploy_conclusion(
+                    h,
+                    Status::RolledBack,
+                    why.clone(),
+                    false,
+                    Outcome::RolledBack,
+                    &why,
+                );
+                self.conclude(c, out);
+            }
+        }
+    }
+
+    /// Every batch switched within `max_fail`: when switches leave pending records, the
+    /// rollout is confirmed on every host first (`confirm`); then the switched hosts serve
+    /// the release (their switches recorded it) and old releases are pruned.
     fn complete(&mut self, out: &mut Vec<Action>) {
+        if self.rails().confirm {
+            self.confirm_all(out);
+        } else {
+            self.conclude_served(out);
+        }
+    }
+
+    /// Every switched host serves the release: concluded, pruned; the run ends.
+    pub(super) fn conclude_served(&mut self, out: &mut Vec<Action>) {
         let release = self.release();
         let hosts: Vec<HostId> = self.batches.iter().flatten().copied().collect();
         for h in hosts {

@@ -6,7 +6,7 @@
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Mutex;
 
-use super::{Begun, Heartbeat, Prepared, Pruned, ReleaseVars, RolloutHost};
+use super::{Begun, Confirmed, Heartbeat, Prepared, Pruned, ReleaseVars, RolloutHost};
 use crate::deploy::error::{HostError, Step, StepFailure};
 use crate::deploy::history::{self, Record};
 use crate::deploy::host_state::HostState;
@@ -27,6 +27,11 @@ pub enum Op {
     /// Running the apps of this release.
     Apply(String),
     Record,
+    /// The `release` step.
+    Release,
+    /// The watch window over this release's apps.
+    Watch(String),
+    Confirm,
 }
 
 /// What the host holds.
@@ -45,6 +50,11 @@ pub struct Disk {
     pub restarts: usize,
     /// Hooks were ended by a run that stopped.
     pub hooks_ended: bool,
+    /// A switch left a pending record (the release switched to); the confirmation or a
+    /// switch back removes it.
+    pub pending: Option<String>,
+    /// How many times the `release` step ran here.
+    pub release_steps: usize,
 }
 
 #[derive(Debug, Default)]
@@ -331,6 +341,8 @@ impl RolloutHost for Double {
             });
         }
         let previous = disk.current.replace(release.to_string());
+        disk.pending =
+            (record.action == crate::deploy::history::Action::Deploy).then(|| release.to_string());
         disk.history.push(record.clone());
         Ok(previous)
     }
@@ -345,6 +357,32 @@ impl RolloutHost for Double {
         disk.restarts += 1;
         disk.apps = Some(wanted);
         Ok(format!("web reloaded to {release}"))
+    }
+
+    async fn run_release(&self, _release: &str) -> Result<String, StepFailure> {
+        self.check(Op::Release)
+            .map_err(StepFailure::new(Step::Release))?;
+        self.disk().release_steps += 1;
+        Ok("migrated".into())
+    }
+
+    async fn watch(&self, release: &str) -> Result<String, HostError> {
+        self.check(Op::Watch(release.to_string()))?;
+        Ok(format!("web healthy on {release}"))
+    }
+
+    async fn confirm(&self, release: &str) -> Result<Confirmed, HostError> {
+        self.check(Op::Confirm)?;
+        self.owned()?;
+        let mut disk = self.disk();
+        if disk.current.as_deref() != Some(release) {
+            return Ok(Confirmed::WentBack(format!(
+                "went back to {} by itself",
+                disk.current.clone().unwrap_or_default()
+            )));
+        }
+        disk.pending = None;
+        Ok(Confirmed::Kept)
     }
 
     async fn discard(&self, release: &str) -> Result<(), HostError> {
@@ -364,6 +402,9 @@ impl RolloutHost for Double {
 
     async fn prune(&self) -> Result<Pruned, HostError> {
         self.owned()?;
-        Ok(Pruned::Removed(0))
+        Ok(Pruned::Removed {
+            count: 0,
+            in_use: Vec::new(),
+        })
     }
 }

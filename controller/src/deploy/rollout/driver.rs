@@ -13,7 +13,9 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::{Action, Conclusion, Entry, Event, Heartbeat, HostId, Pruned, Rollout, RolloutHost};
+use super::{
+    Action, Conclusion, Confirmed, Entry, Event, Heartbeat, HostId, Pruned, Rollout, RolloutHost,
+};
 use crate::deploy::error::HostError;
 use crate::deploy::history::Record;
 use crate::deploy::lock::{HEARTBEAT, Refusal};
@@ -59,9 +61,9 @@ pub struct Run {
 }
 
 impl Run {
-    /// A run of `action` (`deploy`, `revert`) for `ctx`, with a new id.
+    /// A run of `action` (`deploy`, `revert`) for `ctx`, with the command's id.
     pub fn new(ctx: &crate::deploy::Context, env: &str, action: &str) -> Run {
-        let deploy_id = uuid::Uuid::new_v4().to_string();
+        let deploy_id = ctx.run_id.clone();
         let holder = crate::deploy::lock::Holder::new(&ctx.who, &deploy_id, action);
         Run {
             out: ctx.out.clone(),
@@ -111,6 +113,7 @@ pub async fn drive<H: RolloutHost>(
         lock_deadline: None,
         started: Instant::now(),
         interrupt_seen: false,
+        watches: std::collections::HashMap::new(),
     };
     driver.run_to_end().await;
     driver.finish_reports()
@@ -136,6 +139,8 @@ struct Driver<'a, H> {
     lock_deadline: Option<Instant>,
     started: Instant,
     interrupt_seen: bool,
+    /// The watch windows in flight, so a rollout that stops can end them.
+    watches: std::collections::HashMap<HostId, tokio::task::AbortHandle>,
 }
 
 impl<H: RolloutHost> Driver<'_, H> {
@@ -206,15 +211,14 @@ impl<H: RolloutHost> Driver<'_, H> {
     }
 
     /// Runs `op` on host `h` in the background; its result becomes an event.
-    fn spawn<F, Fut>(&mut self, h: HostId, op: F)
+    fn spawn<F, Fut>(&mut self, h: HostId, op: F) -> Option<tokio::task::AbortHandle>
     where
         F: FnOnce(Arc<H>) -> Fut,
         Fut: std::future::Future<Output = Event> + Send + 'static,
     {
-        if let Some(host) = self.host(h) {
-            let fut = op(host);
-            self.inflight.spawn(async move { Done::Event(fut.await) });
-        }
+        let host = self.host(h)?;
+        let fut = op(host);
+        Some(self.inflight.spawn(async move { Done::Event(fut.await) }))
     }
 
     /// Performs one action; true once the run is over.
@@ -371,6 +375,46 @@ impl<H: RolloutHost> Driver<'_, H> {
                     }
                 });
             }
+            Action::RunRelease(h, release) => {
+                out.step(self.label(h), "release");
+                self.spawn(h, move |host| async move {
+                    match host.run_release(&release).await {
+                        Ok(said) => Event::ReleaseRan(h, said),
+                        Err(failure) => Event::ReleaseFailed(h, failure),
+                    }
+                });
+            }
+            Action::Watch(h, release) => {
+                out.step(self.label(h), "watch");
+                let handle = self.spawn(h, move |host| async move {
+                    match host.watch(&release).await {
+                        Ok(said) => Event::Watched(h, said),
+                        Err(e) => Event::WatchFailed(h, e),
+                    }
+                });
+                if let Some(handle) = handle {
+                    self.watches.insert(h, handle);
+                }
+            }
+            Action::StopWatching(hosts) => {
+                for h in hosts {
+                    if let Some(handle) = self.watches.remove(&h) {
+                        handle.abort();
+                    }
+                }
+            }
+            Action::Confirm(hosts) => {
+                for h in hosts {
+                    let release = self.machine.release_id();
+                    self.spawn(h, move |host| async move {
+                        match host.confirm(&release).await {
+                            Ok(Confirmed::Kept) => Event::Confirmed(h),
+                            Ok(Confirmed::WentBack(why)) => Event::NotConfirmed(h, why),
+                            Err(e) => Event::ConfirmFailed(h, e),
+                        }
+                    });
+                }
+            }
             Action::Cancel => {
                 self.inflight.abort_all();
                 while let Some(joined) = self.inflight.join_next().await {
@@ -412,9 +456,20 @@ impl<H: RolloutHost> Driver<'_, H> {
                 }
                 if c.prune {
                     match host.prune().await {
-                        Ok(Pruned::Removed(0)) => {}
-                        Ok(Pruned::Removed(pruned)) => {
-                            message = format!("{message} (pruned {pruned} old release(s))")
+                        Ok(Pruned::Removed { count, in_use }) => {
+                            for (release, pid) in &in_use {
+                                out.line(
+                                    &label,
+                                    "prune",
+                                    &format!(
+                                        "kept release {release}: process {pid} still runs in it \
+                                         (stop whatever runs it there and the next deploy prunes it)"
+                                    ),
+                                );
+                            }
+                            if count > 0 {
+                                message = format!("{message} (pruned {count} old release(s))");
+                            }
                         }
                         Ok(Pruned::Skipped(why)) => {
                             out.line(&label, "prune", &format!("nothing pruned: {why}"));

@@ -279,7 +279,7 @@ impl Rollout {
             "the deploy lock was broken by someone else: this run stops".into(),
         ));
         match self.phase {
-            Phase::Beginning | Phase::Preparing | Phase::Reading => {
+            Phase::Beginning | Phase::Preparing | Phase::Reading | Phase::Releasing => {
                 self.stop_before_switch(Stop::LockLost(h), out)
             }
             Phase::Switching(_) if !self.is_deploy() => {

@@ -16,7 +16,8 @@ use crate::deploy::rollout_record::RolloutRecord;
 /// What preparing a release left on a host.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Prepared {
-    /// The release holds an ecosystem file: the agent has apps to run from it.
+    /// Something runs the apps once the release is current: the release holds an ecosystem
+    /// file for the agent, or (`agent: false`) there is a `published` hook.
     pub has_apps: bool,
 }
 
@@ -34,8 +35,12 @@ pub struct Begun {
 /// What pruning did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Pruned {
-    /// This many old releases were removed.
-    Removed(usize),
+    /// This many old releases were removed; those kept because a process still runs in
+    /// them (release id, pid).
+    Removed {
+        count: usize,
+        in_use: Vec<(String, String)>,
+    },
     /// Nothing was removed, for this reason.
     Skipped(String),
 }
@@ -47,6 +52,15 @@ pub enum Heartbeat {
     Kept,
     /// The lock is gone or someone else's.
     Lost,
+}
+
+/// What confirming a rollout on a host found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Confirmed {
+    /// The host keeps the release.
+    Kept,
+    /// The host had already gone back by itself; why.
+    WentBack(String),
 }
 
 /// One host, as the rollout drives it.
@@ -96,6 +110,19 @@ pub trait RolloutHost: Send + Sync + 'static {
         release: &str,
         vars: &ReleaseVars,
     ) -> impl Future<Output = Result<String, HostError>> + Send;
+
+    /// Runs the `release` step (migrations) in release `release`, before any host switched.
+    fn run_release(
+        &self,
+        release: &str,
+    ) -> impl Future<Output = Result<String, StepFailure>> + Send;
+
+    /// Has the host's agent watch the apps of `release` through the watch window; `Ok` says
+    /// they stayed healthy, an error what went wrong.
+    fn watch(&self, release: &str) -> impl Future<Output = Result<String, HostError>> + Send;
+
+    /// Confirms the rollout: the host keeps `release` for good (its pending record goes).
+    fn confirm(&self, release: &str) -> impl Future<Output = Result<Confirmed, HostError>> + Send;
 
     /// Removes `release` (never the current one).
     fn discard(&self, release: &str) -> impl Future<Output = Result<(), HostError>> + Send;

@@ -6,21 +6,28 @@
 //! the actions on the hosts through the [`RolloutHost`] trait and feeds the results back, so
 //! the rules are tested by tables of events and expected actions (`tests.rs`).
 //!
-//! The rules live in three files: `gate` (connecting and locking: who may start, the lock
+//! The rules live in a few files: `gate` (connecting and locking: who may start, the lock
 //! taken host by host in a fixed order, a rollout that lost its lock), `deploy` (all or
 //! nothing before the switch, batches with the first as the canary, `max_fail`, rolling back
-//! the hosts already switched) and `revert` (one target for every host, or none moves).
+//! the hosts already switched), `release_step` (the `release` hook, once, on one host, after
+//! every host prepared and before any switches), `watch` (the watch window after each batch,
+//! and the fleet-wide revert a failing window starts), `confirm` (the whole rollout confirmed
+//! on every host, or undone everywhere) and `revert` (one target for every host, or none
+//! moves).
 //!
 //! Every rollout leaves a record on each host while it runs (`Begin` … `End`, see
 //! [`crate::deploy::rollout_record`]); a switch writes its history record in the same step,
 //! and a host whose switch is undone has its agent run what `current` points at again, so
 //! `current`, the history and the running apps never disagree for longer than one step.
 
+mod confirm;
 mod deploy;
 pub mod driver;
 mod gate;
 mod host;
+mod release_step;
 mod revert;
+mod watch;
 
 #[cfg(test)]
 mod double;
@@ -29,7 +36,7 @@ mod driver_tests;
 #[cfg(test)]
 mod tests;
 
-pub use host::{Begun, Heartbeat, Prepared, Pruned, RolloutHost};
+pub use host::{Begun, Confirmed, Heartbeat, Prepared, Pruned, RolloutHost};
 
 use pmfleet_shared::ecosystem::Batch;
 
@@ -60,9 +67,24 @@ pub enum Plan {
         release: ReleaseVars,
         batch: Batch,
         max_fail: usize,
+        rails: Rails,
     },
     /// Switch every host back `steps` releases along its history.
     Revert { steps: usize },
+}
+
+/// What a deploy does besides switching: pmfleet's rollout rails.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Rails {
+    /// `release`: run the release step once before any switch.
+    pub release_step: bool,
+    /// Where it runs (`primary: true`); `None`: the first host.
+    pub primary: Option<HostId>,
+    /// `watch_period`: every batch is watched by its agents before the next one goes.
+    pub watch: bool,
+    /// Each switch leaves the host a pending record, which the whole rollout confirms at
+    /// its end (a host whose run falls silent goes back by itself; see `confirm`).
+    pub confirm: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -72,7 +94,8 @@ pub struct Config {
     pub env: String,
     /// Every host, as shown, in the environment's order.
     pub labels: Vec<String>,
-    /// The hosts run agents that must run the apps of the release switched to.
+    /// After a switch, each host must run the apps of the release switched to (its agent
+    /// does, or the `published` hook of an `agent: false` environment): an apply step.
     pub agents: bool,
     /// `--lock-wait`: a held lock is waited for rather than refused.
     pub lock_wait: bool,
@@ -108,6 +131,18 @@ pub enum Event {
     SwitchBackFailed(HostId, HostError),
     AppliedBack(HostId, String),
     ApplyBackFailed(HostId, HostError),
+    /// The `release` step ran on the host; what it said.
+    ReleaseRan(HostId, String),
+    ReleaseFailed(HostId, StepFailure),
+    /// The watch window on the host is over and its apps stayed healthy; what it said.
+    Watched(HostId, String),
+    /// Its apps failed inside the watch window (or it could not be watched).
+    WatchFailed(HostId, HostError),
+    /// The host holds the release for good (its pending record is removed).
+    Confirmed(HostId),
+    /// The host had already gone back by itself; why.
+    NotConfirmed(HostId, String),
+    ConfirmFailed(HostId, HostError),
     /// Someone else broke this run's lock on the host.
     LockLost(HostId),
     /// Ctrl-C or SIGTERM.
@@ -132,6 +167,15 @@ pub enum Action {
     EndHooks(Vec<HostId>),
     /// Put the release on these hosts.
     Prepare(Vec<HostId>, String),
+    /// Run the `release` step of `release` on this host.
+    RunRelease(HostId, String),
+    /// Have the host's agent watch the apps of `release` through the watch window.
+    Watch(HostId, String),
+    /// Stop watching on these hosts (the rollout stopped); nothing comes back from them.
+    StopWatching(Vec<HostId>),
+    /// The whole rollout went well: every one of these hosts keeps the release (its pending
+    /// record is removed).
+    Confirm(Vec<HostId>),
     ReadState(Vec<HostId>),
     /// Point `current` at the release, recording the switch in the same step.
     Switch(HostId, String, Entry),
@@ -200,8 +244,12 @@ enum Phase {
     Beginning,
     Preparing,
     Reading,
+    /// Running the `release` step.
+    Releasing,
     /// Switching the hosts of batch N (a revert has one batch: every host).
     Switching(usize),
+    /// Every batch switched: confirming the rollout on every host.
+    Confirming,
     /// The rollout stopped: the hosts already switched go back.
     Undoing,
     Done,
@@ -233,6 +281,9 @@ enum Busy {
     Applying,
     SwitchingBack,
     ApplyingBack,
+    Releasing,
+    Watching,
+    Confirming,
 }
 
 /// Why a host is going back to the release it served.
@@ -242,6 +293,8 @@ enum Undo {
     NotReady(String),
     /// Deploy: the rollout stopped (too many failures); `why` says so.
     Stopped(String),
+    /// Deploy: its apps failed inside the watch window (the failure is counted already).
+    Unhealthy(String),
     /// Revert: its own apps did not run the target; the error message.
     RevertFailed(String),
     /// Revert: another host failed; back to what it served.
@@ -274,6 +327,8 @@ struct Host {
     /// Failed in the switch phase (a revert switches the others back).
     failed: bool,
     undo: Option<Undo>,
+    /// Did not keep the release when the rollout was confirmed.
+    unconfirmed: bool,
     concluded: bool,
 }
 
@@ -316,6 +371,14 @@ impl Rollout {
     /// The hosts of this run.
     pub fn labels(&self) -> &[String] {
         &self.cfg.labels
+    }
+
+    /// The release a deploy puts on the hosts (a revert: its target, once known).
+    pub fn release_id(&self) -> String {
+        match &self.cfg.plan {
+            Plan::Deploy { release, .. } => release.release.clone(),
+            Plan::Revert { .. } => self.target.clone().unwrap_or_default(),
+        }
     }
 
     /// Whether the run is over.
@@ -414,6 +477,21 @@ impl Rollout {
                         self.revert_applied_back(h, Err(e), &mut out);
                     }
                 }
+            }
+            Event::ReleaseRan(h, said) => self.release_answered(h, Ok(said), &mut out),
+            Event::ReleaseFailed(h, f) => self.release_answered(h, Err(f), &mut out),
+            Event::Watched(h, said) => self.watch_answered(h, Ok(said), &mut out),
+            Event::WatchFailed(h, e) => self.watch_answered(h, Err(e), &mut out),
+            Event::Confirmed(h) => self.confirm_answered(h, None, &mut out),
+            Event::NotConfirmed(h, why) => {
+                self.confirm_answered(h, Some((Status::RolledBack, why)), &mut out)
+            }
+            Event::ConfirmFailed(h, e) => {
+                let why = format!(
+                    "not confirmed ({e}): it goes back by itself once this run is silent for {} s",
+                    pmfleet_shared::protocol::QUIET_SECS
+                );
+                self.confirm_answered(h, Some((e.status(), why)), &mut out)
             }
             Event::LockLost(h) => self.lock_lost(h, &mut out),
             Event::Interrupted => self.interrupted(&mut out),
@@ -514,14 +592,14 @@ impl Rollout {
         }
         self.interrupted = true;
         match self.phase {
-            Phase::Beginning | Phase::Preparing | Phase::Reading => {
+            Phase::Beginning | Phase::Preparing | Phase::Reading | Phase::Releasing => {
                 self.stop_before_switch(Stop::Interrupted, out)
             }
             Phase::WaitingForLock => {
                 out.push(Action::Cancel);
                 self.lock_refused(out);
             }
-            Phase::Switching(_) | Phase::Undoing => out.push(Action::Info(
+            Phase::Switching(_) | Phase::Confirming | Phase::Undoing => out.push(Action::Info(
                 "the switch has begun: finishing it, so no host is left behind (interrupt again to quit at once)"
                     .into(),
             )),

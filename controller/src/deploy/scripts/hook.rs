@@ -11,12 +11,34 @@ use crate::shell::Script;
 /// falls back to the root) through the user's login shell, with `SHARED` and the `K=V`
 /// pairs that follow in its environment. `$3` is the run's id: the hook runs in its own
 /// process group, named in `.pmfleet/hooks/$3.pid` while it runs (`-`: no run, as in `setup`).
+/// `$4` = `skip-pm2`: a `pm2` first on the hook's PATH says what it skipped and succeeds.
+/// `$5` = `1`: stdin holds `export NAME='value'` lines (the hook's secrets, quoted by
+/// [`crate::shell::quote`]), read before the hook starts — so secret values reach its
+/// environment without ever being on a command line.
 const RUN_HOOK: &str = host_script!(
-    r#"d=$1; h=$2; run=$3; shift 3
+    r#"d=$1; h=$2; run=$3; pm2=$4; s=$5; shift 5
+if [ "$s" = 1 ]; then
+  secrets=$(cat)
+  eval "$secrets"
+  unset secrets
+fi
 if [ "$d" != "-" ]; then
   if [ -d "$p/$d" ]; then cd "$p/$d"; else cd "$p"; fi
 fi
 export SHARED="$p/shared" PMFLEET_DEPLOY_PATH="$p"
+if [ "$pm2" = skip-pm2 ]; then
+  PMFLEET_PM2_SHIM="$p/.pmfleet/bin"; export PMFLEET_PM2_SHIM
+  mkdir -p "$PMFLEET_PM2_SHIM"
+  cat > "$PMFLEET_PM2_SHIM/pm2.new" <<'SHIM'
+#!/bin/sh
+echo "pmfleet: skipped \`pm2 $*\`: the pmfleet agent runs these apps and moves them to the new release once it is current (remove this call from the hook; docs/migrating-from-pm2.md)" >&2
+exit 0
+SHIM
+  chmod 755 "$PMFLEET_PM2_SHIM/pm2.new"
+  mv -f "$PMFLEET_PM2_SHIM/pm2.new" "$PMFLEET_PM2_SHIM/pm2"
+  h='PATH="$PMFLEET_PM2_SHIM:$PATH"; export PATH
+'"$h"
+fi
 if [ "$run" = "-" ] || ! command -v setsid >/dev/null 2>&1; then
   exec env "$@" "${SHELL:-/bin/sh}" -l -c "$h"
 fi
@@ -72,6 +94,26 @@ pub enum HookDir<'a> {
     Release(&'a str),
 }
 
+/// What a hook's `pm2` is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pm2 {
+    /// PM2 itself, if the host has it (`agent: false`).
+    Real,
+    /// A stand-in that says the call was skipped: the agent runs the apps.
+    Skipped,
+}
+
+impl Pm2 {
+    /// The environment's: skipped where its agent runs the apps.
+    pub fn for_env(env: &pmfleet_shared::ecosystem::DeployEnv) -> Pm2 {
+        if env.agent.is_some() {
+            Pm2::Skipped
+        } else {
+            Pm2::Real
+        }
+    }
+}
+
 /// `run`: the id of the run the hook belongs to, so it can be ended (`None`: not ended by
 /// anyone, as in `setup`).
 pub fn run_hook(
@@ -80,6 +122,44 @@ pub fn run_hook(
     hook: &str,
     env: &[(String, String)],
     run: Option<&str>,
+    pm2: Pm2,
+) -> Script {
+    hook_script(root, dir, hook, env, run, pm2, false)
+}
+
+/// [`run_hook`] for a hook that also gets `secrets` in its environment: the script, and what
+/// to stream into its stdin ([`secret_exports`]).
+pub fn run_hook_with_secrets(
+    root: &str,
+    dir: HookDir<'_>,
+    hook: &str,
+    env: &[(String, String)],
+    secrets: &[(String, String)],
+    run: Option<&str>,
+    pm2: Pm2,
+) -> (Script, Vec<u8>) {
+    let script = hook_script(root, dir, hook, env, run, pm2, true);
+    (script, secret_exports(secrets))
+}
+
+/// `export NAME='value'` lines, each value quoted as one shell word.
+pub fn secret_exports(secrets: &[(String, String)]) -> Vec<u8> {
+    let mut out = String::new();
+    for (name, value) in secrets {
+        // Names were checked as shell names when the secrets files were read.
+        out.push_str(&format!("export {name}={}\n", crate::shell::quote(value)));
+    }
+    out.into_bytes()
+}
+
+fn hook_script(
+    root: &str,
+    dir: HookDir<'_>,
+    hook: &str,
+    env: &[(String, String)],
+    run: Option<&str>,
+    pm2: Pm2,
+    secrets: bool,
 ) -> Script {
     let dir = match dir {
         HookDir::Login => "-".to_string(),
@@ -92,6 +172,11 @@ pub fn run_hook(
         .arg(dir)
         .arg(hook)
         .arg(run.unwrap_or("-"))
+        .arg(match pm2 {
+            Pm2::Real => "-",
+            Pm2::Skipped => "skip-pm2",
+        })
+        .arg(if secrets { "1" } else { "0" })
         .args(env.iter().map(|(k, v)| format!("{k}={v}")))
 }
 
@@ -116,7 +201,17 @@ mod tests {
         let hook = format!("echo $$ > {}; sleep 1000 & sleep 1000", marker.display());
         let mut running = std::process::Command::new("sh")
             .arg("-c")
-            .arg(run_hook(&host.root(), HookDir::Root, &hook, &[], Some("run")).render())
+            .arg(
+                run_hook(
+                    &host.root(),
+                    HookDir::Root,
+                    &hook,
+                    &[],
+                    Some("run"),
+                    Pm2::Real,
+                )
+                .render(),
+            )
             .spawn()
             .unwrap();
         let pid_file = host.path().join(".pmfleet/hooks/run.pid");
@@ -140,5 +235,25 @@ mod tests {
         assert!(!status.success());
         assert!(!pid_file.exists());
         assert_eq!(host.run(&end_hooks(&host.root(), "run")), "");
+    }
+
+    #[test]
+    fn a_hook_of_an_agent_environment_skips_pm2_and_says_so() {
+        let host = Host::set_up();
+        let hook = "echo before && pm2 reload ecosystem.config.js --env production && echo after";
+        let script = run_hook(&host.root(), HookDir::Root, hook, &[], None, Pm2::Skipped);
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(script.render())
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stdout}{stderr}");
+        assert_eq!(stdout, "before\nafter\n");
+        assert!(
+            stderr.contains("skipped `pm2 reload ecosystem.config.js --env production`"),
+            "{stderr}"
+        );
     }
 }

@@ -57,6 +57,7 @@ mod hook;
 mod lock;
 mod release;
 mod rollout;
+mod secrets;
 #[cfg(test)]
 mod testing;
 
@@ -66,3 +67,4 @@ pub use hook::*;
 pub use lock::*;
 pub use release::*;
 pub use rollout::*;
+pub use secrets::*;

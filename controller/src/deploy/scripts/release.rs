@@ -132,20 +132,44 @@ rm -rf "$p/releases/$1" "$p/.pmfleet/prepared/$1"
 );
 
 /// Points `current` at release `$1` by renaming a fresh symlink over it, and records the
-/// switch (history line `$2`) in the same step; prints the old target. Only while the run
-/// holds the lock.
+/// switch (history line `$2`) in the same step; prints the old target. With `$3` (seconds),
+/// the switch first leaves the pending record `.pmfleet/pending` naming this run, the release
+/// and the one `current` pointed at, so the host's agent can go back by itself should the run
+/// fall silent before it confirms; without it (a switch back, a revert) the record goes. Only
+/// while the run holds the lock.
 const SWITCH: &str = owned_script!(concat!(
     append_fn!(),
     r#"[ -d "$p/releases/$1" ] && [ -f "$p/.pmfleet/prepared/$1" ] || {
   echo "release $1 is not complete on this host" >&2; exit 1
 }
 old=$(readlink "$p/current" 2>/dev/null || true)
+f="$p/.pmfleet/pending"; o=${old#releases/}; q=$3
+case "$o$1" in *[!A-Za-z0-9._-]*) o= ;; esac
+case "$q" in *[!0-9]*) q= ;; esac
+if [ -n "$q" ] && [ -n "$o" ] && [ "$o" != "$1" ]; then
+  printf '{"rollout":"%s","release":"%s","previous":"%s","since":%s,"quiet_secs":%s}\n' \
+    "$id" "$1" "$o" "$(date +%s)" "$q" > "$f.new"
+  mv -f "$f.new" "$f"
+else
+  rm -f "$f"
+fi
 ln -sfn "releases/$1" "$p/.pmfleet/current.new"
 mv -T "$p/.pmfleet/current.new" "$p/current"
 append "$p/.pmfleet/history.jsonl" "$2" || echo "could not record the switch in the history" >&2
 printf '%s\n' "$old"
 "#
 ));
+
+/// Confirms the rollout of release `$1`: when `current` still points at it, the pending
+/// record goes and `KEPT` is printed; otherwise (the agent went back by itself) `WENT-BACK
+/// <current>` and the agent's record of why. Only while the run holds the lock.
+const CONFIRM: &str = owned_script!(
+    r#"cur=$(readlink "$p/current" 2>/dev/null || true)
+if [ "$cur" = "releases/$1" ]; then rm -f "$p/.pmfleet/pending"; echo "KEPT"; exit 0; fi
+echo "WENT-BACK ${cur#releases/}"
+cat "$p/.pmfleet/auto-reverted" 2>/dev/null || true
+"#
+);
 
 /// Prints `NOSETUP` if the layout is missing; otherwise prints `root=<expanded root>` and
 /// removes what a deploy killed half-way left behind: release directories never marked
@@ -257,13 +281,27 @@ pub fn discard(root: &str, run: &str, release: &str) -> Script {
     Script::new(DISCARD).arg(root).arg(run).arg(release)
 }
 
-/// Switches to `release` and appends `history_line` (the switch's record) in one step.
-pub fn switch(root: &str, run: &str, release: &str, history_line: &str) -> Script {
+/// Switches to `release` and appends `history_line` (the switch's record) in one step;
+/// `pending`: leaves the pending record, which lets the host go back by itself after that many
+/// seconds of silence from the run (`None`: removes it).
+pub fn switch(
+    root: &str,
+    run: &str,
+    release: &str,
+    history_line: &str,
+    pending: Option<u64>,
+) -> Script {
     Script::new(SWITCH)
         .arg(root)
         .arg(run)
         .arg(release)
         .arg(history_line)
+        .arg(pending.map(|q| q.to_string()).unwrap_or_default())
+}
+
+/// Confirms the rollout of `release` on the host (see `CONFIRM`).
+pub fn confirm(root: &str, run: &str, release: &str) -> Script {
+    Script::new(CONFIRM).arg(root).arg(run).arg(release)
 }
 
 pub fn cleanup(root: &str, run: &str) -> Script {
@@ -380,7 +418,7 @@ mod tests {
         // Another run broke this run's lock and holds it now.
         host.lock_for("theirs");
         for script in [
-            switch(&host.root(), "mine", "r2", "{}"),
+            switch(&host.root(), "mine", "r2", "{}", None),
             discard(&host.root(), "mine", "r2"),
             cleanup(&host.root(), "mine"),
         ] {
@@ -409,7 +447,7 @@ mod tests {
         host.lock_for("mine");
         let line = r#"{"id":"mine","release":"r2"}"#;
         assert_eq!(
-            host.run(&switch(&host.root(), "mine", "r2", line)),
+            host.run(&switch(&host.root(), "mine", "r2", line, None)),
             "releases/r1\n"
         );
         assert_eq!(host.current_target().as_deref(), Some("releases/r2"));
@@ -419,7 +457,7 @@ mod tests {
         );
         // An incomplete release is never switched to, and nothing is recorded.
         std::fs::create_dir_all(host.path().join("releases/r3")).unwrap();
-        let (_, stderr) = host.fails(&switch(&host.root(), "mine", "r3", "{}"));
+        let (_, stderr) = host.fails(&switch(&host.root(), "mine", "r3", "{}", None));
         assert!(stderr.contains("not complete"), "{stderr}");
         assert_eq!(
             std::fs::read_to_string(host.history())
@@ -427,6 +465,35 @@ mod tests {
                 .lines()
                 .count(),
             1
+        );
+    }
+
+    #[test]
+    fn a_switch_leaves_the_pending_record_the_agent_reads_and_the_confirmation_removes_it() {
+        let host = Host::set_up();
+        host.release("r1");
+        host.release("r2");
+        host.current("r1");
+        host.lock_for("mine");
+        let pending = host.path().join(".pmfleet/pending");
+        host.run(&switch(&host.root(), "mine", "r2", "{}", Some(30)));
+        let record: pmfleet_shared::protocol::Pending =
+            serde_json::from_str(&std::fs::read_to_string(&pending).unwrap()).unwrap();
+        assert_eq!(
+            (record.rollout.as_str(), record.release.as_str()),
+            ("mine", "r2")
+        );
+        assert_eq!((record.previous.as_str(), record.quiet_secs), ("r1", 30));
+        assert_eq!(host.run(&confirm(&host.root(), "mine", "r2")), "KEPT\n");
+        assert!(!pending.exists(), "confirmed: the host keeps r2 for good");
+        // A switch back (no pending) removes a pending record.
+        host.run(&switch(&host.root(), "mine", "r2", "{}", Some(30)));
+        host.run(&switch(&host.root(), "mine", "r1", "{}", None));
+        assert!(!pending.exists());
+        // The host went back by itself: the confirmation says so and keeps nothing.
+        assert!(
+            host.run(&confirm(&host.root(), "mine", "r2"))
+                .starts_with("WENT-BACK r1")
         );
     }
 }

@@ -440,8 +440,10 @@ impl PipeSpec for crate::ecosystem::App {
             instance_var: "NODE_APP_INSTANCE".into(),
             increment_var: None,
             healthcheck: None,
+            deploy_timeout_ms: None,
             cron_restart: None,
             metrics: None,
+            secrets_file: None,
         }
     }
 }

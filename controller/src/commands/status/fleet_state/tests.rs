@@ -36,6 +36,8 @@ fn host(
             vec![(runs.to_string(), vec!["web".to_string()])]
         },
         applying: false,
+        pending: None,
+        auto_reverted: None,
     }
 }
 
@@ -49,6 +51,8 @@ fn said(findings: &[Finding]) -> Vec<String> {
                 Finding::RolloutInProgress { .. } => "in progress",
                 Finding::Split { .. } => "split",
                 Finding::AtOdds { .. } => "at odds",
+                Finding::Pending { .. } => "pending",
+                Finding::AutoReverted { .. } => "auto-reverted",
             };
             match f.converge() {
                 Some(c) => format!("{kind}: {} | {}", f.message(), c.text()),
@@ -259,4 +263,49 @@ fn the_root_of_an_environment_is_found_by_its_path() {
             "{path}"
         );
     }
+}
+
+#[test]
+fn status_names_a_pending_switch_and_a_host_that_went_back_by_itself() {
+    let dead = record("dead", "deploy", "r2", "r1", "running");
+    let mut web1 = host(
+        "web1",
+        "r2",
+        "r2",
+        Some(dead.clone()),
+        Some(("dead", false)),
+    );
+    web1.pending = Some((
+        pmfleet_shared::protocol::Pending {
+            rollout: "dead".into(),
+            release: "r2".into(),
+            previous: "r1".into(),
+            since: 1,
+            quiet_secs: 30,
+        },
+        "goes back to r1 by itself in 12 s unless its rollout is confirmed".into(),
+    ));
+    let mut web2 = host("web2", "r1", "r1", Some(dead), None);
+    web2.auto_reverted = Some(pmfleet_shared::protocol::AutoReverted {
+        rollout: "dead".into(),
+        from: "r2".into(),
+        to: "r1".into(),
+        when: "2026-11-24T06:16:10Z".into(),
+        why: "rollout dead was not confirmed: its controller sent no heartbeat for 31 s".into(),
+        apps_back: true,
+    });
+    let found = findings("production", &[web1, web2]);
+    // After what the releases say (the interrupted rollout): what the hosts do by themselves.
+    let found = &found[found.len() - 2..];
+    let said = said(found);
+    assert_eq!(
+        said,
+        [
+            "pending: web1: r2 is pending (rollout dead): goes back to r1 by itself in 12 s unless its rollout is confirmed",
+            "auto-reverted: web2: went back from r2 to r1 by itself at 2026-11-24T06:16:10Z: rollout dead was not confirmed: its controller sent no heartbeat for 31 s",
+        ],
+        "{said:#?}"
+    );
+    assert!(found.iter().all(|f| !f.fails()));
+    assert!(found[1].concerns("web2") && !found[1].concerns("web1"));
 }

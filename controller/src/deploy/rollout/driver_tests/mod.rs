@@ -17,6 +17,7 @@ use crate::deploy::report::{Exit, HostReport, exit_for};
 use crate::output::Output;
 
 mod guarantees;
+mod rails;
 
 fn run(cancel: CancellationToken) -> Run {
     run_as("this-run", cancel)
@@ -46,6 +47,7 @@ fn deploy_cfg(n: usize, batch: Batch, max_fail: usize) -> Config {
             },
             batch,
             max_fail,
+            rails: Rails::default(),
         },
         env: "prod".into(),
         labels: (0..n).map(|i| format!("h{i}")).collect(),

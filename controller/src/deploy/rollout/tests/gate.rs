@@ -193,6 +193,7 @@ pub(super) fn rows() -> Vec<Row> {
                         since: "t".into(),
                         pid: 7,
                         machine: "laptop".into(),
+                        ..Holder::default()
                     }),
                     heartbeat_age: 2,
                     alive_here: Some(false),
@@ -239,6 +240,18 @@ pub(super) fn rows() -> Vec<Row> {
             and(connected(2), [Event::LockTaken(0)]),
             Event::LockRefused(1, held(3)),
             &["unlock 0", "wait"],
+        ),
+        row(
+            "--lock-wait does not wait for a manual lock: refused at once, with who and why",
+            waiting(all(2)),
+            and(connected(2), [Event::LockTaken(0)]),
+            Event::LockRefused(1, frozen()),
+            &[
+                "unlock 0",
+                &format!("0 aborted: {NOT_LOCKED}"),
+                "1 lock held: locked on purpose by alice@laptop since t: \"release freeze\": no deploy until `pmfleet deploy prod unlock`",
+                "finish",
+            ],
         ),
         row(
             "--lock-wait does not wait for a host that is not set up",

@@ -19,6 +19,7 @@ use crate::transport::TransportError;
 mod details;
 mod gate;
 mod prepare;
+mod rails;
 mod revert;
 mod switch;
 
@@ -59,6 +60,10 @@ fn show(action: &Action) -> String {
             release,
             vars,
         } => format!("apply-back {host} {release}{}", as_vars(release, vars)),
+        Action::RunRelease(h, r) => format!("release {h} {r}"),
+        Action::Watch(h, r) => format!("watch {h} {r}"),
+        Action::StopWatching(h) => format!("stop-watching {}", hosts(h)),
+        Action::Confirm(h) => format!("confirm {}", hosts(h)),
         Action::Cancel => "cancel".into(),
         Action::Info(m) => format!("info: {m}"),
         Action::Note(h, step, text) => format!("note {h} {step}: {text}"),
@@ -100,6 +105,7 @@ fn record(e: &Entry) -> String {
     let action = match e.action {
         RecordAction::Deploy => "",
         RecordAction::Revert => "revert ",
+        RecordAction::Setup | RecordAction::Unlock => "other ",
     };
     match &e.previous {
         Some(p) => format!("{action}{outcome} {}<-{p}", e.release),
@@ -123,6 +129,7 @@ fn deploy(n: usize, batch: Batch, max_fail: usize, agents: bool) -> Config {
             },
             batch,
             max_fail,
+            rails: Rails::default(),
         },
         env: "prod".into(),
         labels: labels(n),
@@ -130,6 +137,15 @@ fn deploy(n: usize, batch: Batch, max_fail: usize, agents: bool) -> Config {
         lock_wait: false,
         keep_releases: 5,
     }
+}
+
+/// A deploy with agents and `rails`.
+fn railed(n: usize, batch: Batch, max_fail: usize, rails: Rails) -> Config {
+    let mut cfg = deploy(n, batch, max_fail, true);
+    if let Plan::Deploy { rails: r, .. } = &mut cfg.plan {
+        *r = rails;
+    }
+    cfg
 }
 
 fn all(n: usize) -> Config {
@@ -196,6 +212,19 @@ fn hook_failed(step: Step) -> StepFailure {
     }
 }
 
+/// A manual lock (a freeze) by alice, with why.
+fn frozen() -> Refusal {
+    Refusal::Held {
+        holder: Some(Holder {
+            since: "t".into(),
+            ..Holder::manual("alice@laptop", "f1", Some("release freeze"))
+        }),
+        heartbeat_age: 3600,
+        alive_here: None,
+        env: "prod".into(),
+    }
+}
+
 fn held(age: u64) -> Refusal {
     Refusal::Held {
         holder: Some(Holder {
@@ -205,6 +234,7 @@ fn held(age: u64) -> Refusal {
             since: "t".into(),
             pid: 7,
             machine: String::new(),
+            ..Holder::default()
         }),
         heartbeat_age: age,
         alive_here: None,
@@ -357,6 +387,7 @@ fn the_rollout_table() {
     rows.extend(prepare::rows());
     rows.extend(switch::rows());
     rows.extend(revert::rows());
+    rows.extend(rails::rows());
     let count = rows.len();
     let mut failures = Vec::new();
     for row in rows {

@@ -1,0 +1,180 @@
+//! `pmfleet history`: the controller's audit trail and every host's `history.jsonl` from real
+//! deploys, reverts, setups and app commands on real sshd hosts, merged into one timeline;
+//! a torn line neither hides a run nor swallows the next record, and a forged line is shown
+//! harmlessly (no terminal escapes) and flagged as a host whose history disagrees.
+
+use std::io::Write;
+
+use pmfleet_testkit::git_repo::GitRepo;
+use pmfleet_testkit::project::{Project, Run};
+use pmfleet_testkit::sshd::{Fleet, SshHost};
+use pmfleet_testkit::{free_port, require_sshd};
+use serde_json::{Value, json};
+
+const SERVER_JS: &str = r#"require("http").createServer((req, res) => res.end("ok\n")).listen(process.env.PORT);
+"#;
+
+fn ok(run: &Run) {
+    assert_eq!(run.code, 0, "pmfleet failed:\n{}", run.all());
+}
+
+fn label(host: &SshHost) -> String {
+    format!("{}:{}", host.address(), host.port())
+}
+
+fn append(host: &SshHost, text: &str) {
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(host.root().join("app/.pmfleet/history.jsonl"))
+        .expect("the host's history")
+        .write_all(text.as_bytes())
+        .unwrap();
+}
+
+fn timeline(project: &Project, args: &[&str]) -> (i32, Value) {
+    let mut all = vec!["history", "production", "--json"];
+    all.extend_from_slice(args);
+    let run = project.pmfleet(&all);
+    let doc = serde_json::from_str(&run.stdout)
+        .unwrap_or_else(|e| panic!("not one JSON document ({e}):\n{}", run.all()));
+    (run.code, doc)
+}
+
+#[test]
+fn history_merges_every_run_across_hosts_and_survives_torn_and_forged_lines() {
+    require_sshd!();
+    let fleet = Fleet::start(2);
+    let app_port = free_port();
+    let agent_port = free_port();
+    // Cluster mode: each host's agent binds the port on its own address.
+    let apps = json!([{"name": "web", "script": "server.js", "exec_mode": "cluster",
+                       "instances": 1, "env": {"PORT": app_port}}]);
+    let repo = GitRepo::new();
+    repo.write("server.js", SERVER_JS);
+    repo.commit_file("ecosystem.json", &json!({ "apps": apps }).to_string(), "v1");
+    let project = Project::new(fleet.home.path());
+    let hosts: Vec<Value> = fleet
+        .hosts
+        .iter()
+        .map(|h| json!({"host": h.address(), "port": h.port(), "user": "root"}))
+        .collect();
+    project.write_ecosystem(&json!({
+        "apps": apps,
+        "deploy": {"production": {
+            "host": hosts, "ref": "main", "repo": repo.url(), "path": "/srv/app",
+            "fetch": "push", "agent": {"port": agent_port, "bind": "host"},
+        }}
+    }));
+    ok(&project.pmfleet(&["ca", "init"]));
+    ok(&project.pmfleet(&["deploy", "production", "setup"]));
+    ok(&project.pmfleet(&["deploy", "production"]));
+    let sha1 = repo.head();
+    repo.commit_file("VERSION", "2\n", "v2");
+    ok(&project.pmfleet(&["deploy", "production"]));
+    ok(&project.pmfleet(&["deploy", "production", "revert", "1"]));
+    ok(&project.pmfleet(&["app", "production", "restart", "web"]));
+
+    let (code, doc) = timeline(&project, &[]);
+    assert_eq!(code, 0, "{doc:#}");
+    let entries = doc["entries"].as_array().unwrap();
+    let actions: Vec<&str> = entries
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        ["setup", "deploy", "deploy", "revert", "app restart web"],
+        "{doc:#}"
+    );
+    for e in entries {
+        assert_eq!(e["performer"], "tester", "{e}");
+        assert!(e["disagreements"].as_array().unwrap().is_empty(), "{e}");
+        assert!(
+            e["duration_ms"].as_u64().is_some(),
+            "the controller's record: {e}"
+        );
+        for h in &fleet.hosts {
+            assert!(e["hosts"].get(label(h)).is_some(), "{} in {e}", label(h));
+        }
+    }
+    assert_eq!(entries[1]["sha"], sha1.as_str());
+    assert_eq!(entries[1]["ref"], "main");
+    assert_eq!(entries[1]["outcome"], "succeeded");
+    assert_eq!(entries[1]["hosts"][label(&fleet.hosts[0])], "ok");
+    assert_eq!(
+        entries[3]["release"], entries[1]["release"],
+        "reverted to r1"
+    );
+    assert!(
+        entries[3]["command"]
+            .as_str()
+            .unwrap()
+            .ends_with("deploy production revert 1"),
+        "{}",
+        entries[3]
+    );
+    assert!(doc["notes"].as_array().unwrap().is_empty(), "{doc:#}");
+
+    let (_, limited) = timeline(&project, &["--limit", "2"]);
+    let kept: Vec<&str> = limited["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(kept, ["revert", "app restart web"]);
+
+    let plain = project.pmfleet(&["history", "production"]);
+    ok(&plain);
+    assert!(
+        plain.stdout.starts_with("WHEN") && plain.stdout.contains("app restart web"),
+        "{}",
+        plain.all()
+    );
+
+    // A writer died half-way through its line on host 0: the next deploy still records, and
+    // the timeline still has every run.
+    append(&fleet.hosts[0], r#"{"id":"torn-run","action":"dep"#);
+    repo.commit_file("VERSION", "3\n", "v3");
+    ok(&project.pmfleet(&["deploy", "production"]));
+    let (code, doc) = timeline(&project, &[]);
+    assert_eq!(code, 0, "{doc:#}");
+    let last = doc["entries"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["sha"], repo.head().as_str(), "{doc:#}");
+    assert_eq!(last["hosts"][label(&fleet.hosts[0])], "ok", "{last}");
+    assert_eq!(doc["entries"].as_array().unwrap().len(), 6, "{doc:#}");
+
+    // A forged line with terminal escapes, claiming a release nobody deployed.
+    let forged = json!({
+        "id": "forged", "action": "deploy", "release": "20990101-000000-000",
+        "sha": "deadbeef", "ref": "main", "who": "\u{1b}[2J\u{1b}[31mmallory\r",
+        "when": "2099-01-01T00:00:00Z", "outcome": "success",
+    });
+    append(&fleet.hosts[0], &format!("{forged}\n"));
+    let plain = project.pmfleet(&["history", "production"]);
+    assert_eq!(
+        plain.code,
+        1,
+        "a disagreement exits non-zero:\n{}",
+        plain.all()
+    );
+    assert!(
+        plain.stdout.contains("?[2J?[31mmallory?"),
+        "shown with its escapes defused:\n{}",
+        plain.all()
+    );
+    assert!(!plain.stdout.contains('\u{1b}') && !plain.stdout.contains('\r'));
+    let (code, doc) = timeline(&project, &[]);
+    assert_eq!(code, 1);
+    let notes: Vec<&str> = doc["notes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_str().unwrap())
+        .collect();
+    assert!(
+        notes.iter().any(|n| n.starts_with(&label(&fleet.hosts[0]))
+            && n.contains("history ends on release 20990101-000000-000")),
+        "{notes:?}"
+    );
+}
