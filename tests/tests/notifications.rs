@@ -578,3 +578,120 @@ fn a_webhook_that_is_down_or_never_answers_neither_fails_nor_holds_the_deploy() 
     );
     assert!(!slow.at("/slower").is_empty());
 }
+
+#[test]
+fn a_host_that_goes_back_by_itself_reaches_json_slack_and_ntfy_webhooks_through_events_notify() {
+    require_sshd!();
+    let fleet = Fleet::start(1);
+    let host = &fleet.hosts[0];
+    let receiver = Receiver::start(Answer::Ok);
+    let app_port = free_port();
+    let repo = GitRepo::new();
+    repo.write("server.js", SERVER_JS);
+    repo.write("VERSION", "1\n");
+    let apps = json!([{"name": "web", "script": "server.js", "env": {"PORT": app_port}}]);
+    repo.commit_file(
+        "ecosystem.json",
+        &json!({ "apps": apps }).to_string(),
+        "apps",
+    );
+    let project = Project::new(fleet.home.path());
+    let events = ["auto_revert"];
+    let agent_port = free_port();
+    let ecosystem = |extra: Value| {
+        let mut env = json!({
+            "host": hosts_json(&fleet.hosts), "ref": "main", "repo": repo.url(),
+            "path": "/srv/app", "fetch": "push",
+            "agent": {"port": agent_port, "bind": "host"},
+            "notify": [
+                {"url": receiver.url("/json"), "events": events},
+                {"url": receiver.url("/slack"), "format": "slack", "events": events},
+                {"url": receiver.url("/ntfy"), "format": "ntfy", "events": events},
+            ],
+        });
+        if let (Some(env), Some(extra)) = (env.as_object_mut(), extra.as_object()) {
+            env.extend(extra.clone());
+        }
+        project.write_ecosystem(&json!({"apps": apps, "deploy": {"production": env}}));
+    };
+    ecosystem(json!({}));
+    ok(&project.pmfleet(&["ca", "init"]));
+    ok(&project.pmfleet(&["deploy", "production", "setup"]));
+    ok(&project.pmfleet(&["deploy", "production"]));
+    let old = current_release(host);
+    // A long watch window: the controller sits in it, holding the lock, when it is killed.
+    ecosystem(json!({"watch_period": "300s"}));
+
+    let mut watcher = project.spawn(&["events", "production", "--notify"]);
+    let lines = Arc::new(Mutex::new(Vec::<String>::new()));
+    {
+        let lines = lines.clone();
+        let stdout = watcher.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                lines.lock().unwrap().push(line);
+            }
+        });
+    }
+    // The stream is there once it shows a restart of `web`.
+    wait_until(WAIT, "pmfleet events to show a restart", || {
+        ok(&project.pmfleet(&["app", "production", "restart", "web"]));
+        lines.lock().unwrap().iter().any(|l| l.contains("web"))
+    });
+
+    repo.commit_file("VERSION", "2\n", "version 2");
+    let mut victim = project.spawn(&["deploy", "production"]);
+    let pending = host.root().join("app/.pmfleet/pending");
+    wait_until(WAIT, "the host switched, its switch pending", || {
+        assert!(
+            victim.try_wait().unwrap().is_none(),
+            "the deploy ended before it was killed"
+        );
+        pending.exists() && current_release(host) != old
+    });
+    let switched = current_release(host);
+    victim.kill().unwrap();
+    victim.wait().unwrap();
+
+    // No pmfleet command but `events --notify`: the host goes back once the run is silent
+    // for the quiet time, and says so.
+    let bound = Duration::from_secs(pmfleet_shared::protocol::QUIET_SECS) + WAIT;
+    wait_until(bound, "the auto_revert notification", || {
+        ["/json", "/slack", "/ntfy"]
+            .iter()
+            .all(|p| !receiver.at(p).is_empty())
+    });
+    let _ = watcher.kill();
+    let _ = watcher.wait();
+    assert_eq!(current_release(host), old, "the host went back");
+    let said = format!("from release {switched} to {old}");
+
+    let json = receiver.events("/json", "auto_revert");
+    assert_eq!(json.len(), 1, "{:?}", receiver.at("/json"));
+    let body = &json[0];
+    assert_eq!(body["env"], "production", "{body}");
+    assert_eq!(body["hosts"][0]["host"], host.address(), "{body}");
+    assert!(body.get("app").is_none(), "a whole root's event: {body}");
+    assert!(
+        body["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains(&said) && r.contains("/srv/app")),
+        "{body}"
+    );
+
+    let slack = receiver.at("/slack");
+    let text = slack[0].json()["text"].as_str().unwrap_or("").to_string();
+    assert!(
+        text.contains("*production: went back by itself*") && text.contains(&said),
+        "{text}"
+    );
+
+    let ntfy = &receiver.at("/ntfy")[0];
+    assert!(
+        ntfy.header("tags")
+            .is_some_and(|t| t.contains("auto_revert")),
+        "{ntfy:?}"
+    );
+    assert_eq!(ntfy.header("priority"), Some("high"), "{ntfy:?}");
+    assert!(ntfy.body.contains(&said), "{ntfy:?}");
+}

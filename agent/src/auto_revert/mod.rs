@@ -11,9 +11,10 @@
 //! switch — which the record names and which must be a complete release of that root: the
 //! agent may undo, never invent — records the switch in the history (a `revert`, by
 //! `pmfleet-agent`, with why), removes the record, runs that release's apps again (a rolling
-//! reload, their environment from its marker), writes `<root>/.pmfleet/auto-reverted`, and
-//! gives the lock back. `status` shows a pending record with what the agent will do about it,
-//! and the last time the host went back by itself.
+//! reload, their environment from its marker), writes `<root>/.pmfleet/auto-reverted`, gives
+//! the lock back, and tells every `events` subscriber ([`EventKind::AutoReverted`]). `status`
+//! shows a pending record with what the agent will do about it, and the last time the host
+//! went back by itself.
 
 pub mod decide;
 pub mod root_files;
@@ -21,7 +22,7 @@ pub mod root_files;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-use pmfleet_shared::protocol::{ApplyRelease, AutoReverted, Pending};
+use pmfleet_shared::protocol::{ApplyRelease, AutoReverted, EventKind, Pending};
 use tokio_util::sync::CancellationToken;
 
 use crate::api::deploy_roots::read_small;
@@ -200,6 +201,19 @@ async fn go_back(
         tracing::warn!(root = %root.path.display(), "could not record going back: {e}");
     }
     root.release_lock(&id);
+    sup.announce(EventKind::AutoReverted, announcement(&root.path, &record));
+}
+
+/// The message of the [`EventKind::AutoReverted`] event: from which release to which, where,
+/// and why.
+fn announcement(root: &Path, record: &AutoReverted) -> String {
+    format!(
+        "went back by itself from release {} to {} in {}: {}",
+        record.from,
+        record.to,
+        root.display(),
+        record.why
+    )
 }
 
 /// Runs the apps of `release` again; whether they all came back, and what was said.

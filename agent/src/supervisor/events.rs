@@ -41,7 +41,10 @@ impl EventStream {
     pub async fn next(&mut self) -> Option<AgentEvent> {
         loop {
             match self.rx.recv().await {
-                Ok(ev) if self.app.as_ref().is_none_or(|a| *a == ev.app) => return Some(ev),
+                // An event of a whole deploy root (empty app) concerns every app.
+                Ok(ev) if ev.app.is_empty() || self.app.as_ref().is_none_or(|a| *a == ev.app) => {
+                    return Some(ev);
+                }
                 Ok(_) => continue,
                 Err(RecvError::Lagged(n)) => {
                     return Some(AgentEvent {
@@ -133,6 +136,22 @@ mod tests {
             all += 1;
         }
         assert_eq!(all, 4);
+    }
+
+    /// An event of a whole deploy root (no app) reaches a stream that follows one app too.
+    #[tokio::test]
+    async fn a_root_event_reaches_every_stream() {
+        let tx = broadcast::channel(16).0;
+        let mut api = EventStream::new(&tx, Some("api".into()));
+        for (app, n) in [("worker", 0), ("", 1), ("api", 2)] {
+            tx.send(event(app, n)).unwrap();
+        }
+        drop(tx);
+        let mut seen = Vec::new();
+        while let Some(ev) = api.next().await {
+            seen.push(ev.instance);
+        }
+        assert_eq!(seen, [Some(1), Some(2)]);
     }
 
     /// A subscriber that fell behind gets one `lagged` event saying how many it lost, then

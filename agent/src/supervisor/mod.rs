@@ -65,7 +65,7 @@ use std::path::PathBuf;
 use std::sync::atomic::AtomicU32;
 use std::sync::{Arc, Mutex};
 
-use pmfleet_shared::protocol::AgentEvent;
+use pmfleet_shared::protocol::{AgentEvent, EventKind};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -151,6 +151,12 @@ impl Supervisor {
     /// exist yet: a subscriber may watch an app being started.
     pub fn subscribe(&self, app: Option<String>) -> EventStream {
         EventStream::new(&self.inner.events, app)
+    }
+
+    /// Tells every subscriber about something that happened to a whole deploy root rather
+    /// than to one app (a release gone back by itself).
+    pub fn announce(&self, kind: EventKind, message: impl Into<String>) {
+        self.inner.emit("", None, None, kind, message);
     }
 }
 

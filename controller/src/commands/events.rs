@@ -1,7 +1,8 @@
 //! `pmfleet events [file] <env> [app]`: the agents' lifecycle events (started, online, exited,
 //! restarting, errored, reloads, releases applied) from every host, as they happen. With
-//! `--notify` it also tells the environment's webhooks about crash loops, errored instances
-//! and memory restarts (run it as a service next to the fleet): the agents never call out.
+//! `--notify` it also tells the environment's webhooks about crash loops, errored instances,
+//! memory restarts and hosts that went back by themselves (run it as a service next to the
+//! fleet): the agents never call out.
 
 use clap::Args;
 use pmfleet_shared::protocol::{Request, Response};
@@ -27,8 +28,8 @@ pub struct EventsArgs {
     /// One JSON object per event.
     #[arg(long)]
     pub json: bool,
-    /// Also send crash loops, errored instances and memory restarts to the environment's
-    /// `notify` webhooks.
+    /// Also send crash loops, errored instances, memory restarts and hosts gone back by
+    /// themselves to the environment's `notify` webhooks.
     #[arg(long)]
     pub notify: bool,
 }
@@ -66,7 +67,7 @@ pub async fn run(args: EventsArgs) -> Exit {
                 && let Some(kind) = crate::notify::message::from_agent_event(&event)
             {
                 let mut m = Message::new(kind, env, who);
-                m.app = Some(event.app.clone());
+                m.app = (!event.app.is_empty()).then(|| event.app.clone());
                 m.hosts = vec![HostOutcome {
                     host: host.to_owned(),
                     outcome: kind.name().replace('_', " "),

@@ -124,4 +124,39 @@ mod tests {
         assert!(header("Tags").contains("deploy_failed"));
         assert_eq!(String::from_utf8(ntfy.bytes).unwrap(), "by tester");
     }
+
+    #[test]
+    fn a_host_gone_back_by_itself_is_bad_news_in_every_format() {
+        let mut m = Message::new(NotifyEvent::AutoRevert, "production", "pmfleet-agent");
+        m.reason = Some("went back by itself from release b to a in /srv/app: no heartbeat".into());
+        let json: serde_json::Value =
+            serde_json::from_slice(&body(NotifyFormat::Json, &m).bytes).unwrap();
+        assert_eq!(json["event"], "auto_revert");
+        assert!(
+            json["reason"]
+                .as_str()
+                .unwrap()
+                .contains("from release b to a")
+        );
+        let slack: serde_json::Value =
+            serde_json::from_slice(&body(NotifyFormat::Slack, &m).bytes).unwrap();
+        let text = slack["text"].as_str().unwrap();
+        assert!(
+            text.starts_with(":x: *production: went back by itself*")
+                && text.contains("reason: went back by itself from release b to a"),
+            "{text}"
+        );
+        let ntfy = body(NotifyFormat::Ntfy, &m);
+        assert!(ntfy.headers.contains(&("Priority", "high".to_owned())));
+        assert!(
+            ntfy.headers
+                .iter()
+                .any(|(n, v)| *n == "Tags" && v.ends_with(",auto_revert"))
+        );
+        assert!(
+            String::from_utf8(ntfy.bytes)
+                .unwrap()
+                .contains("from release b to a")
+        );
+    }
 }

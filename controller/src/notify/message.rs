@@ -83,6 +83,7 @@ impl Message {
             NotifyEvent::CrashLoop => "crash loop",
             NotifyEvent::Errored => "errored",
             NotifyEvent::MemoryRestart => "memory restart",
+            NotifyEvent::AutoRevert => "went back by itself",
         };
         let mut title = format!("{}: {what}", self.env);
         if let Some(app) = &self.app {
@@ -127,7 +128,8 @@ impl Message {
 }
 
 /// Which notification an agent's event is, if any: a crash loop (errored after too many
-/// unstable restarts), another errored instance, a restart for `max_memory_restart`.
+/// unstable restarts), another errored instance, a restart for `max_memory_restart`, a host
+/// that went back by itself.
 pub fn from_agent_event(event: &AgentEvent) -> Option<NotifyEvent> {
     match event.kind {
         EventKind::Errored if event.message.contains("unstable restarts") => {
@@ -137,6 +139,7 @@ pub fn from_agent_event(event: &AgentEvent) -> Option<NotifyEvent> {
         EventKind::Restarting if event.message.contains("max_memory_restart") => {
             Some(NotifyEvent::MemoryRestart)
         }
+        EventKind::AutoReverted => Some(NotifyEvent::AutoRevert),
         _ => None,
     }
 }
@@ -189,6 +192,14 @@ mod tests {
             ),
             (event(EventKind::Restarting, "exit code 1; in 100 ms"), None),
             (event(EventKind::Started, ""), None),
+            (
+                event(
+                    EventKind::AutoReverted,
+                    "went back by itself from release b to a in /srv/app: no heartbeat",
+                ),
+                Some(NotifyEvent::AutoRevert),
+            ),
+            (event(EventKind::Lagged, "missed 3 events"), None),
         ];
         for (e, expected) in rows {
             assert_eq!(from_agent_event(&e), expected, "{e:?}");

@@ -62,10 +62,12 @@ pub enum NotifyEvent {
     Errored,
     /// From the agents: an instance passed `max_memory_restart` and was restarted.
     MemoryRestart,
+    /// From the agents: a host went back by itself (its switch was never confirmed).
+    AutoRevert,
 }
 
 impl NotifyEvent {
-    pub const ALL: [NotifyEvent; 9] = [
+    pub const ALL: [NotifyEvent; 10] = [
         NotifyEvent::DeployStarted,
         NotifyEvent::DeploySucceeded,
         NotifyEvent::DeployFailed,
@@ -75,6 +77,7 @@ impl NotifyEvent {
         NotifyEvent::CrashLoop,
         NotifyEvent::Errored,
         NotifyEvent::MemoryRestart,
+        NotifyEvent::AutoRevert,
     ];
 
     /// As written in the file and in messages.
@@ -89,6 +92,7 @@ impl NotifyEvent {
             NotifyEvent::CrashLoop => "crash_loop",
             NotifyEvent::Errored => "errored",
             NotifyEvent::MemoryRestart => "memory_restart",
+            NotifyEvent::AutoRevert => "auto_revert",
         }
     }
 

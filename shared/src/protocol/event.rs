@@ -13,7 +13,8 @@ pub struct AgentEvent {
     /// When it happened, in milliseconds since the Unix epoch (the agent's clock).
     pub at_ms: u64,
     /// The app it happened to. For [`EventKind::Lagged`]: the subscription's app, or empty
-    /// when it follows every app.
+    /// when it follows every app. Empty for an event of a whole deploy root
+    /// ([`EventKind::AutoReverted`]), which every subscriber is sent.
     pub app: String,
     /// The slot (0..instances) for an instance's event; `None` for an event of the whole app.
     #[serde(default)]
@@ -63,6 +64,9 @@ pub enum EventKind {
     ReleaseFailed,
     /// This subscriber fell behind and missed events; the message says how many.
     Lagged,
+    /// A deploy root went back by itself: its switch was never confirmed, so the agent
+    /// switched `current` back; the message says from which release to which, and why.
+    AutoReverted,
 }
 
 impl std::fmt::Display for EventKind {
@@ -83,6 +87,7 @@ impl std::fmt::Display for EventKind {
             EventKind::ReleaseApplied => "release_applied",
             EventKind::ReleaseFailed => "release_failed",
             EventKind::Lagged => "lagged",
+            EventKind::AutoReverted => "auto_reverted",
         })
     }
 }
@@ -109,6 +114,7 @@ mod tests {
             EventKind::ReleaseApplied,
             EventKind::ReleaseFailed,
             EventKind::Lagged,
+            EventKind::AutoReverted,
         ];
         for k in kinds {
             assert_eq!(serde_json::to_value(k).unwrap(), k.to_string());
