@@ -128,6 +128,16 @@ impl Origin {
         })
     }
 
+    /// The role as a record names it: `admin`, `deploy`, `read`, `no role` (unmarked),
+    /// `local`.
+    pub fn role_name(self) -> String {
+        match self {
+            Origin::Local => "local".to_string(),
+            Origin::Remote(role) => role.to_string(),
+            Origin::Unmarked => "no role".to_string(),
+        }
+    }
+
     /// Whether answers to this origin must have their env values redacted: every remote one.
     pub fn redacts(self) -> bool {
         matches!(self, Origin::Remote(_) | Origin::Unmarked)

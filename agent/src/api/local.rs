@@ -62,6 +62,7 @@ async fn serve(
         budget: None,
         tls,
         upgrader,
+        client: None,
     };
     let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {

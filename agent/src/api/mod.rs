@@ -9,6 +9,8 @@
 //!   port or the mutual-TLS port, as `<home>/metrics` says.
 //! - [`admission`]: the connection slots of the TLS endpoint (handshakes, sessions).
 //! - [`release_gate`]: what a remote `apply_release` may name (a release SSH put on the host).
+//! - [`app_record`]: app commands asked over mutual TLS, appended to the audit file of the
+//!   deploy root their app runs from.
 //! - [`deploy_roots`]: what `status` says about each deploy root (`current`, the rollout
 //!   record, the lock, which release each app runs), read from what SSH wrote.
 //! - `session`: one connection's request loop and the streamed `logs` and `events`, shared by
@@ -16,6 +18,7 @@
 
 pub mod access;
 pub mod admission;
+pub mod app_record;
 pub mod deploy_roots;
 pub mod local;
 pub mod metrics_http;

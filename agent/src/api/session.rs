@@ -51,6 +51,9 @@ pub(crate) struct Session {
     pub tls: Option<TlsControl>,
     /// What `upgrade` needs; `None` where it is not served (remote clients, tests).
     pub upgrader: Option<Upgrader>,
+    /// A remote client's name, from its certificate: who an app command is recorded as
+    /// ([`super::app_record`]). `None` on the local socket, which records nothing.
+    pub client: Option<String>,
 }
 
 impl Session {
@@ -192,9 +195,46 @@ impl Session {
                     return self.upgrade(stream, &binary, handover).await;
                 }
                 req => {
+                    let recorded = self.to_record(&req);
                     let resp = super::dispatch(&self.sup, req).await;
+                    if let Some((command, roots)) = recorded {
+                        self.record(&command, &roots, &resp);
+                    }
                     self.send(stream, resp).await?;
                 }
+            }
+        }
+    }
+
+    /// An app command from a remote client, and the deploy roots its app runs from (read
+    /// before it runs: a deleted app is gone after).
+    fn to_record(&self, req: &Request) -> Option<(String, Vec<PathBuf>)> {
+        if !self.origin.redacts() {
+            return None;
+        }
+        let (command, app) = super::app_record::command(req)?;
+        let roots = super::app_record::roots_for(&self.sup, app.as_deref());
+        (!roots.is_empty()).then_some((command, roots))
+    }
+
+    /// Appends the command and its answer to each root's audit file; what cannot be written
+    /// is a warning in the agent's log, never a failed command.
+    fn record(&self, command: &str, roots: &[PathBuf], resp: &Response) {
+        let who = format!(
+            "{} ({})",
+            self.client.as_deref().unwrap_or("unnamed certificate"),
+            self.origin.role_name()
+        );
+        let line = super::app_record::entry(
+            &super::app_record::record_id(),
+            command,
+            &who,
+            &super::app_record::now_rfc3339(),
+            resp,
+        );
+        for root in roots {
+            if let Err(e) = super::app_record::append(root, &line) {
+                tracing::warn!(root = %root.display(), "could not record `{command}`: {e}");
             }
         }
     }

@@ -139,6 +139,7 @@ pub async fn run(listener: TcpListener, endpoint: Endpoint, stop: Stop) {
         ))),
         tls: None,
         upgrader: None,
+        client: None,
     };
     let slots = Arc::new(Slots {
         handshakes: Mutex::new(Handshakes::new(
@@ -226,6 +227,7 @@ async fn serve_authenticated(
     tracing::debug!(%peer, role = %shown, "mutual TLS: client accepted");
     let session = Session {
         origin: Origin::remote(role),
+        client: peer_name(stream),
         ..session.clone()
     };
     if let Err(e) = session.serve(stream).await {
@@ -273,6 +275,12 @@ fn peer_role(stream: &TlsStream<TcpStream>) -> Result<Option<Role>, String> {
         .and_then(|chain| chain.first())
         .ok_or("no client certificate")?;
     pmfleet_shared::tls::role_of(cert).map_err(|e| format!("the client certificate's role: {e}"))
+}
+
+/// The name in the verified client certificate (its common name).
+fn peer_name(stream: &TlsStream<TcpStream>) -> Option<String> {
+    let cert = stream.get_ref().1.peer_certificates()?.first()?;
+    pmfleet_shared::tls::name_of(cert)
 }
 
 /// Answer with one error and end the connection (the client reads it as the answer to its

@@ -10,7 +10,8 @@
 //! - [`certs_from_pem`], [`key_from_pem`], [`crls_from_pem`], [`read_pem_file`]: PEM text from
 //!   files or environment variables.
 //! - [`make_csr`]: what a host runs to get its certificate without its key leaving it.
-//! - [`Role`], [`role_of`]: what a client certificate allows (see the `role` module).
+//! - [`Role`], [`role_of`]: what a client certificate allows (see the `role` module);
+//!   [`name_of`]: whom it names.
 //! - [`accept_with_timeout`], [`connect_with_timeout`], [`handshake_over`]: handshakes with a deadline.
 //!
 //! The frames carried inside the connection are [`crate::protocol`]'s.
@@ -27,7 +28,7 @@ pub use io::{
     Phase, accept_alpn_with_timeout, accept_with_timeout, connect_with_timeout, handshake_over,
 };
 pub use pem::{certs_from_pem, crls_from_pem, key_from_pem, read_pem_file};
-pub use role::{ROLE_UNIT_PREFIX, Role, RoleError, role_of};
+pub use role::{ROLE_UNIT_PREFIX, Role, RoleError, name_of, role_of};
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -95,6 +95,14 @@ pub fn role_of(cert_der: &[u8]) -> Result<Option<Role>, RoleError> {
     Ok(found)
 }
 
+/// The common name in a certificate's subject (DER) — `controller:alice@laptop`,
+/// `client:ci` — to say who asked for something; `None` when it has none or is not X.509.
+pub fn name_of(cert_der: &[u8]) -> Option<String> {
+    let (_, cert) = x509_parser::parse_x509_certificate(cert_der).ok()?;
+    let name = cert.subject().iter_common_name().next()?.as_str().ok()?;
+    Some(name.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -133,6 +141,11 @@ mod tests {
             assert_eq!(role_of(&cert_with_units(units)), want, "{units:?}");
         }
         assert!(matches!(role_of(b"junk"), Err(RoleError::NotX509(_))));
+        assert_eq!(
+            name_of(&cert_with_units(&[])).as_deref(),
+            Some("client:test")
+        );
+        assert_eq!(name_of(b"junk"), None);
     }
 
     #[test]
