@@ -178,3 +178,167 @@ fn history_merges_every_run_across_hosts_and_survives_torn_and_forged_lines() {
         "{notes:?}"
     );
 }
+
+/// The hosts' audit records (`.pmfleet/audit.jsonl`) of `host`, one JSON value per line.
+fn audit_records(host: &SshHost) -> Vec<Value> {
+    std::fs::read_to_string(host.root().join("app/.pmfleet/audit.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+#[test]
+fn a_manual_lock_and_its_release_are_recorded_on_every_host_and_shown_by_history() {
+    require_sshd!();
+    let fleet = Fleet::start(2);
+    let repo = GitRepo::new();
+    repo.write("server.js", SERVER_JS);
+    let apps = json!([{"name": "web", "script": "server.js", "env": {"PORT": free_port()}}]);
+    repo.commit_file("ecosystem.json", &json!({ "apps": apps }).to_string(), "v1");
+    let project = Project::new(fleet.home.path());
+    let hosts: Vec<Value> = fleet
+        .hosts
+        .iter()
+        .map(|h| json!({"host": h.address(), "port": h.port(), "user": "root"}))
+        .collect();
+    project.write_ecosystem(&json!({
+        "apps": apps,
+        "deploy": {"production": {
+            "host": hosts, "ref": "main", "repo": repo.url(), "path": "/srv/app",
+            "fetch": "push", "agent": {"port": free_port(), "bind": "host"},
+        }}
+    }));
+    ok(&project.pmfleet(&["ca", "init"]));
+    ok(&project.pmfleet(&["deploy", "production", "setup"]));
+    let why = "release freeze until Monday";
+    ok(&project.pmfleet(&["deploy", "production", "lock", "--message", why]));
+    ok(&project.pmfleet(&["deploy", "production", "unlock"]));
+
+    for host in &fleet.hosts {
+        let records = audit_records(host);
+        let lock = records
+            .iter()
+            .find(|r| r["action"] == "lock")
+            .unwrap_or_else(|| panic!("{}: no lock record in {records:?}", label(host)));
+        assert_eq!(lock["who"], "tester", "{lock}");
+        assert_eq!(lock["message"], why, "{lock}");
+        assert_eq!(lock["outcome"], "success", "{lock}");
+        let unlock = records
+            .iter()
+            .find(|r| r["action"] == "unlock")
+            .unwrap_or_else(|| panic!("{}: no unlock record in {records:?}", label(host)));
+        assert_eq!(unlock["who"], "tester", "{unlock}");
+        assert!(
+            unlock["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("released the manual lock of tester")),
+            "{unlock}"
+        );
+    }
+
+    let (code, doc) = timeline(&project, &[]);
+    assert_eq!(code, 0, "{doc:#}");
+    let entries = doc["entries"].as_array().unwrap();
+    let actions: Vec<&str> = entries
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["setup", "lock", "unlock"], "{doc:#}");
+    let lock = &entries[1];
+    assert_eq!(lock["performer"], "tester", "{lock}");
+    assert_eq!(lock["message"], why, "{lock}");
+    assert_eq!(
+        lock["outcome"], "succeeded",
+        "the controller's record: {lock}"
+    );
+    assert!(
+        lock["command"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("lock --message '{why}'")),
+        "{lock}"
+    );
+    for h in &fleet.hosts {
+        assert_eq!(lock["hosts"][label(h)], "ok", "{lock}");
+        assert_eq!(entries[2]["hosts"][label(h)], "ok", "{}", entries[2]);
+    }
+    let plain = project.pmfleet(&["history", "production"]);
+    ok(&plain);
+    assert!(plain.stdout.contains(why), "{}", plain.all());
+}
+
+#[test]
+fn app_commands_over_mutual_tls_are_recorded_by_each_agent_and_joined_in_history() {
+    require_sshd!();
+    let fleet = Fleet::start(2);
+    let repo = GitRepo::new();
+    repo.write("server.js", SERVER_JS);
+    // Cluster mode: each host's agent binds the port on its own address.
+    let apps = json!([{"name": "web", "script": "server.js", "exec_mode": "cluster",
+                       "instances": 1, "env": {"PORT": free_port()}}]);
+    repo.commit_file("ecosystem.json", &json!({ "apps": apps }).to_string(), "v1");
+    let project = Project::new(fleet.home.path());
+    let hosts: Vec<Value> = fleet
+        .hosts
+        .iter()
+        .map(|h| json!({"host": h.address(), "port": h.port(), "user": "root"}))
+        .collect();
+    project.write_ecosystem(&json!({
+        "apps": apps,
+        "deploy": {"production": {
+            "host": hosts, "ref": "main", "repo": repo.url(), "path": "/srv/app",
+            "fetch": "push", "agent": {"port": free_port(), "bind": "host"},
+        }}
+    }));
+    ok(&project.pmfleet(&["ca", "init"]));
+    ok(&project.pmfleet(&["deploy", "production", "setup"]));
+    ok(&project.pmfleet(&["deploy", "production"]));
+    ok(&project.pmfleet(&["app", "production", "restart", "web"]));
+    ok(&project.pmfleet(&["app", "production", "stop", "web"]));
+
+    for host in &fleet.hosts {
+        let records = audit_records(host);
+        let apps: Vec<&Value> = records.iter().filter(|r| r["action"] == "app").collect();
+        assert_eq!(apps.len(), 2, "{}: {records:?}", label(host));
+        for (r, command) in apps.iter().zip(["app restart web", "app stop web"]) {
+            let who = r["who"].as_str().unwrap_or("");
+            assert!(
+                who.starts_with("controller:") && who.ends_with("(admin)"),
+                "the certificate's name and role: {r}"
+            );
+            assert_eq!(r["outcome"], "success", "{r}");
+            assert!(
+                r["message"]
+                    .as_str()
+                    .is_some_and(|m| m.starts_with(command)),
+                "{r}"
+            );
+            assert!(r["when"].as_str().is_some_and(|w| w.ends_with('Z')), "{r}");
+        }
+    }
+
+    let (code, doc) = timeline(&project, &[]);
+    assert_eq!(code, 0, "{doc:#}");
+    let entries = doc["entries"].as_array().unwrap();
+    let actions: Vec<&str> = entries
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        ["setup", "deploy", "app restart web", "app stop web"],
+        "each host's record joins the controller's: {doc:#}"
+    );
+    let stop = &entries[3];
+    assert_eq!(stop["performer"], "tester", "{stop}");
+    assert!(
+        stop["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("app stop web")),
+        "the agents' word: {stop}"
+    );
+    for h in &fleet.hosts {
+        assert_eq!(stop["hosts"][label(h)], "ok", "{stop}");
+    }
+}

@@ -1,7 +1,9 @@
 //! One timeline of an environment from the controller's audit records and every host's
 //! `history.jsonl`, joined by run id, newest last — and where the hosts disagree: a run some
 //! hosts recorded and a reachable host did not, a run whose hosts name different releases or
-//! SHAs, a host whose release line ends elsewhere than the others'. Pure.
+//! SHAs, a host whose release line ends elsewhere than the others'. A host's record of an app
+//! command joins the controller's record of it by action, host and time (the agent that wrote
+//! it never saw the controller's run id). Pure.
 
 use std::collections::BTreeMap;
 
@@ -31,6 +33,10 @@ pub struct Entry {
     pub duration_ms: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub command: Option<String>,
+    /// What the hosts' records say of the run beyond its outcome (why a lock was taken, whose
+    /// lock `unlock` released, why a host went back by itself): the first one read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
     /// Host → what its history says (its last record of the run), or what the controller saw
     /// when the host's history has no record of it.
     pub hosts: BTreeMap<String, String>,
@@ -62,14 +68,54 @@ fn outcome_word(o: history::Outcome) -> &'static str {
     }
 }
 
-fn action_word(a: history::Action) -> &'static str {
-    match a {
-        history::Action::Deploy => "deploy",
-        history::Action::Revert => "revert",
-        history::Action::Setup => "setup",
-        history::Action::Unlock => "unlock",
+/// What a host's record is: its action, or for an app command the command itself (`app
+/// restart web`, from its message).
+fn action_word(r: &Record) -> String {
+    match r.action {
+        history::Action::Deploy => "deploy".into(),
+        history::Action::Revert => "revert".into(),
+        history::Action::Setup => "setup".into(),
+        history::Action::Unlock => "unlock".into(),
+        history::Action::Lock => "lock".into(),
+        history::Action::App => {
+            let message = r.message.as_deref().unwrap_or("app");
+            message.split(": ").next().unwrap_or(message).to_owned()
+        }
     }
 }
+
+fn seconds(rfc3339: &str) -> Option<i64> {
+    time::OffsetDateTime::parse(rfc3339, &time::format_description::well_known::Rfc3339)
+        .ok()
+        .map(time::OffsetDateTime::unix_timestamp)
+}
+
+/// The controller's app command that a host's agent recorded as `r`: the agent does not know
+/// the controller's run id, so it is the one of that action, naming that host, during which
+/// (give or take [`APP_SLACK_SECS`]) the agent wrote its record.
+fn app_run_of<'a>(r: &Record, host: &str, controller: &'a [AuditRecord]) -> Option<&'a str> {
+    if r.action != history::Action::App {
+        return None;
+    }
+    let when = seconds(&r.when)?;
+    let action = action_word(r);
+    controller
+        .iter()
+        .find(|c| {
+            let Some(start) = seconds(&c.started) else {
+                return false;
+            };
+            let end = start + i64::try_from(c.duration_ms / 1000).unwrap_or(i64::MAX / 2);
+            c.action == action
+                && c.hosts.iter().any(|h| h.host == host)
+                && (start - APP_SLACK_SECS..=end + APP_SLACK_SECS).contains(&when)
+        })
+        .map(|c| c.id.as_str())
+}
+
+/// How far apart the controller's and a host's clocks (and seconds) may be for an app
+/// command's two records to be one run.
+const APP_SLACK_SECS: i64 = 5;
 
 fn non_empty(s: &str) -> Option<String> {
     (!s.is_empty()).then(|| s.to_owned())
@@ -90,10 +136,11 @@ pub fn merge(controller: &[AuditRecord], hosts: &[HostHistory], limit: usize) ->
             }
         };
         for (order, r) in records.iter().enumerate() {
-            let entry = entries.entry(r.id.clone()).or_insert_with(|| Entry {
-                id: r.id.clone(),
+            let id = app_run_of(r, host, controller).unwrap_or(&r.id).to_owned();
+            let entry = entries.entry(id.clone()).or_insert_with(|| Entry {
+                id,
                 when: r.when.clone(),
-                action: action_word(r.action).to_owned(),
+                action: action_word(r),
                 release: non_empty(&r.release),
                 sha: non_empty(&r.sha),
                 git_ref: non_empty(&r.git_ref),
@@ -101,10 +148,14 @@ pub fn merge(controller: &[AuditRecord], hosts: &[HostHistory], limit: usize) ->
                 outcome: None,
                 duration_ms: None,
                 command: None,
+                message: None,
                 hosts: BTreeMap::new(),
                 disagreements: Vec::new(),
                 order,
             });
+            if entry.message.is_none() && !matches!(r.action, history::Action::Deploy) {
+                entry.message = r.message.clone();
+            }
             if r.when < entry.when {
                 entry.when = r.when.clone();
             }
@@ -130,6 +181,7 @@ pub fn merge(controller: &[AuditRecord], hosts: &[HostHistory], limit: usize) ->
             outcome: None,
             duration_ms: None,
             command: None,
+            message: None,
             hosts: BTreeMap::new(),
             disagreements: Vec::new(),
             order,
@@ -137,6 +189,7 @@ pub fn merge(controller: &[AuditRecord], hosts: &[HostHistory], limit: usize) ->
         entry.when = c.started.clone();
         entry.order = order;
         entry.action = c.action.clone();
+        entry.performer = c.performer.clone();
         entry.outcome = Some(c.outcome.clone());
         entry.duration_ms = Some(c.duration_ms);
         entry.command = Some(c.command.clone());
@@ -382,5 +435,80 @@ mod tests {
         let t = merge(&[], &hosts, 1);
         assert_eq!(t.entries.len(), 1);
         assert_eq!(t.entries[0].id, "b");
+    }
+
+    #[test]
+    fn a_lock_shows_why_it_was_taken_and_joins_the_controllers_record() {
+        let lock = |host_when: &str| Record {
+            action: Action::Lock,
+            release: String::new(),
+            sha: String::new(),
+            git_ref: String::new(),
+            message: Some("release freeze".into()),
+            ..rec("l", "", host_when, Outcome::Success)
+        };
+        let hosts: Vec<HostHistory> = vec![
+            ("web1".into(), Ok(vec![lock("2026-01-01T00:00:01Z")])),
+            ("web2".into(), Ok(vec![lock("2026-01-01T00:00:02Z")])),
+        ];
+        let mut c = audit("l", &[("web1", "ok"), ("web2", "ok")]);
+        c.action = "lock".into();
+        let t = merge(&[c], &hosts, 10);
+        assert_eq!(t.entries.len(), 1, "{t:?}");
+        let e = &t.entries[0];
+        assert_eq!(e.action, "lock");
+        assert_eq!(e.message.as_deref(), Some("release freeze"));
+        assert_eq!(e.outcome.as_deref(), Some("succeeded"));
+        assert!(e.disagreements.is_empty() && t.notes.is_empty(), "{t:?}");
+        // A deploy's per-host message is not the run's.
+        let mut failed = rec("d", "r1", "2026-01-01T00:00:03Z", Outcome::Failed);
+        failed.message = Some("post-deploy exited with 1".into());
+        let t = merge(&[], &[("web1".into(), Ok(vec![failed]))], 10);
+        assert_eq!(t.entries[0].message, None);
+    }
+
+    #[test]
+    fn an_agents_record_of_an_app_command_joins_the_controllers_run_or_stands_alone() {
+        let app = |when: &str, who: &str| Record {
+            id: format!("app-{when}"),
+            action: Action::App,
+            release: String::new(),
+            sha: String::new(),
+            git_ref: String::new(),
+            who: who.into(),
+            message: Some("app restart web: restarted web".into()),
+            ..rec("", "", when, Outcome::Success)
+        };
+        let mut c = audit("z", &[("web1", "ok"), ("web2", "ok")]);
+        c.action = "app restart web".into();
+        c.started = "2026-01-01T00:01:00Z".into();
+        let cert = "controller:tester@m (admin)";
+        let hosts: Vec<HostHistory> = vec![
+            ("web1".into(), Ok(vec![app("2026-01-01T00:01:01Z", cert)])),
+            (
+                "web2".into(),
+                Ok(vec![
+                    app("2026-01-01T00:01:02Z", cert),
+                    // Another client, an hour later: a run of its own.
+                    app("2026-01-01T01:00:00Z", "client:ci (deploy)"),
+                ]),
+            ),
+        ];
+        let t = merge(std::slice::from_ref(&c), &hosts, 10);
+        assert_eq!(t.entries.len(), 2, "{t:#?}");
+        let joined = &t.entries[0];
+        assert_eq!(joined.id, "z");
+        assert_eq!(joined.action, "app restart web");
+        assert_eq!(joined.performer, "tester", "the controller's word");
+        assert_eq!(joined.hosts.len(), 2);
+        assert_eq!(
+            joined.message.as_deref(),
+            Some("app restart web: restarted web")
+        );
+        let alone = &t.entries[1];
+        assert_eq!(alone.action, "app restart web");
+        assert_eq!(alone.performer, "client:ci (deploy)");
+        assert_eq!(alone.outcome, None, "no controller record");
+        assert_eq!(alone.hosts.keys().collect::<Vec<_>>(), ["web2"]);
     }
 }

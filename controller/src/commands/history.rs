@@ -157,6 +157,9 @@ pub fn render(t: &timeline::Timeline) -> String {
         for (line, entry) in lines.zip(&t.entries) {
             text.push_str(line);
             text.push('\n');
+            if let Some(m) = &entry.message {
+                text.push_str(&format!("  {}\n", printable(m)));
+            }
             for d in &entry.disagreements {
                 text.push_str(&format!("  ! {}\n", printable(d)));
             }

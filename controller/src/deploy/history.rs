@@ -1,5 +1,5 @@
 //! `<path>/.pmfleet/history.jsonl`: one record per deploy or revert on a host (records of the
-//! same shape for each `setup` and broken lock go to `.pmfleet/audit.jsonl`, for the audit
+//! same shape for each `setup`, manual lock, unlock and app command go to `.pmfleet/audit.jsonl`, for the audit
 //! trail), and the "release line" replayed from it, which is what `revert N`, `current` and
 //! `previous` count on.
 
@@ -12,8 +12,14 @@ pub enum Action {
     Revert,
     /// `setup` ran on the host (no release: `release`, `sha` and `ref` are empty).
     Setup,
-    /// `unlock` broke a lock on the host.
+    /// `unlock` broke a lock on the host, or released a manual one.
     Unlock,
+    /// `lock` took a manual lock (a freeze) on the host; `message` says why.
+    Lock,
+    /// The host's agent did an app command a client certificate asked for over mutual TLS
+    /// (written by the agent; `message` is the command and its answer, `who` the
+    /// certificate's name and role).
+    App,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -99,7 +105,7 @@ pub fn release_line(records: &[Record]) -> Vec<String> {
                     line.push(record.release.clone());
                 }
             }
-            Action::Setup | Action::Unlock => {}
+            Action::Setup | Action::Unlock | Action::Lock | Action::App => {}
         }
     }
     line

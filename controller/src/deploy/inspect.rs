@@ -7,7 +7,7 @@ use std::time::Instant;
 use pmfleet_shared::ecosystem::DeployEnv;
 
 use super::fleet::{Fleet, Member, each};
-use super::history;
+use super::history::{self, Action, Outcome, Record};
 use super::host_state::HostState;
 use super::lock::{Acquire, Break, Holder, Liveness, Refusal, describe, liveness};
 use super::report::{HostReport, Status};
@@ -210,7 +210,21 @@ pub async fn lock(ctx: &Context, env: &DeployEnv, message: Option<&str>) -> Vec<
     }
     let Some((label, status, why)) = refused else {
         let said = message.map(|m| format!(": \"{m}\"")).unwrap_or_default();
+        let record = Record::event(
+            &ctx.run_id,
+            Action::Lock,
+            &ctx.who,
+            Outcome::Success,
+            message.unwrap_or("locked on purpose"),
+        );
         for m in &fleet.members {
+            // Best effort: the lock holds whether or not the record could be written.
+            if let Err(e) = m
+                .run(&scripts::record_event(&env.path, &record.to_line()))
+                .await
+            {
+                tracing::warn!("could not record the lock on {}: {e}", m.label);
+            }
             let text = format!(
                 "locked on purpose{said}; `pmfleet deploy {} unlock` releases it",
                 env.name
@@ -256,12 +270,12 @@ pub async fn unlock(ctx: &Context, env: &DeployEnv, force: bool) -> Vec<HostRepo
                 Ok((status, message)) => HostReport::new(&m.label, status, message),
                 Err(e) => HostReport::new(&m.label, e.status(), e.to_string()),
             };
-            if report.status == Status::Ok && report.message.starts_with("broke the lock") {
-                let record = crate::deploy::history::Record::event(
+            if report.status == Status::Ok && report.message != NOT_LOCKED {
+                let record = Record::event(
                     &run_id,
-                    crate::deploy::history::Action::Unlock,
+                    Action::Unlock,
                     &who,
-                    crate::deploy::history::Outcome::Success,
+                    Outcome::Success,
                     &report.message,
                 );
                 // Best effort: the lock is broken whether or not the record could be written.
@@ -278,6 +292,9 @@ pub async fn unlock(ctx: &Context, env: &DeployEnv, force: bool) -> Vec<HostRepo
     reports
 }
 
+/// What `unlock` says of a host that had no lock (nothing to record).
+const NOT_LOCKED: &str = "not locked";
+
 async fn unlock_one(
     m: &Member,
     root: &str,
@@ -289,7 +306,7 @@ async fn unlock_one(
         heartbeat_age: age,
     } = read
     else {
-        return Ok((Status::Ok, "not locked".into()));
+        return Ok((Status::Ok, NOT_LOCKED.into()));
     };
     let live = liveness(age, holder.as_ref().and_then(Holder::alive_here));
     let manual = holder.as_ref().is_some_and(|h| h.manual);
@@ -305,7 +322,7 @@ async fn unlock_one(
     let expected = holder.as_ref().map(|h| h.deploy_id.as_str());
     let broken = Break::parse(&m.run(&scripts::lock_break(root, expected)).await?.stdout);
     Ok(match broken {
-        Break::NoLock => (Status::Ok, "not locked".into()),
+        Break::NoLock => (Status::Ok, NOT_LOCKED.into()),
         Break::Changed => (
             Status::LockHeld,
             "another run took the lock while it was being broken: left as it is".into(),

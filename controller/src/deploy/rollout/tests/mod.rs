@@ -105,7 +105,9 @@ fn record(e: &Entry) -> String {
     let action = match e.action {
         RecordAction::Deploy => "",
         RecordAction::Revert => "revert ",
-        RecordAction::Setup | RecordAction::Unlock => "other ",
+        RecordAction::Setup | RecordAction::Unlock | RecordAction::Lock | RecordAction::App => {
+            "other "
+        }
     };
     match &e.previous {
         Some(p) => format!("{action}{outcome} {}<-{p}", e.release),
