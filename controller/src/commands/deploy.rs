@@ -55,7 +55,7 @@ pub async fn run(args: DeployArgs) -> Exit {
     let mut ctx = Context {
         out: out.clone(),
         connector: Connector::new(settings),
-        who: deploy::who(),
+        who: deploy::who_in(eco.source.parent()),
         cache_root: deploy::revision::default_cache_root(),
         workdir: eco
             .source

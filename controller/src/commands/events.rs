@@ -141,7 +141,11 @@ async fn notifier(words: &[String]) -> Result<(Arc<Notifier>, String, String), S
             "--notify: environment `{env_name}` has no `notify` webhook (nor does the file's top level)"
         ));
     }
-    Ok((Arc::new(n), env.name.clone(), crate::deploy::who()))
+    Ok((
+        Arc::new(n),
+        env.name.clone(),
+        crate::deploy::who_in(eco.source.parent()),
+    ))
 }
 
 /// `HH:MM:SS` (UTC) of a Unix time in milliseconds.

@@ -9,6 +9,7 @@ pub mod history;
 pub mod host_state;
 mod inspect;
 pub mod lock;
+pub mod performer;
 mod prepare;
 mod prune;
 mod remote;
@@ -21,7 +22,7 @@ pub mod scripts;
 mod setup;
 mod update;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -72,27 +73,21 @@ pub struct Started {
 /// A callback for [`Started`].
 pub type OnStarted = Arc<dyn Fn(&Started) + Send + Sync>;
 
-/// Who is deploying, as recorded in the lock and the history.
-pub fn who() -> String {
-    if let Ok(actor) = std::env::var("PMFLEET_ACTOR") {
-        return actor;
-    }
-    for (var, system) in [
-        ("GITHUB_ACTOR", "github-actions"),
-        ("GITLAB_USER_LOGIN", "gitlab-ci"),
-        ("BUILDKITE_BUILD_CREATOR", "buildkite"),
-    ] {
-        if let Ok(actor) = std::env::var(var) {
-            return format!("{actor} via {system}");
-        }
-    }
+/// Who is deploying, as recorded in the lock, the history and the audit trail
+/// ([`performer`]): the actor or the CI's, else the git user of `repo`'s repository, else
+/// `user@machine`.
+pub fn who_in(repo: Option<&Path>) -> String {
     let user = std::env::var("USER")
         .or_else(|_| std::env::var("LOGNAME"))
         .ok()
         .or_else(user_from_passwd)
         .unwrap_or_else(|| "unknown".to_string());
     let machine = hostname().unwrap_or_else(|| "unknown-host".to_string());
-    format!("{user}@{machine}")
+    performer::choose(
+        |name| std::env::var(name).ok(),
+        || repo.and_then(performer::git_user),
+        format!("{user}@{machine}"),
+    )
 }
 
 /// The name of the current uid in the password database (when `$USER` is not set, as under

@@ -22,7 +22,7 @@ pub struct Message {
     #[serde(serialize_with = "event_name")]
     pub event: NotifyEvent,
     pub env: String,
-    /// The CI actor or `user@machine` (see [`crate::deploy::who`]).
+    /// The actor, the CI's, the git user or `user@machine` (see [`crate::deploy::who_in`]).
     pub performer: String,
     #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
     pub git_ref: Option<String>,
