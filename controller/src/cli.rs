@@ -91,8 +91,8 @@ impl Command {
 const DEPLOY_HELP: &str = "Commands:
   setup            create the layout on every host (idempotent)
   update           deploy `ref` to every host (the default)
-  revert [N]       switch back N deploys (default 1)
-  list             releases on every host
+  revert [N]       switch back N deploys; with no N, to the newest release every host holds
+  list             releases on every host, and which host holds each
   current          the release each host serves
   previous         the release `revert 1` would go to
   exec <CMD>       run CMD in `current` on every host
@@ -154,8 +154,11 @@ pub struct DeployArgs {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verb {
     Setup,
-    Update { git_ref: Option<String> },
-    Revert(usize),
+    Update {
+        git_ref: Option<String>,
+    },
+    /// `revert N`, or `revert` (the newest release every host holds).
+    Revert(Option<usize>),
     List,
     Current,
     Previous,
@@ -210,10 +213,10 @@ pub fn parse_words(
         Some("setup") => no_arg(Verb::Setup, "setup")?,
         Some("revert") => {
             let n = match arg {
-                None => 1,
-                Some(a) => a.parse::<usize>().ok().filter(|n| *n >= 1).ok_or_else(|| {
+                None => None,
+                Some(a) => Some(a.parse::<usize>().ok().filter(|n| *n >= 1).ok_or_else(|| {
                     format!("`revert` takes a number of deploys to go back (1 or more), got `{a}`")
-                })?,
+                })?),
             };
             Verb::Revert(n)
         }
@@ -269,8 +272,15 @@ mod tests {
         let c = parse("ecosystem.config.js production setup").unwrap();
         assert_eq!(c.file, Some(PathBuf::from("ecosystem.config.js")));
         assert_eq!(c.verb, Verb::Setup);
-        assert_eq!(parse("staging revert 2").unwrap().verb, Verb::Revert(2));
-        assert_eq!(parse("staging revert").unwrap().verb, Verb::Revert(1));
+        assert_eq!(
+            parse("staging revert 2").unwrap().verb,
+            Verb::Revert(Some(2))
+        );
+        assert_eq!(
+            parse("staging revert 1").unwrap().verb,
+            Verb::Revert(Some(1))
+        );
+        assert_eq!(parse("staging revert").unwrap().verb, Verb::Revert(None));
         assert_eq!(parse("staging curr").unwrap().verb, Verb::Current);
         assert_eq!(parse("staging prev").unwrap().verb, Verb::Previous);
         assert_eq!(

@@ -1,6 +1,6 @@
 //! The rollout rails against real sshd hosts, real agents and a real Node app under HTTP
 //! load: a release whose own instances never pass their health check is never left serving,
-//! a crash inside the watch window of the last batch sends the whole fleet back, the
+//! one failing only on the canary sends the canary back while no other host switches, a crash inside the watch window of the last batch sends the whole fleet back, the
 //! `release` step runs once and a failing one switches nothing, a controller killed after a
 //! switch is undone by the hosts themselves, and maintenance mode answers new connections with
 //! a 503 page while deploys go on underneath.
@@ -16,12 +16,12 @@ use serde_json::{Value, json};
 
 /// A Node app answering `<pid> version <v>`, and `/health`. A `sick` version answers its
 /// health check with 500 (its `/` still works, so old and new instances alike answer the
-/// shared socket); a `crash` version exits 3 s after it started on a host holding
-/// `/srv/crash-here`.
+/// shared socket), a `sick-here` version only on a host holding `/srv/sick-here`; a `crash`
+/// version exits 3 s after it started on a host holding `/srv/crash-here`.
 const SERVER_JS: &str = r#"const http = require("http");
 const fs = require("fs");
 const version = fs.readFileSync(__dirname + "/VERSION", "utf8").trim();
-const sick = version.includes("sick");
+const sick = version.includes("sick-here") ? fs.existsSync("/srv/sick-here") : version.includes("sick");
 http.createServer((req, res) => {
   if (req.url === "/health") { res.statusCode = sick ? 500 : 200; return res.end(sick ? "sick\n" : "ok\n"); }
   const answer = () => res.end(`${process.pid} version ${version}\n`);
@@ -216,6 +216,52 @@ fn a_release_whose_own_instances_never_pass_their_health_check_is_never_left_ser
             assert_eq!(f.version(host), "1");
         }
     }
+}
+
+#[test]
+fn a_release_failing_its_health_check_on_the_canary_only_goes_back_there_and_nowhere_else_switches()
+{
+    require_sshd!();
+    let f = Rails::start(3, json!({"batch": 1}));
+    let before: Vec<String> = f.hosts().iter().map(current_release).collect();
+    // Only the canary (the first batch: host 0) sees its new instances fail `/health`.
+    std::fs::write(f.hosts()[0].root().join("sick-here"), "").unwrap();
+    f.repo
+        .commit_file("VERSION", "2 sick-here\n", "health check fails on one host");
+    let loads = f.load();
+    let run = f.project.pmfleet(&["deploy", "production", "--json"]);
+    assert_eq!(run.code, 1, "{}", run.all());
+    let out = run.all();
+    assert!(
+        out.contains("/health") || out.contains("500"),
+        "the failing check is named:\n{out}"
+    );
+    let after: Vec<String> = f.hosts().iter().map(current_release).collect();
+    assert_eq!(after, before, "the canary went back; the others never left");
+    let outcomes = outcomes(&run, f.hosts());
+    assert!(
+        matches!(outcomes[0].as_str(), "failed" | "rolled back"),
+        "the canary failed its gate and went back: {outcomes:?}\n{out}"
+    );
+    assert_eq!(outcomes[1..], ["aborted", "aborted"], "{out}");
+    // Hosts 1 and 2 never switched: no switch in their histories but to the first release.
+    for (host, first) in f.hosts().iter().zip(&before).skip(1) {
+        let history =
+            std::fs::read_to_string(host.root().join("app/.pmfleet/history.jsonl")).unwrap();
+        let switches: Vec<Value> = history
+            .lines()
+            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+            .filter(|r| r["outcome"] == "success" && r["action"] != "setup")
+            .collect();
+        assert!(
+            !switches.is_empty() && switches.iter().all(|r| r["release"] == first.as_str()),
+            "{} never switched:\n{history}",
+            host.address()
+        );
+    }
+    f.wait_serving("1");
+    // The sick instances answered `/` as well as the old ones: no request failed anywhere.
+    no_request_failed(loads);
 }
 
 #[test]

@@ -8,6 +8,7 @@ use pmfleet_shared::cli::error;
 use pmfleet_shared::ecosystem;
 
 use crate::cli::{DeployArgs, Verb, parse_words};
+use crate::deploy::rollout::RevertTo;
 use crate::deploy::{self, Context, Exit, HostReport, Which};
 use crate::last_ecosystem;
 use crate::output::{Mode, Output};
@@ -107,7 +108,10 @@ pub async fn run(args: DeployArgs) -> Exit {
             let git_ref = git_ref.as_deref().or(args.git_ref.as_deref());
             ("deploy", deploy::update(&ctx, &env, git_ref).await, true)
         }
-        Verb::Revert(n) => ("revert", deploy::revert(&ctx, &env, *n).await, true),
+        Verb::Revert(n) => {
+            let to = n.map_or(RevertTo::NewestCommon, RevertTo::Steps);
+            ("revert", deploy::revert(&ctx, &env, to).await, true)
+        }
         Verb::List => ("list", deploy::list(&ctx, &env).await, false),
         Verb::Current => (
             "current",

@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use pmfleet_shared::ecosystem::DeployEnv;
 
+use super::common_release::newest_common;
 use super::fleet::{Fleet, Member, each};
 use super::history::{self, Action, Outcome, Record};
 use super::host_state::HostState;
@@ -61,7 +62,8 @@ fn notice_interrupted(ctx: &Context, states: &[(String, HostState)]) {
     }
 }
 
-/// `list`: every release on every host, newest first, `*` marking current.
+/// `list`: every release on every host, newest first, `*` marking current; then which host
+/// holds each release, and where `revert` with no N would go.
 pub async fn list(ctx: &Context, env: &DeployEnv) -> Vec<HostReport> {
     let (states, reports) = states(ctx, env).await;
     print_problems(ctx, &reports);
@@ -102,8 +104,85 @@ pub async fn list(ctx: &Context, env: &DeployEnv) -> Vec<HostReport> {
             }
         }
     }
-    emit(ctx, &text, serde_json::Value::Array(json));
+    let view = presence(&states);
+    text.push_str(&view.text);
+    let json = serde_json::json!({
+        "hosts": json, "releases": view.json,
+        "revert": view.revert.as_ref().ok(), "revert_problem": view.revert.as_ref().err(),
+    });
+    emit(ctx, &text, json);
     reports
+}
+
+/// The presence view of `list`.
+struct Presence {
+    text: String,
+    json: Vec<serde_json::Value>,
+    revert: Result<String, String>,
+}
+
+/// Which host holds each release (release × host: `*` serves it, `x` holds it, `-` lacks
+/// it), newest release first, and where `revert` with no N goes.
+fn presence(states: &[(String, HostState)]) -> Presence {
+    let mut releases: Vec<&str> = states
+        .iter()
+        .flat_map(|(_, s)| s.releases.iter().map(String::as_str))
+        .collect();
+    releases.sort_unstable_by(|a, b| b.cmp(a));
+    releases.dedup();
+    let mark = |state: &HostState, release: &str| {
+        if state.current.as_deref() == Some(release) {
+            ("*", "current")
+        } else if state.releases.iter().any(|r| r == release) {
+            ("x", "present")
+        } else {
+            ("-", "absent")
+        }
+    };
+    let mut rows = Vec::new();
+    let mut json = Vec::new();
+    for release in &releases {
+        let mut row = vec![release.to_string()];
+        let mut hosts = serde_json::Map::new();
+        for (host, state) in states {
+            let (short, word) = mark(state, release);
+            row.push(short.to_string());
+            hosts.insert(host.clone(), word.into());
+        }
+        rows.push(row);
+        json.push(serde_json::json!({ "release": release, "hosts": hosts }));
+    }
+    let held: Vec<(&str, &HostState)> = states.iter().map(|(h, s)| (h.as_str(), s)).collect();
+    let revert = newest_common(&held).map_err(|e| e.to_string());
+    let mut text = String::new();
+    if !releases.is_empty() {
+        let mut header = vec!["RELEASE".to_string()];
+        header.extend(states.iter().map(|(h, _)| h.clone()));
+        rows.insert(0, header);
+        let widths: Vec<usize> = (0..=states.len())
+            .map(|c| {
+                rows.iter()
+                    .filter_map(|r| r.get(c))
+                    .map(|cell| cell.chars().count())
+                    .max()
+                    .unwrap_or(0)
+            })
+            .collect();
+        text.push_str("\nreleases by host (* serves, x holds, - lacks):\n");
+        for row in &rows {
+            let cells: Vec<String> = row
+                .iter()
+                .zip(&widths)
+                .map(|(cell, w)| format!("{cell:<w$}"))
+                .collect();
+            text.push_str(&format!("  {}\n", cells.join("  ").trim_end()));
+        }
+        match &revert {
+            Ok(target) => text.push_str(&format!("`revert` goes to {target}\n")),
+            Err(why) => text.push_str(&format!("`revert` has no target: {why}\n")),
+        }
+    }
+    Presence { text, json, revert }
 }
 
 /// Which release `current`/`previous` shows.

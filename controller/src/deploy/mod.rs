@@ -3,6 +3,7 @@
 //! order of steps.
 
 pub mod archive;
+pub mod common_release;
 pub mod error;
 pub(crate) mod fleet;
 pub mod history;

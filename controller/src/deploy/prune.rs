@@ -1,17 +1,25 @@
 //! Which old releases go after a deploy: the newest `keep_releases` stay, counted along the
 //! release line of the history (the order they were switched to, reverts included), not by
 //! their names, which come from the clocks of whichever controllers made them. The current
-//! release, the one `revert 1` goes back to, and every release an app still runs from always
-//! stay; when the agent cannot say which those are, nothing goes.
+//! release, the one `revert 1` goes back to, the one `revert` with no N goes to (the newest
+//! release on every host, which the driver works out from every host's state; see
+//! [`super::common_release`]) and every release an app still runs from always stay; when the
+//! agent cannot say which those are, nothing goes.
 
 use super::host_state::HostState;
 
-/// The complete releases to remove from a host in `state`, keeping `keep` and every release
-/// in `in_use`.
-pub fn prune_plan(state: &HostState, keep: usize, in_use: &[String]) -> Vec<String> {
+/// The complete releases to remove from a host in `state`, keeping `keep`, every release in
+/// `in_use` and `fleet_target` (where `revert` with no N would take the fleet).
+pub fn prune_plan(
+    state: &HostState,
+    keep: usize,
+    in_use: &[String],
+    fleet_target: Option<&str>,
+) -> Vec<String> {
     let line = state.line();
     let mut protected: Vec<&str> = in_use.iter().map(String::as_str).collect();
     protected.extend(state.current.as_deref());
+    protected.extend(fleet_target);
     if let Some(target) = line.len().checked_sub(2).and_then(|i| line.get(i)) {
         protected.push(target);
     }
@@ -85,7 +93,7 @@ mod tests {
             ],
             "20261202-000000-000",
         );
-        assert_eq!(prune_plan(&s, 2, &[]), ["20991231-000000-000"]);
+        assert_eq!(prune_plan(&s, 2, &[], None), ["20991231-000000-000"]);
     }
 
     #[test]
@@ -143,7 +151,29 @@ mod tests {
             (state(&[], &[], "a"), 2, vec![], vec![]),
         ];
         for (s, keep, in_use, expected) in cases {
-            assert_eq!(prune_plan(&s, keep, &in_use), expected, "{s:?} keep {keep}");
+            assert_eq!(
+                prune_plan(&s, keep, &in_use, None),
+                expected,
+                "{s:?} keep {keep}"
+            );
+        }
+    }
+
+    #[test]
+    fn prune_never_removes_where_revert_with_no_n_goes() {
+        // web1 deployed a, b, c, d; web2 missed c (it was down). `revert 1` would go to c on
+        // web1 and b on web2: the only release both hold behind d is b (then a).
+        let web1 = state(&["a", "b", "c", "d"], &["a", "b", "c", "d"], "d");
+        let web2 = state(&["a", "b", "d"], &["a", "b", "d"], "d");
+        let target =
+            crate::deploy::common_release::newest_common(&[("web1", &web1), ("web2", &web2)]);
+        assert_eq!(target.as_deref(), Ok("b"));
+        // Counting by host alone, keep 2 would take b from web1 and leave nothing in common.
+        assert_eq!(prune_plan(&web1, 2, &[], None), ["b", "a"]);
+        // With the fleet's target kept, b stays on both.
+        let cases = [(&web1, vec!["a"]), (&web2, vec!["a"])];
+        for (s, expected) in cases {
+            assert_eq!(prune_plan(s, 2, &[], Some("b")), expected, "{s:?}");
         }
     }
 }

@@ -337,7 +337,7 @@ impl RolloutHost for Remote {
             .map(drop)
     }
 
-    async fn prune(&self) -> Result<Pruned, HostError> {
+    async fn prune(&self, fleet_target: Option<&str>) -> Result<Pruned, HostError> {
         // Never prune a release an app still runs from (one the new release's file no longer
         // lists keeps running where it was); when the agent cannot say, prune nothing.
         let in_use = match &self.settings.agents {
@@ -353,7 +353,12 @@ impl RolloutHost for Remote {
         };
         let captured = self.member.run(&scripts::state(self.path())).await?;
         let state = HostState::parse(&captured.stdout);
-        let plan = prune_plan(&state, self.settings.env.keep_releases, &in_use);
+        let plan = prune_plan(
+            &state,
+            self.settings.env.keep_releases,
+            &in_use,
+            fleet_target,
+        );
         if plan.is_empty() {
             return Ok(Pruned::Removed {
                 count: 0,

@@ -1,5 +1,6 @@
 //! `pmfleet deploy <env> revert [N]`: every host back to the release N deploys before the
-//! current one — the same release everywhere, already built, so nothing is fetched or rebuilt.
+//! current one, or with no N to the newest release every host holds — the same release
+//! everywhere, already built, so nothing is fetched or rebuilt.
 //! The rules (one target or none, every host or none) are the rollout's; see
 //! [`super::rollout`].
 
@@ -12,10 +13,10 @@ use super::fleet;
 use super::remote::{self, Settings};
 use super::report::{HostReport, Status};
 use super::rollout::driver::{Run, drive};
-use super::rollout::{Config, Plan, Rollout};
+use super::rollout::{Config, Plan, RevertTo, Rollout};
 use crate::agent::apply::Agents;
 
-pub async fn revert(ctx: &Context, env: &DeployEnv, n: usize) -> Vec<HostReport> {
+pub async fn revert(ctx: &Context, env: &DeployEnv, to: RevertTo) -> Vec<HostReport> {
     let out = &ctx.out;
     let agents = match Agents::for_env(env) {
         Ok(agents) => agents,
@@ -37,7 +38,7 @@ pub async fn revert(ctx: &Context, env: &DeployEnv, n: usize) -> Vec<HostReport>
         secrets: ctx.secrets.clone(),
     });
     let machine = Rollout::new(Config {
-        plan: Plan::Revert { steps: n },
+        plan: Plan::Revert { to },
         env: env.name.clone(),
         labels: env.hosts.iter().map(fleet::label).collect(),
         // After each switch the host runs the apps of its new `current`: its agent does,

@@ -400,7 +400,7 @@ impl RolloutHost for Double {
         Ok(())
     }
 
-    async fn prune(&self) -> Result<Pruned, HostError> {
+    async fn prune(&self, _fleet_target: Option<&str>) -> Result<Pruned, HostError> {
         self.owned()?;
         Ok(Pruned::Removed {
             count: 0,

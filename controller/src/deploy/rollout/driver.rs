@@ -114,6 +114,7 @@ pub async fn drive<H: RolloutHost>(
         started: Instant::now(),
         interrupt_seen: false,
         watches: std::collections::HashMap::new(),
+        fleet_target: Arc::default(),
     };
     driver.run_to_end().await;
     driver.finish_reports()
@@ -141,6 +142,8 @@ struct Driver<'a, H> {
     interrupt_seen: bool,
     /// The watch windows in flight, so a rollout that stops can end them.
     watches: std::collections::HashMap<HostId, tokio::task::AbortHandle>,
+    /// Where `revert` with no N would take the fleet, worked out by the first prune.
+    fleet_target: super::fleet_target::Shared,
 }
 
 impl<H: RolloutHost> Driver<'_, H> {
@@ -442,6 +445,14 @@ impl<H: RolloutHost> Driver<'_, H> {
         let out = self.run.out.clone();
         let started = self.started;
         let records: Vec<Record> = c.records.iter().map(|e| self.record(e)).collect();
+        let fleet_target = self.fleet_target.clone();
+        let every_host: Vec<(String, Arc<H>)> = if c.prune {
+            (0..self.hosts.len())
+                .filter_map(|h| Some((self.label(h).to_string(), self.host(h)?)))
+                .collect()
+        } else {
+            Vec::new()
+        };
         self.inflight.spawn(async move {
             let mut message = c.message;
             if let Some(host) = &host {
@@ -455,7 +466,14 @@ impl<H: RolloutHost> Driver<'_, H> {
                     }
                 }
                 if c.prune {
-                    match host.prune().await {
+                    let target = fleet_target
+                        .get_or_init(|| super::fleet_target::fleet_target(&every_host))
+                        .await;
+                    let pruned = match target {
+                        Ok(target) => host.prune(target.as_deref()).await,
+                        Err(why) => Ok(Pruned::Skipped(why.clone())),
+                    };
+                    match pruned {
                         Ok(Pruned::Removed { count, in_use }) => {
                             for (release, pid) in &in_use {
                                 out.line(

@@ -130,6 +130,10 @@ pub trait RolloutHost: Send + Sync + 'static {
     /// Appends `record` to the history.
     fn record(&self, record: &Record) -> impl Future<Output = Result<(), HostError>> + Send;
 
-    /// Removes old releases beyond `keep_releases`, never one in use or the revert target.
-    fn prune(&self) -> impl Future<Output = Result<Pruned, HostError>> + Send;
+    /// Removes old releases beyond `keep_releases`, never one in use, the `revert 1` target
+    /// or `fleet_target` (where `revert` with no N would take the fleet).
+    fn prune(
+        &self,
+        fleet_target: Option<&str>,
+    ) -> impl Future<Output = Result<Pruned, HostError>> + Send;
 }

@@ -23,6 +23,7 @@
 mod confirm;
 mod deploy;
 pub mod driver;
+mod fleet_target;
 mod gate;
 mod host;
 mod release_step;
@@ -69,8 +70,18 @@ pub enum Plan {
         max_fail: usize,
         rails: Rails,
     },
-    /// Switch every host back `steps` releases along its history.
-    Revert { steps: usize },
+    /// Switch every host back to one release.
+    Revert { to: RevertTo },
+}
+
+/// Where a revert goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RevertTo {
+    /// `revert N`: N releases back along each host's history.
+    Steps(usize),
+    /// `revert`: the newest release every host holds, other than what they serve (see
+    /// [`crate::deploy::common_release`]).
+    NewestCommon,
 }
 
 /// What a deploy does besides switching: pmfleet's rollout rails.

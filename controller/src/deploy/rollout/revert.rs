@@ -3,13 +3,17 @@
 //! (hosts that disagree would split the fleet). A rollout that was interrupted half-way counts
 //! as done on every host, so the hosts it reached and those it did not agree again: `revert 1`
 //! after a deploy that died after its canary brings every host back to the release before it.
+//! `revert` with no N goes instead to the newest release every host holds, other than what
+//! they serve, or fails on every host saying what each one lacks.
 //! Then every host switches at once and its agent runs the target's apps; a host whose switch
 //! or apps fail goes back to what it served, and so do the hosts that succeeded — each one's
 //! agent running that release again: a revert moves every host or none.
 
 use std::collections::BTreeMap;
 
+use super::RevertTo;
 use super::{Action, Busy, Conclusion, Entry, HostId, Phase, Plan, ReleaseVars, Rollout, Undo};
+use crate::deploy::common_release::newest_common;
 use crate::deploy::error::HostError;
 use crate::deploy::history::{self, Action as RecordAction, Outcome, Record};
 use crate::deploy::host_state::HostState;
@@ -90,6 +94,39 @@ pub fn verdict(
     }
 }
 
+/// The target of `revert` with no N: the newest release every host holds (see
+/// [`newest_common`]); when there is none, every host fails with what each one lacks.
+pub fn verdict_newest(
+    states: &[(HostId, &str, Result<&HostState, &HostError>)],
+    env: &str,
+) -> Verdict {
+    let mut problems = Vec::new();
+    let mut readable = Vec::new();
+    for (h, label, state) in states {
+        match state {
+            Err(e) => problems.push((*h, e.status(), e.to_string())),
+            Ok(state) if !state.setup => problems.push((
+                *h,
+                Status::Failed,
+                format!("not set up: run `pmfleet deploy {env} setup` first"),
+            )),
+            Ok(state) => readable.push((*label, *state)),
+        }
+    }
+    if !problems.is_empty() || states.is_empty() {
+        return Verdict::Problems(problems);
+    }
+    match newest_common(&readable) {
+        Ok(target) => Verdict::Target(target),
+        Err(e) => Verdict::Problems(
+            states
+                .iter()
+                .map(|(h, _, _)| (*h, Status::Failed, e.to_string()))
+                .collect(),
+        ),
+    }
+}
+
 /// `state`'s history as if `interrupted` had finished on that host too: a deploy that did not
 /// switch it is added, a revert that did not switch it is added. So the next revert counts
 /// from the same place on every host.
@@ -118,10 +155,10 @@ pub fn as_if_finished(state: &HostState, interrupted: &RolloutRecord) -> HostSta
 }
 
 impl Rollout {
-    fn steps(&self) -> usize {
+    fn revert_to(&self) -> RevertTo {
         match self.cfg.plan {
-            Plan::Revert { steps } => steps,
-            Plan::Deploy { .. } => 0,
+            Plan::Revert { to } => to,
+            Plan::Deploy { .. } => RevertTo::Steps(0),
         }
     }
 
@@ -181,7 +218,12 @@ impl Rollout {
                 Some((*h, self.cfg.labels[*h].as_str(), state))
             })
             .collect();
-        let verdict = verdict(&states, self.steps(), &self.cfg.env, self.cfg.keep_releases);
+        let verdict = match self.revert_to() {
+            RevertTo::Steps(steps) => {
+                verdict(&states, steps, &self.cfg.env, self.cfg.keep_releases)
+            }
+            RevertTo::NewestCommon => verdict_newest(&states, &self.cfg.env),
+        };
         match verdict {
             Verdict::Problems(problems) => {
                 let bad: Vec<HostId> = problems.iter().map(|(h, _, _)| *h).collect();

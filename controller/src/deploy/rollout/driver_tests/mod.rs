@@ -59,7 +59,9 @@ fn deploy_cfg(n: usize, batch: Batch, max_fail: usize) -> Config {
 
 fn revert_cfg(n: usize) -> Config {
     Config {
-        plan: Plan::Revert { steps: 1 },
+        plan: Plan::Revert {
+            to: RevertTo::Steps(1),
+        },
         env: "prod".into(),
         labels: (0..n).map(|i| format!("h{i}")).collect(),
         agents: true,

@@ -161,12 +161,24 @@ fn waiting(mut cfg: Config) -> Config {
 
 fn revert(n: usize, agents: bool) -> Config {
     Config {
-        plan: Plan::Revert { steps: 1 },
+        plan: Plan::Revert {
+            to: RevertTo::Steps(1),
+        },
         env: "prod".into(),
         labels: labels(n),
         agents,
         lock_wait: false,
         keep_releases: 5,
+    }
+}
+
+/// `revert` with no N on `n` hosts, without agents.
+fn revert_newest(n: usize) -> Config {
+    Config {
+        plan: Plan::Revert {
+            to: RevertTo::NewestCommon,
+        },
+        ..revert(n, false)
     }
 }
 

@@ -90,6 +90,31 @@ pub(super) fn rows() -> Vec<Row> {
             ],
         ),
         row(
+            "revert with no N: the newest release every host holds, though revert 1 differs",
+            revert_newest(2),
+            and(
+                locked(2),
+                [st(0, host_state(&["r0", "r1", "r2"], &["r0", "r1", "r2"]))],
+            ),
+            st(1, host_state(&["r0", "r2"], &["r0", "r2"])),
+            &["info: reverting prod to release r0", "begin 0,1 r0"],
+        ),
+        row(
+            "revert with no N and nothing in common: no host reverts, each told what it lacks",
+            revert_newest(2),
+            and(
+                locked(2),
+                [st(0, host_state(&["r0", "r1", "r2"], &["r1", "r2"]))],
+            ),
+            st(1, host_state(&["r0", "r2"], &["r0", "r2"])),
+            &[
+                "0 failed: no release other than the one served is on every host: h0 lacks r0; h1 lacks r1",
+                "1 failed: no release other than the one served is on every host: h0 lacks r0; h1 lacks r1",
+                "unlock 0,1",
+                "finish",
+            ],
+        ),
+        row(
             "a host that pruned the target: no host reverts",
             revert(2, false),
             and(locked(2), [st(0, r1_r2())]),
