@@ -9,17 +9,47 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener};
 
 use crate::procs::socket_inodes;
 
+/// Where test ports are picked: below Linux's ephemeral range (32768 and up), so that no
+/// outgoing connection of the busy machine takes a port between the test choosing it and a
+/// daemon binding it, as a port the kernel hands out for `bind(0)` could be.
+const TEST_PORTS: std::ops::Range<u16> = 20_000..32_000;
+
 /// A port on 127.0.0.1 that nobody listened on a moment ago.
 pub fn free_port() -> u16 {
     free_port_on("127.0.0.1")
 }
 
-/// A port on `address` that nobody listened on a moment ago.
+/// A port on `address` that nobody listened on a moment ago, never handed out twice by this
+/// process, picked at random in [`TEST_PORTS`] (so that test processes running side by side
+/// rarely try the same one).
 pub fn free_port_on(address: &str) -> u16 {
-    TcpListener::bind((address, 0))
-        .and_then(|listener| listener.local_addr())
-        .map(|addr| addr.port())
-        .unwrap_or_else(|e| panic!("bind {address}:0: {e}"))
+    static GIVEN: std::sync::Mutex<Option<HashSet<u16>>> = std::sync::Mutex::new(None);
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    let given = given.get_or_insert_with(HashSet::new);
+    let span = u32::from(TEST_PORTS.end - TEST_PORTS.start);
+    // A xorshift seeded by the clock and pid: enough to spread picks, no crate needed.
+    let mut seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.subsec_nanos())
+        ^ std::process::id().rotate_left(16)
+        | 1;
+    for _ in 0..10_000 {
+        seed ^= seed << 13;
+        seed ^= seed >> 17;
+        seed ^= seed << 5;
+        let port = TEST_PORTS.start + (seed % span) as u16;
+        if given.contains(&port) {
+            continue;
+        }
+        // Each listener is closed before the next is tried: they would overlap.
+        let on_address = TcpListener::bind((address, port)).is_ok();
+        let on_every_address = on_address && TcpListener::bind(("0.0.0.0", port)).is_ok();
+        if on_every_address {
+            given.insert(port);
+            return port;
+        }
+    }
+    panic!("no free port on {address} in {TEST_PORTS:?}")
 }
 
 /// TCP states as `/proc/net/tcp` numbers them.
@@ -93,6 +123,18 @@ pub fn accepted(pid: u32, port: u16) -> usize {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn free_ports_are_outside_the_ephemeral_range_distinct_and_bindable() {
+        let ports: Vec<u16> = (0..50).map(|_| free_port()).collect();
+        let distinct: HashSet<u16> = ports.iter().copied().collect();
+        assert_eq!(distinct.len(), ports.len(), "{ports:?}");
+        for port in ports {
+            assert!(TEST_PORTS.contains(&port), "{port}");
+            TcpListener::bind(("127.0.0.1", port)).expect("the port is free");
+        }
+    }
+
     use super::*;
     use std::net::TcpStream;
 
