@@ -12,7 +12,7 @@ use crate::procs::socket_inodes;
 /// Where test ports are picked: below Linux's ephemeral range (32768 and up), so that no
 /// outgoing connection of the busy machine takes a port between the test choosing it and a
 /// daemon binding it, as a port the kernel hands out for `bind(0)` could be.
-const TEST_PORTS: std::ops::Range<u16> = 20_000..32_000;
+pub const TEST_PORTS: std::ops::Range<u16> = 20_000..32_000;
 
 /// A port on 127.0.0.1 that nobody listened on a moment ago.
 pub fn free_port() -> u16 {
