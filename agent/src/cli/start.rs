@@ -334,8 +334,6 @@ fn client_env() -> BTreeMap<String, String> {
     std::env::vars().collect()
 }
 
-/// Whether a daemon message is the loader's "`autostart` is not implemented" warning, which
-/// this command answers itself.
 #[cfg(test)]
 mod tests {
     use super::*;
