@@ -304,24 +304,9 @@ async fn push_crl(ca: &Ca, words: &[String], accept_new_host_key: bool) -> Exit 
     use crate::output::{Mode, Output};
     use crate::ssh::{ClientSettings, Connector};
 
-    let (file, env) = match words {
-        [env] => (None, env),
-        [file, env] => (Some(PathBuf::from(file)), env),
-        _ => {
-            eprintln!("error: usage: pmfleet ca push-crl [ECOSYSTEM_FILE] ENVIRONMENT");
-            return Exit::BadConfig;
-        }
-    };
-    let cwd = std::env::current_dir().unwrap_or_else(|_| ".".into());
-    let env = match pmfleet_shared::ecosystem::load_from(file.as_deref(), &cwd)
-        .map_err(|e| e.to_string())
-        .and_then(|eco| eco.environment(env).cloned().map_err(|e| e.to_string()))
-    {
-        Ok(env) => env,
-        Err(message) => {
-            eprintln!("error: {message}");
-            return Exit::BadConfig;
-        }
+    let env = match super::env_words::choose(words, false, "ca push-crl") {
+        Ok(chosen) => chosen.env,
+        Err(exit) => return exit,
     };
     if env.agent.is_none() {
         eprintln!(

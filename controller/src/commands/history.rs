@@ -5,8 +5,6 @@
 use std::sync::Arc;
 
 use clap::Args;
-use pmfleet_shared::cli::error;
-use pmfleet_shared::ecosystem;
 
 use crate::audit::{self, timeline};
 use crate::deploy::fleet::Fleet;
@@ -32,33 +30,11 @@ pub struct HistoryArgs {
 }
 
 pub async fn run(args: HistoryArgs) -> Exit {
-    let (file, env_name) = match args.words.as_slice() {
-        [env] => (None, env.clone()),
-        [file, env] => (Some(std::path::PathBuf::from(file)), env.clone()),
-        _ => {
-            error::report(
-                args.json,
-                "usage",
-                "usage: pmfleet history [ECOSYSTEM_FILE] ENVIRONMENT",
-            );
-            return Exit::BadConfig;
-        }
-    };
-    let cwd = std::env::current_dir().unwrap_or_else(|_| ".".into());
-    let eco = match ecosystem::load_from(file.as_deref(), &cwd) {
-        Ok(eco) => eco,
-        Err(e) => {
-            error::report(args.json, "bad_config", &e.to_string());
-            return Exit::BadConfig;
-        }
-    };
-    let env = match eco.environment(&env_name) {
-        Ok(env) => env.clone(),
-        Err(e) => {
-            error::report(args.json, "bad_config", &e.to_string());
-            return Exit::BadConfig;
-        }
-    };
+    let super::env_words::Chosen { eco, env, .. } =
+        match super::env_words::choose(&args.words, args.json, "history") {
+            Ok(chosen) => chosen,
+            Err(exit) => return exit,
+        };
     // Connection progress is not what this command is about: kept out of its output.
     let quiet = Arc::new(Output::capturing());
     let fleet = Fleet::connect(&env, &Connector::new(ClientSettings::default()), &quiet).await;

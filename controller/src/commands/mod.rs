@@ -6,6 +6,7 @@ pub mod config;
 pub mod dashboard;
 pub mod deploy;
 pub mod deploy_reporting;
+pub mod env_words;
 pub mod events;
 pub mod history;
 pub mod logs;

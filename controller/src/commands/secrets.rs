@@ -5,7 +5,6 @@
 
 use clap::Args;
 use pmfleet_shared::cli::error;
-use pmfleet_shared::ecosystem;
 use serde::Serialize;
 
 use crate::deploy::Exit;
@@ -38,33 +37,13 @@ struct Listed {
 }
 
 pub fn run(args: SecretsArgs) -> Exit {
-    let (file, env_name) = match args.words.as_slice() {
-        [env] => (None, env.clone()),
-        [file, env] => (Some(std::path::PathBuf::from(file)), env.clone()),
-        _ => {
-            error::report(
-                args.json,
-                "usage",
-                "usage: pmfleet secrets [ECOSYSTEM_FILE] ENVIRONMENT",
-            );
-            return Exit::BadConfig;
-        }
-    };
-    let cwd = std::env::current_dir().unwrap_or_else(|_| ".".into());
-    let eco = match ecosystem::load_from(file.as_deref(), &cwd) {
-        Ok(eco) => eco,
-        Err(e) => {
-            error::report(args.json, "bad_config", &e.to_string());
-            return Exit::BadConfig;
-        }
-    };
-    let env = match eco.environment(&env_name) {
-        Ok(env) => env,
-        Err(e) => {
-            error::report(args.json, "bad_config", &e.to_string());
-            return Exit::BadConfig;
-        }
-    };
+    let super::env_words::Chosen { eco, env, cwd } =
+        match super::env_words::choose(&args.words, args.json, "secrets") {
+            Ok(chosen) => chosen,
+            Err(exit) => return exit,
+        };
+    let env_name = env.name.clone();
+    let env = &env;
     let dir = eco
         .source
         .parent()
