@@ -8,8 +8,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::agent::AgentClient;
 use clap::Args;
-use pmfleet_shared::ecosystem::Ecosystem;
 use pmfleet_shared::monit::{self, Answer, HostName, Options, Source};
 use pmfleet_shared::protocol::{AgentStatus, AppSpec, Request, Response};
 use tokio::sync::mpsc;
@@ -38,11 +38,13 @@ pub struct MonitArgs {
     pub file: Option<PathBuf>,
 }
 
-/// The agents of the environments named by `words` (a file first, as `status` takes them).
+/// The agents of the environments named by `words` (a file first, as `status` takes them),
+/// and a client to ask them with, each answer within `timeout`: what the fleet views start from.
 pub(crate) fn load_fleet(
     words: &[String],
     file: Option<PathBuf>,
-) -> Result<(Ecosystem, Vec<AgentTarget>), String> {
+    timeout: Duration,
+) -> Result<(Vec<AgentTarget>, AgentClient), String> {
     let (named, envs) = super::status::split_words(words);
     let file = file.or(named);
     let cwd = std::env::current_dir().unwrap_or_else(|_| ".".into());
@@ -52,19 +54,12 @@ pub(crate) fn load_fleet(
     if targets.is_empty() {
         return Err("no host runs a pmfleet agent in these environments (`agent: false`?)".into());
     }
-    Ok((eco, targets))
+    Ok((targets, agents::client(timeout)?))
 }
 
 pub async fn run(args: MonitArgs) -> Exit {
-    let (_, targets) = match load_fleet(&args.words, args.file.clone()) {
-        Ok(t) => t,
-        Err(message) => {
-            eprintln!("error: {message}");
-            return Exit::BadConfig;
-        }
-    };
-    let client = match agents::client(args.timeout) {
-        Ok(c) => c,
+    let (targets, client) = match load_fleet(&args.words, args.file.clone(), args.timeout) {
+        Ok(fleet) => fleet,
         Err(message) => {
             eprintln!("error: {message}");
             return Exit::BadConfig;

@@ -37,7 +37,6 @@ use serde::Deserialize;
 use tokio::sync::mpsc;
 
 use crate::agent::sessions::FleetSessions;
-use crate::agent::targets as agents;
 use crate::cli::parse_duration;
 use crate::deploy::Exit;
 use pages::HostState;
@@ -89,20 +88,14 @@ fn now() -> i64 {
 }
 
 pub async fn run(args: DashboardArgs) -> Exit {
-    let (_, targets) = match super::monit::load_fleet(&args.words, args.file.clone()) {
-        Ok(t) => t,
-        Err(message) => {
-            eprintln!("error: {message}");
-            return Exit::BadConfig;
-        }
-    };
-    let client = match agents::client(args.timeout) {
-        Ok(c) => c,
-        Err(message) => {
-            eprintln!("error: {message}");
-            return Exit::BadConfig;
-        }
-    };
+    let (targets, client) =
+        match super::monit::load_fleet(&args.words, args.file.clone(), args.timeout) {
+            Ok(fleet) => fleet,
+            Err(message) => {
+                eprintln!("error: {message}");
+                return Exit::BadConfig;
+            }
+        };
     let db = match args
         .db
         .clone()
