@@ -2,7 +2,7 @@
 //! hosts and the controller's client home ([`sshd`], [`client_home`]), real git repositories
 //! ([`git_repo`]), a user's project running the real `pmfleet` binary ([`project`]) and what
 //! its deploys leave on the hosts ([`deployed`]), an agent
-//! home with its daemon ([`agent`]), app instances started by hand the way the agent starts them
+//! home with its daemon ([`agent`]) and a fleet of agents serving an app ([`agent_fleet`]), app instances started by hand the way the agent starts them
 //! ([`instance`]), a test CA and a mutual-TLS client ([`tls`]), HTTP requests and a load
 //! generator that counts every failed request ([`http`], [`load`]), a real terminal for the
 //! full-screen views ([`tmux`]), a headless browser for the web views ([`webdriver`]), free
@@ -15,6 +15,7 @@
 //! fixtures too ([`assets`]).
 
 pub mod agent;
+pub mod agent_fleet;
 pub mod assets;
 pub mod binaries;
 pub mod client_home;

@@ -10,14 +10,11 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Stdio};
 use std::time::Duration;
 
-use pmfleet_testkit::git_repo::GitRepo;
-use pmfleet_testkit::project::{Project, Run};
-use pmfleet_testkit::sshd::{Fleet, SshHost};
+use pmfleet_testkit::agent_fleet::AgentFleet;
+use pmfleet_testkit::project::Project;
+use pmfleet_testkit::sshd::SshHost;
 use pmfleet_testkit::webdriver::{Browser, CHROMEDRIVER, CHROMIUM, http};
-use pmfleet_testkit::{
-    free_port, get_path, require_sshd, require_tool, tools, wait_for, wait_until,
-};
-use serde_json::json;
+use pmfleet_testkit::{get_path, require_sshd, require_tool, tools, wait_for, wait_until};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -30,10 +27,6 @@ http.createServer((req, res) => {
   res.end(`pid ${process.pid}\n`);
 }).listen(process.env.PORT);
 "#;
-
-fn ok(run: &Run) {
-    assert_eq!(run.code, 0, "pmfleet failed:\n{}", run.all());
-}
 
 fn agent_pid(host: &SshHost) -> i32 {
     let path = host.home().join(".pmfleet-agent/agent.pid");
@@ -128,32 +121,12 @@ fn the_dashboard_shows_the_fleet_streams_logs_and_reloads_from_the_page() {
     require_sshd!();
     require_tool!(CHROMEDRIVER, "chromium-driver");
     require_tool!(CHROMIUM, "chromium");
-    let fleet = Fleet::start(2);
-    let (app_port, agent_port) = (free_port(), free_port());
-    let repo = GitRepo::new();
-    repo.write("server.js", SERVER_JS);
-    repo.commit_file(
-        "ecosystem.json",
-        &json!({"apps": [{
-            "name": "web", "script": "server.js", "instances": 2, "exec_mode": "cluster",
-            "listen_timeout": 5000, "env": {"PORT": app_port}
-        }]})
-        .to_string(),
-        "web app",
-    );
-    let project = Project::new(fleet.home.path());
-    let hosts: Vec<_> = fleet
-        .hosts
-        .iter()
-        .map(|h| json!({"host": h.address(), "port": h.port(), "user": "root"}))
-        .collect();
-    project.write_ecosystem(&json!({"deploy": {"production": {
-        "host": hosts, "ref": "main", "repo": repo.url(), "path": "/srv/app", "fetch": "push",
-        "agent": {"port": agent_port, "bind": "host"},
-    }}}));
-    ok(&project.pmfleet(&["ca", "init"]));
-    ok(&project.pmfleet(&["deploy", "production", "setup"]));
-    ok(&project.pmfleet(&["deploy", "production"]));
+    let AgentFleet {
+        fleet,
+        project,
+        app_port,
+        ..
+    } = AgentFleet::serving(2, SERVER_JS);
     let (first, second) = (fleet.hosts[0].address(), fleet.hosts[1].address());
 
     let db = project.path().join("dashboard.sqlite");

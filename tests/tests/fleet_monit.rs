@@ -8,12 +8,11 @@
 
 use std::time::Duration;
 
-use pmfleet_testkit::git_repo::GitRepo;
-use pmfleet_testkit::project::{Project, Run};
-use pmfleet_testkit::sshd::{Fleet, SshHost};
+use pmfleet_testkit::agent_fleet::AgentFleet;
+use pmfleet_testkit::project::ok;
+use pmfleet_testkit::sshd::SshHost;
 use pmfleet_testkit::tmux::{TMUX, Tmux, shell_line};
-use pmfleet_testkit::{free_port, require_sshd, require_tool};
-use serde_json::json;
+use pmfleet_testkit::{require_sshd, require_tool};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -21,10 +20,6 @@ const SERVER_JS: &str = r#"const http = require("http");
 http.createServer((req, res) => res.end(`pid ${process.pid}\n`)).listen(process.env.PORT);
 console.log(`listening as pid ${process.pid}`);
 "#;
-
-fn ok(run: &Run) {
-    assert_eq!(run.code, 0, "pmfleet failed:\n{}", run.all());
-}
 
 /// The process list's part of each screen line (the list is the first bordered panel).
 fn list_part(line: &str) -> &str {
@@ -73,32 +68,12 @@ impl Drop for Paused {
 fn monit_shows_the_fleet_and_reloads_the_selected_app_through_a_confirmation() {
     require_sshd!();
     require_tool!(TMUX, "tmux");
-    let fleet = Fleet::start(2);
-    let (app_port, agent_port) = (free_port(), free_port());
-    let repo = GitRepo::new();
-    repo.write("server.js", SERVER_JS);
-    repo.commit_file(
-        "ecosystem.json",
-        &json!({"apps": [{
-            "name": "web", "script": "server.js", "instances": 2, "exec_mode": "cluster",
-            "listen_timeout": 5000, "env": {"PORT": app_port}
-        }]})
-        .to_string(),
-        "web app",
-    );
-    let project = Project::new(fleet.home.path());
-    let hosts: Vec<_> = fleet
-        .hosts
-        .iter()
-        .map(|h| json!({"host": h.address(), "port": h.port(), "user": "root"}))
-        .collect();
-    project.write_ecosystem(&json!({"deploy": {"production": {
-        "host": hosts, "ref": "main", "repo": repo.url(), "path": "/srv/app", "fetch": "push",
-        "agent": {"port": agent_port, "bind": "host"},
-    }}}));
-    ok(&project.pmfleet(&["ca", "init"]));
-    ok(&project.pmfleet(&["deploy", "production", "setup"]));
-    ok(&project.pmfleet(&["deploy", "production"]));
+    let AgentFleet {
+        fleet,
+        repo,
+        project,
+        ..
+    } = AgentFleet::serving(2, SERVER_JS);
     let (first, second) = (fleet.hosts[0].address(), fleet.hosts[1].address());
 
     let mut monit = project.command(&["monit", "production"]);
