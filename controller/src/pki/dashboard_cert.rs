@@ -54,7 +54,7 @@ impl Ca {
         let cert_path = self.dir.join(DASHBOARD_CERT_FILE);
         let key_path = self.dir.join(DASHBOARD_KEY_FILE);
         if let (Ok(cert_pem), Ok(key_pem)) = (files::read(&cert_path), files::read(&key_path))
-            && tls::key_from_pem(&key_pem).is_ok()
+            && pair_matches(&cert_pem, &key_pem)
             && self.serves(&cert_pem, names)?
         {
             return Ok(DashboardCert {
@@ -146,6 +146,18 @@ impl Ca {
     }
 }
 
+/// Whether `key_pem` is the key of the certificate in `cert_pem` (two dashboards started at
+/// once may each have written one of the pair).
+fn pair_matches(cert_pem: &str, key_pem: &str) -> bool {
+    let (Ok(chain), Ok(key)) = (tls::certs_from_pem(cert_pem), tls::key_from_pem(key_pem)) else {
+        return false;
+    };
+    let provider = rustls::crypto::ring::default_provider();
+    rustls::sign::CertifiedKey::from_der(chain, key, &provider)
+        .and_then(|k| k.keys_match())
+        .is_ok()
+}
+
 fn verifies(
     verifier: &WebPkiServerVerifier,
     leaf: &CertificateDer<'_>,
@@ -208,13 +220,20 @@ mod tests {
         let after_revoke = ca.dashboard_cert(&wider).unwrap();
         assert!(after_revoke.issued);
 
-        // (from another CA, or not a certificate at all, or a key that is not one: replaced)
+        // (from another CA, with another's key, not a certificate at all, or a key that is not
+        // one: replaced)
         let other = tempfile::tempdir().unwrap();
         let other_ca = Ca::init(other.path()).unwrap();
         let foreign = other_ca.dashboard_cert(&wider).unwrap();
         std::fs::write(&after_revoke.cert_path, &foreign.cert_pem).unwrap();
         std::fs::write(&after_revoke.key_path, &foreign.key_pem).unwrap();
-        assert!(ca.dashboard_cert(&wider).unwrap().issued);
+        let ours = ca.dashboard_cert(&wider).unwrap();
+        assert!(ours.issued);
+        std::fs::write(&ours.key_path, &foreign.key_pem).unwrap();
+        assert!(
+            ca.dashboard_cert(&wider).unwrap().issued,
+            "a key not its own"
+        );
         std::fs::write(&after_revoke.cert_path, "junk").unwrap();
         assert!(ca.dashboard_cert(&wider).unwrap().issued);
         std::fs::write(&after_revoke.key_path, "junk").unwrap();
