@@ -179,7 +179,12 @@ pub async fn run(args: DashboardArgs) -> Exit {
     let addr = listener.local_addr().unwrap_or(args.listen);
     if !addr.ip().is_loopback() {
         eprintln!(
-            "warning: listening on {addr}, not a loopback address: anyone who can reach it and has the token can act on the fleet"
+            "warning: listening on {addr}, not a loopback address: anyone who can reach it and has the token{} can act on the fleet",
+            if args.tls {
+                " or a fleet client certificate"
+            } else {
+                ""
+            }
         );
     }
     let n = shared.sessions.targets.len();
