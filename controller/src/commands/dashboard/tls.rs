@@ -379,7 +379,9 @@ mod tests {
     fn the_certificate_names_where_the_dashboard_listens() {
         let ip = |s: &str| s.parse::<IpAddr>().unwrap();
         let extra = vec!["dash.example".to_string(), "localhost".to_string()];
-        let table: [(IpAddr, &[String], Option<&str>, &[&str]); 6] = [
+        // (listen, --tls-name, hostname, names)
+        type Row<'a> = (IpAddr, &'a [String], Option<&'a str>, &'a [&'a str]);
+        let table: [Row; 6] = [
             (
                 ip("127.0.0.1"),
                 &[],
