@@ -3,7 +3,8 @@
 //! certificate from the fleet CA and prints the CA file to trust; a fleet client certificate
 //! signs in without the token, with its role — a `read` one sees the fleet but is offered no
 //! action and its reload is refused (the instances keep their pids), a `deploy` one reloads
-//! from its page's form (new pids) but may not stop; no certificate and no token is refused,
+//! from its page's form (new pids) but may not stop, an `admin` one scales; no certificate
+//! and no token is refused,
 //! a certificate of another CA fails its handshake, a cross-site action with a good
 //! certificate is refused, and a certificate revoked with `pmfleet ca revoke` is refused on a
 //! connection opened before and on every new one. Clients that connect and stay silent hold
@@ -192,6 +193,7 @@ fn a_fleet_client_certificate_signs_in_to_the_dashboard_over_https_with_its_role
     } = AgentFleet::serving(1, SERVER_JS);
     let viewer = issue(&project, "viewer", Role::Read);
     let deployer = issue(&project, "deployer", Role::Deploy);
+    let operator = issue(&project, "operator", Role::Admin);
 
     let started = start_dashboard(&project);
     let port = started.port;
@@ -363,6 +365,23 @@ fn a_fleet_client_certificate_signs_in_to_the_dashboard_over_https_with_its_role
     wait_until(WAIT, "new instances after the reload", || {
         let now = app_pids(&project);
         now.len() == 2 && now.iter().all(|p| !before.contains(p))
+    });
+
+    // An `admin` certificate is offered everything, and its scale goes through.
+    let admin = https::client_config(&ca_pem, Some(&operator));
+    let its_page = get(port, &admin, "/app/web");
+    for button in ["reload-0", "restart-0", "stop-0", "scale-0"] {
+        assert!(
+            its_page.body.contains(&format!(r#"id="{button}""#)),
+            "{button} for an admin certificate"
+        );
+    }
+    let csrf = csrf_in(&its_page.body).expect("its page's CSRF token");
+    let scale = format!("csrf={csrf}&host=0&app=web&verb=scale&instances=3");
+    let answer = post_action(port, &admin, &scale, &from_page);
+    assert_eq!(answer.status, 303, "{}", answer.body);
+    wait_until(WAIT, "three instances after the scale", || {
+        app_pids(&project).len() == 3
     });
 
     // Clients that connect and say nothing hold up no one, and are let go after the
