@@ -3,13 +3,12 @@
 //! certificate from the fleet CA and prints the CA file to trust; a fleet client certificate
 //! signs in without the token, with its role — a `read` one sees the fleet but is offered no
 //! action and its reload is refused (the instances keep their pids), a `deploy` one reloads
-//! from its page's form (new pids) but may not stop, an `admin` one scales; no certificate
-//! and no token is refused,
-//! a certificate of another CA fails its handshake, a cross-site action with a good
-//! certificate is refused, and a certificate revoked with `pmfleet ca revoke` is refused on a
-//! connection opened before and on every new one. Clients that connect and stay silent hold
-//! up no one and are let go at the handshake's deadline. Started again, the dashboard keeps
-//! its certificate.
+//! from its page's form (new pids) but may not stop, an `admin` one scales; no certificate and
+//! no token is refused, a certificate of another CA fails its handshake, a cross-site action
+//! with a good certificate is refused, and a certificate revoked with `pmfleet ca revoke` is
+//! refused on a connection opened before and on every new one. Clients that connect and stay
+//! silent hold up no one and are let go at the handshake's deadline. Started again, the
+//! dashboard keeps its certificate.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
