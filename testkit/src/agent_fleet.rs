@@ -3,6 +3,8 @@
 //! cluster mode on a port of its own, and a project whose `deploy.production` reaches those
 //! hosts' agents on another; the fleet CA made, `setup` and a first deploy done.
 
+use std::ffi::OsStr;
+
 use serde_json::json;
 
 use crate::git_repo::GitRepo;
@@ -23,6 +25,12 @@ pub struct AgentFleet {
 impl AgentFleet {
     /// `n` hosts serving `server_js` as `web`, deployed once.
     pub fn serving(n: usize, server_js: &str) -> AgentFleet {
+        AgentFleet::serving_with(n, server_js, &[])
+    }
+
+    /// [`AgentFleet::serving`], with `env` given to every `pmfleet` run that makes it (e.g.
+    /// `PMFLEET_AGENT_BIN`: which agent binary `setup` installs).
+    pub fn serving_with(n: usize, server_js: &str, env: &[(&str, &OsStr)]) -> AgentFleet {
         let fleet = Fleet::start(n);
         let (app_port, agent_port) = (free_port(), free_port());
         let repo = GitRepo::new();
@@ -41,9 +49,9 @@ impl AgentFleet {
             "host": fleet.hosts_json(), "ref": "main", "repo": repo.url(), "path": "/srv/app",
             "fetch": "push", "agent": {"port": agent_port, "bind": "host"},
         }}}));
-        ok(&project.pmfleet(&["ca", "init"]));
-        ok(&project.pmfleet(&["deploy", "production", "setup"]));
-        ok(&project.pmfleet(&["deploy", "production"]));
+        ok(&project.pmfleet_with(&["ca", "init"], env));
+        ok(&project.pmfleet_with(&["deploy", "production", "setup"], env));
+        ok(&project.pmfleet_with(&["deploy", "production"], env));
         AgentFleet {
             fleet,
             repo,
