@@ -19,7 +19,7 @@ use std::time::Duration;
 use pmfleet_shared::tls::Role;
 use pmfleet_testkit::agent_fleet::AgentFleet;
 use pmfleet_testkit::https::{self, Conn};
-use pmfleet_testkit::project::{Project, ok};
+use pmfleet_testkit::project::{Project, audited, ok};
 use pmfleet_testkit::tls::Leaf;
 use pmfleet_testkit::{require_sshd, wait_until};
 use rustls::ClientConfig;
@@ -365,6 +365,23 @@ fn a_fleet_client_certificate_signs_in_to_the_dashboard_over_https_with_its_role
         let now = app_pids(&project);
         now.len() == 2 && now.iter().all(|p| !before.contains(p))
     });
+    // The audit trail has it, for the certificate; the read certificate's refused reload,
+    // never sent, is not there as an action.
+    let reloads = audited(&project, "production", "app reload web");
+    assert!(
+        reloads.iter().any(
+            |e| e["performer"] == "client:deployer (deploy role) via dashboard"
+                && e["outcome"] == "succeeded"
+        ),
+        "{reloads:#?}"
+    );
+    assert!(
+        !reloads.iter().any(|e| e["performer"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("client:viewer")),
+        "{reloads:#?}"
+    );
 
     // An `admin` certificate is offered everything, and its scale goes through.
     let admin = https::client_config(&ca_pem, Some(&operator));

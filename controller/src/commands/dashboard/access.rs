@@ -117,6 +117,18 @@ pub enum Session {
     },
 }
 
+/// Who a session's actions are recorded for in the audit trail: the dashboard's own user
+/// (`who`) for the token, the certificate's name and role for a certificate.
+pub fn performer(session: &Session, who: &str) -> String {
+    match session {
+        Session::Token => format!("{who} via dashboard"),
+        Session::Certificate { name, role } => format!(
+            "{name} ({} role) via dashboard",
+            role.map_or("no", Role::as_str)
+        ),
+    }
+}
+
 /// The session of a client certificate (DER) the handshake verified: its name and role. One
 /// whose role cannot be read (an unknown role, several) is refused, as the agents refuse it.
 pub fn certificate_session(leaf: &[u8]) -> Result<Session, String> {
@@ -401,5 +413,28 @@ mod tests {
         let (a, b) = (new_secret().unwrap(), new_secret().unwrap());
         assert_eq!(a.len(), 64);
         assert_ne!(a, b);
+    }
+
+    #[test]
+    fn an_action_is_recorded_for_the_token_s_user_or_the_certificate() {
+        let cert = |role| Session::Certificate {
+            name: "client:ops".into(),
+            role,
+        };
+        let table = [
+            (Session::Token, "alice@laptop via dashboard"),
+            (
+                cert(Some(Role::Deploy)),
+                "client:ops (deploy role) via dashboard",
+            ),
+            (
+                cert(Some(Role::Admin)),
+                "client:ops (admin role) via dashboard",
+            ),
+            (cert(None), "client:ops (no role) via dashboard"),
+        ];
+        for (session, want) in table {
+            assert_eq!(performer(&session, "alice@laptop"), want);
+        }
     }
 }

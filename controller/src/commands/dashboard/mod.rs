@@ -42,6 +42,7 @@ use serde::Deserialize;
 use tokio::sync::mpsc;
 
 use crate::agent::sessions::FleetSessions;
+use crate::audit::view_action::{self, Actor};
 use crate::cli::parse_duration;
 use crate::deploy::Exit;
 use access::Session;
@@ -95,6 +96,10 @@ struct Shared {
     csrf: String,
     /// With `--tls`: which client certificates are trusted, now.
     trust: Option<Arc<Trust>>,
+    /// The dashboard's own user (as a deploy records it), for the token's actions.
+    who: String,
+    /// The ecosystem file the fleet is from, for the audit trail.
+    ecosystem: std::path::PathBuf,
 }
 
 type St = State<Arc<Shared>>;
@@ -106,7 +111,7 @@ fn now() -> i64 {
 }
 
 pub async fn run(args: DashboardArgs) -> Exit {
-    let (targets, client) =
+    let (targets, client, ecosystem) =
         match super::monit::load_fleet(&args.words, args.file.clone(), args.timeout) {
             Ok(fleet) => fleet,
             Err(message) => {
@@ -168,6 +173,8 @@ pub async fn run(args: DashboardArgs) -> Exit {
         token,
         csrf,
         trust: prepared.as_ref().map(|p| p.trust.clone()),
+        who: crate::deploy::who_in(ecosystem.parent()),
+        ecosystem,
     });
     let listener = match tokio::net::TcpListener::bind(args.listen).await {
         Ok(l) => l,
@@ -479,17 +486,12 @@ async fn action(
         return (StatusCode::FORBIDDEN, format!("{e}\n")).into_response();
     }
     let what = format!("{} {} on {}", form.verb, form.app, target.label());
-    let outcome = shared
-        .sessions
-        .client
-        .request(
-            &target.host,
-            target.port,
-            &target.via,
-            &request,
-            Some(Duration::from_secs(120)),
-        )
-        .await;
+    let actor = Actor {
+        performer: access::performer(&session, &shared.who),
+        view: "pmfleet dashboard".into(),
+        ecosystem: shared.ecosystem.clone(),
+    };
+    let outcome = view_action::send(&shared.sessions, form.host, &request, &actor).await;
     let message = match outcome {
         Ok(AgentResponse::Done { messages }) if messages.is_empty() => format!("{what}: done"),
         Ok(AgentResponse::Done { messages }) => format!("{what}: {}", messages.join("; ")),
