@@ -425,7 +425,7 @@ fn the_agents_crash_loops_errors_and_memory_restarts_reach_the_webhooks_through_
     ok(&project.pmfleet(&["deploy", "production"]));
     assert!(receiver.got().is_empty(), "{:?}", receiver.got());
 
-    let mut events = project.spawn(&["events", "production", "--notify"]);
+    let mut events = project.spawn(&["events", "production", "--notify", "--notify-window", "15s"]);
     let lines = Arc::new(Mutex::new(Vec::<String>::new()));
     {
         let lines = lines.clone();
@@ -469,6 +469,49 @@ fn the_agents_crash_loops_errors_and_memory_restarts_reach_the_webhooks_through_
         want.iter()
             .all(|(e, a)| got.iter().any(|(ge, ga)| ge == e && ga == a))
     });
+    // hog allocates again each time it starts, so its memory restarts go on: the webhook is
+    // told of them once per window, and one summary counts the rest.
+    let hog_told = || -> Vec<Value> {
+        receiver
+            .events("/json", "memory_restart")
+            .into_iter()
+            .filter(|v| v["app"] == "hog")
+            .collect()
+    };
+    wait_until(
+        Duration::from_secs(90),
+        "a summary of hog's held-back memory restarts",
+        || {
+            hog_told()
+                .iter()
+                .any(|v| v["held_back"].as_u64().is_some_and(|n| n >= 1))
+        },
+    );
+    let hog_restarts = lines
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|l| l.contains("hog") && l.contains("max_memory_restart"))
+        .count();
+    let told = hog_told();
+    assert!(
+        told.len() < hog_restarts,
+        "{} messages for {hog_restarts} memory restarts: {told:?}",
+        told.len()
+    );
+    let summary = told
+        .iter()
+        .find(|v| v["held_back"].is_u64())
+        .unwrap()
+        .clone();
+    let held_back = summary["held_back"].as_u64().unwrap();
+    assert!(
+        summary["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("{held_back} more in the last 15s")),
+        "{summary}"
+    );
     let _ = events.kill();
     let _ = events.wait();
     for (event, app) in want {

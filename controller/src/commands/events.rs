@@ -7,12 +7,14 @@
 use clap::Args;
 use pmfleet_shared::protocol::{Request, Response};
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use pmfleet_shared::ecosystem;
 
 use crate::agent::targets as agents;
 use crate::deploy::Exit;
+use crate::notify::throttle::{Key, Throttle};
 use crate::notify::{HostOutcome, Message, Notifier};
 use crate::output::Output;
 
@@ -32,6 +34,11 @@ pub struct EventsArgs {
     /// themselves to the environment's `notify` webhooks.
     #[arg(long)]
     pub notify: bool,
+    /// With --notify: the same event of the same app on the same host is told at most once
+    /// in this window; the rest are counted and told in one summary when it ends (0: tell
+    /// every event).
+    #[arg(long, value_name = "DURATION", default_value = "1m", value_parser = crate::cli::parse_duration)]
+    pub notify_window: Duration,
 }
 
 pub async fn run(args: EventsArgs) -> Exit {
@@ -55,6 +62,24 @@ pub async fn run(args: EventsArgs) -> Exit {
     } else {
         None
     };
+    let throttle = Arc::new(Mutex::new(Throttle::new(args.notify_window)));
+    if let Some((n, _, _)) = &notifier {
+        // The summaries of the windows that ended, once a second.
+        let (n, throttle) = (n.clone(), throttle.clone());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                let due = throttle
+                    .lock()
+                    .map(|mut t| t.due(Instant::now()))
+                    .unwrap_or_default();
+                for summary in &due {
+                    n.send(summary);
+                }
+            }
+        });
+    }
     agents::stream_all(
         &targets,
         &client,
@@ -74,7 +99,17 @@ pub async fn run(args: EventsArgs) -> Exit {
                 }];
                 m.outcome = kind.name().replace('_', " ");
                 m.reason = Some(crate::notify::message::one_line(&event.message));
-                n.send(&m);
+                let key = Key {
+                    host: host.to_owned(),
+                    app: event.app.clone(),
+                    event: kind,
+                };
+                let admitted = throttle
+                    .lock()
+                    .is_ok_and(|mut t| t.admit(key, &m, Instant::now()));
+                if admitted {
+                    n.send(&m);
+                }
             }
             if json {
                 let mut value = serde_json::to_value(&event).unwrap_or_default();

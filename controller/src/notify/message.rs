@@ -41,6 +41,10 @@ pub struct Message {
     /// For an agent's event: the app it is about.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub app: Option<String>,
+    /// For a summary of an agent's events: how many more of the same event (app, host) came
+    /// within the window after the one told ([`super::throttle`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub held_back: Option<u32>,
 }
 
 fn event_name<S: serde::Serializer>(e: &NotifyEvent, s: S) -> Result<S::Ok, S::Error> {
@@ -62,6 +66,7 @@ impl Message {
             duration_secs: None,
             reason: None,
             app: None,
+            held_back: None,
         }
     }
 

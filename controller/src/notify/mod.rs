@@ -1,6 +1,7 @@
 //! Notifications: telling webhooks (generic JSON, Slack-compatible, ntfy) about deploys and
 //! reverts, and — through `pmfleet events <env> --notify` — about the apps (crash loops,
-//! errored instances, memory restarts).
+//! errored instances, memory restarts), at most one per app, host and event in a window
+//! ([`throttle`]).
 //!
 //! The controller sends them all: the agents never reach out, so a webhook URL (often a
 //! credential) stays on the controller and the hosts need no way out to the internet.
@@ -12,6 +13,7 @@
 pub mod deliver;
 pub mod format;
 pub mod message;
+pub mod throttle;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
