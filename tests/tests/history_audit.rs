@@ -268,9 +268,8 @@ fn a_manual_lock_and_its_release_are_recorded_on_every_host_and_shown_by_history
     assert!(plain.stdout.contains(why), "{}", plain.all());
 }
 
-#[test]
-fn app_commands_over_mutual_tls_are_recorded_by_each_agent_and_joined_in_history() {
-    require_sshd!();
+/// Two hosts with agents serving `web` (one cluster instance each), set up and deployed once.
+fn two_hosts_serving_web() -> (Fleet, Project) {
     let fleet = Fleet::start(2);
     let repo = GitRepo::new();
     repo.write("server.js", SERVER_JS);
@@ -294,6 +293,13 @@ fn app_commands_over_mutual_tls_are_recorded_by_each_agent_and_joined_in_history
     ok(&project.pmfleet(&["ca", "init"]));
     ok(&project.pmfleet(&["deploy", "production", "setup"]));
     ok(&project.pmfleet(&["deploy", "production"]));
+    (fleet, project)
+}
+
+#[test]
+fn app_commands_over_mutual_tls_are_recorded_by_each_agent_and_joined_in_history() {
+    require_sshd!();
+    let (fleet, project) = two_hosts_serving_web();
     ok(&project.pmfleet(&["app", "production", "restart", "web"]));
     ok(&project.pmfleet(&["app", "production", "stop", "web"]));
 
@@ -341,4 +347,48 @@ fn app_commands_over_mutual_tls_are_recorded_by_each_agent_and_joined_in_history
     for h in &fleet.hosts {
         assert_eq!(stop["hosts"][label(h)], "ok", "{stop}");
     }
+}
+
+#[test]
+fn an_app_command_typed_on_a_host_is_recorded_with_the_host_user() {
+    require_sshd!();
+    let (fleet, project) = two_hosts_serving_web();
+    let (typed_on, other) = (&fleet.hosts[0], &fleet.hosts[1]);
+    // On the host, through the agent's control socket, as root (this test's user).
+    let home = typed_on.home().join(".pmfleet-agent");
+    let out = std::process::Command::new(home.join("bin/pmfleet-agent"))
+        .args(["restart", "web"])
+        .env("PMFLEET_AGENT_HOME", &home)
+        .output()
+        .expect("run pmfleet-agent on the host");
+    assert!(out.status.success(), "{out:?}");
+
+    let apps: Vec<Value> = audit_records(typed_on)
+        .into_iter()
+        .filter(|r| r["action"] == "app")
+        .collect();
+    assert_eq!(apps.len(), 1, "{apps:?}");
+    assert_eq!(apps[0]["who"], "host user root (local)", "{}", apps[0]);
+    assert_eq!(apps[0]["outcome"], "success", "{}", apps[0]);
+    assert!(
+        apps[0]["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("app restart web")),
+        "{}",
+        apps[0]
+    );
+    assert!(
+        !audit_records(other).iter().any(|r| r["action"] == "app"),
+        "the other host ran nothing"
+    );
+    let (code, doc) = timeline(&project, &[]);
+    assert_eq!(code, 0, "{doc:#}");
+    assert!(
+        doc["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["performer"] == "host user root (local)"),
+        "history shows who typed it: {doc:#}"
+    );
 }

@@ -1,9 +1,10 @@
-//! The hosts' record of app commands asked over mutual TLS: when a client certificate has the
-//! agent reload, restart, stop, delete, scale or put an app in maintenance, and that app runs
-//! from a release of a deploy root `setup` registered, one JSON line goes to that root's
-//! `.pmfleet/audit.jsonl` — the shape of the controller's history records (action `app`, the
-//! command in `message`, `who` the certificate's name and role, when, the outcome) — so
-//! `pmfleet history` sees it whoever sent it.
+//! The hosts' record of app commands: when a client certificate over mutual TLS, or a user
+//! on the host through the control socket (`pmfleet-agent restart web` typed there, or run by
+//! a hook), has the agent reload, restart, stop, delete, scale or put an app in maintenance,
+//! and that app runs from a release of a deploy root `setup` registered, one JSON line goes to
+//! that root's `.pmfleet/audit.jsonl` — the shape of the controller's history records (action
+//! `app`, the command in `message`, `who` the certificate's name and role, or `host user
+//! alice (local)`, when, the outcome) — so `pmfleet history` sees it whoever sent it.
 //!
 //! Small and bounded: [`entry`] is pure; a line is at most [`MAX_LINE`] bytes (the answer is
 //! cut to one line first), written with one `write` in append mode after ending a torn last

@@ -51,8 +51,8 @@ pub(crate) struct Session {
     pub tls: Option<TlsControl>,
     /// What `upgrade` needs; `None` where it is not served (remote clients, tests).
     pub upgrader: Option<Upgrader>,
-    /// A remote client's name, from its certificate: who an app command is recorded as
-    /// ([`super::app_record`]). `None` on the local socket, which records nothing.
+    /// Who an app command is recorded as ([`super::app_record`]): a remote client's name,
+    /// from its certificate, or the host user on the local socket; `None` records nothing.
     pub client: Option<String>,
 }
 
@@ -206,10 +206,10 @@ impl Session {
         }
     }
 
-    /// An app command from a remote client, and the deploy roots its app runs from (read
-    /// before it runs: a deleted app is gone after).
+    /// An app command from a client with a name (a certificate's, or the host user's), and
+    /// the deploy roots its app runs from (read before it runs: a deleted app is gone after).
     fn to_record(&self, req: &Request) -> Option<(String, Vec<PathBuf>)> {
-        if !self.origin.redacts() {
+        if !self.origin.redacts() && self.client.is_none() {
             return None;
         }
         let (command, app) = super::app_record::command(req)?;
