@@ -7,6 +7,7 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -108,11 +109,19 @@ fn unchunk(mut rest: &str) -> String {
 }
 
 impl Browser {
+    /// The browser's profile directory (on its command line: how its processes are found).
+    pub fn profile_dir(&self) -> &Path {
+        self._profile.path()
+    }
+
     /// Start the driver on a free port and a headless browser with a profile of its own.
     pub fn start() -> Browser {
         let port = crate::free_port();
+        // In a process group of its own, which the browsers it starts join: dropping the
+        // session ends them all, even a browser the driver did not take down with it.
         let driver = Command::new(CHROMEDRIVER)
             .arg(format!("--port={port}"))
+            .process_group(0)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -264,6 +273,10 @@ impl Browser {
 impl Drop for Browser {
     fn drop(&mut self) {
         let _ = self.call("DELETE", "", Value::Null);
+        if let Ok(group) = i32::try_from(self.driver.id()) {
+            // SAFETY: killpg has no memory-safety preconditions; the group is the driver's.
+            unsafe { libc::killpg(group, libc::SIGKILL) };
+        }
         let _ = self.driver.kill();
         let _ = self.driver.wait();
     }

@@ -301,3 +301,19 @@ fn the_dashboard_shows_the_fleet_streams_logs_and_reloads_from_the_page() {
     assert!(points >= 3, "the chart kept {points} samples:\n{page}");
     drop(dashboard);
 }
+
+#[test]
+fn a_browser_the_tests_start_leaves_no_process_behind() {
+    require_tool!(CHROMEDRIVER, "chromium-driver");
+    require_tool!(CHROMIUM, "chromium");
+    let browser = Browser::start();
+    let profile = browser.profile_dir().display().to_string();
+    assert!(
+        !pmfleet_testkit::processes_with(&profile).is_empty(),
+        "the browser runs with its profile on its command line"
+    );
+    drop(browser);
+    wait_until(WAIT, "every process of the browser gone", || {
+        pmfleet_testkit::processes_with(&profile).is_empty()
+    });
+}
