@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use pmfleet_testkit::deployed::{current_release, with_keys};
 use pmfleet_testkit::git_repo::GitRepo;
 use pmfleet_testkit::project::{Project, ok};
 use pmfleet_testkit::sshd::{Fleet, SshHost};
@@ -46,15 +47,13 @@ impl AgentFleet {
         repo.commit_file("VERSION", "1\n", "web app");
         let project = Project::new(fleet.home.path());
         let hosts = fleet.hosts_json();
-        let mut env = json!({
-            "host": hosts, "ref": "main", "repo": repo.url(), "path": "/srv/app", "fetch": "push",
-            "agent": {"port": free_port(), "bind": "host"},
-        });
-        if let (Some(env), Some(extra)) = (env.as_object_mut(), extra.as_object()) {
-            for (k, v) in extra {
-                env.insert(k.clone(), v.clone());
-            }
-        }
+        let env = with_keys(
+            json!({
+                "host": hosts, "ref": "main", "repo": repo.url(), "path": "/srv/app", "fetch": "push",
+                "agent": {"port": free_port(), "bind": "host"},
+            }),
+            &extra,
+        );
         project.write_ecosystem(&json!({"deploy": {"production": env}}));
         ok(&project.pmfleet(&["ca", "init"]));
         ok(&project.pmfleet(&["deploy", "production", "setup"]));
@@ -112,19 +111,12 @@ impl AgentFleet {
     }
 }
 
-fn current_release(host: &SshHost) -> String {
-    std::fs::read_link(host.root().join("app/current"))
-        .ok()
-        .and_then(|t| t.file_name().map(|n| n.to_string_lossy().into_owned()))
-        .unwrap_or_default()
-}
-
 #[test]
 fn after_a_rollback_status_shows_what_runs_and_the_kept_instances_stay() {
     require_sshd!();
     let f = AgentFleet::start(2, json!({}));
     let sha1 = f.repo.head();
-    let r1 = current_release(&f.hosts()[0]);
+    let r1 = current_release(&f.hosts()[0]).unwrap_or_default();
     let before = f.instances();
     assert_eq!(before.len(), 4, "{before:?}");
     f.repo.commit_file("VERSION", "broken 2\n", "never listens");
@@ -154,14 +146,18 @@ fn a_failed_revert_leaves_current_and_the_apps_agreeing() {
     f.repo.commit_file("VERSION", "2\n", "version 2");
     ok(&f.project.pmfleet(&["deploy", "production"]));
     f.wait_serving("2");
-    let r2 = current_release(&f.hosts()[0]);
+    let r2 = current_release(&f.hosts()[0]).unwrap_or_default();
     // Host 1 cannot switch: a directory where the fresh symlink must go.
     let blocker = f.hosts()[1].root().join("app/.pmfleet/current.new");
     std::fs::create_dir_all(blocker.join("x")).unwrap();
     let run = f.project.pmfleet(&["deploy", "production", "revert", "1"]);
     assert_eq!(run.code, 1, "{}", run.all());
     for host in f.hosts() {
-        assert_eq!(current_release(host), r2, "every host back on r2");
+        assert_eq!(
+            current_release(host).unwrap_or_default(),
+            r2,
+            "every host back on r2"
+        );
     }
     // Host 0 switched to r1 and its agent ran r1, then it went back: its agent runs r2 again.
     f.wait_serving("2");
@@ -178,11 +174,11 @@ fn prune_removes_nothing_when_the_agent_does_not_answer() {
     require_sshd!();
     let f = AgentFleet::start(1, json!({"keep_releases": 1}));
     let host = &f.hosts()[0];
-    let r1 = current_release(host);
+    let r1 = current_release(host).unwrap_or_default();
     f.repo.commit_file("VERSION", "2\n", "version 2");
     ok(&f.project.pmfleet(&["deploy", "production"]));
     f.wait_serving("2");
-    let r2 = current_release(host);
+    let r2 = current_release(host).unwrap_or_default();
     // The agent dies (its apps keep running, from r2), and the next release has no apps.
     ok(&f.project.pmfleet(&[
         "deploy",
