@@ -6,7 +6,8 @@
 use std::time::{Duration, Instant};
 
 use pmfleet_testkit::deployed::{
-    ROOT, current_release, ecosystem, on_host, releases, served_version,
+    ROOT, assert_fleet_serves, current_release, ecosystem, on_host, releases, served_version,
+    with_keys,
 };
 use pmfleet_testkit::git_repo::GitRepo;
 use pmfleet_testkit::procs::app_processes;
@@ -18,18 +19,6 @@ use serde_json::{Value, json};
 /// A `post-deploy` that hangs (after touching `/srv/hanging`) while `/srv/hang` exists.
 const HANG_POST_DEPLOY: &str =
     "./app.sh > built.txt; if [ -f /srv/hang ]; then touch /srv/hanging; sleep 60; fi";
-
-/// Every host serves `version`, built, all from the same release.
-fn assert_fleet_serves(hosts: &[SshHost], version: &str) -> String {
-    let first = current_release(&hosts[0]).expect("current on host 0");
-    for host in hosts {
-        assert_eq!(current_release(host).as_deref(), Some(first.as_str()));
-        assert_eq!(served_version(host), version, "on {}", host.address());
-        let built = std::fs::read_to_string(on_host(host, "current/built.txt")).unwrap_or_default();
-        assert_eq!(built.trim(), format!("app version {version}"));
-    }
-    first
-}
 
 #[test]
 fn a_host_that_drops_mid_deploy_is_unreachable() {
@@ -128,16 +117,14 @@ impl Suite {
 
     fn write_ecosystem(&self, extra: Value) {
         let hosts = self.fleet.hosts_json();
-        let mut env = json!({
-            "host": hosts, "ref": "main", "repo": self.repo.url(), "path": ROOT, "fetch": "push",
-            "post-deploy": GATED_POST_DEPLOY, "keep_releases": 2,
-            "agent": {"port": self.agent_port, "bind": "host"},
-        });
-        if let (Some(env), Some(extra)) = (env.as_object_mut(), extra.as_object()) {
-            for (k, v) in extra {
-                env.insert(k.clone(), v.clone());
-            }
-        }
+        let env = with_keys(
+            json!({
+                "host": hosts, "ref": "main", "repo": self.repo.url(), "path": ROOT, "fetch": "push",
+                "post-deploy": GATED_POST_DEPLOY, "keep_releases": 2,
+                "agent": {"port": self.agent_port, "bind": "host"},
+            }),
+            &extra,
+        );
         self.project
             .write_ecosystem(&json!({"deploy": {"production": env}}));
     }
