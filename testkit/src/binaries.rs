@@ -25,7 +25,7 @@ pub fn agent_bin() -> PathBuf {
 /// The agent binary cargo built for the agent's integration tests.
 pub fn agent_under_test() -> PathBuf {
     if let Some(path) = std::env::var_os("PMFLEET_AGENT_BIN") {
-        return PathBuf::from(path);
+        return from_env(path);
     }
     let path = build_dir().join("pmfleet-agent");
     assert!(
@@ -35,6 +35,13 @@ pub fn agent_under_test() -> PathBuf {
         path.display()
     );
     path
+}
+
+/// A binary named by the environment, made absolute: the tests run it from other working
+/// directories (a project's, an agent's home), where `target/release/pmfleet` names nothing.
+fn from_env(path: std::ffi::OsString) -> PathBuf {
+    let path = PathBuf::from(path);
+    std::path::absolute(&path).unwrap_or(path)
 }
 
 /// `target/<profile>`, the directory of the running test executable (without `deps/`).
@@ -53,7 +60,7 @@ fn build_dir() -> PathBuf {
 fn built(name: &str, var: &str) -> PathBuf {
     static BUILT: OnceLock<()> = OnceLock::new();
     if let Some(path) = std::env::var_os(var) {
-        return PathBuf::from(path);
+        return from_env(path);
     }
     let dir = build_dir();
     let path = dir.join(name);
