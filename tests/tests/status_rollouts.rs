@@ -6,6 +6,7 @@
 
 use std::time::{Duration, Instant};
 
+use pmfleet_testkit::assets::GATED_VERSION_SERVER_JS;
 use pmfleet_testkit::deployed::current_release;
 use pmfleet_testkit::git_repo::GitRepo;
 use pmfleet_testkit::procs::app_processes;
@@ -13,16 +14,6 @@ use pmfleet_testkit::project::{Project, Run, ok};
 use pmfleet_testkit::sshd::{Fleet, SshHost};
 use pmfleet_testkit::{free_port, get_from, require_sshd, wait_until};
 use serde_json::{Value, json};
-
-/// A Node app answering with its version, which listens only once `/srv/hold-<version>` is
-/// gone (so a test can make a release that never becomes ready).
-const GATED_SERVER_JS: &str = r#"const http = require("http");
-const fs = require("fs");
-const version = fs.readFileSync(__dirname + "/VERSION", "utf8").trim();
-const hold = "/srv/hold-" + version;
-const serve = () => http.createServer((q, s) => s.end(`version ${version}\n`)).listen(process.env.PORT);
-(function wait() { if (fs.existsSync(hold)) setTimeout(wait, 50); else serve(); })();
-"#;
 
 struct Suite {
     fleet: Fleet,
@@ -37,7 +28,7 @@ impl Suite {
         let fleet = Fleet::start(n);
         let port = free_port();
         let repo = GitRepo::new();
-        repo.write("server.js", GATED_SERVER_JS);
+        repo.write("server.js", GATED_VERSION_SERVER_JS);
         repo.write(
             "ecosystem.json",
             &json!({"apps": [{"name": "web", "script": "server.js", "instances": 2,
