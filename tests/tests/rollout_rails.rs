@@ -8,11 +8,11 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use pmfleet_testkit::deployed::{current_release, releases, with_keys};
-use pmfleet_testkit::git_repo::GitRepo;
-use pmfleet_testkit::project::{Project, Run, ok};
-use pmfleet_testkit::sshd::{Fleet, SshHost};
-use pmfleet_testkit::{Load, free_port, get_from, require_sshd, wait_until};
+use pmfleet_testkit::agent_fleet::AgentFleet;
+use pmfleet_testkit::deployed::{current_release, releases};
+use pmfleet_testkit::project::{Run, ok};
+use pmfleet_testkit::sshd::SshHost;
+use pmfleet_testkit::{Load, get_from, require_sshd, wait_until};
 use serde_json::{Value, json};
 
 /// A Node app answering `<pid> version <v>`, and `/health`. A `sick` version answers its
@@ -34,66 +34,35 @@ if (version.includes("crash") && fs.existsSync("/srv/crash-here")) {
 }
 "#;
 
-fn ecosystem_file(port: u16) -> String {
-    json!({"apps": [{
-        "name": "web", "script": "server.js", "instances": 2, "exec_mode": "cluster",
-        "listen_timeout": 3000, "deploy_timeout": "6s",
-        "healthcheck": {"http": "/health", "interval": "200ms", "timeout": "1s"},
-        "env": {"PORT": port}
-    }]})
-    .to_string()
+/// `n` hosts with agents, version 1 deployed and serving.
+fn start(n: usize, extra: Value) -> AgentFleet {
+    let f = AgentFleet::deployed(
+        n,
+        SERVER_JS,
+        json!({
+            "listen_timeout": 3000, "deploy_timeout": "6s",
+            "healthcheck": {"http": "/health", "interval": "200ms", "timeout": "1s"},
+        }),
+        Some("1"),
+        extra,
+    );
+    f.wait_serving("1");
+    f
 }
 
-struct Rails {
-    fleet: Fleet,
-    repo: GitRepo,
-    project: Project,
-    app_port: u16,
-    agent_port: u16,
-}
-
-impl Rails {
-    /// `n` hosts with agents, version 1 deployed and serving.
-    fn start(n: usize, extra: Value) -> Rails {
-        let fleet = Fleet::start(n);
-        let app_port = free_port();
-        let repo = GitRepo::new();
-        repo.write("server.js", SERVER_JS);
-        repo.write("ecosystem.json", &ecosystem_file(app_port));
-        repo.commit_file("VERSION", "1\n", "web app");
-        let project = Project::new(fleet.home.path());
-        let this = Rails {
-            fleet,
-            repo,
-            project,
-            app_port,
-            agent_port: free_port(),
-        };
-        this.write_ecosystem(extra);
-        ok(&this.project.pmfleet(&["ca", "init"]));
-        ok(&this.project.pmfleet(&["deploy", "production", "setup"]));
-        ok(&this.project.pmfleet(&["deploy", "production"]));
-        this.wait_serving("1");
-        this
-    }
-
-    fn write_ecosystem(&self, extra: Value) {
-        let env = with_keys(
-            json!({
-                "host": self.fleet.hosts_json(), "ref": "main", "repo": self.repo.url(), "path": "/srv/app",
-                "fetch": "push", "agent": {"port": self.agent_port, "bind": "host"},
-            }),
-            &extra,
-        );
-        self.project
-            .write_ecosystem(&json!({"deploy": {"production": env}}));
-    }
-
-    fn hosts(&self) -> &[SshHost] {
-        &self.fleet.hosts
-    }
-
+/// What these tests read of the fleet, and the load they put on it.
+trait Rails {
     /// The release `current` points at on each host (empty where none).
+    fn current_releases(&self) -> Vec<String>;
+    /// The version `host` answers with on `/`.
+    fn version(&self, host: &SshHost) -> String;
+    fn wait_serving(&self, version: &str);
+    fn addr(&self, host: &SshHost) -> SocketAddr;
+    /// Keep-alive and new-connection load on every host.
+    fn load(&self) -> Vec<Load>;
+}
+
+impl Rails for AgentFleet {
     fn current_releases(&self) -> Vec<String> {
         self.hosts()
             .iter()
@@ -101,7 +70,6 @@ impl Rails {
             .collect()
     }
 
-    /// The version `host` answers with on `/`.
     fn version(&self, host: &SshHost) -> String {
         get_from(host.address(), self.app_port)
             .ok()
@@ -123,7 +91,6 @@ impl Rails {
         SocketAddr::new(host.address().parse().expect("an IP"), self.app_port)
     }
 
-    /// Keep-alive and new-connection load on every host.
     fn load(&self) -> Vec<Load> {
         self.hosts()
             .iter()
@@ -168,7 +135,7 @@ fn outcomes(run: &Run, hosts: &[SshHost]) -> Vec<String> {
 #[test]
 fn a_release_whose_own_instances_never_pass_their_health_check_is_never_left_serving() {
     require_sshd!();
-    let f = Rails::start(2, json!({"batch": 1}));
+    let f = start(2, json!({"batch": 1}));
     let before: Vec<String> = f.current_releases();
     f.repo
         .commit_file("VERSION", "2 sick\n", "health check fails");
@@ -201,7 +168,7 @@ fn a_release_whose_own_instances_never_pass_their_health_check_is_never_left_ser
 fn a_release_failing_its_health_check_on_the_canary_only_goes_back_there_and_nowhere_else_switches()
 {
     require_sshd!();
-    let f = Rails::start(3, json!({"batch": 1}));
+    let f = start(3, json!({"batch": 1}));
     let before: Vec<String> = f.current_releases();
     // Only the canary (the first batch: host 0) sees its new instances fail `/health`.
     std::fs::write(f.hosts()[0].root().join("sick-here"), "").unwrap();
@@ -246,7 +213,7 @@ fn a_release_failing_its_health_check_on_the_canary_only_goes_back_there_and_now
 #[test]
 fn a_crash_inside_the_last_batch_s_watch_window_sends_every_switched_host_back() {
     require_sshd!();
-    let f = Rails::start(3, json!({"batch": 1, "watch_period": "6s"}));
+    let f = start(3, json!({"batch": 1, "watch_period": "6s"}));
     let before: Vec<String> = f.current_releases();
     std::fs::write(f.hosts()[2].root().join("crash-here"), "").unwrap();
     f.repo
@@ -292,7 +259,7 @@ fn the_release_step_runs_once_before_any_switch_and_a_failing_one_switches_nothi
     // Each host sees its own /srv: the step appends to the host's own counter, which it can
     // also check was written before any switch (`current` still the old release).
     let step = r#"echo "$PMFLEET_RELEASE $(readlink /srv/app/current)" >> /srv/release-ran"#;
-    let f = Rails::start(3, json!({"release": step}));
+    let f = start(3, json!({"release": step}));
     let ran = |h: &SshHost| {
         std::fs::read_to_string(h.root().join("release-ran"))
             .unwrap_or_default()
@@ -348,7 +315,7 @@ fn the_release_step_runs_once_before_any_switch_and_a_failing_one_switches_nothi
 fn a_controller_killed_after_the_first_batch_switched_is_undone_by_the_hosts_themselves() {
     require_sshd!();
     // A long watch window: the controller sits in it, holding the lock, when it is killed.
-    let f = Rails::start(2, json!({"batch": 1}));
+    let f = start(2, json!({"batch": 1}));
     f.write_ecosystem(json!({"batch": 1, "watch_period": "300s"}));
     let old: Vec<String> = f.current_releases();
     f.repo.commit_file("VERSION", "2\n", "version 2");
@@ -452,7 +419,7 @@ fn fetch(addr: SocketAddr, path: &str) -> Result<(u16, String, String), String> 
 #[test]
 fn maintenance_answers_new_connections_with_503_while_a_deploy_goes_on_underneath() {
     require_sshd!();
-    let f = Rails::start(1, json!({}));
+    let f = start(1, json!({}));
     let addr = f.addr(&f.hosts()[0]);
     // A client on new connections the whole time: every request gets an answer, 200 or 503.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -515,7 +482,7 @@ fn maintenance_answers_new_connections_with_503_while_a_deploy_goes_on_underneat
 #[test]
 fn a_manual_lock_refuses_every_deploy_with_its_message_and_lock_wait_does_not_wait_for_it() {
     require_sshd!();
-    let f = Rails::start(2, json!({}));
+    let f = start(2, json!({}));
     let why = "release freeze until Monday";
     ok(&f
         .project
