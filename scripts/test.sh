@@ -50,4 +50,9 @@ cargo build --workspace --bins
 # them up to date with a cargo build of its own).
 target=${CARGO_TARGET_DIR:-$PWD/target}
 export PMFLEET_BIN="$target/debug/pmfleet" PMFLEET_AGENT_BIN="$target/debug/pmfleet-agent"
+# The agent as it ships to hosts (static, built for size): tests/tests/shipped_agent.rs runs it.
+echo "==> building the agent as it ships (cargo build-agent: whole-program, takes a few minutes the first time)"
+cargo build-agent
+host=$(rustc -vV | sed -n 's/^host: //p')
+export PMFLEET_SHIPPED_AGENT_BIN="$target/$host/agent/pmfleet-agent"
 cargo test --workspace --no-fail-fast

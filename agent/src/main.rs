@@ -23,19 +23,22 @@ fn main() -> ExitCode {
         }),
         _ => None,
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("PMFLEET_LOG").unwrap_or_else(|_| {
-                if daemon.is_some() {
-                    "info".into()
-                } else {
-                    "warn".into()
-                }
-            }),
-        )
-        .with_writer(pmfleet_agent::logs::DaemonLog)
-        .with_ansi(false)
-        .init();
+    {
+        use tracing_subscriber::layer::SubscriberExt;
+        use tracing_subscriber::util::SubscriberInitExt;
+        let filter = pmfleet_agent::logs::filter(
+            std::env::var("PMFLEET_LOG").ok().as_deref(),
+            daemon.is_some(),
+        );
+        tracing_subscriber::registry()
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(pmfleet_agent::logs::DaemonLog)
+                    .with_ansi(false),
+            )
+            .with(filter)
+            .init();
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

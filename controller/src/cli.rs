@@ -34,7 +34,7 @@ pub enum Command {
     Events(crate::commands::events::EventsArgs),
     /// PM2's monit for the whole fleet: every host's apps live in the terminal, their logs, reload/restart/stop.
     Monit(crate::commands::monit::MonitArgs),
-    /// The fleet in a browser: hosts × apps, charts over time, deploy history, live logs, actions (token-protected, 127.0.0.1).
+    /// The fleet in a browser: hosts × apps, charts over time, deploy history, live logs, actions (127.0.0.1; the token printed at start, or with --tls a fleet client certificate).
     Dashboard(crate::commands::dashboard::DashboardArgs),
     /// Check the ecosystem file and print its environments and apps as pmfleet reads them, touching no host.
     Config(crate::commands::config::ConfigArgs),

@@ -3,6 +3,8 @@
 //! instances in cluster mode on a port of its own, and a project whose `deploy.production`
 //! reaches those hosts' agents on another; the fleet CA made, `setup` and a first deploy done.
 
+use std::ffi::OsStr;
+
 use serde_json::{Value, json};
 
 use crate::deployed::with_keys;
@@ -24,12 +26,19 @@ pub struct AgentFleet {
 impl AgentFleet {
     /// `n` hosts serving `server_js` as `web` (`listen_timeout` 5 s), deployed once.
     pub fn serving(n: usize, server_js: &str) -> AgentFleet {
-        AgentFleet::deployed(
+        AgentFleet::serving_with(n, server_js, &[])
+    }
+
+    /// [`AgentFleet::serving`], with `env` given to every `pmfleet` run that makes it (e.g.
+    /// `PMFLEET_AGENT_BIN`: which agent binary `setup` installs).
+    pub fn serving_with(n: usize, server_js: &str, env: &[(&str, &OsStr)]) -> AgentFleet {
+        AgentFleet::start(
             n,
             server_js,
             json!({"listen_timeout": 5000}),
             None,
             json!({}),
+            env,
         )
     }
 
@@ -42,6 +51,17 @@ impl AgentFleet {
         app: Value,
         version: Option<&str>,
         extra: Value,
+    ) -> AgentFleet {
+        AgentFleet::start(n, server_js, app, version, extra, &[])
+    }
+
+    fn start(
+        n: usize,
+        server_js: &str,
+        app: Value,
+        version: Option<&str>,
+        extra: Value,
+        env: &[(&str, &OsStr)],
     ) -> AgentFleet {
         let fleet = Fleet::start(n);
         let (app_port, agent_port) = (free_port(), free_port());
@@ -73,9 +93,11 @@ impl AgentFleet {
             agent_port,
         };
         this.write_ecosystem(extra);
-        ok(&this.project.pmfleet(&["ca", "init"]));
-        ok(&this.project.pmfleet(&["deploy", "production", "setup"]));
-        ok(&this.project.pmfleet(&["deploy", "production"]));
+        ok(&this.project.pmfleet_with(&["ca", "init"], env));
+        ok(&this
+            .project
+            .pmfleet_with(&["deploy", "production", "setup"], env));
+        ok(&this.project.pmfleet_with(&["deploy", "production"], env));
         this
     }
 

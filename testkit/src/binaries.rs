@@ -6,7 +6,9 @@
 //!   date once per process with `cargo build -p pmfleet -p pmfleet-agent --bins`;
 //! - [`agent_under_test`] (the agent's own integration tests): `$PMFLEET_AGENT_BIN`, else the
 //!   binary cargo has just built for them next to the test executable, never rebuilt from here
-//!   (a second build could pick other features and replace it under a running test).
+//!   (a second build could pick other features and replace it under a running test);
+//! - [`shipped_agent_bin`]: the agent as it ships to hosts (`cargo build-agent`), named by
+//!   `$PMFLEET_SHIPPED_AGENT_BIN` (scripts/test.sh builds it and sets it).
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -42,6 +44,23 @@ pub fn agent_under_test() -> PathBuf {
 fn from_env(path: std::ffi::OsString) -> PathBuf {
     let path = PathBuf::from(path);
     std::path::absolute(&path).unwrap_or(path)
+}
+
+/// The agent as `cargo build-agent` builds it, or why there is none here: a test without it
+/// is skipped with a line saying so, and fails under `CI=true`.
+pub fn shipped_agent_bin() -> Result<PathBuf, String> {
+    match std::env::var_os("PMFLEET_SHIPPED_AGENT_BIN") {
+        Some(path) if std::path::Path::new(&path).is_file() => Ok(from_env(path)),
+        Some(path) => Err(format!(
+            "PMFLEET_SHIPPED_AGENT_BIN={} is not a file: run `cargo build-agent`",
+            PathBuf::from(path).display()
+        )),
+        None => Err(
+            "PMFLEET_SHIPPED_AGENT_BIN is not set: run `cargo build-agent` and point it at \
+             target/<host>/agent/pmfleet-agent (scripts/test.sh does)"
+                .into(),
+        ),
+    }
 }
 
 /// `target/<profile>`, the directory of the running test executable (without `deps/`).

@@ -56,6 +56,25 @@ pub fn ok(run: &Run) {
     assert_eq!(run.code, 0, "pmfleet failed:\n{}", run.all());
 }
 
+/// The runs `pmfleet history ENV --json` lists whose action is `action` (`app reload web`),
+/// oldest first: what the audit trail kept of them.
+pub fn audited(project: &Project, env: &str, action: &str) -> Vec<serde_json::Value> {
+    let run = project.pmfleet(&["history", env, "--json"]);
+    let doc: serde_json::Value = serde_json::from_str(&run.stdout).unwrap_or_else(|e| {
+        panic!(
+            "history --json is not one JSON document ({e}):\n{}",
+            run.all()
+        )
+    });
+    doc["entries"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["action"] == action)
+        .cloned()
+        .collect()
+}
+
 pub struct Project {
     dir: TempDir,
     home: PathBuf,

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use pmfleet_testkit::agent_fleet::AgentFleet;
 use pmfleet_testkit::procs::Paused;
-use pmfleet_testkit::project::Project;
+use pmfleet_testkit::project::{Project, audited};
 use pmfleet_testkit::webdriver::{Browser, CHROMEDRIVER, CHROMIUM, http};
 use pmfleet_testkit::{get_path, require_sshd, require_tool, tools, wait_for, wait_until};
 
@@ -189,6 +189,14 @@ fn the_dashboard_shows_the_fleet_streams_logs_and_reloads_from_the_page() {
         let now = pids_in(&browser.source(), second);
         now.len() == 2 && now.iter().all(|p| !before.contains(p))
     });
+    // The audit trail keeps it, for the token's user.
+    let reloads = audited(&project, "production", "app reload web");
+    assert!(
+        reloads
+            .iter()
+            .any(|e| e["performer"] == "tester via dashboard" && e["outcome"] == "succeeded"),
+        "{reloads:#?}"
+    );
     assert_eq!(
         pids_in(&browser.source(), first),
         first_before,

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use pmfleet_testkit::agent_fleet::AgentFleet;
 use pmfleet_testkit::procs::Paused;
-use pmfleet_testkit::project::ok;
+use pmfleet_testkit::project::{audited, ok};
 use pmfleet_testkit::tmux::{TMUX, Tmux, shell_line};
 use pmfleet_testkit::{require_sshd, require_tool};
 
@@ -123,6 +123,13 @@ fn monit_shows_the_fleet_and_reloads_the_selected_app_through_a_confirmation() {
             && s.matches("online").count() >= 2
     });
     assert!(!screen.contains("cancelled"), "{screen}");
+    let reloads = audited(&project, "production", "app reload web");
+    assert!(
+        reloads
+            .iter()
+            .any(|e| e["performer"] == "tester via monit" && e["outcome"] == "succeeded"),
+        "the audit trail keeps monit's reload: {reloads:#?}"
+    );
     let artifacts = pmfleet_testkit::tools::artifacts_dir("monit");
     std::fs::write(artifacts.join("after-reload.txt"), &screen).expect("artifact");
 
@@ -188,6 +195,13 @@ fn monit_shows_the_fleet_and_reloads_the_selected_app_through_a_confirmation() {
         .lines()
         .find(|l| l.contains("failed: "))
         .unwrap_or_default();
+    let reloads = audited(&project, "production", "app reload web");
+    assert!(
+        reloads
+            .iter()
+            .any(|e| e["performer"] == "tester via monit" && e["outcome"] == "failed"),
+        "the audit trail keeps the refused reload too: {reloads:#?}"
+    );
     std::fs::write(
         pmfleet_testkit::tools::artifacts_dir("monit").join("read-refused.txt"),
         &screen,

@@ -1,6 +1,7 @@
 //! Who may ask what: every request is checked against where it came from and, over mutual
 //! TLS, against the role its client certificate carries (see
-//! [`pmfleet_shared::tls::Role`]). The decision is one pure function over a table, tested
+//! [`pmfleet_shared::tls::Role`]). The decision is one pure function over a table
+//! ([`pmfleet_shared::protocol::access`], shared with the controller's dashboard), tested
 //! row by row; the session asks it before every request.
 //!
 //! | request | `read` | `deploy` | `admin` | local socket |
@@ -19,6 +20,10 @@
 use pmfleet_shared::protocol::{ApiError, ErrorKind, Request};
 use pmfleet_shared::tls::Role;
 
+/// The table itself is shared with the controller's dashboard, which checks a client
+/// certificate's actions against it before sending them.
+pub use pmfleet_shared::protocol::access::{Need, need, op};
+
 /// Which endpoint a request arrived on, and with what authority.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Origin {
@@ -30,75 +35,6 @@ pub enum Origin {
     /// roles): it may do what `read` may, and a refusal says how to give the controller's
     /// certificate its `admin` role (`pmfleet ca init` again).
     Unmarked,
-}
-
-/// What a request needs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Need {
-    /// A remote client of any role.
-    Role(Role),
-    /// The local socket only.
-    Local,
-}
-
-/// What `req` needs (the table in the module documentation).
-pub fn need(req: &Request) -> Need {
-    match req {
-        Request::Ping
-        | Request::Status
-        | Request::Metrics
-        | Request::List
-        | Request::Show { .. }
-        | Request::Logs { .. }
-        | Request::Events { .. } => Need::Role(Role::Read),
-        Request::ApplyRelease(_)
-        | Request::WatchRelease(_)
-        | Request::Reload { .. }
-        | Request::Restart { .. } => Need::Role(Role::Deploy),
-        Request::Stop { .. }
-        | Request::Delete { .. }
-        | Request::Scale { .. }
-        | Request::Flush { .. }
-        | Request::ReloadLogs
-        | Request::Save
-        | Request::Resurrect
-        | Request::Maintenance(_) => Need::Role(Role::Admin),
-        Request::Start(_)
-        | Request::ApplyDir(_)
-        | Request::Kill
-        | Request::ReloadTls
-        | Request::Upgrade { .. } => Need::Local,
-    }
-}
-
-/// The request's name on the wire, for messages.
-pub fn op(req: &Request) -> &'static str {
-    match req {
-        Request::Ping => "ping",
-        Request::Start(_) => "start",
-        Request::Stop { .. } => "stop",
-        Request::Restart { .. } => "restart",
-        Request::Reload { .. } => "reload",
-        Request::Delete { .. } => "delete",
-        Request::Scale { .. } => "scale",
-        Request::List => "list",
-        Request::Show { .. } => "show",
-        Request::Logs { .. } => "logs",
-        Request::Events { .. } => "events",
-        Request::Flush { .. } => "flush",
-        Request::ReloadLogs => "reload_logs",
-        Request::Save => "save",
-        Request::Resurrect => "resurrect",
-        Request::Kill => "kill",
-        Request::Status => "status",
-        Request::Metrics => "metrics",
-        Request::ApplyRelease(_) => "apply_release",
-        Request::WatchRelease(_) => "watch_release",
-        Request::Maintenance(_) => "maintenance",
-        Request::ApplyDir(_) => "apply_dir",
-        Request::ReloadTls => "reload_tls",
-        Request::Upgrade { .. } => "upgrade",
-    }
 }
 
 impl Origin {

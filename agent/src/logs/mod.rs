@@ -7,10 +7,12 @@
 //! - [`tail`] (`tail`): the last N lines, reaching back into rotated files.
 //! - [`follow`] (`follow`): new lines as they come, across rotations, like `tail -F`.
 //! - `stamp`: PM2's `log_date_format` (moment.js tokens).
-//! - [`daemon_log`]: the daemon's own `agent.log`, rotated the same way.
+//! - [`daemon_log`]: the daemon's own `agent.log`, rotated the same way; [`filter`]: which
+//!   of its own lines it writes (`PMFLEET_LOG`).
 
 pub mod daemon_log;
 mod file;
+mod filter;
 mod follow;
 mod pump;
 mod stamp;
@@ -20,6 +22,7 @@ use std::path::{Path, PathBuf};
 
 pub use daemon_log::DaemonLog;
 pub use file::LogFile;
+pub use filter::filter;
 pub use follow::follow;
 pub use pump::{MAX_LINE, pump, pump_until};
 pub use stamp::Stamp;

@@ -16,7 +16,7 @@
 //! `cargo run --release -p pmfleet-bench --bin agent_vs_pm2 [-- agent|pm2]`
 //!
 //! Needs `node`, `wrk` (`apt-get install wrk`) and a release build of the agent
-//! (`cargo build --release -p pmfleet-agent`, or `$PMFLEET_AGENT_BIN`). PM2 is taken from PATH,
+//! (the agent as it ships, `cargo build-agent`, or `$PMFLEET_AGENT_BIN`). PM2 is taken from PATH,
 //! or installed once with npm into `target/bench-tools`.
 
 use std::collections::BTreeMap;
@@ -550,10 +550,15 @@ impl Tools {
         which("node").context("node is not installed")?;
         let agent = std::env::var_os("PMFLEET_AGENT_BIN")
             .map(PathBuf::from)
-            .unwrap_or_else(|| target_dir().join("release/pmfleet-agent"));
+            .unwrap_or_else(|| {
+                target_dir().join(format!(
+                    "{}-unknown-linux-gnu/agent/pmfleet-agent",
+                    std::env::consts::ARCH
+                ))
+            });
         if only != Some("pm2") && !agent.exists() {
             bail!(
-                "{} does not exist: cargo build --release -p pmfleet-agent (or set PMFLEET_AGENT_BIN)",
+                "{} does not exist: run `cargo build-agent` (or set PMFLEET_AGENT_BIN)",
                 agent.display()
             );
         }

@@ -53,7 +53,7 @@ pub enum KitError {
     #[error("the controller's TLS identity cannot be used: {0}")]
     Tls(#[from] pmfleet_shared::tls::TlsError),
     #[error(
-        "cannot read the agent binary {}: {source}\n  hint: build it (`cargo build --release -p pmfleet-agent`) next to `pmfleet`, or set PMFLEET_AGENT_BIN",
+        "cannot read the agent binary {}: {source}\n  hint: install it next to `pmfleet` (`cargo install-agent` in pmfleet's source tree), or build it (`cargo build-agent`) and point PMFLEET_AGENT_BIN at target/<host>/agent/pmfleet-agent",
         path.display()
     )]
     Binary {

@@ -1,10 +1,11 @@
 //! The controller's audit trail: one JSON line per command that acts on an environment
-//! (deploy, revert, setup, unlock, app actions) in `<data dir>/pmfleet/audit/<env>.jsonl`
+//! (deploy, revert, setup, unlock, app actions — from `pmfleet app`, `monit` or the dashboard) in `<data dir>/pmfleet/audit/<env>.jsonl`
 //! (`$XDG_DATA_HOME`, else `~/.local/share`) — who, the command line, ref, SHA, release,
 //! every host and its outcome, when it started and how long it took. The hosts keep their
 //! own record (`history.jsonl`); [`timeline`] merges both for `pmfleet history`.
 
 pub mod timeline;
+pub mod view_action;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

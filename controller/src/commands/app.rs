@@ -171,17 +171,7 @@ fn record(command: &AppCommand, rows: &[[String; 3]], exit: Exit, started: &str,
     let Ok(eco) = ecosystem::load_from(command.file.as_deref(), &cwd) else {
         return;
     };
-    let app = match &command.request {
-        Request::Reload { target }
-        | Request::Restart { target }
-        | Request::Stop { target }
-        | Request::Delete { target } => match target {
-            Target::App(name) => name.clone(),
-            Target::All => "all".to_owned(),
-        },
-        Request::Scale { app, .. } => app.clone(),
-        _ => String::new(),
-    };
+    let app = audit::view_action::app_of(&command.request);
     let record = AuditRecord {
         id: uuid::Uuid::new_v4().to_string(),
         env: command.env.clone(),

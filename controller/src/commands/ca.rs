@@ -250,7 +250,7 @@ fn list(dir: &Path, json: bool) -> Result<(), PkiError> {
                 c.name.clone(),
                 match (c.kind, c.role) {
                     (_, Some(role)) => role.to_string(),
-                    (pki::CertKind::Agent, None) => "-".to_string(),
+                    (pki::CertKind::Agent | pki::CertKind::Dashboard, None) => "-".to_string(),
                     // Issued before roles: agents treat it as `read`.
                     (_, None) => "read (none)".to_string(),
                 },

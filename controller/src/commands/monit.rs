@@ -2,7 +2,7 @@
 //! ([`pmfleet_shared::monit`]). Every host of the environments is asked each second on a
 //! connection kept for it ([`FleetSessions`]), each under its own deadline; verbs go to the
 //! selected host's agent over the same mutual TLS and with the same certificate role as
-//! `pmfleet app`.
+//! `pmfleet app`, and each is added to the audit trail ([`view_action`]).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -16,6 +16,7 @@ use tokio::sync::mpsc;
 
 use crate::agent::sessions::FleetSessions;
 use crate::agent::targets::{self as agents, AgentTarget};
+use crate::audit::view_action::{self, Actor};
 use crate::cli::parse_duration;
 use crate::deploy::Exit;
 use crate::last_ecosystem;
@@ -39,12 +40,13 @@ pub struct MonitArgs {
 }
 
 /// The agents of the environments named by `words` (a file first, as `status` takes them),
-/// and a client to ask them with, each answer within `timeout`: what the fleet views start from.
+/// a client to ask them with, each answer within `timeout`, and the ecosystem file they are
+/// from: what the fleet views start from.
 pub(crate) fn load_fleet(
     words: &[String],
     file: Option<PathBuf>,
     timeout: Duration,
-) -> Result<(Vec<AgentTarget>, AgentClient), String> {
+) -> Result<(Vec<AgentTarget>, AgentClient, PathBuf), String> {
     let (named, envs) = super::status::split_words(words);
     let file = file.or(named);
     let cwd = std::env::current_dir().unwrap_or_else(|_| ".".into());
@@ -54,17 +56,18 @@ pub(crate) fn load_fleet(
     if targets.is_empty() {
         return Err("no host runs a pmfleet agent in these environments (`agent: false`?)".into());
     }
-    Ok((targets, agents::client(timeout)?))
+    Ok((targets, agents::client(timeout)?, eco.source.clone()))
 }
 
 pub async fn run(args: MonitArgs) -> Exit {
-    let (targets, client) = match load_fleet(&args.words, args.file.clone(), args.timeout) {
-        Ok(fleet) => fleet,
-        Err(message) => {
-            eprintln!("error: {message}");
-            return Exit::BadConfig;
-        }
-    };
+    let (targets, client, ecosystem) =
+        match load_fleet(&args.words, args.file.clone(), args.timeout) {
+            Ok(fleet) => fleet,
+            Err(message) => {
+                eprintln!("error: {message}");
+                return Exit::BadConfig;
+            }
+        };
     let names = targets
         .iter()
         .map(|t| HostName {
@@ -72,8 +75,14 @@ pub async fn run(args: MonitArgs) -> Exit {
             env: t.env.clone(),
         })
         .collect();
+    let actor = Actor {
+        performer: format!("{} via monit", crate::deploy::who_in(ecosystem.parent())),
+        view: "pmfleet monit".into(),
+        ecosystem,
+    };
     let source = FleetSource {
         sessions: FleetSessions::new(client, targets),
+        actor,
     };
     let options = Options {
         refresh: args.refresh,
@@ -91,6 +100,8 @@ pub async fn run(args: MonitArgs) -> Exit {
 /// The fleet over mutual TLS.
 struct FleetSource {
     sessions: FleetSessions,
+    /// Who the actions are recorded for in the audit trail.
+    actor: Actor,
 }
 
 impl Source for FleetSource {
@@ -107,20 +118,9 @@ impl Source for FleetSource {
 
     fn request(&self, host: usize, request: Request) -> Answer<Vec<String>> {
         let sessions = self.sessions.clone();
+        let actor = self.actor.clone();
         Box::pin(async move {
-            // A verb may wait for new instances to be ready: its own connection and deadline.
-            let target = sessions.targets.get(host).cloned().ok_or("no such host")?;
-            let answer = sessions
-                .client
-                .request(
-                    &target.host,
-                    target.port,
-                    &target.via,
-                    &request,
-                    Some(Duration::from_secs(120)),
-                )
-                .await;
-            match answer {
+            match view_action::send(&sessions, host, &request, &actor).await {
                 Ok(Response::Done { messages }) => Ok(messages),
                 Ok(other) => Ok(vec![format!("{other:?}")]),
                 Err(e) => Err(e.to_string()),

@@ -22,6 +22,9 @@ pub enum CertKind {
     Client,
     /// The client certificate `pmfleet ca init` made for the CA's own machine.
     Controller,
+    /// The server certificate `pmfleet dashboard --tls` serves the browser with (SANs = the
+    /// names it listens on).
+    Dashboard,
 }
 
 impl std::fmt::Display for CertKind {
@@ -30,6 +33,7 @@ impl std::fmt::Display for CertKind {
             CertKind::Agent => "agent",
             CertKind::Client => "client",
             CertKind::Controller => "controller",
+            CertKind::Dashboard => "dashboard",
         })
     }
 }

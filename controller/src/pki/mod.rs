@@ -19,13 +19,16 @@
 //! | `crl.pem` | 0644 | the revoked certificates, signed by the CA |
 //! | `issued.jsonl` | 0600 | one line per certificate issued ([`IssuedCert`]) |
 //! | `clients/<name>/` | 0700 | what `pmfleet ca issue` wrote, unless `--out` said otherwise |
+//! | `dashboard.pem`, `dashboard.key` | 0644, 0600 | the server certificate of `pmfleet dashboard --tls` ([`DashboardCert`]) |
 
 mod controller_cert;
+mod dashboard_cert;
 mod files;
 mod identity;
 mod index;
 
 pub use controller_cert::ControllerCert;
+pub use dashboard_cert::{DASHBOARD_CERT_FILE, DASHBOARD_KEY_FILE, DashboardCert};
 pub use identity::ClientIdentity;
 pub use index::{CertKind, CertStatus, IssuedCert};
 

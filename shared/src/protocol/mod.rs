@@ -15,8 +15,10 @@
 //! a release's ecosystem file, waiting for readiness) and of `pmfleet status`,
 //! [`Request::Status`] (everything the fleet table needs in one round trip, and each deploy
 //! root's `current`, rollout record and lock, [`DeployRoot`]). `docs/protocol.md`
-//! describes every message with a JSON example, and which ones a remote client may send.
+//! describes every message with a JSON example, and which ones a remote client may send
+//! ([`access`]: the role each request needs).
 
+pub mod access;
 mod app;
 mod deploy_root;
 mod event;

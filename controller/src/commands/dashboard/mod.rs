@@ -4,9 +4,12 @@
 //! answer in memory for the pages and in SQLite ([`store`]) for the charts and the deploy
 //! history, and streams an app's log lines to the page (server-sent events). Actions
 //! (reload, restart, stop, scale) go to the agents with the controller's certificate, whose
-//! role the agents check. Every request needs the token printed at start ([`access`]).
+//! role the agents check. Every request needs the token printed at start or, over HTTPS
+//! (`--tls`), a fleet client certificate, whose role then bounds the actions ([`access`]).
 //!
-//! - [`access`]: who may see and act (token, cookie, CSRF), pure;
+//! - [`access`]: who may see and act (token, cookie, certificate, role, CSRF), pure;
+//! - [`tls`]: HTTPS, the dashboard's certificate, client certificates and the CRL;
+//! - `guard.rs`: every request signed in (certificate or token) and given its headers;
 //! - [`pages`] and [`charts`]: the HTML, pure;
 //! - [`store`]: the history in SQLite; `assets.rs`: the page's script and style;
 //! - this file: the command, the polling, the routes.
@@ -14,8 +17,10 @@
 pub mod access;
 mod assets;
 pub mod charts;
+mod guard;
 pub mod pages;
 pub mod store;
+pub mod tls;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -25,22 +30,26 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
-use axum::extract::{Form, Path, Query, Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::middleware::{self, Next};
+use axum::extract::{Extension, Form, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::middleware;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use clap::Args;
-use pmfleet_shared::protocol::{self, Request as AgentRequest, Response as AgentResponse, Target};
+use pmfleet_shared::protocol::{self, Request as AgentRequest, Response as AgentResponse};
 use serde::Deserialize;
 use tokio::sync::mpsc;
 
 use crate::agent::sessions::FleetSessions;
+use crate::audit::view_action::{self, Actor};
 use crate::cli::parse_duration;
 use crate::deploy::Exit;
+use access::Session;
+use guard::header_str;
 use pages::HostState;
 use store::Store;
+use tls::{Peer, Trust};
 
 #[derive(Debug, Args)]
 pub struct DashboardArgs {
@@ -67,6 +76,14 @@ pub struct DashboardArgs {
     /// The ecosystem file (default: the one here, else the last one a command used).
     #[arg(long, value_name = "FILE")]
     pub file: Option<PathBuf>,
+    /// Serve HTTPS with a certificate from the fleet CA of this machine, and let a browser
+    /// holding a fleet client certificate in without the token, with that certificate's role.
+    #[arg(long)]
+    pub tls: bool,
+    /// Another name for the dashboard's certificate (a host name or address the browser
+    /// uses), beside the one it listens on; repeatable.
+    #[arg(long, value_name = "NAME", requires = "tls")]
+    pub tls_name: Vec<String>,
 }
 
 /// What every request handler shares.
@@ -77,6 +94,12 @@ struct Shared {
     envs: Vec<String>,
     token: String,
     csrf: String,
+    /// With `--tls`: which client certificates are trusted, now.
+    trust: Option<Arc<Trust>>,
+    /// The dashboard's own user (as a deploy records it), for the token's actions.
+    who: String,
+    /// The ecosystem file the fleet is from, for the audit trail.
+    ecosystem: std::path::PathBuf,
 }
 
 type St = State<Arc<Shared>>;
@@ -88,7 +111,7 @@ fn now() -> i64 {
 }
 
 pub async fn run(args: DashboardArgs) -> Exit {
-    let (targets, client) =
+    let (targets, client, ecosystem) =
         match super::monit::load_fleet(&args.words, args.file.clone(), args.timeout) {
             Ok(fleet) => fleet,
             Err(message) => {
@@ -131,6 +154,17 @@ pub async fn run(args: DashboardArgs) -> Exit {
         .collect();
     let mut envs: Vec<String> = targets.iter().map(|t| t.env.clone()).collect();
     envs.dedup();
+    let prepared = if args.tls {
+        match tls::prepare(args.listen, &args.tls_name) {
+            Ok(p) => Some(p),
+            Err(message) => {
+                eprintln!("error: {message}");
+                return Exit::BadConfig;
+            }
+        }
+    } else {
+        None
+    };
     let shared = Arc::new(Shared {
         sessions: FleetSessions::new(client, targets),
         hosts: RwLock::new(hosts),
@@ -138,6 +172,9 @@ pub async fn run(args: DashboardArgs) -> Exit {
         envs,
         token,
         csrf,
+        trust: prepared.as_ref().map(|p| p.trust.clone()),
+        who: crate::deploy::who_in(ecosystem.parent()),
+        ecosystem,
     });
     let listener = match tokio::net::TcpListener::bind(args.listen).await {
         Ok(l) => l,
@@ -149,7 +186,12 @@ pub async fn run(args: DashboardArgs) -> Exit {
     let addr = listener.local_addr().unwrap_or(args.listen);
     if !addr.ip().is_loopback() {
         eprintln!(
-            "warning: listening on {addr}, not a loopback address: anyone who can reach it and has the token can act on the fleet"
+            "warning: listening on {addr}, not a loopback address: anyone who can reach it and has the token{} can act on the fleet",
+            if args.tls {
+                " or a fleet client certificate"
+            } else {
+                ""
+            }
         );
     }
     let n = shared.sessions.targets.len();
@@ -161,20 +203,52 @@ pub async fn run(args: DashboardArgs) -> Exit {
         // Said once; a closed stdout (`| head -1`) must not end the dashboard.
         use std::io::Write as _;
         let mut out = std::io::stdout().lock();
+        let scheme = if prepared.is_some() { "https" } else { "http" };
         let _ = writeln!(
             out,
-            "pmfleet dashboard: http://{addr}/?token={}",
+            "pmfleet dashboard: {scheme}://{addr}/?token={}",
             shared.token
         );
         let _ = writeln!(out, "history: {}", db.display());
+        if let Some(p) = &prepared {
+            let how = if p.cert.issued { "issued now" } else { "kept" };
+            let _ = writeln!(
+                out,
+                "certificate: {} (for {}; {how}), from the fleet CA",
+                p.cert.cert_path.display(),
+                p.names.join(", ")
+            );
+            let _ = writeln!(
+                out,
+                "trust: {} (import it into the browser as an authority)",
+                p.ca_file.display()
+            );
+            let _ = writeln!(
+                out,
+                "client certificates: one from the fleet CA signs in without the token, with its role (`pmfleet ca issue NAME --role read`)"
+            );
+        }
         let _ = out.flush();
     }
-    let app = router(shared);
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await;
+    let app = router(shared).into_make_service_with_connect_info::<Peer>();
+    let shutdown = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let served = match prepared {
+        Some(p) => match tls::TlsListener::new(listener, p.trust) {
+            Ok(listener) => {
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(shutdown)
+                    .await
+            }
+            Err(e) => Err(e),
+        },
+        None => {
+            axum::serve(tls::PlainListener(listener), app)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+    };
     match served {
         Ok(()) => Exit::Success,
         Err(e) => {
@@ -238,61 +312,8 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/action", post(action))
         .route("/dashboard.js", get(assets::script))
         .route("/dashboard.css", get(assets::style))
-        .layer(middleware::from_fn_with_state(shared.clone(), guard))
+        .layer(middleware::from_fn_with_state(shared.clone(), guard::guard))
         .with_state(shared)
-}
-
-fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers.get(name).and_then(|v| v.to_str().ok())
-}
-
-/// Every request: the token first, then security headers on the answer.
-async fn guard(State(shared): St, req: Request, next: Next) -> Response {
-    let query_token = req.uri().query().and_then(|q| {
-        q.split('&')
-            .find_map(|kv| kv.strip_prefix("token="))
-            .map(str::to_string)
-    });
-    let verdict = access::check(
-        &shared.token,
-        access::Credentials {
-            cookie_header: header_str(req.headers(), "cookie"),
-            authorization: header_str(req.headers(), "authorization"),
-            query_token: query_token.as_deref(),
-        },
-    );
-    let mut response = match verdict {
-        access::Verdict::Deny => (
-            StatusCode::UNAUTHORIZED,
-            "pmfleet dashboard: open the address with the token it printed when it started\n",
-        )
-            .into_response(),
-        access::Verdict::SetCookie => {
-            let path = req.uri().path().to_string();
-            let mut r = Redirect::to(&path).into_response();
-            if let Ok(v) = HeaderValue::from_str(&access::set_cookie(&shared.token)) {
-                r.headers_mut().insert(header::SET_COOKIE, v);
-            }
-            r
-        }
-        access::Verdict::Allow => next.run(req).await,
-    };
-    let h = response.headers_mut();
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static("default-src 'self'; frame-ancestors 'none'"),
-    );
-    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("same-origin"),
-    );
-    h.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    response
 }
 
 fn hosts(shared: &Shared) -> Vec<HostState> {
@@ -305,6 +326,7 @@ async fn fleet_page(State(shared): St) -> Html<String> {
 
 async fn app_page(
     State(shared): St,
+    Extension(session): Extension<Session>,
     Path(name): Path<String>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Html<String> {
@@ -320,6 +342,7 @@ async fn app_page(
         &hosts(&shared),
         &samples,
         &shared.csrf,
+        &access::verbs_offered(&session),
         message,
     ))
 }
@@ -353,18 +376,25 @@ async fn history_page(State(shared): St) -> Html<String> {
 }
 
 /// An app's log lines on one host, as server-sent events, until the page goes away.
-async fn logs(State(shared): St, Path((host, app)): Path<(usize, String)>) -> Response {
+async fn logs(
+    State(shared): St,
+    Extension(session): Extension<Session>,
+    Path((host, app)): Path<(usize, String)>,
+) -> Response {
     let Some(target) = shared.sessions.targets.get(host).cloned() else {
         return (StatusCode::NOT_FOUND, "no such host\n").into_response();
     };
+    let request = AgentRequest::Logs {
+        app: Some(app),
+        lines: 20,
+        follow: true,
+    };
+    if let Err(e) = access::may_send(&session, &request) {
+        return (StatusCode::FORBIDDEN, format!("{e}\n")).into_response();
+    }
     let (tx, rx) = mpsc::channel::<String>(256);
     let client = shared.sessions.client.clone();
     tokio::spawn(async move {
-        let request = AgentRequest::Logs {
-            app: Some(app),
-            lines: 20,
-            follow: true,
-        };
         let lines = tx.clone();
         let streamed =
             client.stream(
@@ -409,7 +439,12 @@ struct ActionForm {
 
 /// A verb from a page's form, sent to the host's agent; back to the app's page with what
 /// came of it.
-async fn action(State(shared): St, headers: HeaderMap, Form(form): Form<ActionForm>) -> Response {
+async fn action(
+    State(shared): St,
+    Extension(session): Extension<Session>,
+    headers: HeaderMap,
+    Form(form): Form<ActionForm>,
+) -> Response {
     if !access::action_allowed(
         &shared.csrf,
         form.csrf.as_deref(),
@@ -426,44 +461,37 @@ async fn action(State(shared): St, headers: HeaderMap, Form(form): Form<ActionFo
     let Some(target) = shared.sessions.targets.get(form.host).cloned() else {
         return (StatusCode::NOT_FOUND, "no such host\n").into_response();
     };
-    let app_target = Target::App(form.app.clone());
-    let request = match form.verb.as_str() {
-        "reload" => AgentRequest::Reload { target: app_target },
-        "restart" => AgentRequest::Restart { target: app_target },
-        "stop" => AgentRequest::Stop { target: app_target },
-        "scale" => match form
+    let to = if form.verb == "scale" {
+        match form
             .instances
             .as_deref()
             .unwrap_or_default()
             .trim()
             .parse::<protocol::ScaleTo>()
         {
-            Ok(to) => AgentRequest::Scale {
-                app: form.app.clone(),
-                to,
-            },
+            Ok(to) => to,
             Err(e) => return (StatusCode::BAD_REQUEST, format!("scale: {e}\n")).into_response(),
-        },
-        other => {
-            return (
-                StatusCode::BAD_REQUEST,
-                format!("unknown action `{other}`\n"),
-            )
-                .into_response();
         }
+    } else {
+        protocol::ScaleTo::Up(0)
     };
-    let what = format!("{} {} on {}", form.verb, form.app, target.label());
-    let outcome = shared
-        .sessions
-        .client
-        .request(
-            &target.host,
-            target.port,
-            &target.via,
-            &request,
-            Some(Duration::from_secs(120)),
+    let Some(request) = access::request_for(&form.verb, &form.app, to) else {
+        return (
+            StatusCode::BAD_REQUEST,
+            format!("unknown action `{}`\n", form.verb),
         )
-        .await;
+            .into_response();
+    };
+    if let Err(e) = access::may_send(&session, &request) {
+        return (StatusCode::FORBIDDEN, format!("{e}\n")).into_response();
+    }
+    let what = format!("{} {} on {}", form.verb, form.app, target.label());
+    let actor = Actor {
+        performer: access::performer(&session, &shared.who),
+        view: "pmfleet dashboard".into(),
+        ecosystem: shared.ecosystem.clone(),
+    };
+    let outcome = view_action::send(&shared.sessions, form.host, &request, &actor).await;
     let message = match outcome {
         Ok(AgentResponse::Done { messages }) if messages.is_empty() => format!("{what}: done"),
         Ok(AgentResponse::Done { messages }) => format!("{what}: {}", messages.join("; ")),

@@ -212,12 +212,14 @@ pub fn own_metrics(p: &ProcessInfo) -> String {
         .join(" ")
 }
 
-/// An app: its instances, its actions per host, charts from `samples`, live logs.
+/// An app: its instances, its actions per host (only `verbs`, those the session may use),
+/// charts from `samples`, live logs.
 pub fn app(
     name: &str,
     hosts: &[HostState],
     samples: &[Sample],
     csrf: &str,
+    verbs: &[&str],
     message: Option<&str>,
 ) -> String {
     let mut body = String::new();
@@ -231,9 +233,14 @@ pub fn app(
         instances(name, hosts)
     );
     body.push_str("<h2>actions</h2>");
+    if verbs.is_empty() {
+        body.push_str(
+            r#"<p class="note" id="no-actions">the certificate this browser signed in with may look but not act (see <code>pmfleet ca issue --role</code>)</p>"#,
+        );
+    }
     for (i, h) in hosts.iter().enumerate() {
         let runs = matches!(&h.answer, Some(Ok(s)) if s.processes.iter().any(|p| p.name == name));
-        if !runs {
+        if !runs || verbs.is_empty() {
             continue;
         }
         let _ = write!(
@@ -243,6 +250,9 @@ pub fn app(
             escape(&h.label)
         );
         for verb in ["reload", "restart", "stop"] {
+            if !verbs.contains(&verb) {
+                continue;
+            }
             let _ = write!(
                 body,
                 r#"<form method="post" action="/action" data-confirm="{verb} {} on {}?"><input type="hidden" name="csrf" value="{csrf}"><input type="hidden" name="host" value="{i}"><input type="hidden" name="app" value="{}"><input type="hidden" name="verb" value="{verb}"><button type="submit" id="{verb}-{i}">{verb}</button></form>"#,
@@ -251,13 +261,16 @@ pub fn app(
                 escape(name),
             );
         }
-        let _ = write!(
-            body,
-            r#"<form method="post" action="/action" data-confirm="scale {} on {}?"><input type="hidden" name="csrf" value="{csrf}"><input type="hidden" name="host" value="{i}"><input type="hidden" name="app" value="{}"><input type="hidden" name="verb" value="scale"><input name="instances" id="instances-{i}" size="4" placeholder="N, +N, -N, max"><button type="submit" id="scale-{i}">scale</button></form></div>"#,
-            escape(name),
-            escape(&h.label),
-            escape(name),
-        );
+        if verbs.contains(&"scale") {
+            let _ = write!(
+                body,
+                r#"<form method="post" action="/action" data-confirm="scale {} on {}?"><input type="hidden" name="csrf" value="{csrf}"><input type="hidden" name="host" value="{i}"><input type="hidden" name="app" value="{}"><input type="hidden" name="verb" value="scale"><input name="instances" id="instances-{i}" size="4" placeholder="N, +N, -N, max"><button type="submit" id="scale-{i}">scale</button></form>"#,
+                escape(name),
+                escape(&h.label),
+                escape(name),
+            );
+        }
+        body.push_str("</div>");
     }
     body.push_str("<h2>CPU and memory</h2>");
     let mut cpu: Vec<Series> = Vec::new();

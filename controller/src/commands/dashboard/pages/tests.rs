@@ -1,5 +1,6 @@
 //! The pages, table by table: an app's state from its instances, the fleet grid with
-//! unreachable and waiting hosts, escaping, and rollouts grouped across hosts.
+//! unreachable and waiting hosts, the actions an app page offers, escaping, and rollouts
+//! grouped across hosts.
 
 use super::*;
 use pmfleet_shared::protocol::ExecModeSpec;
@@ -159,4 +160,31 @@ fn rollouts_are_grouped_across_hosts_latest_first() {
         (rows[1].state.as_str(), rows[1].duration.as_deref()),
         ("finished", Some("12s"))
     );
+}
+
+#[test]
+fn an_app_page_offers_only_the_actions_it_is_given() {
+    let hosts = [
+        up("web1", vec![proc("web", 0, Status::Online)]),
+        up("web2", vec![proc("other", 0, Status::Online)]),
+    ];
+    // (verbs given, buttons expected on the host that runs the app)
+    let table: [(&[&str], &[&str]); 3] = [
+        (
+            &["reload", "restart", "stop", "scale"],
+            &["reload-0", "restart-0", "stop-0", "scale-0"],
+        ),
+        (&["reload", "restart"], &["reload-0", "restart-0"]),
+        (&[], &[]),
+    ];
+    for (verbs, want) in table {
+        let page = app("web", &hosts, &[], "k", verbs, None);
+        for id in ["reload-0", "restart-0", "stop-0", "scale-0"] {
+            let shown = page.contains(&format!(r#"id="{id}""#));
+            assert_eq!(shown, want.contains(&id), "{id} with {verbs:?}");
+        }
+        assert!(!page.contains(r#"id="reload-1""#), "web2 does not run it");
+        assert_eq!(page.contains(r#"name="csrf""#), !verbs.is_empty());
+        assert_eq!(page.contains(r#"id="no-actions""#), verbs.is_empty());
+    }
 }
