@@ -1,6 +1,6 @@
 //! Files of the repository that tests run: the agent's sample apps (`agent/tests/apps/`), its
 //! fixtures (`agent/tests/fixtures/`) and the Node preload (`agent/preload/cluster.js`); and
-//! the app the deploy tests commit ([`VERSION_SERVER_JS`]).
+//! the apps the deploy tests commit ([`VERSION_SERVER_JS`], [`GATED_VERSION_SERVER_JS`]).
 
 use std::path::{Path, PathBuf};
 
@@ -33,4 +33,15 @@ pub const VERSION_SERVER_JS: &str = r#"const http = require("http");
 const fs = require("fs");
 const version = fs.readFileSync(__dirname + "/VERSION", "utf8").trim();
 http.createServer((req, res) => res.end(`version ${version}\n`)).listen(process.env.PORT);
+"#;
+
+/// [`VERSION_SERVER_JS`] that listens only once `/srv/hold-<version>` is gone: a test keeps a
+/// release from becoming ready (a reload in flight, a release that never is) for as long as
+/// that file exists on the host.
+pub const GATED_VERSION_SERVER_JS: &str = r#"const http = require("http");
+const fs = require("fs");
+const version = fs.readFileSync(__dirname + "/VERSION", "utf8").trim();
+const hold = "/srv/hold-" + version;
+const serve = () => http.createServer((q, s) => s.end(`version ${version}\n`)).listen(process.env.PORT);
+(function wait() { if (fs.existsSync(hold)) setTimeout(wait, 50); else serve(); })();
 "#;

@@ -27,7 +27,7 @@ pub fn agent_bin() -> PathBuf {
 /// The agent binary cargo built for the agent's integration tests.
 pub fn agent_under_test() -> PathBuf {
     if let Some(path) = std::env::var_os("PMFLEET_AGENT_BIN") {
-        return PathBuf::from(path);
+        return from_env(path);
     }
     let path = build_dir().join("pmfleet-agent");
     assert!(
@@ -39,11 +39,18 @@ pub fn agent_under_test() -> PathBuf {
     path
 }
 
+/// A binary named by the environment, made absolute: the tests run it from other working
+/// directories (a project's, an agent's home), where `target/release/pmfleet` names nothing.
+fn from_env(path: std::ffi::OsString) -> PathBuf {
+    let path = PathBuf::from(path);
+    std::path::absolute(&path).unwrap_or(path)
+}
+
 /// The agent as `cargo build-agent` builds it, or why there is none here: a test without it
 /// is skipped with a line saying so, and fails under `CI=true`.
 pub fn shipped_agent_bin() -> Result<PathBuf, String> {
     match std::env::var_os("PMFLEET_SHIPPED_AGENT_BIN") {
-        Some(path) if std::path::Path::new(&path).is_file() => Ok(PathBuf::from(path)),
+        Some(path) if std::path::Path::new(&path).is_file() => Ok(from_env(path)),
         Some(path) => Err(format!(
             "PMFLEET_SHIPPED_AGENT_BIN={} is not a file: run `cargo build-agent`",
             PathBuf::from(path).display()
@@ -72,7 +79,7 @@ fn build_dir() -> PathBuf {
 fn built(name: &str, var: &str) -> PathBuf {
     static BUILT: OnceLock<()> = OnceLock::new();
     if let Some(path) = std::env::var_os(var) {
-        return PathBuf::from(path);
+        return from_env(path);
     }
     let dir = build_dir();
     let path = dir.join(name);

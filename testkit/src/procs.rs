@@ -161,6 +161,23 @@ impl Drop for Stranger {
     }
 }
 
+/// A process the test stopped with SIGSTOP (an agent that must look hung); continued with
+/// SIGCONT when dropped, so a failing test leaves nothing stopped behind.
+pub struct Paused(u32);
+
+impl Paused {
+    pub fn new(pid: u32) -> Paused {
+        signal(pid as i32, libc::SIGSTOP);
+        Paused(pid)
+    }
+}
+
+impl Drop for Paused {
+    fn drop(&mut self) {
+        signal(self.0 as i32, libc::SIGCONT);
+    }
+}
+
 /// How many processes of a test's app run on this machine (every test host shares it): found
 /// by `PORT=<port>` in their environment and `server.js` on their command line, and with
 /// `release`, `PMFLEET_RELEASE=<release>` too.

@@ -11,11 +11,22 @@ use crate::binaries::pmfleet_bin;
 use crate::git_repo::scratch_root;
 
 /// What a finished `pmfleet` run printed.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Run {
     pub code: i32,
     pub stdout: String,
     pub stderr: String,
+}
+
+impl From<std::process::Output> for Run {
+    /// A finished command's exit code (-1 when a signal ended it) and its output, as text.
+    fn from(out: std::process::Output) -> Run {
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
 }
 
 impl Run {
@@ -36,11 +47,7 @@ pub fn pmfleet_with_ca(ca_dir: &Path, args: &[&str]) -> Run {
         .env_remove("PMFLEET_TLS_KEY")
         .output()
         .expect("run pmfleet");
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    Run::from(out)
 }
 
 /// Fails the test, with everything `run` printed, unless it exited 0.
@@ -126,11 +133,7 @@ impl Project {
             out.status,
             started.elapsed().as_secs_f64()
         );
-        Run {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
+        Run::from(out)
     }
 
     /// Starts `pmfleet ARGS` with output piped, for tests that kill it.

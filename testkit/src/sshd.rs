@@ -162,6 +162,20 @@ impl SshHost {
         self.port
     }
 
+    /// `address:port`, as the controller names this host in its reports, its history and its
+    /// JSON events.
+    pub fn label(&self) -> String {
+        format!("{}:{}", self.address, self.port)
+    }
+
+    /// The pid of the agent daemon `setup` started on this host, from its home there; panics
+    /// when the host has none.
+    pub fn agent_pid(&self) -> u32 {
+        let path = self.home().join(".pmfleet-agent/agent.pid");
+        let text = fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        text.trim().parse().expect("agent.pid holds a pid")
+    }
+
     /// This host's `/srv`, as the test sees it.
     pub fn root(&self) -> &Path {
         &self.srv

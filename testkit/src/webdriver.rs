@@ -1,7 +1,8 @@
 //! A real browser for the web views (`dashboard`): headless Chromium driven through Debian's
 //! `chromium-driver` (W3C WebDriver over HTTP, spoken here with a few lines of HTTP/1.1 so the
 //! kit needs no WebDriver crate). The test opens pages, reads their source and elements'
-//! text, clicks, accepts `confirm()` dialogs and saves screenshots. Dropping it ends the
+//! text, clicks, accepts `confirm()` dialogs, runs scripts in the page (a benchmark reads its
+//! timings that way) and saves screenshots. Dropping it ends the
 //! session (and the browser) and the driver this test started. Needs `/usr/bin/chromedriver`
 //! and `/usr/bin/chromium` ([`crate::require_tool!`]).
 
@@ -114,49 +115,72 @@ impl Browser {
         self._profile.path()
     }
 
-    /// Start the driver on a free port and a headless browser with a profile of its own.
+    /// Start the driver on a free port and a headless browser with a profile of its own;
+    /// panics when either cannot start (a test wants that).
     pub fn start() -> Browser {
+        Browser::try_start().unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// [`Browser::start`], saying why when the driver or the browser cannot start (a
+    /// benchmark prints that and goes on without the browser).
+    pub fn try_start() -> Result<Browser, String> {
+        for tool in [CHROMEDRIVER, CHROMIUM] {
+            if !Path::new(tool).exists() {
+                return Err(format!("{tool} is not installed"));
+            }
+        }
         let port = crate::free_port();
         // In a process group of its own, which the browsers it starts join: dropping the
         // session ends them all, even a browser the driver did not take down with it.
-        let driver = Command::new(CHROMEDRIVER)
+        let mut driver = Command::new(CHROMEDRIVER)
             .arg(format!("--port={port}"))
             .process_group(0)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("start chromedriver");
-        crate::wait_until(Duration::from_secs(30), "chromedriver ready", || {
+            .map_err(|e| format!("start chromedriver: {e}"))?;
+        let ready = crate::wait::poll_for(Duration::from_secs(30), "chromedriver ready", || {
             http(port, "GET", "/status", &[], "")
-                .is_ok_and(|(_, body)| body.contains("\"ready\":true"))
+                .ok()
+                .filter(|(_, body)| body.contains("\"ready\":true"))
+        })
+        .map_err(|e| e.to_string());
+        let session = ready.and_then(|_| {
+            let profile = tempfile::tempdir().map_err(|e| format!("browser profile: {e}"))?;
+            let caps = json!({"capabilities": {"alwaysMatch": {
+                "browserName": "chrome",
+                "goog:chromeOptions": {
+                    "binary": CHROMIUM,
+                    "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                             "--window-size=1280,1000", format!("--user-data-dir={}", profile.path().display())],
+                },
+            }}});
+            let (status, body) = http(
+                port,
+                "POST",
+                "/session",
+                &[("Content-Type", "application/json")],
+                &caps.to_string(),
+            )
+            .map_err(|e| format!("new browser session: {e}"))?;
+            let v: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+            let session = v["value"]["sessionId"]
+                .as_str()
+                .ok_or_else(|| format!("no browser session ({status}): {body}"))?
+                .to_string();
+            Ok((session, profile))
         });
-        let profile = tempfile::tempdir().expect("browser profile");
-        let caps = json!({"capabilities": {"alwaysMatch": {
-            "browserName": "chrome",
-            "goog:chromeOptions": {
-                "binary": CHROMIUM,
-                "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                         "--window-size=1280,1000", format!("--user-data-dir={}", profile.path().display())],
-            },
-        }}});
-        let (status, body) = http(
-            port,
-            "POST",
-            "/session",
-            &[("Content-Type", "application/json")],
-            &caps.to_string(),
-        )
-        .expect("new session");
-        let v: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
-        let session = v["value"]["sessionId"]
-            .as_str()
-            .unwrap_or_else(|| panic!("no session ({status}): {body}"))
-            .to_string();
-        Browser {
-            driver,
-            port,
-            session,
-            _profile: profile,
+        match session {
+            Ok((session, profile)) => Ok(Browser {
+                driver,
+                port,
+                session,
+                _profile: profile,
+            }),
+            Err(e) => {
+                end_group(&mut driver);
+                Err(e)
+            }
         }
     }
 
@@ -260,6 +284,39 @@ impl Browser {
             .expect("accept the dialog");
     }
 
+    /// Run `script` (a function body; `arguments` holds `args`) in the page and return what it
+    /// returns.
+    pub fn execute(&self, script: &str, args: Value) -> Result<Value, String> {
+        self.call(
+            "POST",
+            "/execute/sync",
+            json!({"script": script, "args": args}),
+        )
+    }
+
+    /// Run `script` in the page and wait for it to call its last argument (the callback)
+    /// with the answer, for up to the session's script timeout (30 s unless set).
+    pub fn execute_async(&self, script: &str, args: Value) -> Result<Value, String> {
+        self.call(
+            "POST",
+            "/execute/async",
+            json!({"script": script, "args": args}),
+        )
+    }
+
+    /// Have `source` evaluated in every document this session opens from now on, before the
+    /// page's own scripts and while the document is still being parsed (Chromium's DevTools
+    /// `Page.addScriptToEvaluateOnNewDocument`, through chromedriver): what a page does as it
+    /// loads can be watched from its very start.
+    pub fn on_every_document(&self, source: &str) -> Result<(), String> {
+        self.call(
+            "POST",
+            "/goog/cdp/execute",
+            json!({"cmd": "Page.addScriptToEvaluateOnNewDocument", "params": {"source": source}}),
+        )
+        .map(drop)
+    }
+
     /// Save a PNG of the window to `path`.
     pub fn screenshot(&self, path: &Path) {
         let v = self
@@ -273,13 +330,18 @@ impl Browser {
 impl Drop for Browser {
     fn drop(&mut self) {
         let _ = self.call("DELETE", "", Value::Null);
-        if let Ok(group) = i32::try_from(self.driver.id()) {
-            // SAFETY: killpg has no memory-safety preconditions; the group is the driver's.
-            unsafe { libc::killpg(group, libc::SIGKILL) };
-        }
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
+        end_group(&mut self.driver);
     }
+}
+
+/// Ends the driver and every browser process in its group.
+fn end_group(driver: &mut Child) {
+    if let Ok(group) = i32::try_from(driver.id()) {
+        // SAFETY: killpg has no memory-safety preconditions; the group is the driver's.
+        unsafe { libc::killpg(group, libc::SIGKILL) };
+    }
+    let _ = driver.kill();
+    let _ = driver.wait();
 }
 
 /// Standard base64 (what WebDriver's screenshots are), decoded.

@@ -134,11 +134,7 @@ impl Setting {
             .current_dir(self.project.path())
             .output()
             .expect("run bash");
-        Run {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
+        Run::from(out)
     }
 
     /// No secret value appears in what the steps printed.

@@ -4,7 +4,9 @@
 use std::path::Path;
 use std::time::Duration;
 
-use pmfleet_testkit::deployed::{current_release, ecosystem, on_host, releases, served_version};
+use pmfleet_testkit::deployed::{
+    assert_fleet_serves, current_release, ecosystem, on_host, releases, served_version,
+};
 use pmfleet_testkit::git_repo::GitRepo;
 use pmfleet_testkit::project::{Project, ok};
 use pmfleet_testkit::require_sshd;
@@ -43,33 +45,6 @@ fn serving(n: usize, extra: Value) -> Serving {
         project,
         r1,
     }
-}
-
-/// Every host serves `version`, all from the same release.
-fn assert_fleet_serves(hosts: &[SshHost], version: &str) -> String {
-    let first = current_release(&hosts[0]).expect("current on host 0");
-    for host in hosts {
-        assert_eq!(
-            current_release(host).as_deref(),
-            Some(first.as_str()),
-            "release on {}",
-            host.address()
-        );
-        assert_eq!(
-            served_version(host),
-            version,
-            "version on {}",
-            host.address()
-        );
-        let built = std::fs::read_to_string(on_host(host, "current/built.txt")).unwrap_or_default();
-        assert_eq!(
-            built.trim(),
-            format!("app version {version}"),
-            "post-deploy ran on {}",
-            host.address()
-        );
-    }
-    first
 }
 
 #[test]
@@ -837,10 +812,9 @@ fn batches_stop_at_the_first_failed_switch_and_switch_the_canary_back() {
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}")))
         .collect();
     let outcome = |host: &SshHost| {
-        let label = format!("{}:{}", host.address(), host.port());
         events
             .iter()
-            .find(|e| e["event"] == "summary" && e["host"] == label.as_str())
+            .find(|e| e["event"] == "summary" && e["host"] == host.label().as_str())
             .map(|e| e["outcome"].as_str().unwrap_or("").to_string())
             .unwrap_or_default()
     };

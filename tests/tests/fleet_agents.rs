@@ -50,18 +50,11 @@ fn load_on(host: &str, port: u16) -> Load {
     Load::new_connections(addr, Duration::from_secs(120))
 }
 
-/// The agent daemon's pid on `host`, from its home there.
-fn agent_pid(host: &SshHost) -> u32 {
-    let path = host.home().join(".pmfleet-agent/agent.pid");
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    text.trim().parse().expect("agent.pid holds a pid")
-}
-
 /// True once `host`'s agent holds each of the web app's open log files twice: once to write
 /// it (each file has one writer, shared by the instances writing there), once for a follower.
 fn web_logs_followed(host: &SshHost) -> bool {
     let mut held: Vec<(String, usize)> = Vec::new();
-    for target in open_descriptors(agent_pid(host)) {
+    for target in open_descriptors(host.agent_pid()) {
         if !(target.contains("/.pmfleet-agent/logs/web-") && target.ends_with(".log")) {
             continue;
         }

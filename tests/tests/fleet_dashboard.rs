@@ -11,8 +11,8 @@ use std::process::{Child, Stdio};
 use std::time::Duration;
 
 use pmfleet_testkit::agent_fleet::AgentFleet;
+use pmfleet_testkit::procs::Paused;
 use pmfleet_testkit::project::{Project, audited};
-use pmfleet_testkit::sshd::SshHost;
 use pmfleet_testkit::webdriver::{Browser, CHROMEDRIVER, CHROMIUM, http};
 use pmfleet_testkit::{get_path, require_sshd, require_tool, tools, wait_for, wait_until};
 
@@ -27,30 +27,6 @@ http.createServer((req, res) => {
   res.end(`pid ${process.pid}\n`);
 }).listen(process.env.PORT);
 "#;
-
-fn agent_pid(host: &SshHost) -> i32 {
-    let path = host.home().join(".pmfleet-agent/agent.pid");
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    text.trim().parse().expect("agent.pid holds a pid")
-}
-
-/// A process this test stopped with SIGSTOP; continued (SIGCONT) when dropped.
-struct Paused(i32);
-
-impl Paused {
-    fn new(pid: i32) -> Paused {
-        // SAFETY: kill has no memory-safety preconditions; the pid is this test's agent.
-        unsafe { libc::kill(pid, libc::SIGSTOP) };
-        Paused(pid)
-    }
-}
-
-impl Drop for Paused {
-    fn drop(&mut self) {
-        // SAFETY: as above.
-        unsafe { libc::kill(self.0, libc::SIGCONT) };
-    }
-}
 
 /// The dashboard process and its stdout; killed on drop.
 struct Dashboard(
@@ -272,7 +248,7 @@ fn the_dashboard_shows_the_fleet_streams_logs_and_reloads_from_the_page() {
     }
 
     // A host that stops answering is shown as unreachable.
-    let paused = Paused::new(agent_pid(&fleet.hosts[0]));
+    let paused = Paused::new(fleet.hosts[0].agent_pid());
     wait_until(WAIT, "the paused host unreachable", || {
         browser.goto(&format!("http://127.0.0.1:{port}/"));
         browser.source().contains(r#"data-state="unreachable""#)

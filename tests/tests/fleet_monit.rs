@@ -9,8 +9,8 @@
 use std::time::Duration;
 
 use pmfleet_testkit::agent_fleet::AgentFleet;
+use pmfleet_testkit::procs::Paused;
 use pmfleet_testkit::project::{audited, ok};
-use pmfleet_testkit::sshd::SshHost;
 use pmfleet_testkit::tmux::{TMUX, Tmux, shell_line};
 use pmfleet_testkit::{require_sshd, require_tool};
 
@@ -37,31 +37,6 @@ fn pids_on_screen(screen: &str, host: &str, app: &str) -> Vec<u32> {
         })
         .filter_map(|row| row.split_whitespace().last()?.parse().ok())
         .collect()
-}
-
-/// The agent daemon's pid on `host`.
-fn agent_pid(host: &SshHost) -> i32 {
-    let path = host.home().join(".pmfleet-agent/agent.pid");
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    text.trim().parse().expect("agent.pid holds a pid")
-}
-
-/// A process this test stopped with SIGSTOP; continued (SIGCONT) when dropped.
-struct Paused(i32);
-
-impl Paused {
-    fn new(pid: i32) -> Paused {
-        // SAFETY: kill has no memory-safety preconditions; the pid is this test's agent.
-        unsafe { libc::kill(pid, libc::SIGSTOP) };
-        Paused(pid)
-    }
-}
-
-impl Drop for Paused {
-    fn drop(&mut self) {
-        // SAFETY: as above.
-        unsafe { libc::kill(self.0, libc::SIGCONT) };
-    }
 }
 
 #[test]
@@ -108,7 +83,7 @@ fn monit_shows_the_fleet_and_reloads_the_selected_app_through_a_confirmation() {
     .expect("artifact");
 
     // One agent stops answering: its host is shown unreachable; the other keeps answering.
-    let paused = Paused::new(agent_pid(&fleet.hosts[0]));
+    let paused = Paused::new(fleet.hosts[0].agent_pid());
     term.wait_screen(WAIT, "the paused host unreachable", |s| {
         s.contains("hosts 1/2 answering") && s.contains("unreachable")
     });

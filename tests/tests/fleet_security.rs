@@ -9,16 +9,9 @@ use std::path::PathBuf;
 
 use pmfleet::pki::{self, Ca};
 use pmfleet_testkit::project::{Project, Run, ok};
-use pmfleet_testkit::require_sshd;
 use pmfleet_testkit::sshd::Fleet;
+use pmfleet_testkit::{free_port, require_sshd};
 use serde_json::{Value, json};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
 
 /// One host with a certified agent (`ca init` + `setup` done).
 struct SetUp {

@@ -6,21 +6,13 @@
 use std::io::Write;
 
 use pmfleet_testkit::git_repo::GitRepo;
-use pmfleet_testkit::project::{Project, Run};
+use pmfleet_testkit::project::{Project, ok};
 use pmfleet_testkit::sshd::{Fleet, SshHost};
 use pmfleet_testkit::{free_port, require_sshd};
 use serde_json::{Value, json};
 
 const SERVER_JS: &str = r#"require("http").createServer((req, res) => res.end("ok\n")).listen(process.env.PORT);
 "#;
-
-fn ok(run: &Run) {
-    assert_eq!(run.code, 0, "pmfleet failed:\n{}", run.all());
-}
-
-fn label(host: &SshHost) -> String {
-    format!("{}:{}", host.address(), host.port())
-}
 
 fn append(host: &SshHost, text: &str) {
     std::fs::OpenOptions::new()
@@ -53,11 +45,7 @@ fn history_merges_every_run_across_hosts_and_survives_torn_and_forged_lines() {
     repo.write("server.js", SERVER_JS);
     repo.commit_file("ecosystem.json", &json!({ "apps": apps }).to_string(), "v1");
     let project = Project::new(fleet.home.path());
-    let hosts: Vec<Value> = fleet
-        .hosts
-        .iter()
-        .map(|h| json!({"host": h.address(), "port": h.port(), "user": "root"}))
-        .collect();
+    let hosts = fleet.hosts_json();
     project.write_ecosystem(&json!({
         "apps": apps,
         "deploy": {"production": {
@@ -94,13 +82,13 @@ fn history_merges_every_run_across_hosts_and_survives_torn_and_forged_lines() {
             "the controller's record: {e}"
         );
         for h in &fleet.hosts {
-            assert!(e["hosts"].get(label(h)).is_some(), "{} in {e}", label(h));
+            assert!(e["hosts"].get(h.label()).is_some(), "{} in {e}", h.label());
         }
     }
     assert_eq!(entries[1]["sha"], sha1.as_str());
     assert_eq!(entries[1]["ref"], "main");
     assert_eq!(entries[1]["outcome"], "succeeded");
-    assert_eq!(entries[1]["hosts"][label(&fleet.hosts[0])], "ok");
+    assert_eq!(entries[1]["hosts"][fleet.hosts[0].label()], "ok");
     assert_eq!(
         entries[3]["release"], entries[1]["release"],
         "reverted to r1"
@@ -141,7 +129,7 @@ fn history_merges_every_run_across_hosts_and_survives_torn_and_forged_lines() {
     assert_eq!(code, 0, "{doc:#}");
     let last = doc["entries"].as_array().unwrap().last().unwrap().clone();
     assert_eq!(last["sha"], repo.head().as_str(), "{doc:#}");
-    assert_eq!(last["hosts"][label(&fleet.hosts[0])], "ok", "{last}");
+    assert_eq!(last["hosts"][fleet.hosts[0].label()], "ok", "{last}");
     assert_eq!(doc["entries"].as_array().unwrap().len(), 6, "{doc:#}");
 
     // A forged line with terminal escapes, claiming a release nobody deployed.
@@ -173,7 +161,7 @@ fn history_merges_every_run_across_hosts_and_survives_torn_and_forged_lines() {
         .map(|n| n.as_str().unwrap())
         .collect();
     assert!(
-        notes.iter().any(|n| n.starts_with(&label(&fleet.hosts[0]))
+        notes.iter().any(|n| n.starts_with(&fleet.hosts[0].label())
             && n.contains("history ends on release 20990101-000000-000")),
         "{notes:?}"
     );
@@ -197,11 +185,7 @@ fn a_manual_lock_and_its_release_are_recorded_on_every_host_and_shown_by_history
     let apps = json!([{"name": "web", "script": "server.js", "env": {"PORT": free_port()}}]);
     repo.commit_file("ecosystem.json", &json!({ "apps": apps }).to_string(), "v1");
     let project = Project::new(fleet.home.path());
-    let hosts: Vec<Value> = fleet
-        .hosts
-        .iter()
-        .map(|h| json!({"host": h.address(), "port": h.port(), "user": "root"}))
-        .collect();
+    let hosts = fleet.hosts_json();
     project.write_ecosystem(&json!({
         "apps": apps,
         "deploy": {"production": {
@@ -220,14 +204,14 @@ fn a_manual_lock_and_its_release_are_recorded_on_every_host_and_shown_by_history
         let lock = records
             .iter()
             .find(|r| r["action"] == "lock")
-            .unwrap_or_else(|| panic!("{}: no lock record in {records:?}", label(host)));
+            .unwrap_or_else(|| panic!("{}: no lock record in {records:?}", host.label()));
         assert_eq!(lock["who"], "tester", "{lock}");
         assert_eq!(lock["message"], why, "{lock}");
         assert_eq!(lock["outcome"], "success", "{lock}");
         let unlock = records
             .iter()
             .find(|r| r["action"] == "unlock")
-            .unwrap_or_else(|| panic!("{}: no unlock record in {records:?}", label(host)));
+            .unwrap_or_else(|| panic!("{}: no unlock record in {records:?}", host.label()));
         assert_eq!(unlock["who"], "tester", "{unlock}");
         assert!(
             unlock["message"]
@@ -260,8 +244,8 @@ fn a_manual_lock_and_its_release_are_recorded_on_every_host_and_shown_by_history
         "{lock}"
     );
     for h in &fleet.hosts {
-        assert_eq!(lock["hosts"][label(h)], "ok", "{lock}");
-        assert_eq!(entries[2]["hosts"][label(h)], "ok", "{}", entries[2]);
+        assert_eq!(lock["hosts"][h.label()], "ok", "{lock}");
+        assert_eq!(entries[2]["hosts"][h.label()], "ok", "{}", entries[2]);
     }
     let plain = project.pmfleet(&["history", "production"]);
     ok(&plain);
@@ -278,11 +262,7 @@ fn two_hosts_serving_web() -> (Fleet, Project) {
                        "instances": 1, "env": {"PORT": free_port()}}]);
     repo.commit_file("ecosystem.json", &json!({ "apps": apps }).to_string(), "v1");
     let project = Project::new(fleet.home.path());
-    let hosts: Vec<Value> = fleet
-        .hosts
-        .iter()
-        .map(|h| json!({"host": h.address(), "port": h.port(), "user": "root"}))
-        .collect();
+    let hosts = fleet.hosts_json();
     project.write_ecosystem(&json!({
         "apps": apps,
         "deploy": {"production": {
@@ -306,7 +286,7 @@ fn app_commands_over_mutual_tls_are_recorded_by_each_agent_and_joined_in_history
     for host in &fleet.hosts {
         let records = audit_records(host);
         let apps: Vec<&Value> = records.iter().filter(|r| r["action"] == "app").collect();
-        assert_eq!(apps.len(), 2, "{}: {records:?}", label(host));
+        assert_eq!(apps.len(), 2, "{}: {records:?}", host.label());
         for (r, command) in apps.iter().zip(["app restart web", "app stop web"]) {
             let who = r["who"].as_str().unwrap_or("");
             assert!(
@@ -345,7 +325,7 @@ fn app_commands_over_mutual_tls_are_recorded_by_each_agent_and_joined_in_history
         "the agents' word: {stop}"
     );
     for h in &fleet.hosts {
-        assert_eq!(stop["hosts"][label(h)], "ok", "{stop}");
+        assert_eq!(stop["hosts"][h.label()], "ok", "{stop}");
     }
 }
 

@@ -10,9 +10,10 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use pmfleet_testkit::deployed::current_release;
 use pmfleet_testkit::git_repo::GitRepo;
-use pmfleet_testkit::project::{Project, Run};
-use pmfleet_testkit::sshd::{Fleet, SshHost};
+use pmfleet_testkit::project::{Project, ok};
+use pmfleet_testkit::sshd::Fleet;
 use pmfleet_testkit::{free_port, require_sshd, wait_until};
 use serde_json::{Value, json};
 
@@ -137,28 +138,6 @@ fn serve(stream: TcpStream, answer: Answer, got: &Mutex<Vec<Received>>) {
     }
 }
 
-fn ok(run: &Run) {
-    assert_eq!(run.code, 0, "pmfleet failed:\n{}", run.all());
-}
-
-fn hosts_json(hosts: &[SshHost]) -> Value {
-    hosts
-        .iter()
-        .map(|h| json!({"host": h.address(), "port": h.port(), "user": "root"}))
-        .collect()
-}
-
-fn label(host: &SshHost) -> String {
-    format!("{}:{}", host.address(), host.port())
-}
-
-fn current_release(host: &SshHost) -> String {
-    std::fs::read_link(host.root().join("app/current"))
-        .ok()
-        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-        .unwrap_or_default()
-}
-
 /// `KEY=value` lines of a file, as a map.
 fn env_file(path: &Path) -> std::collections::BTreeMap<String, String> {
     std::fs::read_to_string(path)
@@ -204,7 +183,7 @@ fn every_deploy_and_revert_event_reaches_json_slack_and_ntfy_webhooks_with_its_c
             // The top level: a URL alone is generic JSON for every event.
             "notify": receiver.url("/json"),
             "deploy": {"production": {
-                "host": hosts_json(&fleet.hosts), "ref": "main", "repo": repo.url(),
+                "host": fleet.hosts_json(), "ref": "main", "repo": repo.url(),
                 "path": "/srv/app", "fetch": "push",
                 "agent": {"port": agent_port, "bind": "host"},
                 "post-deploy": format!(
@@ -230,12 +209,12 @@ fn every_deploy_and_revert_event_reaches_json_slack_and_ntfy_webhooks_with_its_c
     // A deploy: started, then succeeded, to JSON and Slack; ntfy wants neither.
     let deploy = project.pmfleet(&["deploy", "production"]);
     ok(&deploy);
-    let r1 = current_release(host);
+    let r1 = current_release(host).unwrap_or_default();
     let sha1 = repo.head();
     assert!(
         deploy.stdout.contains(&format!(
             "context production {r1} {sha1} {} tester running",
-            label(host)
+            host.label()
         )),
         "the hooks get the run's context:\n{}",
         deploy.all()
@@ -247,7 +226,7 @@ fn every_deploy_and_revert_event_reaches_json_slack_and_ntfy_webhooks_with_its_c
     assert_eq!(started[0]["ref"], "main");
     assert_eq!(started[0]["sha"], sha1.as_str());
     assert_eq!(started[0]["release"], r1.as_str());
-    assert_eq!(started[0]["hosts"][0]["host"], label(host).as_str());
+    assert_eq!(started[0]["hosts"][0]["host"], host.label().as_str());
     let succeeded = receiver.events("/json", "deploy_succeeded");
     assert_eq!(succeeded.len(), 1, "{:?}", receiver.got());
     assert_eq!(succeeded[0]["outcome"], "succeeded");
@@ -290,12 +269,16 @@ fn every_deploy_and_revert_event_reaches_json_slack_and_ntfy_webhooks_with_its_c
     repo.commit_file("VERSION", "broken 2\n", "broken");
     let rolled = project.pmfleet(&["deploy", "production"]);
     assert_eq!(rolled.code, 1, "{}", rolled.all());
-    assert_eq!(current_release(host), r1, "the host went back");
+    assert_eq!(
+        current_release(host).unwrap_or_default(),
+        r1,
+        "the host went back"
+    );
     let back = receiver.events("/json", "rolled_back");
     assert_eq!(back.len(), 1, "{:?}", receiver.got());
     assert_eq!(back[0]["outcome"], "rolled back");
     assert!(
-        back[0]["reason"].as_str().unwrap().contains(&label(host)),
+        back[0]["reason"].as_str().unwrap().contains(&host.label()),
         "{}",
         back[0]
     );
@@ -317,7 +300,7 @@ fn every_deploy_and_revert_event_reaches_json_slack_and_ntfy_webhooks_with_its_c
     assert_eq!(context["PMFLEET_OUTCOME"], "rolled-back");
     assert_eq!(context["PMFLEET_ACTION"], "deploy");
     assert_eq!(context["PMFLEET_SHA"], repo.head());
-    assert_eq!(context["PMFLEET_HOSTS"], label(host));
+    assert_eq!(context["PMFLEET_HOSTS"], host.label());
     assert_eq!(context["PMFLEET_PERFORMER"], "tester");
     assert!(!context["PMFLEET_RELEASE"].is_empty(), "{context:?}");
     std::fs::remove_file(&on_failure).unwrap();
@@ -337,9 +320,9 @@ fn every_deploy_and_revert_event_reaches_json_slack_and_ntfy_webhooks_with_its_c
     // A good deploy, then a revert to r1.
     write("");
     ok(&project.pmfleet(&["deploy", "production"]));
-    assert_ne!(current_release(host), r1);
+    assert_ne!(current_release(host).unwrap_or_default(), r1);
     ok(&project.pmfleet(&["deploy", "production", "revert", "1"]));
-    assert_eq!(current_release(host), r1);
+    assert_eq!(current_release(host).unwrap_or_default(), r1);
     let reverted = receiver.events("/json", "reverted");
     assert_eq!(reverted.len(), 1, "{:?}", receiver.got());
     assert_eq!(reverted[0]["release"], r1.as_str());
@@ -410,7 +393,7 @@ fn the_agents_crash_loops_errors_and_memory_restarts_reach_the_webhooks_through_
     project.write_ecosystem(&json!({
         "apps": apps,
         "deploy": {"production": {
-            "host": hosts_json(&fleet.hosts), "ref": "main", "repo": repo.url(),
+            "host": fleet.hosts_json(), "ref": "main", "repo": repo.url(),
             "path": "/srv/app", "fetch": "push",
             "agent": {"port": agent_port, "bind": "host"},
             "notify": [
@@ -554,7 +537,7 @@ fn a_webhook_that_is_down_or_never_answers_neither_fails_nor_holds_the_deploy() 
         project.write_ecosystem(&json!({
             "apps": [{"name": "app", "script": "app.sh"}],
             "deploy": {"production": {
-                "host": hosts_json(&fleet.hosts), "ref": "main", "repo": repo.url(),
+                "host": fleet.hosts_json(), "ref": "main", "repo": repo.url(),
                 "path": "/srv/app", "post-deploy": "true", "agent": false,
                 "notify": notify,
             }}
@@ -643,7 +626,7 @@ fn a_host_that_goes_back_by_itself_reaches_json_slack_and_ntfy_webhooks_through_
     let agent_port = free_port();
     let ecosystem = |extra: Value| {
         let mut env = json!({
-            "host": hosts_json(&fleet.hosts), "ref": "main", "repo": repo.url(),
+            "host": fleet.hosts_json(), "ref": "main", "repo": repo.url(),
             "path": "/srv/app", "fetch": "push",
             "agent": {"port": agent_port, "bind": "host"},
             "notify": [
@@ -661,7 +644,7 @@ fn a_host_that_goes_back_by_itself_reaches_json_slack_and_ntfy_webhooks_through_
     ok(&project.pmfleet(&["ca", "init"]));
     ok(&project.pmfleet(&["deploy", "production", "setup"]));
     ok(&project.pmfleet(&["deploy", "production"]));
-    let old = current_release(host);
+    let old = current_release(host).unwrap_or_default();
     // A long watch window: the controller sits in it, holding the lock, when it is killed.
     ecosystem(json!({"watch_period": "300s"}));
 
@@ -690,9 +673,9 @@ fn a_host_that_goes_back_by_itself_reaches_json_slack_and_ntfy_webhooks_through_
             victim.try_wait().unwrap().is_none(),
             "the deploy ended before it was killed"
         );
-        pending.exists() && current_release(host) != old
+        pending.exists() && current_release(host).unwrap_or_default() != old
     });
-    let switched = current_release(host);
+    let switched = current_release(host).unwrap_or_default();
     victim.kill().unwrap();
     victim.wait().unwrap();
 
@@ -706,7 +689,11 @@ fn a_host_that_goes_back_by_itself_reaches_json_slack_and_ntfy_webhooks_through_
     });
     let _ = watcher.kill();
     let _ = watcher.wait();
-    assert_eq!(current_release(host), old, "the host went back");
+    assert_eq!(
+        current_release(host).unwrap_or_default(),
+        old,
+        "the host went back"
+    );
     let said = format!("from release {switched} to {old}");
 
     let json = receiver.events("/json", "auto_revert");

@@ -55,11 +55,7 @@ fn revert_with_no_n_goes_to_the_newest_release_every_host_holds() {
     let view: Value = serde_json::from_str(last).expect("list --json");
     assert_eq!(view["revert"], json!(r1), "{view}");
     let presence: Vec<Value> = view["releases"].as_array().cloned().unwrap_or_default();
-    let labels: Vec<String> = fleet
-        .hosts
-        .iter()
-        .map(|h| format!("{}:{}", h.address(), h.port()))
-        .collect();
+    let labels: Vec<String> = fleet.hosts.iter().map(|h| h.label()).collect();
     let marks = |release: &str| -> Vec<String> {
         let row = presence
             .iter()

@@ -5,10 +5,11 @@
 
 use std::time::Duration;
 
-use pmfleet_testkit::git_repo::GitRepo;
-use pmfleet_testkit::project::{Project, ok};
-use pmfleet_testkit::sshd::{Fleet, SshHost};
-use pmfleet_testkit::{free_port, get_from, require_sshd, wait_until};
+use pmfleet_testkit::agent_fleet::AgentFleet;
+use pmfleet_testkit::deployed::current_release;
+use pmfleet_testkit::project::ok;
+use pmfleet_testkit::sshd::SshHost;
+use pmfleet_testkit::{get_from, require_sshd, wait_until};
 use serde_json::{Value, json};
 
 /// A Node app answering with its version; a `broken` version never listens.
@@ -20,59 +21,29 @@ if (version.startsWith("broken")) { setInterval(() => {}, 1000); } else {
 }
 "#;
 
-fn ecosystem_file(port: u16) -> String {
-    json!({"apps": [{
-        "name": "web", "script": "server.js", "instances": 2, "exec_mode": "cluster",
-        "listen_timeout": 3000, "env": {"PORT": port}
-    }]})
-    .to_string()
+/// `n` hosts with agents, version 1 deployed and serving.
+fn start(n: usize, extra: Value) -> AgentFleet {
+    let f = AgentFleet::deployed(
+        n,
+        SERVER_JS,
+        json!({"listen_timeout": 3000}),
+        Some("1"),
+        extra,
+    );
+    f.wait_serving("1");
+    f
 }
 
-struct AgentFleet {
-    fleet: Fleet,
-    repo: GitRepo,
-    project: Project,
-    app_port: u16,
+/// What these tests read of the fleet.
+trait Serving {
+    /// What `host` answers on `/`, or the error.
+    fn get(&self, host: &SshHost) -> String;
+    fn wait_serving(&self, version: &str);
+    /// Every instance of `web` on every host: (host, pid, release, sha).
+    fn instances(&self) -> Vec<(String, u64, String, String)>;
 }
 
-impl AgentFleet {
-    /// `n` hosts with agents, version 1 deployed and serving.
-    fn start(n: usize, extra: Value) -> AgentFleet {
-        let fleet = Fleet::start(n);
-        let app_port = free_port();
-        let repo = GitRepo::new();
-        repo.write("server.js", SERVER_JS);
-        repo.write("ecosystem.json", &ecosystem_file(app_port));
-        repo.commit_file("VERSION", "1\n", "web app");
-        let project = Project::new(fleet.home.path());
-        let hosts = fleet.hosts_json();
-        let mut env = json!({
-            "host": hosts, "ref": "main", "repo": repo.url(), "path": "/srv/app", "fetch": "push",
-            "agent": {"port": free_port(), "bind": "host"},
-        });
-        if let (Some(env), Some(extra)) = (env.as_object_mut(), extra.as_object()) {
-            for (k, v) in extra {
-                env.insert(k.clone(), v.clone());
-            }
-        }
-        project.write_ecosystem(&json!({"deploy": {"production": env}}));
-        ok(&project.pmfleet(&["ca", "init"]));
-        ok(&project.pmfleet(&["deploy", "production", "setup"]));
-        ok(&project.pmfleet(&["deploy", "production"]));
-        let this = AgentFleet {
-            fleet,
-            repo,
-            project,
-            app_port,
-        };
-        this.wait_serving("1");
-        this
-    }
-
-    fn hosts(&self) -> &[SshHost] {
-        &self.fleet.hosts
-    }
-
+impl Serving for AgentFleet {
     fn get(&self, host: &SshHost) -> String {
         get_from(host.address(), self.app_port)
             .map(|b| b.trim().to_string())
@@ -89,7 +60,6 @@ impl AgentFleet {
         }
     }
 
-    /// Every instance of `web` on every host: (host, pid, release, sha).
     fn instances(&self) -> Vec<(String, u64, String, String)> {
         let run = self.project.pmfleet(&["status", "--json"]);
         ok(&run);
@@ -112,19 +82,12 @@ impl AgentFleet {
     }
 }
 
-fn current_release(host: &SshHost) -> String {
-    std::fs::read_link(host.root().join("app/current"))
-        .ok()
-        .and_then(|t| t.file_name().map(|n| n.to_string_lossy().into_owned()))
-        .unwrap_or_default()
-}
-
 #[test]
 fn after_a_rollback_status_shows_what_runs_and_the_kept_instances_stay() {
     require_sshd!();
-    let f = AgentFleet::start(2, json!({}));
+    let f = start(2, json!({}));
     let sha1 = f.repo.head();
-    let r1 = current_release(&f.hosts()[0]);
+    let r1 = current_release(&f.hosts()[0]).unwrap_or_default();
     let before = f.instances();
     assert_eq!(before.len(), 4, "{before:?}");
     f.repo.commit_file("VERSION", "broken 2\n", "never listens");
@@ -150,18 +113,22 @@ fn after_a_rollback_status_shows_what_runs_and_the_kept_instances_stay() {
 #[test]
 fn a_failed_revert_leaves_current_and_the_apps_agreeing() {
     require_sshd!();
-    let f = AgentFleet::start(2, json!({}));
+    let f = start(2, json!({}));
     f.repo.commit_file("VERSION", "2\n", "version 2");
     ok(&f.project.pmfleet(&["deploy", "production"]));
     f.wait_serving("2");
-    let r2 = current_release(&f.hosts()[0]);
+    let r2 = current_release(&f.hosts()[0]).unwrap_or_default();
     // Host 1 cannot switch: a directory where the fresh symlink must go.
     let blocker = f.hosts()[1].root().join("app/.pmfleet/current.new");
     std::fs::create_dir_all(blocker.join("x")).unwrap();
     let run = f.project.pmfleet(&["deploy", "production", "revert", "1"]);
     assert_eq!(run.code, 1, "{}", run.all());
     for host in f.hosts() {
-        assert_eq!(current_release(host), r2, "every host back on r2");
+        assert_eq!(
+            current_release(host).unwrap_or_default(),
+            r2,
+            "every host back on r2"
+        );
     }
     // Host 0 switched to r1 and its agent ran r1, then it went back: its agent runs r2 again.
     f.wait_serving("2");
@@ -176,13 +143,13 @@ fn a_failed_revert_leaves_current_and_the_apps_agreeing() {
 #[test]
 fn prune_removes_nothing_when_the_agent_does_not_answer() {
     require_sshd!();
-    let f = AgentFleet::start(1, json!({"keep_releases": 1}));
+    let f = start(1, json!({"keep_releases": 1}));
     let host = &f.hosts()[0];
-    let r1 = current_release(host);
+    let r1 = current_release(host).unwrap_or_default();
     f.repo.commit_file("VERSION", "2\n", "version 2");
     ok(&f.project.pmfleet(&["deploy", "production"]));
     f.wait_serving("2");
-    let r2 = current_release(host);
+    let r2 = current_release(host).unwrap_or_default();
     // The agent dies (its apps keep running, from r2), and the next release has no apps.
     ok(&f.project.pmfleet(&[
         "deploy",

@@ -5,31 +5,21 @@
 
 use std::time::{Duration, Instant};
 
+use pmfleet_testkit::assets::GATED_VERSION_SERVER_JS;
 use pmfleet_testkit::deployed::{
-    ROOT, current_release, ecosystem, on_host, releases, served_version,
+    ROOT, assert_fleet_serves, current_release, ecosystem, on_host, releases, served_version,
+    with_keys,
 };
 use pmfleet_testkit::git_repo::GitRepo;
 use pmfleet_testkit::procs::app_processes;
 use pmfleet_testkit::project::{Project, ok};
 use pmfleet_testkit::sshd::{Fleet, SshHost};
-use pmfleet_testkit::{free_port, require_sshd, wait_until};
+use pmfleet_testkit::{free_port, get_from, require_sshd, wait_until};
 use serde_json::{Value, json};
 
 /// A `post-deploy` that hangs (after touching `/srv/hanging`) while `/srv/hang` exists.
 const HANG_POST_DEPLOY: &str =
     "./app.sh > built.txt; if [ -f /srv/hang ]; then touch /srv/hanging; sleep 60; fi";
-
-/// Every host serves `version`, built, all from the same release.
-fn assert_fleet_serves(hosts: &[SshHost], version: &str) -> String {
-    let first = current_release(&hosts[0]).expect("current on host 0");
-    for host in hosts {
-        assert_eq!(current_release(host).as_deref(), Some(first.as_str()));
-        assert_eq!(served_version(host), version, "on {}", host.address());
-        let built = std::fs::read_to_string(on_host(host, "current/built.txt")).unwrap_or_default();
-        assert_eq!(built.trim(), format!("app version {version}"));
-    }
-    first
-}
 
 #[test]
 fn a_host_that_drops_mid_deploy_is_unreachable() {
@@ -83,34 +73,8 @@ fn a_host_that_drops_mid_deploy_is_unreachable() {
 
 // ---- the controller killed at every step of a rollout, with agents ----------------------
 
-/// A Node app answering with its version, which listens only once `/srv/hold-<version>` is
-/// gone (so a test can keep a reload in flight as long as it needs).
-const GATED_SERVER_JS: &str = r#"const http = require("http");
-const fs = require("fs");
-const version = fs.readFileSync(__dirname + "/VERSION", "utf8").trim();
-const hold = "/srv/hold-" + version;
-const serve = () => http.createServer((q, s) => s.end(`version ${version}\n`)).listen(process.env.PORT);
-(function wait() { if (fs.existsSync(hold)) setTimeout(wait, 50); else serve(); })();
-"#;
-
 /// A `post-deploy` that waits (after touching `/srv/in-post`) while `/srv/hold-post` exists.
 const GATED_POST_DEPLOY: &str = "if [ -f /srv/hold-post ]; then touch /srv/in-post; while [ -f /srv/hold-post ]; do sleep 0.05; done; fi; ./app.sh > built.txt";
-
-fn http_get(host: &str, port: u16) -> String {
-    use std::io::{Read, Write};
-    let Ok(mut stream) = std::net::TcpStream::connect((host, port)) else {
-        return String::new();
-    };
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok();
-    let _ = stream.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-    let mut body = String::new();
-    let _ = stream.read_to_string(&mut body);
-    body.rsplit("\r\n\r\n")
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_string()
-}
 
 struct Suite {
     fleet: Fleet,
@@ -128,16 +92,14 @@ impl Suite {
 
     fn write_ecosystem(&self, extra: Value) {
         let hosts = self.fleet.hosts_json();
-        let mut env = json!({
-            "host": hosts, "ref": "main", "repo": self.repo.url(), "path": ROOT, "fetch": "push",
-            "post-deploy": GATED_POST_DEPLOY, "keep_releases": 2,
-            "agent": {"port": self.agent_port, "bind": "host"},
-        });
-        if let (Some(env), Some(extra)) = (env.as_object_mut(), extra.as_object()) {
-            for (k, v) in extra {
-                env.insert(k.clone(), v.clone());
-            }
-        }
+        let env = with_keys(
+            json!({
+                "host": hosts, "ref": "main", "repo": self.repo.url(), "path": ROOT, "fetch": "push",
+                "post-deploy": GATED_POST_DEPLOY, "keep_releases": 2,
+                "agent": {"port": self.agent_port, "bind": "host"},
+            }),
+            &extra,
+        );
         self.project
             .write_ecosystem(&json!({"deploy": {"production": env}}));
     }
@@ -168,7 +130,10 @@ impl Suite {
             wait_until(
                 Duration::from_secs(60),
                 &format!("{} answers version {version}", host.address()),
-                || http_get(host.address(), self.port) == format!("version {version}"),
+                || {
+                    get_from(host.address(), self.port).map(|b| b.trim().to_string())
+                        == Ok(format!("version {version}"))
+                },
             );
             versions.push(version);
         }
@@ -241,7 +206,7 @@ fn a_controller_killed_at_any_rollout_step_leaves_every_host_serving_a_complete_
     let repo = GitRepo::new();
     let project = Project::new(fleet.home.path());
     let port = free_port();
-    repo.write("server.js", GATED_SERVER_JS);
+    repo.write("server.js", GATED_VERSION_SERVER_JS);
     repo.write(
         "ecosystem.json",
         &json!({"apps": [{"name": "web", "script": "server.js", "instances": 2,

@@ -8,10 +8,11 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use pmfleet_testkit::git_repo::GitRepo;
-use pmfleet_testkit::project::{Project, Run};
-use pmfleet_testkit::sshd::{Fleet, SshHost};
-use pmfleet_testkit::{Load, free_port, get_from, require_sshd, wait_until};
+use pmfleet_testkit::agent_fleet::AgentFleet;
+use pmfleet_testkit::deployed::{current_release, releases};
+use pmfleet_testkit::project::{Run, ok};
+use pmfleet_testkit::sshd::SshHost;
+use pmfleet_testkit::{Load, get_from, require_sshd, wait_until};
 use serde_json::{Value, json};
 
 /// A Node app answering `<pid> version <v>`, and `/health`. A `sick` version answers its
@@ -33,77 +34,42 @@ if (version.includes("crash") && fs.existsSync("/srv/crash-here")) {
 }
 "#;
 
-fn ecosystem_file(port: u16) -> String {
-    json!({"apps": [{
-        "name": "web", "script": "server.js", "instances": 2, "exec_mode": "cluster",
-        "listen_timeout": 3000, "deploy_timeout": "6s",
-        "healthcheck": {"http": "/health", "interval": "200ms", "timeout": "1s"},
-        "env": {"PORT": port}
-    }]})
-    .to_string()
+/// `n` hosts with agents, version 1 deployed and serving.
+fn start(n: usize, extra: Value) -> AgentFleet {
+    let f = AgentFleet::deployed(
+        n,
+        SERVER_JS,
+        json!({
+            "listen_timeout": 3000, "deploy_timeout": "6s",
+            "healthcheck": {"http": "/health", "interval": "200ms", "timeout": "1s"},
+        }),
+        Some("1"),
+        extra,
+    );
+    f.wait_serving("1");
+    f
 }
 
-fn ok(run: &Run) {
-    assert_eq!(run.code, 0, "pmfleet failed:\n{}", run.all());
-}
-
-struct Rails {
-    fleet: Fleet,
-    repo: GitRepo,
-    project: Project,
-    app_port: u16,
-    agent_port: u16,
-}
-
-impl Rails {
-    /// `n` hosts with agents, version 1 deployed and serving.
-    fn start(n: usize, extra: Value) -> Rails {
-        let fleet = Fleet::start(n);
-        let app_port = free_port();
-        let repo = GitRepo::new();
-        repo.write("server.js", SERVER_JS);
-        repo.write("ecosystem.json", &ecosystem_file(app_port));
-        repo.commit_file("VERSION", "1\n", "web app");
-        let project = Project::new(fleet.home.path());
-        let this = Rails {
-            fleet,
-            repo,
-            project,
-            app_port,
-            agent_port: free_port(),
-        };
-        this.write_ecosystem(extra);
-        ok(&this.project.pmfleet(&["ca", "init"]));
-        ok(&this.project.pmfleet(&["deploy", "production", "setup"]));
-        ok(&this.project.pmfleet(&["deploy", "production"]));
-        this.wait_serving("1");
-        this
-    }
-
-    fn write_ecosystem(&self, extra: Value) {
-        let hosts: Vec<Value> = self
-            .hosts()
-            .iter()
-            .map(|h| json!({"host": h.address(), "port": h.port(), "user": "root"}))
-            .collect();
-        let mut env = json!({
-            "host": hosts, "ref": "main", "repo": self.repo.url(), "path": "/srv/app",
-            "fetch": "push", "agent": {"port": self.agent_port, "bind": "host"},
-        });
-        if let (Some(env), Some(extra)) = (env.as_object_mut(), extra.as_object()) {
-            for (k, v) in extra {
-                env.insert(k.clone(), v.clone());
-            }
-        }
-        self.project
-            .write_ecosystem(&json!({"deploy": {"production": env}}));
-    }
-
-    fn hosts(&self) -> &[SshHost] {
-        &self.fleet.hosts
-    }
-
+/// What these tests read of the fleet, and the load they put on it.
+trait Rails {
+    /// The release `current` points at on each host (empty where none).
+    fn current_releases(&self) -> Vec<String>;
     /// The version `host` answers with on `/`.
+    fn version(&self, host: &SshHost) -> String;
+    fn wait_serving(&self, version: &str);
+    fn addr(&self, host: &SshHost) -> SocketAddr;
+    /// Keep-alive and new-connection load on every host.
+    fn load(&self) -> Vec<Load>;
+}
+
+impl Rails for AgentFleet {
+    fn current_releases(&self) -> Vec<String> {
+        self.hosts()
+            .iter()
+            .map(|h| current_release(h).unwrap_or_default())
+            .collect()
+    }
+
     fn version(&self, host: &SshHost) -> String {
         get_from(host.address(), self.app_port)
             .ok()
@@ -125,7 +91,6 @@ impl Rails {
         SocketAddr::new(host.address().parse().expect("an IP"), self.app_port)
     }
 
-    /// Keep-alive and new-connection load on every host.
     fn load(&self) -> Vec<Load> {
         self.hosts()
             .iter()
@@ -137,24 +102,6 @@ impl Rails {
             })
             .collect()
     }
-}
-
-fn current_release(host: &SshHost) -> String {
-    std::fs::read_link(host.root().join("app/current"))
-        .ok()
-        .and_then(|t| t.file_name().map(|n| n.to_string_lossy().into_owned()))
-        .unwrap_or_default()
-}
-
-fn releases(host: &SshHost) -> Vec<String> {
-    let mut list: Vec<String> = std::fs::read_dir(host.root().join("app/releases"))
-        .into_iter()
-        .flatten()
-        .filter_map(Result::ok)
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
-    list.sort();
-    list
 }
 
 /// Stops the load; asserts no request failed and the load really ran.
@@ -176,10 +123,9 @@ fn outcomes(run: &Run, hosts: &[SshHost]) -> Vec<String> {
     hosts
         .iter()
         .map(|host| {
-            let label = format!("{}:{}", host.address(), host.port());
             events
                 .iter()
-                .find(|e| e["event"] == "summary" && e["host"] == label.as_str())
+                .find(|e| e["event"] == "summary" && e["host"] == host.label().as_str())
                 .map(|e| e["outcome"].as_str().unwrap_or("").to_string())
                 .unwrap_or_default()
         })
@@ -189,8 +135,8 @@ fn outcomes(run: &Run, hosts: &[SshHost]) -> Vec<String> {
 #[test]
 fn a_release_whose_own_instances_never_pass_their_health_check_is_never_left_serving() {
     require_sshd!();
-    let f = Rails::start(2, json!({"batch": 1}));
-    let before: Vec<String> = f.hosts().iter().map(current_release).collect();
+    let f = start(2, json!({"batch": 1}));
+    let before: Vec<String> = f.current_releases();
     f.repo
         .commit_file("VERSION", "2 sick\n", "health check fails");
     let loads = f.load();
@@ -203,7 +149,7 @@ fn a_release_whose_own_instances_never_pass_their_health_check_is_never_left_ser
         "the failing check is named:\n{}",
         run.all()
     );
-    let after: Vec<String> = f.hosts().iter().map(current_release).collect();
+    let after: Vec<String> = f.current_releases();
     assert_eq!(
         after, before,
         "every host is back on (or never left) its release"
@@ -222,8 +168,8 @@ fn a_release_whose_own_instances_never_pass_their_health_check_is_never_left_ser
 fn a_release_failing_its_health_check_on_the_canary_only_goes_back_there_and_nowhere_else_switches()
 {
     require_sshd!();
-    let f = Rails::start(3, json!({"batch": 1}));
-    let before: Vec<String> = f.hosts().iter().map(current_release).collect();
+    let f = start(3, json!({"batch": 1}));
+    let before: Vec<String> = f.current_releases();
     // Only the canary (the first batch: host 0) sees its new instances fail `/health`.
     std::fs::write(f.hosts()[0].root().join("sick-here"), "").unwrap();
     f.repo
@@ -236,7 +182,7 @@ fn a_release_failing_its_health_check_on_the_canary_only_goes_back_there_and_now
         out.contains("/health") || out.contains("500"),
         "the failing check is named:\n{out}"
     );
-    let after: Vec<String> = f.hosts().iter().map(current_release).collect();
+    let after: Vec<String> = f.current_releases();
     assert_eq!(after, before, "the canary went back; the others never left");
     let outcomes = outcomes(&run, f.hosts());
     assert!(
@@ -267,8 +213,8 @@ fn a_release_failing_its_health_check_on_the_canary_only_goes_back_there_and_now
 #[test]
 fn a_crash_inside_the_last_batch_s_watch_window_sends_every_switched_host_back() {
     require_sshd!();
-    let f = Rails::start(3, json!({"batch": 1, "watch_period": "6s"}));
-    let before: Vec<String> = f.hosts().iter().map(current_release).collect();
+    let f = start(3, json!({"batch": 1, "watch_period": "6s"}));
+    let before: Vec<String> = f.current_releases();
     std::fs::write(f.hosts()[2].root().join("crash-here"), "").unwrap();
     f.repo
         .commit_file("VERSION", "2 crash\n", "falls over on one host");
@@ -283,7 +229,7 @@ fn a_crash_inside_the_last_batch_s_watch_window_sends_every_switched_host_back()
         out.contains("crash: the new release fell over"),
         "the crashed instance's last log lines are shown:\n{out}"
     );
-    let after: Vec<String> = f.hosts().iter().map(current_release).collect();
+    let after: Vec<String> = f.current_releases();
     assert_eq!(
         after, before,
         "the canary and every earlier batch went back"
@@ -313,7 +259,7 @@ fn the_release_step_runs_once_before_any_switch_and_a_failing_one_switches_nothi
     // Each host sees its own /srv: the step appends to the host's own counter, which it can
     // also check was written before any switch (`current` still the old release).
     let step = r#"echo "$PMFLEET_RELEASE $(readlink /srv/app/current)" >> /srv/release-ran"#;
-    let f = Rails::start(3, json!({"release": step}));
+    let f = start(3, json!({"release": step}));
     let ran = |h: &SshHost| {
         std::fs::read_to_string(h.root().join("release-ran"))
             .unwrap_or_default()
@@ -333,7 +279,7 @@ fn the_release_step_runs_once_before_any_switch_and_a_failing_one_switches_nothi
         .map(|(i, h)| json!({"host": h.address(), "port": h.port(), "user": "root", "primary": i == 2}))
         .collect();
     f.write_ecosystem(json!({"release": step, "host": hosts}));
-    let old = current_release(&f.hosts()[2]);
+    let old = current_release(&f.hosts()[2]).unwrap_or_default();
     f.repo.commit_file("VERSION", "2\n", "version 2");
     ok(&f.project.pmfleet(&["deploy", "production"]));
     f.wait_serving("2");
@@ -341,7 +287,7 @@ fn the_release_step_runs_once_before_any_switch_and_a_failing_one_switches_nothi
     assert_eq!(second[0].len(), 1, "{second:?}");
     assert!(second[1].is_empty(), "{second:?}");
     assert_eq!(second[2].len(), 1, "{second:?}");
-    let new = current_release(&f.hosts()[2]);
+    let new = current_release(&f.hosts()[2]).unwrap_or_default();
     assert_eq!(
         second[2][0],
         format!("{new} releases/{old}"),
@@ -350,14 +296,14 @@ fn the_release_step_runs_once_before_any_switch_and_a_failing_one_switches_nothi
 
     // A failing step: nothing switches anywhere, the new release is gone everywhere.
     f.write_ecosystem(json!({"release": "echo migrating; exit 3", "host": hosts}));
-    let before: Vec<String> = f.hosts().iter().map(current_release).collect();
+    let before: Vec<String> = f.current_releases();
     let kept: Vec<Vec<String>> = f.hosts().iter().map(releases).collect();
     f.repo.commit_file("VERSION", "3\n", "version 3");
     let loads = f.load();
     let run = f.project.pmfleet(&["deploy", "production"]);
     assert_eq!(run.code, 1, "{}", run.all());
     assert!(run.all().contains("release step failed"), "{}", run.all());
-    let after: Vec<String> = f.hosts().iter().map(current_release).collect();
+    let after: Vec<String> = f.current_releases();
     assert_eq!(after, before, "no host switched");
     let left: Vec<Vec<String>> = f.hosts().iter().map(releases).collect();
     assert_eq!(left, kept, "the new release was removed everywhere");
@@ -369,9 +315,9 @@ fn the_release_step_runs_once_before_any_switch_and_a_failing_one_switches_nothi
 fn a_controller_killed_after_the_first_batch_switched_is_undone_by_the_hosts_themselves() {
     require_sshd!();
     // A long watch window: the controller sits in it, holding the lock, when it is killed.
-    let f = Rails::start(2, json!({"batch": 1}));
+    let f = start(2, json!({"batch": 1}));
     f.write_ecosystem(json!({"batch": 1, "watch_period": "300s"}));
-    let old: Vec<String> = f.hosts().iter().map(current_release).collect();
+    let old: Vec<String> = f.current_releases();
     f.repo.commit_file("VERSION", "2\n", "version 2");
     let loads = f.load();
     let mut victim = f.project.spawn(&["deploy", "production"]);
@@ -387,7 +333,7 @@ fn a_controller_killed_after_the_first_batch_switched_is_undone_by_the_hosts_the
             pending.exists() && f.version(&f.hosts()[0]) == "2"
         },
     );
-    let switched = current_release(&f.hosts()[0]);
+    let switched = current_release(&f.hosts()[0]).unwrap_or_default();
     assert_ne!(switched, old[0]);
     victim.kill().unwrap();
     victim.wait().unwrap();
@@ -405,11 +351,12 @@ fn a_controller_killed_after_the_first_batch_switched_is_undone_by_the_hosts_the
     // time (the lock's stale age), plus a look and a reload.
     let bound = Duration::from_secs(pmfleet_shared::protocol::QUIET_SECS) + Duration::from_secs(20);
     wait_until(bound, "host 0 goes back to its release by itself", || {
-        current_release(&f.hosts()[0]) == old[0] && f.version(&f.hosts()[0]) == "1"
+        current_release(&f.hosts()[0]).unwrap_or_default() == old[0]
+            && f.version(&f.hosts()[0]) == "1"
     });
     let back_after = killed.elapsed();
     assert_eq!(
-        current_release(&f.hosts()[1]),
+        current_release(&f.hosts()[1]).unwrap_or_default(),
         old[1],
         "host 1 never switched"
     );
@@ -472,7 +419,7 @@ fn fetch(addr: SocketAddr, path: &str) -> Result<(u16, String, String), String> 
 #[test]
 fn maintenance_answers_new_connections_with_503_while_a_deploy_goes_on_underneath() {
     require_sshd!();
-    let f = Rails::start(1, json!({}));
+    let f = start(1, json!({}));
     let addr = f.addr(&f.hosts()[0]);
     // A client on new connections the whole time: every request gets an answer, 200 or 503.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -535,7 +482,7 @@ fn maintenance_answers_new_connections_with_503_while_a_deploy_goes_on_underneat
 #[test]
 fn a_manual_lock_refuses_every_deploy_with_its_message_and_lock_wait_does_not_wait_for_it() {
     require_sshd!();
-    let f = Rails::start(2, json!({}));
+    let f = start(2, json!({}));
     let why = "release freeze until Monday";
     ok(&f
         .project

@@ -10,10 +10,10 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use pmfleet_testkit::git_repo::GitRepo;
-use pmfleet_testkit::project::{Project, Run};
+use pmfleet_testkit::project::{Project, Run, ok};
 use pmfleet_testkit::sshd::Fleet;
 use pmfleet_testkit::{free_port, get_from, require_sshd, wait_until};
-use serde_json::{Value, json};
+use serde_json::json;
 
 /// Answers whether it got the secret: `DB_PASSWORD` reversed must be `EXPECT_REVERSED`.
 const SERVER_JS: &str = r#"const http = require("http");
@@ -22,10 +22,6 @@ const ok = got === process.env.EXPECT_REVERSED && process.env.API_TOKEN_LEN == S
 http.createServer((req, res) => res.end(ok ? "secret delivered\n" : "secret missing\n"))
   .listen(process.env.PORT);
 "#;
-
-fn ok(run: &Run) {
-    assert_eq!(run.code, 0, "pmfleet failed:\n{}", run.all());
-}
 
 /// A sentinel no file or command line holds as written: random, upper case.
 fn sentinel(tag: &str) -> String {
@@ -100,11 +96,7 @@ fn secret_values_reach_the_apps_and_nothing_else_ever_holds_them() {
     );
 
     let project = Project::new(fleet.home.path());
-    let hosts: Vec<Value> = fleet
-        .hosts
-        .iter()
-        .map(|h| json!({"host": h.address(), "port": h.port(), "user": "root"}))
-        .collect();
+    let hosts = fleet.hosts_json();
     let ecosystem = |post_deploy: &str| {
         project.write_ecosystem(&json!({
             "apps": apps,
@@ -144,13 +136,8 @@ fn secret_values_reach_the_apps_and_nothing_else_ever_holds_them() {
     let printed: std::cell::RefCell<Vec<Run>> = std::cell::RefCell::new(Vec::new());
     let pmfleet = |args: &[&str]| -> Run {
         let run = project.pmfleet_with(args, &ci);
-        let copy = Run {
-            code: run.code,
-            stdout: run.stdout.clone(),
-            stderr: run.stderr.clone(),
-        };
-        printed.borrow_mut().push(run);
-        copy
+        printed.borrow_mut().push(run.clone());
+        run
     };
 
     ok(&pmfleet(&["ca", "init"]));
@@ -194,11 +181,7 @@ fn secret_values_reach_the_apps_and_nothing_else_ever_holds_them() {
         .stdin(std::process::Stdio::null())
         .output()
         .expect("run pmfleet in a pty");
-    let live = Run {
-        code: live.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&live.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&live.stderr).into_owned(),
-    };
+    let live = Run::from(live);
     ok(&live);
     assert!(
         !live.stdout.contains("pmfleet | "),

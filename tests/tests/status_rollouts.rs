@@ -6,82 +6,53 @@
 
 use std::time::{Duration, Instant};
 
+use pmfleet_testkit::agent_fleet::AgentFleet;
+use pmfleet_testkit::assets::GATED_VERSION_SERVER_JS;
 use pmfleet_testkit::deployed::current_release;
-use pmfleet_testkit::git_repo::GitRepo;
 use pmfleet_testkit::procs::app_processes;
-use pmfleet_testkit::project::{Project, Run, ok};
-use pmfleet_testkit::sshd::{Fleet, SshHost};
-use pmfleet_testkit::{free_port, get_from, require_sshd, wait_until};
+use pmfleet_testkit::project::{Run, ok};
+use pmfleet_testkit::sshd::SshHost;
+use pmfleet_testkit::{get_from, require_sshd, wait_until};
 use serde_json::{Value, json};
 
-/// A Node app answering with its version, which listens only once `/srv/hold-<version>` is
-/// gone (so a test can make a release that never becomes ready).
-const GATED_SERVER_JS: &str = r#"const http = require("http");
-const fs = require("fs");
-const version = fs.readFileSync(__dirname + "/VERSION", "utf8").trim();
-const hold = "/srv/hold-" + version;
-const serve = () => http.createServer((q, s) => s.end(`version ${version}\n`)).listen(process.env.PORT);
-(function wait() { if (fs.existsSync(hold)) setTimeout(wait, 50); else serve(); })();
-"#;
-
-struct Suite {
-    fleet: Fleet,
-    repo: GitRepo,
-    project: Project,
-    port: u16,
+/// `n` hosts with agents (`batch: 1`), version 1 deployed and serving.
+fn start(n: usize) -> AgentFleet {
+    let f = AgentFleet::deployed(
+        n,
+        GATED_VERSION_SERVER_JS,
+        json!({"listen_timeout": 3000}),
+        Some("1"),
+        json!({"batch": 1}),
+    );
+    for host in f.hosts() {
+        f.wait_serving(host, "1");
+    }
+    f
 }
 
-impl Suite {
-    /// `n` hosts with agents (`batch: 1`), version 1 deployed and serving.
-    fn start(n: usize) -> Suite {
-        let fleet = Fleet::start(n);
-        let port = free_port();
-        let repo = GitRepo::new();
-        repo.write("server.js", GATED_SERVER_JS);
-        repo.write(
-            "ecosystem.json",
-            &json!({"apps": [{"name": "web", "script": "server.js", "instances": 2,
-                "exec_mode": "cluster", "listen_timeout": 3000, "env": {"PORT": port}}]})
-            .to_string(),
-        );
-        repo.commit_file("VERSION", "1\n", "web app");
-        let project = Project::new(fleet.home.path());
-        project.write_ecosystem(&json!({"deploy": {"production": {
-            "host": fleet.hosts_json(), "ref": "main", "repo": repo.url(), "path": "/srv/app", "fetch": "push",
-            "batch": 1, "agent": {"port": free_port(), "bind": "host"},
-        }}}));
-        ok(&project.pmfleet(&["ca", "init"]));
-        ok(&project.pmfleet(&["deploy", "production", "setup"]));
-        ok(&project.pmfleet(&["deploy", "production"]));
-        let suite = Suite {
-            fleet,
-            repo,
-            project,
-            port,
-        };
-        for host in suite.hosts() {
-            suite.wait_serving(host, "1");
-        }
-        suite
-    }
+/// What these tests do to the fleet and read of it.
+trait Suite {
+    fn wait_serving(&self, host: &SshHost, version: &str);
+    /// Deploys version 2 and SIGKILLs the controller once host 0 switched and its agent
+    /// started the new release's instances. Returns (the old release, the new one).
+    fn kill_deploy_after_the_first_switch(&self) -> (String, String);
+    fn status(&self) -> Run;
+    /// Status has nothing to say below the table, and exits 0.
+    fn assert_clean(&self);
+}
 
-    fn hosts(&self) -> &[SshHost] {
-        &self.fleet.hosts
-    }
-
+impl Suite for AgentFleet {
     fn wait_serving(&self, host: &SshHost, version: &str) {
         wait_until(
             Duration::from_secs(60),
             &format!("{} serves version {version}", host.address()),
             || {
-                get_from(host.address(), self.port).map(|b| b.trim().to_string())
+                get_from(host.address(), self.app_port).map(|b| b.trim().to_string())
                     == Ok(format!("version {version}"))
             },
         );
     }
 
-    /// Deploys version 2 and SIGKILLs the controller once host 0 switched and its agent
-    /// started the new release's instances. Returns (the old release, the new one).
     fn kill_deploy_after_the_first_switch(&self) -> (String, String) {
         let old = current_release(&self.hosts()[0]).expect("current");
         self.repo.commit_file("VERSION", "2\n", "version 2");
@@ -94,7 +65,7 @@ impl Suite {
             );
             assert!(Instant::now() < deadline, "host 0 never switched");
             if let Some(new) = current_release(&self.hosts()[0]).filter(|r| *r != old)
-                && app_processes(self.port, Some(&new)) > 0
+                && app_processes(self.app_port, Some(&new)) > 0
             {
                 break new;
             }
@@ -109,7 +80,6 @@ impl Suite {
         self.project.pmfleet(&["status"])
     }
 
-    /// Status has nothing to say below the table, and exits 0.
     fn assert_clean(&self) {
         let run = self.status();
         ok(&run);
@@ -129,7 +99,7 @@ fn rollout_record(host: &SshHost) -> Value {
 #[test]
 fn status_names_a_rollout_cut_short_and_the_split_fleet_until_a_deploy_converges_it() {
     require_sshd!();
-    let s = Suite::start(3);
+    let s = start(3);
     s.assert_clean();
 
     let (old, new) = s.kill_deploy_after_the_first_switch();
@@ -193,7 +163,7 @@ fn status_names_a_rollout_cut_short_and_the_split_fleet_until_a_deploy_converges
 #[test]
 fn status_says_when_current_is_not_the_release_the_apps_run() {
     require_sshd!();
-    let s = Suite::start(1);
+    let s = start(1);
     let host = &s.hosts()[0];
     // Version 2 never listens: its agent's reload fails once the controller is gone.
     std::fs::write(host.root().join("hold-2"), "").unwrap();
@@ -201,7 +171,7 @@ fn status_says_when_current_is_not_the_release_the_apps_run() {
     wait_until(
         Duration::from_secs(60),
         "the new release's instances are stopped",
-        || app_processes(s.port, Some(&new)) == 0,
+        || app_processes(s.app_port, Some(&new)) == 0,
     );
     s.wait_serving(host, "1");
     assert_eq!(current_release(host).as_deref(), Some(new.as_str()));

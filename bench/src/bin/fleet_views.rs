@@ -2,10 +2,13 @@
 //! `pmfleet-agent` daemons on this machine (127.0.0.2, …, each with its own home, a certificate
 //! from a fresh fleet CA, and its metrics served on its mutual-TLS port), then prints
 //! `pmfleet status` wall time, the dashboard's time to a fleet page where every host has
-//! answered, the dashboard's RSS once it polls them all, `monit`'s refresh period as its header
-//! shows it (in a tmux window), and the agents' idle RSS with metrics on.
+//! answered, the dashboard's RSS once it polls them all, the fleet page's time to content in a
+//! real browser (headless Chromium through chromedriver: navigation start to the frame after
+//! the one that drew the grid with every host), `monit`'s refresh period as its header shows it
+//! (in a tmux window), and the agents' idle RSS with metrics on.
 //!
-//! `cargo run --release -p pmfleet-bench --bin fleet_views [-- 50,100,200]` (needs tmux).
+//! `cargo run --release -p pmfleet-bench --bin fleet_views [-- 50,100,200]` (needs tmux; without
+//! chromium and chromedriver the browser column says so and the others are still measured).
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -18,8 +21,8 @@ use pmfleet_testkit::binaries::{agent_bin, pmfleet_bin};
 use pmfleet_testkit::free_port;
 use pmfleet_testkit::tmux::{Tmux, shell_line};
 use pmfleet_testkit::wait::poll_for;
-use pmfleet_testkit::webdriver::http;
-use serde_json::json;
+use pmfleet_testkit::webdriver::{Browser, http};
+use serde_json::{Value, json};
 
 struct Fleet {
     work: tempfile::TempDir,
@@ -143,9 +146,16 @@ impl Drop for Killed {
     }
 }
 
-/// The dashboard: time from its start to a fleet page with every host answered, and its RSS
-/// after 10 more seconds of polling them all.
-fn dashboard(fleet: &Fleet, agents: usize) -> anyhow::Result<(Duration, u64)> {
+/// What the dashboard measured: the time from its start to a fleet page with every host
+/// answered (plain HTTP), its RSS after 10 more seconds of polling them all, and the fleet page
+/// loaded in a real browser (or why it could not be).
+struct Dashboard {
+    ready: Duration,
+    rss_kib: u64,
+    browser: Result<PageLoads, String>,
+}
+
+fn dashboard(fleet: &Fleet, agents: usize) -> anyhow::Result<Dashboard> {
     let db = fleet.work.path().join("dashboard.sqlite");
     let started = Instant::now();
     let mut child = fleet
@@ -183,11 +193,126 @@ fn dashboard(fleet: &Fleet, agents: usize) -> anyhow::Result<(Duration, u64)> {
         },
     )
     .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let content = started.elapsed();
+    let ready = started.elapsed();
     std::thread::sleep(Duration::from_secs(10));
-    let rss = rss_kib(pid).unwrap_or(0);
+    let rss_kib = rss_kib(pid).unwrap_or(0);
+    let browser = page_loads(&url, port, agents);
     drop(out);
-    Ok((content, rss))
+    Ok(Dashboard {
+        ready,
+        rss_kib,
+        browser,
+    })
+}
+
+/// How many times the browser loads the fleet page; the median is printed.
+const LOADS: usize = 5;
+
+/// Evaluated in every document the browser opens, before the page's own script and while it
+/// is still being parsed: it notes (in `performance.now()` time, whose origin is the
+/// navigation's start) when the fleet grid holds every host (`WANT` rows, none waiting, the last
+/// row as wide as the header), then when the frame after the one that drew it begins — the
+/// grid is on screen by then (a stylesheet still loading holds frames back, so it counts too).
+const GRID_WATCH: &str = r#"(() => {
+  const want = WANT;
+  let seen = false;
+  const width = (row) => Array.from(row.cells).reduce((n, c) => n + c.colSpan, 0);
+  const complete = () => {
+    const grid = document.getElementById("fleet");
+    if (!grid) return false;
+    const rows = grid.querySelectorAll("tr[data-host]");
+    if (rows.length !== want || grid.querySelector('[data-state="waiting"]')) return false;
+    return width(rows[rows.length - 1]) === width(grid.rows[0]);
+  };
+  const check = () => {
+    if (seen || !complete()) return;
+    seen = true;
+    window.__pmfleetGrid = performance.now();
+    requestAnimationFrame(() => requestAnimationFrame(() => {
+      window.__pmfleetOnScreen = performance.now();
+    }));
+  };
+  new MutationObserver(check).observe(document, { childList: true, subtree: true });
+  document.addEventListener("DOMContentLoaded", check);
+})();"#;
+
+/// Run once a load has finished: waits for the grid watch's note of the frame after the grid
+/// was drawn and answers with it, the grid's time, and what the page's Navigation and Paint
+/// Timing say (the page's last byte, the document parsed, the first contentful paint).
+const READ_LOAD: &str = r##"const done = arguments[arguments.length - 1];
+const asked = performance.now();
+const read = () => {
+  const paint = performance.getEntriesByName("first-contentful-paint")[0];
+  // The paint entry comes once the frame is presented, which may be a little later.
+  const waiting = window.__pmfleetOnScreen === undefined || (!paint && performance.now() - asked < 1000);
+  if (waiting) { setTimeout(read, 10); return; }
+  const nav = performance.getEntriesByType("navigation")[0];
+  done({
+    onScreen: window.__pmfleetOnScreen,
+    grid: window.__pmfleetGrid,
+    responseEnd: nav ? nav.responseEnd : null,
+    parsed: nav ? nav.domInteractive : null,
+    firstPaint: paint ? paint.startTime : null,
+    hosts: document.querySelectorAll("#fleet tr[data-host]").length,
+  });
+};
+read();"##;
+
+/// The fleet page in the browser, medians over [`LOADS`] loads, each from its navigation start:
+/// the last byte of the page received, the document parsed (`domInteractive`), the first
+/// contentful paint, the grid with every host in the document, the grid on screen.
+struct PageLoads {
+    response: Duration,
+    parsed: Duration,
+    /// Missing when Chromium reported no first contentful paint in any load.
+    first_paint: Option<Duration>,
+    grid: Duration,
+    on_screen: Duration,
+}
+
+/// Open the dashboard in headless Chromium (the address with the token sets its cookie), then
+/// load the fleet page [`LOADS`] times, reading each load's times in the page.
+fn page_loads(url: &str, port: u16, agents: usize) -> Result<PageLoads, String> {
+    let browser = Browser::try_start()?;
+    browser.on_every_document(&GRID_WATCH.replace("WANT", &agents.to_string()))?;
+    browser.goto(url);
+    let millis = |v: &Value| {
+        v.as_f64()
+            .filter(|ms| ms.is_finite() && *ms >= 0.0)
+            .map(|ms| Duration::from_secs_f64(ms / 1000.0))
+    };
+    let mut loads = Vec::new();
+    for _ in 0..LOADS {
+        browser.goto(&format!("http://127.0.0.1:{port}/"));
+        let load = browser.execute_async(READ_LOAD, json!([]))?;
+        if load["hosts"].as_u64() != Some(agents as u64) {
+            return Err(format!("the browser's fleet page: {load}"));
+        }
+        let times: Vec<Option<Duration>> =
+            ["responseEnd", "parsed", "firstPaint", "grid", "onScreen"]
+                .iter()
+                .map(|key| millis(&load[key]))
+                .collect();
+        // Only the first contentful paint may be missing (Chromium did not report it in time).
+        if times.iter().enumerate().any(|(i, t)| i != 2 && t.is_none()) {
+            return Err(format!("the browser's times: {load}"));
+        }
+        loads.push(times);
+    }
+    let at = |i: usize| {
+        let seen: Vec<Duration> = loads
+            .iter()
+            .filter_map(|l| l.get(i).copied().flatten())
+            .collect();
+        (!seen.is_empty()).then(|| median(seen))
+    };
+    Ok(PageLoads {
+        response: at(0).unwrap_or_default(),
+        parsed: at(1).unwrap_or_default(),
+        first_paint: at(2),
+        grid: at(3).unwrap_or_default(),
+        on_screen: at(4).unwrap_or_default(),
+    })
 }
 
 /// `monit`'s refresh period, as its header says once every host answers (in tmux).
@@ -224,16 +349,23 @@ fn main() -> anyhow::Result<()> {
         .filter_map(|s| s.trim().parse().ok())
         .collect();
     println!(
-        "{:>6}  {:>10}  {:>16}  {:>14}  {:>14}  {:>16}",
-        "agents", "status", "dashboard ready", "dashboard RSS", "monit refresh", "agent RSS (avg)"
+        "{:>6}  {:>10}  {:>16}  {:>14}  {:>16}  {:>14}  {:>16}",
+        "agents",
+        "status",
+        "dashboard ready",
+        "dashboard RSS",
+        "browser content",
+        "monit refresh",
+        "agent RSS (avg)"
     );
+    let mut loads = Vec::new();
     for agents in sizes {
         if agents == 0 || agents > 1000 {
             bail!("between 1 and 1000 agents");
         }
         let fleet = start(agents)?;
         let status = status_time(&fleet, agents)?;
-        let (ready, dash_rss) = dashboard(&fleet, agents)?;
+        let dash = dashboard(&fleet, agents)?;
         let refresh = monit_refresh(&fleet, agents)?;
         let rss: Vec<u64> = fleet
             .homes
@@ -242,14 +374,36 @@ fn main() -> anyhow::Result<()> {
             .filter_map(|p| rss_kib(p.trim().parse().ok()?))
             .collect();
         let avg = rss.iter().sum::<u64>() / rss.len().max(1) as u64;
+        let content = match &dash.browser {
+            Ok(page) => format!("{:.3}s", page.on_screen.as_secs_f64()),
+            Err(_) => "-".into(),
+        };
         println!(
-            "{agents:>6}  {:>9.3}s  {:>15.3}s  {:>10.1} MiB  {:>14}  {:>12.1} MiB",
+            "{agents:>6}  {:>9.3}s  {:>15.3}s  {:>10.1} MiB  {content:>16}  {:>14}  {:>12.1} MiB",
             status.as_secs_f64(),
-            ready.as_secs_f64(),
-            dash_rss as f64 / 1024.0,
+            dash.ready.as_secs_f64(),
+            dash.rss_kib as f64 / 1024.0,
             refresh,
             avg as f64 / 1024.0,
         );
+        loads.push((agents, dash.browser));
+    }
+    println!(
+        "browser content: headless Chromium, navigation start to the frame after the grid with every host was drawn, median of {LOADS} loads"
+    );
+    for (agents, page) in loads {
+        match page {
+            Ok(p) => println!(
+                "  {agents:>4} agents: page received {:.3}s, parsed {:.3}s, first contentful paint {}, grid in the document {:.3}s, grid on screen {:.3}s",
+                p.response.as_secs_f64(),
+                p.parsed.as_secs_f64(),
+                p.first_paint
+                    .map_or("-".into(), |t| format!("{:.3}s", t.as_secs_f64())),
+                p.grid.as_secs_f64(),
+                p.on_screen.as_secs_f64()
+            ),
+            Err(e) => println!("  {agents:>4} agents: not measured: {e}"),
+        }
     }
     println!(
         "goals: status and the dashboard's fleet page under 1 s at 200; monit refreshing each second; agents under 6 MiB"

@@ -11,6 +11,7 @@ use std::process::Command;
 
 use pmfleet::pki::{self, Ca};
 use pmfleet_testkit::binaries::{agent_bin, pmfleet_bin};
+use pmfleet_testkit::deployed::with_keys;
 use pmfleet_testkit::{AgentHome, free_port};
 use serde_json::{Value, json};
 
@@ -92,15 +93,13 @@ impl LocalFleet {
     /// environment.
     pub fn write_ecosystem(&self, extra: Value) {
         let hosts: Vec<&str> = self.agents.iter().map(|a| a.address.as_str()).collect();
-        let mut env = json!({
-            "host": hosts, "ref": "main", "repo": "/nonexistent", "path": "/srv/app",
-            "agent": {"port": self.port},
-        });
-        if let (Some(env), Some(extra)) = (env.as_object_mut(), extra.as_object()) {
-            for (k, v) in extra {
-                env.insert(k.clone(), v.clone());
-            }
-        }
+        let env = with_keys(
+            json!({
+                "host": hosts, "ref": "main", "repo": "/nonexistent", "path": "/srv/app",
+                "agent": {"port": self.port},
+            }),
+            &extra,
+        );
         let dir = self.project();
         std::fs::create_dir_all(&dir).expect("project dir");
         std::fs::write(
