@@ -480,6 +480,58 @@ fn maintenance_answers_new_connections_with_503_while_a_deploy_goes_on_underneat
 }
 
 #[test]
+fn maintenance_stays_on_when_the_agent_is_killed_and_started_again() {
+    require_sshd!();
+    let f = start(1, json!({}));
+    let host = &f.hosts()[0];
+    let addr = f.addr(host);
+    ok(&f.project.pmfleet(&[
+        "app",
+        "production",
+        "maintenance",
+        "on",
+        "--message",
+        "Back soon",
+    ]));
+    assert_eq!(fetch(addr, "/").unwrap().0, 503);
+
+    // The agent dies (a panic ends it, as SIGKILL does); setup starts it again.
+    let agent = host.agent_pid();
+    // SAFETY: kill has no memory-safety preconditions; the pid is this test's host agent.
+    unsafe { libc::kill(agent as i32, libc::SIGKILL) };
+    wait_until(Duration::from_secs(10), "the agent gone", || {
+        !pmfleet_testkit::pid_alive(agent)
+    });
+    ok(&f.project.pmfleet(&["deploy", "production", "setup"]));
+    assert_ne!(host.agent_pid(), agent);
+    // Its successor serves the maintenance page again, with its message; the health path
+    // still reaches an instance.
+    wait_until(
+        Duration::from_secs(30),
+        "the maintenance page again",
+        || {
+            fetch(addr, "/")
+                .is_ok_and(|(status, _, body)| status == 503 && body.contains("Back soon"))
+        },
+    );
+    wait_until(
+        Duration::from_secs(30),
+        "the health path handed to an instance",
+        || {
+            fetch(addr, "/health")
+                .is_ok_and(|(status, _, body)| (status, body.trim()) == (200, "ok"))
+        },
+    );
+    assert_eq!(fetch(addr, "/").unwrap().0, 503, "still in maintenance");
+
+    ok(&f
+        .project
+        .pmfleet(&["app", "production", "maintenance", "off"]));
+    let (status, _, body) = fetch(addr, "/").unwrap();
+    assert_eq!(status, 200, "{body}");
+}
+
+#[test]
 fn a_manual_lock_refuses_every_deploy_with_its_message_and_lock_wait_does_not_wait_for_it() {
     require_sshd!();
     let f = start(2, json!({}));
