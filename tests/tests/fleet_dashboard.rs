@@ -6,7 +6,7 @@
 //! deployed, a paused agent shows as unreachable, and a restarted dashboard still charts the
 //! samples it kept. Screenshots are left in target/test-artifacts/dashboard.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Stdio};
 use std::time::Duration;
 
@@ -292,4 +292,62 @@ fn a_browser_the_tests_start_leaves_no_process_behind() {
     wait_until(WAIT, "every process of the browser gone", || {
         pmfleet_testkit::processes_with(&profile).is_empty()
     });
+}
+
+#[test]
+fn a_client_that_never_finishes_its_request_head_is_dropped_and_the_others_are_served() {
+    // A fleet whose one agent is not there: the dashboard serves all the same.
+    let home = tempfile::tempdir().expect("home");
+    let project = Project::new(home.path());
+    project.write_ecosystem(&serde_json::json!({"deploy": {"production": {
+        "host": ["127.0.0.9"], "ref": "main", "repo": "/nonexistent", "path": "/srv/app",
+        "agent": {"port": pmfleet_testkit::free_port()},
+    }}}));
+    pmfleet_testkit::project::ok(&project.pmfleet(&["ca", "init"]));
+    let db = project.path().join("dashboard.sqlite");
+    let (_dashboard, port, token) = start_dashboard(&project, &db);
+
+    // Slow clients: one sends half a head and stops, one trickles a header byte a second.
+    let mut half = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    half.write_all(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        .expect("half a head");
+    let mut trickle = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    trickle
+        .write_all(b"GET / HTTP/1.1\r\nX-Slow: ")
+        .expect("the start of a head");
+    let started = std::time::Instant::now();
+    let trickler = std::thread::spawn(move || {
+        // Until the dashboard drops it (a write fails), or a minute.
+        while started.elapsed() < Duration::from_secs(60) {
+            std::thread::sleep(Duration::from_secs(1));
+            if trickle.write_all(b"x").is_err() {
+                return Some(started.elapsed());
+            }
+        }
+        None
+    });
+    // Meanwhile everyone else is served.
+    let bearer = format!("Bearer {token}");
+    let (status, _) = http(port, "GET", "/", &[("Authorization", &bearer)], "").expect("GET /");
+    assert_eq!(status, 200);
+
+    half.set_read_timeout(Some(Duration::from_secs(60)))
+        .expect("read timeout");
+    let mut buf = [0u8; 256];
+    let read = std::io::Read::read(&mut half, &mut buf);
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "half a head held its connection for {:?}",
+        started.elapsed()
+    );
+    // Dropped: closed, or closed after an error answer (408), never a page.
+    if let Ok(n) = read {
+        let said = String::from_utf8_lossy(&buf[..n]);
+        assert!(n == 0 || said.starts_with("HTTP/1.1 408"), "{said}");
+    }
+    let dropped = trickler.join().expect("the trickling client");
+    assert!(
+        dropped.is_some_and(|at| at < Duration::from_secs(30)),
+        "a trickled head held its connection: {dropped:?}"
+    );
 }

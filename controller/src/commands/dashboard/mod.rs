@@ -19,6 +19,7 @@ mod assets;
 pub mod charts;
 mod guard;
 pub mod pages;
+mod serve;
 pub mod store;
 pub mod tls;
 
@@ -49,7 +50,7 @@ use access::Session;
 use guard::header_str;
 use pages::HostState;
 use store::Store;
-use tls::{Peer, Trust};
+use tls::Trust;
 
 #[derive(Debug, Args)]
 pub struct DashboardArgs {
@@ -230,32 +231,21 @@ pub async fn run(args: DashboardArgs) -> Exit {
         }
         let _ = out.flush();
     }
-    let app = router(shared).into_make_service_with_connect_info::<Peer>();
+    let app = router(shared);
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
     };
-    let served = match prepared {
+    match prepared {
         Some(p) => match tls::TlsListener::new(listener, p.trust) {
-            Ok(listener) => {
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(shutdown)
-                    .await
+            Ok(listener) => serve::serve(listener, app, shutdown).await,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return Exit::Failed;
             }
-            Err(e) => Err(e),
         },
-        None => {
-            axum::serve(tls::PlainListener(listener), app)
-                .with_graceful_shutdown(shutdown)
-                .await
-        }
-    };
-    match served {
-        Ok(()) => Exit::Success,
-        Err(e) => {
-            eprintln!("error: {e}");
-            Exit::Failed
-        }
+        None => serve::serve(tls::PlainListener(listener), app, shutdown).await,
     }
+    Exit::Success
 }
 
 /// Ask host `host` every `refresh`, keeping and recording each answer.
