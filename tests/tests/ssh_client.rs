@@ -412,8 +412,7 @@ async fn proxy_jump_reaches_a_host_through_a_jump_host() {
     fleet.home.add_config(&format!(
         "Host bastion\n  HostName {}\n  Port {}\n  User root\n\
          Host app\n  HostName {}\n  Port {}\n  User root\n  ProxyJump bastion\n\
-         Host app-twice\n  HostName {}\n  Port {}\n  User root\n  ProxyJump bastion,root@{}:{}\n\
-         Host piped\n  ProxyCommand nc %h %p\n",
+         Host app-twice\n  HostName {}\n  Port {}\n  User root\n  ProxyJump bastion,root@{}:{}\n",
         jump.address(),
         jump.port(),
         behind.address(),
@@ -448,18 +447,73 @@ async fn proxy_jump_reaches_a_host_through_a_jump_host() {
         .connect(&direct)
         .await
         .expect("the host itself is up");
+}
 
-    // A proxy command is refused, saying what to use instead.
-    let error = connect_spec(&fleet.home, "piped")
+/// A `ProxyCommand` that relays its stdin and stdout to `host port`, and notes each run (its
+/// arguments) in the file it is given.
+const RELAY_PY: &str = r#"import os, socket, sys, threading
+host, port, log = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+with open(log, "a") as f:
+    f.write(f"{host} {port}\n")
+s = socket.create_connection((host, port))
+def up():
+    while True:
+        data = os.read(0, 65536)
+        if not data:
+            s.shutdown(socket.SHUT_WR)
+            return
+        s.sendall(data)
+threading.Thread(target=up, daemon=True).start()
+while True:
+    data = s.recv(65536)
+    if not data:
+        break
+    os.write(1, data)
+"#;
+
+#[tokio::test]
+async fn a_proxy_command_carries_the_connection_and_a_failing_one_says_why() {
+    require_sshd!();
+    let fleet = Fleet::start(1);
+    let host = &fleet.hosts[0];
+    let relay = fleet.home.path().join("relay.py");
+    std::fs::write(&relay, RELAY_PY).unwrap();
+    let log = fleet.home.path().join("relay.log");
+    fleet.home.add_config(&format!(
+        "Host piped\n  HostName {}\n  Port {}\n  User root\n  ProxyCommand python3 {} %h %p {}\n\
+         Host broken\n  HostName {}\n  Port {}\n  User root\n  \
+         ProxyCommand sh -c 'echo no route to %n >&2; exit 3'\n",
+        host.address(),
+        host.port(),
+        relay.display(),
+        log.display(),
+        host.address(),
+        host.port(),
+    ));
+    std::fs::write(host.root().join("marker"), "through the proxy\n").unwrap();
+    let piped = connect_spec(&fleet.home, "piped").await.unwrap();
+    assert_eq!(
+        run(&piped, "cat /srv/marker").await.stdout(),
+        "through the proxy\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&log).unwrap(),
+        format!("{} {}\n", host.address(), host.port()),
+        "the connection went through the command, with %h and %p"
+    );
+    drop(piped);
+
+    let error = connect_spec(&fleet.home, "broken")
         .await
         .err()
-        .expect("refused");
+        .expect("the proxy command fails");
     let message = error.to_string();
+    assert!(matches!(error, SshError::Proxy { .. }), "{message}");
+    assert!(error.is_unreachable(), "{message}");
     assert!(
-        matches!(error, SshError::ProxyUnsupported { .. }),
-        "{message}"
+        message.contains("no route to broken"),
+        "what it said: {message}"
     );
-    assert!(message.contains("use ProxyJump"), "{message}");
 }
 
 async fn connect_spec(home: &ClientHome, host: &str) -> Result<Connection, SshError> {

@@ -18,6 +18,7 @@ use super::connection::Connection;
 use super::error::SshError;
 use super::handler::ClientHandler;
 use super::known_hosts;
+use super::proxy;
 use super::{ClientSettings, ConnectSpec};
 
 /// Key exchange methods in order of preference: curve25519 first — OpenSSH 9.2's default
@@ -113,6 +114,27 @@ impl Connector {
     > {
         Box::pin(async move {
             let destination = target.destination();
+            if let Some(command) = &target.proxy_command {
+                let (stream, said) = proxy::spawn(command, &destination)?;
+                let handle = self
+                    .handshake(target, &destination, Box::new(stream))
+                    .await
+                    .map_err(|error| match error {
+                        // The command ended before SSH could run over it: say what it said.
+                        SshError::Protocol { .. } | SshError::Disconnected { .. } => {
+                            SshError::Proxy {
+                                destination: destination.clone(),
+                                command: command.clone(),
+                                message: match said.text() {
+                                    t if t.is_empty() => error.to_string(),
+                                    t => format!("{error}; it said: {t}"),
+                                },
+                            }
+                        }
+                        other => other,
+                    })?;
+                return Ok((handle, Vec::new()));
+            }
             let (stream, jumps): (Box<dyn Transport>, Vec<Handle<ClientHandler>>) =
                 match target.jump.as_deref() {
                     None => (

@@ -95,16 +95,12 @@ pub enum SshError {
         tried: Vec<String>,
     },
 
-    /// The host needs a `ProxyCommand`, which is not supported.
-    #[error(
-        "{host}: {option} `{value}` is configured ({origin}), but proxy commands are not \
-         supported; use ProxyJump for a jump host, or open a tunnel yourself"
-    )]
-    ProxyUnsupported {
-        host: String,
-        option: &'static str,
-        value: String,
-        origin: String,
+    /// The `ProxyCommand` could not be started, or ended before SSH could run over it.
+    #[error("cannot reach {destination} through its ProxyCommand `{command}`: {message}")]
+    Proxy {
+        destination: String,
+        command: String,
+        message: String,
     },
 
     /// The jump host would not forward the connection to the host behind it.
@@ -195,6 +191,7 @@ impl SshError {
                 | SshError::Timeout { .. }
                 | SshError::Disconnected { .. }
                 | SshError::Jump { .. }
+                | SshError::Proxy { .. }
         )
     }
 

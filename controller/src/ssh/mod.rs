@@ -7,8 +7,8 @@
 //! channels per connection, matching OpenSSH's `MaxStartups` and `MaxSessions` defaults.
 //!
 //! Jump hosts (`ProxyJump`, chains included) are connected to the same way, and the connection
-//! to the host behind is forwarded through them (`direct-tcpip`); `ProxyCommand` is refused
-//! with a clear error.
+//! to the host behind is forwarded through them (`direct-tcpip`); with a `ProxyCommand`, SSH
+//! runs over the command's stdin and stdout (`proxy.rs`).
 
 mod auth;
 mod config;
@@ -17,6 +17,7 @@ mod connector;
 mod error;
 mod handler;
 mod known_hosts;
+mod proxy;
 
 use std::path::PathBuf;
 use std::time::Duration;

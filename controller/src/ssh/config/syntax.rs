@@ -121,6 +121,37 @@ pub(crate) fn expand_path(path: &str, tokens: &Tokens<'_>) -> PathBuf {
     expand_tilde(&out, tokens.home)
 }
 
+/// Expands the `%` tokens of a `ProxyCommand` — `%h` host name, `%p` port, `%r` remote
+/// user, `%n` the host as given, `%u` local user, `%d` home, `%%` — each value quoted for
+/// the shell (`nc %h %p` → `nc 'web1' '22'`), so no host name or user can add words or
+/// commands to it.
+pub(crate) fn expand_command(command: &str, tokens: &Tokens<'_>, alias: &str) -> String {
+    let quote = crate::shell::quote;
+    let mut out = String::new();
+    let mut chars = command.chars();
+    while let Some(c) = chars.next() {
+        if c != '%' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('h') => out.push_str(&quote(tokens.hostname)),
+            Some('p') => out.push_str(&quote(&tokens.port.to_string())),
+            Some('r') => out.push_str(&quote(tokens.remote_user)),
+            Some('n') => out.push_str(&quote(alias)),
+            Some('u') => out.push_str(&quote(tokens.local_user)),
+            Some('d') => out.push_str(&quote(&tokens.home.to_string_lossy())),
+            Some('%') => out.push('%'),
+            Some(other) => {
+                out.push('%');
+                out.push(other);
+            }
+            None => out.push('%'),
+        }
+    }
+    out
+}
+
 /// Values for `%` tokens.
 pub(crate) struct Tokens<'a> {
     pub home: &'a Path,

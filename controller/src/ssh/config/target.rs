@@ -8,7 +8,7 @@ use super::super::error::SshError;
 use super::super::{ClientSettings, ConnectSpec};
 
 use super::options::{HostOptions, StrictHostKeyChecking};
-use super::syntax::{Tokens, expand_path};
+use super::syntax::{Tokens, expand_command, expand_path};
 
 /// Everything needed to connect to one host, after the spec, `ssh_options`, ~/.ssh/config and
 /// the client settings were combined.
@@ -30,6 +30,9 @@ pub(crate) struct Target {
     pub connect_timeout: Duration,
     /// The jump host this one is reached through (`ProxyJump`), itself maybe behind another.
     pub jump: Option<Box<Target>>,
+    /// The command whose stdin and stdout SSH runs over instead (`ProxyCommand`), its tokens
+    /// expanded and quoted.
+    pub proxy_command: Option<String>,
 }
 
 /// How deep a chain of jump hosts may go (a loop in the config ends here).
@@ -126,14 +129,10 @@ impl Target {
         options.apply_config_file(home, &spec.host)?;
 
         let mut jump = None;
+        let mut proxy_command = None;
         match &options.proxy {
-            Some((option, value, origin)) if *option == "ProxyCommand" && !value.is_empty() => {
-                return Err(SshError::ProxyUnsupported {
-                    host: spec.host.clone(),
-                    option,
-                    value: value.clone(),
-                    origin: origin.clone(),
-                });
+            Some((option, value, _)) if *option == "ProxyCommand" && !value.is_empty() => {
+                proxy_command = Some(value.clone());
             }
             // A jump host that would jump through itself (`Host *` blocks) is reached directly.
             Some((_, value, _))
@@ -241,6 +240,7 @@ impl Target {
             });
         }
 
+        let proxy_command = proxy_command.map(|c| expand_command(&c, &tokens, &spec.host));
         Ok(Target {
             alias: spec.host.clone(),
             hostname,
@@ -252,6 +252,7 @@ impl Target {
             accept_new_host_keys,
             connect_timeout: options.connect_timeout.unwrap_or(settings.connect_timeout),
             jump: jump.map(Box::new),
+            proxy_command,
         })
     }
 }

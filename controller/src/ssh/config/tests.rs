@@ -310,12 +310,13 @@ fn known_hosts_precedence_and_strict_checking() {
 }
 
 #[test]
-fn proxy_jump_chains_resolve_and_proxy_command_is_refused() {
+fn proxy_jump_chains_resolve_and_a_proxy_command_is_expanded_with_its_values_quoted() {
     let home = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(home.path().join(".ssh")).unwrap();
     std::fs::write(
         home.path().join(".ssh/config"),
         "Host direct\n  ProxyJump none\nHost piped\n  ProxyCommand nc %h %p\n\
+         Host odd\n  HostName a;b$(id)`x`\n  User o'k\n  ProxyCommand proxy %r@%h:%p %n %% %x\n\
          Host chained\n  ProxyJump ops@gw1:2201,[fd00::7]\n\
          Host *\n  ProxyJump bastion\n",
     )
@@ -347,14 +348,22 @@ fn proxy_jump_chains_resolve_and_proxy_command_is_refused() {
             .jump
             .is_none()
     );
-    let error = Target::resolve(&spec("piped"), &settings, Some("me")).unwrap_err();
-    assert!(
-        matches!(error, SshError::ProxyUnsupported { .. }),
-        "{error}"
+    // A proxy command wins over the `Host *` jump host written after it, as in OpenSSH.
+    let piped = Target::resolve(&spec("piped"), &settings, Some("me")).unwrap();
+    assert_eq!(piped.proxy_command.as_deref(), Some("nc 'piped' '22'"));
+    assert!(piped.jump.is_none());
+    // Every value is one quoted word, whatever it holds.
+    let odd = Target::resolve(&spec("odd"), &settings, Some("me")).unwrap();
+    assert_eq!(
+        odd.proxy_command.as_deref(),
+        Some("proxy 'o'\\''k'@'a;b$(id)`x`':'22' 'odd' % %x")
     );
-    let message = error.to_string();
-    assert!(message.contains("ProxyCommand `nc %h %p`"), "{message}");
-    assert!(message.contains("config:4"), "{message}");
+    assert!(
+        Target::resolve(&spec("direct"), &settings, Some("me"))
+            .unwrap()
+            .proxy_command
+            .is_none()
+    );
 }
 
 #[test]
