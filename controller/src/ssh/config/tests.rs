@@ -439,3 +439,31 @@ fn learning_host_keys_into_dev_null_is_refused() {
         }
     }
 }
+
+#[test]
+fn a_proxy_command_in_ssh_options_wins_over_the_config_file_as_pm2_passes_it() {
+    let home = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(home.path().join(".ssh")).unwrap();
+    std::fs::write(
+        home.path().join(".ssh/config"),
+        "Host web1\n  HostName 10.0.0.5\n  ProxyJump bastion\n",
+    )
+    .unwrap();
+    let settings = ClientSettings {
+        home: home.path().to_path_buf(),
+        ..ClientSettings::default()
+    };
+    let mut with_option = spec("web1");
+    with_option.ssh_options = vec!["ProxyCommand=ssh -W %h:%p ops@gw".into()];
+    let target = Target::resolve(&with_option, &settings, Some("me")).unwrap();
+    assert_eq!(
+        target.proxy_command.as_deref(),
+        Some("ssh -W '10.0.0.5':'22' ops@gw")
+    );
+    assert!(target.jump.is_none(), "the first proxy met wins");
+    // `ProxyCommand=none` turns the config file's proxy off.
+    let mut off = spec("web1");
+    off.ssh_options = vec!["ProxyCommand=none".into()];
+    let target = Target::resolve(&off, &settings, Some("me")).unwrap();
+    assert!(target.proxy_command.is_none() && target.jump.is_none());
+}
