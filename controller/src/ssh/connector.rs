@@ -116,24 +116,23 @@ impl Connector {
             let destination = target.destination();
             if let Some(command) = &target.proxy_command {
                 let (stream, said) = proxy::spawn(command, &destination)?;
-                let handle = self
-                    .handshake(target, &destination, Box::new(stream))
-                    .await
-                    .map_err(|error| match error {
-                        // The command ended before SSH could run over it: say what it said.
-                        SshError::Protocol { .. } | SshError::Disconnected { .. } => {
-                            SshError::Proxy {
-                                destination: destination.clone(),
-                                command: command.clone(),
-                                message: match said.text() {
-                                    t if t.is_empty() => error.to_string(),
-                                    t => format!("{error}; it said: {t}"),
-                                },
-                            }
-                        }
-                        other => other,
-                    })?;
-                return Ok((handle, Vec::new()));
+                return match self.handshake(target, &destination, Box::new(stream)).await {
+                    Ok(handle) => Ok((handle, Vec::new())),
+                    // The command ended before SSH could run over it: say what it said.
+                    Err(error @ (SshError::Protocol { .. } | SshError::Disconnected { .. })) => {
+                        let said = said.finish().await;
+                        Err(SshError::Proxy {
+                            destination: destination.clone(),
+                            command: command.clone(),
+                            message: if said.is_empty() {
+                                error.to_string()
+                            } else {
+                                format!("{error}; it said: {said}")
+                            },
+                        })
+                    }
+                    Err(other) => Err(other),
+                };
             }
             let (stream, jumps): (Box<dyn Transport>, Vec<Handle<ClientHandler>>) =
                 match target.jump.as_deref() {

@@ -24,14 +24,20 @@ pub(super) struct ProxyStream {
     child: Child,
 }
 
-/// The last lines the command wrote on stderr.
-#[derive(Clone, Default)]
-pub(super) struct Said(Arc<Mutex<Vec<u8>>>);
+/// The last lines the command wrote on stderr, and the task reading them.
+pub(super) struct Said {
+    kept: Arc<Mutex<Vec<u8>>>,
+    reader: Option<tokio::task::JoinHandle<()>>,
+}
 
 impl Said {
-    /// What it said, on one line (empty when nothing).
-    pub(super) fn text(&self) -> String {
-        let bytes = self.0.lock().map(|b| b.clone()).unwrap_or_default();
+    /// What it said, on one line (empty when nothing), once it closed its stderr (it ended)
+    /// or a second passed.
+    pub(super) async fn finish(mut self) -> String {
+        if let Some(reader) = self.reader.take() {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(1), reader).await;
+        }
+        let bytes = self.kept.lock().map(|b| b.clone()).unwrap_or_default();
         String::from_utf8_lossy(&bytes)
             .lines()
             .map(str::trim)
@@ -64,9 +70,9 @@ pub(super) fn spawn(command: &str, destination: &str) -> Result<(ProxyStream, Sa
     };
     let stdout = child.stdout.take().ok_or_else(missing)?;
     let stdin = child.stdin.take().ok_or_else(missing)?;
-    let said = Said::default();
-    if let Some(mut stderr) = child.stderr.take() {
-        let kept = said.0.clone();
+    let kept = Arc::new(Mutex::new(Vec::new()));
+    let reader = child.stderr.take().map(|mut stderr| {
+        let kept = kept.clone();
         tokio::spawn(async move {
             let mut buf = [0u8; 1024];
             while let Ok(n) = stderr.read(&mut buf).await {
@@ -79,8 +85,9 @@ pub(super) fn spawn(command: &str, destination: &str) -> Result<(ProxyStream, Sa
                     kept.drain(..over);
                 }
             }
-        });
-    }
+        })
+    });
+    let said = Said { kept, reader };
     Ok((
         ProxyStream {
             stdout,
