@@ -5,7 +5,7 @@
 //! home with its daemon ([`agent`]) and a fleet of agents serving an app ([`agent_fleet`]), app instances started by hand the way the agent starts them
 //! ([`instance`]), a test CA and a mutual-TLS client ([`tls`]), HTTP requests and a load
 //! generator that counts every failed request ([`http`], [`load`]), HTTPS requests with or
-//! without a client certificate ([`https`]), a real terminal for the
+//! without a client certificate ([`https`]), `pmfleet dashboard` started ([`dashboard`]), a real terminal for the
 //! full-screen views ([`tmux`]), a headless browser for the web views ([`webdriver`]), free
 //! ports and who holds which connection ([`net`]), PM2 itself ([`pm2`]), processes and their
 //! open files ([`procs`]), and waiting on a
@@ -20,6 +20,7 @@ pub mod agent_fleet;
 pub mod assets;
 pub mod binaries;
 pub mod client_home;
+pub mod dashboard;
 pub mod deployed;
 pub mod git_repo;
 pub mod http;

@@ -10,14 +10,13 @@
 //! silent hold up no one and are let go at the handshake's deadline. Started again, the
 //! dashboard keeps its certificate.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
 use pmfleet_shared::tls::Role;
 use pmfleet_testkit::agent_fleet::AgentFleet;
+use pmfleet_testkit::dashboard::Dashboard;
 use pmfleet_testkit::https::{self, Conn};
 use pmfleet_testkit::project::{Project, audited, ok};
 use pmfleet_testkit::tls::Leaf;
@@ -31,19 +30,6 @@ const SERVER_JS: &str = r#"require("http").createServer((req, res) => {
   res.end(`pid ${process.pid}\n`);
 }).listen(process.env.PORT);
 "#;
-
-/// The dashboard process and its stdout (kept open); killed on drop.
-struct Dashboard(
-    Child,
-    #[allow(dead_code)] BufReader<std::process::ChildStdout>,
-);
-
-impl Drop for Dashboard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// What `pmfleet dashboard --tls` printed before serving.
 struct Started {
@@ -59,59 +45,24 @@ struct Started {
 
 fn start_dashboard(project: &Project) -> Started {
     let db = project.path().join("dashboard.sqlite");
-    let mut child = project
-        .command(&[
-            "dashboard",
-            "production",
-            "--tls",
-            "--listen",
-            "127.0.0.1:0",
-            "--refresh",
-            "1s",
-            "--db",
-            &db.display().to_string(),
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start the dashboard");
-    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
-    let mut lines = Vec::new();
-    for _ in 0..5 {
-        let mut line = String::new();
-        stdout
-            .read_line(&mut line)
-            .expect("what the dashboard prints");
-        lines.push(line.trim().to_string());
-    }
-    let url = lines[0]
-        .strip_prefix("pmfleet dashboard: https://127.0.0.1:")
-        .unwrap_or_else(|| panic!("an https address: {lines:?}"));
-    let port: u16 = url
-        .split('/')
-        .next()
-        .and_then(|p| p.parse().ok())
-        .expect("a port");
-    let token = url.split("?token=").nth(1).expect("a token").to_string();
-    let line = |prefix: &str| {
-        lines
-            .iter()
-            .find(|l| l.starts_with(prefix))
-            .unwrap_or_else(|| panic!("no `{prefix}` line in {lines:?}"))
-            .clone()
-    };
-    let certificate_line = line("certificate: ");
+    let dashboard = Dashboard::start(project, &db, &["--tls"], 5);
+    assert!(
+        dashboard.lines[0].starts_with("pmfleet dashboard: https://"),
+        "an https address: {:?}",
+        dashboard.lines
+    );
+    let certificate_line = dashboard.line("certificate: ").to_string();
     let trust_file = PathBuf::from(
-        line("trust: ")
+        dashboard
+            .line("trust: ")
             .strip_prefix("trust: ")
             .and_then(|l| l.split(' ').next())
             .expect("the CA file"),
     );
-    let dashboard = Dashboard(child, stdout);
     Started {
+        port: dashboard.port,
+        token: dashboard.token.clone(),
         dashboard,
-        port,
-        token,
         certificate_line,
         trust_file,
     }

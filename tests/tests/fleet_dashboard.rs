@@ -6,11 +6,11 @@
 //! deployed, a paused agent shows as unreachable, and a restarted dashboard still charts the
 //! samples it kept. Screenshots are left in target/test-artifacts/dashboard.
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, Stdio};
+use std::io::Write;
 use std::time::Duration;
 
 use pmfleet_testkit::agent_fleet::AgentFleet;
+use pmfleet_testkit::dashboard::Dashboard;
 use pmfleet_testkit::procs::Paused;
 use pmfleet_testkit::project::{Project, audited};
 use pmfleet_testkit::webdriver::{Browser, CHROMEDRIVER, CHROMIUM, http};
@@ -28,19 +28,6 @@ http.createServer((req, res) => {
 }).listen(process.env.PORT);
 "#;
 
-/// The dashboard process and its stdout; killed on drop.
-struct Dashboard(
-    Child,
-    #[allow(dead_code)] BufReader<std::process::ChildStdout>,
-);
-
-impl Drop for Dashboard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// The pids the page's instance table shows for `host`.
 fn pids_in(source: &str, host: &str) -> Vec<u32> {
     source
@@ -56,39 +43,8 @@ fn pids_in(source: &str, host: &str) -> Vec<u32> {
 /// `pmfleet dashboard production` on a free port with the history in `db`: the process, its
 /// port and its token (from the address it prints).
 fn start_dashboard(project: &Project, db: &std::path::Path) -> (Dashboard, u16, String) {
-    let mut child = project
-        .command(&[
-            "dashboard",
-            "production",
-            "--listen",
-            "127.0.0.1:0",
-            "--refresh",
-            "1s",
-            "--db",
-            &db.display().to_string(),
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start the dashboard");
-    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
-    let mut first_line = String::new();
-    stdout
-        .read_line(&mut first_line)
-        .expect("the dashboard's address");
-    let dashboard = Dashboard(child, stdout);
-    let url = first_line
-        .trim()
-        .strip_prefix("pmfleet dashboard: ")
-        .unwrap_or_else(|| panic!("{first_line}"))
-        .to_string();
-    let token = url.split("?token=").nth(1).expect("a token").to_string();
-    let port: u16 = url
-        .trim_start_matches("http://127.0.0.1:")
-        .split('/')
-        .next()
-        .and_then(|p| p.parse().ok())
-        .expect("a port");
+    let dashboard = Dashboard::start(project, db, &[], 1);
+    let (port, token) = (dashboard.port, dashboard.token.clone());
     (dashboard, port, token)
 }
 

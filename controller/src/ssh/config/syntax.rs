@@ -97,27 +97,7 @@ pub(crate) fn expand_tilde(path: &str, home: &Path) -> PathBuf {
 /// Expands `~` and the `%` tokens OpenSSH allows in IdentityFile and UserKnownHostsFile:
 /// `%d` home, `%u` local user, `%h` host name, `%r` remote user, `%p` port, `%%`.
 pub(crate) fn expand_path(path: &str, tokens: &Tokens<'_>) -> PathBuf {
-    let mut out = String::new();
-    let mut chars = path.chars();
-    while let Some(c) = chars.next() {
-        if c != '%' {
-            out.push(c);
-            continue;
-        }
-        match chars.next() {
-            Some('d') => out.push_str(&tokens.home.to_string_lossy()),
-            Some('u') => out.push_str(tokens.local_user),
-            Some('h') => out.push_str(tokens.hostname),
-            Some('r') => out.push_str(tokens.remote_user),
-            Some('p') => out.push_str(&tokens.port.to_string()),
-            Some('%') => out.push('%'),
-            Some(other) => {
-                out.push('%');
-                out.push(other);
-            }
-            None => out.push('%'),
-        }
-    }
+    let out = expand_tokens(path, tokens, None, |value| value.to_string());
     expand_tilde(&out, tokens.home)
 }
 
@@ -126,27 +106,42 @@ pub(crate) fn expand_path(path: &str, tokens: &Tokens<'_>) -> PathBuf {
 /// the shell (`nc %h %p` → `nc 'web1' '22'`), so no host name or user can add words or
 /// commands to it.
 pub(crate) fn expand_command(command: &str, tokens: &Tokens<'_>, alias: &str) -> String {
-    let quote = crate::shell::quote;
+    expand_tokens(command, tokens, Some(alias), crate::shell::quote)
+}
+
+/// `text` with its `%` tokens replaced by `put(value)`; `%n` only when `alias` is given, and
+/// an unknown token is kept as it is.
+fn expand_tokens(
+    text: &str,
+    tokens: &Tokens<'_>,
+    alias: Option<&str>,
+    put: impl Fn(&str) -> String,
+) -> String {
     let mut out = String::new();
-    let mut chars = command.chars();
+    let mut chars = text.chars();
     while let Some(c) = chars.next() {
         if c != '%' {
             out.push(c);
             continue;
         }
-        match chars.next() {
-            Some('h') => out.push_str(&quote(tokens.hostname)),
-            Some('p') => out.push_str(&quote(&tokens.port.to_string())),
-            Some('r') => out.push_str(&quote(tokens.remote_user)),
-            Some('n') => out.push_str(&quote(alias)),
-            Some('u') => out.push_str(&quote(tokens.local_user)),
-            Some('d') => out.push_str(&quote(&tokens.home.to_string_lossy())),
-            Some('%') => out.push('%'),
-            Some(other) => {
+        let next = chars.next();
+        let value = match next {
+            Some('d') => Some(tokens.home.to_string_lossy().into_owned()),
+            Some('u') => Some(tokens.local_user.to_string()),
+            Some('h') => Some(tokens.hostname.to_string()),
+            Some('r') => Some(tokens.remote_user.to_string()),
+            Some('p') => Some(tokens.port.to_string()),
+            Some('n') => alias.map(str::to_string),
+            _ => None,
+        };
+        match (value, next) {
+            (Some(value), _) => out.push_str(&put(&value)),
+            (None, Some('%')) => out.push('%'),
+            (None, Some(other)) => {
                 out.push('%');
                 out.push(other);
             }
-            None => out.push('%'),
+            (None, None) => out.push('%'),
         }
     }
     out
