@@ -82,8 +82,8 @@ pub fn record(
 
 /// Sends `request` to host `host` of `sessions` on a connection of its own (a verb may wait
 /// for new instances to be ready: up to two minutes), and adds the action to the audit trail
-/// of the host's environment — also when it failed. A trail that cannot be written is said on
-/// stderr; the action's answer is returned either way.
+/// of the host's environment — also when it failed ([`keep`]); the action's answer is
+/// returned either way.
 pub async fn send(
     sessions: &FleetSessions,
     host: usize,
@@ -110,15 +110,45 @@ pub async fn send(
         Ok(other) => Ok(vec![format!("{other:?}")]),
         Err(e) => Err(e.to_string()),
     };
-    let kept = record(actor, &target, request, &outcome, started, clock.elapsed());
-    let path = super::path_for(&target.env);
-    if let Err(e) = super::append(&path, &kept) {
+    keep(&record(
+        actor,
+        &target,
+        request,
+        &outcome,
+        started,
+        clock.elapsed(),
+    ));
+    answer
+}
+
+/// The record of `request` to `target`, refused by the view itself before it was sent
+/// (`why`: the role it would need): outcome `refused`.
+pub fn refused(actor: &Actor, target: &AgentTarget, request: &Request, why: &str) -> AuditRecord {
+    let mut r = record(
+        actor,
+        target,
+        request,
+        &Err(why.to_owned()),
+        crate::deploy::now_rfc3339(),
+        Duration::ZERO,
+    );
+    r.outcome = "refused".into();
+    for host in &mut r.hosts {
+        host.outcome = "refused".into();
+    }
+    r
+}
+
+/// Adds `kept` to the audit trail of its environment; one that cannot be written is said on
+/// stderr.
+pub fn keep(kept: &AuditRecord) {
+    let path = super::path_for(&kept.env);
+    if let Err(e) = super::append(&path, kept) {
         eprintln!(
             "warning: could not add to the audit trail {}: {e}",
             path.display()
         );
     }
-    answer
 }
 
 #[cfg(test)]
@@ -199,5 +229,15 @@ mod tests {
             assert_eq!(r.outcome, overall);
             assert_eq!(r.duration_ms, 1500);
         }
+        let request = Request::Stop {
+            target: Target::App("web".into()),
+        };
+        let r = refused(&actor, &target, &request, "needs the admin role");
+        assert_eq!(
+            (r.action.as_str(), r.outcome.as_str()),
+            ("app stop web", "refused")
+        );
+        assert_eq!(r.hosts[0].outcome, "refused");
+        assert_eq!(r.hosts[0].message, "needs the admin role");
     }
 }

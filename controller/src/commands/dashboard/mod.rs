@@ -472,15 +472,17 @@ async fn action(
         )
             .into_response();
     };
-    if let Err(e) = access::may_send(&session, &request) {
-        return (StatusCode::FORBIDDEN, format!("{e}\n")).into_response();
-    }
-    let what = format!("{} {} on {}", form.verb, form.app, target.label());
     let actor = Actor {
         performer: access::performer(&session, &shared.who),
         view: "pmfleet dashboard".into(),
         ecosystem: shared.ecosystem.clone(),
     };
+    if let Err(e) = access::may_send(&session, &request) {
+        // Not sent, and kept all the same: who tried what.
+        view_action::keep(&view_action::refused(&actor, &target, &request, &e));
+        return (StatusCode::FORBIDDEN, format!("{e}\n")).into_response();
+    }
+    let what = format!("{} {} on {}", form.verb, form.app, target.label());
     let outcome = view_action::send(&shared.sessions, form.host, &request, &actor).await;
     let message = match outcome {
         Ok(AgentResponse::Done { messages }) if messages.is_empty() => format!("{what}: done"),
