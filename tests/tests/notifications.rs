@@ -495,8 +495,36 @@ fn the_agents_crash_loops_errors_and_memory_restarts_reach_the_webhooks_through_
             .starts_with(&format!("{held_back} more in the last 15s")),
         "{summary}"
     );
-    let _ = events.kill();
-    let _ = events.wait();
+    // Stopped (SIGTERM, as a service manager stops it) while a new window holds another
+    // restart back: that one is told before it goes.
+    let hog_lines = || {
+        lines
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains("hog") && l.contains("max_memory_restart"))
+            .count()
+    };
+    wait_until(WAIT, "one more memory restart after the summary", || {
+        hog_lines() > hog_restarts
+    });
+    let summaries = || {
+        hog_told()
+            .iter()
+            .filter(|v| v["held_back"].is_u64())
+            .count()
+    };
+    let before = summaries();
+    // SAFETY: kill has no memory-safety preconditions; the pid is this test's child.
+    unsafe { libc::kill(events.id() as i32, libc::SIGTERM) };
+    let status = events.wait().expect("pmfleet events ends");
+    assert!(status.success(), "stopped cleanly: {status:?}");
+    assert_eq!(
+        summaries(),
+        before + 1,
+        "what the window held back was told at the stop: {:?}",
+        hog_told()
+    );
     for (event, app) in want {
         let body = receiver
             .events("/json", event)

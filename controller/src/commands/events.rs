@@ -2,7 +2,8 @@
 //! restarting, errored, reloads, releases applied) from every host, as they happen. With
 //! `--notify` it also tells the environment's webhooks about crash loops, errored instances,
 //! memory restarts and hosts that went back by themselves (run it as a service next to the
-//! fleet): the agents never call out.
+//! fleet): the agents never call out. Each is told at most once per app, host and event in
+//! `--notify-window`; what is held back when it is stopped (SIGINT, SIGTERM) is told then.
 
 use clap::Args;
 use pmfleet_shared::protocol::{Request, Response};
@@ -80,59 +81,88 @@ pub async fn run(args: EventsArgs) -> Exit {
             }
         });
     }
-    agents::stream_all(
-        &targets,
-        &client,
-        &Request::Events { app },
-        move |host, response| {
-            let Response::Event(event) = response else {
-                return;
+    // What the stop signal needs, kept apart from what the stream's callback takes.
+    let on_stop = notifier
+        .as_ref()
+        .map(|(n, _, _)| (n.clone(), throttle.clone()));
+    let request = Request::Events { app };
+    let streams = agents::stream_all(&targets, &client, &request, move |host, response| {
+        let Response::Event(event) = response else {
+            return;
+        };
+        if let Some((n, env, who)) = &notifier
+            && let Some(kind) = crate::notify::message::from_agent_event(&event)
+        {
+            let mut m = Message::new(kind, env, who);
+            m.app = (!event.app.is_empty()).then(|| event.app.clone());
+            m.hosts = vec![HostOutcome {
+                host: host.to_owned(),
+                outcome: kind.name().replace('_', " "),
+            }];
+            m.outcome = kind.name().replace('_', " ");
+            m.reason = Some(crate::notify::message::one_line(&event.message));
+            let key = Key {
+                host: host.to_owned(),
+                app: event.app.clone(),
+                event: kind,
             };
-            if let Some((n, env, who)) = &notifier
-                && let Some(kind) = crate::notify::message::from_agent_event(&event)
-            {
-                let mut m = Message::new(kind, env, who);
-                m.app = (!event.app.is_empty()).then(|| event.app.clone());
-                m.hosts = vec![HostOutcome {
-                    host: host.to_owned(),
-                    outcome: kind.name().replace('_', " "),
-                }];
-                m.outcome = kind.name().replace('_', " ");
-                m.reason = Some(crate::notify::message::one_line(&event.message));
-                let key = Key {
-                    host: host.to_owned(),
-                    app: event.app.clone(),
-                    event: kind,
-                };
-                let admitted = throttle
-                    .lock()
-                    .is_ok_and(|mut t| t.admit(key, &m, Instant::now()));
-                if admitted {
-                    n.send(&m);
-                }
+            let admitted = throttle
+                .lock()
+                .is_ok_and(|mut t| t.admit(key, &m, Instant::now()));
+            if admitted {
+                n.send(&m);
             }
-            if json {
-                let mut value = serde_json::to_value(&event).unwrap_or_default();
-                if let Some(obj) = value.as_object_mut() {
-                    obj.insert("host".into(), host.into());
-                }
-                println!("{value}");
-            } else {
-                let instance = event.instance.map(|i| format!("[{i}]")).unwrap_or_default();
-                let kind = serde_json::to_value(event.kind)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_string))
-                    .unwrap_or_default();
-                println!(
-                    "{host} | {} | {}{instance} {kind} {}",
-                    clock(event.at_ms),
-                    event.app,
-                    event.message
-                );
+        }
+        if json {
+            let mut value = serde_json::to_value(&event).unwrap_or_default();
+            if let Some(obj) = value.as_object_mut() {
+                obj.insert("host".into(), host.into());
             }
-        },
-    )
-    .await
+            println!("{value}");
+        } else {
+            let instance = event.instance.map(|i| format!("[{i}]")).unwrap_or_default();
+            let kind = serde_json::to_value(event.kind)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default();
+            println!(
+                "{host} | {} | {}{instance} {kind} {}",
+                clock(event.at_ms),
+                event.app,
+                event.message
+            );
+        }
+    });
+    let Some((n, throttle)) = on_stop else {
+        return streams.await;
+    };
+    // Told to stop (Ctrl-C, or SIGTERM from a service manager): what the windows still hold
+    // back is told before going, and what is on its way gets its time.
+    tokio::select! {
+        exit = streams => exit,
+        () = stop_signal() => {
+            let held = throttle.lock().map(|mut t| t.drain()).unwrap_or_default();
+            for summary in &held {
+                n.send(summary);
+            }
+            n.finish(crate::notify::FINISH_WAIT).await;
+            Exit::Success
+        }
+    }
+}
+
+/// SIGINT or SIGTERM (never, when they cannot be listened for).
+async fn stop_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) {
+        (Ok(mut int), Ok(mut term)) => {
+            tokio::select! { _ = int.recv() => {}, _ = term.recv() => {} }
+        }
+        _ => std::future::pending().await,
+    }
 }
 
 /// The environment's notifier (a URL naming a secret resolves the secrets first), its name

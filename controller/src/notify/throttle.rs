@@ -74,9 +74,23 @@ impl Throttle {
     /// back, its `held_back` count set and its reason saying so.
     pub fn due(&mut self, now: Instant) -> Vec<Message> {
         let window = self.window;
+        self.summaries(now, |w| now.duration_since(w.opened) >= window)
+    }
+
+    /// The summaries of every window that holds events back, ended or not: what is told
+    /// when the sender stops.
+    pub fn drain(&mut self) -> Vec<Message> {
+        let summaries = self.summaries(Instant::now(), |_| true);
+        self.open.clear();
+        summaries
+    }
+
+    /// The summaries of the windows `ended` says are over, each opened again at `now`.
+    fn summaries(&mut self, now: Instant, ended: impl Fn(&Window) -> bool) -> Vec<Message> {
+        let window = self.window;
         let mut summaries = Vec::new();
         self.open.retain(|_, w| {
-            if now.duration_since(w.opened) < window {
+            if !ended(w) {
                 return true;
             }
             let Some(mut last) = w.last.take().filter(|_| w.held_back > 0) else {
@@ -160,6 +174,20 @@ mod tests {
         // Quiet since: the window closes, the next event is told at once.
         assert!(t.due(at(180)).is_empty());
         assert!(t.admit(key("hog"), &message("at 181"), at(181)));
+    }
+
+    #[test]
+    fn stopping_tells_what_every_window_holds_back() {
+        let now = Instant::now();
+        let mut t = Throttle::new(Duration::from_secs(60));
+        assert!(t.admit(key("hog"), &message("first"), now));
+        assert!(!t.admit(key("hog"), &message("second"), now));
+        assert!(t.admit(key("api"), &message("only"), now));
+        let drained = t.drain();
+        assert_eq!(drained.len(), 1, "{drained:?}");
+        assert_eq!(drained[0].held_back, Some(1));
+        assert!(t.drain().is_empty());
+        assert!(t.admit(key("hog"), &message("again"), now));
     }
 
     #[test]
