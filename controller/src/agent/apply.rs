@@ -123,6 +123,38 @@ impl Agents {
         }
     }
 
+    /// Sends `request` to `member`'s agent, answered within `deadline`: an agent that
+    /// cannot be reached is [`ApplyError::Unreachable`], any other failure
+    /// [`ApplyError::Agent`].
+    async fn send(
+        &self,
+        member: &Member,
+        env_name: &str,
+        request: &Request,
+        deadline: Duration,
+    ) -> Result<Response, ApplyError> {
+        self.client
+            .request(
+                &member.host,
+                self.settings.port,
+                &self.via(member),
+                request,
+                Some(deadline),
+            )
+            .await
+            .map_err(|e| {
+                if e.is_unreachable() {
+                    ApplyError::Unreachable {
+                        host: member.host.clone(),
+                        env: env_name.to_string(),
+                        source: Arc::new(e),
+                    }
+                } else {
+                    ApplyError::Agent(Arc::new(e))
+                }
+            })
+    }
+
     /// Asks `member`'s agent to run the apps of `<root>/releases/<release>`; `Ok` says what it
     /// did, `Err` why the apps are not serving from it. `env_name` and `env` reach the agent
     /// only through the release's marker, and only when an older pmfleet left it empty.
@@ -145,26 +177,13 @@ impl Agents {
             timeout_ms: APPLY_TIMEOUT.as_millis() as u64,
         }));
         let answer = self
-            .client
-            .request(
-                &member.host,
-                self.settings.port,
-                &self.via(member),
+            .send(
+                member,
+                env_name,
                 &request,
-                Some(APPLY_TIMEOUT + Duration::from_secs(10)),
+                APPLY_TIMEOUT + Duration::from_secs(10),
             )
-            .await
-            .map_err(|e| {
-                if e.is_unreachable() {
-                    ApplyError::Unreachable {
-                        host: member.host.clone(),
-                        env: env_name.to_string(),
-                        source: Arc::new(e),
-                    }
-                } else {
-                    ApplyError::Agent(Arc::new(e))
-                }
-            })?;
+            .await?;
         let Response::Applied(report) = answer else {
             return Err(ApplyError::UnexpectedAnswer(format!("{answer:?}")));
         };
@@ -209,26 +228,13 @@ impl Agents {
             period_ms,
         }));
         let answer = self
-            .client
-            .request(
-                &member.host,
-                self.settings.port,
-                &self.via(member),
+            .send(
+                member,
+                env_name,
                 &request,
-                Some(Duration::from_millis(period_ms) + Duration::from_secs(30)),
+                Duration::from_millis(period_ms) + Duration::from_secs(30),
             )
-            .await
-            .map_err(|e| {
-                if e.is_unreachable() {
-                    ApplyError::Unreachable {
-                        host: member.host.clone(),
-                        env: env_name.to_string(),
-                        source: Arc::new(e),
-                    }
-                } else {
-                    ApplyError::Agent(Arc::new(e))
-                }
-            })?;
+            .await?;
         let Response::Watched(report) = answer else {
             return Err(ApplyError::UnexpectedAnswer(format!("{answer:?}")));
         };
