@@ -113,22 +113,7 @@ pub fn newest_common(hosts: &[(&str, &HostState)]) -> Result<String, NoCommon> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::deploy::history::{Action, Outcome, Record};
-
-    fn record(action: Action, release: &str) -> Record {
-        Record {
-            id: "x".into(),
-            action,
-            release: release.into(),
-            previous: None,
-            sha: String::new(),
-            git_ref: String::new(),
-            who: "t".into(),
-            when: "t".into(),
-            outcome: Outcome::Success,
-            message: None,
-        }
-    }
+    use crate::deploy::history::{Action, Record};
 
     /// A host that deployed `deploys` in order and holds `present`.
     fn host(deploys: &[&str], present: &[&str]) -> HostState {
@@ -136,13 +121,16 @@ mod tests {
             setup: true,
             current: deploys.last().map(|r| r.to_string()),
             releases: present.iter().map(|r| r.to_string()).collect(),
-            history: deploys.iter().map(|r| record(Action::Deploy, r)).collect(),
+            history: deploys
+                .iter()
+                .map(|r| Record::of(Action::Deploy, r))
+                .collect(),
             ..HostState::default()
         }
     }
 
     fn reverted(mut state: HostState, to: &str) -> HostState {
-        state.history.push(record(Action::Revert, to));
+        state.history.push(Record::of(Action::Revert, to));
         state.current = Some(to.into());
         state
     }

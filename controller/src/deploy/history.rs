@@ -73,6 +73,24 @@ impl Record {
         }
     }
 
+    /// A successful record of `action` on `release`, for the tables of the decisions that read
+    /// histories.
+    #[cfg(test)]
+    pub fn of(action: Action, release: &str) -> Record {
+        Record {
+            id: "x".into(),
+            action,
+            release: release.into(),
+            previous: None,
+            sha: String::new(),
+            git_ref: String::new(),
+            who: "t".into(),
+            when: "t".into(),
+            outcome: Outcome::Success,
+            message: None,
+        }
+    }
+
     /// The record as one line of the history file.
     pub fn to_line(&self) -> String {
         // Strings and enums always serialize.

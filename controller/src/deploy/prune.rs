@@ -50,29 +50,17 @@ pub fn prune_plan(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::deploy::history::{Action, Outcome, Record};
-
-    fn record(action: Action, release: &str) -> Record {
-        Record {
-            id: "x".into(),
-            action,
-            release: release.into(),
-            previous: None,
-            sha: String::new(),
-            git_ref: String::new(),
-            who: "t".into(),
-            when: "t".into(),
-            outcome: Outcome::Success,
-            message: None,
-        }
-    }
+    use crate::deploy::history::{Action, Record};
 
     fn state(deploys: &[&str], releases: &[&str], current: &str) -> HostState {
         HostState {
             setup: true,
             current: Some(current.into()),
             releases: releases.iter().map(|r| r.to_string()).collect(),
-            history: deploys.iter().map(|r| record(Action::Deploy, r)).collect(),
+            history: deploys
+                .iter()
+                .map(|r| Record::of(Action::Deploy, r))
+                .collect(),
             ..HostState::default()
         }
     }
@@ -136,11 +124,11 @@ mod tests {
             (
                 HostState {
                     history: vec![
-                        record(Action::Deploy, "a"),
-                        record(Action::Deploy, "b"),
-                        record(Action::Deploy, "c"),
-                        record(Action::Deploy, "d"),
-                        record(Action::Revert, "b"),
+                        Record::of(Action::Deploy, "a"),
+                        Record::of(Action::Deploy, "b"),
+                        Record::of(Action::Deploy, "c"),
+                        Record::of(Action::Deploy, "d"),
+                        Record::of(Action::Revert, "b"),
                     ],
                     ..state(&[], &["a", "b", "c", "d"], "b")
                 },
