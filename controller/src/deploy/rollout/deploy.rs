@@ -314,16 +314,31 @@ impl Rollout {
     }
 
     pub(super) fn deploy_apply_failed(&mut self, h: HostId, e: HostError, out: &mut Vec<Action>) {
+        // Counted as failed once it is back (`deploy_undone`), or now when it cannot go back.
+        if !self.back_or_fail(h, &e, Undo::NotReady, out) {
+            self.failed += 1;
+            self.after_host(out);
+        }
+    }
+
+    /// `h`'s new release, switched to, failed with `e`: back to the release it served, `undo`
+    /// keeping why — `true` — or, with none to go back to, concluded failed — `false`.
+    pub(super) fn back_or_fail(
+        &mut self,
+        h: HostId,
+        e: &HostError,
+        undo: fn(String) -> Undo,
+        out: &mut Vec<Action>,
+    ) -> bool {
         match self.hosts[h].previous.clone() {
             Some(previous) => {
-                self.hosts[h].undo =
-                    Some(Undo::NotReady(format!("{e}; switched back to {previous}")));
+                self.hosts[h].undo = Some(undo(format!("{e}; switched back to {previous}")));
                 self.set_busy(h, Busy::SwitchingBack);
                 let entry = self.back_entry(h, &previous, &format!("switched back: {e}"));
                 out.push(Action::SwitchBack(h, previous, entry));
+                true
             }
             None => {
-                self.failed += 1;
                 let message = format!("{e}; no previous release to go back to");
                 let c = self.deploy_conclusion(
                     h,
@@ -334,7 +349,7 @@ impl Rollout {
                     &message,
                 );
                 self.conclude(c, out);
-                self.after_host(out);
+                false
             }
         }
     }
@@ -387,23 +402,25 @@ impl Rollout {
         self.deploy_undone(h, None, out);
     }
 
+    /// The message of a host's failed release once it is done going back, counting it as
+    /// failed now unless it was counted when its watch window failed.
+    fn count_undone(&mut self, undo: Undo) -> String {
+        match undo {
+            Undo::NotReady(message) => {
+                self.failed += 1;
+                message
+            }
+            Undo::Unhealthy(message) => message,
+            _ => String::new(),
+        }
+    }
+
     /// `h` went back (or could not: `failed` says why): conclude it.
     fn deploy_undone(&mut self, h: HostId, failed: Option<HostError>, out: &mut Vec<Action>) {
         let previous = self.hosts[h].previous.clone().unwrap_or_default();
         match (self.hosts[h].undo.take(), failed) {
-            (Some(Undo::NotReady(message)), None) => {
-                self.failed += 1;
-                let c = self.deploy_conclusion(
-                    h,
-                    Status::RolledBack,
-                    message.clone(),
-                    true,
-                    Outcome::RolledBack,
-                    &message,
-                );
-                self.conclude(c, out);
-            }
-            (Some(Undo::Unhealthy(message)), None) => {
+            (Some(undo @ (Undo::NotReady(_) | Undo::Unhealthy(_))), None) => {
+                let message = self.count_undone(undo);
                 let c = self.deploy_conclusion(
                     h,
                     Status::RolledBack,
@@ -416,16 +433,7 @@ impl Rollout {
             }
             (Some(undo @ (Undo::NotReady(_) | Undo::Unhealthy(_))), Some(e)) => {
                 // Still on the new release, whose apps are not well: a failure, not a rollback.
-                let message = match undo {
-                    Undo::NotReady(message) => {
-                        self.failed += 1;
-                        message
-                    }
-                    // Counted when its window failed.
-                    Undo::Unhealthy(message) => message,
-                    _ => String::new(),
-                };
-                let message = message.replace(
+                let message = self.count_undone(undo).replace(
                     &format!("; switched back to {previous}"),
                     &format!("; could not switch back to {previous}: {e}"),
                 );

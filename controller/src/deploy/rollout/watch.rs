@@ -8,8 +8,6 @@
 
 use super::{Action, Busy, HostId, Rollout, Undo};
 use crate::deploy::error::HostError;
-use crate::deploy::history::Outcome;
-use crate::deploy::report::Status;
 
 impl Rollout {
     /// `h`'s apps run the release: its agent watches them.
@@ -36,27 +34,7 @@ impl Rollout {
             Err(e) => e,
         };
         self.failed += 1;
-        match self.hosts[h].previous.clone() {
-            Some(previous) => {
-                self.hosts[h].undo =
-                    Some(Undo::Unhealthy(format!("{e}; switched back to {previous}")));
-                self.set_busy(h, Busy::SwitchingBack);
-                let entry = self.back_entry(h, &previous, &format!("switched back: {e}"));
-                out.push(Action::SwitchBack(h, previous, entry));
-            }
-            None => {
-                let message = format!("{e}; no previous release to go back to");
-                let c = self.deploy_conclusion(
-                    h,
-                    Status::Failed,
-                    message.clone(),
-                    false,
-                    Outcome::Failed,
-                    &message,
-                );
-                self.conclude(c, out);
-            }
-        }
+        self.back_or_fail(h, &e, Undo::Unhealthy, out);
         if self.failed > self.max_fail() {
             self.stop_switching(out);
         } else {
