@@ -117,6 +117,26 @@ impl AgentHome {
     }
 }
 
+/// Appends `line` to `f` (opened for reading and appending) in one `write`, ending a torn
+/// last line first, so a record never runs into the one before it.
+pub fn append_whole_line(f: &mut std::fs::File, line: &str) -> std::io::Result<()> {
+    use std::io::{Read, Seek, SeekFrom, Write};
+    let torn = match f.seek(SeekFrom::End(-1)) {
+        Ok(_) => {
+            let mut last = [0u8; 1];
+            f.read_exact(&mut last).is_ok() && last[0] != b'\n'
+        }
+        Err(_) => false,
+    };
+    let mut bytes = Vec::with_capacity(line.len() + 2);
+    if torn {
+        bytes.push(b'\n');
+    }
+    bytes.extend_from_slice(line.as_bytes());
+    bytes.push(b'\n');
+    f.write_all(&bytes)
+}
+
 /// Write `bytes` to `path` so a reader sees the old content or the new, never a mix:
 /// a temporary file in the same directory, fsync, rename.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {

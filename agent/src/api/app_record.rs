@@ -11,7 +11,6 @@
 //! line; nothing from the apps' environment is written, only the command and the agent's
 //! answer, redacted all the same.
 
-use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use pmfleet_shared::protocol::{Request, Response, Target};
@@ -136,20 +135,7 @@ pub fn append(root: &Path, line: &str) -> std::io::Result<()> {
         .mode(0o644)
         .custom_flags(nix::libc::O_NOFOLLOW)
         .open(root.join(".pmfleet/audit.jsonl"))?;
-    let torn = match f.seek(SeekFrom::End(-1)) {
-        Ok(_) => {
-            let mut last = [0u8; 1];
-            f.read_exact(&mut last).is_ok() && last[0] != b'\n'
-        }
-        Err(_) => false,
-    };
-    let mut bytes = Vec::with_capacity(line.len() + 2);
-    if torn {
-        bytes.push(b'\n');
-    }
-    bytes.extend_from_slice(line.as_bytes());
-    bytes.push(b'\n');
-    f.write_all(&bytes)
+    crate::home::append_whole_line(&mut f, line)
 }
 
 #[cfg(test)]

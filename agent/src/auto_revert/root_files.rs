@@ -155,27 +155,13 @@ impl Root {
 
     /// Appends one line to the history, ending a torn last line first.
     pub fn append_history(&self, line: &str) -> std::io::Result<()> {
-        use std::io::{Read, Seek, SeekFrom};
         let path = self.file(".pmfleet/history.jsonl");
         let mut f = std::fs::OpenOptions::new()
             .read(true)
             .append(true)
             .create(true)
             .open(path)?;
-        let torn = match f.seek(SeekFrom::End(-1)) {
-            Ok(_) => {
-                let mut last = [0u8; 1];
-                f.read_exact(&mut last).is_ok() && last[0] != b'\n'
-            }
-            Err(_) => false,
-        };
-        let mut bytes = Vec::with_capacity(line.len() + 2);
-        if torn {
-            bytes.push(b'\n');
-        }
-        bytes.extend_from_slice(line.as_bytes());
-        bytes.push(b'\n');
-        f.write_all(&bytes)
+        crate::home::append_whole_line(&mut f, line)
     }
 
     /// What the history says of `release`: the SHA and ref of its last successful deploy.
