@@ -58,6 +58,12 @@ pub fn uptime(ms: u64) -> String {
     }
 }
 
+/// Now, RFC 3339, UTC, to the second (`2026-12-01T16:30:00Z`): how every history and audit
+/// record, the controller's and the agents', says when.
+pub fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
 /// An elapsed time in seconds with one decimal: `0.4s`, `12.3s`.
 pub fn seconds(d: Duration) -> String {
     format!("{:.1}s", d.as_secs_f64())
@@ -108,6 +114,14 @@ pub fn fit<const N: usize>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn now_is_written_to_the_second_in_utc() {
+        let now = now_rfc3339();
+        assert_eq!(now.len(), "2026-12-01T16:30:00Z".len(), "{now}");
+        assert!(now.ends_with('Z') && now.as_bytes()[10] == b'T', "{now}");
+        assert!(chrono::DateTime::parse_from_rfc3339(&now).is_ok(), "{now}");
+    }
 
     #[test]
     fn fit_shortens_the_widest_shrinkable_column_first() {

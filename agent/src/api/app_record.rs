@@ -15,8 +15,8 @@ use std::path::{Path, PathBuf};
 
 use pmfleet_shared::protocol::{Request, Response, Target};
 
-use super::deploy_roots::{AppPaths, apps_of, apps_of_supervisor, read_small};
-use super::release_gate::{ROOTS_FILE, registered};
+use super::deploy_roots::{AppPaths, apps_of, apps_of_supervisor};
+use super::release_gate::registered_in;
 use crate::supervisor::Supervisor;
 
 /// The longest line written (a longer answer is cut).
@@ -84,11 +84,7 @@ pub fn entry(id: &str, command: &str, who: &str, when: &str, resp: &Response) ->
 
 /// The registered roots whose releases `app` (every app, for `None`) runs from.
 pub fn roots_of(agent_home: &Path, apps: &[AppPaths], app: Option<&str>) -> Vec<PathBuf> {
-    let text = read_small(&agent_home.join(ROOTS_FILE))
-        .ok()
-        .flatten()
-        .unwrap_or_default();
-    registered(&text)
+    registered_in(agent_home)
         .into_iter()
         .filter(|root| {
             let mut bases = vec![root.join("releases")];
@@ -110,14 +106,7 @@ pub fn record_id() -> String {
     format!("app-{}-{nanos}", std::process::id())
 }
 
-/// Now, RFC 3339, UTC, to the second (as the controller's records have it).
-pub fn now_rfc3339() -> String {
-    let now = time::OffsetDateTime::now_utc();
-    now.replace_nanosecond(0)
-        .unwrap_or(now)
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
-}
+pub use pmfleet_shared::display::now_rfc3339;
 
 /// The roots an app command is about, read before it runs (a deleted app is gone after).
 pub fn roots_for(sup: &Supervisor, app: Option<&str>) -> Vec<PathBuf> {
@@ -141,6 +130,7 @@ pub fn append(root: &Path, line: &str) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::release_gate::ROOTS_FILE;
     use pmfleet_shared::protocol::{ApiError, ErrorKind, MaintenanceRequest, ScaleTo};
 
     #[test]

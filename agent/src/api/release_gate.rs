@@ -102,6 +102,15 @@ pub fn registered(text: &str) -> Vec<PathBuf> {
         .collect()
 }
 
+/// The roots registered in `agent_home` (none when the file is missing or cannot be read).
+pub fn registered_in(agent_home: &Path) -> Vec<PathBuf> {
+    let text = super::deploy_roots::read_small(&agent_home.join(ROOTS_FILE))
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    registered(&text)
+}
+
 /// Resolve a remote `apply_release` against what SSH put on the host, or say why not.
 pub fn resolve(agent_home: &Path, req: &ApplyRelease) -> Result<ApplyDir, GateError> {
     let id = &req.release;

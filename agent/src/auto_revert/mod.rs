@@ -25,8 +25,7 @@ use std::time::{Duration, SystemTime};
 use pmfleet_shared::protocol::{ApplyRelease, AutoReverted, EventKind, Pending};
 use tokio_util::sync::CancellationToken;
 
-use crate::api::deploy_roots::read_small;
-use crate::api::release_gate::{self, ROOTS_FILE, registered};
+use crate::api::release_gate;
 use crate::supervisor::Supervisor;
 use decide::{Decision, Facts, decide};
 use root_files::Root;
@@ -56,11 +55,7 @@ pub async fn run(sup: Supervisor, shutdown: CancellationToken) {
 
 /// The deploy roots registered in `agent_home`.
 fn roots(agent_home: &Path) -> Vec<Root> {
-    let text = read_small(&agent_home.join(ROOTS_FILE))
-        .ok()
-        .flatten()
-        .unwrap_or_default();
-    registered(&text)
+    release_gate::registered_in(agent_home)
         .into_iter()
         .map(|path| Root { path })
         .collect()
@@ -138,7 +133,7 @@ async fn go_back(
         "holder": format!("pmfleet-agent@{machine}"),
         "deploy_id": id,
         "action": "auto-revert",
-        "since": now_rfc3339(),
+        "since": pmfleet_shared::display::now_rfc3339(),
         "pid": std::process::id(),
         "machine": machine,
     });
@@ -173,7 +168,7 @@ async fn go_back(
         "sha": sha,
         "ref": git_ref,
         "who": format!("pmfleet-agent@{machine}"),
-        "when": now_rfc3339(),
+        "when": pmfleet_shared::display::now_rfc3339(),
         "outcome": "success",
         "message": format!("went back by itself: {why}"),
     });
@@ -186,7 +181,7 @@ async fn go_back(
         rollout: pending.rollout.clone(),
         from: pending.release.clone(),
         to: pending.previous.clone(),
-        when: now_rfc3339(),
+        when: pmfleet_shared::display::now_rfc3339(),
         why: if apps_back {
             why.to_string()
         } else {
@@ -234,12 +229,4 @@ async fn run_again(sup: &Supervisor, root: &Root, release: &str) -> (bool, Strin
         }
         Err(e) => (false, e.report()),
     }
-}
-
-fn now_rfc3339() -> String {
-    let now = time::OffsetDateTime::now_utc();
-    now.replace_nanosecond(0)
-        .unwrap_or(now)
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
 }

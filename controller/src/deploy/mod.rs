@@ -109,14 +109,7 @@ pub fn hostname() -> Option<String> {
         .filter(|name| !name.is_empty())
 }
 
-/// Now, as RFC 3339 UTC.
-pub fn now_rfc3339() -> String {
-    let now = time::OffsetDateTime::now_utc();
-    now.replace_nanosecond(0)
-        .unwrap_or(now)
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
-}
+pub use pmfleet_shared::display::now_rfc3339;
 
 /// A new release id: the UTC time to the millisecond, `20261124-061530-123`, so release
 /// directories sort by age. Made once per deploy; the same on every host.
