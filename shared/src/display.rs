@@ -64,6 +64,23 @@ pub fn now_rfc3339() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
+/// `s` safe inside HTML text and attribute values (`&`, `<`, `>`, `"`, `'` escaped): the
+/// dashboard's pages and the agents' maintenance page.
+pub fn html_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// An elapsed time in seconds with one decimal: `0.4s`, `12.3s`.
 pub fn seconds(d: Duration) -> String {
     format!("{:.1}s", d.as_secs_f64())

@@ -39,21 +39,13 @@ pub fn answer(message: &str) -> Vec<u8> {
     .into_bytes()
 }
 
-/// `message` safe inside HTML text.
+/// `message` safe inside HTML text, its control characters (but newlines) dropped.
 fn escape(message: &str) -> String {
-    let mut out = String::with_capacity(message.len());
-    for c in message.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c if c.is_control() && c != '\n' => {}
-            c => out.push(c),
-        }
-    }
-    out
+    let kept: String = message
+        .chars()
+        .filter(|c| !c.is_control() || *c == '\n')
+        .collect();
+    pmfleet_shared::display::html_escape(&kept)
 }
 
 #[cfg(test)]

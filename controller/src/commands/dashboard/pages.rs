@@ -23,21 +23,7 @@ pub struct HostState {
     pub answer: Option<Result<AgentStatus, String>>,
 }
 
-/// HTML-escape `s`.
-pub fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+pub use pmfleet_shared::display::html_escape as escape;
 
 /// `s` percent-encoded for a path segment or a query value.
 pub fn encode(s: &str) -> String {
