@@ -1,5 +1,7 @@
-//! What the benchmarks share: reading `RUNS [SIZES]` from the command line, and the median
-//! they print.
+//! What the benchmarks share: reading `RUNS [SIZES]` from the command line, the median
+//! they print, and many real agents on loopback ([`agents`]).
+
+pub mod agents;
 
 use std::time::Duration;
 

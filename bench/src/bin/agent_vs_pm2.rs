@@ -699,17 +699,9 @@ fn wait_timeout(child: &mut Child, timeout: Duration) -> anyhow::Result<ExitStat
     }
 }
 
-/// Resident memory of one process (not its children), from /proc.
+/// Resident memory of one process (not its children), in bytes.
 fn rss(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kb: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()?;
-    Some(kb * 1024)
+    pmfleet_bench::agents::rss_kib(pid).map(|kib| kib * 1024)
 }
 
 /// The first process whose argv and environment satisfy `pred`.

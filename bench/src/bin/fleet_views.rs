@@ -13,88 +13,32 @@
 //! chromium and chromedriver the browser column says so and the others are still measured).
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use pmfleet::pki::{self, Ca};
-use pmfleet_testkit::binaries::{agent_bin, pmfleet_bin};
-use pmfleet_testkit::free_port;
+use pmfleet_bench::agents::{LoopbackAgents, rss_kib};
+use pmfleet_bench::median;
+use pmfleet_testkit::binaries::pmfleet_bin;
 use pmfleet_testkit::tmux::{Tmux, shell_line};
 use pmfleet_testkit::wait::poll_for;
 use pmfleet_testkit::webdriver::{Browser, http};
 use serde_json::{Value, json};
 
-struct Fleet {
-    work: tempfile::TempDir,
-    ca_dir: PathBuf,
-    homes: Vec<PathBuf>,
-}
-
-impl Drop for Fleet {
-    fn drop(&mut self) {
-        for home in &self.homes {
-            let _ = Command::new(agent_bin())
-                .arg("kill")
-                .env("PMFLEET_AGENT_HOME", home)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
-        }
-    }
-}
+/// The agents, and the views' commands against them.
+struct Fleet(LoopbackAgents);
 
 fn start(agents: usize) -> anyhow::Result<Fleet> {
-    let work = tempfile::Builder::new().prefix("views-bench-").tempdir()?;
-    let ca_dir = work.path().join("ca");
-    let ca = Ca::init(&ca_dir).context("fleet CA")?;
-    let port = free_port();
-    let mut fleet = Fleet {
-        work,
-        ca_dir,
-        homes: Vec::new(),
-    };
-    let mut hosts = Vec::new();
-    for i in 0..agents {
-        let address = format!("127.0.{}.{}", 20 + i / 250, i % 250 + 2);
-        let home = fleet.work.path().join(format!("agent-{i}"));
-        let tls = home.join("tls");
-        std::fs::create_dir_all(&tls)?;
-        let (cert, key) = pki::issue_agent_cert(&ca, std::slice::from_ref(&address), 30)?;
-        std::fs::write(tls.join("agent.pem"), cert)?;
-        write_private(&tls.join("agent.key"), &key)?;
-        std::fs::write(tls.join("ca.pem"), ca.cert_pem())?;
-        std::fs::write(tls.join("listen"), format!("{address}:{port}\n"))?;
-        std::fs::write(home.join("metrics"), "tls\n")?;
-        let status = Command::new(agent_bin())
-            .arg("ping")
-            .env("PMFLEET_AGENT_HOME", &home)
-            .stdout(Stdio::null())
-            .status()?;
-        if !status.success() {
-            bail!("agent {i} did not start (see {}/agent.log)", home.display());
-        }
-        fleet.homes.push(home);
-        hosts.push(address);
-    }
-    let project = fleet.work.path().join("project");
-    std::fs::create_dir_all(&project)?;
-    std::fs::write(
-        project.join("ecosystem.json"),
-        json!({"deploy": {"fleet": {
-            "host": hosts, "ref": "main", "repo": "/nonexistent", "path": "/srv/app",
-            "agent": {"port": port},
-        }}})
-        .to_string(),
-    )?;
-    Ok(fleet)
+    let address = |i: usize| format!("127.0.{}.{}", 20 + i / 250, i % 250 + 2);
+    LoopbackAgents::start("views-bench-", agents, address, Some("tls")).map(Fleet)
 }
 
 impl Fleet {
     /// The agents' average VmRSS, in KiB.
     fn agents_rss_kib(&self) -> u64 {
         let rss: Vec<u64> = self
+            .0
             .homes
             .iter()
             .filter_map(|h| std::fs::read_to_string(h.join("agent.pid")).ok())
@@ -104,31 +48,18 @@ impl Fleet {
     }
 
     fn project(&self) -> PathBuf {
-        self.work.path().join("project")
+        self.0.project()
     }
 
     fn pmfleet(&self, args: &[&str]) -> Command {
         let mut c = Command::new(pmfleet_bin());
         c.args(args)
             .current_dir(self.project())
-            .env("PMFLEET_CA_DIR", &self.ca_dir)
-            .env("HOME", self.work.path())
+            .env("PMFLEET_CA_DIR", &self.0.ca_dir)
+            .env("HOME", self.0.work.path())
             .env_remove("CI");
         c
     }
-}
-
-fn rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-}
-
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v.get(v.len() / 2).copied().unwrap_or_default()
 }
 
 /// `pmfleet status --json` wall time, median of 3, every agent answering.
@@ -147,7 +78,7 @@ fn status_time(fleet: &Fleet, agents: usize) -> anyhow::Result<Duration> {
             bail!("only {up} of {agents} agents answered status");
         }
     }
-    Ok(median(times))
+    Ok(median(&times))
 }
 
 struct Killed(Child);
@@ -169,7 +100,7 @@ struct Dashboard {
 }
 
 fn dashboard(fleet: &Fleet, agents: usize) -> anyhow::Result<Dashboard> {
-    let db = fleet.work.path().join("dashboard.sqlite");
+    let db = fleet.0.work.path().join("dashboard.sqlite");
     let started = Instant::now();
     let mut child = fleet
         .pmfleet(&["dashboard", "--listen", "127.0.0.1:0", "--refresh", "1s"])
@@ -317,7 +248,7 @@ fn page_loads(url: &str, port: u16, agents: usize) -> Result<PageLoads, String> 
             .iter()
             .filter_map(|l| l.get(i).copied().flatten())
             .collect();
-        (!seen.is_empty()).then(|| median(seen))
+        (!seen.is_empty()).then(|| median(&seen))
     };
     Ok(PageLoads {
         response: at(0).unwrap_or_default(),
@@ -422,16 +353,4 @@ fn main() -> anyhow::Result<()> {
         "goals: status and the dashboard's fleet page under 1 s at 200; monit refreshing each second; agents idle with metrics on under 6 MiB"
     );
     Ok(())
-}
-
-fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(true)
-        .write(true)
-        .mode(0o600)
-        .open(path)?
-        .write_all(text.as_bytes())
 }

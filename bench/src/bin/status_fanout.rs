@@ -5,14 +5,12 @@
 //! `cargo run --release -p pmfleet-bench --bin status_fanout [-- AGENTS [RUNS]]` (default 50, 5).
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use pmfleet::pki::{self, Ca};
-use pmfleet_testkit::binaries::{agent_bin, pmfleet_bin};
-use pmfleet_testkit::free_port;
-use serde_json::json;
+use pmfleet_bench::agents::LoopbackAgents;
+use pmfleet_testkit::binaries::pmfleet_bin;
 
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
@@ -21,54 +19,14 @@ fn main() -> anyhow::Result<()> {
     if agents == 0 || agents > 250 {
         bail!("between 1 and 250 agents (one loopback address each)");
     }
-    let work = tempfile::Builder::new().prefix("status-bench-").tempdir()?;
-    let ca_dir = work.path().join("ca");
-    let ca = Ca::init(&ca_dir).context("fleet CA")?;
-    let port = free_port();
-    let agent = agent_bin();
-    let mut homes = Vec::new();
-    let mut hosts = Vec::new();
-    for i in 0..agents {
-        let address = format!("127.0.0.{}", i + 2);
-        let home = work.path().join(format!("agent-{i}"));
-        let tls = home.join("tls");
-        std::fs::create_dir_all(&tls)?;
-        let (cert, key) = pki::issue_agent_cert(&ca, std::slice::from_ref(&address), 30)?;
-        std::fs::write(tls.join("agent.pem"), cert)?;
-        write_private(&tls.join("agent.key"), &key)?;
-        std::fs::write(tls.join("ca.pem"), ca.cert_pem())?;
-        std::fs::write(tls.join("listen"), format!("{address}:{port}\n"))?;
-        let status = Command::new(&agent)
-            .arg("ping")
-            .env("PMFLEET_AGENT_HOME", &home)
-            .stdout(Stdio::null())
-            .status()?;
-        if !status.success() {
-            bail!("agent {i} did not start (see {}/agent.log)", home.display());
-        }
-        hosts.push(address);
-        homes.push(home);
-    }
-    let project = work.path().join("project");
-    std::fs::create_dir_all(&project)?;
-    std::fs::write(
-        project.join("ecosystem.json"),
-        json!({"deploy": {"fleet": {
-            "host": hosts, "ref": "main", "repo": "/nonexistent", "path": "/srv/app",
-            "agent": {"port": port},
-        }}})
-        .to_string(),
+    let fleet = LoopbackAgents::start(
+        "status-bench-",
+        agents,
+        |i| format!("127.0.0.{}", i + 2),
+        None,
     )?;
-    let result = measure(&project, &ca_dir, agents, runs);
-    for home in &homes {
-        let _ = Command::new(&agent)
-            .arg("kill")
-            .env("PMFLEET_AGENT_HOME", home)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-    }
-    let times = result?;
+    let times = measure(&fleet.project(), &fleet.ca_dir, agents, runs)?;
+    drop(fleet);
     let mut sorted = times.clone();
     sorted.sort();
     let median = sorted[sorted.len() / 2];
@@ -118,16 +76,4 @@ fn measure(
         times.push(elapsed);
     }
     Ok(times)
-}
-
-fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(true)
-        .write(true)
-        .mode(0o600)
-        .open(path)?
-        .write_all(text.as_bytes())
 }
