@@ -13,13 +13,7 @@ use crate::deploy::report::Status;
 impl Rollout {
     /// Every batch switched: ask every switched host to keep the release.
     pub(super) fn confirm_all(&mut self, out: &mut Vec<Action>) {
-        let hosts: Vec<HostId> = self
-            .batches
-            .iter()
-            .flatten()
-            .copied()
-            .filter(|h| self.hosts[*h].switched && !self.hosts[*h].concluded)
-            .collect();
+        let hosts = self.switched_open();
         if hosts.is_empty() {
             self.conclude_served(out);
             return;
@@ -73,16 +67,20 @@ impl Rollout {
             "switched back: {} did not keep the release, so no host does",
             names.join(", ")
         );
-        let confirmed: Vec<HostId> = self
-            .batches
-            .iter()
-            .flatten()
-            .copied()
-            .filter(|h| self.hosts[*h].switched && !self.hosts[*h].concluded)
-            .collect();
+        let confirmed = self.switched_open();
         for h in confirmed {
             self.send_back(h, why.clone(), out);
         }
         self.after_host(out);
+    }
+
+    /// The hosts of every batch that switched and are not concluded yet.
+    fn switched_open(&self) -> Vec<HostId> {
+        self.batches
+            .iter()
+            .flatten()
+            .copied()
+            .filter(|h| self.hosts[*h].switched && !self.hosts[*h].concluded)
+            .collect()
     }
 }
