@@ -11,7 +11,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::session::Session;
+use super::session::{Caller, Session};
 use super::{Origin, TlsControl};
 use crate::supervisor::Supervisor;
 use crate::upgrade::Upgrader;
@@ -82,7 +82,8 @@ async fn serve(
             _ = shutdown.cancelled() => return,
         };
         let mut session = session.clone();
-        session.client = host_user(&stream);
+        // The socket is the agent user's: the peer is that user or root.
+        session.client = stream.peer_cred().ok().map(|c| Caller::HostUser(c.uid()));
         tasks.spawn(async move {
             if let Err(e) = session.serve(&mut stream).await {
                 tracing::debug!("control connection: {e}");
@@ -90,22 +91,6 @@ async fn serve(
             drop(permit);
         });
     }
-}
-
-/// Who is on the other end of a control connection, as an app command it sends is recorded
-/// ([`super::app_record`]): `host user alice`, from the socket's peer credentials (the
-/// socket is the agent user's, so this is that user or root); `host user uid 1000` when the
-/// name cannot be read; `None` when the kernel does not say.
-fn host_user(stream: &tokio::net::UnixStream) -> Option<String> {
-    let uid = stream.peer_cred().ok()?.uid();
-    let name = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
-        .ok()
-        .flatten()
-        .map(|u| u.name);
-    Some(match name {
-        Some(name) => format!("host user {name}"),
-        None => format!("host user uid {uid}"),
-    })
 }
 
 #[cfg(test)]

@@ -51,9 +51,33 @@ pub(crate) struct Session {
     pub tls: Option<TlsControl>,
     /// What `upgrade` needs; `None` where it is not served (remote clients, tests).
     pub upgrader: Option<Upgrader>,
-    /// Who an app command is recorded as ([`super::app_record`]): a remote client's name,
-    /// from its certificate, or the host user on the local socket; `None` records nothing.
-    pub client: Option<String>,
+    /// Who an app command is recorded as ([`super::app_record`]); `None` records nothing.
+    pub client: Option<Caller>,
+}
+
+/// Who is on the other end of a connection, as an app command it sends is recorded.
+#[derive(Clone, Debug)]
+pub(crate) enum Caller {
+    /// A remote client, by its certificate's name.
+    Certificate(String),
+    /// A user on this host, on the control socket, by uid (its name is looked up only when
+    /// a command is recorded).
+    HostUser(u32),
+}
+
+impl Caller {
+    /// `client:ci`, or `host user alice` (`host user uid 1000` when the name cannot be read).
+    fn name(&self) -> String {
+        match self {
+            Caller::Certificate(name) => name.clone(),
+            Caller::HostUser(uid) => {
+                match nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(*uid)) {
+                    Ok(Some(user)) => format!("host user {}", user.name),
+                    _ => format!("host user uid {uid}"),
+                }
+            }
+        }
+    }
 }
 
 impl Session {
@@ -222,7 +246,9 @@ impl Session {
     fn record(&self, command: &str, roots: &[PathBuf], resp: &Response) {
         let who = format!(
             "{} ({})",
-            self.client.as_deref().unwrap_or("unnamed certificate"),
+            self.client
+                .as_ref()
+                .map_or_else(|| "unnamed certificate".to_string(), Caller::name),
             self.origin.role_name()
         );
         let line = super::app_record::entry(

@@ -37,7 +37,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::admission::{Handshakes, Sessions};
-use super::session::Session;
+use super::session::{Caller, Session};
 use super::{Origin, TlsReloads};
 use crate::home::AgentHome;
 use crate::identity::{self, ServerIdentity};
@@ -227,7 +227,7 @@ async fn serve_authenticated(
     tracing::debug!(%peer, role = %shown, "mutual TLS: client accepted");
     let session = Session {
         origin: Origin::remote(role),
-        client: peer_name(stream),
+        client: peer_name(stream).map(Caller::Certificate),
         ..session.clone()
     };
     if let Err(e) = session.serve(stream).await {
